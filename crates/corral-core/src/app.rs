@@ -1,0 +1,305 @@
+//! The whole model of one host: qubes, labels, pools and global properties, plus the `Op`s that change it.
+//!
+//! Every change is first planned as a list of `Op`s (validated against the current model), then written
+//! to the store in one transaction, and only then applied here. Applying never fails.
+
+use std::collections::{BTreeMap, HashMap};
+
+use uuid::Uuid;
+
+use crate::domain::{Class, Domain, DOM0_UUID};
+use crate::firewall::Rule;
+use crate::label::{builtin_labels, Label};
+use crate::props::{self, Access};
+use crate::volume::{Driver, Pool, Volume};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostInfo {
+    pub memory_mib: u64,
+    pub cpus: u32,
+}
+
+/// One durable change. The store writes exactly these; the model applies exactly these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    InsertDomain(Box<Domain>),
+    DeleteDomain { qid: u32 },
+    SetProp { qid: u32, name: String, value: Option<String> },
+    SetFeature { qid: u32, name: String, value: Option<String> },
+    SetTag { qid: u32, tag: String, present: bool },
+    SetFirewall { qid: u32, rules: Vec<Rule> },
+    SetNotes { qid: u32, text: String },
+    SetVolume { qid: u32, volume: Volume },
+    SetGlobalProp { name: String, value: Option<String> },
+    InsertLabel(Label),
+    DeleteLabel { index: u32 },
+    PutPool(Pool),
+    DeletePool { name: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    domains: BTreeMap<String, Domain>,
+    by_uuid: HashMap<Uuid, String>,
+    by_qid: HashMap<u32, String>,
+    labels: BTreeMap<u32, Label>,
+    pools: Vec<Pool>,
+    props: BTreeMap<String, String>,
+    pub host: HostInfo,
+}
+
+pub const MAX_QID: u32 = 10000;
+
+impl App {
+    pub fn empty(host: HostInfo) -> Self {
+        App {
+            domains: BTreeMap::new(),
+            by_uuid: HashMap::new(),
+            by_qid: HashMap::new(),
+            labels: BTreeMap::new(),
+            pools: Vec::new(),
+            props: BTreeMap::new(),
+            host,
+        }
+    }
+
+    /// What a fresh install has: dom0, the standard labels, the built-in pools. Nothing else.
+    pub fn initial_ops(state_dir: &str, kernels_dir: &str) -> Vec<Op> {
+        let mut dom0 = Domain::new(0, "dom0", DOM0_UUID, Class::AdminVM);
+        dom0.firewall.clear();
+        dom0.props.insert("label".into(), "black".into());
+        let mut ops = vec![Op::InsertDomain(Box::new(dom0))];
+        ops.extend(builtin_labels().into_iter().map(Op::InsertLabel));
+        ops.push(Op::PutPool(Pool::new("varlibqubes", Driver::File, state_dir)));
+        ops.push(Op::PutPool(Pool::new("linux-kernel", Driver::LinuxKernel, kernels_dir)));
+        ops
+    }
+
+    pub fn apply(&mut self, op: Op) {
+        match op {
+            Op::InsertDomain(d) => {
+                self.by_uuid.insert(d.uuid, d.name.clone());
+                self.by_qid.insert(d.qid, d.name.clone());
+                self.domains.insert(d.name.clone(), *d);
+            }
+            Op::DeleteDomain { qid } => {
+                if let Some(name) = self.by_qid.remove(&qid) {
+                    if let Some(d) = self.domains.remove(&name) {
+                        self.by_uuid.remove(&d.uuid);
+                    }
+                }
+            }
+            Op::SetProp { qid, name, value } => {
+                if let Some(d) = self.by_qid_mut(qid) {
+                    match value {
+                        Some(v) => d.props.insert(name, v),
+                        None => d.props.remove(&name),
+                    };
+                }
+            }
+            Op::SetFeature { qid, name, value } => {
+                if let Some(d) = self.by_qid_mut(qid) {
+                    match value {
+                        Some(v) => d.features.set(&name, &v),
+                        None => d.features.remove(&name),
+                    };
+                }
+            }
+            Op::SetTag { qid, tag, present } => {
+                if let Some(d) = self.by_qid_mut(qid) {
+                    if present {
+                        d.tags.insert(tag);
+                    } else {
+                        d.tags.remove(&tag);
+                    }
+                }
+            }
+            Op::SetFirewall { qid, rules } => {
+                if let Some(d) = self.by_qid_mut(qid) {
+                    d.firewall = rules;
+                }
+            }
+            Op::SetNotes { qid, text } => {
+                if let Some(d) = self.by_qid_mut(qid) {
+                    d.notes = text;
+                }
+            }
+            Op::SetVolume { qid, volume } => {
+                if let Some(d) = self.by_qid_mut(qid) {
+                    match d.volume_mut(&volume.name) {
+                        Some(v) => *v = volume,
+                        None => d.volumes.push(volume),
+                    }
+                }
+            }
+            Op::SetGlobalProp { name, value } => {
+                match value {
+                    Some(v) => self.props.insert(name, v),
+                    None => self.props.remove(&name),
+                };
+            }
+            Op::InsertLabel(l) => {
+                self.labels.insert(l.index, l);
+            }
+            Op::DeleteLabel { index } => {
+                self.labels.remove(&index);
+            }
+            Op::PutPool(p) => match self.pools.iter_mut().find(|q| q.name == p.name) {
+                Some(q) => *q = p,
+                None => self.pools.push(p),
+            },
+            Op::DeletePool { name } => self.pools.retain(|p| p.name != name),
+        }
+    }
+
+    fn by_qid_mut(&mut self, qid: u32) -> Option<&mut Domain> {
+        let name = self.by_qid.get(&qid)?;
+        self.domains.get_mut(name)
+    }
+
+    pub fn domain(&self, name: &str) -> Option<&Domain> {
+        self.domains.get(name)
+    }
+
+    pub fn domain_by_uuid(&self, uuid: &Uuid) -> Option<&Domain> {
+        self.by_uuid.get(uuid).and_then(|n| self.domains.get(n))
+    }
+
+    pub fn domain_by_qid(&self, qid: u32) -> Option<&Domain> {
+        self.by_qid.get(&qid).and_then(|n| self.domains.get(n))
+    }
+
+    /// All qubes sorted by name (dom0 included).
+    pub fn domains(&self) -> impl Iterator<Item = &Domain> {
+        self.domains.values()
+    }
+
+    pub fn domain_count(&self) -> usize {
+        self.domains.len()
+    }
+
+    pub fn labels(&self) -> impl Iterator<Item = &Label> {
+        self.labels.values()
+    }
+
+    /// Upstream's lookup: an index, then a name, then `label-N`/digits as an index.
+    pub fn label(&self, token: &str) -> Option<&Label> {
+        if let Some(l) = self.labels.values().find(|l| l.name == token) {
+            return Some(l);
+        }
+        let digits = token.strip_prefix("label-").unwrap_or(token);
+        digits.parse::<u32>().ok().and_then(|i| self.labels.get(&i))
+    }
+
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    pub fn global_explicit(&self, name: &str) -> Option<&str> {
+        self.props.get(name).map(String::as_str)
+    }
+
+    /// A global property's effective value: the explicit one, else its default.
+    pub fn global_prop(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.props.get(name) {
+            return Some(v.clone());
+        }
+        props::global_prop_def(name).and_then(|def| (def.default)(self))
+    }
+
+    /// A qube property's effective value: explicit, else the default rule (which may follow other
+    /// qubes and global properties). `None` means unset with no default.
+    pub fn vm_prop(&self, d: &Domain, name: &str) -> Option<String> {
+        let def = props::vm_prop_def(d.class, name)?;
+        if def.access != Access::ReadOnly || d.is_admin() {
+            if let Some(v) = d.props.get(name) {
+                return Some(v.clone());
+            }
+        }
+        if d.is_admin() {
+            if let Some(f) = props::admin_default(name) {
+                return f(self, d);
+            }
+        }
+        (def.default)(self, d)
+    }
+
+    pub fn template_of(&self, d: &Domain) -> Option<&Domain> {
+        d.template_name().and_then(|t| self.domain(t))
+    }
+
+    /// The qubes a qube's traffic passes through, nearest first (stops at a loop).
+    pub fn netvm_chain(&self, d: &Domain) -> Vec<String> {
+        let mut chain: Vec<String> = Vec::new();
+        let mut cur = self.vm_prop(d, "netvm");
+        while let Some(name) = cur.filter(|n| !n.is_empty()) {
+            if chain.contains(&name) || name == d.name {
+                break;
+            }
+            let next = self.domain(&name).and_then(|n| self.vm_prop(n, "netvm"));
+            chain.push(name);
+            cur = next;
+        }
+        chain
+    }
+
+    /// Feature lookup in the qube, then up its template chain.
+    pub fn feature_with_template<'a>(&'a self, d: &'a Domain, name: &str) -> Option<&'a str> {
+        let mut cur = Some(d);
+        let mut hops = 0;
+        while let Some(vm) = cur {
+            if let Some(v) = vm.features.get(name) {
+                return Some(v);
+            }
+            hops += 1;
+            cur = if hops > 8 { None } else { self.template_of(vm) };
+        }
+        None
+    }
+
+    /// Feature lookup in the qube, then along its netvm chain.
+    pub fn feature_with_netvm<'a>(&'a self, d: &'a Domain, name: &str) -> Option<&'a str> {
+        if let Some(v) = d.features.get(name) {
+            return Some(v);
+        }
+        self.netvm_chain(d).iter().filter_map(|n| self.domain(n)).find_map(|vm| vm.features.get(name))
+    }
+
+    /// Tags including the automatic ones derived from properties.
+    pub fn tags_of(&self, d: &Domain) -> Vec<String> {
+        let mut tags: Vec<String> = d.tags.iter().cloned().collect();
+        for (prop, prefix) in [("guivm", "guivm-"), ("audiovm", "audiovm-")] {
+            if let Some(v) = self.vm_prop(d, prop).filter(|v| !v.is_empty()) {
+                tags.push(format!("{prefix}{v}"));
+            }
+        }
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+
+    /// Lowest free qid ≥ 1.
+    pub fn free_qid(&self) -> Option<u32> {
+        (1..=MAX_QID).find(|q| !self.by_qid.contains_key(q))
+    }
+
+    /// Qubes whose properties reference `name` in a way that blocks its removal, with the property.
+    pub fn references_to(&self, name: &str) -> Vec<(String, &'static str)> {
+        let mut refs = Vec::new();
+        for d in self.domains() {
+            if d.name == name {
+                continue;
+            }
+            for def in props::VM_PROPS.iter().filter(|p| p.ty == props::PropType::Vm) {
+                if d.props.get(def.name).map(String::as_str) == Some(name) {
+                    refs.push((d.name.clone(), def.name));
+                }
+            }
+        }
+        refs
+    }
+}

@@ -1,0 +1,134 @@
+//! A qube: identity, class, explicitly set properties, features, tags, firewall, notes and volumes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use uuid::Uuid;
+
+use crate::firewall::Rule;
+use crate::volume::Volume;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    AdminVM,
+    AppVM,
+    TemplateVM,
+    StandaloneVM,
+    DispVM,
+}
+
+impl Class {
+    pub const ALL: [Class; 5] = [Class::AppVM, Class::TemplateVM, Class::StandaloneVM, Class::AdminVM, Class::DispVM];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::AdminVM => "AdminVM",
+            Class::AppVM => "AppVM",
+            Class::TemplateVM => "TemplateVM",
+            Class::StandaloneVM => "StandaloneVM",
+            Class::DispVM => "DispVM",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Class> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// AppVMs and DispVMs run on another qube's root volume.
+    pub fn has_template(self) -> bool {
+        matches!(self, Class::AppVM | Class::DispVM)
+    }
+
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// Features keep insertion order, as `admin.vm.feature.List` shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features(Vec<(String, String)>);
+
+impl Features {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Returns the previous value. An existing feature keeps its position.
+    pub fn set(&mut self, name: &str, value: &str) -> Option<String> {
+        match self.0.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) => Some(std::mem::replace(v, value.to_string())),
+            None => {
+                self.0.push((name.to_string(), value.to_string()));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        let pos = self.0.iter().position(|(k, _)| k == name)?;
+        Some(self.0.remove(pos).1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// A feature counts as enabled when present and non-empty.
+    pub fn is_true(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|v| !v.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    pub qid: u32,
+    pub name: String,
+    pub uuid: Uuid,
+    pub class: Class,
+    /// Explicitly set properties in their wire form; absent means "default".
+    pub props: BTreeMap<String, String>,
+    pub features: Features,
+    /// Tags set by callers and by creation; the automatic `guivm-*`/`audiovm-*` ones are derived.
+    pub tags: BTreeSet<String>,
+    pub firewall: Vec<Rule>,
+    pub notes: String,
+    pub volumes: Vec<Volume>,
+}
+
+impl Domain {
+    pub fn new(qid: u32, name: &str, uuid: Uuid, class: Class) -> Self {
+        Domain {
+            qid,
+            name: name.to_string(),
+            uuid,
+            class,
+            props: BTreeMap::new(),
+            features: Features::default(),
+            tags: BTreeSet::new(),
+            firewall: crate::firewall::default_rules(),
+            notes: String::new(),
+            volumes: Vec::new(),
+        }
+    }
+
+    pub fn prop(&self, name: &str) -> Option<&str> {
+        self.props.get(name).map(String::as_str)
+    }
+
+    pub fn template_name(&self) -> Option<&str> {
+        self.prop("template").filter(|t| !t.is_empty())
+    }
+
+    pub fn volume(&self, name: &str) -> Option<&Volume> {
+        self.volumes.iter().find(|v| v.name == name)
+    }
+
+    pub fn volume_mut(&mut self, name: &str) -> Option<&mut Volume> {
+        self.volumes.iter_mut().find(|v| v.name == name)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.class == Class::AdminVM
+    }
+}
+
+pub const DOM0_UUID: Uuid = Uuid::nil();

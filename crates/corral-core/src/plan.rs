@@ -1,0 +1,658 @@
+//! Planning: each mutating request becomes a validated `Plan` (ops + events) against the current model.
+//! Nothing here changes the model; the service commits the ops and then applies them.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::app::{App, Op};
+use crate::domain::{Class, Domain};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::Event;
+use crate::label::{Label, LAST_BUILTIN_INDEX};
+use crate::props::{self, Access, PropType};
+use crate::text::{format_bool, pyrepr};
+use crate::volume::{Driver, Pool, Volume, GIB};
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+    pub events: Vec<Event>,
+}
+
+impl Plan {
+    fn op(&mut self, op: Op) {
+        self.ops.push(op);
+    }
+    fn ev(&mut self, e: Event) {
+        self.events.push(e);
+    }
+}
+
+/// Where a new qube's volumes go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PoolChoice {
+    #[default]
+    Defaults,
+    /// `pool=<p>`: every rw non-snapshot volume.
+    All(String),
+    /// `pool:<volume>=<p>` entries.
+    PerVolume(BTreeMap<String, String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateSpec {
+    pub class: Class,
+    pub name: String,
+    pub label: String,
+    pub template: Option<String>,
+    pub pools: PoolChoice,
+    /// Name of the calling qube, for the `created-by-` tag.
+    pub creator: String,
+    pub uuid: Uuid,
+}
+
+/// Value text in events: None is `None`, like Python's `str(None)`.
+fn ev_value(ty: PropType, v: &str) -> String {
+    if v.is_empty() && ty == PropType::Vm {
+        "None".to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+fn vid_prefix(class: Class) -> &'static str {
+    if class == Class::TemplateVM {
+        "vm-templates"
+    } else {
+        "appvms"
+    }
+}
+
+impl App {
+    pub fn plan_create(&self, spec: &CreateSpec) -> Result<Plan> {
+        if self.domain(&spec.name).is_some() {
+            return Err(Error::new(
+                ErrorKind::QubesVMAlreadyExistsError,
+                format!("Qube already exists: {}", spec.name),
+            ));
+        }
+        let template = match (&spec.template, spec.class) {
+            (Some(t), _) => Some(self.domain(t).ok_or_else(|| Error::vm_not_found(t))?),
+            (None, Class::AppVM) => {
+                let t = self.global_prop("default_template").filter(|t| !t.is_empty());
+                let t = t.ok_or_else(|| Error::value("No default template set, cannot create AppVM"))?;
+                Some(self.domain(&t).ok_or_else(|| Error::vm_not_found(&t))?)
+            }
+            (None, Class::DispVM) => {
+                let t = self.global_prop("default_dispvm").filter(|t| !t.is_empty());
+                let t = t.ok_or_else(|| Error::value("No default disposable template set"))?;
+                Some(self.domain(&t).ok_or_else(|| Error::vm_not_found(&t))?)
+            }
+            (None, _) => None,
+        };
+        let label = self
+            .label(&spec.label)
+            .ok_or_else(|| Error::new(ErrorKind::QubesLabelNotFoundError, "Label does not exist: untrusted label"))?;
+        let qid = self.free_qid().ok_or_else(|| Error::generic("No free qid"))?;
+
+        let mut d = Domain::new(qid, &spec.name, spec.uuid, spec.class);
+        d.props.insert("label".into(), label.name.clone());
+        if let Some(t) = template {
+            let checked = (props::vm_prop_def(spec.class, "template").and_then(|p| p.check))
+                .map(|check| check(self, &d, &t.name))
+                .transpose()?;
+            d.props.insert("template".into(), checked.unwrap_or_else(|| t.name.clone()));
+        }
+        if spec.class == Class::DispVM {
+            let dispid = self.free_dispid(&spec.uuid);
+            d.props.insert("dispid".into(), dispid.to_string());
+        }
+        d.volumes = self.volumes_for(&d, template, &spec.pools)?;
+
+        let mut tags = vec![format!("created-by-{}", spec.creator)];
+        if let Some(creator) = self.domain(&spec.creator) {
+            if let Some(extra) = creator.features.get("tag-created-vm-with") {
+                tags.extend(
+                    extra.split_whitespace().filter(|t| crate::text::validate_tag(t).is_ok()).map(str::to_string),
+                );
+            }
+        }
+        if spec.class == Class::DispVM {
+            if let Some(t) = template {
+                tags.extend(t.tags.iter().cloned());
+            }
+        }
+
+        let mut plan = Plan::default();
+        plan.ev(Event::global("domain-add").arg("vm", &spec.name));
+        for tag in &tags {
+            if d.tags.insert(tag.clone()) {
+                plan.ev(Event::on(&spec.name, format!("domain-tag-add:{tag}")).arg("tag", tag));
+            }
+        }
+        plan.ev(Event::on(&spec.name, "domain-create-on-disk"));
+        plan.op(Op::InsertDomain(Box::new(d)));
+        Ok(plan)
+    }
+
+    fn free_dispid(&self, seed: &Uuid) -> u32 {
+        let used: Vec<u32> = self.domains().filter_map(|d| d.prop("dispid").and_then(|v| v.parse().ok())).collect();
+        let start = (seed.as_u128() % 9999) as u32 + 1;
+        (0..9999).map(|i| (start - 1 + i) % 9999 + 1).find(|id| !used.contains(id)).unwrap_or(start)
+    }
+
+    fn pool_for(&self, volume: &str, choice: &PoolChoice, movable: bool) -> Result<&Pool> {
+        let name = match choice {
+            PoolChoice::All(p) if movable => p.clone(),
+            PoolChoice::PerVolume(m) if m.contains_key(volume) => {
+                if !movable {
+                    return Err(Error::generic(format!("Can't specify pool for snapshot volume {volume}")));
+                }
+                m[volume].clone()
+            }
+            _ => self.global_prop(&format!("default_pool_{volume}")).unwrap_or_default(),
+        };
+        self.pool(&name).ok_or_else(|| Error::generic(format!("Storage pool not found: {}", pyrepr(&name))))
+    }
+
+    fn volumes_for(&self, d: &Domain, template: Option<&Domain>, choice: &PoolChoice) -> Result<Vec<Volume>> {
+        if d.class == Class::AdminVM {
+            return Ok(Vec::new());
+        }
+        let base_vid = |pool: &Pool, vol: &str| match pool.driver {
+            Driver::File => format!("{}/{}/{}", vid_prefix(d.class), d.name, vol),
+            Driver::LinuxKernel => String::new(),
+        };
+        let plain = |name: &str, pool: &Pool, size: u64, save_on_stop: bool| Volume {
+            name: name.into(),
+            pool: pool.name.clone(),
+            vid: base_vid(pool, name),
+            size,
+            rw: true,
+            source: None,
+            save_on_stop,
+            snap_on_start: false,
+            revisions_to_keep: pool.revisions_to_keep,
+            ephemeral: None,
+        };
+        let snapshot_of = |name: &str, origin: &Volume| Volume {
+            name: name.into(),
+            pool: origin.pool.clone(),
+            vid: format!("{}/{}/{}", vid_prefix(d.class), d.name, name),
+            size: origin.size,
+            rw: true,
+            source: Some(origin.source.clone().unwrap_or_else(|| origin.vid.clone())),
+            save_on_stop: false,
+            snap_on_start: true,
+            revisions_to_keep: 0,
+            ephemeral: None,
+        };
+        let mut vols = Vec::new();
+        let template_root = template.and_then(|t| t.volume("root"));
+        match (d.class, template_root) {
+            (Class::AppVM | Class::DispVM, Some(origin)) => {
+                self.pool_for("root", choice, false)?;
+                vols.push(snapshot_of("root", origin));
+            }
+            (Class::AppVM | Class::DispVM, None) => {
+                return Err(Error::new(
+                    ErrorKind::QubesNoTemplateError,
+                    format!("Template for the domain {} not found", pyrepr(&d.name)),
+                ));
+            }
+            _ => vols.push(plain("root", self.pool_for("root", choice, true)?, 10 * GIB, true)),
+        }
+        match (d.class, template.and_then(|t| t.volume("private"))) {
+            (Class::DispVM, Some(origin)) => {
+                self.pool_for("private", choice, false)?;
+                vols.push(snapshot_of("private", origin));
+            }
+            _ => vols.push(plain("private", self.pool_for("private", choice, true)?, 2 * GIB, true)),
+        }
+        let volatile_size = if d.class == Class::DispVM { 12 * GIB } else { 10 * GIB };
+        vols.push(plain("volatile", self.pool_for("volatile", choice, true)?, volatile_size, false));
+        let kernel_pool = self.pool_for("kernel", choice, true)?;
+        let kernel = self.vm_prop(d, "kernel").unwrap_or_default();
+        let mut kvol = plain("kernel", kernel_pool, 0, false);
+        kvol.rw = false;
+        kvol.revisions_to_keep = 0;
+        if kernel_pool.driver == Driver::LinuxKernel {
+            kvol.vid = kernel;
+        }
+        vols.push(kvol);
+        Ok(vols)
+    }
+
+    pub fn plan_remove(&self, d: &Domain) -> Result<Plan> {
+        if d.is_admin() {
+            return Err(Error::in_use(&d.name, Some("'dom0' cannot be removed")));
+        }
+        if self.vm_prop(d, "installed_by_rpm").as_deref() == Some("True") {
+            return Err(Error::in_use(&d.name, Some(&format!("VM installed by package manager: {}", d.name))));
+        }
+        let mut users: Vec<String> = props::GLOBAL_PROPS
+            .iter()
+            .filter(|p| p.ty == PropType::Vm && self.global_explicit(p.name) == Some(d.name.as_str()))
+            .map(|p| format!("@GLOBAL:{}", p.name))
+            .collect();
+        users.extend(self.references_to(&d.name).into_iter().map(|(vm, prop)| format!("{vm}:{prop}")));
+        if !users.is_empty() {
+            return Err(Error::in_use(
+                &d.name,
+                Some(&format!("Domain is in use: {}; used by {}", pyrepr(&d.name), users.join(", "))),
+            ));
+        }
+        let mut plan = Plan::default();
+        plan.ev(Event::global("domain-pre-delete").arg("vm", &d.name));
+        plan.op(Op::DeleteDomain { qid: d.qid });
+        plan.ev(Event::global("domain-delete").arg("vm", &d.name));
+        Ok(plan)
+    }
+
+    /// `value` has passed [`props::sanitize`] for the property's type.
+    pub fn plan_vm_prop_set(&self, d: &Domain, name: &str, value: &str) -> Result<Plan> {
+        let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
+        self.check_writable(d, def.access, name)?;
+        let mut value = value.to_string();
+        if def.ty == PropType::Vm && value.is_empty() && !def.allow_none {
+            return Err(Error::new(
+                ErrorKind::QubesPropertyValueError,
+                format!("Invalid value '' for property {} of {}", pyrepr(name), pyrepr(&d.name)),
+            ));
+        }
+        if def.ty == PropType::Label {
+            value = self.label(&value).map(|l| l.name.clone()).ok_or_else(|| {
+                Error::new(ErrorKind::QubesLabelNotFoundError, format!("Label does not exist: {value}"))
+            })?;
+        }
+        if let Some(check) = def.check {
+            value = check(self, d, &value)?;
+        }
+        let old = self.vm_prop(d, name);
+        let mut plan = Plan::default();
+        let mut pre = Event::on(&d.name, format!("property-pre-set:{name}"))
+            .arg("name", name)
+            .arg("newvalue", ev_value(def.ty, &value));
+        if let Some(old) = &old {
+            pre = pre.arg("oldvalue", ev_value(def.ty, old));
+        }
+        let mut post = pre.clone();
+        post.name = format!("property-set:{name}");
+        plan.ev(pre);
+        plan.op(Op::SetProp { qid: d.qid, name: name.into(), value: Some(value.clone()) });
+        plan.ev(post);
+        self.auto_tag_events(&mut plan, d, name, old.as_deref(), Some(&value));
+        if name == "template" && d.volume("root").is_some_and(|v| v.snap_on_start) {
+            if let Some(origin) = self.domain(&value).and_then(|t| t.volume("root")) {
+                let mut root = d.volume("root").cloned().unwrap_or_else(|| origin.clone());
+                root.source = Some(origin.source.clone().unwrap_or_else(|| origin.vid.clone()));
+                root.pool = origin.pool.clone();
+                root.size = origin.size;
+                plan.op(Op::SetVolume { qid: d.qid, volume: root });
+            }
+        }
+        Ok(plan)
+    }
+
+    pub fn plan_vm_prop_reset(&self, d: &Domain, name: &str) -> Result<Plan> {
+        let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
+        self.check_writable(d, def.access, name)?;
+        if matches!(name, "template" | "label") {
+            return Err(Error::value(format!("Property {name} has no default and cannot be reset")));
+        }
+        let old = d.prop(name).map(str::to_string);
+        let mut plan = Plan::default();
+        let mut base = Event::on(&d.name, format!("property-pre-reset:{name}")).arg("name", name);
+        if let Some(old) = &old {
+            base = base.arg("oldvalue", ev_value(def.ty, old));
+        }
+        for ev in ["property-pre-reset", "property-pre-del"] {
+            let mut e = base.clone();
+            e.name = format!("{ev}:{name}");
+            plan.ev(e);
+        }
+        plan.op(Op::SetProp { qid: d.qid, name: name.into(), value: None });
+        for ev in ["property-reset", "property-del"] {
+            let mut e = base.clone();
+            e.name = format!("{ev}:{name}");
+            plan.ev(e);
+        }
+        let new = {
+            let mut probe = d.clone();
+            probe.props.remove(name);
+            self.vm_prop(&probe, name)
+        };
+        self.auto_tag_events(&mut plan, d, name, self.vm_prop(d, name).as_deref(), new.as_deref());
+        Ok(plan)
+    }
+
+    fn check_writable(&self, d: &Domain, access: Access, name: &str) -> Result<()> {
+        let read_only = access == Access::ReadOnly || (d.is_admin() && props::admin_read_only(name));
+        if read_only {
+            return Err(Error::new(
+                ErrorKind::QubesPropertyValueError,
+                format!("property {} cannot be set", pyrepr(name)),
+            ));
+        }
+        if access == Access::WriteOnce {
+            return Err(Error::new(
+                ErrorKind::QubesPropertyValueError,
+                format!("property {} can be set only once, when the qube is created", pyrepr(name)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `guivm-<n>`/`audiovm-<n>` tags mirror properties; announce them as tag changes.
+    fn auto_tag_events(&self, plan: &mut Plan, d: &Domain, prop: &str, old: Option<&str>, new: Option<&str>) {
+        if !matches!(prop, "guivm" | "audiovm") || old == new {
+            return;
+        }
+        if let Some(old) = old.filter(|v| !v.is_empty()) {
+            let tag = format!("{prop}-{old}");
+            plan.ev(Event::on(&d.name, format!("domain-tag-delete:{tag}")).arg("tag", &tag));
+        }
+        if let Some(new) = new.filter(|v| !v.is_empty()) {
+            let tag = format!("{prop}-{new}");
+            plan.ev(Event::on(&d.name, format!("domain-tag-add:{tag}")).arg("tag", &tag));
+        }
+    }
+
+    pub fn plan_global_prop_set(&self, name: &str, value: &str) -> Result<Plan> {
+        let def = props::global_prop_def(name).ok_or_else(|| Error::no_such_property("Qubes", name))?;
+        if def.access != Access::ReadWrite {
+            return Err(Error::new(
+                ErrorKind::QubesPropertyValueError,
+                format!("property {} cannot be set", pyrepr(name)),
+            ));
+        }
+        let mut value = value.to_string();
+        if let Some(check) = def.check {
+            value = check(self, &value)?;
+        }
+        let old = self.global_prop(name);
+        let mut plan = Plan::default();
+        let mut pre = Event::global(format!("property-pre-set:{name}"))
+            .arg("name", name)
+            .arg("newvalue", ev_value(def.ty, &value));
+        if let Some(old) = &old {
+            pre = pre.arg("oldvalue", ev_value(def.ty, old));
+        }
+        let mut post = pre.clone();
+        post.name = format!("property-set:{name}");
+        plan.ev(pre);
+        if name == "clockvm" && !value.is_empty() {
+            if let Some(vm) = self.domain(&value).filter(|vm| vm.features.get("service.clocksync").is_none()) {
+                plan.op(Op::SetFeature { qid: vm.qid, name: "service.clocksync".into(), value: Some("1".into()) });
+                plan.ev(Event::on(&vm.name, "domain-feature-set:service.clocksync")
+                    .arg("feature", "service.clocksync")
+                    .arg("value", "1"));
+            }
+        }
+        plan.op(Op::SetGlobalProp { name: name.into(), value: Some(value) });
+        plan.ev(post);
+        Ok(plan)
+    }
+
+    pub fn plan_global_prop_reset(&self, name: &str) -> Result<Plan> {
+        let def = props::global_prop_def(name).ok_or_else(|| Error::no_such_property("Qubes", name))?;
+        if def.access != Access::ReadWrite {
+            return Err(Error::new(
+                ErrorKind::QubesPropertyValueError,
+                format!("property {} cannot be set", pyrepr(name)),
+            ));
+        }
+        let mut plan = Plan::default();
+        let mut base = Event::global(format!("property-pre-reset:{name}")).arg("name", name);
+        if let Some(old) = self.global_explicit(name) {
+            base = base.arg("oldvalue", ev_value(def.ty, old));
+        }
+        for ev in ["property-pre-reset", "property-pre-del"] {
+            let mut e = base.clone();
+            e.name = format!("{ev}:{name}");
+            plan.ev(e);
+        }
+        plan.op(Op::SetGlobalProp { name: name.into(), value: None });
+        for ev in ["property-reset", "property-del"] {
+            let mut e = base.clone();
+            e.name = format!("{ev}:{name}");
+            plan.ev(e);
+        }
+        Ok(plan)
+    }
+
+    pub fn plan_feature_set(&self, d: &Domain, name: &str, value: &str) -> Result<Plan> {
+        validate_feature(name, value)?;
+        let old = d.features.get(name);
+        let mut plan = Plan::default();
+        let mut ev =
+            Event::on(&d.name, format!("domain-feature-pre-set:{name}")).arg("feature", name).arg("value", value);
+        if let Some(old) = old {
+            ev = ev.arg("oldvalue", old);
+        }
+        plan.ev(ev.clone());
+        plan.op(Op::SetFeature { qid: d.qid, name: name.into(), value: Some(value.into()) });
+        ev.name = format!("domain-feature-set:{name}");
+        plan.ev(ev);
+        Ok(plan)
+    }
+
+    pub fn plan_feature_remove(&self, d: &Domain, name: &str) -> Result<Plan> {
+        if PROTECTED_FEATURES.contains(&name) {
+            return Err(Error::denied(format!("Feature {name} is protected")));
+        }
+        if d.features.get(name).is_none() {
+            return Err(Error::new(
+                ErrorKind::QubesFeatureNotFoundError,
+                format!("Feature not set for domain {}: {name}", d.name),
+            ));
+        }
+        let mut plan = Plan::default();
+        plan.ev(Event::on(&d.name, format!("domain-feature-pre-delete:{name}")).arg("feature", name));
+        plan.op(Op::SetFeature { qid: d.qid, name: name.into(), value: None });
+        plan.ev(Event::on(&d.name, format!("domain-feature-delete:{name}")).arg("feature", name));
+        Ok(plan)
+    }
+
+    pub fn plan_tag_set(&self, d: &Domain, tag: &str, caller_is_dom0: bool) -> Result<Plan> {
+        crate::text::validate_tag(tag)?;
+        if tag.starts_with("created-by-") && !caller_is_dom0 {
+            return Err(Error::denied("Only dom0 may set created-by- tags"));
+        }
+        let mut plan = Plan::default();
+        if !self.tags_of(d).iter().any(|t| t == tag) {
+            plan.op(Op::SetTag { qid: d.qid, tag: tag.into(), present: true });
+            plan.ev(Event::on(&d.name, format!("domain-tag-add:{tag}")).arg("tag", tag));
+        }
+        Ok(plan)
+    }
+
+    pub fn plan_tag_remove(&self, d: &Domain, tag: &str, caller_is_dom0: bool) -> Result<Plan> {
+        crate::text::validate_tag(tag)?;
+        if tag.starts_with("created-by-") && !caller_is_dom0 {
+            return Err(Error::denied("Only dom0 may remove created-by- tags"));
+        }
+        if !d.tags.contains(tag) {
+            if self.tags_of(d).iter().any(|t| t == tag) {
+                return Err(Error::denied(format!("Tag {tag} follows a property and cannot be removed")));
+            }
+            return Err(Error::new(
+                ErrorKind::QubesTagNotFoundError,
+                format!("Tag not set for domain {}: {tag}", d.name),
+            ));
+        }
+        let mut plan = Plan::default();
+        plan.op(Op::SetTag { qid: d.qid, tag: tag.into(), present: false });
+        plan.ev(Event::on(&d.name, format!("domain-tag-delete:{tag}")).arg("tag", tag));
+        Ok(plan)
+    }
+
+    pub fn plan_label_create(&self, name: &str, color: &str) -> Result<Plan> {
+        if self.labels().any(|l| l.name == name) {
+            return Err(Error::new(
+                ErrorKind::QubesLabelInUseError,
+                format!("Label is still in use: {}", pyrepr(name)),
+            ));
+        }
+        let index = self.labels().map(|l| l.index).max().unwrap_or(0).max(LAST_BUILTIN_INDEX) + 1;
+        let mut plan = Plan::default();
+        plan.op(Op::InsertLabel(Label { index, name: name.into(), color: color.into() }));
+        Ok(plan)
+    }
+
+    pub fn plan_label_remove(&self, name: &str) -> Result<Plan> {
+        let label = self
+            .labels()
+            .find(|l| l.name == name)
+            .ok_or_else(|| Error::new(ErrorKind::QubesLabelNotFoundError, format!("Label does not exist: {name}")))?;
+        if label.index <= LAST_BUILTIN_INDEX {
+            return Err(Error::protocol("Cannot remove builtin label"));
+        }
+        if self.domains().any(|d| d.prop("label") == Some(name)) {
+            return Err(Error::new(
+                ErrorKind::QubesLabelInUseError,
+                format!("Label is still in use: {}", pyrepr(name)),
+            ));
+        }
+        let mut plan = Plan::default();
+        plan.op(Op::DeleteLabel { index: label.index });
+        Ok(plan)
+    }
+
+    pub fn plan_pool_add(&self, pool: Pool) -> Result<Plan> {
+        if self.pool(&pool.name).is_some() {
+            return Err(Error::new(
+                ErrorKind::QubesPoolInUseError,
+                format!("Storage pool is in use: {}", pyrepr(&pool.name)),
+            ));
+        }
+        let mut plan = Plan::default();
+        plan.ev(Event::global("pool-add").arg("pool", &pool.name));
+        plan.op(Op::PutPool(pool));
+        Ok(plan)
+    }
+
+    pub fn plan_pool_remove(&self, name: &str) -> Result<Plan> {
+        let in_use_by_volume = self
+            .domains()
+            .any(|d| d.volumes.iter().any(|v| v.pool == name && !(v.name == "kernel" && v.vid.is_empty())));
+        let is_default = props::GLOBAL_PROPS
+            .iter()
+            .filter(|p| p.name.starts_with("default_pool"))
+            .any(|p| self.global_prop(p.name).as_deref() == Some(name));
+        if in_use_by_volume || is_default {
+            return Err(Error::new(
+                ErrorKind::QubesPoolInUseError,
+                format!("Storage pool is in use: {}", pyrepr(name)),
+            ));
+        }
+        let mut plan = Plan::default();
+        plan.ev(Event::global("pool-pre-delete").arg("pool", name));
+        plan.op(Op::DeletePool { name: name.into() });
+        plan.ev(Event::global("pool-delete").arg("pool", name));
+        Ok(plan)
+    }
+
+    pub fn plan_pool_update(&self, pool: Pool) -> Plan {
+        let mut plan = Plan::default();
+        plan.op(Op::PutPool(pool));
+        plan
+    }
+
+    pub fn plan_volume_update(&self, d: &Domain, volume: Volume) -> Plan {
+        let mut plan = Plan::default();
+        plan.op(Op::SetVolume { qid: d.qid, volume });
+        plan
+    }
+
+    pub fn plan_firewall_set(&self, d: &Domain, rules: Vec<crate::firewall::Rule>) -> Plan {
+        let mut plan = Plan::default();
+        plan.op(Op::SetFirewall { qid: d.qid, rules });
+        plan.ev(Event::on(&d.name, "firewall-changed"));
+        plan
+    }
+
+    pub fn plan_notes_set(&self, d: &Domain, text: String) -> Plan {
+        let mut plan = Plan::default();
+        plan.op(Op::SetNotes { qid: d.qid, text });
+        plan
+    }
+}
+
+/// Features nobody may set or remove, dom0 included: the daemon keeps them.
+pub const PROTECTED_FEATURES: [&str; 4] =
+    ["deferred-netvm-original", "preload-dispvm", "preload-dispvm-completed", "preload-dispvm-in-progress"];
+
+pub fn validate_feature_name(name: &str) -> Result<()> {
+    if !crate::text::is_safe_name(name) {
+        return Err(Error::protocol("Invalid feature name"));
+    }
+    Ok(())
+}
+
+pub fn validate_feature(name: &str, value: &str) -> Result<()> {
+    validate_feature_name(name)?;
+    if PROTECTED_FEATURES.contains(&name) {
+        return Err(Error::denied(format!("Feature {name} is protected")));
+    }
+    if !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(Error::protocol("Feature value contains non-printable characters"));
+    }
+    if let Some(service) = name.strip_prefix("service.") {
+        let too_long = service.len() > 48 && !service.starts_with("app-dispvm.");
+        if service.is_empty() || service.contains('/') || service == "." || service == ".." || too_long {
+            return Err(Error::value(format!("Invalid service name: {}", pyrepr(service))));
+        }
+    }
+    Ok(())
+}
+
+/// Notes: UTF-8 of at most 256000 bytes; code points that could hide text become `_`.
+pub fn sanitize_notes(payload: &[u8]) -> Result<String> {
+    if payload.len() > 256_000 {
+        return Err(Error::protocol("Notes are too long"));
+    }
+    let text = std::str::from_utf8(payload).map_err(|_| Error::protocol("Notes are not valid UTF-8"))?;
+    Ok(text
+        .chars()
+        .map(|c| {
+            let unsafe_control =
+                (c.is_control() && c != '\t' && c != '\n') || matches!(c, '\u{a0}' | '\u{200b}'..='\u{200d}');
+            if unsafe_control {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect())
+}
+
+/// `True`/`False` the way bool payloads are echoed back in volume and pool info.
+pub fn bool_text(b: bool) -> &'static str {
+    format_bool(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_replace_hiding_code_points() {
+        assert_eq!(sanitize_notes("a\u{8}b\u{a0}c\u{200c}d\te\nf".as_bytes()).unwrap(), "a_b_c_d\te\nf");
+        assert_eq!(sanitize_notes(b"\xff").unwrap_err().kind, ErrorKind::ProtocolError);
+        assert!(sanitize_notes(&vec![b'a'; 256_001]).is_err());
+    }
+
+    #[test]
+    fn feature_rules() {
+        assert!(validate_feature("gui", "1").is_ok());
+        assert!(validate_feature("gui", "").is_ok());
+        assert_eq!(validate_feature("service.", "1").unwrap_err().kind, ErrorKind::QubesValueError);
+        assert!(validate_feature(&format!("service.{}", "a".repeat(49)), "1").is_err());
+        assert!(validate_feature(&format!("service.{}", "a".repeat(48)), "1").is_ok());
+        assert_eq!(validate_feature("preload-dispvm", "x").unwrap_err().kind, ErrorKind::PermissionDenied);
+        assert_eq!(validate_feature("a b", "x").unwrap_err().kind, ErrorKind::ProtocolError);
+        assert_eq!(validate_feature("a", "\t").unwrap_err().kind, ErrorKind::ProtocolError);
+    }
+}

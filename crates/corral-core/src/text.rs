@@ -1,0 +1,192 @@
+//! Validation and formatting of the small textual values every door receives: names, tags, numbers, booleans.
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Python's `repr()` of a string, which upstream messages embed (`No such domain: 'x'`).
+pub fn pyrepr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// The qube name rule, checked in upstream's order so the first failing rule names the error.
+pub fn validate_vm_name(name: &str) -> Result<()> {
+    if name.len() > 31 {
+        return Err(Error::value("VM name must be shorter than 32 characters"));
+    }
+    if name.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '_' | '.' | '-')) {
+        return Err(Error::value("VM name cannot start with hyphen, underscore, dot or numbers"));
+    }
+    let mut chars = name.chars();
+    let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !well_formed {
+        return Err(Error::value("VM name contains illegal characters"));
+    }
+    if name == "Domain-0" {
+        return Err(Error::value("VM name cannot be 'Domain-0'"));
+    }
+    if matches!(name, "none" | "default") {
+        return Err(Error::value("VM name cannot be 'none' nor 'default'"));
+    }
+    if name.ends_with("-dm") {
+        return Err(Error::value("VM name cannot end with -dm"));
+    }
+    Ok(())
+}
+
+/// Tags: `[A-Za-z0-9_-]+`.
+pub fn validate_tag(tag: &str) -> Result<()> {
+    if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(Error::new(ErrorKind::QubesInvalidTagError, format!("Invalid tag: {}", pyrepr(tag))));
+    }
+    Ok(())
+}
+
+/// Names of features, pools and labels share one character set: `[A-Za-z0-9_.-]+`.
+pub fn is_safe_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Boolean literals, case-insensitive.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" | "on" => Some(true),
+        "0" | "no" | "false" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+pub fn format_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// A strict unsigned number as the Admin API takes sizes and counts: ASCII digits only, no sign,
+/// no leading zero (but `0` itself), fewer than 20 digits.
+pub fn parse_strict_u64(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() >= 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if s.len() > 1 && s.starts_with('0') {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Like [`parse_strict_u64`] but also `-1` (revisions_to_keep's "snapshots off"); other negatives
+/// parse so that the caller can report them as out of range.
+pub fn parse_strict_i64(s: &str) -> Option<i64> {
+    match s.strip_prefix('-') {
+        Some(rest) => parse_strict_u64(rest).filter(|v| *v > 0).and_then(|v| i64::try_from(v).ok()).map(|v| -v),
+        None => parse_strict_u64(s).and_then(|v| i64::try_from(v).ok()),
+    }
+}
+
+/// Python's `int(str)`: surrounding whitespace, an optional sign, digits with single underscores between them.
+pub fn parse_python_int(s: &str) -> Option<i64> {
+    let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty() || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
+        return None;
+    }
+    let clean: String = digits.chars().filter(|c| *c != '_').collect();
+    if !clean.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Python accepts leading zeros only for a value of zero ("00" ok, "01" not).
+    if clean.len() > 1 && clean.starts_with('0') && clean.bytes().any(|b| b != b'0') {
+        return None;
+    }
+    let v: i64 = clean.parse().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// Printable ASCII plus the whitespace Python's `str.isprintable` check upstream lets through.
+pub fn is_printable_ascii_text(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_name_rules_in_order() {
+        assert!(validate_vm_name("work").is_ok());
+        assert!(validate_vm_name("a-b_c.d9").is_ok());
+        assert_eq!(validate_vm_name(&"a".repeat(32)).unwrap_err().kind, ErrorKind::QubesValueError);
+        assert!(validate_vm_name("1abc").unwrap_err().message.contains("cannot start"));
+        assert!(validate_vm_name("-abc").is_err());
+        assert!(validate_vm_name("a b").unwrap_err().message.contains("illegal"));
+        assert!(validate_vm_name("none").is_err());
+        assert!(validate_vm_name("Domain-0").is_err());
+        assert!(validate_vm_name("sys-dm").unwrap_err().message.contains("-dm"));
+        assert!(validate_vm_name("").is_err());
+    }
+
+    #[test]
+    fn strict_numbers_reject_signs_and_leading_zeros() {
+        assert_eq!(parse_strict_u64("0"), Some(0));
+        assert_eq!(parse_strict_u64("1024"), Some(1024));
+        assert_eq!(parse_strict_u64("01"), None);
+        assert_eq!(parse_strict_u64("+1"), None);
+        assert_eq!(parse_strict_u64(" 1"), None);
+        assert_eq!(parse_strict_u64("1234567890123456789"), Some(1_234_567_890_123_456_789));
+        assert_eq!(parse_strict_u64("12345678901234567890"), None);
+        assert_eq!(parse_strict_i64("-1"), Some(-1));
+        assert_eq!(parse_strict_i64("-0"), None);
+        assert_eq!(parse_strict_i64("-2"), Some(-2));
+    }
+
+    #[test]
+    fn python_int_accepts_what_python_does() {
+        assert_eq!(parse_python_int(" 42\n"), Some(42));
+        assert_eq!(parse_python_int("-7"), Some(-7));
+        assert_eq!(parse_python_int("1_000"), Some(1000));
+        assert_eq!(parse_python_int("00"), Some(0));
+        assert_eq!(parse_python_int("01"), None);
+        assert_eq!(parse_python_int("1__0"), None);
+        assert_eq!(parse_python_int("0x10"), None);
+        assert_eq!(parse_python_int(""), None);
+    }
+
+    #[test]
+    fn pyrepr_quotes_like_python() {
+        assert_eq!(pyrepr("abc"), "'abc'");
+        assert_eq!(pyrepr("a'b"), "\"a'b\"");
+        assert_eq!(pyrepr("a'\"b"), "'a\\'\"b'");
+        assert_eq!(pyrepr("a\nb"), "'a\\nb'");
+    }
+
+    #[test]
+    fn bools_case_insensitive() {
+        assert_eq!(parse_bool("YES"), Some(true));
+        assert_eq!(parse_bool("Off"), Some(false));
+        assert_eq!(parse_bool(""), None);
+        assert_eq!(parse_bool("2"), None);
+    }
+}

@@ -1,0 +1,168 @@
+//! Storage pools and the volumes qubes own, as configuration. Files on disk belong to `corral-storage`.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::text::pyrepr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    File,
+    LinuxKernel,
+}
+
+impl Driver {
+    pub const ALL: [Driver; 2] = [Driver::File, Driver::LinuxKernel];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::File => "file",
+            Driver::LinuxKernel => "linux-kernel",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Driver> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Constructor parameters in upstream's order, as `admin.pool.ListDrivers` prints them.
+    pub fn parameters(self) -> &'static [&'static str] {
+        match self {
+            Driver::File => &["revisions_to_keep", "dir_path", "ephemeral_volatile"],
+            Driver::LinuxKernel => &["dir_path"],
+        }
+    }
+
+    pub fn required_parameters(self) -> &'static [&'static str] {
+        &["dir_path"]
+    }
+
+    /// The file driver keeps at most one revision; deeper history needs reflink or qcow2 pools.
+    pub fn max_revisions(self) -> i64 {
+        match self {
+            Driver::File => 1,
+            Driver::LinuxKernel => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    pub driver: Driver,
+    pub dir_path: String,
+    pub revisions_to_keep: i64,
+    pub ephemeral_volatile: bool,
+}
+
+impl Pool {
+    pub fn new(name: &str, driver: Driver, dir_path: &str) -> Self {
+        Pool {
+            name: name.into(),
+            driver,
+            dir_path: dir_path.into(),
+            revisions_to_keep: if driver == Driver::File { 1 } else { 0 },
+            ephemeral_volatile: false,
+        }
+    }
+
+    /// The configuration `admin.pool.Info` prints, sorted by key.
+    pub fn config(&self) -> BTreeMap<&'static str, String> {
+        let mut c = BTreeMap::new();
+        c.insert("dir_path", self.dir_path.clone());
+        c.insert("driver", self.driver.name().to_string());
+        c.insert("name", self.name.clone());
+        if self.driver == Driver::File {
+            c.insert("ephemeral_volatile", crate::text::format_bool(self.ephemeral_volatile).to_string());
+            c.insert("revisions_to_keep", self.revisions_to_keep.to_string());
+        }
+        c
+    }
+
+    /// Builds a pool from `admin.pool.Add` parameters (already split into `key=value`).
+    pub fn from_parameters(driver: Driver, params: &BTreeMap<String, String>) -> Result<Pool> {
+        let name = params.get("name").ok_or_else(|| Error::protocol("Pool name is missing"))?;
+        if !crate::text::is_safe_name(name) {
+            return Err(Error::protocol(format!("Invalid pool name: {}", pyrepr(name))));
+        }
+        for key in params.keys() {
+            if key != "name" && !driver.parameters().contains(&key.as_str()) {
+                return Err(Error::protocol(format!("Unexpected parameter: {}", pyrepr(key))));
+            }
+        }
+        let missing: Vec<&str> =
+            driver.required_parameters().iter().copied().filter(|p| !params.contains_key(*p)).collect();
+        if !missing.is_empty() {
+            return Err(Error::generic(format!("missing required driver options: {}", missing.join(", "))));
+        }
+        let dir_path = params.get("dir_path").cloned().unwrap_or_default();
+        if !dir_path.starts_with('/') || dir_path.contains(char::is_whitespace) {
+            return Err(Error::value(format!(
+                "dir_path must be an absolute path without spaces: {}",
+                pyrepr(&dir_path)
+            )));
+        }
+        let mut pool = Pool::new(name, driver, &dir_path);
+        if let Some(v) = params.get("revisions_to_keep") {
+            pool.revisions_to_keep = parse_revisions_to_keep(v)?;
+            check_revisions_limit(driver, pool.revisions_to_keep)?;
+        }
+        if let Some(v) = params.get("ephemeral_volatile") {
+            pool.ephemeral_volatile = crate::text::parse_bool(v)
+                .ok_or_else(|| Error::value(format!("Invalid ephemeral_volatile value: {}", pyrepr(v))))?;
+        }
+        Ok(pool)
+    }
+}
+
+pub fn parse_revisions_to_keep(s: &str) -> Result<i64> {
+    let v = crate::text::parse_strict_i64(s).ok_or_else(|| Error::protocol("Invalid value for revisions_to_keep"))?;
+    if v < -1 {
+        return Err(Error::value("Invalid value for revisions_to_keep"));
+    }
+    Ok(v)
+}
+
+pub fn check_revisions_limit(driver: Driver, n: i64) -> Result<()> {
+    if n > driver.max_revisions() {
+        return Err(Error::new(
+            ErrorKind::StoragePoolException,
+            format!("{} pool cannot keep more than {} revisions", driver.name(), driver.max_revisions()),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub name: String,
+    pub pool: String,
+    pub vid: String,
+    pub size: u64,
+    pub rw: bool,
+    /// The origin's vid when this volume is a snapshot taken at start.
+    pub source: Option<String>,
+    pub save_on_stop: bool,
+    pub snap_on_start: bool,
+    pub revisions_to_keep: i64,
+    /// `None` follows the pool's `ephemeral_volatile` (for plain volatile volumes).
+    pub ephemeral: Option<bool>,
+}
+
+impl Volume {
+    pub fn is_plain_volatile(&self) -> bool {
+        !self.save_on_stop && !self.snap_on_start
+    }
+
+    pub fn effective_ephemeral(&self, pool: Option<&Pool>) -> bool {
+        match self.ephemeral {
+            Some(e) => e,
+            None => self.is_plain_volatile() && self.rw && pool.is_some_and(|p| p.ephemeral_volatile),
+        }
+    }
+}
+
+pub const GIB: u64 = 1024 * 1024 * 1024;
+
+/// Volume names a qube may own, in the order `admin.vm.volume.List` prints them.
+pub const VOLUME_NAMES: [&str; 4] = ["root", "private", "volatile", "kernel"];
