@@ -12,6 +12,8 @@
 #                       admin.vm.volume.Import{,WithSize} services; when unset,
 #                       the import test uses its own shim (see test file)
 #   PYTHON              python3 interpreter used to create the venv
+#   CORRAL_TEST_TIMEOUT whole pytest run limit in seconds (default 1200)
+#   CORRAL_CALL_TIMEOUT per Admin API call socket timeout (default 60)
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -147,12 +149,13 @@ done
 
 # ---- tests --------------------------------------------------------------------
 (
-    cd "$T" &&
+    cd "$HERE" &&
     env CORRAL_ADMIN_SOCKET="$ADMIN_SOCK" \
         CORRAL_INTERNAL_SOCKET="$INTERNAL_SOCK" \
         CORRAL_STATE_DIR="$T/state" \
         PYTHONPATH="$CLIENT_DIR${PYTHONPATH:+:$PYTHONPATH}" \
         PYTHONDONTWRITEBYTECODE=1 \
+        timeout -k 10 "${CORRAL_TEST_TIMEOUT:-1200}" \
         "$PY" -m pytest -q -p no:cacheprovider --rootdir "$HERE" \
             "$HERE/test_qvm_tools.py" "$@"
 )

@@ -1,1 +1,164 @@
+//! The one path every request takes, whatever door it came through: authorization, a plan against the
+//! model, one store transaction, side effects on storage, then the model update and the events.
 
+mod auth;
+mod events;
+mod ops;
+mod volumes;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use corral_core::plan::Plan;
+use corral_core::{App, Domain, Error, Event, HostInfo, Result};
+use corral_storage::Storage;
+use corral_store::{Durability, Store};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+
+pub use auth::{Authorizer, Call, QrexecAdmitted};
+pub use events::EventBus;
+pub use ops::{now_epoch, parse_bool_payload, FeatureLookup, PropView, VmSummary};
+pub use volumes::VolumeInfo;
+
+/// The qube a request comes from. dom0's tools connect directly; other qubes arrive through qrexec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+}
+
+impl Caller {
+    pub fn dom0() -> Self {
+        Caller { name: "dom0".into() }
+    }
+    pub fn is_dom0(&self) -> bool {
+        self.name == "dom0"
+    }
+}
+
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub durability: Durability,
+    pub host: HostInfo,
+}
+
+pub struct Service {
+    model: RwLock<App>,
+    store: Mutex<Store>,
+    storage: Storage,
+    events: EventBus,
+    auth: Box<dyn Authorizer>,
+    volumes: volumes::Transient,
+}
+
+/// A store failure is the daemon's fault, not the caller's: it gets a generic exception and the log the details.
+fn store_error(e: corral_store::StoreError) -> Error {
+    tracing::error!(error = ?e, "state database write failed");
+    Error::generic("Failed to save the change to the state database")
+}
+
+impl Service {
+    /// Opens (or creates) the state in `state_dir`; a fresh directory gets what a fresh Qubes install has.
+    pub fn open(config: Config, auth: Box<dyn Authorizer>) -> anyhow_like::Result<Arc<Service>> {
+        std::fs::create_dir_all(&config.state_dir)?;
+        let mut store = Store::open(&config.state_dir.join("corral.sqlite"), config.durability)?;
+        if !store.is_initialized()? {
+            let state_dir = config.state_dir.display().to_string();
+            let kernels = config.state_dir.join("vm-kernels").display().to_string();
+            store.commit(&App::initial_ops(&state_dir, &kernels))?;
+        }
+        let (app, warnings) = store.load(config.host)?;
+        for w in &warnings {
+            tracing::warn!(table = w.table, key = %w.key, reason = %w.reason, "skipped invalid row at load");
+        }
+        let storage = Storage;
+        for pool in app.pools() {
+            if let Err(e) = storage.setup_pool(pool) {
+                tracing::warn!(pool = %pool.name, error = %e, "pool directory is not usable");
+            }
+        }
+        Ok(Arc::new(Service {
+            model: RwLock::new(app),
+            store: Mutex::new(store),
+            storage,
+            events: EventBus::new(),
+            auth,
+            volumes: volumes::Transient::default(),
+        }))
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// A consistent read view of the model.
+    pub fn read(&self) -> RwLockReadGuard<'_, App> {
+        self.model.read()
+    }
+
+    /// Resolves a destination token: a qube name or `uuid:<36 chars>`.
+    pub fn resolve(&self, token: &str) -> Result<String> {
+        let app = self.model.read();
+        resolve_in(&app, token).map(|d| d.name.clone())
+    }
+
+    pub fn authorize(&self, call: &Call<'_>) -> Result<()> {
+        self.auth.authorize(call)
+    }
+
+    /// Plans against the current model, commits the plan's ops in one transaction, applies them, then
+    /// publishes its events, all under the write lock so that events keep commit order.
+    fn mutate<T>(&self, f: impl FnOnce(&App) -> Result<(Plan, T)>) -> Result<T> {
+        let mut model = self.model.write();
+        let (plan, out) = f(&model)?;
+        if !plan.ops.is_empty() {
+            self.store.lock().commit(&plan.ops).map_err(store_error)?;
+        }
+        for op in plan.ops {
+            model.apply(op);
+        }
+        self.events.publish_all(plan.events);
+        Ok(out)
+    }
+
+    fn publish(&self, event: Event) {
+        self.events.publish_all(vec![event]);
+    }
+
+    pub fn integrity_check(&self) -> std::result::Result<String, corral_store::StoreError> {
+        self.store.lock().integrity_check()
+    }
+}
+
+pub fn resolve_in<'a>(app: &'a App, token: &str) -> Result<&'a Domain> {
+    if let Some(rest) = token.strip_prefix("uuid:") {
+        let well_formed = rest.len() == 36
+            && rest.char_indices().all(|(i, c)| {
+                if matches!(i, 8 | 13 | 18 | 23) {
+                    c == '-'
+                } else {
+                    c.is_ascii_digit() || ('a'..='f').contains(&c)
+                }
+            });
+        let uuid = uuid::Uuid::parse_str(rest).ok().filter(|_| well_formed).ok_or_else(|| {
+            Error::new(
+                corral_core::ErrorKind::QubesVMInvalidUUIDError,
+                format!("VM UUID is not valid: {}", corral_core::text::pyrepr(rest)),
+            )
+        })?;
+        return app.domain_by_uuid(&uuid).ok_or_else(|| Error::vm_not_found(token));
+    }
+    app.domain(token).ok_or_else(|| Error::vm_not_found(token))
+}
+
+/// Startup errors for the daemon binary, which prints the whole chain.
+pub mod anyhow_like {
+    pub type Result<T> = std::result::Result<T, OpenError>;
+
+    #[derive(Debug, thiserror::Error)]
+    pub enum OpenError {
+        #[error("Cannot create the state directory")]
+        Io(#[from] std::io::Error),
+        #[error(transparent)]
+        Store(#[from] corral_store::StoreError),
+    }
+}

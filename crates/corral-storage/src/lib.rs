@@ -1,1 +1,237 @@
+//! Files on disk behind Corral's storage pools: the `file` driver (sparse images, one optional revision) and the
+//! `linux-kernel` driver (read-only kernel directories).
+//!
+//! [`Storage`] is stateless: every call gets the pool and volume configuration from the model and works out the
+//! file names from them (see [`layout`] for the on-disk layout). Callers serialise operations on the same volume;
+//! operations on different volumes may run concurrently.
+//!
+//! Durability: every mutation that returns `Ok` has been synced, file and directory, so the daemon can acknowledge
+//! it. Content is replaced by writing a new file and renaming it over the image, so a failure or crash midway
+//! leaves the previous content in place.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod copy;
+mod error;
+mod file;
+mod fsutil;
+mod kernel;
+pub mod layout;
+mod sys;
+
+use std::path::PathBuf;
+
+use corral_core::volume::{Driver, Pool, Volume};
+
+pub use error::StorageError;
+
+/// One saved earlier state of a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    /// What `admin.vm.volume.ListSnapshots` prints and `Revert` takes (`<epoch>-back` for `file` pools).
+    pub id: String,
+    /// When the revision was made, ISO-8601 UTC without zone suffix, e.g. `2026-11-25T03:04:05`.
+    pub timestamp: String,
+}
+
+/// Entry point for all storage I/O; holds no state, so a plain `Storage` value is all a caller needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Storage;
+
+impl Storage {
+    /// What `admin.vm.volume.Info` reports as `path`. `file`: `<dir_path>/<vid>.img`, or for a `snap_on_start`
+    /// volume with a source, the origin's image, as upstream does. `linux-kernel`: the kernel directory
+    /// `<dir_path>/<vid>`. Empty when there is no such path (no kernel) or the vid is unsafe.
+    pub fn path(&self, pool: &Pool, vol: &Volume) -> PathBuf {
+        match pool.driver {
+            Driver::File => file::path(pool, vol),
+            Driver::LinuxKernel => kernel::path(pool, vol),
+        }
+    }
+
+    /// `file`: creates a sparse image of `vol.size` bytes and any missing parent directories; `snap_on_start`
+    /// volumes have no image. Fails with [`StorageError::AlreadyExists`] rather than overwrite an image.
+    /// `linux-kernel`: only checks that the chosen kernel exists.
+    pub fn create(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::create(pool, vol),
+            Driver::LinuxKernel => kernel::create(pool, vol),
+        }
+    }
+
+    /// Removes the image, its revisions, start marker, import and temporary files, then the qube's volume
+    /// directory (`appvms/<qube>`) once empty. Missing files are fine. A no-op for `linux-kernel`.
+    pub fn remove(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::remove(pool, vol),
+            Driver::LinuxKernel => Ok(()),
+        }
+    }
+
+    /// Bytes in use. `file`: blocks allocated to the image (to the start marker for `snap_on_start` volumes, 0
+    /// when not started); `linux-kernel`: summed length of the kernel's files. `None` when missing or unreadable.
+    pub fn usage(&self, pool: &Pool, vol: &Volume) -> Option<u64> {
+        match pool.driver {
+            Driver::File => file::usage(pool, vol),
+            Driver::LinuxKernel => kernel::usage(pool, vol),
+        }
+    }
+
+    /// Grows the image (sparse) to `new_size`. Refuses read-only volumes and any size below the configured or
+    /// actual size ([`StorageError::ShrinkRefused`]). Volumes without an image (`snap_on_start`, a stopped volatile
+    /// volume) succeed without touching disk: only their configured size changes. `linux-kernel`: unsupported.
+    pub fn resize(&self, pool: &Pool, vol: &Volume, new_size: u64) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::resize(pool, vol, new_size),
+            Driver::LinuxKernel => Err(unsupported(pool, "resizing")),
+        }
+    }
+
+    /// Replaces the content with zeroes of the current size (sparse, so nothing is allocated). Like upstream, which
+    /// clears by importing nothing, only `save_on_stop` volumes qualify and the old content becomes a revision
+    /// per `revisions_to_keep`.
+    pub fn clear(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::clear(pool, vol),
+            Driver::LinuxKernel => Err(unsupported(pool, "clearing")),
+        }
+    }
+
+    /// Makes `dst` an exact copy of `src` (content and length) and returns the new size. Uses a reflink when
+    /// possible, else a copy that keeps holes; writes a temporary file renamed into place, so a failure leaves
+    /// `dst` intact. The replaced image becomes a revision per `dst.revisions_to_keep`.
+    ///
+    /// As upstream: a `snap_on_start` source is refused; a `dst` that is not `save_on_stop` has no content of its
+    /// own and is left alone (returns `dst.size`). Between `linux-kernel` volumes there is nothing to copy; mixing
+    /// drivers is unsupported.
+    pub fn clone_volume(
+        &self,
+        src_pool: &Pool,
+        src: &Volume,
+        dst_pool: &Pool,
+        dst: &Volume,
+    ) -> Result<u64, StorageError> {
+        match (src_pool.driver, dst_pool.driver) {
+            (Driver::File, Driver::File) => file::clone_volume(src_pool, src, dst_pool, dst),
+            (Driver::LinuxKernel, Driver::LinuxKernel) => Ok(dst.size),
+            (from, to) => Err(StorageError::Unsupported(format!(
+                "Cannot clone a {} volume into a {} volume",
+                from.name(),
+                to.name()
+            ))),
+        }
+    }
+
+    /// Revisions, oldest first: the newest `revisions_to_keep` of those on disk (none for `0`/`-1`, at most one
+    /// for `file` pools). Unreadable directories yield none.
+    pub fn revisions(&self, pool: &Pool, vol: &Volume) -> Vec<Revision> {
+        match pool.driver {
+            Driver::File => file::revisions(pool, vol).unwrap_or_else(|e| {
+                tracing::warn!(vid = %vol.vid, error = %e, "cannot list revisions");
+                Vec::new()
+            }),
+            Driver::LinuxKernel => Vec::new(),
+        }
+    }
+
+    /// Makes a listed revision the current content; the current content becomes a revision if
+    /// `revisions_to_keep >= 1`, else is dropped. Unlisted ids give [`StorageError::RevisionNotFound`].
+    pub fn revert(&self, pool: &Pool, vol: &Volume, revision: &str) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::revert(pool, vol, revision),
+            Driver::LinuxKernel => {
+                Err(StorageError::RevisionNotFound { vid: vol.vid.clone(), revision: revision.to_string() })
+            }
+        }
+    }
+
+    /// Deletes revisions beyond `vol.revisions_to_keep`; call after lowering it. Commits (clone, import, clear,
+    /// revert) prune on their own.
+    pub fn prune_revisions(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::prune_revisions(pool, vol),
+            Driver::LinuxKernel => Ok(()),
+        }
+    }
+
+    /// Starts an import: creates `<image>.import`, sparse, `size` bytes, mode 0600, and returns its path for the
+    /// import script to write. Only `save_on_stop` volumes qualify. [`StorageError::ImportInProgress`] if the
+    /// file already exists.
+    pub fn import_begin(&self, pool: &Pool, vol: &Volume, size: u64) -> Result<PathBuf, StorageError> {
+        match pool.driver {
+            Driver::File => file::import_begin(pool, vol, size),
+            Driver::LinuxKernel => Err(unsupported(pool, "import")),
+        }
+    }
+
+    /// Ends an import. On success the imported file replaces the image (the old one becomes a revision per
+    /// `revisions_to_keep`) and the new size is returned: the caller must store it as the volume's size. On
+    /// failure the import file is removed (missing is fine) and `None` is returned.
+    pub fn import_end(&self, pool: &Pool, vol: &Volume, success: bool) -> Result<Option<u64>, StorageError> {
+        match pool.driver {
+            Driver::File => file::import_end(pool, vol, success),
+            Driver::LinuxKernel => Err(unsupported(pool, "import")),
+        }
+    }
+
+    /// Removes import and temporary files an interrupted operation left; meant for daemon start-up, when no
+    /// import can be in progress.
+    pub fn discard_pending(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::discard_pending(pool, vol),
+            Driver::LinuxKernel => Ok(()),
+        }
+    }
+
+    /// (size, usage) in bytes of the file system holding the pool directory; `None` if it cannot be examined.
+    pub fn pool_usage(&self, pool: &Pool) -> Option<(u64, u64)> {
+        let dir = layout::pool_dir(pool).ok()?;
+        sys::statvfs(&dir).ok()
+    }
+
+    /// Records that a `snap_on_start` volume's qube started (creates its `-cow` marker); a no-op for others.
+    pub fn mark_started(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::mark_started(pool, vol),
+            Driver::LinuxKernel => Ok(()),
+        }
+    }
+
+    /// Records that the volume's qube stopped (removes the `-cow` marker).
+    pub fn mark_stopped(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::mark_stopped(pool, vol),
+            Driver::LinuxKernel => Ok(()),
+        }
+    }
+
+    /// For a `snap_on_start` volume: whether `origin`'s content changed after this volume's qube started. False
+    /// when not started ([`Storage::mark_started`]) or for other volumes and drivers.
+    pub fn is_outdated(&self, pool: &Pool, vol: &Volume, origin_pool: &Pool, origin: &Volume) -> bool {
+        match pool.driver {
+            Driver::File => file::is_outdated(pool, vol, origin_pool, origin),
+            Driver::LinuxKernel => false,
+        }
+    }
+
+    /// Makes a newly added (or, at start-up, configured) pool usable: creates its directory (mode 0755) and, for
+    /// `file` pools, `appvms` and `vm-templates` inside, then checks a file can be created there.
+    pub fn setup_pool(&self, pool: &Pool) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::setup_pool(pool),
+            Driver::LinuxKernel => kernel::setup_pool(pool),
+        }
+    }
+
+    /// Kernels a `linux-kernel` pool offers (subdirectories holding a `vmlinuz`), sorted; empty for other pools.
+    pub fn kernels(&self, pool: &Pool) -> Vec<String> {
+        match pool.driver {
+            Driver::File => Vec::new(),
+            Driver::LinuxKernel => kernel::kernels(pool),
+        }
+    }
+}
+
+fn unsupported(pool: &Pool, what: &str) -> StorageError {
+    StorageError::Unsupported(format!("{} pool {} does not support {what}", pool.driver.name(), pool.name))
+}

@@ -1,1 +1,56 @@
-fn main() {}
+//! `corrald`: the Corral daemon. Loads the state, then serves the Admin API sockets until SIGTERM/SIGINT.
+
+mod config;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use corral_admin::Door;
+use corral_service::{QrexecAdmitted, Service};
+use tokio::signal::unix::{signal, SignalKind};
+
+fn main() -> anyhow::Result<()> {
+    let config = config::Config::load()?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| config.log_filter().into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: config::Config) -> anyhow::Result<()> {
+    let uri = config.libvirt_uri();
+    tracing::info!(state_dir = %config.state_dir.display(), libvirt_uri = %uri, "starting corrald");
+    let service_config = corral_service::Config {
+        state_dir: config.state_dir.clone(),
+        durability: config.durability(),
+        host: config::host_info(),
+    };
+    let service: Arc<Service> =
+        Service::open(service_config, Box::new(QrexecAdmitted)).context("Cannot open the daemon's state")?;
+
+    // Sockets appear only once the state is loaded, so a client that connects is served.
+    let mut tasks = Vec::new();
+    for (path, door) in [(&config.admin_socket, Door::Admin), (&config.internal_socket, Door::Internal)] {
+        let listener = corral_admin::bind(path).with_context(|| format!("Cannot listen on {}", path.display()))?;
+        tracing::info!(socket = %path.display(), ?door, "serving");
+        tasks.push(tokio::spawn(corral_admin::serve(service.clone(), listener, door)));
+    }
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    }
+    for t in &tasks {
+        t.abort();
+    }
+    for path in [&config.admin_socket, &config.internal_socket] {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The socket server: one request per connection, read to EOF, dispatch through the method table,
+//! write the reply, close. `admin.Events` keeps the connection and streams.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use corral_core::{Error, Result};
+use corral_service::{Caller, Service};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::frame::{self, Request, MAX_REQUEST};
+use crate::methods::{Cost, Ctx, Dest, Handler, Method, Want};
+
+/// Which method table a socket serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    Admin,
+    Internal,
+}
+
+struct Table {
+    methods: HashMap<String, Method>,
+}
+
+impl Table {
+    fn new(door: Door) -> Table {
+        let list = match door {
+            Door::Admin => crate::methods::admin_methods(),
+            Door::Internal => crate::methods::internal_methods(),
+        };
+        Table { methods: list.into_iter().map(|m| (m.name.clone(), m)).collect() }
+    }
+}
+
+/// Binds a socket, replacing a stale file only when nobody answers on it.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is served by another daemon", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// Serves one bound socket until the task is dropped.
+pub async fn serve(service: Arc<Service>, listener: UnixListener, door: Door) {
+    let table = Arc::new(Table::new(door));
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let (service, table) = (service.clone(), table.clone());
+                tokio::spawn(async move { handle(service, table, stream).await });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn read_request(stream: &mut UnixStream) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(Some(buf));
+        }
+        if buf.len() + n > MAX_REQUEST {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn handle(service: Arc<Service>, table: Arc<Table>, mut stream: UnixStream) {
+    let Ok(Some(buf)) = read_request(&mut stream).await else { return };
+    let Ok(request) = frame::parse(&buf) else { return };
+    let reply = match prepare(&service, &table, &request) {
+        Err(e) => frame::exception(&e),
+        Ok(Prepared::Events { caller, dest }) => return stream_events(&service, &mut stream, &caller, &dest).await,
+        Ok(Prepared::Call { method, caller, dest }) => {
+            run(service.clone(), method, caller, dest, request.arg.to_string(), request.payload.to_vec()).await
+        }
+    };
+    // An empty reply is an internal failure: close without answering, as qubesd does.
+    if !reply.is_empty() && stream.write_all(&reply).await.is_ok() {
+        let _ = stream.shutdown().await;
+    }
+}
+
+enum Prepared {
+    Call { method: Method, caller: Caller, dest: String },
+    Events { caller: Caller, dest: String },
+}
+
+/// Resolves the source and destination, finds the method, and applies the generic checks in
+/// qubesd's order: payload, argument, destination; all before any handler runs.
+fn prepare(service: &Service, table: &Table, r: &Request<'_>) -> Result<Prepared> {
+    let src = service.resolve(r.src)?;
+    let dest = service.resolve(r.dest)?;
+    let Some(method) = table.methods.get(r.method) else {
+        return Err(Error::protocol(format!("no such method: {}", corral_core::text::pyrepr(r.method))));
+    };
+    match (method.payload, r.payload.is_empty()) {
+        (Want::Yes, true) => return Err(Error::protocol("expected payload")),
+        (Want::No, false) => return Err(Error::protocol("unexpected payload")),
+        _ => {}
+    }
+    match (method.arg, r.arg.is_empty()) {
+        (Want::Yes, true) => return Err(Error::protocol("expected an argument")),
+        (Want::No, false) => return Err(Error::protocol("unexpected argument")),
+        _ => {}
+    }
+    match (method.dest, dest == "dom0") {
+        (Dest::Admin, false) => return Err(Error::protocol("expected destination to be AdminVM")),
+        (Dest::NotAdmin, true) => return Err(Error::protocol("expected destination to not be AdminVM")),
+        _ => {}
+    }
+    let caller = Caller { name: src };
+    Ok(match method.handler {
+        Handler::Events => Prepared::Events { caller, dest },
+        Handler::Call(_) => Prepared::Call { method: method.clone(), caller, dest },
+    })
+}
+
+async fn run(
+    service: Arc<Service>,
+    method: Method,
+    caller: Caller,
+    dest: String,
+    arg: String,
+    payload: Vec<u8>,
+) -> Vec<u8> {
+    let Handler::Call(f) = method.handler else { return Vec::new() };
+    let call = move || {
+        let ctx = Ctx { caller: &caller, method: &method.name, arg: &arg, dest: &dest, payload: &payload };
+        match f(&service, &ctx) {
+            Ok(content) => frame::ok(&content),
+            Err(e) => frame::exception(&e),
+        }
+    };
+    match method.cost {
+        Cost::Memory => call(),
+        // A panic in a handler must not take the daemon down; the client sees an empty reply, as upstream
+        // clients see for unexpected internal errors.
+        Cost::Io => tokio::task::spawn_blocking(call).await.unwrap_or_default(),
+    }
+}
+
+/// Internal events that `admin.Events` never forwards.
+fn is_internal(name: &str) -> bool {
+    name.starts_with("admin-permission:")
+        || name.starts_with("device-get:")
+        || name.starts_with("device-list:")
+        || name.starts_with("device-list-attached:")
+        || name == "domain-is-fully-usable"
+}
+
+async fn stream_events(service: &Service, stream: &mut UnixStream, caller: &Caller, dest: &str) {
+    if let Err(e) = service.authorize(&corral_service::Call { caller, method: "admin.Events", arg: "", target: dest }) {
+        let _ = stream.write_all(&frame::exception(&e)).await;
+        return;
+    }
+    let mut rx = service.events().subscribe();
+    let hello = corral_core::Event::global("connection-established");
+    if stream.write_all(&frame::event(&hello)).await.is_err() {
+        return;
+    }
+    let all = dest == "dom0";
+    loop {
+        match rx.recv().await {
+            Ok(event) => {
+                if is_internal(&event.name) || !(all || event.subject.as_deref() == Some(dest)) {
+                    continue;
+                }
+                if stream.write_all(&frame::event(&event)).await.is_err() {
+                    return;
+                }
+            }
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "event subscriber fell behind; closing its stream");
+                return;
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

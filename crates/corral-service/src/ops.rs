@@ -1,0 +1,430 @@
+//! Typed operations on qubes, properties, features, tags, labels, pools, firewall and notes.
+//! Every public method authorizes its call first.
+
+use std::collections::BTreeMap;
+
+use corral_core::domain::{Class, Domain};
+use corral_core::plan::{CreateSpec, Plan};
+use corral_core::props::{self, PropType};
+use corral_core::volume::{Driver, Pool};
+use corral_core::{firewall, label, plan, App, Error, ErrorKind, Event, Result};
+use serde_json::json;
+
+use crate::{resolve_in, Call, Caller, Service};
+
+/// One property as `Get` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropView {
+    pub is_default: bool,
+    pub ty: PropType,
+    /// Empty for None or an unset property.
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSummary {
+    pub name: String,
+    pub class: Class,
+    pub state: &'static str,
+    pub uuid: String,
+}
+
+/// Which chain `admin.vm.feature.CheckWith*` walks after the qube itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureLookup {
+    Own,
+    Template,
+    Netvm,
+    AdminVm,
+    TemplateAndAdminVm,
+}
+
+fn domain<'a>(app: &'a App, vm: &str) -> Result<&'a Domain> {
+    resolve_in(app, vm)
+}
+
+impl Service {
+    pub(crate) fn auth(&self, caller: &Caller, method: &str, arg: &str, target: &str) -> Result<()> {
+        self.authorize(&Call { caller, method, arg, target })
+    }
+
+    /// Until the hypervisor layer reports real states, dom0 runs and every qube is halted.
+    pub fn power_state(&self, d: &Domain) -> &'static str {
+        if d.is_admin() {
+            "Running"
+        } else {
+            "Halted"
+        }
+    }
+
+    pub fn list_vms(&self, caller: &Caller, dest: &str) -> Result<Vec<VmSummary>> {
+        self.auth(caller, "admin.vm.List", "", dest)?;
+        let app = self.read();
+        let summary = |d: &Domain| VmSummary {
+            name: d.name.clone(),
+            class: d.class,
+            state: self.power_state(d),
+            uuid: d.uuid.to_string(),
+        };
+        if dest == "dom0" {
+            Ok(app.domains().map(summary).collect())
+        } else {
+            Ok(vec![summary(domain(&app, dest)?)])
+        }
+    }
+
+    /// Runs `f` over a read view of one qube after authorizing the call.
+    pub fn with_vm<T>(
+        &self,
+        caller: &Caller,
+        method: &str,
+        arg: &str,
+        vm: &str,
+        f: impl FnOnce(&App, &Domain) -> Result<T>,
+    ) -> Result<T> {
+        self.auth(caller, method, arg, vm)?;
+        let app = self.read();
+        f(&app, domain(&app, vm)?)
+    }
+
+    pub fn with_app<T>(
+        &self,
+        caller: &Caller,
+        method: &str,
+        arg: &str,
+        f: impl FnOnce(&App) -> Result<T>,
+    ) -> Result<T> {
+        self.auth(caller, method, arg, "dom0")?;
+        let app = self.read();
+        f(&app)
+    }
+
+    pub fn vm_prop_view(app: &App, d: &Domain, name: &str) -> Result<PropView> {
+        let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
+        // Identity given at creation counts as set, as upstream keeps it in the qube's stored properties.
+        let explicit = match def.access {
+            props::Access::WriteOnce => true,
+            props::Access::ReadOnly => false,
+            props::Access::ReadWrite => d.props.contains_key(name),
+        };
+        Ok(PropView { is_default: !explicit, ty: def.ty, value: app.vm_prop(d, name).unwrap_or_default() })
+    }
+
+    pub fn vm_prop_default(app: &App, d: &Domain, name: &str) -> Result<Option<(PropType, String)>> {
+        let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
+        let mut probe = d.clone();
+        probe.props.remove(name);
+        Ok(app.vm_prop(&probe, name).map(|v| (def.ty, v)))
+    }
+
+    pub fn vm_prop_help(d: &Domain, name: &str) -> Result<&'static str> {
+        props::vm_prop_def(d.class, name).map(|p| p.help).ok_or_else(|| Error::no_such_property(&d.name, name))
+    }
+
+    pub fn global_prop_view(app: &App, name: &str) -> Result<PropView> {
+        let def = props::global_prop_def(name).ok_or_else(|| Error::no_such_property("Qubes", name))?;
+        Ok(PropView {
+            is_default: app.global_explicit(name).is_none(),
+            ty: def.ty,
+            value: app.global_prop(name).unwrap_or_default(),
+        })
+    }
+
+    pub fn global_prop_default(app: &App, name: &str) -> Result<Option<(PropType, String)>> {
+        let def = props::global_prop_def(name).ok_or_else(|| Error::no_such_property("Qubes", name))?;
+        Ok((def.default)(app).map(|v| (def.ty, v)))
+    }
+
+    pub fn set_vm_prop(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+        let ty = {
+            let app = self.read();
+            let d = domain(&app, vm)?;
+            props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?.ty
+        };
+        let value = props::sanitize(ty, payload)?;
+        self.auth(caller, "admin.vm.property.Set", name, vm)?;
+        self.mutate(|app| {
+            let d = domain(app, vm)?;
+            self.require_halted_for_prop(d, name)?;
+            Ok((app.plan_vm_prop_set(d, name, &value)?, ()))
+        })
+    }
+
+    pub fn reset_vm_prop(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
+        self.auth(caller, "admin.vm.property.Reset", name, vm)?;
+        self.mutate(|app| {
+            let d = domain(app, vm)?;
+            self.require_halted_for_prop(d, name)?;
+            Ok((app.plan_vm_prop_reset(d, name)?, ()))
+        })
+    }
+
+    fn require_halted_for_prop(&self, d: &Domain, name: &str) -> Result<()> {
+        if matches!(name, "template" | "virt_mode" | "kernel" | "provides_network") && self.power_state(d) != "Halted" {
+            return Err(Error::not_halted(&d.name));
+        }
+        Ok(())
+    }
+
+    pub fn set_global_prop(&self, caller: &Caller, name: &str, payload: &[u8]) -> Result<()> {
+        let def = props::global_prop_def(name).ok_or_else(|| Error::no_such_property("Qubes", name))?;
+        let value = props::sanitize(def.ty, payload)?;
+        self.auth(caller, "admin.property.Set", name, "dom0")?;
+        self.mutate(|app| Ok((app.plan_global_prop_set(name, &value)?, ())))
+    }
+
+    pub fn reset_global_prop(&self, caller: &Caller, name: &str) -> Result<()> {
+        self.auth(caller, "admin.property.Reset", name, "dom0")?;
+        self.mutate(|app| Ok((app.plan_global_prop_reset(name)?, ())))
+    }
+
+    pub fn feature_get(
+        &self,
+        caller: &Caller,
+        method: &str,
+        vm: &str,
+        name: &str,
+        lookup: FeatureLookup,
+    ) -> Result<String> {
+        self.with_vm(caller, method, name, vm, |app, d| {
+            let dom0 = app.domain("dom0");
+            let found = match lookup {
+                FeatureLookup::Own => d.features.get(name),
+                FeatureLookup::Template => app.feature_with_template(d, name),
+                FeatureLookup::Netvm => app.feature_with_netvm(d, name),
+                FeatureLookup::AdminVm => d.features.get(name).or_else(|| dom0.and_then(|a| a.features.get(name))),
+                FeatureLookup::TemplateAndAdminVm => {
+                    app.feature_with_template(d, name).or_else(|| dom0.and_then(|a| a.features.get(name)))
+                }
+            };
+            found.map(str::to_string).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::QubesFeatureNotFoundError,
+                    format!("Feature not set for domain {}: {name}", d.name),
+                )
+            })
+        })
+    }
+
+    pub fn feature_set(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+        let value = std::str::from_utf8(payload)
+            .ok()
+            .filter(|v| v.is_ascii())
+            .ok_or_else(|| Error::protocol("Feature value contains non-ASCII characters"))?;
+        plan::validate_feature(name, value)?;
+        self.auth(caller, "admin.vm.feature.Set", name, vm)?;
+        self.mutate(|app| Ok((app.plan_feature_set(domain(app, vm)?, name, value)?, ())))
+    }
+
+    pub fn feature_remove(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
+        plan::validate_feature_name(name)?;
+        self.auth(caller, "admin.vm.feature.Remove", name, vm)?;
+        self.mutate(|app| Ok((app.plan_feature_remove(domain(app, vm)?, name)?, ())))
+    }
+
+    pub fn tag_set(&self, caller: &Caller, vm: &str, tag: &str) -> Result<()> {
+        corral_core::text::validate_tag(tag)?;
+        self.auth(caller, "admin.vm.tag.Set", tag, vm)?;
+        self.mutate(|app| Ok((app.plan_tag_set(domain(app, vm)?, tag, caller.is_dom0())?, ())))
+    }
+
+    pub fn tag_remove(&self, caller: &Caller, vm: &str, tag: &str) -> Result<()> {
+        corral_core::text::validate_tag(tag)?;
+        self.auth(caller, "admin.vm.tag.Remove", tag, vm)?;
+        self.mutate(|app| Ok((app.plan_tag_remove(domain(app, vm)?, tag, caller.is_dom0())?, ())))
+    }
+
+    pub fn label_create(&self, caller: &Caller, name: &str, color: &[u8]) -> Result<()> {
+        label::validate_label_name(name, true)?;
+        let color = label::parse_label_color(color)?;
+        self.auth(caller, "admin.label.Create", name, "dom0")?;
+        self.mutate(|app| Ok((app.plan_label_create(name, &color)?, ())))
+    }
+
+    pub fn label_remove(&self, caller: &Caller, name: &str) -> Result<()> {
+        self.auth(caller, "admin.label.Remove", name, "dom0")?;
+        self.mutate(|app| Ok((app.plan_label_remove(name)?, ())))
+    }
+
+    pub fn create_vm(&self, caller: &Caller, method: &str, spec: CreateSpec) -> Result<()> {
+        self.auth(caller, method, spec.template.as_deref().unwrap_or(""), "dom0")?;
+        let mut model = self.model.write();
+        let plan = model.plan_create(&spec)?;
+        let created = self.create_volumes(&model, &plan)?;
+        if let Err(e) = self.store.lock().commit(&plan.ops) {
+            self.remove_volume_files(&model, &created);
+            return Err(crate::store_error(e));
+        }
+        for op in plan.ops {
+            model.apply(op);
+        }
+        self.events.publish_all(plan.events);
+        Ok(())
+    }
+
+    /// Creates the image files of a planned new qube; on failure removes what it made.
+    fn create_volumes(&self, app: &App, plan: &Plan) -> Result<Vec<corral_core::volume::Volume>> {
+        let Some(corral_core::Op::InsertDomain(d)) = plan.ops.first() else { return Ok(Vec::new()) };
+        let mut created = Vec::new();
+        for v in &d.volumes {
+            let Some(pool) = app.pool(&v.pool) else { continue };
+            if let Err(e) = self.storage.create(pool, v) {
+                self.remove_volume_files(app, &created);
+                return Err(Error::generic(format!("Failed to create volume {} of {}: {e}", v.name, d.name)));
+            }
+            created.push(v.clone());
+        }
+        Ok(created)
+    }
+
+    fn remove_volume_files(&self, app: &App, volumes: &[corral_core::volume::Volume]) {
+        for v in volumes {
+            if let Some(pool) = app.pool(&v.pool) {
+                if let Err(e) = self.storage.remove(pool, v) {
+                    tracing::warn!(vid = %v.vid, error = %e, "failed to remove volume files");
+                }
+            }
+        }
+    }
+
+    pub fn remove_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+        self.auth(caller, "admin.vm.Remove", "", vm)?;
+        let mut model = self.model.write();
+        let d = domain(&model, vm)?;
+        if !d.is_admin() && self.power_state(d) != "Halted" {
+            return Err(Error::not_halted(&d.name));
+        }
+        let plan = model.plan_remove(d)?;
+        let volumes = d.volumes.clone();
+        let name = d.name.clone();
+        self.store.lock().commit(&plan.ops).map_err(crate::store_error)?;
+        for op in plan.ops {
+            model.apply(op);
+        }
+        self.volumes.forget_vm(&name);
+        // Under the lock, so that a qube created next with the same name cannot lose its new files.
+        self.remove_volume_files(&model, &volumes);
+        self.events.publish_all(plan.events);
+        Ok(())
+    }
+
+    pub fn firewall_set(&self, caller: &Caller, vm: &str, payload: &[u8]) -> Result<()> {
+        let rules = firewall::parse_rules(payload, now_epoch())?;
+        self.auth(caller, "admin.vm.firewall.Set", "", vm)?;
+        self.mutate(|app| Ok((app.plan_firewall_set(domain(app, vm)?, rules), ())))
+    }
+
+    pub fn firewall_reload(&self, caller: &Caller, vm: &str) -> Result<()> {
+        self.auth(caller, "admin.vm.firewall.Reload", "", vm)?;
+        let name = domain(&self.read(), vm)?.name.clone();
+        self.publish(Event::on(&name, "firewall-changed"));
+        Ok(())
+    }
+
+    pub fn notes_set(&self, caller: &Caller, vm: &str, payload: &[u8]) -> Result<()> {
+        let text = plan::sanitize_notes(payload)?;
+        self.auth(caller, "admin.vm.notes.Set", "", vm)?;
+        self.mutate(|app| Ok((app.plan_notes_set(domain(app, vm)?, text), ())))
+    }
+
+    pub fn pool_add(&self, caller: &Caller, driver: &str, payload: &[u8]) -> Result<()> {
+        let driver = Driver::from_name(driver).ok_or_else(|| Error::denied("Argument not in allowed drivers"))?;
+        let text = std::str::from_utf8(payload)
+            .ok()
+            .filter(|t| t.is_ascii())
+            .ok_or_else(|| Error::protocol("Pool config contains non-ASCII characters"))?;
+        let mut params = BTreeMap::new();
+        for line in text.lines() {
+            let (k, v) = line.split_once('=').ok_or_else(|| Error::protocol("Invalid pool config line"))?;
+            if params.insert(k.to_string(), v.to_string()).is_some() {
+                return Err(Error::protocol(format!("Duplicated pool config key: {k}")));
+            }
+        }
+        let pool = Pool::from_parameters(driver, &params)?;
+        self.auth(caller, "admin.pool.Add", driver.name(), "dom0")?;
+        self.mutate(|app| {
+            let plan = app.plan_pool_add(pool.clone())?;
+            self.storage.setup_pool(&pool).map_err(|e| Error::new(ErrorKind::StoragePoolException, e.to_string()))?;
+            Ok((plan, ()))
+        })
+    }
+
+    pub fn pool_remove(&self, caller: &Caller, pool: &str) -> Result<()> {
+        self.auth(caller, "admin.pool.Remove", pool, "dom0")?;
+        self.mutate(|app| {
+            app.pool(pool).ok_or_else(|| Error::denied("Argument not in allowed pools"))?;
+            Ok((app.plan_pool_remove(pool)?, ()))
+        })
+    }
+
+    pub fn pool_set_revisions(&self, caller: &Caller, pool: &str, payload: &[u8]) -> Result<()> {
+        let text = std::str::from_utf8(payload).map_err(|_| Error::protocol("Invalid value for revisions_to_keep"))?;
+        let n = corral_core::volume::parse_revisions_to_keep(text)?;
+        self.auth(caller, "admin.pool.Set.revisions_to_keep", pool, "dom0")?;
+        self.mutate(|app| {
+            let mut p = app.pool(pool).cloned().ok_or_else(|| Error::denied("Argument not in allowed pools"))?;
+            corral_core::volume::check_revisions_limit(p.driver, n)?;
+            p.revisions_to_keep = n;
+            Ok((app.plan_pool_update(p), ()))
+        })
+    }
+
+    pub fn pool_set_ephemeral(&self, caller: &Caller, pool: &str, payload: &[u8]) -> Result<()> {
+        let value = parse_bool_payload(payload)?;
+        self.auth(caller, "admin.pool.Set.ephemeral_volatile", pool, "dom0")?;
+        self.mutate(|app| {
+            let mut p = app.pool(pool).cloned().ok_or_else(|| Error::denied("Argument not in allowed pools"))?;
+            if p.driver != Driver::File {
+                return Err(Error::new(ErrorKind::QubesNotImplementedError, "Pool does not support ephemeral volumes"));
+            }
+            p.ephemeral_volatile = value;
+            Ok((app.plan_pool_update(p), ()))
+        })
+    }
+
+    /// (size, usage) of a pool's backing filesystem.
+    pub fn pool_usage(&self, pool: &Pool) -> Option<(u64, u64)> {
+        self.storage.pool_usage(pool)
+    }
+
+    /// The JSON the qrexec policy daemon asks for on every call it evaluates.
+    pub fn system_info(&self) -> String {
+        let app = self.read();
+        let mut domains = serde_json::Map::new();
+        for d in app.domains() {
+            let vm_or_null = |prop: &str| {
+                app.vm_prop(d, prop).filter(|v| !v.is_empty()).map_or(serde_json::Value::Null, serde_json::Value::from)
+            };
+            let label = app.vm_prop(d, "label").and_then(|l| app.label(&l).cloned());
+            domains.insert(
+                d.name.clone(),
+                json!({
+                    "internal": d.features.get("internal"),
+                    "tags": app.tags_of(d),
+                    "type": d.class.name(),
+                    "template_for_dispvms": app.vm_prop(d, "template_for_dispvms").as_deref() == Some("True"),
+                    "default_dispvm": vm_or_null("default_dispvm"),
+                    "icon": label.as_ref().map(|l| format!("appvm-{}", l.name)),
+                    "label": label.as_ref().map(|l| l.color.clone()),
+                    "guivm": vm_or_null("guivm"),
+                    "relayvm": null,
+                    "transport_rpc": null,
+                    "power_state": self.power_state(d),
+                    "uuid": d.uuid.to_string(),
+                }),
+            );
+        }
+        json!({ "domains": domains }).to_string()
+    }
+}
+
+pub fn parse_bool_payload(payload: &[u8]) -> Result<bool> {
+    std::str::from_utf8(payload)
+        .ok()
+        .and_then(corral_core::text::parse_bool)
+        .ok_or_else(|| Error::protocol("Payload is not boolean ASCII"))
+}
+
+pub fn now_epoch() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

@@ -1,0 +1,317 @@
+//! Qube volumes: info, resize, revisions, clear, clone tokens and the two-step import.
+//!
+//! Storage I/O (copies of whole images) runs under an upgradable read lock: reads go on, other writers
+//! wait, and the model is only locked exclusively for the final commit.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use corral_core::domain::Domain;
+use corral_core::volume::{Pool, Volume};
+use corral_core::{App, Error, ErrorKind, Event, Op, Result};
+use parking_lot::{Mutex, RwLockUpgradableReadGuard};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+
+use crate::{resolve_in, Caller, Service};
+
+/// State that lives only in memory, as upstream keeps it: clone tokens and imports under way.
+#[derive(Default)]
+pub(crate) struct Transient {
+    clone_tokens: Mutex<HashMap<String, (String, String)>>,
+    imports: Mutex<HashMap<(String, String), u64>>,
+}
+
+impl Transient {
+    pub(crate) fn forget_vm(&self, vm: &str) {
+        self.clone_tokens.lock().retain(|_, (v, _)| v != vm);
+        self.imports.lock().retain(|(v, _), _| v != vm);
+    }
+}
+
+/// `admin.vm.volume.Info` in its wire order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub fields: Vec<(&'static str, String)>,
+}
+
+fn not_in_volumes(vm: &str) -> Error {
+    Error::denied(format!("Argument not in '{vm}' volumes"))
+}
+
+fn volume_of<'a>(d: &'a Domain, name: &str) -> Result<&'a Volume> {
+    d.volume(name).ok_or_else(|| not_in_volumes(&d.name))
+}
+
+fn pool_of<'a>(app: &'a App, v: &Volume) -> Result<&'a Pool> {
+    app.pool(&v.pool)
+        .ok_or_else(|| Error::new(ErrorKind::QubesPoolNotFoundError, format!("Pool not found: {}", v.pool)))
+}
+
+fn storage_error(e: corral_storage::StorageError) -> Error {
+    Error::new(ErrorKind::StoragePoolException, e.to_string())
+}
+
+impl Service {
+    pub fn volume_info(&self, caller: &Caller, vm: &str, name: &str) -> Result<VolumeInfo> {
+        self.with_vm(caller, "admin.vm.volume.Info", name, vm, |app, d| {
+            let v = volume_of(d, name)?;
+            let pool = pool_of(app, v)?;
+            let b = |x: bool| corral_core::text::format_bool(x).to_string();
+            let mut fields = vec![
+                ("pool", v.pool.clone()),
+                ("vid", v.vid.clone()),
+                ("size", v.size.to_string()),
+                ("usage", self.storage.usage(pool, v).map(|u| u.to_string()).unwrap_or_default()),
+                ("rw", b(v.rw)),
+                ("source", v.source.clone().unwrap_or_default()),
+                ("path", self.storage.path(pool, v).display().to_string()),
+                ("save_on_stop", b(v.save_on_stop)),
+                ("snap_on_start", b(v.snap_on_start)),
+                ("revisions_to_keep", v.revisions_to_keep.to_string()),
+                ("ephemeral", b(v.effective_ephemeral(Some(pool)))),
+            ];
+            if v.snap_on_start {
+                let origin = app.domains().flat_map(|o| o.volumes.iter()).find(|o| Some(&o.vid) == v.source.as_ref());
+                let outdated = origin
+                    .and_then(|o| Some((o, app.pool(&o.pool)?)))
+                    .is_some_and(|(o, op)| self.storage.is_outdated(pool, v, op, o));
+                fields.push(("is_outdated", b(outdated)));
+            }
+            Ok(VolumeInfo { fields })
+        })
+    }
+
+    pub fn volume_snapshots(&self, caller: &Caller, vm: &str, name: &str) -> Result<Vec<String>> {
+        self.with_vm(caller, "admin.vm.volume.ListSnapshots", name, vm, |app, d| {
+            let v = volume_of(d, name)?;
+            Ok(self.storage.revisions(pool_of(app, v)?, v).into_iter().map(|r| r.id).collect())
+        })
+    }
+
+    /// Runs a storage step on one volume of a halted-or-not qube, then commits the volume's new config.
+    fn volume_change(
+        &self,
+        caller: &Caller,
+        method: &str,
+        vm: &str,
+        name: &str,
+        change: impl FnOnce(&App, &Domain, &Volume) -> Result<(Option<Volume>, Vec<Event>)>,
+    ) -> Result<()> {
+        self.auth(caller, method, name, vm)?;
+        let guard = self.model.upgradable_read();
+        let d = resolve_in(&guard, vm)?;
+        let v = volume_of(d, name)?;
+        let (new, events) = change(&guard, d, v)?;
+        let qid = d.qid;
+        let mut model = RwLockUpgradableReadGuard::upgrade(guard);
+        if let Some(volume) = new {
+            let op = Op::SetVolume { qid, volume };
+            self.store.lock().commit(std::slice::from_ref(&op)).map_err(crate::store_error)?;
+            model.apply(op);
+        }
+        self.events.publish_all(events);
+        Ok(())
+    }
+
+    pub fn volume_resize(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+        let text = std::str::from_utf8(payload).map_err(|_| Error::protocol("Invalid volume size"))?;
+        let size =
+            corral_core::text::parse_strict_u64(text.trim()).ok_or_else(|| Error::protocol("Invalid volume size"))?;
+        self.volume_change(caller, "admin.vm.volume.Resize", vm, name, |app, d, v| {
+            if !v.rw {
+                return Err(Error::new(
+                    ErrorKind::StoragePoolException,
+                    format!("Cannot resize read-only volume {}", v.vid),
+                ));
+            }
+            if size < v.size {
+                return Err(Error::new(
+                    ErrorKind::StoragePoolException,
+                    format!("For your own safety, shrinking of {} is disabled ({} < {})", v.name, size, v.size),
+                ));
+            }
+            let _ = d;
+            self.storage.resize(pool_of(app, v)?, v, size).map_err(storage_error)?;
+            Ok((Some(Volume { size, ..v.clone() }), Vec::new()))
+        })
+    }
+
+    pub fn volume_revert(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+        let revision =
+            std::str::from_utf8(payload).map_err(|_| Error::protocol("Invalid revision"))?.trim().to_string();
+        let ok = !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_alphanumeric() || b":_.-".contains(&b));
+        if !ok {
+            return Err(Error::protocol("Invalid revision"));
+        }
+        self.volume_change(caller, "admin.vm.volume.Revert", vm, name, |app, d, v| {
+            if self.power_state(d) != "Halted" {
+                return Err(Error::not_halted(&d.name));
+            }
+            let pool = pool_of(app, v)?;
+            if !self.storage.revisions(pool, v).iter().any(|r| r.id == revision) {
+                return Err(Error::new(
+                    ErrorKind::QubesVolumeRevisionNotFoundError,
+                    format!("Revision not found: {revision}"),
+                ));
+            }
+            self.storage.revert(pool, v, &revision).map_err(storage_error)?;
+            Ok((None, Vec::new()))
+        })
+    }
+
+    pub fn volume_clear(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
+        self.volume_change(caller, "admin.vm.volume.Clear", vm, name, |app, d, v| {
+            if self.power_state(d) != "Halted" {
+                return Err(Error::not_halted(&d.name));
+            }
+            self.storage.clear(pool_of(app, v)?, v).map_err(storage_error)?;
+            let events = vec![
+                Event::on(&d.name, "domain-volume-import-begin").arg("volume", name).arg("size", v.size.to_string()),
+                Event::on(&d.name, "domain-volume-import-end").arg("volume", name).arg("success", "True"),
+            ];
+            Ok((None, events))
+        })
+    }
+
+    pub fn volume_set_revisions(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+        let text = std::str::from_utf8(payload).map_err(|_| Error::protocol("Invalid value for revisions_to_keep"))?;
+        let n = corral_core::volume::parse_revisions_to_keep(text)?;
+        self.volume_change(caller, "admin.vm.volume.Set.revisions_to_keep", vm, name, |app, _, v| {
+            corral_core::volume::check_revisions_limit(pool_of(app, v)?.driver, n)?;
+            Ok((Some(Volume { revisions_to_keep: n, ..v.clone() }), Vec::new()))
+        })
+    }
+
+    pub fn volume_set_rw(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+        let rw = crate::ops::parse_bool_payload(payload)?;
+        self.volume_change(caller, "admin.vm.volume.Set.rw", vm, name, |_, d, v| {
+            if self.power_state(d) != "Halted" {
+                return Err(Error::not_halted(&d.name));
+            }
+            Ok((Some(Volume { rw, ..v.clone() }), Vec::new()))
+        })
+    }
+
+    pub fn volume_set_ephemeral(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+        let ephemeral = crate::ops::parse_bool_payload(payload)?;
+        self.volume_change(caller, "admin.vm.volume.Set.ephemeral", vm, name, |_, _, v| {
+            if ephemeral && !(v.is_plain_volatile() && v.rw) {
+                return Err(Error::value("Only plain volatile rw volumes can be ephemeral"));
+            }
+            Ok((Some(Volume { ephemeral: Some(ephemeral), ..v.clone() }), Vec::new()))
+        })
+    }
+
+    pub fn volume_clone_from(&self, caller: &Caller, vm: &str, name: &str) -> Result<String> {
+        let vm_name = self.with_vm(caller, "admin.vm.volume.CloneFrom", name, vm, |_, d| {
+            volume_of(d, name)?;
+            Ok(d.name.clone())
+        })?;
+        let token: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+        let mut tokens = self.volumes.clone_tokens.lock();
+        if tokens.contains_key(&token) {
+            return Err(Error::new(
+                ErrorKind::QubesVolumeCopyInUseError,
+                format!("Domain volume is being cloned already: '{vm_name}':'{name}'"),
+            ));
+        }
+        tokens.insert(token.clone(), (vm_name, name.to_string()));
+        Ok(token)
+    }
+
+    pub fn volume_clone_to(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+        let token = std::str::from_utf8(payload)
+            .ok()
+            .filter(|t| t.is_ascii())
+            .ok_or_else(|| Error::protocol("Token contains non-ASCII characters"))?
+            .trim()
+            .to_string();
+        self.volume_change(caller, "admin.vm.volume.CloneTo", vm, name, |app, d, dst| {
+            let (src_vm, src_vol) = self.volumes.clone_tokens.lock().remove(&token).ok_or_else(|| {
+                Error::new(ErrorKind::QubesVolumeCopyTokenNotFoundError, "Token to clone volume of qube was not found")
+            })?;
+            let src = app
+                .domain(&src_vm)
+                .and_then(|s| s.volume(&src_vol))
+                .ok_or_else(|| Error::new(ErrorKind::QubesVolumeNotFoundError, "Source volume no longer exists"))?;
+            if self.power_state(d) != "Halted" {
+                return Err(Error::not_halted(&d.name));
+            }
+            let size =
+                self.storage.clone_volume(pool_of(app, src)?, src, pool_of(app, dst)?, dst).map_err(storage_error)?;
+            let event = Event::on(&d.name, "domain-import-volume").arg("name", name).arg("source", &src.vid);
+            Ok((Some(Volume { size, ..dst.clone() }), vec![event]))
+        })
+    }
+
+    /// `internal.vm.volume.ImportBegin`: returns where the import service writes the data.
+    pub fn import_begin(
+        &self,
+        caller: &Caller,
+        method: &str,
+        vm: &str,
+        name: &str,
+        size: Option<u64>,
+    ) -> Result<(u64, PathBuf)> {
+        self.auth(caller, method, name, vm)?;
+        let app = self.read();
+        let d = resolve_in(&app, vm)?;
+        let v = volume_of(d, name)?;
+        if self.power_state(d) != "Halted" {
+            return Err(Error::not_halted(&d.name));
+        }
+        let size = size.unwrap_or(v.size);
+        let key = (d.name.clone(), name.to_string());
+        let mut imports = self.volumes.imports.lock();
+        if imports.contains_key(&key) {
+            return Err(Error::generic(format!("Import of {}:{name} is already in progress", d.name)));
+        }
+        let path = self.storage.import_begin(pool_of(&app, v)?, v, size).map_err(storage_error)?;
+        imports.insert(key, size);
+        drop(imports);
+        let vm_name = d.name.clone();
+        drop(app);
+        self.publish(
+            Event::on(&vm_name, "domain-volume-import-begin").arg("volume", name).arg("size", size.to_string()),
+        );
+        Ok((size, path))
+    }
+
+    /// `internal.vm.volume.ImportEnd`: commits or discards the data written since ImportBegin.
+    pub fn import_end(&self, vm: &str, name: &str, success: bool, failure: &str) -> Result<()> {
+        let guard = self.model.upgradable_read();
+        let d = resolve_in(&guard, vm)?;
+        let v = volume_of(d, name)?;
+        let size = self
+            .volumes
+            .imports
+            .lock()
+            .remove(&(d.name.clone(), name.to_string()))
+            .ok_or_else(|| Error::generic(format!("No import of {}:{name} in progress", d.name)))?;
+        let pool = pool_of(&guard, v)?;
+        let outcome = self.storage.import_end(pool, v, success).map_err(storage_error);
+        let committed = success && outcome.is_ok();
+        let end = Event::on(&d.name, "domain-volume-import-end")
+            .arg("volume", name)
+            .arg("success", corral_core::text::format_bool(committed));
+        let qid = d.qid;
+        let resized = Volume { size, ..v.clone() };
+        let mut model = RwLockUpgradableReadGuard::upgrade(guard);
+        if committed && resized.size != v_size(&model, qid, name) {
+            let op = Op::SetVolume { qid, volume: resized };
+            self.store.lock().commit(std::slice::from_ref(&op)).map_err(crate::store_error)?;
+            model.apply(op);
+        }
+        self.events.publish_all(vec![end]);
+        outcome?;
+        if !success {
+            return Err(Error::generic(format!("Data import failed: {failure}")));
+        }
+        Ok(())
+    }
+}
+
+fn v_size(app: &App, qid: u32, name: &str) -> u64 {
+    app.domain_by_qid(qid).and_then(|d| d.volume(name)).map_or(0, |v| v.size)
+}

@@ -1,0 +1,45 @@
+use std::io;
+use std::path::PathBuf;
+
+/// Storage failures. `Display` is sent to API clients as is, so messages name the volume or file concerned and
+/// never include internal detail beyond the OS error.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A vid or pool directory that could name something outside the pool.
+    #[error("Refusing unsafe volume path: {0}")]
+    InvalidPath(String),
+    #[error("Volume {0} already exists")]
+    AlreadyExists(PathBuf),
+    #[error("Missing image file: {0}")]
+    MissingImage(PathBuf),
+    #[error("Missing kernel: {0}")]
+    MissingKernel(PathBuf),
+    #[error(
+        "For your own safety, shrinking of {volume} is disabled ({current} > {requested}). If you really know what \
+         you are doing, use 'truncate' on {path} manually."
+    )]
+    ShrinkRefused { volume: String, current: u64, requested: u64, path: PathBuf },
+    #[error("Can not resize readonly volume {0}")]
+    ReadOnly(String),
+    #[error("Revision {revision} of volume {vid} not found")]
+    RevisionNotFound { vid: String, revision: String },
+    #[error("Import into volume {0} is already in progress")]
+    ImportInProgress(String),
+    #[error("No import in progress for volume {0}")]
+    NoImportInProgress(String),
+    /// The driver or the volume's kind does not allow the operation; the message says which.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("Pool directory {path} is not usable: {source}")]
+    PoolNotUsable { path: PathBuf, source: io::Error },
+    #[error("Cannot {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: io::Error },
+}
+
+impl StorageError {
+    /// Adapter for `map_err`: `.map_err(StorageError::io("create", &path))`.
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StorageError {
+        let path = path.into();
+        move |source| StorageError::Io { action, path, source }
+    }
+}

@@ -1,0 +1,168 @@
+//! Durable file-system primitives: every change the daemon acknowledges must survive a crash, which for renames,
+//! creations and removals means syncing the directory too, not just the file.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::StorageError;
+
+/// Pool and volume directories: world-readable like upstream's `/var/lib/qubes` tree.
+pub(crate) const DIR_MODE: u32 = 0o755;
+/// Images hold qube data, so nobody but the daemon and its group may read them.
+pub(crate) const IMAGE_MODE: u32 = 0o660;
+/// Files still being written (imports, temporary copies) are private to the daemon's user until committed.
+pub(crate) const PENDING_MODE: u32 = 0o600;
+
+const SECTOR: u64 = 512;
+
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io("sync", dir))
+}
+
+/// `mkdir -p`, syncing each parent whose entries change so new directories are not lost in a crash.
+pub(crate) fn create_dirs(dir: &Path) -> Result<(), StorageError> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        match fs::metadata(d) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(StorageError::Io {
+                    action: "create directory",
+                    path: d.to_path_buf(),
+                    source: io::ErrorKind::NotADirectory.into(),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(d),
+            Err(e) => return Err(StorageError::io("inspect", d)(e)),
+        }
+        cur = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match DirBuilder::new().mode(DIR_MODE).create(d) {
+            // The umask would otherwise decide who can traverse the pool.
+            Ok(()) => fs::set_permissions(d, fs::Permissions::from_mode(DIR_MODE))
+                .map_err(StorageError::io("set permissions of", d))?,
+            // Someone else created it meanwhile; it is there, which is all we want.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StorageError::io("create directory", d)(e)),
+        }
+        if let Some(parent) = d.parent() {
+            fsync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a file; a missing one is not an error. Reports whether something was removed so callers know whether
+/// the directory needs syncing.
+pub(crate) fn remove_file_if_exists(path: &Path) -> Result<bool, StorageError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StorageError::io("remove", path)(e)),
+    }
+}
+
+pub(crate) fn exists(path: &Path) -> Result<bool, StorageError> {
+    path.try_exists().map_err(StorageError::io("inspect", path))
+}
+
+/// Bytes the file system allocated, which for sparse images is far less than their length.
+pub(crate) fn allocated(meta: &fs::Metadata) -> u64 {
+    meta.blocks().saturating_mul(SECTOR)
+}
+
+/// A file created for writing under a name nobody else uses, removed on drop unless [`Pending::keep`] is called.
+/// This is what guarantees a failed clone or clear leaves no half-written file behind.
+pub(crate) struct Pending {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl Pending {
+    /// Creates `path`, failing if it exists (`AlreadyExists` tells callers someone else owns that name).
+    pub(crate) fn create(path: PathBuf) -> io::Result<Pending> {
+        let file = OpenOptions::new().read(true).write(true).create_new(true).mode(PENDING_MODE).open(&path)?;
+        Ok(Pending { path, file: Some(file) })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn file(&self) -> Result<&File, StorageError> {
+        self.file.as_ref().ok_or_else(|| StorageError::Io {
+            action: "write",
+            path: self.path.clone(),
+            source: io::ErrorKind::NotFound.into(),
+        })
+    }
+
+    /// Gives up ownership: the file stays, the caller has moved or will move it.
+    pub(crate) fn keep(mut self) -> PathBuf {
+        self.file = None;
+        std::mem::take(&mut self.path)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            if let Err(e) = fs::remove_file(&self.path) {
+                tracing::warn!(path = %self.path.display(), error = %e, "failed to remove temporary file");
+            }
+        }
+    }
+}
+
+/// Distinguishes temporary files this process creates in the same directory within one run.
+pub(crate) fn next_unique() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+pub(crate) fn now_epoch() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` in UTC, the form upstream prints revision times in.
+pub(crate) fn iso_utc(epoch: u64) -> String {
+    let days = epoch / 86_400;
+    let secs = epoch % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// Gregorian date of a day count since 1970-01-01, computed in 400-year eras (146097 days each) whose years start
+/// in March so the leap day falls at the end.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso_utc(0), "1970-01-01T00:00:00");
+        assert_eq!(iso_utc(951_782_400), "2000-02-29T00:00:00");
+        assert_eq!(iso_utc(1_795_662_245), "2026-11-26T03:04:05");
+        assert_eq!(iso_utc(4_107_542_399), "2100-02-28T23:59:59");
+        assert_eq!(iso_utc(4_107_542_400), "2100-03-01T00:00:00");
+    }
+}

@@ -1,0 +1,62 @@
+//! The `linux-kernel` driver: read-only directories of kernels that dom0 installs; qubes only point at them.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use corral_core::volume::{Pool, Volume};
+
+use crate::layout::{self, KERNEL_MARKER};
+use crate::{fsutil, StorageError};
+
+pub(crate) fn path(pool: &Pool, vol: &Volume) -> PathBuf {
+    layout::kernel_dir(pool, &vol.vid).ok().flatten().unwrap_or_default()
+}
+
+pub(crate) fn create(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+    match layout::kernel_dir(pool, &vol.vid)? {
+        Some(dir) if !dir.is_dir() => Err(StorageError::MissingKernel(dir)),
+        _ => Ok(()),
+    }
+}
+
+/// Summed length of the kernel's files: they are shared by every qube using the kernel, so allocation details
+/// matter less than what the directory holds.
+pub(crate) fn usage(pool: &Pool, vol: &Volume) -> Option<u64> {
+    let dir = layout::kernel_dir(pool, &vol.vid).ok()??;
+    let mut total = 0u64;
+    for entry in fs::read_dir(dir).ok()? {
+        let meta = entry.ok()?.metadata().ok()?;
+        if meta.is_file() {
+            total = total.saturating_add(meta.len());
+        }
+    }
+    Some(total)
+}
+
+pub(crate) fn setup_pool(pool: &Pool) -> Result<(), StorageError> {
+    let dir = layout::pool_dir(pool)?;
+    fsutil::create_dirs(&dir).map_err(|e| match e {
+        StorageError::Io { source, .. } => StorageError::PoolNotUsable { path: dir.clone(), source },
+        other => other,
+    })
+}
+
+pub(crate) fn kernels(pool: &Pool) -> Vec<String> {
+    let Ok(dir) = layout::pool_dir(pool) else { return Vec::new() };
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot list kernels");
+            }
+            return Vec::new();
+        }
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| layout::check_vid(name).is_ok() && dir.join(name).join(KERNEL_MARKER).is_file())
+        .collect();
+    names.sort();
+    names
+}

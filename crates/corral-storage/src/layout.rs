@@ -1,0 +1,242 @@
+//! Where a volume's files live. Every on-disk naming decision of this crate is made here and nowhere else.
+//!
+//! A vid is a relative, `/`-separated path inside the pool directory `D` (`pool.dir_path`). It must not be
+//! absolute, every component must be non-empty and neither `.` nor `..`, and it may hold no whitespace or control
+//! characters (import paths travel in space-separated replies); anything else is [`StorageError::InvalidPath`], so
+//! no vid can reach outside `D` by itself. The pool directory is trusted: it is
+//! root-owned configuration, so symlinks inside it are followed like any other path.
+//!
+//! `file` driver, for a volume with vid `V` (typically `appvms/<qube>/<volume>` or `vm-templates/<qube>/<volume>`):
+//!
+//! | path                          | what                                                                        |
+//! |-------------------------------|-----------------------------------------------------------------------------|
+//! | `D/V.img`                     | the image; `snap_on_start` volumes have none                               |
+//! | `D/V.img.<epoch>-back`        | a revision: an earlier image, saved at `<epoch>` (seconds, UTC); id `<epoch>-back` |
+//! | `D/V.img.import`              | data being imported, not yet committed                                     |
+//! | `D/V.img.tmp-<pid>-<n>`       | a new image being written (clone, clear); renamed over `D/V.img` when done |
+//! | `D/V-cow.img`                 | `snap_on_start` volumes: created at start, its mtime is the start time     |
+//! | `D/<source>.img`              | what `path` reports for a `snap_on_start` volume: its origin's image       |
+//!
+//! Pool setup creates `D/appvms` and `D/vm-templates` (where upstream puts qube and template volumes) and briefly
+//! `D/.corral-write-probe-<pid>-<n>` to check that `D` is writable.
+//!
+//! The directory holding `D/V.img` is removed with the volume once empty, but only when it is at least two levels
+//! below `D` (`appvms/<qube>`), so shared directories such as `appvms` itself survive.
+//!
+//! `linux-kernel` driver, for vid `K` (a kernel version; empty means "no kernel"): `D/K` is the kernel directory,
+//! and `D/K/vmlinuz` is what makes a subdirectory of `D` a kernel.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use corral_core::volume::Pool;
+
+use crate::StorageError;
+
+const IMAGE_SUFFIX: &str = ".img";
+const REVISION_SUFFIX: &str = "-back";
+const IMPORT_SUFFIX: &str = ".import";
+const TEMP_INFIX: &str = ".tmp-";
+const COW_SUFFIX: &str = "-cow.img";
+
+/// Subdirectories a `file` pool starts with.
+pub(crate) const FILE_POOL_SUBDIRS: [&str; 3] = ["", "appvms", "vm-templates"];
+
+pub(crate) fn write_probe_name(unique: u64) -> String {
+    format!(".corral-write-probe-{}-{unique}", std::process::id())
+}
+
+/// File a linux-kernel pool uses to tell kernel directories from anything else in it.
+pub(crate) const KERNEL_MARKER: &str = "vmlinuz";
+
+/// Checks a vid (or a snapshot's source vid) against the rules in the module documentation.
+pub(crate) fn check_vid(vid: &str) -> Result<(), StorageError> {
+    let bad = vid.is_empty()
+        || vid.starts_with('/')
+        || vid.chars().any(|c| c.is_whitespace() || c.is_control())
+        || vid.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(StorageError::InvalidPath(vid.to_string()));
+    }
+    Ok(())
+}
+
+/// The pool directory, refusing relative paths: the model validates them, but a relative one would silently
+/// resolve against the daemon's working directory.
+pub(crate) fn pool_dir(pool: &Pool) -> Result<PathBuf, StorageError> {
+    if !pool.dir_path.starts_with('/') || pool.dir_path.contains('\0') {
+        return Err(StorageError::InvalidPath(pool.dir_path.clone()));
+    }
+    Ok(PathBuf::from(&pool.dir_path))
+}
+
+/// The files of one `file`-driver volume.
+#[derive(Debug, Clone)]
+pub(crate) struct FileLayout {
+    /// Directory holding the image and all its companions.
+    dir: PathBuf,
+    /// Last vid component; every companion file name starts with it.
+    stem: String,
+    /// Whether `dir` belongs to this volume's qube alone (see module docs) and may go once empty.
+    dir_is_private: bool,
+}
+
+impl FileLayout {
+    pub(crate) fn new(pool: &Pool, vid: &str) -> Result<Self, StorageError> {
+        check_vid(vid)?;
+        let root = pool_dir(pool)?;
+        let (parent, stem) = match vid.rsplit_once('/') {
+            Some((parent, stem)) => (Some(parent), stem),
+            None => (None, vid),
+        };
+        let dir = match parent {
+            Some(p) => root.join(p),
+            None => root,
+        };
+        let dir_is_private = parent.is_some_and(|p| p.contains('/'));
+        Ok(FileLayout { dir, stem: stem.to_string(), dir_is_private })
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The volume's directory when it may be removed once empty.
+    pub(crate) fn private_dir(&self) -> Option<&Path> {
+        self.dir_is_private.then_some(self.dir.as_path())
+    }
+
+    fn image_name(&self) -> String {
+        format!("{}{IMAGE_SUFFIX}", self.stem)
+    }
+
+    pub(crate) fn image(&self) -> PathBuf {
+        self.dir.join(self.image_name())
+    }
+
+    pub(crate) fn import(&self) -> PathBuf {
+        self.dir.join(format!("{}{IMPORT_SUFFIX}", self.image_name()))
+    }
+
+    pub(crate) fn cow(&self) -> PathBuf {
+        self.dir.join(format!("{}{COW_SUFFIX}", self.stem))
+    }
+
+    pub(crate) fn temp(&self, unique: u64) -> PathBuf {
+        self.dir.join(format!("{}{TEMP_INFIX}{}-{unique}", self.image_name(), std::process::id()))
+    }
+
+    pub(crate) fn revision(&self, epoch: u64) -> PathBuf {
+        self.dir.join(format!("{}.{}", self.image_name(), revision_id(epoch)))
+    }
+
+    /// The epoch of a revision file, given a file name found in [`Self::dir`].
+    pub(crate) fn revision_epoch(&self, file_name: &OsStr) -> Option<u64> {
+        let rest = self.companion_suffix(file_name)?;
+        parse_revision_id(rest.strip_prefix('.')?)
+    }
+
+    /// Whether a file name in [`Self::dir`] is one of this volume's temporary files.
+    pub(crate) fn is_temp(&self, file_name: &OsStr) -> bool {
+        self.companion_suffix(file_name).is_some_and(|rest| rest.starts_with(TEMP_INFIX))
+    }
+
+    /// What follows `<stem>.img` in a companion file's name.
+    fn companion_suffix<'a>(&self, file_name: &'a OsStr) -> Option<&'a str> {
+        file_name.to_str()?.strip_prefix(self.stem.as_str())?.strip_prefix(IMAGE_SUFFIX)
+    }
+}
+
+/// Where `path` points a `snap_on_start` volume: the origin's image, found in the same pool since snapshots live
+/// in their origin's pool.
+pub(crate) fn snapshot_origin_image(pool: &Pool, source: &str) -> Result<PathBuf, StorageError> {
+    Ok(FileLayout::new(pool, source)?.image())
+}
+
+pub(crate) fn revision_id(epoch: u64) -> String {
+    format!("{epoch}{REVISION_SUFFIX}")
+}
+
+/// Accepts only the ids [`revision_id`] produces, so a client-supplied id can never name another file.
+pub(crate) fn parse_revision_id(id: &str) -> Option<u64> {
+    let digits = id.strip_suffix(REVISION_SUFFIX)?;
+    if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if digits.len() > 1 && digits.starts_with('0') {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The kernel directory of a `linux-kernel` volume; `None` for the empty vid ("no kernel").
+pub(crate) fn kernel_dir(pool: &Pool, vid: &str) -> Result<Option<PathBuf>, StorageError> {
+    if vid.is_empty() {
+        return Ok(None);
+    }
+    check_vid(vid)?;
+    Ok(Some(pool_dir(pool)?.join(vid)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_core::volume::Driver;
+
+    fn pool() -> Pool {
+        Pool::new("p", Driver::File, "/var/lib/qubes")
+    }
+
+    #[test]
+    fn vids_that_escape_are_refused() {
+        for vid in
+            ["", "/etc/passwd", "../x", "appvms/../../x", "a//b", "a/./b", "a/", "a\0b", "a b", "a\nb", "..", "."]
+        {
+            assert!(check_vid(vid).is_err(), "{vid:?}");
+        }
+        for vid in ["private", "appvms/work/private", "vm-templates/f..x/root", "a.b/c"] {
+            assert!(check_vid(vid).is_ok(), "{vid:?}");
+        }
+    }
+
+    #[test]
+    fn file_paths() {
+        let l = FileLayout::new(&pool(), "appvms/work/private").unwrap();
+        assert_eq!(l.image(), Path::new("/var/lib/qubes/appvms/work/private.img"));
+        assert_eq!(l.import(), Path::new("/var/lib/qubes/appvms/work/private.img.import"));
+        assert_eq!(l.cow(), Path::new("/var/lib/qubes/appvms/work/private-cow.img"));
+        assert_eq!(l.revision(17), Path::new("/var/lib/qubes/appvms/work/private.img.17-back"));
+        assert_eq!(l.private_dir(), Some(Path::new("/var/lib/qubes/appvms/work")));
+        assert_eq!(FileLayout::new(&pool(), "appvms/private").unwrap().private_dir(), None);
+        assert_eq!(FileLayout::new(&pool(), "private").unwrap().private_dir(), None);
+    }
+
+    #[test]
+    fn companions_are_recognised_by_name() {
+        let l = FileLayout::new(&pool(), "appvms/work/private").unwrap();
+        assert_eq!(l.revision_epoch(OsStr::new("private.img.1700000000-back")), Some(1_700_000_000));
+        assert_eq!(l.revision_epoch(OsStr::new("private.img.01-back")), None);
+        assert_eq!(l.revision_epoch(OsStr::new("private.img.x-back")), None);
+        assert_eq!(l.revision_epoch(OsStr::new("root.img.17-back")), None);
+        assert_eq!(l.revision_epoch(OsStr::new("private.img17-back")), None);
+        assert!(l.is_temp(l.temp(3).file_name().unwrap()));
+        assert!(!l.is_temp(OsStr::new("private.img.import")));
+    }
+
+    #[test]
+    fn revision_ids_round_trip() {
+        assert_eq!(parse_revision_id(&revision_id(0)), Some(0));
+        assert_eq!(parse_revision_id(&revision_id(u64::MAX)), Some(u64::MAX));
+        for bad in ["", "-back", "1", "1-back/..", "../1-back", "+1-back", "99999999999999999999999-back"] {
+            assert_eq!(parse_revision_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kernel_paths() {
+        let p = Pool::new("linux-kernel", Driver::LinuxKernel, "/var/lib/qubes/vm-kernels");
+        assert_eq!(kernel_dir(&p, "").unwrap(), None);
+        assert_eq!(kernel_dir(&p, "6.1").unwrap(), Some(PathBuf::from("/var/lib/qubes/vm-kernels/6.1")));
+        assert!(kernel_dir(&p, "../6.1").is_err());
+    }
+}

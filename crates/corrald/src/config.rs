@@ -1,0 +1,124 @@
+//! Daemon configuration: command-line flags win over `CORRAL_*` environment variables, which win over
+//! the TOML file given with `--config`, which wins over the embedded defaults.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Parser;
+use corral_core::HostInfo;
+use corral_store::Durability;
+use serde::Deserialize;
+
+#[derive(Parser, Debug)]
+#[command(name = "corrald", version, about = "Corral virtualization daemon (qubesd-compatible Admin API)")]
+struct Cli {
+    /// Admin API socket (the qubesadmin client's default path).
+    #[arg(long, env = "CORRAL_ADMIN_SOCKET")]
+    admin_socket: Option<PathBuf>,
+    /// Socket for trusted dom0 tools (volume import, qrexec policy).
+    #[arg(long, env = "CORRAL_INTERNAL_SOCKET")]
+    internal_socket: Option<PathBuf>,
+    /// Directory holding the SQLite state and the default file pool.
+    #[arg(long, env = "CORRAL_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// libvirt connection URI; chosen automatically when absent (see README).
+    #[arg(long, env = "CORRAL_LIBVIRT_URI")]
+    libvirt_uri: Option<String>,
+    /// TOML file with any of these settings (keys as the flags, with underscores).
+    #[arg(long, env = "CORRAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// fsync every commit (survives power loss, not only a crash of the daemon).
+    #[arg(long, env = "CORRAL_SYNC_COMMITS")]
+    sync_commits: Option<bool>,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `corral_service=debug`.
+    #[arg(long, env = "CORRAL_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct File {
+    admin_socket: Option<PathBuf>,
+    internal_socket: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    libvirt_uri: Option<String>,
+    sync_commits: Option<bool>,
+    log_level: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub admin_socket: PathBuf,
+    pub internal_socket: PathBuf,
+    pub state_dir: PathBuf,
+    libvirt_uri: Option<String>,
+    sync_commits: bool,
+    log_level: String,
+}
+
+impl Config {
+    pub fn load() -> anyhow::Result<Config> {
+        let cli = Cli::parse();
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("Cannot read {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("Invalid configuration in {}", path.display()))?
+            }
+            None => File::default(),
+        };
+        Ok(Config {
+            admin_socket: cli.admin_socket.or(file.admin_socket).unwrap_or_else(|| "/var/run/qubesd.sock".into()),
+            internal_socket: cli
+                .internal_socket
+                .or(file.internal_socket)
+                .unwrap_or_else(|| "/var/run/qubesd.internal.sock".into()),
+            state_dir: cli.state_dir.or(file.state_dir).unwrap_or_else(|| "/var/lib/corral".into()),
+            libvirt_uri: cli.libvirt_uri.or(file.libvirt_uri),
+            sync_commits: cli.sync_commits.or(file.sync_commits).unwrap_or(false),
+            log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+        })
+    }
+
+    pub fn durability(&self) -> Durability {
+        if self.sync_commits {
+            Durability::PowerLoss
+        } else {
+            Durability::ProcessCrash
+        }
+    }
+
+    pub fn log_filter(&self) -> &str {
+        &self.log_level
+    }
+
+    /// The explicit URI, else `qemu:///system` when a libvirt daemon listens, else an embedded QEMU
+    /// driver when QEMU is installed, else libvirt's in-memory test driver.
+    pub fn libvirt_uri(&self) -> String {
+        if let Some(uri) = &self.libvirt_uri {
+            return uri.clone();
+        }
+        if Path::new("/var/run/libvirt/libvirt-sock").exists() {
+            return "qemu:///system".into();
+        }
+        let has_qemu = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()));
+        if has_qemu {
+            return format!("qemu:///embed?root={}", self.state_dir.join("libvirt").display());
+        }
+        "test:///default".into()
+    }
+}
+
+/// The host's memory and CPUs, for the read-only global `maxmem` and `no_cpus`.
+pub fn host_info() -> HostInfo {
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    HostInfo { memory_mib: memory_kib / 1024, cpus: u32::try_from(cpus).unwrap_or(1) }
+}
