@@ -147,10 +147,15 @@ while [ ! -S "$ADMIN_SOCK" ]; do
     sleep 0.1
 done
 
+# ---- the volume import services, from the corral binary beside corrald -------
+SERVICES_DIR="$T/qubes-rpc"
+"$(dirname "$CORRALD")/corral" install-services --dir "$SERVICES_DIR" >/dev/null
+
 # ---- tests --------------------------------------------------------------------
 (
     cd "$HERE" &&
     env CORRAL_ADMIN_SOCKET="$ADMIN_SOCK" \
+        CORRAL_QREXEC_SERVICES_DIR="$SERVICES_DIR" \
         CORRAL_INTERNAL_SOCKET="$INTERNAL_SOCK" \
         CORRAL_STATE_DIR="$T/state" \
         PYTHONPATH="$CLIENT_DIR${PYTHONPATH:+:$PYTHONPATH}" \

@@ -62,7 +62,7 @@ impl Service {
                 ("pool", v.pool.clone()),
                 ("vid", v.vid.clone()),
                 ("size", v.size.to_string()),
-                ("usage", self.storage.usage(pool, v).map(|u| u.to_string()).unwrap_or_default()),
+                ("usage", self.storage.usage(pool, v).unwrap_or(0).to_string()),
                 ("rw", b(v.rw)),
                 ("source", v.source.clone().unwrap_or_default()),
                 ("path", self.storage.path(pool, v).display().to_string()),
