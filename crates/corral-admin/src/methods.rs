@@ -41,10 +41,13 @@ pub struct Ctx<'a> {
 }
 
 pub type HandlerFn = fn(&Service, &Ctx<'_>) -> Result<Vec<u8>>;
+/// A handler whose content is shared with a cache, written to the socket without copying.
+pub type SharedFn = fn(&Service, &Ctx<'_>) -> Result<std::sync::Arc<Vec<u8>>>;
 
 #[derive(Clone, Copy)]
 pub enum Handler {
     Call(HandlerFn),
+    Shared(SharedFn),
     /// `admin.Events`: a stream, served by the connection loop.
     Events,
 }
@@ -73,7 +76,7 @@ pub fn admin_methods() -> Vec<Method> {
     use Want::{Maybe, No, Yes};
     let mut t = vec![
         m("admin.vmclass.List", Admin, No, No, Memory, vmclass_list),
-        m("admin.vm.List", Any, No, No, Memory, vm_list),
+        Method { name: "admin.vm.List".into(), dest: Any, arg: No, payload: No, cost: Memory, handler: Handler::Shared(vm_list) },
         m("admin.vm.CurrentState", Any, No, No, Memory, vm_current_state),
         m("admin.vm.Remove", Any, No, No, Io, vm_remove),
         m("admin.vm.property.List", Any, No, No, Memory, vm_property_list),
@@ -180,15 +183,21 @@ fn vmclass_list(_: &Service, _: &Ctx<'_>) -> Result<Vec<u8>> {
     Ok(lines(names))
 }
 
-fn vm_list(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
-    let vms = s.list_vms(c.caller, c.dest)?;
-    let mut out = Vec::with_capacity(vms.len() * 72);
-    for vm in vms {
-        out.extend_from_slice(
-            format!("{} class={} state={} uuid={}\n", vm.name, vm.class.name(), vm.state, vm.uuid).as_bytes(),
-        );
+fn vm_list(s: &Service, c: &Ctx<'_>) -> Result<std::sync::Arc<Vec<u8>>> {
+    let render = |vms: Vec<corral_service::VmSummary>| {
+        let mut out = Vec::with_capacity(vms.len() * 80);
+        for vm in vms {
+            let line = format!("{} class={} state={} uuid={}\n", vm.name, vm.class.name(), vm.state, vm.uuid);
+            out.extend_from_slice(line.as_bytes());
+        }
+        out
+    };
+    if c.dest != "dom0" {
+        return Ok(std::sync::Arc::new(render(s.list_vms(c.caller, c.dest)?)));
     }
-    Ok(out)
+    // The full list is the most expensive read; it is rendered once per model change.
+    s.authorize(&corral_service::Call { caller: c.caller, method: c.method, arg: "", target: "dom0" })?;
+    Ok(s.rendered("admin.vm.List", |app| render(s.summaries(app))))
 }
 
 fn vm_current_state(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {

@@ -92,16 +92,47 @@ async fn handle(service: Arc<Service>, table: Arc<Table>, mut stream: UnixStream
     let Ok(Some(buf)) = read_request(&mut stream).await else { return };
     let Ok(request) = frame::parse(&buf) else { return };
     let reply = match prepare(&service, &table, &request) {
-        Err(e) => frame::exception(&e),
+        Err(e) => Wire::Bytes(frame::exception(&e)),
         Ok(Prepared::Events { caller, dest }) => return stream_events(&service, &mut stream, &caller, &dest).await,
         Ok(Prepared::Call { method, caller, dest }) => {
             run(service.clone(), method, caller, dest, request.arg.to_string(), request.payload.to_vec()).await
         }
     };
-    // An empty reply is an internal failure: close without answering, as qubesd does.
-    if !reply.is_empty() && stream.write_all(&reply).await.is_ok() {
+    let written = match reply {
+        // An empty reply is an internal failure: close without answering, as qubesd does.
+        Wire::Bytes(bytes) if bytes.is_empty() => return,
+        Wire::Bytes(bytes) => stream.write_all(&bytes).await,
+        Wire::Ok(content) => write_ok(&mut stream, &content).await,
+    };
+    if written.is_ok() {
         let _ = stream.shutdown().await;
     }
+}
+
+/// A reply ready for the socket: encoded bytes, or shared OK content still to be framed.
+enum Wire {
+    Bytes(Vec<u8>),
+    Ok(Arc<Vec<u8>>),
+}
+
+/// `0\0` and the content without copying the content into a new buffer.
+async fn write_ok(stream: &mut UnixStream, content: &[u8]) -> io::Result<()> {
+    let header: &[u8] = b"0\0";
+    let mut sent = 0;
+    let total = header.len() + content.len();
+    while sent < total {
+        let n = if sent < header.len() {
+            let bufs = [io::IoSlice::new(&header[sent..]), io::IoSlice::new(content)];
+            stream.write_vectored(&bufs).await?
+        } else {
+            stream.write(&content[sent - header.len()..]).await?
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        sent += n;
+    }
+    Ok(())
 }
 
 enum Prepared {
@@ -135,7 +166,7 @@ fn prepare(service: &Service, table: &Table, r: &Request<'_>) -> Result<Prepared
     let caller = Caller { name: src };
     Ok(match method.handler {
         Handler::Events => Prepared::Events { caller, dest },
-        Handler::Call(_) => Prepared::Call { method: method.clone(), caller, dest },
+        Handler::Call(_) | Handler::Shared(_) => Prepared::Call { method: method.clone(), caller, dest },
     })
 }
 
@@ -146,8 +177,18 @@ async fn run(
     dest: String,
     arg: String,
     payload: Vec<u8>,
-) -> Vec<u8> {
-    let Handler::Call(f) = method.handler else { return Vec::new() };
+) -> Wire {
+    let f = match method.handler {
+        Handler::Call(f) => f,
+        Handler::Shared(f) => {
+            let ctx = Ctx { caller: &caller, method: &method.name, arg: &arg, dest: &dest, payload: &payload };
+            return match f(&service, &ctx) {
+                Ok(content) => Wire::Ok(content),
+                Err(e) => Wire::Bytes(frame::exception(&e)),
+            };
+        }
+        Handler::Events => return Wire::Bytes(Vec::new()),
+    };
     let call = move || {
         let ctx = Ctx { caller: &caller, method: &method.name, arg: &arg, dest: &dest, payload: &payload };
         match f(&service, &ctx) {
@@ -155,12 +196,12 @@ async fn run(
             Err(e) => frame::exception(&e),
         }
     };
-    match method.cost {
+    Wire::Bytes(match method.cost {
         Cost::Memory => call(),
         // A panic in a handler must not take the daemon down; the client sees an empty reply, as upstream
         // clients see for unexpected internal errors.
         Cost::Io => tokio::task::spawn_blocking(call).await.unwrap_or_default(),
-    }
+    })
 }
 
 /// Internal events that `admin.Events` never forwards.

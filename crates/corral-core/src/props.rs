@@ -384,7 +384,7 @@ fn c_devices_denied(_: &App, d: &Domain, v: &str) -> Result<String> {
 }
 /// Denied device interfaces: 7-char codes (class letter, six hex or `*`), kept sorted and deduplicated.
 pub fn normalize_denied(v: &str) -> Option<String> {
-    if v.len() % 7 != 0 || !v.is_ascii() {
+    if !v.len().is_multiple_of(7) || !v.is_ascii() {
         return None;
     }
     let mut codes = Vec::new();
@@ -423,7 +423,7 @@ fn c_netvm(app: &App, d: &Domain, v: &str) -> Result<String> {
     if app.vm_prop(target, "provides_network").as_deref() != Some("True") {
         return Err(Error::value(format!("The {v} qube does not provide network")));
     }
-    if target.name == d.name || app.netvm_chain(target).iter().any(|n| *n == d.name) {
+    if target.name == d.name || app.netvm_chain(target).contains(&d.name) {
         return Err(Error::value("Loops in network are unsupported"));
     }
     Ok(v.to_string())

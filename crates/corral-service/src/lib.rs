@@ -7,6 +7,7 @@ mod ops;
 mod volumes;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use corral_core::plan::Plan;
@@ -48,6 +49,9 @@ pub struct Service {
     events: EventBus,
     auth: Box<dyn Authorizer>,
     volumes: volumes::Transient,
+    /// Bumped on every model change, so doors can cache what they render from it.
+    generation: AtomicU64,
+    rendered: Mutex<std::collections::HashMap<&'static str, (u64, Arc<Vec<u8>>)>>,
 }
 
 /// A store failure is the daemon's fault, not the caller's: it gets a generic exception and the log the details.
@@ -83,6 +87,8 @@ impl Service {
             events: EventBus::new(),
             auth,
             volumes: volumes::Transient::default(),
+            generation: AtomicU64::new(0),
+            rendered: Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -113,11 +119,32 @@ impl Service {
         if !plan.ops.is_empty() {
             self.store.lock().commit(&plan.ops).map_err(store_error)?;
         }
-        for op in plan.ops {
-            model.apply(op);
-        }
+        self.apply_ops(&mut model, plan.ops);
         self.events.publish_all(plan.events);
         Ok(out)
+    }
+
+    /// The only way committed ops reach the model.
+    fn apply_ops(&self, model: &mut App, ops: Vec<corral_core::Op>) {
+        for op in ops {
+            model.apply(op);
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// A rendering of the model (e.g. the full `admin.vm.List` reply), reused until the model changes.
+    /// The caller must already be authorized for the whole content.
+    pub fn rendered(&self, key: &'static str, render: impl FnOnce(&App) -> Vec<u8>) -> Arc<Vec<u8>> {
+        let app = self.model.read();
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((g, bytes)) = self.rendered.lock().get(key) {
+            if *g == generation {
+                return bytes.clone();
+            }
+        }
+        let bytes = Arc::new(render(&app));
+        self.rendered.lock().insert(key, (generation, bytes.clone()));
+        bytes
     }
 
     fn publish(&self, event: Event) {

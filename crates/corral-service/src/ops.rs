@@ -60,17 +60,20 @@ impl Service {
     pub fn list_vms(&self, caller: &Caller, dest: &str) -> Result<Vec<VmSummary>> {
         self.auth(caller, "admin.vm.List", "", dest)?;
         let app = self.read();
-        let summary = |d: &Domain| VmSummary {
-            name: d.name.clone(),
-            class: d.class,
-            state: self.power_state(d),
-            uuid: d.uuid.to_string(),
-        };
         if dest == "dom0" {
-            Ok(app.domains().map(summary).collect())
+            Ok(self.summaries(&app))
         } else {
-            Ok(vec![summary(domain(&app, dest)?)])
+            Ok(vec![self.summary(domain(&app, dest)?)])
         }
+    }
+
+    pub fn summary(&self, d: &Domain) -> VmSummary {
+        VmSummary { name: d.name.clone(), class: d.class, state: self.power_state(d), uuid: d.uuid.to_string() }
+    }
+
+    /// Every qube, sorted by name.
+    pub fn summaries(&self, app: &App) -> Vec<VmSummary> {
+        app.domains().map(|d| self.summary(d)).collect()
     }
 
     /// Runs `f` over a read view of one qube after authorizing the call.
@@ -255,9 +258,7 @@ impl Service {
             self.remove_volume_files(&model, &created);
             return Err(crate::store_error(e));
         }
-        for op in plan.ops {
-            model.apply(op);
-        }
+        self.apply_ops(&mut model, plan.ops);
         self.events.publish_all(plan.events);
         Ok(())
     }
@@ -268,6 +269,14 @@ impl Service {
         let mut created = Vec::new();
         for v in &d.volumes {
             let Some(pool) = app.pool(&v.pool) else { continue };
+            // A crash between creating a qube's files and its commit (or between a removal's commit and its
+            // cleanup) leaves files no qube owns; they would block the name for good or hand old revisions
+            // to the new qube, so unowned leftovers at the planned place are cleared first.
+            if !app.domains().any(|o| o.volumes.iter().any(|ov| ov.pool == v.pool && ov.vid == v.vid)) {
+                if let Err(e) = self.storage.remove(pool, v) {
+                    tracing::warn!(vid = %v.vid, error = %e, "failed to remove leftover volume files");
+                }
+            }
             if let Err(e) = self.storage.create(pool, v) {
                 self.remove_volume_files(app, &created);
                 return Err(Error::generic(format!("Failed to create volume {} of {}: {e}", v.name, d.name)));
@@ -298,9 +307,7 @@ impl Service {
         let volumes = d.volumes.clone();
         let name = d.name.clone();
         self.store.lock().commit(&plan.ops).map_err(crate::store_error)?;
-        for op in plan.ops {
-            model.apply(op);
-        }
+        self.apply_ops(&mut model, plan.ops);
         self.volumes.forget_vm(&name);
         // Under the lock, so that a qube created next with the same name cannot lose its new files.
         self.remove_volume_files(&model, &volumes);

@@ -49,7 +49,11 @@ fn pool_of<'a>(app: &'a App, v: &Volume) -> Result<&'a Pool> {
 }
 
 fn storage_error(e: corral_storage::StorageError) -> Error {
-    Error::new(ErrorKind::StoragePoolException, e.to_string())
+    let kind = match e {
+        corral_storage::StorageError::RevisionNotFound { .. } => ErrorKind::QubesVolumeRevisionNotFoundError,
+        _ => ErrorKind::StoragePoolException,
+    };
+    Error::new(kind, e.to_string())
 }
 
 impl Service {
@@ -108,7 +112,7 @@ impl Service {
         if let Some(volume) = new {
             let op = Op::SetVolume { qid, volume };
             self.store.lock().commit(std::slice::from_ref(&op)).map_err(crate::store_error)?;
-            model.apply(op);
+            self.apply_ops(&mut model, vec![op]);
         }
         self.events.publish_all(events);
         Ok(())
@@ -291,6 +295,10 @@ impl Service {
             .ok_or_else(|| Error::generic(format!("No import of {}:{name} in progress", d.name)))?;
         let pool = pool_of(&guard, v)?;
         let outcome = self.storage.import_end(pool, v, success).map_err(storage_error);
+        let size = match &outcome {
+            Ok(Some(imported)) => *imported,
+            _ => size,
+        };
         let committed = success && outcome.is_ok();
         let end = Event::on(&d.name, "domain-volume-import-end")
             .arg("volume", name)
@@ -301,7 +309,7 @@ impl Service {
         if committed && resized.size != v_size(&model, qid, name) {
             let op = Op::SetVolume { qid, volume: resized };
             self.store.lock().commit(std::slice::from_ref(&op)).map_err(crate::store_error)?;
-            model.apply(op);
+            self.apply_ops(&mut model, vec![op]);
         }
         self.events.publish_all(vec![end]);
         outcome?;

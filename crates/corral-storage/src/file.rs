@@ -13,9 +13,10 @@ use crate::layout::{self, FileLayout};
 use crate::{copy, Revision, StorageError};
 
 pub(crate) fn path(pool: &Pool, vol: &Volume) -> PathBuf {
+    let own = FileLayout::new(pool, &vol.vid).map(|l| l.image());
     let path = match (&vol.source, vol.snap_on_start) {
-        (Some(source), true) => layout::snapshot_origin_image(pool, source),
-        _ => FileLayout::new(pool, &vol.vid).map(|l| l.image()),
+        (Some(source), true) => own.and_then(|_| layout::snapshot_origin_image(pool, source)),
+        _ => own,
     };
     path.unwrap_or_default()
 }
@@ -47,7 +48,7 @@ pub(crate) fn create(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(StorageError::AlreadyExists(image)),
         Err(e) => return Err(StorageError::io("create", &image)(e)),
     };
-    let file = pending.file()?;
+    let file = pending.file();
     file.set_permissions(Permissions::from_mode(fsutil::IMAGE_MODE))
         .and_then(|()| file.set_len(vol.size))
         .and_then(|()| file.sync_all())
@@ -98,15 +99,14 @@ fn dir_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>, StorageError> {
 
 pub(crate) fn usage(pool: &Pool, vol: &Volume) -> Option<u64> {
     let l = FileLayout::new(pool, &vol.vid).ok()?;
-    if vol.snap_on_start {
-        // The origin's blocks are the origin's usage; a snapshot only owns what it wrote since start.
-        return match fs::metadata(l.cow()) {
-            Ok(m) => Some(fsutil::allocated(&m)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Some(0),
-            Err(_) => None,
-        };
+    // The origin's blocks are the origin's usage; a snapshot only owns what it wrote since start.
+    let path = if vol.snap_on_start { l.cow() } else { l.image() };
+    match fs::metadata(path) {
+        Ok(m) => Some(fsutil::allocated(&m)),
+        // Absent files use no space; clients parse `usage` as an integer, so 0 beats "unknown".
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(0),
+        Err(_) => None,
     }
-    fs::metadata(l.image()).ok().map(|m| fsutil::allocated(&m))
 }
 
 pub(crate) fn resize(pool: &Pool, vol: &Volume, new_size: u64) -> Result<(), StorageError> {
@@ -157,7 +157,7 @@ pub(crate) fn clear(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
         Err(e) => return Err(StorageError::io("inspect", &image)(e)),
     };
     let pending = new_pending(&l)?;
-    pending.file()?.set_len(size).map_err(StorageError::io("write", pending.path()))?;
+    pending.file().set_len(size).map_err(StorageError::io("write", pending.path()))?;
     commit(&l, pending.path(), keep(vol))?;
     pending.keep();
     Ok(())
@@ -183,7 +183,7 @@ pub(crate) fn clone_volume(src_pool: &Pool, src: &Volume, dst_pool: &Pool, dst: 
         Err(e) => return Err(StorageError::io("open", &src_image)(e)),
     };
     let pending = new_pending(&dst_l)?;
-    let tmp = pending.file()?;
+    let tmp = pending.file();
     copy::copy_into(&src_file, tmp).map_err(StorageError::io("copy to", pending.path()))?;
     let size = tmp.metadata().map_err(StorageError::io("inspect", pending.path()))?.len();
     commit(&dst_l, pending.path(), keep(dst))?;
@@ -244,7 +244,7 @@ pub(crate) fn import_begin(pool: &Pool, vol: &Volume, size: u64) -> Result<PathB
         }
         Err(e) => return Err(StorageError::io("create", &path)(e)),
     };
-    let file = pending.file()?;
+    let file = pending.file();
     file.set_len(size).and_then(|()| file.sync_all()).map_err(StorageError::io("write", &path))?;
     fsutil::fsync_dir(l.dir())?;
     Ok(pending.keep())
@@ -264,7 +264,13 @@ pub(crate) fn import_end(pool: &Pool, vol: &Volume, success: bool) -> Result<Opt
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NoImportInProgress(vol.vid.clone())),
         Err(e) => return Err(StorageError::io("inspect", &path)(e)),
     };
-    commit(&l, &path, keep(vol))?;
+    if let Err(e) = commit(&l, &path, keep(vol)) {
+        // The caller forgets the import either way; a leftover file would block every later one.
+        if let Err(cleanup) = fsutil::remove_file_if_exists(&path) {
+            tracing::warn!(vid = %vol.vid, error = %cleanup, "cannot remove failed import");
+        }
+        return Err(e);
+    }
     Ok(Some(size))
 }
 

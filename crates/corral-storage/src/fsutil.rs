@@ -45,8 +45,11 @@ pub(crate) fn create_dirs(dir: &Path) -> Result<(), StorageError> {
     for d in missing.into_iter().rev() {
         match DirBuilder::new().mode(DIR_MODE).create(d) {
             // The umask would otherwise decide who can traverse the pool.
-            Ok(()) => fs::set_permissions(d, fs::Permissions::from_mode(DIR_MODE))
-                .map_err(StorageError::io("set permissions of", d))?,
+            Ok(()) => {
+                fs::set_permissions(d, fs::Permissions::from_mode(DIR_MODE))
+                    .map_err(StorageError::io("set permissions of", d))?;
+                fsync_dir(d)?;
+            }
             // Someone else created it meanwhile; it is there, which is all we want.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(StorageError::io("create directory", d)(e)),
@@ -81,41 +84,43 @@ pub(crate) fn allocated(meta: &fs::Metadata) -> u64 {
 /// This is what guarantees a failed clone or clear leaves no half-written file behind.
 pub(crate) struct Pending {
     path: PathBuf,
-    file: Option<File>,
+    file: File,
+    armed: bool,
 }
 
 impl Pending {
     /// Creates `path`, failing if it exists (`AlreadyExists` tells callers someone else owns that name).
     pub(crate) fn create(path: PathBuf) -> io::Result<Pending> {
         let file = OpenOptions::new().read(true).write(true).create_new(true).mode(PENDING_MODE).open(&path)?;
-        Ok(Pending { path, file: Some(file) })
+        Ok(Pending { path, file, armed: true })
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub(crate) fn file(&self) -> Result<&File, StorageError> {
-        self.file.as_ref().ok_or_else(|| StorageError::Io {
-            action: "write",
-            path: self.path.clone(),
-            source: io::ErrorKind::NotFound.into(),
-        })
+    pub(crate) fn file(&self) -> &File {
+        &self.file
     }
 
     /// Gives up ownership: the file stays, the caller has moved or will move it.
     pub(crate) fn keep(mut self) -> PathBuf {
-        self.file = None;
-        std::mem::take(&mut self.path)
+        self.armed = false;
+        self.path.clone()
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
-            if let Err(e) = fs::remove_file(&self.path) {
+        if !self.armed {
+            return;
+        }
+        match fs::remove_file(&self.path) {
+            // Already gone: a commit that failed after renaming the file into place.
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 tracing::warn!(path = %self.path.display(), error = %e, "failed to remove temporary file");
             }
+            _ => {}
         }
     }
 }

@@ -21,11 +21,16 @@ pub(crate) fn create(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
 }
 
 /// Summed length of the kernel's files: they are shared by every qube using the kernel, so allocation details
-/// matter less than what the directory holds.
+/// matter less than what the directory holds. No kernel, or a missing one, uses nothing.
 pub(crate) fn usage(pool: &Pool, vol: &Volume) -> Option<u64> {
-    let dir = layout::kernel_dir(pool, &vol.vid).ok()??;
+    let Some(dir) = layout::kernel_dir(pool, &vol.vid).ok()? else { return Some(0) };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(0),
+        Err(_) => return None,
+    };
     let mut total = 0u64;
-    for entry in fs::read_dir(dir).ok()? {
+    for entry in entries {
         let meta = entry.ok()?.metadata().ok()?;
         if meta.is_file() {
             total = total.saturating_add(meta.len());

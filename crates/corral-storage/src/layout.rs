@@ -1,21 +1,21 @@
 //! Where a volume's files live. Every on-disk naming decision of this crate is made here and nowhere else.
 //!
-//! A vid is a relative, `/`-separated path inside the pool directory `D` (`pool.dir_path`). It must not be
-//! absolute, every component must be non-empty and neither `.` nor `..`, and it may hold no whitespace or control
-//! characters (import paths travel in space-separated replies); anything else is [`StorageError::InvalidPath`], so
-//! no vid can reach outside `D` by itself. The pool directory is trusted: it is
-//! root-owned configuration, so symlinks inside it are followed like any other path.
+//! A vid is a relative, `/`-separated path inside the pool directory `D` (`pool.dir_path`, which must be
+//! absolute). It must not be absolute itself, every component must be non-empty and neither `.` nor `..`, and it
+//! may hold no whitespace or control characters (import paths travel in space-separated replies). Anything else is
+//! [`StorageError::InvalidPath`], so no vid can reach outside `D`. `D` itself is trusted (root-owned configuration):
+//! symlinks inside it are followed like any other path.
 //!
 //! `file` driver, for a volume with vid `V` (typically `appvms/<qube>/<volume>` or `vm-templates/<qube>/<volume>`):
 //!
-//! | path                          | what                                                                        |
-//! |-------------------------------|-----------------------------------------------------------------------------|
-//! | `D/V.img`                     | the image; `snap_on_start` volumes have none                               |
-//! | `D/V.img.<epoch>-back`        | a revision: an earlier image, saved at `<epoch>` (seconds, UTC); id `<epoch>-back` |
-//! | `D/V.img.import`              | data being imported, not yet committed                                     |
-//! | `D/V.img.tmp-<pid>-<n>`       | a new image being written (clone, clear); renamed over `D/V.img` when done |
-//! | `D/V-cow.img`                 | `snap_on_start` volumes: created at start, its mtime is the start time     |
-//! | `D/<source>.img`              | what `path` reports for a `snap_on_start` volume: its origin's image       |
+//! | path                    | what                                                                                |
+//! |-------------------------|-------------------------------------------------------------------------------------|
+//! | `D/V.img`               | the image; `snap_on_start` volumes have none                                        |
+//! | `D/V.img.<epoch>-back`  | a revision: the image replaced at `<epoch>` (seconds since 1970, UTC); id `<epoch>-back` |
+//! | `D/V.img.import`        | data being imported, not yet committed                                              |
+//! | `D/V.img.tmp-<pid>-<n>` | a new image being written (clone, clear); renamed over `D/V.img` when complete      |
+//! | `D/V-cow.img`           | `snap_on_start` volumes: exists while the qube runs, its mtime is the start time   |
+//! | `D/<source>.img`        | what `path` reports for a `snap_on_start` volume: its origin's image                |
 //!
 //! Pool setup creates `D/appvms` and `D/vm-templates` (where upstream puts qube and template volumes) and briefly
 //! `D/.corral-write-probe-<pid>-<n>` to check that `D` is writable.
@@ -40,7 +40,7 @@ const TEMP_INFIX: &str = ".tmp-";
 const COW_SUFFIX: &str = "-cow.img";
 
 /// Subdirectories a `file` pool starts with.
-pub(crate) const FILE_POOL_SUBDIRS: [&str; 3] = ["", "appvms", "vm-templates"];
+pub(crate) const FILE_POOL_SUBDIRS: [&str; 2] = ["appvms", "vm-templates"];
 
 pub(crate) fn write_probe_name(unique: u64) -> String {
     format!(".corral-write-probe-{}-{unique}", std::process::id())

@@ -68,8 +68,9 @@ impl Storage {
         }
     }
 
-    /// Bytes in use. `file`: blocks allocated to the image (to the start marker for `snap_on_start` volumes, 0
-    /// when not started); `linux-kernel`: summed length of the kernel's files. `None` when missing or unreadable.
+    /// Bytes in use. `file`: blocks allocated to the image (to the start marker for `snap_on_start` volumes);
+    /// `linux-kernel`: summed length of the kernel's files. Missing files count as 0, as upstream reports them
+    /// (clients parse the value as an integer); `None` only for unsafe vids or files that cannot be examined.
     pub fn usage(&self, pool: &Pool, vol: &Volume) -> Option<u64> {
         match pool.driver {
             Driver::File => file::usage(pool, vol),

@@ -3,6 +3,7 @@
 
 mod load;
 mod schema;
+pub mod qubes_xml;
 
 use std::path::Path;
 

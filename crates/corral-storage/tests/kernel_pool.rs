@@ -1,0 +1,120 @@
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+
+use corral_core::volume::{Driver, Volume};
+use corral_storage::{Storage, StorageError};
+
+use common::*;
+
+const S: Storage = Storage;
+
+fn kernel(vid: &str) -> Volume {
+    Volume {
+        name: "kernel".into(),
+        pool: "p".into(),
+        vid: vid.into(),
+        size: 0,
+        rw: false,
+        source: None,
+        save_on_stop: false,
+        snap_on_start: false,
+        revisions_to_keep: 0,
+        ephemeral: None,
+    }
+}
+
+/// A kernel pool with two kernels and one directory that is not a kernel.
+fn kernel_fixture() -> Fixture {
+    let fx = Fixture::new(Driver::LinuxKernel);
+    S.setup_pool(&fx.pool).unwrap();
+    for k in ["6.6.1", "5.15.2"] {
+        fs::create_dir(fx.dir().join(k)).unwrap();
+        fs::write(fx.dir().join(k).join("vmlinuz"), vec![1u8; 1000]).unwrap();
+        fs::write(fx.dir().join(k).join("initramfs"), vec![2u8; 500]).unwrap();
+    }
+    fs::create_dir(fx.dir().join("not-a-kernel")).unwrap();
+    fs::write(fx.dir().join("stray-file"), b"").unwrap();
+    fx
+}
+
+#[test]
+fn setup_pool_creates_the_directory() {
+    let fx = Fixture::new(Driver::LinuxKernel);
+    S.setup_pool(&fx.pool).unwrap();
+    assert!(fx.dir().is_dir());
+    assert!(tree(&fx.dir()).is_empty(), "no file-pool subdirectories");
+}
+
+#[test]
+fn kernels_are_subdirectories_with_vmlinuz() {
+    let fx = kernel_fixture();
+    assert_eq!(S.kernels(&fx.pool), ["5.15.2", "6.6.1"]);
+    assert!(S.kernels(&Fixture::new(Driver::LinuxKernel).pool).is_empty(), "missing pool dir");
+}
+
+#[test]
+fn path_is_the_kernel_directory() {
+    let fx = kernel_fixture();
+    assert_eq!(S.path(&fx.pool, &kernel("6.6.1")), fx.dir().join("6.6.1"));
+    assert_eq!(S.path(&fx.pool, &kernel("")), PathBuf::new());
+    assert_eq!(S.path(&fx.pool, &kernel("../x")), PathBuf::new());
+}
+
+#[test]
+fn create_checks_the_kernel_exists() {
+    let fx = kernel_fixture();
+    S.create(&fx.pool, &kernel("6.6.1")).unwrap();
+    S.create(&fx.pool, &kernel("")).unwrap();
+    let err = S.create(&fx.pool, &kernel("7.0")).unwrap_err();
+    assert!(matches!(err, StorageError::MissingKernel(ref p) if *p == fx.dir().join("7.0")), "{err:?}");
+    assert!(matches!(S.create(&fx.pool, &kernel("../6.6.1")), Err(StorageError::InvalidPath(_))));
+}
+
+#[test]
+fn usage_sums_the_kernel_files() {
+    let fx = kernel_fixture();
+    assert_eq!(S.usage(&fx.pool, &kernel("6.6.1")), Some(1500));
+    assert_eq!(S.usage(&fx.pool, &kernel("")), Some(0));
+    assert_eq!(S.usage(&fx.pool, &kernel("7.0")), Some(0));
+    assert_eq!(S.usage(&fx.pool, &kernel("../6.6.1")), None);
+}
+
+#[test]
+fn kernels_are_read_only() {
+    let fx = kernel_fixture();
+    let vol = kernel("6.6.1");
+    let before = tree(&fx.dir());
+    S.remove(&fx.pool, &vol).unwrap();
+    assert!(matches!(S.resize(&fx.pool, &vol, MIB), Err(StorageError::Unsupported(_))));
+    assert!(matches!(S.clear(&fx.pool, &vol), Err(StorageError::Unsupported(_))));
+    assert!(matches!(S.import_begin(&fx.pool, &vol, MIB), Err(StorageError::Unsupported(_))));
+    assert!(matches!(S.import_end(&fx.pool, &vol, true), Err(StorageError::Unsupported(_))));
+    assert!(S.revisions(&fx.pool, &vol).is_empty());
+    assert!(matches!(S.revert(&fx.pool, &vol, "1-back"), Err(StorageError::RevisionNotFound { .. })));
+    assert!(!S.is_outdated(&fx.pool, &vol, &fx.pool, &vol));
+    assert_eq!(tree(&fx.dir()), before);
+}
+
+#[test]
+fn clone_between_kernel_volumes_is_a_no_op() {
+    let fx = kernel_fixture();
+    assert_eq!(S.clone_volume(&fx.pool, &kernel("6.6.1"), &fx.pool, &kernel("5.15.2")).unwrap(), 0);
+
+    let files = Fixture::new(Driver::File);
+    let private = private("work", MIB);
+    S.create(&files.pool, &private).unwrap();
+    let err = S.clone_volume(&files.pool, &private, &fx.pool, &kernel("6.6.1")).unwrap_err();
+    assert_eq!(err.to_string(), "Cannot clone a file volume into a linux-kernel volume");
+    let err = S.clone_volume(&fx.pool, &kernel("6.6.1"), &files.pool, &private).unwrap_err();
+    assert!(matches!(err, StorageError::Unsupported(_)), "{err:?}");
+}
+
+#[test]
+fn pool_usage_reports_the_filesystem() {
+    let fx = kernel_fixture();
+    assert!(S.pool_usage(&fx.pool).is_some());
+}
