@@ -2,6 +2,7 @@
 //! service (`/etc/qubes-rpc/admin.vm.volume.Import`), it runs that service.
 
 mod import_service;
+mod qubes_xml;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,6 +25,18 @@ enum Command {
         service: String,
         /// Service argument (the volume name).
         arg: Option<String>,
+    },
+    /// Import a Qubes OS qubes.xml into a fresh state directory (with corrald stopped). Only metadata
+    /// moves: copy the volume images into the pools yourself.
+    ImportQubesXml {
+        file: PathBuf,
+        #[arg(long, env = "CORRAL_STATE_DIR", default_value = "/var/lib/corral")]
+        state_dir: PathBuf,
+    },
+    /// Print the state as a Qubes OS qubes.xml.
+    ExportQubesXml {
+        #[arg(long, env = "CORRAL_STATE_DIR", default_value = "/var/lib/corral")]
+        state_dir: PathBuf,
     },
     /// Install the executable services as symlinks to this binary, where qubesadmin looks for them.
     InstallServices {
@@ -55,6 +68,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("unknown service {service}");
             }
             Ok(import_service::run(&service, arg.as_deref()))
+        }
+        Command::ImportQubesXml { file, state_dir } => {
+            qubes_xml::import(&file, &state_dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportQubesXml { state_dir } => {
+            qubes_xml::export(&state_dir)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::InstallServices { dir } => {
             let exe = std::env::current_exe().context("Cannot find this executable")?;

@@ -63,13 +63,7 @@ fn store_error(e: corral_store::StoreError) -> Error {
 impl Service {
     /// Opens (or creates) the state in `state_dir`; a fresh directory gets what a fresh Qubes install has.
     pub fn open(config: Config, auth: Box<dyn Authorizer>) -> anyhow_like::Result<Arc<Service>> {
-        std::fs::create_dir_all(&config.state_dir)?;
-        let mut store = Store::open(&config.state_dir.join("corral.sqlite"), config.durability)?;
-        if !store.is_initialized()? {
-            let state_dir = config.state_dir.display().to_string();
-            let kernels = config.state_dir.join("vm-kernels").display().to_string();
-            store.commit(&App::initial_ops(&state_dir, &kernels))?;
-        }
+        let store = open_store(&config.state_dir, config.durability)?;
         let (app, warnings) = store.load(config.host)?;
         for w in &warnings {
             tracing::warn!(table = w.table, key = %w.key, reason = %w.reason, "skipped invalid row at load");
@@ -78,6 +72,14 @@ impl Service {
         for pool in app.pools() {
             if let Err(e) = storage.setup_pool(pool) {
                 tracing::warn!(pool = %pool.name, error = %e, "pool directory is not usable");
+            }
+        }
+        // An import cut short by a crash leaves a pending file that would block the next one.
+        for v in app.domains().flat_map(|d| d.volumes.iter()) {
+            if let Some(pool) = app.pool(&v.pool) {
+                if let Err(e) = storage.discard_pending(pool, v) {
+                    tracing::warn!(vid = %v.vid, error = %e, "cannot discard an unfinished import");
+                }
             }
         }
         Ok(Arc::new(Service {
@@ -154,6 +156,19 @@ impl Service {
     pub fn integrity_check(&self) -> std::result::Result<String, corral_store::StoreError> {
         self.store.lock().integrity_check()
     }
+}
+
+/// Opens the state database of `state_dir`, giving a fresh one what a fresh Qubes install has: dom0, the
+/// standard labels and the built-in pools (`varlibqubes` in the state directory, `linux-kernel`).
+pub fn open_store(state_dir: &std::path::Path, durability: Durability) -> anyhow_like::Result<Store> {
+    std::fs::create_dir_all(state_dir)?;
+    let mut store = Store::open(&state_dir.join("corral.sqlite"), durability)?;
+    if !store.is_initialized()? {
+        let pool_dir = state_dir.display().to_string();
+        let kernels = state_dir.join("vm-kernels").display().to_string();
+        store.commit(&App::initial_ops(&pool_dir, &kernels))?;
+    }
+    Ok(store)
 }
 
 pub fn resolve_in<'a>(app: &'a App, token: &str) -> Result<&'a Domain> {

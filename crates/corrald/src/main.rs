@@ -24,6 +24,13 @@ fn main() -> anyhow::Result<()> {
 async fn run(config: config::Config) -> anyhow::Result<()> {
     let uri = config.libvirt_uri();
     tracing::info!(state_dir = %config.state_dir.display(), libvirt_uri = %uri, "starting corrald");
+    // One daemon per state directory; offline tools (qubes.xml import) take the same lock.
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("Cannot create {}", config.state_dir.display()))?;
+    let lock = std::fs::File::create(config.state_dir.join("corral.lock"))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!("{} is in use by another corrald", config.state_dir.display());
+    }
     let service_config = corral_service::Config {
         state_dir: config.state_dir.clone(),
         durability: config.durability(),
