@@ -76,7 +76,14 @@ pub fn admin_methods() -> Vec<Method> {
     use Want::{Maybe, No, Yes};
     let mut t = vec![
         m("admin.vmclass.List", Admin, No, No, Memory, vmclass_list),
-        Method { name: "admin.vm.List".into(), dest: Any, arg: No, payload: No, cost: Memory, handler: Handler::Shared(vm_list) },
+        Method {
+            name: "admin.vm.List".into(),
+            dest: Any,
+            arg: No,
+            payload: No,
+            cost: Memory,
+            handler: Handler::Shared(vm_list),
+        },
         m("admin.vm.CurrentState", Any, No, No, Memory, vm_current_state),
         m("admin.vm.Remove", Any, No, No, Io, vm_remove),
         m("admin.vm.property.List", Any, No, No, Memory, vm_property_list),
@@ -613,7 +620,7 @@ fn vm_create_in_pool(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
 }
 
 fn get_system_info(s: &Service, _: &Ctx<'_>) -> Result<Vec<u8>> {
-    Ok(text(s.system_info()))
+    Ok(s.system_info().to_vec())
 }
 
 fn import_begin(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {

@@ -390,9 +390,44 @@ impl App {
                     .arg("value", "1"));
             }
         }
+        self.announce_followers(&mut plan, name, Some(&value));
         plan.op(Op::SetGlobalProp { name: name.into(), value: Some(value) });
         plan.ev(post);
         Ok(plan)
+    }
+
+    /// Qubes whose property follows a global default see that default change as a reset of their own
+    /// property, which is how clients learn that a computed value moved.
+    fn announce_followers(&self, plan: &mut Plan, global: &str, new_explicit: Option<&str>) {
+        let prop = match global {
+            "default_netvm" => "netvm",
+            "default_guivm" => "guivm",
+            "default_audiovm" => "audiovm",
+            "default_dispvm" => "default_dispvm",
+            "management_dispvm" => "management_dispvm",
+            _ => return,
+        };
+        let new = match new_explicit {
+            Some(v) => Some(v.to_string()),
+            None => props::global_prop_def(global).and_then(|def| (def.default)(self)),
+        };
+        for d in self.domains() {
+            let follows = props::vm_prop_def(d.class, prop).is_some()
+                && !d.props.contains_key(prop)
+                && !(prop == "management_dispvm" && d.template_name().is_some())
+                && !(prop == "default_dispvm" && d.class == Class::DispVM)
+                && !(prop == "netvm" && d.class == Class::TemplateVM);
+            let old = self.vm_prop(d, prop);
+            if !follows || old == new {
+                continue;
+            }
+            let mut e = Event::on(&d.name, format!("property-reset:{prop}")).arg("name", prop);
+            if let Some(old) = &old {
+                e = e.arg("oldvalue", ev_value(PropType::Vm, old));
+            }
+            plan.ev(e);
+            self.auto_tag_events(plan, d, prop, old.as_deref(), new.as_deref());
+        }
     }
 
     pub fn plan_global_prop_reset(&self, name: &str) -> Result<Plan> {
@@ -413,6 +448,7 @@ impl App {
             e.name = format!("{ev}:{name}");
             plan.ev(e);
         }
+        self.announce_followers(&mut plan, name, None);
         plan.op(Op::SetGlobalProp { name: name.into(), value: None });
         for ev in ["property-reset", "property-del"] {
             let mut e = base.clone();

@@ -395,8 +395,11 @@ impl Service {
     }
 
     /// The JSON the qrexec policy daemon asks for on every call it evaluates.
-    pub fn system_info(&self) -> String {
-        let app = self.read();
+    pub fn system_info(&self) -> std::sync::Arc<Vec<u8>> {
+        self.rendered("internal.GetSystemInfo", |app| self.render_system_info(app).into_bytes())
+    }
+
+    fn render_system_info(&self, app: &App) -> String {
         let mut domains = serde_json::Map::new();
         for d in app.domains() {
             let vm_or_null = |prop: &str| {
