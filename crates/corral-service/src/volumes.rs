@@ -129,13 +129,23 @@ impl Service {
                     format!("Cannot resize read-only volume {}", v.vid),
                 ));
             }
+            if v.snap_on_start {
+                return Err(Error::new(
+                    ErrorKind::StoragePoolException,
+                    format!(
+                        "Cannot resize {} of {}: it is a snapshot of {}",
+                        v.name,
+                        d.name,
+                        v.source.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
             if size < v.size {
                 return Err(Error::new(
                     ErrorKind::StoragePoolException,
                     format!("For your own safety, shrinking of {} is disabled ({} < {})", v.name, size, v.size),
                 ));
             }
-            let _ = d;
             self.storage.resize(pool_of(app, v)?, v, size).map_err(storage_error)?;
             Ok((Some(Volume { size, ..v.clone() }), Vec::new()))
         })
@@ -182,8 +192,13 @@ impl Service {
         let text = std::str::from_utf8(payload).map_err(|_| Error::protocol("Invalid value for revisions_to_keep"))?;
         let n = corral_core::volume::parse_revisions_to_keep(text)?;
         self.volume_change(caller, "admin.vm.volume.Set.revisions_to_keep", vm, name, |app, _, v| {
-            corral_core::volume::check_revisions_limit(pool_of(app, v)?.driver, n)?;
-            Ok((Some(Volume { revisions_to_keep: n, ..v.clone() }), Vec::new()))
+            let pool = pool_of(app, v)?;
+            corral_core::volume::check_revisions_limit(pool.driver, n)?;
+            let updated = Volume { revisions_to_keep: n, ..v.clone() };
+            if n < v.revisions_to_keep {
+                self.storage.prune_revisions(pool, &updated).map_err(storage_error)?;
+            }
+            Ok((Some(updated), Vec::new()))
         })
     }
 
