@@ -360,7 +360,7 @@ fn label_list(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
 
 fn find_label<'a>(app: &'a corral_core::App, token: &str) -> Result<&'a label::Label> {
     label::validate_label_name(token, false)?;
-    app.label(token)
+    app.get_label(token)
         .ok_or_else(|| Error::new(ErrorKind::QubesLabelNotFoundError, format!("Label does not exist: {token}")))
 }
 
@@ -418,7 +418,7 @@ fn device_list_empty(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
 
 /// `<pool>` must name an existing pool; otherwise the argument is outside the allowed set.
 fn known_pool<'a>(app: &'a corral_core::App, name: &str) -> Result<&'a corral_core::volume::Pool> {
-    app.pool(name).ok_or_else(|| Error::denied("Argument not in allowed pools"))
+    app.pool(name).ok_or_else(|| Error::denied("Argument not in 'pools'"))
 }
 
 fn pool_list(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
@@ -475,7 +475,8 @@ fn pool_volume_list(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
         let mut vids: Vec<&str> = app
             .domains()
             .flat_map(|d| d.volumes.iter())
-            .filter(|v| v.pool == c.arg && !v.vid.is_empty() && !v.snap_on_start)
+            // Snapshot volumes count too: upstream's file pool lists every volume it initialised.
+            .filter(|v| v.pool == c.arg && !v.vid.is_empty())
             .map(|v| v.vid.as_str())
             .collect();
         vids.sort_unstable();
@@ -627,23 +628,24 @@ fn import_begin(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
     let (method, size) = if c.payload.is_empty() {
         ("admin.vm.volume.Import", None)
     } else {
-        let t = std::str::from_utf8(c.payload).map_err(|_| Error::protocol("Invalid size"))?;
-        let size = corral_core::text::parse_strict_u64(t.trim()).ok_or_else(|| Error::protocol("Invalid size"))?;
-        ("admin.vm.volume.ImportWithSize", Some(size))
+        // Not stripped, as qubesd: the import service sends the size line without its newline.
+        let size = corral_core::text::validate_number(c.payload, "size of new data", false)?;
+        ("admin.vm.volume.ImportWithSize", Some(u64::try_from(size).unwrap_or_default()))
     };
     let (size, path) = s.import_begin(c.caller, method, c.dest, c.arg, size)?;
     let path = path.display().to_string();
     if path.contains(char::is_whitespace) {
-        return Err(Error::generic("Volume path contains whitespace"));
+        return Err(Error::protocol("Path contains whitespace"));
     }
     Ok(text(format!("{size} {path}")))
 }
 
 fn import_end(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
-    let (success, message) = match c.payload {
-        b"ok" => (true, String::new()),
-        p if p.starts_with(b"fail") => (false, String::from_utf8_lossy(p.get(5..).unwrap_or_default()).into_owned()),
-        _ => return Err(Error::protocol("Invalid import status")),
+    // As qubesd: anything but `ok` is a failure (`fail\n<msg>`), whose message follows the first newline.
+    let success = c.payload == b"ok";
+    let message = match c.payload.splitn(2, |b| *b == b'\n').nth(1) {
+        Some(m) if !success => String::from_utf8_lossy(m).into_owned(),
+        _ => String::new(),
     };
     s.import_end(c.dest, c.arg, success, &message)?;
     empty()

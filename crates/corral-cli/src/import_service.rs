@@ -52,7 +52,8 @@ fn copy_exact(input: &mut impl Read, path: &str, size: u64) -> Result<(), String
         std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
     let copied = std::io::copy(&mut input.take(size), &mut file).map_err(|e| e.to_string())?;
     if copied < size {
-        return Err(format!("not enough data (copied {copied} bytes, should have copied {size} bytes)"));
+        // The words of upstream's admin.vm.volume.Import script, which callers may show or match.
+        return Err(format!("not enough data (copied {copied} bytes, expected {size} bytes)"));
     }
     let mut probe = [0u8; 1];
     if input.read(&mut probe).map_err(|e| e.to_string())? > 0 {

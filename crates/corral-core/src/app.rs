@@ -182,13 +182,19 @@ impl App {
         self.labels.values()
     }
 
-    /// Upstream's lookup: an index, then a name, then `label-N`/digits as an index.
+    /// The `label` property setter's lookup: a name, then `label-N`/digits as an index.
     pub fn label(&self, token: &str) -> Option<&Label> {
+        let index = || token.strip_prefix("label-")?.parse::<u32>().ok();
+        self.get_label(token).or_else(|| self.labels.get(&index()?))
+    }
+
+    /// Upstream's `get_label`, which the `admin.label.*` calls and Create use: a name, then digits as an
+    /// index (not `label-N`).
+    pub fn get_label(&self, token: &str) -> Option<&Label> {
         if let Some(l) = self.labels.values().find(|l| l.name == token) {
             return Some(l);
         }
-        let digits = token.strip_prefix("label-").unwrap_or(token);
-        digits.parse::<u32>().ok().and_then(|i| self.labels.get(&i))
+        token.parse::<u32>().ok().and_then(|i| self.labels.get(&i))
     }
 
     pub fn pools(&self) -> &[Pool] {

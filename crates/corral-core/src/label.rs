@@ -49,11 +49,22 @@ pub fn validate_label_name(name: &str, creation: bool) -> Result<()> {
 
 /// A label colour payload: `0xRRGGBB` after stripping whitespace; stored lowercase.
 pub fn parse_label_color(payload: &[u8]) -> Result<String> {
-    let bad = || Error::new(ErrorKind::QubesInvalidLabelValueError, "Invalid label color value");
-    let text = std::str::from_utf8(payload).map_err(|_| bad())?.trim();
-    let hex = text.strip_prefix("0x").ok_or_else(bad)?;
-    if text.len() != 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad());
+    // qubesd's checks and messages, in its order.
+    let bad = |why: &str| Error::new(ErrorKind::QubesInvalidLabelValueError, why);
+    if payload.is_empty() {
+        return Err(bad("Label value must be set"));
+    }
+    let text = std::str::from_utf8(payload)
+        .ok()
+        .filter(|t| t.is_ascii())
+        .ok_or_else(|| bad("Label value must be encoded in ASCII"))?
+        .trim();
+    if text.len() != 8 {
+        return Err(bad("Label value must have length of 8"));
+    }
+    let hex = text.strip_prefix("0x").ok_or_else(|| bad("Label value must start with: 0x"))?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("Label value must only contain hexadecimal digits after prefix: 0123456789abcdefABCDEF"));
     }
     Ok(format!("0x{}", hex.to_ascii_lowercase()))
 }

@@ -71,29 +71,36 @@ fn vid_prefix(class: Class) -> &'static str {
 
 impl App {
     pub fn plan_create(&self, spec: &CreateSpec) -> Result<Plan> {
+        // qubesd drops an unknown label while parsing the payload and then finds the key missing.
+        let label =
+            self.get_label(&spec.label).ok_or_else(|| Error::protocol("Creation requested without key: label"))?;
         if self.domain(&spec.name).is_some() {
             return Err(Error::new(
                 ErrorKind::QubesVMAlreadyExistsError,
                 format!("Qube already exists: {}", spec.name),
             ));
         }
+        let no_default = || Error::value("Template for the qube not specified, nor default template set.");
         let template = match (&spec.template, spec.class) {
             (Some(t), _) => Some(self.domain(t).ok_or_else(|| Error::vm_not_found(t))?),
             (None, Class::AppVM) => {
-                let t = self.global_prop("default_template").filter(|t| !t.is_empty());
-                let t = t.ok_or_else(|| Error::value("No default template set, cannot create AppVM"))?;
+                let t = self.global_prop("default_template").filter(|t| !t.is_empty()).ok_or_else(no_default)?;
                 Some(self.domain(&t).ok_or_else(|| Error::vm_not_found(&t))?)
             }
             (None, Class::DispVM) => {
-                let t = self.global_prop("default_dispvm").filter(|t| !t.is_empty());
-                let t = t.ok_or_else(|| Error::value("No default disposable template set"))?;
+                let t = self.global_prop("default_dispvm").filter(|t| !t.is_empty()).ok_or_else(no_default)?;
                 Some(self.domain(&t).ok_or_else(|| Error::vm_not_found(&t))?)
             }
             (None, _) => None,
         };
-        let label = self
-            .label(&spec.label)
-            .ok_or_else(|| Error::new(ErrorKind::QubesLabelNotFoundError, "Label does not exist: untrusted label"))?;
+        if let Some(t) = template.filter(|_| spec.class == Class::DispVM) {
+            if self.vm_prop(t, "template_for_dispvms").as_deref() != Some("True") {
+                return Err(Error::value(format!(
+                    "template for disposable ({}) needs to be an AppVM with template_for_dispvms=True",
+                    t.name
+                )));
+            }
+        }
         let qid = self.free_qid().ok_or_else(|| Error::generic("No free qid"))?;
 
         let mut d = Domain::new(qid, &spec.name, spec.uuid, spec.class);
@@ -147,13 +154,18 @@ impl App {
             PoolChoice::All(p) if movable => p.clone(),
             PoolChoice::PerVolume(m) if m.contains_key(volume) => {
                 if !movable {
-                    return Err(Error::generic(format!("Can't specify pool for snapshot volume {volume}")));
+                    // qubesd's wording, trailing space included.
+                    return Err(Error::generic(format!(
+                        "Snapshot volume {volume} must be in the same pool as its origin ({volume} volume of \
+                         template),cannot move to pool {} ",
+                        m[volume]
+                    )));
                 }
                 m[volume].clone()
             }
             _ => self.global_prop(&format!("default_pool_{volume}")).unwrap_or_default(),
         };
-        self.pool(&name).ok_or_else(|| Error::generic(format!("Storage pool not found: {}", pyrepr(&name))))
+        self.pool(&name).ok_or_else(|| Error::generic(format!("Unknown storage pool {name}")))
     }
 
     fn volumes_for(&self, d: &Domain, template: Option<&Domain>, choice: &PoolChoice) -> Result<Vec<Volume>> {
@@ -173,7 +185,8 @@ impl App {
             source: None,
             save_on_stop,
             snap_on_start: false,
-            revisions_to_keep: pool.revisions_to_keep,
+            // As upstream's file driver: content not saved on stop has no revisions to keep.
+            revisions_to_keep: if save_on_stop { pool.revisions_to_keep } else { 0 },
             ephemeral: None,
         };
         let snapshot_of = |name: &str, origin: &Volume| Volume {
@@ -231,16 +244,14 @@ impl App {
         if self.vm_prop(d, "installed_by_rpm").as_deref() == Some("True") {
             return Err(Error::in_use(&d.name, Some(&format!("VM installed by package manager: {}", d.name))));
         }
-        let mut users: Vec<String> = props::GLOBAL_PROPS
-            .iter()
-            .filter(|p| p.ty == PropType::Vm && self.global_explicit(p.name) == Some(d.name.as_str()))
-            .map(|p| format!("@GLOBAL:{}", p.name))
-            .collect();
-        users.extend(self.references_to(&d.name).into_iter().map(|(vm, prop)| format!("{vm}:{prop}")));
-        if !users.is_empty() {
+        if !self.remove_blockers(d).is_empty() {
+            // qubesd's wording (two spaces included); the daemon logs the references, as qubesd does.
             return Err(Error::in_use(
                 &d.name,
-                Some(&format!("Domain is in use: {}; used by {}", pyrepr(&d.name), users.join(", "))),
+                Some(&format!(
+                    "Domain is in use: {};  see 'journalctl -u qubesd -e' in dom0 for details",
+                    pyrepr(&d.name)
+                )),
             ));
         }
         let mut plan = Plan::default();
@@ -248,6 +259,17 @@ impl App {
         plan.op(Op::DeleteDomain { qid: d.qid });
         plan.ev(Event::global("domain-delete").arg("vm", &d.name));
         Ok(plan)
+    }
+
+    /// What keeps a qube from being removed, as `@GLOBAL:<prop>` and `<qube>:<prop>`.
+    pub fn remove_blockers(&self, d: &Domain) -> Vec<String> {
+        let mut users: Vec<String> = props::GLOBAL_PROPS
+            .iter()
+            .filter(|p| p.ty == PropType::Vm && self.global_explicit(p.name) == Some(d.name.as_str()))
+            .map(|p| format!("@GLOBAL:{}", p.name))
+            .collect();
+        users.extend(self.references_to(&d.name).into_iter().map(|(vm, prop)| format!("{vm}:{prop}")));
+        users
     }
 
     /// `value` has passed [`props::sanitize`] for the property's type.
@@ -297,9 +319,21 @@ impl App {
 
     pub fn plan_vm_prop_reset(&self, d: &Domain, name: &str) -> Result<Plan> {
         let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
+        if is_read_only(d, def.access, name) {
+            // A computed property holds no value of its own: qubesd's reset deletes nothing and succeeds.
+            return Ok(Plan::default());
+        }
         self.check_writable(d, def.access, name)?;
-        if matches!(name, "template" | "label") {
-            return Err(Error::value(format!("Property {name} has no default and cannot be reset")));
+        if name == "template" {
+            let message = match self.global_prop("default_template").filter(|t| !t.is_empty()) {
+                Some(t) => format!("Cannot unset template. You can set it to the current default ({t}) instead"),
+                None => "Cannot unset template".to_string(),
+            };
+            return Err(Error::value(message));
+        }
+        // Upstream would delete the label and leave a qube that cannot be shown; refuse instead.
+        if name == "label" {
+            return Err(Error::value("Property label has no default and cannot be reset"));
         }
         let old = d.prop(name).map(str::to_string);
         let mut plan = Plan::default();
@@ -328,11 +362,10 @@ impl App {
     }
 
     fn check_writable(&self, d: &Domain, access: Access, name: &str) -> Result<()> {
-        let read_only = access == Access::ReadOnly || (d.is_admin() && props::admin_read_only(name));
-        if read_only {
+        if is_read_only(d, access, name) {
             return Err(Error::new(
                 ErrorKind::QubesPropertyValueError,
-                format!("property {} cannot be set", pyrepr(name)),
+                format!("property {} on {} instance cannot be set", pyrepr(name), d.class.name()),
             ));
         }
         if access == Access::WriteOnce {
@@ -364,7 +397,13 @@ impl App {
         if def.access != Access::ReadWrite {
             return Err(Error::new(
                 ErrorKind::QubesPropertyValueError,
-                format!("property {} cannot be set", pyrepr(name)),
+                format!("property {} on Qubes instance cannot be set", pyrepr(name)),
+            ));
+        }
+        if def.ty == PropType::Vm && !value.is_empty() && self.domain(value).is_none() {
+            return Err(Error::new(
+                ErrorKind::QubesPropertyValueError,
+                format!("Can't set {name} to non-existing qube {value}"),
             ));
         }
         let mut value = value.to_string();
@@ -412,11 +451,14 @@ impl App {
             None => props::global_prop_def(global).and_then(|def| (def.default)(self)),
         };
         for d in self.domains() {
-            let follows = props::vm_prop_def(d.class, prop).is_some()
-                && !d.props.contains_key(prop)
-                && !(prop == "management_dispvm" && d.template_name().is_some())
-                && !(prop == "default_dispvm" && d.class == Class::DispVM)
-                && !(prop == "netvm" && d.class == Class::TemplateVM);
+            // Qubes whose default comes from elsewhere (their template, or a fixed None) do not follow.
+            let own_default = match prop {
+                "management_dispvm" => d.template_name().is_some(),
+                "default_dispvm" => d.class == Class::DispVM,
+                "netvm" => d.class == Class::TemplateVM,
+                _ => false,
+            };
+            let follows = props::vm_prop_def(d.class, prop).is_some() && !d.props.contains_key(prop) && !own_default;
             let old = self.vm_prop(d, prop);
             if !follows || old == new {
                 continue;
@@ -433,10 +475,8 @@ impl App {
     pub fn plan_global_prop_reset(&self, name: &str) -> Result<Plan> {
         let def = props::global_prop_def(name).ok_or_else(|| Error::no_such_property("Qubes", name))?;
         if def.access != Access::ReadWrite {
-            return Err(Error::new(
-                ErrorKind::QubesPropertyValueError,
-                format!("property {} cannot be set", pyrepr(name)),
-            ));
+            // A computed property holds no value of its own: qubesd's reset deletes nothing and succeeds.
+            return Ok(Plan::default());
         }
         let mut plan = Plan::default();
         let mut base = Event::global(format!("property-pre-reset:{name}")).arg("name", name);
@@ -476,7 +516,7 @@ impl App {
 
     pub fn plan_feature_remove(&self, d: &Domain, name: &str) -> Result<Plan> {
         if PROTECTED_FEATURES.contains(&name) {
-            return Err(Error::denied(format!("Feature {name} is protected")));
+            return Err(protected_feature_error());
         }
         if d.features.get(name).is_none() {
             return Err(Error::new(
@@ -494,7 +534,7 @@ impl App {
     pub fn plan_tag_set(&self, d: &Domain, tag: &str, caller_is_dom0: bool) -> Result<Plan> {
         crate::text::validate_tag(tag)?;
         if tag.starts_with("created-by-") && !caller_is_dom0 {
-            return Err(Error::denied("Only dom0 may set created-by- tags"));
+            return Err(Error::denied("changing this tag is prohibited by qubes.ext.admin.AdminExtension"));
         }
         let mut plan = Plan::default();
         if !self.tags_of(d).iter().any(|t| t == tag) {
@@ -507,7 +547,7 @@ impl App {
     pub fn plan_tag_remove(&self, d: &Domain, tag: &str, caller_is_dom0: bool) -> Result<Plan> {
         crate::text::validate_tag(tag)?;
         if tag.starts_with("created-by-") && !caller_is_dom0 {
-            return Err(Error::denied("Only dom0 may remove created-by- tags"));
+            return Err(Error::denied("changing this tag is prohibited by qubes.ext.admin.AdminExtension"));
         }
         if !d.tags.contains(tag) {
             if self.tags_of(d).iter().any(|t| t == tag) {
@@ -539,16 +579,21 @@ impl App {
 
     pub fn plan_label_remove(&self, name: &str) -> Result<Plan> {
         let label = self
-            .labels()
-            .find(|l| l.name == name)
+            .get_label(name)
             .ok_or_else(|| Error::new(ErrorKind::QubesLabelNotFoundError, format!("Label does not exist: {name}")))?;
         if label.index <= LAST_BUILTIN_INDEX {
-            return Err(Error::protocol("Cannot remove builtin label"));
+            return Err(Error::protocol("Can only remove custom labels"));
         }
-        if self.domains().any(|d| d.prop("label") == Some(name)) {
+        if self.domains().any(|d| d.prop("label") == Some(label.name.as_str())) {
+            // qubesd formats the label object itself here: `Label(index, color, name)`.
             return Err(Error::new(
                 ErrorKind::QubesLabelInUseError,
-                format!("Label is still in use: {}", pyrepr(name)),
+                format!(
+                    "Label is still in use: Label({}, {}, {})",
+                    label.index,
+                    pyrepr(&label.color),
+                    pyrepr(&label.name)
+                ),
             ));
         }
         let mut plan = Plan::default();
@@ -573,14 +618,21 @@ impl App {
         let in_use_by_volume = self
             .domains()
             .any(|d| d.volumes.iter().any(|v| v.pool == name && !(v.name == "kernel" && v.vid.is_empty())));
-        let is_default = props::GLOBAL_PROPS
-            .iter()
-            .filter(|p| p.name.starts_with("default_pool"))
-            .any(|p| self.global_prop(p.name).as_deref() == Some(name));
-        if in_use_by_volume || is_default {
+        if in_use_by_volume {
             return Err(Error::new(
                 ErrorKind::QubesPoolInUseError,
                 format!("Storage pool is in use: {}", pyrepr(name)),
+            ));
+        }
+        // qubesd checks default_pool, then _kernel, _private, _root, _volatile: the table's order.
+        let default_for = props::GLOBAL_PROPS
+            .iter()
+            .filter(|p| p.name.starts_with("default_pool"))
+            .find(|p| self.global_prop(p.name).as_deref() == Some(name));
+        if let Some(p) = default_for {
+            return Err(Error::new(
+                ErrorKind::QubesPoolInUseError,
+                format!("Storage pool is in use: set as {}", p.name),
             ));
         }
         let mut plan = Plan::default();
@@ -616,30 +668,50 @@ impl App {
     }
 }
 
+/// Computed properties, and the AdminVM's fixed identity, which no caller may set.
+fn is_read_only(d: &Domain, access: Access, name: &str) -> bool {
+    access == Access::ReadOnly || (d.is_admin() && props::admin_read_only(name))
+}
+
 /// Features nobody may set or remove, dom0 included: the daemon keeps them.
 pub const PROTECTED_FEATURES: [&str; 4] =
     ["deferred-netvm-original", "preload-dispvm", "preload-dispvm-completed", "preload-dispvm-in-progress"];
 
 pub fn validate_feature_name(name: &str) -> Result<()> {
     if !crate::text::is_safe_name(name) {
-        return Err(Error::protocol("Invalid feature name"));
+        return Err(Error::protocol("feature name contains illegal characters"));
     }
     Ok(())
 }
 
+/// Upstream's admin extension refuses these in its permission hook, so the message names it.
+pub fn protected_feature_error() -> Error {
+    Error::denied("changing this feature is prohibited by qubes.ext.admin.AdminExtension")
+}
+
+/// In qubesd's order: name, value characters, the permission hook (protected names), then the
+/// services extension's check of `service.*` names.
 pub fn validate_feature(name: &str, value: &str) -> Result<()> {
     validate_feature_name(name)?;
-    if PROTECTED_FEATURES.contains(&name) {
-        return Err(Error::denied(format!("Feature {name} is protected")));
-    }
     if !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Err(Error::protocol("Feature value contains non-printable characters"));
+        return Err(Error::protocol(format!("{name} value contains illegal characters")));
+    }
+    if PROTECTED_FEATURES.contains(&name) {
+        return Err(protected_feature_error());
     }
     if let Some(service) = name.strip_prefix("service.") {
-        let too_long = service.len() > 48 && !service.starts_with("app-dispvm.");
-        if service.is_empty() || service.contains('/') || service == "." || service == ".." || too_long {
-            return Err(Error::value(format!("Invalid service name: {}", pyrepr(service))));
-        }
+        let why = if service.is_empty() {
+            "Service name cannot be empty"
+        } else if service.contains('/') {
+            "Service name cannot contain a slash"
+        } else if service == "." || service == ".." {
+            "Service name cannot be \".\" or \"..\""
+        } else if service.len() > 48 && !service.starts_with("app-dispvm.") {
+            "Service name must not exceed 48 bytes"
+        } else {
+            return Ok(());
+        };
+        return Err(Error::value(why));
     }
     Ok(())
 }
@@ -647,9 +719,10 @@ pub fn validate_feature(name: &str, value: &str) -> Result<()> {
 /// Notes: UTF-8 of at most 256000 bytes; code points that could hide text become `_`.
 pub fn sanitize_notes(payload: &[u8]) -> Result<String> {
     if payload.len() > 256_000 {
-        return Err(Error::protocol("Notes are too long"));
+        return Err(Error::protocol(format!("Maximum note size is 256000 bytes ({} bytes received)", payload.len())));
     }
-    let text = std::str::from_utf8(payload).map_err(|_| Error::protocol("Notes are not valid UTF-8"))?;
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| Error::protocol(format!("Unable to sanitise qube notes: {}", python_utf8_error(payload, e))))?;
     Ok(text
         .chars()
         .map(|c| {
@@ -662,6 +735,23 @@ pub fn sanitize_notes(payload: &[u8]) -> Result<String> {
             }
         })
         .collect())
+}
+
+/// The text of Python's `UnicodeDecodeError` for `bytes.decode("utf8")`, which qubesd's notes error embeds.
+/// Rust and Python both report the maximal invalid subsequence, so the byte ranges agree.
+fn python_utf8_error(payload: &[u8], e: std::str::Utf8Error) -> String {
+    let start = e.valid_up_to();
+    let first = payload.get(start).copied().unwrap_or(0);
+    let (end, reason) = match e.error_len() {
+        None => (payload.len(), "unexpected end of data"),
+        Some(n) if matches!(first, 0x80..=0xc1 | 0xf5..=0xff) => (start + n, "invalid start byte"),
+        Some(n) => (start + n, "invalid continuation byte"),
+    };
+    if end <= start + 1 {
+        format!("'utf-8' codec can't decode byte 0x{first:02x} in position {start}: {reason}")
+    } else {
+        format!("'utf-8' codec can't decode bytes in position {start}-{}: {reason}", end - 1)
+    }
 }
 
 /// `True`/`False` the way bool payloads are echoed back in volume and pool info.
@@ -677,6 +767,15 @@ mod tests {
     fn notes_replace_hiding_code_points() {
         assert_eq!(sanitize_notes("a\u{8}b\u{a0}c\u{200c}d\te\nf".as_bytes()).unwrap(), "a_b_c_d\te\nf");
         assert_eq!(sanitize_notes(b"\xff").unwrap_err().kind, ErrorKind::ProtocolError);
+        let why = |p: &[u8]| sanitize_notes(p).unwrap_err().message.replace("Unable to sanitise qube notes: ", "");
+        assert_eq!(why(b"\xd8"), "'utf-8' codec can't decode byte 0xd8 in position 0: unexpected end of data");
+        assert_eq!(why(b"ab\xe2\x82"), "'utf-8' codec can't decode bytes in position 2-3: unexpected end of data");
+        assert_eq!(why(b"\xff"), "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte");
+        assert_eq!(why(b"\xe2\x28"), "'utf-8' codec can't decode byte 0xe2 in position 0: invalid continuation byte");
+        assert_eq!(
+            why(b"\xf0\x9f\x98x"),
+            "'utf-8' codec can't decode bytes in position 0-2: invalid continuation byte"
+        );
         assert!(sanitize_notes(&vec![b'a'; 256_001]).is_err());
     }
 

@@ -319,7 +319,7 @@ fn invalid(d: &Domain, prop: &str, value: &str, why: impl Into<Option<String>>) 
 fn c_positive(prop: &'static str) -> impl Fn(&App, &Domain, &str) -> Result<String> {
     move |_, d, v| match v.parse::<i64>() {
         Ok(n) if n > 0 => Ok(n.to_string()),
-        _ => Err(invalid(d, prop, v, format!("{prop} value must be positive"))),
+        _ => Err(invalid(d, prop, v, format!("{prop} must be positive"))),
     }
 }
 fn c_memory(app: &App, d: &Domain, v: &str) -> Result<String> {
@@ -337,31 +337,37 @@ fn c_shutdown_timeout(app: &App, d: &Domain, v: &str) -> Result<String> {
 fn c_non_negative(_: &App, d: &Domain, v: &str) -> Result<String> {
     match v.parse::<i64>() {
         Ok(n) if n >= 0 => Ok(n.to_string()),
-        _ => Err(invalid(d, "maxmem", v, "maxmem value must be non-negative".to_string())),
+        _ => Err(invalid(d, "maxmem", v, "maxmem must be positive or zero".to_string())),
     }
 }
 fn c_kernel(_: &App, d: &Domain, v: &str) -> Result<String> {
     if v.contains('/') {
-        return Err(invalid(d, "kernel", v, format!("kernel name may not contain '/': {}", pyrepr(v))));
+        return Err(invalid(d, "kernel", v, "Kernel name cannot contain '/'".to_string()));
     }
     Ok(v.to_string())
 }
 fn c_kernelopts(_: &App, d: &Domain, v: &str) -> Result<String> {
     if v.len() > 512 {
-        return Err(invalid(d, "kernelopts", v, "kernelopts value must be at most 512 characters".to_string()));
+        return Err(invalid(d, "kernelopts", v, "Kernelopts value too long (512 chars max)".to_string()));
     }
     Ok(v.to_string())
 }
 fn c_default_user(_: &App, d: &Domain, v: &str) -> Result<String> {
     if !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+,.-".contains(&b)) {
-        return Err(invalid(d, "default_user", v, "default_user value contains illegal characters".to_string()));
+        let allowed = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+,.";
+        return Err(invalid(d, "default_user", v, format!("Username can contain only those characters: {allowed}")));
     }
     Ok(v.to_string())
 }
 fn c_virt_mode(_: &App, d: &Domain, v: &str) -> Result<String> {
     let lower = v.to_ascii_lowercase();
     if !matches!(lower.as_str(), "hvm" | "pv" | "pvh") {
-        return Err(invalid(d, "virt_mode", v, None));
+        return Err(invalid(
+            d,
+            "virt_mode",
+            v,
+            "Invalid virtualization mode, supported values: hvm, pv, pvh".to_string(),
+        ));
     }
     Ok(lower)
 }
@@ -373,11 +379,14 @@ fn c_mac(_: &App, d: &Domain, v: &str) -> Result<String> {
     }
     Ok(v.to_ascii_lowercase())
 }
-fn c_ip(_: &App, d: &Domain, v: &str) -> Result<String> {
-    v.parse::<std::net::Ipv4Addr>().map(|ip| ip.to_string()).map_err(|_| invalid(d, "ip", v, None))
+// qubesd types these properties as addresses, so its sanitizer rejects a bad one.
+fn c_ip(_: &App, _: &Domain, v: &str) -> Result<String> {
+    let bad = |_| Error::value("Failed to parse property value as IPv4Address");
+    v.parse::<std::net::Ipv4Addr>().map(|ip| ip.to_string()).map_err(bad)
 }
-fn c_ip6(_: &App, d: &Domain, v: &str) -> Result<String> {
-    v.parse::<std::net::Ipv6Addr>().map(|ip| ip.to_string()).map_err(|_| invalid(d, "ip6", v, None))
+fn c_ip6(_: &App, _: &Domain, v: &str) -> Result<String> {
+    let bad = |_| Error::value("Failed to parse property value as IPv6Address");
+    v.parse::<std::net::Ipv6Addr>().map(|ip| ip.to_string()).map_err(bad)
 }
 fn c_devices_denied(_: &App, d: &Domain, v: &str) -> Result<String> {
     normalize_denied(v).ok_or_else(|| invalid(d, "devices_denied", v, None))
@@ -403,16 +412,20 @@ pub fn normalize_denied(v: &str) -> Option<String> {
     Some(codes.concat())
 }
 fn c_keyboard_layout(_: &App, d: &Domain, v: &str) -> Result<String> {
+    // qubesd's checks and messages, in its order.
     let parts: Vec<&str> = v.split('+').collect();
-    let ok = parts.len() == 3
-        && !parts[0].is_empty()
-        && parts[0].bytes().all(|b| b.is_ascii_alphabetic())
-        && parts[1].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        && parts[2].bytes().all(|b| b.is_ascii_alphanumeric() || b"_:,-".contains(&b));
-    if !ok {
-        return Err(invalid(d, "keyboard_layout", v, "Invalid keyboard layout".to_string()));
-    }
-    Ok(v.to_string())
+    let why = if parts.len() != 3 {
+        "invalid number of keyboard layout parameters"
+    } else if parts[0].is_empty() || !parts[0].bytes().all(|b| b.is_ascii_alphabetic()) {
+        "Invalid keyboard layout provided"
+    } else if !parts[1].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        "Invalid layout variant provided"
+    } else if !parts[2].bytes().all(|b| b.is_ascii_alphanumeric() || b"_:,-".contains(&b)) {
+        "Invalid layout options provided"
+    } else {
+        return Ok(v.to_string());
+    };
+    Err(invalid(d, "keyboard_layout", v, why.to_string()))
 }
 fn c_netvm(app: &App, d: &Domain, v: &str) -> Result<String> {
     if v.is_empty() {
@@ -444,7 +457,12 @@ fn c_dispvm_target(prop: &'static str) -> impl Fn(&App, &Domain, &str) -> Result
         let target =
             app.domain(v).ok_or_else(|| invalid(d, prop, v, format!("Can't set {prop} to non-existing qube {v}")))?;
         if app.vm_prop(target, "template_for_dispvms").as_deref() != Some("True") {
-            return Err(invalid(d, prop, v, format!("{v} is not allowed to be a template for disposables")));
+            let why = format!(
+                "Cannot set invalid property to qube {}, {prop} {} has template_for_dispvms set to False",
+                pyrepr(&d.name),
+                pyrepr(v)
+            );
+            return Err(invalid(d, prop, v, why));
         }
         Ok(v.to_string())
     }
@@ -488,12 +506,27 @@ fn c_template(app: &App, d: &Domain, v: &str) -> Result<String> {
 }
 fn c_template_for_dispvms(app: &App, d: &Domain, v: &str) -> Result<String> {
     if v == "False" {
-        let referenced = app.domains().any(|o| {
-            (o.class == Class::DispVM && o.template_name() == Some(d.name.as_str()))
-                || (o.name != d.name && o.prop("default_dispvm") == Some(d.name.as_str()))
-        }) || app.global_prop("default_dispvm").as_deref() == Some(d.name.as_str());
-        if referenced {
-            return Err(Error::in_use(&d.name, Some("Cannot change template_for_dispvms to False while there are some DispVMs based on this DVM template")));
+        // As qubesd: global properties count by their effective value, qubes' only when set explicitly.
+        let by_system = ["default_dispvm", "management_dispvm"]
+            .iter()
+            .any(|p| app.global_prop(p).as_deref() == Some(d.name.as_str()));
+        if by_system {
+            return Err(Error::in_use(
+                &d.name,
+                Some("Cannot change template_for_dispvms to False while it is in use by the system by any of these properties: default_dispvm, management_dispvm"),
+            ));
+        }
+        let by_qube = app.domains().any(|o| {
+            o.name != d.name
+                && ["default_dispvm", "management_dispvm", "template"]
+                    .iter()
+                    .any(|p| o.prop(p) == Some(d.name.as_str()))
+        });
+        if by_qube {
+            return Err(Error::in_use(
+                &d.name,
+                Some("Cannot change template_for_dispvms to False while it is the disposable template of a qube by any of these properties: default_dispvm, management_dispvm, template"),
+            ));
         }
     }
     Ok(v.to_string())
@@ -547,7 +580,7 @@ pub static VM_PROPS: &[PropDef] = &[
         Int,
         VMS,
         ReadWrite,
-        d_none,
+        d_empty,
         None,
         "Time of the last backup of this qube, in seconds since the epoch."
     ),
@@ -713,7 +746,7 @@ pub static VM_PROPS: &[PropDef] = &[
         None,
         "Time the qube was started, in seconds since the epoch; empty when halted."
     ),
-    p!("stubdom_mem", Int, VMS, ReadWrite, d_none, None, "Memory in MiB for the device-model stub domain (Xen only)."),
+    p!("stubdom_mem", Int, VMS, ReadWrite, d_empty, None, "Memory in MiB for the device-model stub domain (Xen only)."),
     p!("stubdom_uuid", Str, VMS, ReadOnly, d_empty, None, "UUID of the device-model stub domain (Xen only)."),
     p!(
         "stubdom_xid",
@@ -871,7 +904,7 @@ fn g_pool_kernel(app: &App) -> Option<String> {
 }
 fn gc_pool(app: &App, v: &str) -> Result<String> {
     if app.pool(v).is_none() {
-        return Err(Error::new(ErrorKind::QubesPropertyValueError, format!("No such storage pool: {}", pyrepr(v))));
+        return Err(Error::new(ErrorKind::QubesPropertyValueError, "No such storage pool"));
     }
     Ok(v.to_string())
 }
@@ -915,17 +948,26 @@ fn gc_template(app: &App, v: &str) -> Result<String> {
     }
     Ok(v.to_string())
 }
-fn gc_dispvm(app: &App, v: &str) -> Result<String> {
+fn gc_dispvm_for(prop: &str, app: &App, v: &str) -> Result<String> {
     gc_vm_exists(app, v)?;
     if let Some(target) = app.domain(v) {
         if app.vm_prop(target, "template_for_dispvms").as_deref() != Some("True") {
             return Err(Error::new(
                 ErrorKind::QubesPropertyValueError,
-                format!("{v} is not allowed to be a template for disposables"),
+                format!(
+                    "Cannot set invalid property to system, {prop} {} has template_for_dispvms set to False",
+                    pyrepr(v)
+                ),
             ));
         }
     }
     Ok(v.to_string())
+}
+fn gc_default_dispvm(app: &App, v: &str) -> Result<String> {
+    gc_dispvm_for("default_dispvm", app, v)
+}
+fn gc_management_dispvm(app: &App, v: &str) -> Result<String> {
+    gc_dispvm_for("management_dispvm", app, v)
 }
 fn gc_kernel(_: &App, v: &str) -> Result<String> {
     if v.contains('/') {
@@ -962,7 +1004,7 @@ pub static GLOBAL_PROPS: &[GlobalPropDef] = &[
         "Qube that keeps the time and sets the clock of the others."
     ),
     g!("default_audiovm", Vm, ReadWrite, g_dom0, Some(gc_vm_exists), "Default audio qube for new qubes."),
-    g!("default_dispvm", Vm, ReadWrite, g_none, Some(gc_dispvm), "Default template of disposable qubes."),
+    g!("default_dispvm", Vm, ReadWrite, g_none, Some(gc_default_dispvm), "Default template of disposable qubes."),
     g!("default_guivm", Vm, ReadWrite, g_dom0, Some(gc_vm_exists), "Default GUI qube for new qubes."),
     g!("default_kernel", Str, ReadWrite, g_unset, Some(gc_kernel), "Kernel qubes boot unless they name another."),
     g!("default_netvm", Vm, ReadWrite, g_none, Some(gc_netvm), "Network provider of qubes that do not name one."),
@@ -1007,7 +1049,7 @@ pub static GLOBAL_PROPS: &[GlobalPropDef] = &[
         Vm,
         ReadWrite,
         g_none,
-        Some(gc_dispvm),
+        Some(gc_management_dispvm),
         "Default template of the disposable qube used for management."
     ),
     g!("maxmem", Int, ReadOnly, |app| Some(app.host.memory_mib.to_string()), None, "Memory of the host in MiB."),
@@ -1022,10 +1064,9 @@ pub fn global_prop_def(name: &str) -> Option<&'static GlobalPropDef> {
 
 /// Type-level sanitizing of an untrusted Set payload, before any state is consulted.
 pub fn sanitize(ty: PropType, payload: &[u8]) -> Result<String> {
-    let text = std::str::from_utf8(payload)
-        .ok()
-        .filter(|t| t.is_ascii())
-        .ok_or_else(|| Error::value("Property value contains non-ASCII characters"))?;
+    // qubesd's messages; its qube-reference sanitizer raises a QubesValueError without one.
+    let non_ascii = if ty == PropType::Vm { "" } else { "Non-ASCII bytes in property value" };
+    let text = std::str::from_utf8(payload).ok().filter(|t| t.is_ascii()).ok_or_else(|| Error::value(non_ascii))?;
     match ty {
         PropType::Bool => crate::text::parse_bool(text)
             .map(|b| crate::text::format_bool(b).to_string())
@@ -1041,7 +1082,7 @@ pub fn sanitize(ty: PropType, payload: &[u8]) -> Result<String> {
         }
         PropType::Str | PropType::Label => {
             if !crate::text::is_printable_ascii_text(text) {
-                return Err(Error::value("Property value contains unprintable characters"));
+                return Err(Error::value("Invalid characters in property value"));
             }
             Ok(text.to_string())
         }

@@ -53,8 +53,12 @@ pub fn validate_vm_name(name: &str) -> Result<()> {
 
 /// Tags: `[A-Za-z0-9_-]+`.
 pub fn validate_tag(tag: &str) -> Result<()> {
-    if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        return Err(Error::new(ErrorKind::QubesInvalidTagError, format!("Invalid tag: {}", pyrepr(tag))));
+    // qubesd's messages, word for word.
+    if tag.is_empty() {
+        return Err(Error::new(ErrorKind::QubesInvalidTagError, "tag cannot be empty"));
+    }
+    if !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(Error::new(ErrorKind::QubesInvalidTagError, "disallowed characters"));
     }
     Ok(())
 }
@@ -102,6 +106,32 @@ pub fn parse_strict_i64(s: &str) -> Option<i64> {
     }
 }
 
+/// qubesd's `validate_number` for untrusted numeric payloads, with its ProtocolError messages: an optional
+/// `-` (only if `allow_negative`), then ASCII digits, fewer than 20, no leading zero. `name` is the
+/// lowercase noun upstream puts in the message (`volume size`, `revisions to keep`).
+pub fn validate_number(untrusted: &[u8], name: &str, allow_negative: bool) -> Result<i64> {
+    let (negative, digits) = match untrusted.strip_prefix(b"-") {
+        Some(rest) if allow_negative => (true, rest),
+        _ => (false, untrusted),
+    };
+    // Python's str.capitalize(): first letter upper, the rest lower.
+    let mut chars = name.chars();
+    let capitalized: String = chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars).collect();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(Error::protocol(format!("{capitalized} contains non ASCII digits")));
+    }
+    if digits.len() >= 20 {
+        return Err(Error::protocol(format!("{capitalized} is bigger than 19 decimal digits")));
+    }
+    if digits[0] == b'0' && digits != b"0" {
+        return Err(Error::protocol(format!("{capitalized} contains spurious leading zeros")));
+    }
+    // At most 19 digits always fit in u64; values above i64::MAX are refused like an overlong number.
+    let value = std::str::from_utf8(digits).ok().and_then(|s| s.parse::<i64>().ok());
+    let value = value.ok_or_else(|| Error::protocol(format!("{capitalized} is bigger than 19 decimal digits")))?;
+    Ok(if negative { -value } else { value })
+}
+
 /// Python's `int(str)`: surrounding whitespace, an optional sign, digits with single underscores between them.
 pub fn parse_python_int(s: &str) -> Option<i64> {
     let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
@@ -117,10 +147,7 @@ pub fn parse_python_int(s: &str) -> Option<i64> {
     if !clean.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    // Python accepts leading zeros only for a value of zero ("00" ok, "01" not).
-    if clean.len() > 1 && clean.starts_with('0') && clean.bytes().any(|b| b != b'0') {
-        return None;
-    }
+    // `int()` of a string, unlike a Python literal, takes leading zeros: int("0400") == 400.
     let v: i64 = clean.parse().ok()?;
     Some(if neg { -v } else { v })
 }
@@ -163,12 +190,26 @@ mod tests {
     }
 
     #[test]
+    fn validate_number_uses_qubesd_messages() {
+        assert_eq!(validate_number(b"0", "volume size", false), Ok(0));
+        assert_eq!(validate_number(b"-1", "revisions to keep", true), Ok(-1));
+        assert_eq!(validate_number(b"-0", "revisions to keep", true), Ok(0));
+        let msg = |p: &[u8], neg| validate_number(p, "volume size", neg).unwrap_err().message;
+        assert_eq!(msg(b"-1", false), "Volume size contains non ASCII digits");
+        assert_eq!(msg(b"", false), "Volume size contains non ASCII digits");
+        assert_eq!(msg(b"1 ", false), "Volume size contains non ASCII digits");
+        assert_eq!(msg(b"01", false), "Volume size contains spurious leading zeros");
+        assert_eq!(msg(b"10000000000000000000", false), "Volume size is bigger than 19 decimal digits");
+        assert_eq!(msg(b"9999999999999999999", false), "Volume size is bigger than 19 decimal digits");
+    }
+
+    #[test]
     fn python_int_accepts_what_python_does() {
         assert_eq!(parse_python_int(" 42\n"), Some(42));
         assert_eq!(parse_python_int("-7"), Some(-7));
         assert_eq!(parse_python_int("1_000"), Some(1000));
         assert_eq!(parse_python_int("00"), Some(0));
-        assert_eq!(parse_python_int("01"), None);
+        assert_eq!(parse_python_int("01"), Some(1));
         assert_eq!(parse_python_int("1__0"), None);
         assert_eq!(parse_python_int("0x10"), None);
         assert_eq!(parse_python_int(""), None);

@@ -81,19 +81,20 @@ impl Pool {
 
     /// Builds a pool from `admin.pool.Add` parameters (already split into `key=value`).
     pub fn from_parameters(driver: Driver, params: &BTreeMap<String, String>) -> Result<Pool> {
-        let name = params.get("name").ok_or_else(|| Error::protocol("Pool name is missing"))?;
+        // qubesd's messages, in its order of checks.
+        let name = params.get("name").ok_or_else(|| Error::protocol("Pool configuration must contain key: name"))?;
         if !crate::text::is_safe_name(name) {
-            return Err(Error::protocol(format!("Invalid pool name: {}", pyrepr(name))));
+            return Err(Error::protocol(
+                "Pool name must be in safe set: abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.",
+            ));
         }
-        for key in params.keys() {
-            if key != "name" && !driver.parameters().contains(&key.as_str()) {
-                return Err(Error::protocol(format!("Unexpected parameter: {}", pyrepr(key))));
-            }
+        if params.keys().any(|key| key != "name" && !driver.parameters().contains(&key.as_str())) {
+            return Err(Error::protocol("Unexpected driver options found"));
         }
         let missing: Vec<&str> =
             driver.required_parameters().iter().copied().filter(|p| !params.contains_key(*p)).collect();
         if !missing.is_empty() {
-            return Err(Error::generic(format!("missing required driver options: {}", missing.join(", "))));
+            return Err(Error::generic(format!("missing required driver options: {}", missing.join(" "))));
         }
         let dir_path = params.get("dir_path").cloned().unwrap_or_default();
         if !dir_path.starts_with('/') || dir_path.contains(char::is_whitespace) {

@@ -51,8 +51,11 @@ pub struct Service {
     volumes: volumes::Transient,
     /// Bumped on every model change, so doors can cache what they render from it.
     generation: AtomicU64,
-    rendered: Mutex<std::collections::HashMap<&'static str, (u64, Arc<Vec<u8>>)>>,
+    rendered: Mutex<std::collections::HashMap<&'static str, Rendered>>,
 }
+
+/// A cached rendering and the model generation it was made from.
+type Rendered = (u64, Arc<Vec<u8>>);
 
 /// A store failure is the daemon's fault, not the caller's: it gets a generic exception and the log the details.
 fn store_error(e: corral_store::StoreError) -> Error {
@@ -189,6 +192,8 @@ pub fn resolve_in<'a>(app: &'a App, token: &str) -> Result<&'a Domain> {
         })?;
         return app.domain_by_uuid(&uuid).ok_or_else(|| Error::vm_not_found(token));
     }
+    // qubesd checks the name rule before the lookup, so a malformed name is a QubesValueError.
+    corral_core::text::validate_vm_name(token)?;
     app.domain(token).ok_or_else(|| Error::vm_not_found(token))
 }
 

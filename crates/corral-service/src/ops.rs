@@ -115,6 +115,11 @@ impl Service {
 
     pub fn vm_prop_default(app: &App, d: &Domain, name: &str) -> Result<Option<(PropType, String)>> {
         let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
+        // A qube's identity given at creation and any label have no default in qubesd (dom0's identity
+        // does): GetDefault answers empty.
+        if (def.access == props::Access::WriteOnce && !d.is_admin()) || name == "label" {
+            return Ok(None);
+        }
         let mut probe = d.clone();
         probe.props.remove(name);
         Ok(app.vm_prop(&probe, name).map(|v| (def.ty, v)))
@@ -245,6 +250,7 @@ impl Service {
     }
 
     pub fn label_remove(&self, caller: &Caller, name: &str) -> Result<()> {
+        label::validate_label_name(name, false)?;
         self.auth(caller, "admin.label.Remove", name, "dom0")?;
         self.mutate(|app| Ok((app.plan_label_remove(name)?, ())))
     }
@@ -303,7 +309,11 @@ impl Service {
         if !d.is_admin() && self.power_state(d) != "Halted" {
             return Err(Error::not_halted(&d.name));
         }
-        let plan = model.plan_remove(d)?;
+        let plan = model.plan_remove(d).inspect_err(|e| {
+            if e.kind == ErrorKind::QubesVMInUseError {
+                tracing::error!(vm = %d.name, used_by = ?model.remove_blockers(d), "cannot remove a qube still in use");
+            }
+        })?;
         let volumes = d.volumes.clone();
         let name = d.name.clone();
         self.store.lock().commit(&plan.ops).map_err(crate::store_error)?;
@@ -335,16 +345,17 @@ impl Service {
     }
 
     pub fn pool_add(&self, caller: &Caller, driver: &str, payload: &[u8]) -> Result<()> {
-        let driver = Driver::from_name(driver).ok_or_else(|| Error::denied("Argument not in allowed drivers"))?;
+        let driver = Driver::from_name(driver).ok_or_else(|| Error::denied("Argument not in 'available drivers'"))?;
         let text = std::str::from_utf8(payload)
             .ok()
             .filter(|t| t.is_ascii())
-            .ok_or_else(|| Error::protocol("Pool config contains non-ASCII characters"))?;
+            .ok_or_else(|| Error::protocol("Pool parameters contains non-ASCII characters"))?;
         let mut params = BTreeMap::new();
         for line in text.lines() {
-            let (k, v) = line.split_once('=').ok_or_else(|| Error::protocol("Invalid pool config line"))?;
+            let (k, v) =
+                line.split_once('=').ok_or_else(|| Error::protocol("Options must be separated by equal sign"))?;
             if params.insert(k.to_string(), v.to_string()).is_some() {
-                return Err(Error::protocol(format!("Duplicated pool config key: {k}")));
+                return Err(Error::protocol("Options must be unique"));
             }
         }
         let pool = Pool::from_parameters(driver, &params)?;
@@ -359,17 +370,19 @@ impl Service {
     pub fn pool_remove(&self, caller: &Caller, pool: &str) -> Result<()> {
         self.auth(caller, "admin.pool.Remove", pool, "dom0")?;
         self.mutate(|app| {
-            app.pool(pool).ok_or_else(|| Error::denied("Argument not in allowed pools"))?;
+            app.pool(pool).ok_or_else(|| Error::denied("Argument not in 'pools'"))?;
             Ok((app.plan_pool_remove(pool)?, ()))
         })
     }
 
     pub fn pool_set_revisions(&self, caller: &Caller, pool: &str, payload: &[u8]) -> Result<()> {
-        let text = std::str::from_utf8(payload).map_err(|_| Error::protocol("Invalid value for revisions_to_keep"))?;
-        let n = corral_core::volume::parse_revisions_to_keep(text)?;
+        let n = corral_core::text::validate_number(payload, "revisions to keep", true)?;
+        if n < -1 {
+            return Err(Error::protocol("Value can't be lower than -1"));
+        }
         self.auth(caller, "admin.pool.Set.revisions_to_keep", pool, "dom0")?;
         self.mutate(|app| {
-            let mut p = app.pool(pool).cloned().ok_or_else(|| Error::denied("Argument not in allowed pools"))?;
+            let mut p = app.pool(pool).cloned().ok_or_else(|| Error::denied("Argument not in 'pools'"))?;
             corral_core::volume::check_revisions_limit(p.driver, n)?;
             p.revisions_to_keep = n;
             Ok((app.plan_pool_update(p), ()))
@@ -380,7 +393,7 @@ impl Service {
         let value = parse_bool_payload(payload)?;
         self.auth(caller, "admin.pool.Set.ephemeral_volatile", pool, "dom0")?;
         self.mutate(|app| {
-            let mut p = app.pool(pool).cloned().ok_or_else(|| Error::denied("Argument not in allowed pools"))?;
+            let mut p = app.pool(pool).cloned().ok_or_else(|| Error::denied("Argument not in 'pools'"))?;
             if p.driver != Driver::File {
                 return Err(Error::new(ErrorKind::QubesNotImplementedError, "Pool does not support ephemeral volumes"));
             }

@@ -36,11 +36,17 @@ pub struct VolumeInfo {
 }
 
 fn not_in_volumes(vm: &str) -> Error {
-    Error::denied(format!("Argument not in '{vm}' volumes"))
+    // qubesd quotes the whole `<vm> volumes` reason with `{!r}`.
+    Error::denied(format!("Argument not in '{vm} volumes'"))
 }
 
 fn volume_of<'a>(d: &'a Domain, name: &str) -> Result<&'a Volume> {
     d.volume(name).ok_or_else(|| not_in_volumes(&d.name))
+}
+
+/// The internal socket's variant: qubesd raises ProtocolError there, its reason formatted without quotes.
+fn internal_volume_of<'a>(d: &'a Domain, name: &str) -> Result<&'a Volume> {
+    d.volume(name).ok_or_else(|| Error::protocol(format!("Argument not in {} volumes", d.name)))
 }
 
 fn pool_of<'a>(app: &'a App, v: &Volume) -> Result<&'a Pool> {
@@ -75,13 +81,14 @@ impl Service {
                 ("revisions_to_keep", v.revisions_to_keep.to_string()),
                 ("ephemeral", b(v.effective_ephemeral(Some(pool)))),
             ];
-            if v.snap_on_start {
-                let origin = app.domains().flat_map(|o| o.volumes.iter()).find(|o| Some(&o.vid) == v.source.as_ref());
-                let outdated = origin
+            // Both drivers implement is_outdated upstream (False unless a started snapshot's origin changed),
+            // so the line is always there.
+            let origin = app.domains().flat_map(|o| o.volumes.iter()).find(|o| Some(&o.vid) == v.source.as_ref());
+            let outdated = v.snap_on_start
+                && origin
                     .and_then(|o| Some((o, app.pool(&o.pool)?)))
                     .is_some_and(|(o, op)| self.storage.is_outdated(pool, v, op, o));
-                fields.push(("is_outdated", b(outdated)));
-            }
+            fields.push(("is_outdated", b(outdated)));
             Ok(VolumeInfo { fields })
         })
     }
@@ -119,25 +126,21 @@ impl Service {
     }
 
     pub fn volume_resize(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
-        let text = std::str::from_utf8(payload).map_err(|_| Error::protocol("Invalid volume size"))?;
-        let size =
-            corral_core::text::parse_strict_u64(text.trim()).ok_or_else(|| Error::protocol("Invalid volume size"))?;
-        self.volume_change(caller, "admin.vm.volume.Resize", vm, name, |app, d, v| {
+        let size = corral_core::text::validate_number(payload.trim_ascii(), "volume size", false)?;
+        // validate_number without allow_negative never returns a negative value.
+        let size = u64::try_from(size).unwrap_or_default();
+        self.volume_change(caller, "admin.vm.volume.Resize", vm, name, |app, _, v| {
             if !v.rw {
                 return Err(Error::new(
                     ErrorKind::StoragePoolException,
-                    format!("Cannot resize read-only volume {}", v.vid),
+                    format!("Can not resize readonly volume {}", v.vid),
                 ));
             }
             if v.snap_on_start {
                 return Err(Error::new(
                     ErrorKind::StoragePoolException,
-                    format!(
-                        "Cannot resize {} of {}: it is a snapshot of {}",
-                        v.name,
-                        d.name,
-                        v.source.as_deref().unwrap_or("")
-                    ),
+                    // qubesd's file driver message, missing space included.
+                    "Cannot resize volume based on a template - resizethe template instead",
                 ));
             }
             if size < v.size {
@@ -189,8 +192,10 @@ impl Service {
     }
 
     pub fn volume_set_revisions(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
-        let text = std::str::from_utf8(payload).map_err(|_| Error::protocol("Invalid value for revisions_to_keep"))?;
-        let n = corral_core::volume::parse_revisions_to_keep(text)?;
+        let n = corral_core::text::validate_number(payload, "revisions to keep", true)?;
+        if n < -1 {
+            return Err(Error::value("Invalid value for revisions_to_keep"));
+        }
         self.volume_change(caller, "admin.vm.volume.Set.revisions_to_keep", vm, name, |app, _, v| {
             let pool = pool_of(app, v)?;
             corral_core::volume::check_revisions_limit(pool.driver, n)?;
@@ -216,7 +221,9 @@ impl Service {
         let ephemeral = crate::ops::parse_bool_payload(payload)?;
         self.volume_change(caller, "admin.vm.volume.Set.ephemeral", vm, name, |_, _, v| {
             if ephemeral && !(v.is_plain_volatile() && v.rw) {
-                return Err(Error::value("Only plain volatile rw volumes can be ephemeral"));
+                return Err(Error::value(
+                    "Cannot enable ephemeral on snap_on_start or save_on_stop or non-dom0 or not writable volume",
+                ));
             }
             Ok((Some(Volume { ephemeral: Some(ephemeral), ..v.clone() }), Vec::new()))
         })
@@ -248,7 +255,11 @@ impl Service {
             .to_string();
         self.volume_change(caller, "admin.vm.volume.CloneTo", vm, name, |app, d, dst| {
             let (src_vm, src_vol) = self.volumes.clone_tokens.lock().remove(&token).ok_or_else(|| {
-                Error::new(ErrorKind::QubesVolumeCopyTokenNotFoundError, "Token to clone volume of qube was not found")
+                // Upstream's exception is also a KeyError, whose str() quotes the message.
+                Error::new(
+                    ErrorKind::QubesVolumeCopyTokenNotFoundError,
+                    "'Token to clone volume of qube was not found'",
+                )
             })?;
             let src = app
                 .domain(&src_vm)
@@ -276,7 +287,7 @@ impl Service {
         self.auth(caller, method, name, vm)?;
         let app = self.read();
         let d = resolve_in(&app, vm)?;
-        let v = volume_of(d, name)?;
+        let v = internal_volume_of(d, name)?;
         if self.power_state(d) != "Halted" {
             return Err(Error::not_halted(&d.name));
         }
@@ -301,7 +312,7 @@ impl Service {
     pub fn import_end(&self, vm: &str, name: &str, success: bool, failure: &str) -> Result<()> {
         let guard = self.model.upgradable_read();
         let d = resolve_in(&guard, vm)?;
-        let v = volume_of(d, name)?;
+        let v = internal_volume_of(d, name)?;
         let size = self
             .volumes
             .imports

@@ -2,8 +2,8 @@
 //! start the whole model is read back, and rows that no longer validate are skipped with a warning.
 
 mod load;
-mod schema;
 pub mod qubes_xml;
+mod schema;
 
 use std::path::Path;
 

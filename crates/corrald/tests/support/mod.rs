@@ -94,7 +94,8 @@ impl Daemon {
     /// A call that must fail; returns (exception type, message).
     pub fn err(&self, method: &str, dest: &str, payload: &[u8]) -> (String, String) {
         let reply = self.call(method, dest, payload);
-        parse_exception(&reply).unwrap_or_else(|| panic!("{method} {dest}: not an exception: {:?}", String::from_utf8_lossy(&reply)))
+        parse_exception(&reply)
+            .unwrap_or_else(|| panic!("{method} {dest}: not an exception: {:?}", String::from_utf8_lossy(&reply)))
     }
 }
 
