@@ -310,8 +310,10 @@ impl Service {
             return Err(Error::not_halted(&d.name));
         }
         let plan = model.plan_remove(d).inspect_err(|e| {
-            if e.kind == ErrorKind::QubesVMInUseError {
-                tracing::error!(vm = %d.name, used_by = ?model.remove_blockers(d), "cannot remove a qube still in use");
+            let blockers = model.remove_blockers(d);
+            if e.kind == ErrorKind::QubesVMInUseError && !blockers.is_empty() {
+                // The reply only says "in use", as upstream's does; the log says by what.
+                tracing::warn!(vm = %d.name, used_by = ?blockers, "cannot remove a qube still in use");
             }
         })?;
         let volumes = d.volumes.clone();
