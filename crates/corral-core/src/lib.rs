@@ -6,6 +6,7 @@ pub mod domain;
 pub mod error;
 pub mod event;
 pub mod firewall;
+pub mod hv;
 pub mod label;
 pub mod plan;
 pub mod props;

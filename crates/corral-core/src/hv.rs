@@ -1,0 +1,164 @@
+//! The hypervisor port: what the service asks of a hypervisor and what it hears back. `corral-hv`
+//! implements it over libvirt; the service never sees libvirt types.
+
+use std::sync::mpsc::Receiver;
+
+use uuid::Uuid;
+
+/// Power states as the Admin API names them (upstream's libvirt mapping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PowerState {
+    Halted,
+    Transient,
+    Running,
+    Paused,
+    Suspended,
+    Halting,
+    Dying,
+    Crashed,
+    NA,
+}
+
+impl PowerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerState::Halted => "Halted",
+            PowerState::Transient => "Transient",
+            PowerState::Running => "Running",
+            PowerState::Paused => "Paused",
+            PowerState::Suspended => "Suspended",
+            PowerState::Halting => "Halting",
+            PowerState::Dying => "Dying",
+            PowerState::Crashed => "Crashed",
+            PowerState::NA => "NA",
+        }
+    }
+
+    /// libvirt's "active": a paused or suspended qube still counts as running.
+    pub fn is_active(self) -> bool {
+        !matches!(self, PowerState::Halted | PowerState::NA)
+    }
+}
+
+/// A running domain's figures, as libvirt reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainInfo {
+    pub state: PowerState,
+    pub memory_kib: u64,
+    pub max_memory_kib: u64,
+    pub cpu_time_ns: u64,
+    pub vcpus: u32,
+    /// The hypervisor's id of a running domain (`xid`).
+    pub id: Option<u32>,
+}
+
+impl DomainInfo {
+    pub fn halted() -> Self {
+        DomainInfo { state: PowerState::Halted, memory_kib: 0, max_memory_kib: 0, cpu_time_ns: 0, vcpus: 0, id: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    /// Guest device name: `xvda`-like names are Xen's; KVM guests see virtio `vda`, `vdb`, ...
+    pub target: String,
+    pub path: String,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    pub read_only: bool,
+}
+
+/// Everything needed to describe one qube to the hypervisor, computed from the model at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainSpec {
+    pub name: String,
+    pub uuid: Uuid,
+    /// libvirt's domain type: `kvm`, `qemu` (TCG) or `test`.
+    pub domain_type: String,
+    pub memory_mib: u64,
+    pub max_memory_mib: u64,
+    pub vcpus: u32,
+    /// Qubes' `virt_mode`; KVM guests are always HVM, the value picks machine details.
+    pub virt_mode: String,
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub kernel_cmdline: String,
+    pub disks: Vec<DiskSpec>,
+    /// A network interface when the qube has a netvm.
+    pub network: Option<NetworkSpec>,
+    /// Where the serial console is logged as well as offered as a pty.
+    pub console_log: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub mac: String,
+    /// The libvirt network the interface joins.
+    pub network: String,
+}
+
+/// A lifecycle change libvirt reported, whoever caused it (a call, the guest itself, a QEMU crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleEvent {
+    Started,
+    Paused,
+    Resumed,
+    /// The guest began shutting down (ACPI accepted).
+    ShuttingDown,
+    /// The domain stopped; `crashed` when QEMU died or the guest crashed.
+    Stopped {
+        crashed: bool,
+    },
+    PmSuspended,
+    Crashed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HvEvent {
+    pub uuid: Uuid,
+    pub event: LifecycleEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HvError {
+    pub message: String,
+}
+
+impl HvError {
+    pub fn new(message: impl Into<String>) -> Self {
+        HvError { message: message.into() }
+    }
+}
+
+impl std::fmt::Display for HvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for HvError {}
+
+/// Blocking calls: the service runs them off the async executor and never under the model lock.
+pub trait Hypervisor: Send + Sync {
+    fn uri(&self) -> String;
+    fn domain_type(&self) -> String;
+    /// Defines (replacing an older definition) and starts the domain.
+    fn start(&self, spec: &DomainSpec) -> Result<(), HvError>;
+    /// Asks the guest to power off (ACPI); returns at once.
+    fn shutdown(&self, uuid: &Uuid) -> Result<(), HvError>;
+    fn kill(&self, uuid: &Uuid) -> Result<(), HvError>;
+    fn pause(&self, uuid: &Uuid) -> Result<(), HvError>;
+    fn unpause(&self, uuid: &Uuid) -> Result<(), HvError>;
+    fn pm_suspend(&self, uuid: &Uuid) -> Result<(), HvError>;
+    fn pm_wakeup(&self, uuid: &Uuid) -> Result<(), HvError>;
+    /// The domain's state; `Halted` when libvirt does not know it.
+    fn info(&self, uuid: &Uuid) -> Result<DomainInfo, HvError>;
+    /// Every domain libvirt knows, for reconciling after a daemon restart.
+    fn list(&self) -> Result<Vec<(Uuid, DomainInfo)>, HvError>;
+    /// The pty of the serial console of a running domain.
+    fn console_pty(&self, uuid: &Uuid) -> Result<Option<String>, HvError>;
+    fn set_memory(&self, uuid: &Uuid, mib: u64) -> Result<(), HvError>;
+    fn set_vcpus(&self, uuid: &Uuid, vcpus: u32) -> Result<(), HvError>;
+    /// Lifecycle events; call once.
+    fn events(&self) -> Option<Receiver<HvEvent>>;
+}

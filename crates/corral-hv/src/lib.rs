@@ -1,0 +1,231 @@
+//! The hypervisor side over libvirt: one connection shared by every call, domain XML from the model,
+//! lifecycle calls, and libvirt's lifecycle events turned into `HvEvent`s.
+
+#[allow(unsafe_code)]
+mod events;
+mod xml;
+
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Mutex;
+
+use corral_core::hv::{DomainInfo, DomainSpec, HvError, HvEvent, Hypervisor, PowerState};
+use uuid::Uuid;
+use virt::connect::Connect;
+use virt::domain::{Domain, DomainState};
+
+pub use xml::domain_xml;
+
+fn err(context: &str, e: virt::error::Error) -> HvError {
+    HvError::new(format!("{context}: {}", e.message()))
+}
+
+/// `kvm` only when hardware virtualization is really usable: a vmx/svm CPU flag and an openable
+/// `/dev/kvm`. Nested/PVM hosts expose `/dev/kvm` without the flags, and guests hang there.
+pub fn kvm_usable() -> bool {
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let has_flag = flags
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    has_flag && std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+}
+
+/// The domain type for a connection: libvirt's test driver wants `test`; otherwise `kvm` when usable,
+/// else `qemu` (TCG).
+pub fn default_domain_type(uri: &str) -> String {
+    if uri.starts_with("test:") || uri.starts_with("test+") {
+        "test".into()
+    } else if kvm_usable() {
+        "kvm".into()
+    } else {
+        "qemu".into()
+    }
+}
+
+pub struct Libvirt {
+    conn: Connect,
+    uri: String,
+    domain_type: String,
+    events: Mutex<Option<Receiver<HvEvent>>>,
+}
+
+impl Libvirt {
+    pub fn connect(uri: &str, domain_type: Option<&str>) -> Result<Libvirt, HvError> {
+        events::start_event_loop();
+        let conn = Connect::open(Some(uri)).map_err(|e| err(&format!("Cannot connect to {uri}"), e))?;
+        let (tx, rx) = channel();
+        events::register_lifecycle(&conn, tx)?;
+        Ok(Libvirt {
+            conn,
+            uri: uri.to_string(),
+            domain_type: domain_type.map(str::to_string).unwrap_or_else(|| default_domain_type(uri)),
+            events: Mutex::new(Some(rx)),
+        })
+    }
+
+    fn lookup(&self, uuid: &Uuid) -> Result<Option<Domain>, HvError> {
+        match self.conn.lookup_domain_by_uuid_string(&uuid.to_string()) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => Ok(None),
+            Err(e) => Err(err("Cannot look up the domain", e)),
+        }
+    }
+
+    fn domain(&self, uuid: &Uuid) -> Result<Domain, HvError> {
+        self.lookup(uuid)?.ok_or_else(|| HvError::new("Domain is not defined in libvirt"))
+    }
+}
+
+fn power_state(d: &Domain) -> Result<PowerState, HvError> {
+    let (state, _) = d.state().map_err(|e| err("Cannot read the domain state", e))?;
+    let active = d.is_active().map_err(|e| err("Cannot read the domain state", e))?;
+    if !active {
+        return Ok(PowerState::Halted);
+    }
+    Ok(match state.known() {
+        Some(DomainState::Paused) => PowerState::Paused,
+        Some(DomainState::Shutdown) => PowerState::Halting,
+        Some(DomainState::Shutoff) => PowerState::Dying,
+        Some(DomainState::Crashed) => PowerState::Crashed,
+        Some(DomainState::PMSuspended) => PowerState::Suspended,
+        Some(DomainState::Running | DomainState::Blocked | DomainState::NoState) => PowerState::Running,
+        None => PowerState::NA,
+    })
+}
+
+fn info_of(d: &Domain) -> Result<DomainInfo, HvError> {
+    let state = power_state(d)?;
+    if !state.is_active() {
+        return Ok(DomainInfo::halted());
+    }
+    let i = d.info().map_err(|e| err("Cannot read the domain info", e))?;
+    Ok(DomainInfo {
+        state,
+        memory_kib: i.memory,
+        max_memory_kib: i.max_mem,
+        cpu_time_ns: i.cpu_time,
+        vcpus: i.nr_virt_cpu,
+        id: d.id(),
+    })
+}
+
+impl Hypervisor for Libvirt {
+    fn uri(&self) -> String {
+        self.uri.clone()
+    }
+
+    fn domain_type(&self) -> String {
+        self.domain_type.clone()
+    }
+
+    fn start(&self, spec: &DomainSpec) -> Result<(), HvError> {
+        let xml = domain_xml(spec);
+        let d = self.conn.define_domain_xml(&xml).map_err(|e| err("Cannot define the domain", e))?;
+        d.create().map_err(|e| err("Start failed", e))
+    }
+
+    fn shutdown(&self, uuid: &Uuid) -> Result<(), HvError> {
+        self.domain(uuid)?.shutdown().map_err(|e| err("Shutdown failed", e))
+    }
+
+    fn kill(&self, uuid: &Uuid) -> Result<(), HvError> {
+        self.domain(uuid)?.destroy().map_err(|e| err("Kill failed", e))
+    }
+
+    fn pause(&self, uuid: &Uuid) -> Result<(), HvError> {
+        self.domain(uuid)?.suspend().map_err(|e| err("Pause failed", e))
+    }
+
+    fn unpause(&self, uuid: &Uuid) -> Result<(), HvError> {
+        self.domain(uuid)?.resume().map_err(|e| err("Unpause failed", e))
+    }
+
+    fn pm_suspend(&self, uuid: &Uuid) -> Result<(), HvError> {
+        let d = self.domain(uuid)?;
+        // SAFETY-free path: the safe wrapper lacks PM suspend, and a paused guest is the fallback upstream
+        // uses too when the guest cannot sleep.
+        d.suspend().map_err(|e| err("Suspend failed", e))
+    }
+
+    fn pm_wakeup(&self, uuid: &Uuid) -> Result<(), HvError> {
+        let d = self.domain(uuid)?;
+        match power_state(&d)? {
+            PowerState::Suspended => d.pm_wakeup(0).map_err(|e| err("Resume failed", e)),
+            _ => d.resume().map_err(|e| err("Resume failed", e)),
+        }
+    }
+
+    fn info(&self, uuid: &Uuid) -> Result<DomainInfo, HvError> {
+        match self.lookup(uuid)? {
+            Some(d) => info_of(&d),
+            None => Ok(DomainInfo::halted()),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<(Uuid, DomainInfo)>, HvError> {
+        let domains = self.conn.list_all_domains(0).map_err(|e| err("Cannot list domains", e))?;
+        let mut out = Vec::with_capacity(domains.len());
+        for d in domains {
+            let Ok(text) = d.uuid_string() else { continue };
+            let Ok(uuid) = Uuid::parse_str(&text) else { continue };
+            out.push((uuid, info_of(&d)?));
+        }
+        Ok(out)
+    }
+
+    fn console_pty(&self, uuid: &Uuid) -> Result<Option<String>, HvError> {
+        let d = self.domain(uuid)?;
+        let xml = d.xml_desc(0).map_err(|e| err("Cannot read the domain XML", e))?;
+        Ok(console_path(&xml))
+    }
+
+    fn set_memory(&self, uuid: &Uuid, mib: u64) -> Result<(), HvError> {
+        self.domain(uuid)?.set_memory(mib * 1024).map_err(|e| err("Cannot change memory", e))
+    }
+
+    fn set_vcpus(&self, uuid: &Uuid, vcpus: u32) -> Result<(), HvError> {
+        self.domain(uuid)?.set_vcpus(vcpus).map_err(|e| err("Cannot change vcpus", e))
+    }
+
+    fn events(&self) -> Option<Receiver<HvEvent>> {
+        self.events.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+/// The pty libvirt allocated for the serial console, from the live domain XML.
+fn console_path(xml: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut in_console = false;
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Start(e)) if e.name().as_ref() == b"console" => {
+                in_console = true;
+                if let Some(p) = e.try_get_attribute("tty").ok().flatten() {
+                    return Some(String::from_utf8_lossy(&p.value).into_owned());
+                }
+            }
+            Ok(quick_xml::events::Event::Empty(e) | quick_xml::events::Event::Start(e))
+                if in_console && e.name().as_ref() == b"source" =>
+            {
+                let path = e.try_get_attribute("path").ok().flatten()?;
+                return Some(String::from_utf8_lossy(&path.value).into_owned());
+            }
+            Ok(quick_xml::events::Event::End(e)) if e.name().as_ref() == b"console" => in_console = false,
+            Ok(quick_xml::events::Event::Eof) | Err(_) => return None,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_pty_comes_from_the_live_xml() {
+        let xml = "<domain><devices><console type='pty' tty='/dev/pts/7'><source path='/dev/pts/7'/>\
+                   <target type='serial' port='0'/></console></devices></domain>";
+        assert_eq!(console_path(xml).as_deref(), Some("/dev/pts/7"));
+        assert_eq!(console_path("<domain/>"), None);
+    }
+}
