@@ -84,7 +84,15 @@ pub fn admin_methods() -> Vec<Method> {
             cost: Memory,
             handler: Handler::Shared(vm_list),
         },
-        m("admin.vm.CurrentState", Any, No, No, Memory, vm_current_state),
+        m("admin.vm.CurrentState", Any, No, No, Io, vm_current_state),
+        m("admin.vm.Start", Any, No, No, Io, vm_start),
+        m("admin.vm.Shutdown", Any, Maybe, No, Io, vm_shutdown),
+        m("admin.vm.Kill", Any, No, No, Io, vm_kill),
+        m("admin.vm.Pause", Any, No, No, Io, vm_pause),
+        m("admin.vm.Unpause", Any, No, No, Io, vm_unpause),
+        m("admin.vm.Suspend", Any, No, No, Io, vm_suspend),
+        m("admin.vm.Resume", Any, No, No, Io, vm_resume),
+        m("admin.vm.Console", Any, No, No, Io, vm_console),
         m("admin.vm.Remove", Any, No, No, Io, vm_remove),
         m("admin.vm.property.List", Any, No, No, Memory, vm_property_list),
         m("admin.vm.property.Get", Any, Yes, No, Memory, vm_property_get),
@@ -208,11 +216,57 @@ fn vm_list(s: &Service, c: &Ctx<'_>) -> Result<std::sync::Arc<Vec<u8>>> {
 }
 
 fn vm_current_state(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
-    s.with_vm(c.caller, c.method, c.arg, c.dest, |app, d| {
-        let state = s.power_state(d);
-        let mem = if d.is_admin() { app.host.memory_mib * 1024 } else { 0 };
-        Ok(text(format!("mem={mem} mem_static_max={mem} cputime=0 power_state={state}")))
-    })
+    Ok(text(s.current_state(c.caller, c.dest)?))
+}
+
+fn vm_start(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    s.start_vm(c.caller, c.dest)?;
+    empty()
+}
+
+/// `force`, `wait`, or both joined by `+` in either order.
+fn vm_shutdown(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    let (mut force, mut wait) = (false, false);
+    if !c.arg.is_empty() {
+        for word in c.arg.split('+') {
+            match word {
+                "force" if !force => force = true,
+                "wait" if !wait => wait = true,
+                _ => return Err(Error::protocol("Invalid argument")),
+            }
+        }
+    }
+    s.shutdown_vm(c.caller, c.dest, force, wait)?;
+    empty()
+}
+
+fn vm_kill(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    s.kill_vm(c.caller, c.dest)?;
+    empty()
+}
+
+fn vm_pause(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    s.pause_vm(c.caller, c.dest)?;
+    empty()
+}
+
+fn vm_unpause(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    s.unpause_vm(c.caller, c.dest)?;
+    empty()
+}
+
+fn vm_suspend(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    s.suspend_vm(c.caller, c.dest)?;
+    empty()
+}
+
+fn vm_resume(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    s.resume_vm(c.caller, c.dest)?;
+    empty()
+}
+
+fn vm_console(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    Ok(text(s.console_path(c.caller, c.dest)?))
 }
 
 fn vm_remove(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
@@ -237,14 +291,14 @@ fn vm_property_list(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
 }
 
 fn vm_property_get(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
-    s.with_vm(c.caller, c.method, c.arg, c.dest, |app, d| Ok(text(get_line(&Service::vm_prop_view(app, d, c.arg)?))))
+    s.with_vm(c.caller, c.method, c.arg, c.dest, |app, d| Ok(text(get_line(&s.vm_prop_view(app, d, c.arg)?))))
 }
 
 fn vm_property_get_all(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
     s.with_vm(c.caller, c.method, c.arg, c.dest, |app, d| {
         let mut out = Vec::new();
         for name in props::vm_prop_names(d.class) {
-            out.extend_from_slice(get_all_line(name, &Service::vm_prop_view(app, d, name)?).as_bytes());
+            out.extend_from_slice(get_all_line(name, &s.vm_prop_view(app, d, name)?).as_bytes());
             out.push(b'\n');
         }
         Ok(out)

@@ -3,13 +3,16 @@
 
 mod auth;
 mod events;
+mod lifecycle;
 mod ops;
+mod runtime;
 mod volumes;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use corral_core::hv::Hypervisor;
 use corral_core::plan::Plan;
 use corral_core::{App, Domain, Error, Event, HostInfo, Result};
 use corral_storage::Storage;
@@ -40,6 +43,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub durability: Durability,
     pub host: HostInfo,
+    /// `None` serves everything but running qubes.
+    pub hypervisor: Option<Arc<dyn Hypervisor>>,
 }
 
 pub struct Service {
@@ -52,6 +57,12 @@ pub struct Service {
     /// Bumped on every model change, so doors can cache what they render from it.
     generation: AtomicU64,
     rendered: Mutex<std::collections::HashMap<&'static str, Rendered>>,
+    hv: Option<Arc<dyn Hypervisor>>,
+    runtime: runtime::Runtime,
+    /// Qubes whose start is under way, so that a second Start is a no-op and libvirt's own report of the
+    /// start does not race the start's events.
+    starting: Mutex<std::collections::HashSet<uuid::Uuid>>,
+    state_dir: PathBuf,
 }
 
 /// A cached rendering and the model generation it was made from.
@@ -85,7 +96,12 @@ impl Service {
                 }
             }
         }
-        Ok(Arc::new(Service {
+        let hv = config.hypervisor.clone();
+        let service = Arc::new(Service {
+            hv: config.hypervisor,
+            runtime: runtime::Runtime::default(),
+            starting: Mutex::new(std::collections::HashSet::new()),
+            state_dir: config.state_dir.clone(),
             model: RwLock::new(app),
             store: Mutex::new(store),
             storage,
@@ -94,7 +110,19 @@ impl Service {
             volumes: volumes::Transient::default(),
             generation: AtomicU64::new(0),
             rendered: Mutex::new(std::collections::HashMap::new()),
-        }))
+        });
+        std::fs::create_dir_all(config.state_dir.join("logs"))?;
+        service.reconcile();
+        if let Some(rx) = hv.as_ref().and_then(|hv| hv.events()) {
+            let weak = Arc::downgrade(&service);
+            std::thread::Builder::new().name("hv-events".into()).spawn(move || {
+                while let Ok(ev) = rx.recv() {
+                    let Some(service) = weak.upgrade() else { break };
+                    service.on_hv_event(ev);
+                }
+            })?;
+        }
+        Ok(service)
     }
 
     pub fn events(&self) -> &EventBus {
@@ -134,6 +162,11 @@ impl Service {
         for op in ops {
             model.apply(op);
         }
+        self.bump();
+    }
+
+    /// Invalidates renderings: the model or a qube's power state changed.
+    fn bump(&self) {
         self.generation.fetch_add(1, Ordering::Release);
     }
 

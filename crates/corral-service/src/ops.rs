@@ -50,11 +50,7 @@ impl Service {
 
     /// Until the hypervisor layer reports real states, dom0 runs and every qube is halted.
     pub fn power_state(&self, d: &Domain) -> &'static str {
-        if d.is_admin() {
-            "Running"
-        } else {
-            "Halted"
-        }
+        self.power(d).as_str()
     }
 
     pub fn list_vms(&self, caller: &Caller, dest: &str) -> Result<Vec<VmSummary>> {
@@ -102,7 +98,14 @@ impl Service {
         f(&app)
     }
 
-    pub fn vm_prop_view(app: &App, d: &Domain, name: &str) -> Result<PropView> {
+    pub fn vm_prop_view(&self, app: &App, d: &Domain, name: &str) -> Result<PropView> {
+        if let Some(value) = self.runtime_prop(d, name) {
+            return Ok(PropView {
+                is_default: true,
+                ty: if name == "xid" { PropType::Int } else { PropType::Str },
+                value,
+            });
+        }
         let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
         // Identity given at creation counts as set, as upstream keeps it in the qube's stored properties.
         let explicit = match def.access {
@@ -111,6 +114,18 @@ impl Service {
             props::Access::ReadWrite => d.props.contains_key(name),
         };
         Ok(PropView { is_default: !explicit, ty: def.ty, value: app.vm_prop(d, name).unwrap_or_default() })
+    }
+
+    /// `xid` and `start_time` come from the hypervisor, not the model.
+    fn runtime_prop(&self, d: &Domain, name: &str) -> Option<String> {
+        if d.is_admin() || !matches!(name, "xid" | "start_time") {
+            return None;
+        }
+        let running = self.runtime.get(&d.uuid)?;
+        Some(match name {
+            "xid" => running.xid.map_or("-1".to_string(), |x| x.to_string()),
+            _ => format!("{}", running.start_time),
+        })
     }
 
     pub fn vm_prop_default(app: &App, d: &Domain, name: &str) -> Result<Option<(PropType, String)>> {

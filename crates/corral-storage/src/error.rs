@@ -12,6 +12,12 @@ pub enum StorageError {
     AlreadyExists(PathBuf),
     #[error("Missing image file: {0}")]
     MissingImage(PathBuf),
+    /// A `snap_on_start` volume was started without the volume it is a snapshot of.
+    #[error("Snapshot volume {0} has no origin to start from")]
+    NoOrigin(String),
+    /// `qemu-img` ran but could not create a snapshot's overlay; `detail` is its error output (or exit status).
+    #[error("Cannot create overlay {path}: {detail}")]
+    Overlay { path: PathBuf, detail: String },
     #[error("Missing kernel: {0}")]
     MissingKernel(PathBuf),
     #[error(

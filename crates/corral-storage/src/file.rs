@@ -1,16 +1,18 @@
 //! The `file` driver: one sparse image per volume, at most one revision.
 
+use std::ffi::OsStr;
 use std::fs::{self, OpenOptions, Permissions};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::SystemTime;
 
 use corral_core::volume::{Driver, Pool, Volume};
 
 use crate::fsutil::{self, Pending};
 use crate::layout::{self, FileLayout};
-use crate::{copy, Revision, StorageError};
+use crate::{copy, Attachment, Revision, StorageError};
 
 pub(crate) fn path(pool: &Pool, vol: &Volume) -> PathBuf {
     let own = FileLayout::new(pool, &vol.vid).map(|l| l.image());
@@ -61,7 +63,8 @@ pub(crate) fn create(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
 pub(crate) fn remove(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
     let l = FileLayout::new(pool, &vol.vid)?;
     let mut removed = false;
-    for path in [l.image(), l.import(), l.cow()] {
+    // A snapshot's overlay is normally gone at stop, but a crash while its qube ran leaves it behind.
+    for path in [l.image(), l.import(), l.cow(), l.overlay()] {
         removed |= fsutil::remove_file_if_exists(&path)?;
     }
     for name in dir_entries(l.dir())? {
@@ -99,14 +102,18 @@ fn dir_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>, StorageError> {
 
 pub(crate) fn usage(pool: &Pool, vol: &Volume) -> Option<u64> {
     let l = FileLayout::new(pool, &vol.vid).ok()?;
-    // The origin's blocks are the origin's usage; a snapshot only owns what it wrote since start.
-    let path = if vol.snap_on_start { l.cow() } else { l.image() };
-    match fs::metadata(path) {
-        Ok(m) => Some(fsutil::allocated(&m)),
-        // Absent files use no space; clients parse `usage` as an integer, so 0 beats "unknown".
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(0),
-        Err(_) => None,
+    // The origin's blocks are the origin's usage; a snapshot only owns what it wrote since start, which is in its
+    // overlay while the qube runs (the marker is empty and only stands in when there is no overlay).
+    let paths = if vol.snap_on_start { vec![l.overlay(), l.cow()] } else { vec![l.image()] };
+    for path in paths {
+        match fs::metadata(path) {
+            Ok(m) => return Some(fsutil::allocated(&m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => return None,
+        }
     }
+    // Absent files use no space; clients parse `usage` as an integer, so 0 beats "unknown".
+    Some(0)
 }
 
 pub(crate) fn resize(pool: &Pool, vol: &Volume, new_size: u64) -> Result<(), StorageError> {
@@ -328,6 +335,153 @@ pub(crate) fn is_outdated(pool: &Pool, vol: &Volume, origin_pool: &Pool, origin:
     }
 }
 
+/// The program that writes snapshot overlays, looked up in `PATH` like any tool the daemon runs.
+const QEMU_IMG: &str = "qemu-img";
+
+pub(crate) fn start_volume(
+    pool: &Pool,
+    vol: &Volume,
+    origin: Option<(&Pool, &Volume)>,
+) -> Result<Option<Attachment>, StorageError> {
+    let l = FileLayout::new(pool, &vol.vid)?;
+    let attachment = match (vol.save_on_stop, vol.snap_on_start) {
+        (true, true) => {
+            return Err(StorageError::Unsupported(format!(
+                "file pool {} cannot start volume {}: it cannot be both saved on stop and snapshotted on start",
+                pool.name, vol.vid
+            )))
+        }
+        (true, false) => {
+            let image = l.image();
+            if !fsutil::exists(&image)? {
+                return Err(StorageError::MissingImage(image));
+            }
+            Attachment { path: image, format: crate::FORMAT_RAW, read_only: !vol.rw }
+        }
+        (false, true) => {
+            let (origin_pool, origin) = origin.ok_or_else(|| StorageError::NoOrigin(vol.vid.clone()))?;
+            let backing = origin_image(origin_pool, origin)?;
+            start_snapshot(pool, vol, &l, &backing, OsStr::new(QEMU_IMG))?;
+            Attachment { path: l.overlay(), format: crate::FORMAT_QCOW2, read_only: !vol.rw }
+        }
+        (false, false) => {
+            start_volatile(&l, vol.size)?;
+            Attachment { path: l.image(), format: crate::FORMAT_RAW, read_only: false }
+        }
+    };
+    Ok(Some(attachment))
+}
+
+/// The image a snapshot of `origin` reads through to. Only a volume saved on stop has content of its own to
+/// share; the model resolves chains (a DispVM's root names its template's root, not the AppVM's snapshot).
+fn origin_image(origin_pool: &Pool, origin: &Volume) -> Result<PathBuf, StorageError> {
+    if origin_pool.driver != Driver::File || origin.snap_on_start || !origin.save_on_stop {
+        return Err(StorageError::Unsupported(format!(
+            "Volume {} of {} pool {} cannot be a snapshot origin",
+            origin.vid,
+            origin_pool.driver.name(),
+            origin_pool.name
+        )));
+    }
+    let image = FileLayout::new(origin_pool, &origin.vid)?.image();
+    // qemu-img would fail too, but with a message about the overlay rather than the actual culprit.
+    if !fsutil::exists(&image)? {
+        return Err(StorageError::MissingImage(image));
+    }
+    Ok(image)
+}
+
+fn start_snapshot(
+    pool: &Pool,
+    vol: &Volume,
+    l: &FileLayout,
+    backing: &Path,
+    qemu_img: &OsStr,
+) -> Result<(), StorageError> {
+    // The marker goes first: an origin changing while the overlay is being made then counts as a change after
+    // start, so `is_outdated` errs towards "outdated" rather than missing an update.
+    mark_started(pool, vol)?;
+    if let Err(e) = create_overlay(l, backing, qemu_img) {
+        // The qube will not run, so it must not look started (and thus possibly outdated) either.
+        if let Err(cleanup) = mark_stopped(pool, vol) {
+            tracing::warn!(vid = %vol.vid, error = %cleanup, "cannot remove start marker after a failed start");
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Writes a fresh, empty overlay over `backing`, replacing whatever a crashed run left at its name.
+fn create_overlay(l: &FileLayout, backing: &Path, qemu_img: &OsStr) -> Result<(), StorageError> {
+    let overlay = l.overlay();
+    fsutil::remove_file_if_exists(&overlay)?;
+    // Creating the file ourselves gives it private permissions from the start (qemu-img reuses the inode and its
+    // mode) and removes it again if anything below fails.
+    let pending = Pending::create(overlay.clone()).map_err(StorageError::io("create", &overlay))?;
+    let output = Command::new(qemu_img)
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(backing)
+        .arg(&overlay)
+        .output()
+        .map_err(StorageError::io("run qemu-img to create", &overlay))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        let detail = if stderr.is_empty() { format!("qemu-img failed ({})", output.status) } else { stderr };
+        return Err(StorageError::Overlay { path: overlay, detail });
+    }
+    // Reopened by name: whatever qemu-img did to the file, this syncs what QEMU will open.
+    let file = fs::File::open(&overlay).map_err(StorageError::io("open", &overlay))?;
+    file.set_permissions(Permissions::from_mode(fsutil::IMAGE_MODE))
+        .and_then(|()| file.sync_all())
+        .map_err(StorageError::io("write", &overlay))?;
+    fsutil::fsync_dir(l.dir())?;
+    pending.keep();
+    Ok(())
+}
+
+/// Replaces the image with a new sparse one of `size` bytes. The new file gets its size and mode before it takes
+/// the image's name, so the image is never seen half-made, and a failure leaves the old one for the next try.
+fn start_volatile(l: &FileLayout, size: u64) -> Result<(), StorageError> {
+    let pending = new_pending(l)?;
+    let file = pending.file();
+    file.set_permissions(Permissions::from_mode(fsutil::IMAGE_MODE))
+        .and_then(|()| file.set_len(size))
+        .and_then(|()| file.sync_all())
+        .map_err(StorageError::io("write", pending.path()))?;
+    let image = l.image();
+    fs::rename(pending.path(), &image).map_err(StorageError::io("replace", &image))?;
+    fsutil::fsync_dir(l.dir())?;
+    pending.keep();
+    Ok(())
+}
+
+pub(crate) fn stop_volume(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+    let l = FileLayout::new(pool, &vol.vid)?;
+    if vol.snap_on_start {
+        let mut removed = fsutil::remove_file_if_exists(&l.overlay())?;
+        removed |= fsutil::remove_file_if_exists(&l.cow())?;
+        if removed {
+            fsutil::fsync_dir(l.dir())?;
+        }
+        return Ok(());
+    }
+    let image = l.image();
+    // Syncing needs no write access, so an origin image made read-only by hand is no obstacle.
+    let file = match OpenOptions::new().read(true).write(!vol.save_on_stop).open(&image) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageError::io("open", &image)(e)),
+    };
+    if !vol.save_on_stop {
+        // Dropping all blocks discards the content and frees its space; the length stays so the stopped volume
+        // still looks its size.
+        let len = file.metadata().map_err(StorageError::io("inspect", &image))?.len();
+        file.set_len(0).and_then(|()| file.set_len(len)).map_err(StorageError::io("discard", &image))?;
+    }
+    // QEMU may have left written data in the page cache; the stop is only acknowledged once it is on disk.
+    file.sync_all().map_err(StorageError::io("sync", &image))
+}
+
 fn new_pending(l: &FileLayout) -> Result<Pending, StorageError> {
     fsutil::create_dirs(l.dir())?;
     let path = l.temp(fsutil::next_unique());
@@ -388,4 +542,64 @@ pub(crate) fn setup_pool(pool: &Pool) -> Result<(), StorageError> {
     let probe = dir.join(layout::write_probe_name(fsutil::next_unique()));
     drop(Pending::create(probe).map_err(not_usable)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool in a temporary directory with a 1 MiB origin image to back overlays.
+    fn setup() -> (tempfile::TempDir, Pool, FileLayout, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let pool = Pool::new("p", Driver::File, tmp.path().to_str().unwrap());
+        let backing = tmp.path().join("origin.img");
+        fs::File::create(&backing).unwrap().set_len(1 << 20).unwrap();
+        let l = FileLayout::new(&pool, "appvms/work/root").unwrap();
+        fsutil::create_dirs(l.dir()).unwrap();
+        (tmp, pool, l, backing)
+    }
+
+    #[test]
+    fn a_missing_qemu_img_is_named_in_the_error() {
+        let (_tmp, _pool, l, backing) = setup();
+        let err = create_overlay(&l, &backing, OsStr::new("/nonexistent/qemu-img")).unwrap_err();
+        assert!(matches!(err, StorageError::Io { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("Cannot run qemu-img to create ") && msg.contains("root-cow.qcow2"), "{msg}");
+        assert!(!l.overlay().exists(), "no half-made overlay left");
+    }
+
+    #[test]
+    fn a_failing_qemu_img_reports_its_status_and_leaves_nothing() {
+        let (_tmp, pool, l, backing) = setup();
+        // `false` prints nothing, so the exit status must stand in for the message.
+        let err = create_overlay(&l, &backing, OsStr::new("false")).unwrap_err();
+        assert!(matches!(err, StorageError::Overlay { ref path, .. } if *path == l.overlay()), "{err:?}");
+        assert!(err.to_string().contains("exit status: 1"), "{err}");
+        assert!(!l.overlay().exists());
+
+        let vol = Volume {
+            name: "root".into(),
+            pool: "p".into(),
+            vid: "appvms/work/root".into(),
+            size: 1 << 20,
+            rw: true,
+            source: Some("origin".into()),
+            save_on_stop: false,
+            snap_on_start: true,
+            revisions_to_keep: 0,
+            ephemeral: None,
+        };
+        start_snapshot(&pool, &vol, &l, &backing, OsStr::new("false")).unwrap_err();
+        assert!(!l.cow().exists(), "a qube that did not start must not look started");
+    }
+
+    #[test]
+    fn qemu_img_error_output_becomes_the_message() {
+        let (tmp, _pool, l, _backing) = setup();
+        let err = create_overlay(&l, &tmp.path().join("missing.img"), OsStr::new(QEMU_IMG)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("Could not open") && msg.contains("missing.img"), "{msg} (needs qemu-img: qemu-utils)");
+        assert!(!l.overlay().exists());
+    }
 }

@@ -65,3 +65,13 @@ pub(crate) fn kernels(pool: &Pool) -> Vec<String> {
     names.sort();
     names
 }
+
+pub(crate) fn kernel_files(pool: &Pool, name: &str) -> Option<(PathBuf, Option<PathBuf>)> {
+    let (vmlinuz, initramfs) = layout::kernel_files(pool, name).ok()??;
+    // `is_file` follows symlinks, as distributions link `vmlinuz` to a versioned file.
+    if !vmlinuz.is_file() {
+        return None;
+    }
+    let initramfs = initramfs.is_file().then_some(initramfs);
+    Some((vmlinuz, initramfs))
+}

@@ -13,9 +13,24 @@
 //! | `D/V.img`               | the image; `snap_on_start` volumes have none                                        |
 //! | `D/V.img.<epoch>-back`  | a revision: the image replaced at `<epoch>` (seconds since 1970, UTC); id `<epoch>-back` |
 //! | `D/V.img.import`        | data being imported, not yet committed                                              |
-//! | `D/V.img.tmp-<pid>-<n>` | a new image being written (clone, clear); renamed over `D/V.img` when complete      |
+//! | `D/V.img.tmp-<pid>-<n>` | a new image being written (clone, clear, volatile start); renamed over `D/V.img`    |
 //! | `D/V-cow.img`           | `snap_on_start` volumes: exists while the qube runs, its mtime is the start time   |
+//! | `D/V-cow.qcow2`         | `snap_on_start` volumes: the qcow2 overlay the qube writes to while it runs        |
 //! | `D/<source>.img`        | what `path` reports for a `snap_on_start` volume: its origin's image                |
+//!
+//! What each kind of volume attaches when its qube starts ([`Storage::start_volume`](crate::Storage::start_volume)):
+//!
+//! * origin (`save_on_stop`): `D/V.img` itself, raw. The qube writes straight into it; nothing is copied at stop.
+//! * snapshot (`snap_on_start`): `D/V-cow.qcow2`, created afresh at every start (a stale one from a crash is
+//!   replaced) by `qemu-img create -f qcow2 -F raw -b <origin image> D/V-cow.qcow2`. The backing file is recorded
+//!   as the origin image's absolute path (`pool_dir` guarantees a leading `/`, so QEMU never reads a `proto:`
+//!   prefix or resolves it against another directory) with its format pinned to raw, so QEMU never probes the
+//!   origin's content for a format header. No size is given: the guest sees the origin's size, as upstream's
+//!   device-mapper snapshot does. The overlay is removed at stop, together with `D/V-cow.img`, so the snapshot
+//!   never outlives the qube.
+//! * volatile (neither flag): `D/V.img`, raw, replaced by a new sparse file of the configured size at every start
+//!   (written under a temporary name, then renamed) and truncated to nothing and back at stop, so no data
+//!   survives a restart and a stopped volatile volume allocates nothing.
 //!
 //! Pool setup creates `D/appvms` and `D/vm-templates` (where upstream puts qube and template volumes) and briefly
 //! `D/.corral-write-probe-<pid>-<n>` to check that `D` is writable.
@@ -24,7 +39,8 @@
 //! below `D` (`appvms/<qube>`), so shared directories such as `appvms` itself survive.
 //!
 //! `linux-kernel` driver, for vid `K` (a kernel version; empty means "no kernel"): `D/K` is the kernel directory,
-//! and `D/K/vmlinuz` is what makes a subdirectory of `D` a kernel.
+//! and `D/K/vmlinuz` is what makes a subdirectory of `D` a kernel. A qube boots `D/K/vmlinuz` with
+//! `D/K/initramfs` as its initial RAM disk when that file exists. Kernel names obey the vid rules above.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -38,6 +54,7 @@ const REVISION_SUFFIX: &str = "-back";
 const IMPORT_SUFFIX: &str = ".import";
 const TEMP_INFIX: &str = ".tmp-";
 const COW_SUFFIX: &str = "-cow.img";
+const OVERLAY_SUFFIX: &str = "-cow.qcow2";
 
 /// Subdirectories a `file` pool starts with.
 pub(crate) const FILE_POOL_SUBDIRS: [&str; 2] = ["appvms", "vm-templates"];
@@ -46,8 +63,10 @@ pub(crate) fn write_probe_name(unique: u64) -> String {
     format!(".corral-write-probe-{}-{unique}", std::process::id())
 }
 
-/// File a linux-kernel pool uses to tell kernel directories from anything else in it.
+/// File a linux-kernel pool uses to tell kernel directories from anything else in it; also the kernel image.
 pub(crate) const KERNEL_MARKER: &str = "vmlinuz";
+/// Optional initial RAM disk next to a kernel's `vmlinuz`.
+pub(crate) const KERNEL_INITRAMFS: &str = "initramfs";
 
 /// Checks a vid (or a snapshot's source vid) against the rules in the module documentation.
 pub(crate) fn check_vid(vid: &str) -> Result<(), StorageError> {
@@ -118,8 +137,14 @@ impl FileLayout {
         self.dir.join(format!("{}{IMPORT_SUFFIX}", self.image_name()))
     }
 
+    /// The start marker of a `snap_on_start` volume.
     pub(crate) fn cow(&self) -> PathBuf {
         self.dir.join(format!("{}{COW_SUFFIX}", self.stem))
+    }
+
+    /// The qcow2 overlay a running `snap_on_start` volume writes to.
+    pub(crate) fn overlay(&self) -> PathBuf {
+        self.dir.join(format!("{}{OVERLAY_SUFFIX}", self.stem))
     }
 
     pub(crate) fn temp(&self, unique: u64) -> PathBuf {
@@ -169,6 +194,12 @@ pub(crate) fn parse_revision_id(id: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The kernel image and initial RAM disk of kernel `name` (neither checked for existence); `None` for the empty
+/// name ("no kernel").
+pub(crate) fn kernel_files(pool: &Pool, name: &str) -> Result<Option<(PathBuf, PathBuf)>, StorageError> {
+    Ok(kernel_dir(pool, name)?.map(|dir| (dir.join(KERNEL_MARKER), dir.join(KERNEL_INITRAMFS))))
+}
+
 /// The kernel directory of a `linux-kernel` volume; `None` for the empty vid ("no kernel").
 pub(crate) fn kernel_dir(pool: &Pool, vid: &str) -> Result<Option<PathBuf>, StorageError> {
     if vid.is_empty() {
@@ -205,6 +236,7 @@ mod tests {
         assert_eq!(l.image(), Path::new("/var/lib/qubes/appvms/work/private.img"));
         assert_eq!(l.import(), Path::new("/var/lib/qubes/appvms/work/private.img.import"));
         assert_eq!(l.cow(), Path::new("/var/lib/qubes/appvms/work/private-cow.img"));
+        assert_eq!(l.overlay(), Path::new("/var/lib/qubes/appvms/work/private-cow.qcow2"));
         assert_eq!(l.revision(17), Path::new("/var/lib/qubes/appvms/work/private.img.17-back"));
         assert_eq!(l.private_dir(), Some(Path::new("/var/lib/qubes/appvms/work")));
         assert_eq!(FileLayout::new(&pool(), "appvms/private").unwrap().private_dir(), None);
@@ -221,6 +253,9 @@ mod tests {
         assert_eq!(l.revision_epoch(OsStr::new("private.img17-back")), None);
         assert!(l.is_temp(l.temp(3).file_name().unwrap()));
         assert!(!l.is_temp(OsStr::new("private.img.import")));
+        // The overlay is no companion of the image: neither a revision nor a temporary file to sweep up.
+        assert_eq!(l.revision_epoch(l.overlay().file_name().unwrap()), None);
+        assert!(!l.is_temp(l.overlay().file_name().unwrap()));
     }
 
     #[test]

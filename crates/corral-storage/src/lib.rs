@@ -34,6 +34,20 @@ pub struct Revision {
     pub timestamp: String,
 }
 
+/// Disk image formats an [`Attachment`] can have, spelled as QEMU and libvirt spell them.
+const FORMAT_RAW: &str = "raw";
+const FORMAT_QCOW2: &str = "qcow2";
+
+/// A disk as the hypervisor attaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Absolute path of the image file.
+    pub path: PathBuf,
+    /// `"raw"` or `"qcow2"`; always given, since letting QEMU probe a raw image a guest wrote is unsafe.
+    pub format: &'static str,
+    pub read_only: bool,
+}
+
 /// Entry point for all storage I/O; holds no state, so a plain `Storage` value is all a caller needs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Storage;
@@ -59,7 +73,7 @@ impl Storage {
         }
     }
 
-    /// Removes the image, its revisions, start marker, import and temporary files, then the qube's volume
+    /// Removes the image, its revisions, start marker, overlay, import and temporary files, then the qube's volume
     /// directory (`appvms/<qube>`) once empty. Missing files are fine. A no-op for `linux-kernel`.
     pub fn remove(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
         match pool.driver {
@@ -68,9 +82,10 @@ impl Storage {
         }
     }
 
-    /// Bytes in use. `file`: blocks allocated to the image (to the start marker for `snap_on_start` volumes);
-    /// `linux-kernel`: summed length of the kernel's files. Missing files count as 0, as upstream reports them
-    /// (clients parse the value as an integer); `None` only for unsafe vids or files that cannot be examined.
+    /// Bytes in use. `file`: blocks allocated to the image (for `snap_on_start` volumes: to the overlay while the
+    /// qube runs, else to the start marker); `linux-kernel`: summed length of the kernel's files. Missing files
+    /// count as 0, as upstream reports them (clients parse the value as an integer); `None` only for unsafe vids
+    /// or files that cannot be examined.
     pub fn usage(&self, pool: &Pool, vol: &Volume) -> Option<u64> {
         match pool.driver {
             Driver::File => file::usage(pool, vol),
@@ -190,7 +205,54 @@ impl Storage {
         sys::statvfs(&dir).ok()
     }
 
+    /// Prepares a volume of a qube about to start and says what to attach; `None` for volumes that are not disks
+    /// (`linux-kernel`). Everything created is synced. `file` pools, by kind (see [`layout`]):
+    ///
+    /// * `save_on_stop` (origin): its image, raw, read-only unless `vol.rw`; [`StorageError::MissingImage`] if
+    ///   absent.
+    /// * `snap_on_start`: a fresh qcow2 overlay (replacing a stale one) backed by the image of `origin`, which must
+    ///   be a `save_on_stop` volume of a `file` pool ([`StorageError::NoOrigin`] without one,
+    ///   [`StorageError::MissingImage`] if its image is absent, [`StorageError::Overlay`] if `qemu-img` fails);
+    ///   read-only unless `vol.rw`. Also does what [`Storage::mark_started`] does, so [`Storage::is_outdated`]
+    ///   works. Needs `qemu-img` in `PATH`.
+    /// * volatile (neither flag): a new sparse raw image of `vol.size` bytes replacing the previous one, so
+    ///   nothing survives a restart; writable.
+    ///
+    /// A volume with both flags is [`StorageError::Unsupported`], as upstream's `file` driver has no such kind.
+    pub fn start_volume(
+        &self,
+        pool: &Pool,
+        vol: &Volume,
+        origin: Option<(&Pool, &Volume)>,
+    ) -> Result<Option<Attachment>, StorageError> {
+        match pool.driver {
+            Driver::File => file::start_volume(pool, vol, origin),
+            Driver::LinuxKernel => Ok(None),
+        }
+    }
+
+    /// After the qube stopped: removes a `snap_on_start` volume's overlay and start marker; empties a volatile
+    /// image (truncated to zero and back, so it keeps its length but no data or blocks); syncs an origin's image
+    /// so what the qube wrote is durable. Missing files are fine; a no-op for `linux-kernel`.
+    pub fn stop_volume(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::stop_volume(pool, vol),
+            Driver::LinuxKernel => Ok(()),
+        }
+    }
+
+    /// `linux-kernel` pools: the kernel image and, if present, initial RAM disk of kernel `name`. `None` when the
+    /// kernel is not installed, the name is empty or unsafe (same rules as vids), or the pool is not a
+    /// `linux-kernel` pool.
+    pub fn kernel_files(&self, pool: &Pool, name: &str) -> Option<(PathBuf, Option<PathBuf>)> {
+        match pool.driver {
+            Driver::File => None,
+            Driver::LinuxKernel => kernel::kernel_files(pool, name),
+        }
+    }
+
     /// Records that a `snap_on_start` volume's qube started (creates its `-cow` marker); a no-op for others.
+    /// [`Storage::start_volume`] does this itself.
     pub fn mark_started(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
         match pool.driver {
             Driver::File => file::mark_started(pool, vol),
@@ -198,7 +260,8 @@ impl Storage {
         }
     }
 
-    /// Records that the volume's qube stopped (removes the `-cow` marker).
+    /// Records that the volume's qube stopped (removes the `-cow` marker). [`Storage::stop_volume`] does this
+    /// itself.
     pub fn mark_stopped(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
         match pool.driver {
             Driver::File => file::mark_stopped(pool, vol),

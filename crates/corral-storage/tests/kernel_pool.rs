@@ -118,3 +118,25 @@ fn pool_usage_reports_the_filesystem() {
     let fx = kernel_fixture();
     assert!(S.pool_usage(&fx.pool).is_some());
 }
+
+#[test]
+fn kernel_files_name_the_kernel_and_its_initramfs() {
+    let fx = kernel_fixture();
+    let dir = fx.dir().join("6.6.1");
+    assert_eq!(S.kernel_files(&fx.pool, "6.6.1"), Some((dir.join("vmlinuz"), Some(dir.join("initramfs")))));
+    fs::remove_file(dir.join("initramfs")).unwrap();
+    assert_eq!(S.kernel_files(&fx.pool, "6.6.1"), Some((dir.join("vmlinuz"), None)), "initramfs is optional");
+
+    // Not installed, not a kernel, no kernel at all.
+    for name in ["7.0", "not-a-kernel", "stray-file", ""] {
+        assert_eq!(S.kernel_files(&fx.pool, name), None, "{name:?}");
+    }
+    // A kernel outside the pool, reachable only through an unsafe name.
+    let outside = fx.tmp.path().join("evil");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("vmlinuz"), b"x").unwrap();
+    for name in ["../evil", "/abs", "5.15.2/..", "./5.15.2", "5.15.2 x"] {
+        assert_eq!(S.kernel_files(&fx.pool, name), None, "{name:?}");
+    }
+    assert_eq!(S.kernel_files(&Fixture::new(Driver::File).pool, "6.6.1"), None, "file pools hold no kernels");
+}

@@ -24,6 +24,9 @@ struct Cli {
     /// libvirt connection URI; chosen automatically when absent (see README).
     #[arg(long, env = "CORRAL_LIBVIRT_URI")]
     libvirt_uri: Option<String>,
+    /// libvirt domain type: `kvm`, `qemu` (TCG) or `test`; chosen from the URI and the host when absent.
+    #[arg(long, env = "CORRAL_DOMAIN_TYPE")]
+    domain_type: Option<String>,
     /// TOML file with any of these settings (keys as the flags, with underscores).
     #[arg(long, env = "CORRAL_CONFIG")]
     config: Option<PathBuf>,
@@ -42,6 +45,7 @@ struct File {
     internal_socket: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     libvirt_uri: Option<String>,
+    domain_type: Option<String>,
     sync_commits: Option<bool>,
     log_level: Option<String>,
 }
@@ -52,6 +56,7 @@ pub struct Config {
     pub internal_socket: PathBuf,
     pub state_dir: PathBuf,
     libvirt_uri: Option<String>,
+    pub domain_type: Option<String>,
     sync_commits: bool,
     log_level: String,
 }
@@ -74,6 +79,7 @@ impl Config {
                 .unwrap_or_else(|| "/var/run/qubesd.internal.sock".into()),
             state_dir: cli.state_dir.or(file.state_dir).unwrap_or_else(|| "/var/lib/corral".into()),
             libvirt_uri: cli.libvirt_uri.or(file.libvirt_uri),
+            domain_type: cli.domain_type.or(file.domain_type),
             sync_commits: cli.sync_commits.or(file.sync_commits).unwrap_or(false),
             log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
         })
@@ -121,4 +127,18 @@ pub fn host_info() -> HostInfo {
         .unwrap_or(0);
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     HostInfo { memory_mib: memory_kib / 1024, cpus: u32::try_from(cpus).unwrap_or(1) }
+}
+
+/// The embedded QEMU driver reads `<root>/etc/qemu.conf`. Without `user`/`group` root it re-probes
+/// capabilities on every start (QEMU as `libvirt-qemu` cannot open a root-only `/dev/kvm`), and without
+/// `stdio_handler = "file"` it wants a virtlogd. An existing file is left alone.
+pub fn prepare_embedded_root(uri: &str) -> std::io::Result<()> {
+    let Some(root) = uri.strip_prefix("qemu:///embed?root=") else { return Ok(()) };
+    let etc = Path::new(root).join("etc");
+    let conf = etc.join("qemu.conf");
+    if conf.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&etc)?;
+    std::fs::write(conf, "user = \"root\"\ngroup = \"root\"\nstdio_handler = \"file\"\n")
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use corral_admin::Door;
+use corral_core::hv::Hypervisor;
 use corral_service::{QrexecAdmitted, Service};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -19,6 +20,30 @@ fn main() -> anyhow::Result<()> {
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(config))
+}
+
+/// libvirt is optional: without it everything but running qubes is served.
+async fn connect_hypervisor(uri: &str, domain_type: Option<&str>) -> Option<Arc<dyn Hypervisor>> {
+    if let Err(e) = config::prepare_embedded_root(uri) {
+        tracing::warn!(error = %e, "cannot prepare the embedded QEMU driver's configuration");
+    }
+    let (uri, domain_type) = (uri.to_string(), domain_type.map(str::to_string));
+    let connected =
+        tokio::task::spawn_blocking(move || corral_hv::Libvirt::connect(&uri, domain_type.as_deref())).await;
+    match connected {
+        Ok(Ok(hv)) => {
+            tracing::info!(uri = %hv.uri(), domain_type = %hv.domain_type(), "connected to libvirt");
+            Some(Arc::new(hv))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "no hypervisor: qubes cannot be started");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no hypervisor: the connection attempt failed");
+            None
+        }
+    }
 }
 
 async fn run(config: config::Config) -> anyhow::Result<()> {
@@ -35,6 +60,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         state_dir: config.state_dir.clone(),
         durability: config.durability(),
         host: config::host_info(),
+        hypervisor: connect_hypervisor(&uri, config.domain_type.as_deref()).await,
     };
     let service: Arc<Service> =
         Service::open(service_config, Box::new(QrexecAdmitted)).context("Cannot open the daemon's state")?;

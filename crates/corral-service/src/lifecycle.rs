@@ -1,0 +1,444 @@
+//! Running qubes: start (network providers first), shutdown, kill, pause, suspend, and what libvirt
+//! reports back. Hypervisor calls block, so they are made without holding the model lock.
+//!
+//! A power transition fires its events exactly once, whoever notices it first: the call that caused it
+//! or the libvirt event that reports it (a guest that powers itself off, a QEMU that dies).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corral_core::domain::{Class, Domain};
+use corral_core::hv::{DiskSpec, DomainSpec, HvEvent, LifecycleEvent, NetworkSpec, PowerState};
+use corral_core::volume::{Pool, Volume};
+use corral_core::{Error, ErrorKind, Event, Result};
+use uuid::Uuid;
+
+use crate::runtime::{now, Running};
+use crate::{resolve_in, Caller, Service};
+
+/// A chain of network providers deeper than this is a loop the model should have refused.
+const MAX_NETVM_DEPTH: usize = 8;
+
+fn not_started(vm: &str) -> Error {
+    Error::new(ErrorKind::QubesVMNotStartedError, format!("Domain is powered off: '{vm}'"))
+}
+
+fn not_running(vm: &str) -> Error {
+    Error::new(ErrorKind::QubesVMNotRunningError, format!("Domain not running (either powered off or paused): '{vm}'"))
+}
+
+fn not_paused(vm: &str) -> Error {
+    Error::new(ErrorKind::QubesVMNotPausedError, format!("Domain is not paused: '{vm}'"))
+}
+
+/// A volume to attach, its pool, and for a snapshot the origin it starts from.
+type StartVolume = (Pool, Volume, Option<(Pool, Volume)>);
+
+/// What a start needs from the model, copied out so the lock is not held across libvirt calls.
+struct StartPlan {
+    domain: Domain,
+    netvm: Option<String>,
+    volumes: Vec<StartVolume>,
+    kernel: Option<(Pool, String)>,
+    memory: u64,
+    maxmem: u64,
+    vcpus: u32,
+    kernelopts: String,
+    mac: String,
+}
+
+impl Service {
+    fn hypervisor(&self) -> Result<Arc<dyn corral_core::hv::Hypervisor>> {
+        self.hv.clone().ok_or_else(|| Error::new(ErrorKind::QubesVMError, "No hypervisor connection"))
+    }
+
+    /// The qube's power state as the Admin API names it.
+    pub fn power(&self, d: &Domain) -> PowerState {
+        if d.is_admin() {
+            PowerState::Running
+        } else {
+            self.runtime.state(&d.uuid)
+        }
+    }
+
+    fn vm_snapshot(&self, vm: &str) -> Result<Domain> {
+        Ok(resolve_in(&self.read(), vm)?.clone())
+    }
+
+    pub fn start_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+        self.auth(caller, "admin.vm.Start", "", vm)?;
+        let name = self.vm_snapshot(vm)?.name;
+        self.start_one(&name, 0)
+    }
+
+    fn plan_start(&self, name: &str) -> Result<StartPlan> {
+        let app = self.read();
+        let d = resolve_in(&app, name)?;
+        let mut volumes = Vec::new();
+        for v in &d.volumes {
+            if v.name == "kernel" {
+                continue;
+            }
+            let pool =
+                app.pool(&v.pool).cloned().ok_or_else(|| Error::generic(format!("Pool {} not found", v.pool)))?;
+            let origin = match (&v.source, v.snap_on_start) {
+                (Some(src), true) => {
+                    let o = app.domains().flat_map(|o| o.volumes.iter()).find(|o| &o.vid == src && !o.snap_on_start);
+                    let o = o.ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::QubesNoTemplateError,
+                            format!("Template for the domain '{name}' not found"),
+                        )
+                    })?;
+                    let op = app.pool(&o.pool).cloned().ok_or_else(|| Error::generic("Origin pool not found"))?;
+                    Some((op, o.clone()))
+                }
+                _ => None,
+            };
+            volumes.push((pool, v.clone(), origin));
+        }
+        let kernel_name = app.vm_prop(d, "kernel").unwrap_or_default();
+        let kernel = if kernel_name.is_empty() {
+            None
+        } else {
+            let pool_name = d.volume("kernel").map(|v| v.pool.clone()).unwrap_or_else(|| "linux-kernel".into());
+            let pool = app.pool(&pool_name).cloned().ok_or_else(|| Error::generic("Kernel pool not found"))?;
+            Some((pool, kernel_name))
+        };
+        let int = |p: &str| app.vm_prop(d, p).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Ok(StartPlan {
+            netvm: app.vm_prop(d, "netvm").filter(|n| !n.is_empty()),
+            memory: int("memory"),
+            maxmem: int("maxmem"),
+            vcpus: u32::try_from(int("vcpus")).unwrap_or(1).max(1),
+            kernelopts: app.vm_prop(d, "kernelopts").unwrap_or_default(),
+            mac: app.vm_prop(d, "mac").unwrap_or_default(),
+            domain: d.clone(),
+            volumes,
+            kernel,
+        })
+    }
+
+    fn start_one(&self, name: &str, depth: usize) -> Result<()> {
+        let plan = self.plan_start(name)?;
+        let d = &plan.domain;
+        if d.is_admin() {
+            return Err(Error::new(ErrorKind::QubesVMNotHaltedError, "Domain is not powered off: 'dom0'"));
+        }
+        if self.power(d) != PowerState::Halted {
+            return Ok(());
+        }
+        if let Some(reason) = d.features.get("prohibit-start") {
+            return Err(Error::generic(format!("Qube start prohibited: {reason}")));
+        }
+        if let Some(netvm) = &plan.netvm {
+            if depth >= MAX_NETVM_DEPTH {
+                return Err(Error::value("Loops in network are unsupported"));
+            }
+            self.start_one(netvm, depth + 1)?;
+        }
+        let hv = self.hypervisor()?;
+        if !self.starting.lock().insert(d.uuid) {
+            return Ok(());
+        }
+        let result = self.spawn(&plan, hv.as_ref());
+        self.starting.lock().remove(&d.uuid);
+        result
+    }
+
+    fn spawn(&self, plan: &StartPlan, hv: &dyn corral_core::hv::Hypervisor) -> Result<()> {
+        let d = &plan.domain;
+        self.publish(
+            Event::on(&d.name, "domain-pre-start")
+                .arg("start_guid", "True")
+                .arg("mem_required", (plan.memory * 1024 * 1024).to_string()),
+        );
+        let fail = |message: String| {
+            self.stop_volumes(plan);
+            self.publish(Event::on(&d.name, "domain-start-failed").arg("reason", &message));
+            Error::generic(format!("Start failed: {message}"))
+        };
+        let mut disks = Vec::new();
+        for (pool, v, origin) in &plan.volumes {
+            let origin = origin.as_ref().map(|(p, o)| (p, o));
+            match self.storage.start_volume(pool, v, origin) {
+                Ok(Some(a)) => disks.push(DiskSpec {
+                    target: disk_target(&v.name),
+                    path: a.path.display().to_string(),
+                    format: a.format.to_string(),
+                    read_only: a.read_only,
+                }),
+                Ok(None) => {}
+                Err(e) => return Err(fail(format!("volume {}: {e}", v.name))),
+            }
+        }
+        let (kernel, initrd) = match &plan.kernel {
+            Some((pool, name)) => match self.storage.kernel_files(pool, name) {
+                Some((k, i)) => (Some(k.display().to_string()), i.map(|i| i.display().to_string())),
+                None => return Err(fail(format!("kernel {name} is not installed"))),
+            },
+            None => (None, None),
+        };
+        let spec = DomainSpec {
+            name: d.name.clone(),
+            uuid: d.uuid,
+            domain_type: hv.domain_type(),
+            memory_mib: plan.memory,
+            max_memory_mib: plan.maxmem,
+            vcpus: plan.vcpus,
+            virt_mode: String::new(),
+            kernel,
+            initrd,
+            kernel_cmdline: format!("{} console=ttyS0", plan.kernelopts).trim().to_string(),
+            disks,
+            network: plan.netvm.as_ref().map(|_| NetworkSpec { mac: plan.mac.clone(), network: "default".into() }),
+            console_log: Some(self.console_log(&d.name).display().to_string()),
+        };
+        if let Err(e) = hv.start(&spec) {
+            return Err(fail(e.message));
+        }
+        let info = hv.info(&d.uuid).ok();
+        let state = info.map(|i| i.state).filter(|s| s.is_active()).unwrap_or(PowerState::Running);
+        self.runtime.set_running(d.uuid, Running { state, start_time: now(), xid: info.and_then(|i| i.id) });
+        self.bump();
+        for ev in ["domain-spawn", "domain-start"] {
+            self.publish(Event::on(&d.name, ev).arg("start_guid", "True"));
+        }
+        for prop in ["xid", "start_time"] {
+            self.publish(Event::on(&d.name, format!("property-reset:{prop}")).arg("name", prop));
+        }
+        Ok(())
+    }
+
+    fn stop_volumes(&self, plan: &StartPlan) {
+        for (pool, v, _) in &plan.volumes {
+            if let Err(e) = self.storage.stop_volume(pool, v) {
+                tracing::warn!(vid = %v.vid, error = %e, "cannot clean up a volume after stop");
+            }
+        }
+    }
+
+    pub fn console_log(&self, name: &str) -> std::path::PathBuf {
+        self.state_dir.join("logs").join(format!("{name}.console"))
+    }
+
+    pub fn shutdown_vm(&self, caller: &Caller, vm: &str, force: bool, wait: bool) -> Result<()> {
+        self.auth(caller, "admin.vm.Shutdown", "", vm)?;
+        let d = self.vm_snapshot(vm)?;
+        if d.is_admin() {
+            return Err(Error::new(ErrorKind::QubesVMError, "dom0 cannot be shut down through the Admin API"));
+        }
+        let state = self.power(&d);
+        if !state.is_active() {
+            return Err(not_started(&d.name));
+        }
+        if state == PowerState::Paused && !force {
+            return Err(not_running(&d.name));
+        }
+        let hv = self.hypervisor()?;
+        self.publish(Event::on(&d.name, "domain-pre-shutdown").arg("force", corral_core::text::format_bool(force)));
+        let outcome = if state == PowerState::Paused { hv.kill(&d.uuid) } else { hv.shutdown(&d.uuid) };
+        if let Err(e) = outcome {
+            self.publish(Event::on(&d.name, "domain-shutdown-failed").arg("reason", &e.message));
+            return Err(Error::new(ErrorKind::QubesVMError, e.message));
+        }
+        if wait {
+            let timeout = {
+                let app = self.read();
+                app.vm_prop(&d, "shutdown_timeout").and_then(|v| v.parse::<u64>().ok()).unwrap_or(60)
+            };
+            let deadline = Instant::now() + Duration::from_secs(timeout);
+            while self.power(&d).is_active() {
+                if Instant::now() >= deadline {
+                    return Err(Error::new(
+                        ErrorKind::QubesVMShutdownTimeoutError,
+                        format!("Domain shutdown timed out: '{}'", d.name),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn kill_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+        self.auth(caller, "admin.vm.Kill", "", vm)?;
+        let d = self.vm_snapshot(vm)?;
+        if d.is_admin() || !self.power(&d).is_active() {
+            return Err(not_started(&d.name));
+        }
+        self.hypervisor()?.kill(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        self.transition(d.uuid, PowerState::Halted);
+        Ok(())
+    }
+
+    pub fn pause_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+        self.auth(caller, "admin.vm.Pause", "", vm)?;
+        let d = self.vm_snapshot(vm)?;
+        if d.is_admin() || self.power(&d) != PowerState::Running {
+            return Err(not_running(&d.name));
+        }
+        self.publish(Event::on(&d.name, "domain-pre-paused"));
+        self.hypervisor()?.pause(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        self.transition(d.uuid, PowerState::Paused);
+        Ok(())
+    }
+
+    pub fn unpause_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+        self.auth(caller, "admin.vm.Unpause", "", vm)?;
+        let d = self.vm_snapshot(vm)?;
+        if self.power(&d) != PowerState::Paused {
+            return Err(not_paused(&d.name));
+        }
+        self.publish(Event::on(&d.name, "domain-pre-unpaused"));
+        self.hypervisor()?.unpause(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        self.transition(d.uuid, PowerState::Running);
+        Ok(())
+    }
+
+    /// Without a guest agent to prepare it, a suspend is a pause, as upstream does for such qubes.
+    pub fn suspend_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+        self.auth(caller, "admin.vm.Suspend", "", vm)?;
+        let d = self.vm_snapshot(vm)?;
+        if d.is_admin() || self.power(&d) != PowerState::Running {
+            return Err(not_running(&d.name));
+        }
+        self.publish(Event::on(&d.name, "domain-pre-paused"));
+        self.hypervisor()?.pm_suspend(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        self.transition(d.uuid, PowerState::Paused);
+        Ok(())
+    }
+
+    pub fn resume_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+        self.auth(caller, "admin.vm.Resume", "", vm)?;
+        let d = self.vm_snapshot(vm)?;
+        if !matches!(self.power(&d), PowerState::Paused | PowerState::Suspended) {
+            return Err(not_paused(&d.name));
+        }
+        self.publish(Event::on(&d.name, "domain-pre-unpaused"));
+        self.hypervisor()?.pm_wakeup(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        self.transition(d.uuid, PowerState::Running);
+        Ok(())
+    }
+
+    /// `mem=<KiB> mem_static_max=<KiB> cputime=<ns> power_state=<State>`.
+    pub fn current_state(&self, caller: &Caller, vm: &str) -> Result<String> {
+        self.auth(caller, "admin.vm.CurrentState", "", vm)?;
+        let (d, host_kib) = {
+            let app = self.read();
+            (resolve_in(&app, vm)?.clone(), app.host.memory_mib * 1024)
+        };
+        if d.is_admin() {
+            return Ok(format!("mem={host_kib} mem_static_max={host_kib} cputime=0 power_state=Running"));
+        }
+        let state = self.power(&d);
+        if !state.is_active() {
+            return Ok("mem=0 mem_static_max=0 cputime=0 power_state=Halted".into());
+        }
+        let info = match &self.hv {
+            Some(hv) => hv.info(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?,
+            None => corral_core::hv::DomainInfo::halted(),
+        };
+        Ok(format!(
+            "mem={} mem_static_max={} cputime={} power_state={}",
+            info.memory_kib,
+            info.max_memory_kib,
+            info.cpu_time_ns,
+            state.as_str()
+        ))
+    }
+
+    pub fn console_path(&self, caller: &Caller, vm: &str) -> Result<String> {
+        self.auth(caller, "admin.vm.Console", "", vm)?;
+        let d = self.vm_snapshot(vm)?;
+        if d.is_admin() || !self.power(&d).is_active() {
+            return Err(not_running(&d.name));
+        }
+        let pty =
+            self.hypervisor()?.console_pty(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        pty.ok_or_else(|| Error::new(ErrorKind::QubesVMError, "The qube has no console"))
+    }
+
+    /// A lifecycle change from libvirt, whoever caused it.
+    pub(crate) fn on_hv_event(&self, ev: HvEvent) {
+        let state = match ev.event {
+            LifecycleEvent::Started => PowerState::Running,
+            LifecycleEvent::Paused => PowerState::Paused,
+            LifecycleEvent::Resumed => PowerState::Running,
+            LifecycleEvent::ShuttingDown => PowerState::Halting,
+            LifecycleEvent::Stopped { .. } => PowerState::Halted,
+            LifecycleEvent::PmSuspended => PowerState::Suspended,
+            LifecycleEvent::Crashed => PowerState::Crashed,
+        };
+        // A qube being started is reported by the start itself, once libvirt has it running.
+        if state == PowerState::Running && self.starting.lock().contains(&ev.uuid) {
+            return;
+        }
+        self.transition(ev.uuid, state);
+    }
+
+    /// Records a power state and fires the events of the transition if this is the first to see it.
+    pub(crate) fn transition(&self, uuid: Uuid, state: PowerState) {
+        let Some(d) = self.read().domain_by_uuid(&uuid).cloned() else { return };
+        let previous = self.runtime.set_state(uuid, state);
+        if previous == state {
+            return;
+        }
+        self.bump();
+        match (previous, state) {
+            (p, PowerState::Halted) if p.is_active() => self.stopped(&d),
+            (PowerState::Running, PowerState::Paused | PowerState::Suspended) => {
+                self.publish(Event::on(&d.name, "domain-paused"));
+            }
+            (PowerState::Paused, PowerState::Running) => self.publish(Event::on(&d.name, "domain-unpaused")),
+            (PowerState::Suspended, PowerState::Running) => self.publish(Event::on(&d.name, "domain-resumed")),
+            _ => {}
+        }
+    }
+
+    fn stopped(&self, d: &Domain) {
+        if let Ok(plan) = self.plan_start(&d.name) {
+            self.stop_volumes(&plan);
+        }
+        self.publish(Event::on(&d.name, "domain-stopped"));
+        self.publish(Event::on(&d.name, "domain-shutdown"));
+        let auto_cleanup = {
+            let app = self.read();
+            d.class == Class::DispVM && app.vm_prop(d, "auto_cleanup").as_deref() == Some("True")
+        };
+        if auto_cleanup {
+            if let Err(e) = self.remove_vm(&Caller::dom0(), &d.name) {
+                tracing::warn!(vm = %d.name, error = %e, "cannot remove a disposable after shutdown");
+            }
+        }
+    }
+
+    /// After a daemon restart: qubes libvirt runs are shown running; nothing is started, stopped or
+    /// redefined.
+    pub(crate) fn reconcile(&self) {
+        let Some(hv) = &self.hv else { return };
+        match hv.list() {
+            Ok(domains) => {
+                let app = self.read();
+                for (uuid, info) in domains {
+                    if info.state.is_active() && app.domain_by_uuid(&uuid).is_some_and(|d| !d.is_admin()) {
+                        self.runtime.set_running(uuid, Running { state: info.state, start_time: now(), xid: info.id });
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list libvirt domains; every qube is shown halted"),
+        }
+        self.bump();
+    }
+}
+
+/// KVM guests see virtio disks; the order follows Qubes' xvda/xvdb/xvdc for root/private/volatile.
+fn disk_target(volume: &str) -> String {
+    match volume {
+        "root" => "vda",
+        "private" => "vdb",
+        "volatile" => "vdc",
+        _ => "vdd",
+    }
+    .to_string()
+}

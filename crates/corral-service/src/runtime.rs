@@ -1,0 +1,54 @@
+//! What the hypervisor says about running qubes, kept beside the model: power state, start time, xid.
+//! Not durable: after a daemon restart it is rebuilt from libvirt (`reconcile`).
+
+use std::collections::HashMap;
+
+use corral_core::hv::PowerState;
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Running {
+    pub state: PowerState,
+    /// Seconds since the epoch, as upstream's `start_time` property shows it.
+    pub start_time: f64,
+    pub xid: Option<u32>,
+}
+
+#[derive(Default)]
+pub struct Runtime {
+    qubes: Mutex<HashMap<Uuid, Running>>,
+}
+
+impl Runtime {
+    pub fn get(&self, uuid: &Uuid) -> Option<Running> {
+        self.qubes.lock().get(uuid).cloned()
+    }
+
+    pub fn state(&self, uuid: &Uuid) -> PowerState {
+        self.qubes.lock().get(uuid).map_or(PowerState::Halted, |r| r.state)
+    }
+
+    /// Records a new state; returns the previous one.
+    pub fn set_state(&self, uuid: Uuid, state: PowerState) -> PowerState {
+        let mut qubes = self.qubes.lock();
+        if !state.is_active() {
+            return qubes.remove(&uuid).map_or(PowerState::Halted, |r| r.state);
+        }
+        match qubes.get_mut(&uuid) {
+            Some(r) => std::mem::replace(&mut r.state, state),
+            None => {
+                qubes.insert(uuid, Running { state, start_time: now(), xid: None });
+                PowerState::Halted
+            }
+        }
+    }
+
+    pub fn set_running(&self, uuid: Uuid, running: Running) {
+        self.qubes.lock().insert(uuid, running);
+    }
+}
+
+pub fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
