@@ -29,6 +29,7 @@ import os
 import re
 import socket
 import sys
+import time
 import uuid
 
 import pytest
@@ -1140,3 +1141,75 @@ def test_notes(tools, appvm):
         "first line\nsecond line\n"
     tools.ok("qvm-notes", appvm, "--set", "replaced")
     assert tools.ok("qvm-notes", appvm, "-p") == "replaced\n"
+
+
+# ---------------------------------------------------------------------------
+# A real guest (tests/guest/run.sh sets CORRAL_GUEST_DIR and points corrald
+# at a real QEMU connection): the lifecycle tools against a booting qube.
+# ---------------------------------------------------------------------------
+
+GUEST_DIR = os.environ.get("CORRAL_GUEST_DIR")
+real_guest = pytest.mark.skipif(
+    not GUEST_DIR, reason="CORRAL_GUEST_DIR not set (tests/guest/run.sh)")
+
+
+def _wait(predicate, what, limit=60.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def _ls_state(tools, vm):
+    out = tools.ok("qvm-ls", "--raw-data", "--fields", "name,state", vm)
+    return out.strip().split("|")[1]
+
+
+def _console_has_marker(vm):
+    state = os.environ["CORRAL_STATE_DIR"]
+    path = os.path.join(state, "logs", vm + ".console")
+    try:
+        with open(path, errors="replace") as f:
+            return "CORRAL-GUEST-READY" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def guest(tools, cleanup):
+    kernels = os.path.join(os.environ["CORRAL_STATE_DIR"], "vm-kernels")
+    os.makedirs(kernels, exist_ok=True)
+    link = os.path.join(kernels, "tiny")
+    if not os.path.islink(link):
+        os.symlink(GUEST_DIR, link)
+    tpl, vm = new_name("gtpl"), new_name("guest")
+    cleanup.extend([tpl, vm])
+    tools.ok("qvm-create", "--class", "TemplateVM", "-l", "black", tpl)
+    tools.ok("qvm-create", "-t", tpl, "-l", "red", vm,
+             "--prop", "kernel=tiny", "--prop", "memory=128",
+             "--prop", "vcpus=1")
+    yield vm
+    tools("qvm-kill", vm)
+
+
+@real_guest
+def test_real_guest_start_ls_pause_shutdown(tools, guest):
+    tools.ok("qvm-start", guest)
+    _wait(lambda: _console_has_marker(guest), "the guest's marker")
+    assert _ls_state(tools, guest) == "Running"
+    tools.ok("qvm-pause", guest)
+    assert _ls_state(tools, guest) == "Paused"
+    tools.ok("qvm-unpause", guest)
+    assert _ls_state(tools, guest) == "Running"
+    tools.ok("qvm-shutdown", "--wait", guest)
+    assert _ls_state(tools, guest) == "Halted"
+
+
+@real_guest
+def test_real_guest_kill(tools, guest):
+    tools.ok("qvm-start", guest)
+    _wait(lambda: _console_has_marker(guest), "the guest's marker")
+    tools.ok("qvm-kill", guest)
+    assert _ls_state(tools, guest) == "Halted"

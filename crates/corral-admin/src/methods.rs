@@ -50,6 +50,8 @@ pub enum Handler {
     Shared(SharedFn),
     /// `admin.Events`: a stream, served by the connection loop.
     Events,
+    /// `admin.vm.Stats`: a stream of periodic samples, served by the connection loop.
+    Stats,
 }
 
 #[derive(Clone)]
@@ -86,6 +88,7 @@ pub fn admin_methods() -> Vec<Method> {
         },
         m("admin.vm.CurrentState", Any, No, No, Io, vm_current_state),
         m("admin.vm.Start", Any, No, No, Io, vm_start),
+        m("admin.vm.CreateDisposable", Any, Maybe, Maybe, Io, vm_create_disposable),
         m("admin.vm.Shutdown", Any, Maybe, No, Io, vm_shutdown),
         m("admin.vm.Kill", Any, No, No, Io, vm_kill),
         m("admin.vm.Pause", Any, No, No, Io, vm_pause),
@@ -152,6 +155,14 @@ pub fn admin_methods() -> Vec<Method> {
         m("admin.vm.volume.CloneFrom", Any, Yes, No, Memory, volume_clone_from),
         m("admin.vm.volume.CloneTo", Any, Yes, Yes, Io, volume_clone_to),
         Method { name: "admin.Events".into(), dest: Any, arg: No, payload: No, cost: Memory, handler: Handler::Events },
+        Method {
+            name: "admin.vm.Stats".into(),
+            dest: Any,
+            arg: No,
+            payload: No,
+            cost: Memory,
+            handler: Handler::Stats,
+        },
     ];
     for class in CREATABLE {
         t.push(m(&format!("admin.vm.Create.{}", class.name()), Admin, Maybe, Yes, Io, vm_create));
@@ -217,6 +228,30 @@ fn vm_list(s: &Service, c: &Ctx<'_>) -> Result<std::sync::Arc<Vec<u8>>> {
 
 fn vm_current_state(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
     Ok(text(s.current_state(c.caller, c.dest)?))
+}
+
+/// qrexec asks with payload `uuid` to get `uuid:<uuid>` back; `preload` has nothing to refill until
+/// preloaded disposables exist.
+fn vm_create_disposable(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    let want_uuid = match c.payload {
+        b"" => false,
+        b"uuid" => true,
+        _ => return Err(Error::protocol("Invalid payload")),
+    };
+    match c.arg {
+        "" => {}
+        "preload" => {
+            s.with_vm(c.caller, c.method, c.arg, c.dest, |_, _| Ok(()))?;
+            return empty();
+        }
+        _ => return Err(Error::denied("Invalid argument")),
+    }
+    let name = s.create_disposable(c.caller, c.dest)?;
+    if !want_uuid {
+        return Ok(text(name));
+    }
+    let uuid = s.with_vm(c.caller, "admin.vm.CreateDisposable", "", &name, |_, d| Ok(d.uuid))?;
+    Ok(text(format!("uuid:{uuid}")))
 }
 
 fn vm_start(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {

@@ -94,6 +94,7 @@ async fn handle(service: Arc<Service>, table: Arc<Table>, mut stream: UnixStream
     let reply = match prepare(&service, &table, &request) {
         Err(e) => Wire::Bytes(frame::exception(&e)),
         Ok(Prepared::Events { caller, dest }) => return stream_events(&service, &mut stream, &caller, &dest).await,
+        Ok(Prepared::Stats { caller, dest }) => return stream_stats(service, &mut stream, &caller, &dest).await,
         Ok(Prepared::Call { method, caller, dest }) => {
             run(service.clone(), method, caller, dest, request.arg.to_string(), request.payload.to_vec()).await
         }
@@ -138,6 +139,7 @@ async fn write_ok(stream: &mut UnixStream, content: &[u8]) -> io::Result<()> {
 enum Prepared {
     Call { method: Method, caller: Caller, dest: String },
     Events { caller: Caller, dest: String },
+    Stats { caller: Caller, dest: String },
 }
 
 /// Resolves the source and destination, finds the method, and applies the generic checks in
@@ -166,6 +168,7 @@ fn prepare(service: &Service, table: &Table, r: &Request<'_>) -> Result<Prepared
     let caller = Caller { name: src };
     Ok(match method.handler {
         Handler::Events => Prepared::Events { caller, dest },
+        Handler::Stats => Prepared::Stats { caller, dest },
         Handler::Call(_) | Handler::Shared(_) => Prepared::Call { method: method.clone(), caller, dest },
     })
 }
@@ -187,7 +190,7 @@ async fn run(
                 Err(e) => Wire::Bytes(frame::exception(&e)),
             };
         }
-        Handler::Events => return Wire::Bytes(Vec::new()),
+        Handler::Events | Handler::Stats => return Wire::Bytes(Vec::new()),
     };
     let call = move || {
         let ctx = Ctx { caller: &caller, method: &method.name, arg: &arg, dest: &dest, payload: &payload };
@@ -202,6 +205,51 @@ async fn run(
         // clients see for unexpected internal errors.
         Cost::Io => tokio::task::spawn_blocking(call).await.unwrap_or_default(),
     })
+}
+
+/// `vm-stats` for every running qube (or only the destination) every `stats_interval` seconds.
+async fn stream_stats(service: Arc<Service>, stream: &mut UnixStream, caller: &Caller, dest: &str) {
+    let call = corral_service::Call { caller, method: "admin.vm.Stats", arg: "", target: dest };
+    if let Err(e) = service.authorize(&call) {
+        let _ = stream.write_all(&frame::exception(&e)).await;
+        return;
+    }
+    let hello = corral_core::Event::global("connection-established");
+    if stream.write_all(&frame::event(&hello)).await.is_err() {
+        return;
+    }
+    let mut previous: HashMap<String, (u64, std::time::Instant)> = HashMap::new();
+    loop {
+        let (svc, target) = (service.clone(), dest.to_string());
+        let Ok((samples, interval)) = tokio::task::spawn_blocking(move || svc.stats_sample(&target)).await else {
+            return;
+        };
+        for (name, info) in samples {
+            let now = std::time::Instant::now();
+            let usage = previous.get(&name).map_or(0.0, |(cpu, at)| {
+                let wall = now.duration_since(*at).as_nanos() as f64;
+                let used = info.cpu_time_ns.saturating_sub(*cpu) as f64;
+                if wall > 0.0 {
+                    100.0 * used / wall / f64::from(info.vcpus.max(1))
+                } else {
+                    0.0
+                }
+            });
+            previous.insert(name.clone(), (info.cpu_time_ns, now));
+            let event = corral_core::Event::on(&name, "vm-stats")
+                .arg("memory_kb", info.memory_kib.to_string())
+                .arg("memory_assigned_total", info.max_memory_kib.to_string())
+                .arg("memory_assigned_usable", info.memory_kib.to_string())
+                .arg("memory_with_swap_used", info.memory_kib.to_string())
+                .arg("cpu_time", (info.cpu_time_ns / 1_000_000).to_string())
+                .arg("cpu_usage", format!("{}", usage.round() as u64))
+                .arg("online_vcpus", info.vcpus.to_string());
+            if stream.write_all(&frame::event(&event)).await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
 }
 
 /// Internal events that `admin.Events` never forwards.

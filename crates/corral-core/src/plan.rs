@@ -143,6 +143,60 @@ impl App {
         Ok(plan)
     }
 
+    /// `admin.vm.CreateDisposable`: a `disp<N>` qube from `base` that copies its label, explicit
+    /// properties, features, firewall and tags, and removes itself when it stops.
+    pub fn plan_create_disposable(&self, base: &Domain, creator: &str, uuid: Uuid) -> Result<(Plan, String)> {
+        if self.vm_prop(base, "template_for_dispvms").as_deref() != Some("True") {
+            return Err(Error::generic(
+                "Refusing to create DispVM out of this AppVM, because template_for_dispvms=False",
+            ));
+        }
+        let dispid = self.free_dispid(&uuid);
+        let name = format!("disp{dispid}");
+        let spec = CreateSpec {
+            class: Class::DispVM,
+            name: name.clone(),
+            label: self.vm_prop(base, "label").unwrap_or_else(|| "red".into()),
+            template: Some(base.name.clone()),
+            pools: PoolChoice::Defaults,
+            creator: creator.to_string(),
+            uuid,
+        };
+        let mut plan = self.plan_create(&spec)?;
+        let Some(Op::InsertDomain(d)) = plan.ops.iter_mut().find(|op| matches!(op, Op::InsertDomain(_))) else {
+            return Err(Error::generic("Disposable creation produced no qube"));
+        };
+        const NOT_COPIED: [&str; 9] = [
+            "name",
+            "qid",
+            "uuid",
+            "label",
+            "template",
+            "template_for_dispvms",
+            "installed_by_rpm",
+            "dispid",
+            "auto_cleanup",
+        ];
+        for (k, v) in &base.props {
+            if !NOT_COPIED.contains(&k.as_str()) && props::vm_prop_def(Class::DispVM, k).is_some() {
+                d.props.insert(k.clone(), v.clone());
+            }
+        }
+        d.props.insert("dispid".into(), dispid.to_string());
+        d.props.insert("auto_cleanup".into(), "True".into());
+        for (k, v) in base.features.iter() {
+            if !k.starts_with("preload-dispvm") {
+                d.features.set(k, v);
+            }
+        }
+        d.firewall = base.firewall.clone();
+        let tag = format!("disp-created-by-{creator}");
+        if d.tags.insert(tag.clone()) {
+            plan.ev(Event::on(&name, format!("domain-tag-add:{tag}")).arg("tag", &tag));
+        }
+        Ok((plan, name))
+    }
+
     fn free_dispid(&self, seed: &Uuid) -> u32 {
         let used: Vec<u32> = self.domains().filter_map(|d| d.prop("dispid").and_then(|v| v.parse().ok())).collect();
         let start = (seed.as_u128() % 9999) as u32 + 1;

@@ -359,6 +359,28 @@ impl Service {
         pty.ok_or_else(|| Error::new(ErrorKind::QubesVMError, "The qube has no console"))
     }
 
+    /// Running qubes (all of them for dom0, else only `dest`) with their figures, and how long to wait
+    /// before the next sample (`stats_interval`).
+    pub fn stats_sample(&self, dest: &str) -> (Vec<(String, corral_core::hv::DomainInfo)>, Duration) {
+        let (qubes, interval) = {
+            let app = self.read();
+            let interval = app.global_prop("stats_interval").and_then(|v| v.parse::<u64>().ok()).unwrap_or(3);
+            let qubes: Vec<Domain> = app
+                .domains()
+                .filter(|d| !d.is_admin() && (dest == "dom0" || d.name == dest))
+                .filter(|d| self.power(d).is_active())
+                .cloned()
+                .collect();
+            (qubes, Duration::from_secs(interval.max(1)))
+        };
+        let Some(hv) = &self.hv else { return (Vec::new(), interval) };
+        let samples = qubes
+            .into_iter()
+            .filter_map(|d| hv.info(&d.uuid).ok().filter(|i| i.state.is_active()).map(|i| (d.name, i)))
+            .collect();
+        (samples, interval)
+    }
+
     /// A lifecycle change from libvirt, whoever caused it.
     pub(crate) fn on_hv_event(&self, ev: HvEvent) {
         let state = match ev.event {

@@ -284,6 +284,31 @@ impl Service {
         Ok(())
     }
 
+    /// Returns the new qube's name. Starting it is the caller's (qrexec's) next call.
+    pub fn create_disposable(&self, caller: &Caller, dest: &str) -> Result<String> {
+        self.auth(caller, "admin.vm.CreateDisposable", "", dest)?;
+        let mut model = self.model.write();
+        let base_name = if dest == "dom0" {
+            let creator = domain(&model, &caller.name)?;
+            model
+                .vm_prop(creator, "default_dispvm")
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| Error::generic(format!("Qube {} has no default_dispvm", caller.name)))?
+        } else {
+            dest.to_string()
+        };
+        let base = domain(&model, &base_name)?;
+        let (plan, name) = model.plan_create_disposable(base, &caller.name, uuid::Uuid::new_v4())?;
+        let created = self.create_volumes(&model, &plan)?;
+        if let Err(e) = self.store.lock().commit(&plan.ops) {
+            self.remove_volume_files(&model, &created);
+            return Err(crate::store_error(e));
+        }
+        self.apply_ops(&mut model, plan.ops);
+        self.events.publish_all(plan.events);
+        Ok(name)
+    }
+
     /// Creates the image files of a planned new qube; on failure removes what it made.
     fn create_volumes(&self, app: &App, plan: &Plan) -> Result<Vec<corral_core::volume::Volume>> {
         let Some(corral_core::Op::InsertDomain(d)) = plan.ops.first() else { return Ok(Vec::new()) };

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Daemon {
+    uri: String,
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub admin: PathBuf,
@@ -17,8 +18,14 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start() -> Daemon {
+        Self::start_with_uri("test:///default")
+    }
+
+    /// A daemon on another libvirt connection (a real QEMU one for the guest tests).
+    pub fn start_with_uri(uri: &str) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut d = Daemon {
+            uri: uri.to_string(),
             child: None,
             admin: dir.path().join("qubesd.sock"),
             internal: dir.path().join("qubesd.internal.sock"),
@@ -44,7 +51,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(&self.state)
             .arg("--libvirt-uri")
-            .arg("test:///default")
+            .arg(&self.uri)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
