@@ -116,8 +116,15 @@ enum Wire {
     Ok(Arc<Vec<u8>>),
 }
 
+/// Replies larger than the default socket buffer would take several wakeups of both sides.
+const LARGE_REPLY: usize = 128 * 1024;
+
 /// `0\0` and the content without copying the content into a new buffer.
 async fn write_ok(stream: &mut UnixStream, content: &[u8]) -> io::Result<()> {
+    if content.len() > LARGE_REPLY {
+        // Best effort: the kernel caps it at wmem_max, and a smaller buffer only costs time.
+        let _ = socket2::SockRef::from(&*stream).set_send_buffer_size(content.len() + 64);
+    }
     let header: &[u8] = b"0\0";
     let mut sent = 0;
     let total = header.len() + content.len();

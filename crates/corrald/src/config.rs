@@ -78,8 +78,10 @@ impl Config {
                 .or(file.internal_socket)
                 .unwrap_or_else(|| "/var/run/qubesd.internal.sock".into()),
             // Pools record absolute paths; a relative directory would not validate when read back.
-            state_dir: std::path::absolute(cli.state_dir.or(file.state_dir).unwrap_or_else(|| "/var/lib/corral".into()))
-                .context("Cannot resolve the state directory")?,
+            state_dir: std::path::absolute(
+                cli.state_dir.or(file.state_dir).unwrap_or_else(|| "/var/lib/corral".into()),
+            )
+            .context("Cannot resolve the state directory")?,
             libvirt_uri: cli.libvirt_uri.or(file.libvirt_uri),
             domain_type: cli.domain_type.or(file.domain_type),
             sync_commits: cli.sync_commits.or(file.sync_commits).unwrap_or(false),
