@@ -166,11 +166,31 @@ impl Service {
         };
         let value = props::sanitize(ty, payload)?;
         self.auth(caller, "admin.vm.property.Set", name, vm)?;
-        self.mutate(|app| {
+        let changed = self.mutate(|app| {
             let d = domain(app, vm)?;
             self.require_halted_for_prop(d, name)?;
-            Ok((app.plan_vm_prop_set(d, name, &value)?, ()))
-        })
+            let plan = app.plan_vm_prop_set(d, name, &value)?;
+            let live = matches!(name, "memory" | "vcpus") && self.power(d).is_active();
+            Ok((plan, live.then(|| (d.uuid, d.name.clone()))))
+        })?;
+        if let Some((uuid, vm_name)) = changed {
+            self.apply_live(uuid, &vm_name, name, &value);
+        }
+        Ok(())
+    }
+
+    /// A running qube gets a new memory size or vcpu count at once where libvirt can do it; otherwise the
+    /// stored value applies at its next start.
+    fn apply_live(&self, uuid: uuid::Uuid, vm: &str, name: &str, value: &str) {
+        let Some(hv) = &self.hv else { return };
+        let outcome = match (name, value.parse::<u64>()) {
+            ("memory", Ok(mib)) => hv.set_memory(&uuid, mib),
+            ("vcpus", Ok(n)) => hv.set_vcpus(&uuid, u32::try_from(n).unwrap_or(u32::MAX)),
+            _ => return,
+        };
+        if let Err(e) = outcome {
+            tracing::info!(vm, property = name, error = %e, "change applies at the next start");
+        }
     }
 
     pub fn reset_vm_prop(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
