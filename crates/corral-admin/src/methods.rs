@@ -259,19 +259,14 @@ fn vm_start(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
     empty()
 }
 
-/// `force`, `wait`, or both joined by `+` in either order.
+/// `force`, `wait`, or both joined by `+` in either order. As upstream, every `+`-separated word must be
+/// one of the two, and a repeated word is accepted.
 fn vm_shutdown(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
-    let (mut force, mut wait) = (false, false);
-    if !c.arg.is_empty() {
-        for word in c.arg.split('+') {
-            match word {
-                "force" if !force => force = true,
-                "wait" if !wait => wait = true,
-                _ => return Err(Error::protocol("Invalid argument")),
-            }
-        }
+    let words: Vec<&str> = if c.arg.is_empty() { Vec::new() } else { c.arg.split('+').collect() };
+    if !words.iter().all(|w| matches!(*w, "force" | "wait")) {
+        return Err(Error::protocol("Argument must match: force, wait"));
     }
-    s.shutdown_vm(c.caller, c.dest, force, wait)?;
+    s.shutdown_vm(c.caller, c.dest, words.contains(&"force"), words.contains(&"wait"))?;
     empty()
 }
 

@@ -62,6 +62,9 @@ pub struct Service {
     /// Qubes whose start is under way, so that a second Start is a no-op and libvirt's own report of the
     /// start does not race the start's events.
     starting: Mutex<std::collections::HashSet<uuid::Uuid>>,
+    /// Held while a power transition is recorded and its events fired, so that a call that finds the
+    /// transition already recorded by libvirt's event thread replies only once the events are out.
+    transitions: Mutex<()>,
     state_dir: PathBuf,
 }
 
@@ -101,6 +104,7 @@ impl Service {
             hv: config.hypervisor,
             runtime: runtime::Runtime::default(),
             starting: Mutex::new(std::collections::HashSet::new()),
+            transitions: Mutex::new(()),
             state_dir: config.state_dir.clone(),
             model: RwLock::new(app),
             store: Mutex::new(store),

@@ -123,36 +123,43 @@ impl Service {
         let plan = self.plan_start(name)?;
         let d = &plan.domain;
         if d.is_admin() {
-            return Err(Error::new(ErrorKind::QubesVMNotHaltedError, "Domain is not powered off: 'dom0'"));
+            return Err(Error::new(ErrorKind::QubesVMNotHaltedError, "Cannot start Dom0 fake domain!"));
         }
-        if self.power(d) != PowerState::Halted {
+        if self.settled_power(d) != PowerState::Halted {
             return Ok(());
         }
-        if let Some(reason) = d.features.get("prohibit-start") {
-            return Err(Error::generic(format!("Qube start prohibited: {reason}")));
-        }
-        if let Some(netvm) = &plan.netvm {
-            if depth >= MAX_NETVM_DEPTH {
-                return Err(Error::value("Loops in network are unsupported"));
-            }
-            self.start_one(netvm, depth + 1)?;
+        // An empty rationale does not prohibit, as upstream's truth test of the feature value.
+        if let Some(reason) = d.features.get("prohibit-start").filter(|r| !r.is_empty()) {
+            let message = format!("Qube start is prohibited. Rationale: {reason}");
+            self.publish(Event::on(&d.name, "domain-start-failed").arg("reason", &message));
+            return Err(Error::generic(message));
         }
         let hv = self.hypervisor()?;
         if !self.starting.lock().insert(d.uuid) {
             return Ok(());
         }
-        let result = self.spawn(&plan, hv.as_ref());
+        let result = self.spawn(&plan, hv.as_ref(), depth);
         self.starting.lock().remove(&d.uuid);
         result
     }
 
-    fn spawn(&self, plan: &StartPlan, hv: &dyn corral_core::hv::Hypervisor) -> Result<()> {
+    fn spawn(&self, plan: &StartPlan, hv: &dyn corral_core::hv::Hypervisor, depth: usize) -> Result<()> {
         let d = &plan.domain;
-        self.publish(
-            Event::on(&d.name, "domain-pre-start")
-                .arg("start_guid", "True")
-                .arg("mem_required", (plan.memory * 1024 * 1024).to_string()),
-        );
+        // Upstream's admin.vm.Start passes no memory requirement.
+        self.publish(Event::on(&d.name, "domain-pre-start").arg("start_guid", "True").arg("mem_required", "None"));
+        // The network provider starts after this qube's domain-pre-start, as upstream; its failure is this
+        // start's failure too.
+        if let Some(netvm) = &plan.netvm {
+            let started = if depth >= MAX_NETVM_DEPTH {
+                Err(Error::value("Loops in network are unsupported"))
+            } else {
+                self.start_one(netvm, depth + 1)
+            };
+            if let Err(e) = started {
+                self.publish(Event::on(&d.name, "domain-start-failed").arg("reason", &e.message));
+                return Err(e);
+            }
+        }
         let fail = |message: String| {
             self.stop_volumes(plan);
             self.publish(Event::on(&d.name, "domain-start-failed").arg("reason", &message));
@@ -194,6 +201,7 @@ impl Service {
             network: plan.netvm.as_ref().map(|_| NetworkSpec { mac: plan.mac.clone(), network: "default".into() }),
             console_log: Some(self.console_log(&d.name).display().to_string()),
         };
+        self.publish(Event::on(&d.name, "domain-pre-spawn").arg("start_guid", "True"));
         if let Err(e) = hv.start(&spec) {
             return Err(fail(e.message));
         }
@@ -201,13 +209,38 @@ impl Service {
         let state = info.map(|i| i.state).filter(|s| s.is_active()).unwrap_or(PowerState::Running);
         self.runtime.set_running(d.uuid, Running { state, start_time: now(), xid: info.and_then(|i| i.id) });
         self.bump();
+        // Upstream announces the new xid and start_time as soon as the domain exists, before domain-spawn.
+        self.publish_runtime_props(&d.name);
         for ev in ["domain-spawn", "domain-start"] {
             self.publish(Event::on(&d.name, ev).arg("start_guid", "True"));
         }
-        for prop in ["xid", "start_time"] {
-            self.publish(Event::on(&d.name, format!("property-reset:{prop}")).arg("name", prop));
-        }
         Ok(())
+    }
+
+    /// xid and start_time are computed from the power state: their values change with it.
+    fn publish_runtime_props(&self, name: &str) {
+        for prop in ["xid", "start_time"] {
+            self.publish(Event::on(name, format!("property-reset:{prop}")).arg("name", prop));
+        }
+    }
+
+    /// libvirt's present state of the domain; `None` without a hypervisor or an answer from it.
+    fn hv_state(&self, uuid: &Uuid) -> Option<PowerState> {
+        let hv = self.hv.as_ref()?;
+        hv.info(uuid).ok().map(|i| i.state)
+    }
+
+    /// The power state, first catching up with libvirt when it has the domain stopped but its report of
+    /// that has not been handled yet (as upstream's start does with `_ensure_shutdown_handled`), so that
+    /// the stop's events are fired, once, before the caller goes on.
+    fn settled_power(&self, d: &Domain) -> PowerState {
+        let _guard = self.transitions.lock();
+        let state = self.power(d);
+        if state.is_active() && self.hv_state(&d.uuid).is_some_and(|s| !s.is_active()) {
+            self.transition_locked(d.uuid, PowerState::Halted);
+            return PowerState::Halted;
+        }
+        state
     }
 
     fn stop_volumes(&self, plan: &StartPlan) {
@@ -228,19 +261,24 @@ impl Service {
         if d.is_admin() {
             return Err(Error::new(ErrorKind::QubesVMError, "dom0 cannot be shut down through the Admin API"));
         }
-        let state = self.power(&d);
+        let state = self.settled_power(&d);
         if !state.is_active() {
             return Err(not_started(&d.name));
         }
-        if state == PowerState::Paused && !force {
-            return Err(not_running(&d.name));
-        }
         let hv = self.hypervisor()?;
         self.publish(Event::on(&d.name, "domain-pre-shutdown").arg("force", corral_core::text::format_bool(force)));
+        // Upstream refuses a paused qube after domain-pre-shutdown, and every refusal from there on fires
+        // domain-shutdown-failed.
+        let failed = |e: Error| {
+            self.publish(Event::on(&d.name, "domain-shutdown-failed").arg("reason", &e.message));
+            e
+        };
+        if state == PowerState::Paused && !force {
+            return Err(failed(not_running(&d.name)));
+        }
         let outcome = if state == PowerState::Paused { hv.kill(&d.uuid) } else { hv.shutdown(&d.uuid) };
         if let Err(e) = outcome {
-            self.publish(Event::on(&d.name, "domain-shutdown-failed").arg("reason", &e.message));
-            return Err(Error::new(ErrorKind::QubesVMError, e.message));
+            return Err(failed(Error::new(ErrorKind::QubesVMError, e.message)));
         }
         if wait {
             let timeout = {
@@ -248,12 +286,13 @@ impl Service {
                 app.vm_prop(&d, "shutdown_timeout").and_then(|v| v.parse::<u64>().ok()).unwrap_or(60)
             };
             let deadline = Instant::now() + Duration::from_secs(timeout);
-            while self.power(&d).is_active() {
+            // Settled: the reply comes only once the stop's events are out.
+            while self.settled_power(&d).is_active() {
                 if Instant::now() >= deadline {
-                    return Err(Error::new(
+                    return Err(failed(Error::new(
                         ErrorKind::QubesVMShutdownTimeoutError,
                         format!("Domain shutdown timed out: '{}'", d.name),
-                    ));
+                    )));
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -264,10 +303,14 @@ impl Service {
     pub fn kill_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Kill", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        if d.is_admin() || !self.power(&d).is_active() {
+        if d.is_admin() {
+            return Err(Error::new(ErrorKind::QubesVMError, "Cannot kill Dom0 fake domain!"));
+        }
+        if !self.settled_power(&d).is_active() {
             return Err(not_started(&d.name));
         }
         self.hypervisor()?.kill(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        // Waits for libvirt's event thread if it is firing this stop's events: they come before the reply.
         self.transition(d.uuid, PowerState::Halted);
         Ok(())
     }
@@ -356,7 +399,8 @@ impl Service {
         }
         let pty =
             self.hypervisor()?.console_pty(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
-        pty.ok_or_else(|| Error::new(ErrorKind::QubesVMError, "The qube has no console"))
+        // Upstream answers the `console/@tty` of the live XML, empty when there is none.
+        Ok(pty.unwrap_or_default())
     }
 
     /// Running qubes (all of them for dom0, else only `dest`) with their figures, and how long to wait
@@ -396,11 +440,23 @@ impl Service {
         if state == PowerState::Running && self.starting.lock().contains(&ev.uuid) {
             return;
         }
-        self.transition(ev.uuid, state);
+        let _guard = self.transitions.lock();
+        // Reports arrive late: one that libvirt's present state contradicts (the stop of a qube started
+        // again since, the start of one killed since) is stale.
+        if self.hv_state(&ev.uuid) != Some(state) {
+            return;
+        }
+        self.transition_locked(ev.uuid, state);
     }
 
     /// Records a power state and fires the events of the transition if this is the first to see it.
     pub(crate) fn transition(&self, uuid: Uuid, state: PowerState) {
+        let _guard = self.transitions.lock();
+        self.transition_locked(uuid, state);
+    }
+
+    /// `transition` with `transitions` held.
+    fn transition_locked(&self, uuid: Uuid, state: PowerState) {
         let Some(d) = self.read().domain_by_uuid(&uuid).cloned() else { return };
         let previous = self.runtime.set_state(uuid, state);
         if previous == state {
@@ -423,6 +479,7 @@ impl Service {
             self.stop_volumes(&plan);
         }
         self.publish(Event::on(&d.name, "domain-stopped"));
+        self.publish_runtime_props(&d.name);
         self.publish(Event::on(&d.name, "domain-shutdown"));
         let auto_cleanup = {
             let app = self.read();
