@@ -131,6 +131,8 @@ fn tiny_guest_runs_as_a_qube_through_its_whole_lifecycle() {
     assert!(d.ok("admin.vm.List", "dom0", b"").contains("guest class=AppVM state=Running"));
     wait_event(&rx, "guest", "domain-start", Duration::from_secs(5));
     eprintln!("start returned after {started:?}, marker after {booted:?}");
+    let pty = d.ok("admin.vm.Console", "guest", b"");
+    assert!(pty.starts_with("/dev/pts/"), "console: {pty:?}");
 
     d.ok("admin.vm.Pause", "guest", b"");
     wait_state(&d, "guest", "Paused", Duration::from_secs(10));
