@@ -152,6 +152,15 @@ fn tiny_guest_runs_as_a_qube_through_its_whole_lifecycle() {
     d.ok("admin.vm.Kill", "guest", b"");
     assert!(d.ok("admin.vm.CurrentState", "guest", b"").ends_with("power_state=Halted"));
 
+    // A QEMU that dies is seen like a guest that stopped.
+    d.ok("admin.vm.Start", "guest", b"");
+    wait_marker(&d, "guest");
+    let pid = std::fs::read_to_string("/run/libvirt/qemu/guest.pid").expect("QEMU pid file");
+    let status = std::process::Command::new("kill").args(["-9", pid.trim()]).status().expect("kill");
+    assert!(status.success());
+    wait_state(&d, "guest", "Halted", Duration::from_secs(30));
+    wait_event(&rx, "guest", "domain-shutdown", Duration::from_secs(5));
+
     // A daemon crash leaves the guest running, and the restarted daemon shows it so.
     d.ok("admin.vm.Start", "guest", b"");
     wait_marker(&d, "guest");
