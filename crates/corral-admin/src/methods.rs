@@ -183,6 +183,8 @@ pub fn internal_methods() -> Vec<Method> {
         m("internal.GetSystemInfo", Admin, No, No, Cost::Memory, get_system_info),
         m("internal.vm.volume.ImportBegin", Any, Yes, Maybe, Cost::Io, import_begin),
         m("internal.vm.volume.ImportEnd", Any, Yes, Yes, Cost::Io, import_end),
+        m("corral.user.Add", Admin, Yes, Yes, Cost::Io, user_add),
+        m("corral.user.Remove", Admin, Yes, No, Cost::Io, user_remove),
     ]
 }
 
@@ -706,6 +708,18 @@ fn vm_create_in_pool(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
 
 fn get_system_info(s: &Service, _: &Ctx<'_>) -> Result<Vec<u8>> {
     Ok(s.system_info().to_vec())
+}
+
+/// Local users of the HTTP door, managed by root through the internal socket (`corral user add`).
+fn user_add(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    let password = std::str::from_utf8(c.payload).map_err(|_| Error::protocol("Password must be UTF-8"))?;
+    s.user_add(c.arg, password.trim_end_matches(['\r', '\n']))?;
+    empty()
+}
+
+fn user_remove(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    s.user_remove(c.arg)?;
+    empty()
 }
 
 fn import_begin(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {

@@ -25,6 +25,22 @@ fn call(method: &str, src: &str, dest: &str, payload: &[u8]) -> std::io::Result<
     Ok(out)
 }
 
+/// A dom0 call on the internal socket; an exception reply becomes an error with its message.
+pub fn internal_call(method: &str, payload: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let reply = call(method, "dom0", "dom0", payload)
+        .map_err(|e| anyhow::anyhow!("cannot reach corrald on {}: {e}", internal_socket()))?;
+    if let Some(content) = reply.strip_prefix(b"0\0") {
+        return Ok(content.to_vec());
+    }
+    let fields: Vec<&[u8]> = reply.split(|b| *b == 0).collect();
+    match fields.as_slice() {
+        [b"2", kind, _, message, ..] => {
+            anyhow::bail!("{}: {}", String::from_utf8_lossy(kind), String::from_utf8_lossy(message))
+        }
+        _ => anyhow::bail!("unexpected reply from corrald"),
+    }
+}
+
 fn exception(kind: &str, message: &str) -> Vec<u8> {
     format!("2\0{kind}\0\0{message}\0").into_bytes()
 }

@@ -38,11 +38,24 @@ enum Command {
         #[arg(long, env = "CORRAL_STATE_DIR", default_value = "/var/lib/corral")]
         state_dir: PathBuf,
     },
+    /// Manage the local users of the HTTP door (through the running daemon's internal socket).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Install the executable services as symlinks to this binary, where qubesadmin looks for them.
     InstallServices {
         #[arg(long, default_value = "/etc/qubes-rpc")]
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user, or set a new password; the password is read from the first line of standard input.
+    Add { name: String },
+    /// Remove a user.
+    Remove { name: String },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +88,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::ExportQubesXml { state_dir } => {
             qubes_xml::export(&state_dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User { action } => {
+            let (method, payload) = match &action {
+                UserAction::Add { name } => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).context("Cannot read the password")?;
+                    (format!("corral.user.Add+{name}"), line.trim_end_matches(['\r', '\n']).to_string())
+                }
+                UserAction::Remove { name } => (format!("corral.user.Remove+{name}"), String::new()),
+            };
+            import_service::internal_call(&method, payload.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::InstallServices { dir } => {

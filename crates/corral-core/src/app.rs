@@ -35,6 +35,8 @@ pub enum Op {
     DeleteLabel { index: u32 },
     PutPool(Pool),
     DeletePool { name: String },
+    PutUser(crate::user::User),
+    DeleteUser { name: String },
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +47,7 @@ pub struct App {
     labels: BTreeMap<u32, Label>,
     pools: Vec<Pool>,
     props: BTreeMap<String, String>,
+    users: BTreeMap<String, crate::user::User>,
     pub host: HostInfo,
 }
 
@@ -59,6 +62,7 @@ impl App {
             labels: BTreeMap::new(),
             pools: Vec::new(),
             props: BTreeMap::new(),
+            users: BTreeMap::new(),
             host,
         }
     }
@@ -149,6 +153,12 @@ impl App {
                 None => self.pools.push(p),
             },
             Op::DeletePool { name } => self.pools.retain(|p| p.name != name),
+            Op::PutUser(u) => {
+                self.users.insert(u.name.clone(), u);
+            }
+            Op::DeleteUser { name } => {
+                self.users.remove(&name);
+            }
         }
     }
 
@@ -195,6 +205,14 @@ impl App {
             return Some(l);
         }
         token.parse::<u32>().ok().and_then(|i| self.labels.get(&i))
+    }
+
+    pub fn user(&self, name: &str) -> Option<&crate::user::User> {
+        self.users.get(name)
+    }
+
+    pub fn users(&self) -> impl Iterator<Item = &crate::user::User> {
+        self.users.values()
     }
 
     pub fn pools(&self) -> &[Pool] {

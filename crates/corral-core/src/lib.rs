@@ -11,6 +11,7 @@ pub mod label;
 pub mod plan;
 pub mod props;
 pub mod text;
+pub mod user;
 pub mod volume;
 
 pub use app::{App, HostInfo, Op};

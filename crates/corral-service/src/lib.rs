@@ -6,6 +6,7 @@ mod events;
 mod lifecycle;
 mod ops;
 mod runtime;
+mod users;
 mod volumes;
 
 use std::path::PathBuf;
@@ -66,6 +67,7 @@ pub struct Service {
     /// transition already recorded by libvirt's event thread replies only once the events are out.
     transitions: Mutex<()>,
     state_dir: PathBuf,
+    verified: users::Verified,
 }
 
 /// A cached rendering and the model generation it was made from.
@@ -106,6 +108,7 @@ impl Service {
             starting: Mutex::new(std::collections::HashSet::new()),
             transitions: Mutex::new(()),
             state_dir: config.state_dir.clone(),
+            verified: users::Verified::default(),
             model: RwLock::new(app),
             store: Mutex::new(store),
             storage,

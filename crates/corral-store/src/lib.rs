@@ -223,6 +223,16 @@ fn write_op(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         Op::DeletePool { name } => {
             tx.prepare_cached("DELETE FROM pools WHERE name = ?1")?.execute([name])?;
         }
+        Op::PutUser(u) => {
+            tx.prepare_cached(
+                "INSERT INTO users(name, id, domain, password_hash) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET domain = excluded.domain, password_hash = excluded.password_hash",
+            )?
+            .execute(params![u.name, u.id.to_string(), u.domain, u.password_hash])?;
+        }
+        Op::DeleteUser { name } => {
+            tx.prepare_cached("DELETE FROM users WHERE name = ?1")?.execute([name])?;
+        }
     }
     Ok(())
 }

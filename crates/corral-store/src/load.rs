@@ -86,6 +86,20 @@ pub fn load(conn: &Connection, host: HostInfo) -> Result<(App, Vec<LoadWarning>)
         }
     }
 
+    let mut stmt = conn.prepare("SELECT name, id, domain, password_hash FROM users ORDER BY name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+    })?;
+    for row in rows {
+        let (name, id, domain, password_hash) = row?;
+        match Uuid::parse_str(&id) {
+            Ok(id) if corral_core::user::validate_user_name(&name).is_ok() && password_hash.starts_with('$') => {
+                app.apply(Op::PutUser(corral_core::user::User { id, name, domain, password_hash }));
+            }
+            _ => l.skip("users", name, "invalid user"),
+        }
+    }
+
     let mut children = Children::read(conn)?;
     let mut stmt = conn.prepare("SELECT qid, name, uuid, class, notes, firewall FROM domains ORDER BY qid")?;
     let rows = stmt.query_map([], |r| {
