@@ -1,1 +1,123 @@
-//! placeholder
+//! The HTTP door: the RHEV/oVirt v3 style `/api` (XML, or JSON on request) and the virthttp `/libvirt`
+//! endpoints. Handlers parse HTTP into the same service calls the Admin API door makes; nothing here
+//! re-implements what the core does.
+
+pub mod auth;
+pub mod ctx;
+pub mod events;
+pub mod fault;
+pub mod repr;
+pub mod rhev;
+pub mod virthttp;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use axum::ServiceExt;
+use corral_service::Service;
+use tower::Layer;
+
+pub use ctx::Format;
+
+/// Request bodies larger than this are refused with 413 before they are read.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+pub struct Rest {
+    pub service: Arc<Service>,
+    pub sessions: auth::Sessions,
+    pub events: events::EventLog,
+    /// Whether the listener is TLS (cookies get `Secure`).
+    pub tls: bool,
+}
+
+impl Rest {
+    pub fn new(service: Arc<Service>, tls: bool) -> Arc<Rest> {
+        let events = events::EventLog::start(&service);
+        Arc::new(Rest { service, sessions: auth::Sessions::default(), events, tls })
+    }
+}
+
+/// Matrix parameters (`/api/vms;max=5`) may follow any path segment; they are moved out of the path into
+/// the request's extensions before routing.
+#[derive(Debug, Clone, Default)]
+pub struct Matrix(pub Vec<(String, String)>);
+
+impl Matrix {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+    }
+}
+
+fn strip_matrix(mut req: Request) -> Request {
+    let uri = req.uri().clone();
+    let path = uri.path();
+    if !path.contains(';') {
+        req.extensions_mut().insert(Matrix::default());
+        return req;
+    }
+    let mut params = Vec::new();
+    let clean: Vec<&str> = path
+        .split('/')
+        .map(|segment| {
+            let mut parts = segment.split(';');
+            let head = parts.next().unwrap_or_default();
+            for p in parts.filter(|p| !p.is_empty()) {
+                let (k, v) = p.split_once('=').unwrap_or((p, "true"));
+                params.push((k.to_string(), v.to_string()));
+            }
+            head
+        })
+        .collect();
+    let mut new_path = clean.join("/");
+    if let Some(q) = uri.query() {
+        new_path = format!("{new_path}?{q}");
+    }
+    if let Ok(pq) = new_path.parse::<axum::http::uri::PathAndQuery>() {
+        let mut parts = uri.into_parts();
+        parts.path_and_query = Some(pq);
+        if let Ok(u) = Uri::from_parts(parts) {
+            *req.uri_mut() = u;
+        }
+    }
+    req.extensions_mut().insert(Matrix(params));
+    req
+}
+
+/// Faults are built as XML; a client that asked for JSON gets the same fault as JSON.
+async fn negotiate_faults(req: Request, next: Next) -> Response {
+    let format = Format::from_headers(req.headers());
+    let response = next.run(req).await;
+    if format != Format::Json {
+        return response;
+    }
+    let Some(fault) = response.extensions().get::<fault::FaultBody>().cloned() else { return response };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(fault.0.to_json().to_string()))
+}
+
+/// The whole HTTP application: routes, auth, body limit, format negotiation, matrix parameters.
+pub fn app(rest: Arc<Rest>) -> axum::routing::RouterIntoService<Body> {
+    let routes = Router::new()
+        .merge(rhev::routes())
+        .nest("/ovirt-engine", rhev::routes())
+        .merge(virthttp::routes())
+        .layer(middleware::from_fn_with_state(rest.clone(), auth::require_auth))
+        .layer(middleware::from_fn(negotiate_faults))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(rest);
+    routes.into_service()
+}
+
+/// Serves HTTP on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, rest: Arc<Rest>) -> std::io::Result<()> {
+    let app = app(rest);
+    let service = tower::util::MapRequestLayer::new(strip_matrix).layer(app);
+    axum::serve(listener, ServiceExt::<Request>::into_make_service(service)).await
+}

@@ -364,6 +364,16 @@ impl Service {
         Ok(())
     }
 
+    /// libvirt's figures for a running qube; zeros when halted or without a hypervisor.
+    pub fn domain_info(&self, d: &Domain) -> corral_core::hv::DomainInfo {
+        match &self.hv {
+            Some(hv) if self.power(d).is_active() => {
+                hv.info(&d.uuid).unwrap_or_else(|_| corral_core::hv::DomainInfo::halted())
+            }
+            _ => corral_core::hv::DomainInfo::halted(),
+        }
+    }
+
     /// `mem=<KiB> mem_static_max=<KiB> cputime=<ns> power_state=<State>`.
     pub fn current_state(&self, caller: &Caller, vm: &str) -> Result<String> {
         self.auth(caller, "admin.vm.CurrentState", "", vm)?;

@@ -193,6 +193,49 @@ impl Service {
         }
     }
 
+    /// Several properties (and optionally the notes) of one qube in one transaction: all or nothing.
+    pub fn update_vm(&self, caller: &Caller, vm: &str, props: &[(&str, &[u8])], notes: Option<&[u8]>) -> Result<()> {
+        let mut typed = Vec::new();
+        {
+            let app = self.read();
+            let d = domain(&app, vm)?;
+            for (name, payload) in props {
+                let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
+                typed.push((*name, props::sanitize(def.ty, payload)?));
+            }
+        }
+        let notes = notes.map(plan::sanitize_notes).transpose()?;
+        for (name, _) in &typed {
+            self.auth(caller, "admin.vm.property.Set", name, vm)?;
+        }
+        if notes.is_some() {
+            self.auth(caller, "admin.vm.notes.Set", "", vm)?;
+        }
+        let live = self.mutate(|app| {
+            let d = domain(app, vm)?;
+            let mut all = Plan::default();
+            let mut live = Vec::new();
+            for (name, value) in &typed {
+                self.require_halted_for_prop(d, name)?;
+                let p = app.plan_vm_prop_set(d, name, value)?;
+                all.ops.extend(p.ops);
+                all.events.extend(p.events);
+                if matches!(*name, "memory" | "vcpus") && self.power(d).is_active() {
+                    live.push((d.uuid, d.name.clone(), name.to_string(), value.clone()));
+                }
+            }
+            if let Some(text) = notes {
+                let p = app.plan_notes_set(d, text);
+                all.ops.extend(p.ops);
+            }
+            Ok((all, live))
+        })?;
+        for (uuid, vm_name, name, value) in live {
+            self.apply_live(uuid, &vm_name, &name, &value);
+        }
+        Ok(())
+    }
+
     pub fn reset_vm_prop(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
         self.auth(caller, "admin.vm.property.Reset", name, vm)?;
         self.mutate(|app| {

@@ -27,6 +27,10 @@ struct Cli {
     /// libvirt domain type: `kvm`, `qemu` (TCG) or `test`; chosen from the URI and the host when absent.
     #[arg(long, env = "CORRAL_DOMAIN_TYPE")]
     domain_type: Option<String>,
+    /// HTTP door address (`/api`, `/libvirt`); `off` disables it. Port 0 picks a free port, written to
+    /// `<state-dir>/http-address`.
+    #[arg(long, env = "CORRAL_HTTP")]
+    http: Option<String>,
     /// TOML file with any of these settings (keys as the flags, with underscores).
     #[arg(long, env = "CORRAL_CONFIG")]
     config: Option<PathBuf>,
@@ -46,6 +50,7 @@ struct File {
     state_dir: Option<PathBuf>,
     libvirt_uri: Option<String>,
     domain_type: Option<String>,
+    http: Option<String>,
     sync_commits: Option<bool>,
     log_level: Option<String>,
 }
@@ -57,6 +62,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     libvirt_uri: Option<String>,
     pub domain_type: Option<String>,
+    /// `None` when the HTTP door is off.
+    pub http: Option<String>,
     sync_commits: bool,
     log_level: String,
 }
@@ -84,6 +91,7 @@ impl Config {
             .context("Cannot resolve the state directory")?,
             libvirt_uri: cli.libvirt_uri.or(file.libvirt_uri),
             domain_type: cli.domain_type.or(file.domain_type),
+            http: Some(cli.http.or(file.http).unwrap_or_else(|| "127.0.0.1:8006".into())).filter(|h| h != "off"),
             sync_commits: cli.sync_commits.or(file.sync_commits).unwrap_or(false),
             log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
         })

@@ -73,6 +73,20 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(corral_admin::serve(service.clone(), listener, door)));
     }
 
+    if let Some(addr) = &config.http {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("Cannot listen for HTTP on {addr}"))?;
+        let local = listener.local_addr()?;
+        std::fs::write(config.state_dir.join("http-address"), local.to_string())?;
+        tracing::info!(address = %local, "serving HTTP");
+        let rest = corral_rest::Rest::new(service.clone(), false);
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = corral_rest::serve(listener, rest).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }));
+    }
+
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {

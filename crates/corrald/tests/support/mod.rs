@@ -52,6 +52,8 @@ impl Daemon {
             .arg(&self.state)
             .arg("--libvirt-uri")
             .arg(&self.uri)
+            .arg("--http")
+            .arg("127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

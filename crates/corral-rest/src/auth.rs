@@ -1,0 +1,141 @@
+//! Who is calling: HTTP Basic `user@domain`, oVirt's `JSESSIONID` sessions (`Prefer: persistent-auth`,
+//! `Session-TTL`), and virthttp's `X-Auth-Username`/`X-Auth-Key`. Passwords are checked by the service.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use parking_lot::Mutex;
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+
+use crate::fault::ApiError;
+use crate::Rest;
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub name: String,
+}
+
+const DEFAULT_TTL: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Default)]
+pub struct Sessions {
+    by_token: Mutex<HashMap<String, (String, Instant, Duration)>>,
+}
+
+impl Sessions {
+    fn open(&self, user: &str, ttl: Duration) -> String {
+        let token: String = rand::thread_rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect();
+        let mut map = self.by_token.lock();
+        map.retain(|_, (_, at, ttl)| at.elapsed() < *ttl);
+        map.insert(token.clone(), (user.to_string(), Instant::now(), ttl));
+        token
+    }
+
+    fn lookup(&self, token: &str) -> Option<String> {
+        let mut map = self.by_token.lock();
+        let (user, at, ttl) = map.get_mut(token)?;
+        if at.elapsed() >= *ttl {
+            map.remove(token);
+            return None;
+        }
+        *at = Instant::now();
+        Some(user.clone())
+    }
+
+    fn close(&self, token: &str) {
+        self.by_token.lock().remove(token);
+    }
+}
+
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k == "JSESSIONID").then(|| v.to_string())
+    })
+}
+
+fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+fn virthttp_key(headers: &HeaderMap) -> Option<(String, String)> {
+    let user = headers.get("x-auth-username")?.to_str().ok()?;
+    let key = headers.get("x-auth-key")?.to_str().ok()?;
+    Some((user.to_string(), key.to_string()))
+}
+
+fn wants_session(headers: &HeaderMap) -> bool {
+    headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("persistent-auth"))
+}
+
+fn session_ttl(headers: &HeaderMap) -> Duration {
+    headers
+        .get("session-ttl")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|m| *m > 0)
+        .map_or(DEFAULT_TTL, |minutes| Duration::from_secs(minutes.saturating_mul(60)))
+}
+
+/// Paths anyone may read: the API description documents itself.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/api/openapi.json" | "/ovirt-engine/api/openapi.json")
+}
+
+async fn check_password(rest: &Arc<Rest>, user: String, password: String) -> Option<String> {
+    let service = rest.service.clone();
+    let verified = tokio::task::spawn_blocking(move || service.authenticate(&user, &password)).await;
+    verified.ok().and_then(Result::ok).map(|u| u.name)
+}
+
+pub async fn require_auth(State(rest): State<Arc<Rest>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    if is_public(&path) {
+        return next.run(req).await;
+    }
+    let virthttp = path.starts_with("/libvirt");
+    let headers = req.headers().clone();
+    let session = cookie(&headers).filter(|_| !virthttp);
+    let persistent = wants_session(&headers);
+
+    let mut user = session.as_deref().and_then(|t| rest.sessions.lookup(t));
+    let mut new_session = None;
+    if user.is_none() {
+        let credentials = if virthttp { virthttp_key(&headers).or_else(|| basic(&headers)) } else { basic(&headers) };
+        if let Some((login, password)) = credentials {
+            user = check_password(&rest, login, password).await;
+            if user.is_some() && persistent && !virthttp {
+                new_session = user.as_deref().map(|u| rest.sessions.open(u, session_ttl(&headers)));
+            }
+        }
+    }
+    let Some(name) = user else {
+        return if virthttp { crate::virthttp::unauthorized() } else { ApiError::unauthorized().into_response() };
+    };
+    req.extensions_mut().insert(AuthUser { name });
+    let mut response = next.run(req).await;
+    if let Some(token) = new_session {
+        let secure = if rest.tls { "; Secure" } else { "" };
+        if let Ok(v) = HeaderValue::from_str(&format!("JSESSIONID={token}; Path=/api; HttpOnly{secure}")) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    // A request that carries the cookie without asking to keep the session ends it.
+    if let (Some(token), false) = (session, persistent) {
+        rest.sessions.close(&token);
+    }
+    response
+}

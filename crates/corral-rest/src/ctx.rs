@@ -1,0 +1,153 @@
+//! What every RHEV handler needs to know about its request: the representation asked for, matrix and
+//! query parameters, and the headers that change behaviour (`Expect`, `Correlation-Id`).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::repr::Node;
+use crate::Matrix;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Xml,
+    Json,
+}
+
+impl Format {
+    pub fn from_headers(headers: &HeaderMap) -> Format {
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if accept.contains("application/json") && !accept.contains("application/xml") {
+            Format::Json
+        } else {
+            Format::Xml
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub format: Format,
+    pub matrix: Matrix,
+    pub query: Vec<(String, String)>,
+    pub expect_created: bool,
+    /// `/api` or `/ovirt-engine/api`: hrefs point back where the client came in.
+    pub base: String,
+    pub content_json: bool,
+}
+
+impl Ctx {
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// A matrix parameter, or the same name as a query parameter (both spellings are in use).
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.matrix.get(key).or_else(|| self.query(key))
+    }
+
+    pub fn href(&self, rest: &str) -> String {
+        format!("{}{rest}", self.base)
+    }
+
+    pub fn render(&self, status: StatusCode, node: &Node) -> Response {
+        let (body, ct) = match self.format {
+            Format::Xml => (node.to_xml(), "application/xml"),
+            Format::Json => (node.to_json().to_string().into_bytes(), "application/json"),
+        };
+        let mut r = (status, body).into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        r
+    }
+
+    pub fn ok(&self, node: &Node) -> Response {
+        self.render(StatusCode::OK, node)
+    }
+
+    /// A request body in the format its Content-Type says, as the element `root`.
+    pub fn body(&self, bytes: &[u8], root: &str) -> Result<Node, crate::fault::ApiError> {
+        let node = if self.content_json { Node::parse_json(bytes, root) } else { Node::parse_xml(bytes) }
+            .map_err(|e| crate::fault::ApiError::bad_request(e.0))?;
+        if node.name != root {
+            return Err(crate::fault::ApiError::bad_request(format!(
+                "Expected a <{root}> element, got <{}>",
+                node.name
+            )));
+        }
+        Ok(node)
+    }
+}
+
+fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// `application/x-www-form-urlencoded` decoding of one component (`+` is a space).
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let expect = |name: &str| {
+            parts.headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("201-created"))
+        };
+        let content_json = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/json"));
+        let base = if parts.uri.path().starts_with("/ovirt-engine/") { "/ovirt-engine/api" } else { "/api" };
+        Ok(Ctx {
+            format: Format::from_headers(&parts.headers),
+            matrix: parts.extensions.get::<Matrix>().cloned().unwrap_or_default(),
+            query: parse_query(parts.uri.query()),
+            expect_created: expect("expect") || expect("x-ovirt-expect"),
+            base: base.to_string(),
+            content_json,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("name%3Dvm1"), "name=vm1");
+        assert_eq!(percent_decode("a+b"), "a b");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

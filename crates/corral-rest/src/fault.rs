@@ -1,0 +1,92 @@
+//! Errors as HTTP answers: a status and a RHEV `<fault>` (or its JSON twin). The status is chosen here
+//! from the core's error kind, so every route maps the same failure the same way.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use corral_core::{Error, ErrorKind};
+
+use crate::repr::Node;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub reason: String,
+    pub detail: String,
+}
+
+/// Attached to fault responses so the format layer can re-render them as JSON.
+#[derive(Debug, Clone)]
+pub struct FaultBody(pub Node);
+
+impl ApiError {
+    pub fn new(status: StatusCode, reason: &str, detail: impl Into<String>) -> Self {
+        ApiError { status, reason: reason.into(), detail: detail.into() }
+    }
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Operation Failed", format!("Entity not found: {what}"))
+    }
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Operation Failed", detail)
+    }
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "Operation Failed", detail)
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Authentication required")
+    }
+
+    pub fn node(&self) -> Node {
+        Node::new("fault").with_leaf("reason", &self.reason).with_leaf("detail", format!("[{}]", self.detail))
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        use ErrorKind::*;
+        let status = match e.kind {
+            QubesVMNotFoundError
+            | QubesNoSuchPropertyError
+            | QubesFeatureNotFoundError
+            | QubesTagNotFoundError
+            | QubesLabelNotFoundError
+            | QubesPoolNotFoundError
+            | QubesVolumeNotFoundError
+            | QubesVolumeRevisionNotFoundError => StatusCode::NOT_FOUND,
+            PermissionDenied => StatusCode::FORBIDDEN,
+            QubesVMAlreadyExistsError
+            | QubesVMInUseError
+            | QubesVMNotStartedError
+            | QubesVMNotRunningError
+            | QubesVMNotPausedError
+            | QubesVMNotSuspendedError
+            | QubesVMNotHaltedError
+            | QubesLabelInUseError
+            | QubesPoolInUseError
+            | QubesVolumeCopyInUseError => StatusCode::CONFLICT,
+            QubesVMError
+            | QubesVMShutdownTimeoutError
+            | QubesMemoryError
+            | StoragePoolException
+            | QubesNotImplementedError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, "Operation Failed", e.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let node = self.node();
+        let mut response = (self.status, node.to_xml()).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"RESTAPI\""));
+        }
+        response.extensions_mut().insert(FaultBody(node));
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,160 @@
+//! Pieces every RHEV resource uses: fixed ids, times, states, references, and the vm representation.
+
+use corral_core::domain::{Class, Domain};
+use corral_core::hv::PowerState;
+use corral_core::App;
+use corral_service::Service;
+use uuid::Uuid;
+
+use crate::ctx::Ctx;
+use crate::repr::Node;
+
+/// The Blank template and the root tag: the zero GUID.
+pub const BLANK: &str = "00000000-0000-0000-0000-000000000000";
+
+fn stable_id(what: &str) -> String {
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("corral:{what}").as_bytes()).to_string()
+}
+
+/// This daemon is one host in one `Default` cluster of one `Default` data center.
+pub fn host_id() -> String {
+    stable_id("host")
+}
+pub fn cluster_id() -> String {
+    stable_id("cluster/Default")
+}
+pub fn datacenter_id() -> String {
+    stable_id("datacenter/Default")
+}
+
+/// A statistic's id: stable per (owner, name).
+pub fn statistic_id(owner: &str, name: &str) -> String {
+    stable_id(&format!("statistic/{owner}/{name}"))
+}
+
+/// `xsd:dateTime` in UTC for seconds since the epoch.
+pub fn xsd_time(epoch: u64) -> String {
+    let days = (epoch / 86_400) as i64;
+    let secs = epoch % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// RHEV vm states from the qube's power state.
+pub fn vm_state(state: PowerState) -> &'static str {
+    match state {
+        PowerState::Halted => "down",
+        PowerState::Running => "up",
+        PowerState::Paused => "paused",
+        PowerState::Suspended => "suspended",
+        PowerState::Transient => "powering_up",
+        PowerState::Halting | PowerState::Dying => "powering_down",
+        PowerState::Crashed => "down",
+        PowerState::NA => "unknown",
+    }
+}
+
+/// `<kind id href/>`.
+pub fn reference(ctx: &Ctx, kind: &str, collection: &str, id: &str) -> Node {
+    Node::new(kind).attr("href", ctx.href(&format!("/{collection}/{id}"))).attr("id", id)
+}
+
+pub fn links(ctx: &Ctx, mut node: Node, base: &str, rels: &[&str]) -> Node {
+    for rel in rels {
+        node.push(Node::new("link").attr("href", ctx.href(&format!("{base}/{rel}"))).attr("rel", *rel));
+    }
+    node
+}
+
+pub fn actions(ctx: &Ctx, base: &str, names: &[&str]) -> Node {
+    let mut a = Node::new("actions");
+    for name in names {
+        a.push(Node::new("link").attr("href", ctx.href(&format!("{base}/{name}"))).attr("rel", *name));
+    }
+    a
+}
+
+pub const VM_ACTIONS: [&str; 6] = ["start", "stop", "shutdown", "suspend", "reboot", "ticket"];
+pub const VM_SUBCOLLECTIONS: [&str; 7] = ["disks", "nics", "cdroms", "snapshots", "statistics", "tags", "permissions"];
+
+fn int(app: &App, d: &Domain, prop: &str) -> u64 {
+    app.vm_prop(d, prop).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// A qube as a RHEV vm.
+pub fn vm_node(ctx: &Ctx, service: &Service, app: &App, d: &Domain) -> Node {
+    let id = d.uuid.to_string();
+    let base = format!("/vms/{id}");
+    let mut vm = Node::new("vm").attr("href", ctx.href(&base)).attr("id", &id);
+    vm = vm.child(actions(ctx, &base, &VM_ACTIONS));
+    vm = vm.with_leaf("name", &d.name).with_leaf("description", &d.notes);
+    vm = links(ctx, vm, &base, &VM_SUBCOLLECTIONS);
+    vm = vm.with_leaf("type", "server");
+    vm = vm.child(Node::new("status").with_leaf("state", vm_state(service.power(d))));
+    vm = vm.with_leaf("memory", (int(app, d, "memory") * 1024 * 1024).to_string());
+    let vcpus = int(app, d, "vcpus").max(1);
+    vm = vm.child(Node::new("cpu").child(Node::new("topology").attr("cores", "1").attr("sockets", vcpus.to_string())));
+    let mut os = Node::new("os").attr("type", "other_linux").child(Node::new("boot").attr("dev", "hd"));
+    if let Some(kernel) = app.vm_prop(d, "kernel").filter(|k| !k.is_empty()) {
+        os = os.with_leaf("kernel", kernel).with_leaf("cmdline", app.vm_prop(d, "kernelopts").unwrap_or_default());
+    }
+    vm = vm.child(os);
+    vm = vm.child(Node::new("high_availability").with_leaf("enabled", "false").with_leaf("priority", "0"));
+    vm = vm.child(Node::new("display").with_leaf("type", "vnc").with_leaf("monitors", "1"));
+    vm = vm.child(reference(ctx, "cluster", "clusters", &cluster_id()));
+    let template = match d.class {
+        Class::AppVM | Class::DispVM => app.template_of(d).map(|t| t.uuid.to_string()).unwrap_or_else(|| BLANK.into()),
+        _ => BLANK.into(),
+    };
+    vm = vm.child(reference(ctx, "template", "templates", &template));
+    if let Some(start) = app.vm_prop(d, "start_time").filter(|s| !s.is_empty()).and_then(|s| s.parse::<f64>().ok()) {
+        vm = vm.with_leaf("start_time", xsd_time(start as u64));
+    }
+    if service.power(d).is_active() {
+        vm = vm.child(reference(ctx, "host", "hosts", &host_id()));
+    }
+    vm.with_leaf("stateless", "false").child(Node::new("usb").with_leaf("enabled", "false"))
+}
+
+/// A field of a qube as the search language names it.
+pub fn vm_field(service: &Service, app: &App, d: &Domain, field: &str) -> Option<String> {
+    Some(match field {
+        "name" => d.name.clone(),
+        "id" => d.uuid.to_string(),
+        "status" => vm_state(service.power(d)).to_string(),
+        "description" => d.notes.clone(),
+        "memory" => (int(app, d, "memory") * 1024 * 1024).to_string(),
+        "template" | "template.name" => app.template_of(d).map(|t| t.name.clone()).unwrap_or_else(|| "Blank".into()),
+        "cluster" | "cluster.name" => "Default".into(),
+        "host" | "host.name" => "localhost".into(),
+        "tag" => app.tags_of(d).join(","),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xsd_times() {
+        assert_eq!(xsd_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(xsd_time(951_782_400), "2000-02-29T00:00:00.000Z");
+        assert_eq!(xsd_time(1_795_577_000), "2026-11-24T23:23:20.000Z");
+    }
+
+    #[test]
+    fn states() {
+        assert_eq!(vm_state(PowerState::Running), "up");
+        assert_eq!(vm_state(PowerState::Halted), "down");
+    }
+}

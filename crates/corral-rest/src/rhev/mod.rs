@@ -1,0 +1,109 @@
+//! The RHEV/oVirt v3 style API under `/api`. Qubes are `vm`s (and TemplateVMs `template`s), pools are
+//! storage domains, volumes are disks; the host, cluster and data center describe this one daemon.
+
+pub mod common;
+pub mod devices;
+pub mod events;
+pub mod infra;
+pub mod search;
+pub mod storage;
+pub mod tags;
+pub mod templates;
+pub mod vms;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::ctx::Ctx;
+use crate::repr::Node;
+use crate::Rest;
+
+pub fn routes() -> Router<Arc<Rest>> {
+    Router::new()
+        .route("/api", get(entry_point).head(head_entry_point))
+        .route("/api/", get(entry_point))
+        .merge(vms::routes())
+        .merge(infra::routes())
+        .merge(storage::routes())
+        .merge(templates::routes())
+        .merge(tags::routes())
+        .merge(events::routes())
+        .merge(devices::routes())
+}
+
+/// The collections the entry point links to, and which of them are searchable.
+const COLLECTIONS: [(&str, bool); 12] = [
+    ("capabilities", false),
+    ("clusters", true),
+    ("datacenters", true),
+    ("events", true),
+    ("hosts", true),
+    ("networks", false),
+    ("storagedomains", true),
+    ("tags", false),
+    ("templates", true),
+    ("users", true),
+    ("vms", true),
+    ("disks", true),
+];
+
+async fn entry_point(ctx: Ctx, axum::extract::State(rest): axum::extract::State<Arc<Rest>>) -> Response {
+    let mut api = Node::new("api");
+    for (name, searchable) in COLLECTIONS {
+        api.push(Node::new("link").attr("href", ctx.href(&format!("/{name}"))).attr("rel", name));
+        if searchable {
+            api.push(
+                Node::new("link")
+                    .attr("href", ctx.href(&format!("/{name}?search={{query}}")))
+                    .attr("rel", format!("{name}/search")),
+            );
+        }
+    }
+    api.push(
+        Node::new("special_objects")
+            .child(
+                Node::new("link")
+                    .attr("href", ctx.href(&format!("/templates/{}", common::BLANK)))
+                    .attr("rel", "templates/blank"),
+            )
+            .child(
+                Node::new("link").attr("href", ctx.href(&format!("/tags/{}", common::BLANK))).attr("rel", "tags/root"),
+            ),
+    );
+    api.push(
+        Node::new("product_info").with_leaf("name", "Corral").with_leaf("vendor", "Corral").child(
+            Node::new("version")
+                .attr("major", "3")
+                .attr("minor", "3")
+                .attr("build", "0")
+                .attr("revision", env!("CARGO_PKG_VERSION")),
+        ),
+    );
+    let (vms, active, users) = {
+        let app = rest.service.read();
+        let vms: Vec<_> = app.domains().filter(|d| !d.is_admin()).collect();
+        let active = vms.iter().filter(|d| rest.service.power(d).is_active()).count();
+        (vms.len(), active, app.users().count())
+    };
+    let pair = |name: &str, total: usize, active: usize| {
+        Node::new(name).with_leaf("total", total.to_string()).with_leaf("active", active.to_string())
+    };
+    api.push(
+        Node::new("summary")
+            .child(pair("vms", vms, active))
+            .child(pair("hosts", 1, 1))
+            .child(pair("users", users, users))
+            .child(pair("storage_domains", storage::domain_count(&rest), storage::domain_count(&rest))),
+    );
+    api.push(Node::leaf("time", common::xsd_time(corral_service::now_epoch())));
+    ctx.ok(&api)
+}
+
+/// `HEAD /api`: a cheap credentials check (auth already passed to get here).
+async fn head_entry_point() -> Response {
+    StatusCode::OK.into_response()
+}

@@ -1,0 +1,11 @@
+//! Templates: `Blank` and every TemplateVM.
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::Rest;
+
+pub fn routes() -> Router<Arc<Rest>> {
+    Router::new()
+}

@@ -1,0 +1,333 @@
+//! `/api/vms`: qubes as RHEV vms — list (search), get, create, update, delete, actions, statistics.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use corral_core::domain::{Class, Domain};
+use corral_core::plan::{CreateSpec, PoolChoice};
+use corral_service::{Caller, Service};
+
+use super::common::{self, reference, vm_field, vm_node, BLANK};
+use crate::ctx::Ctx;
+use crate::fault::{ApiError, ApiResult};
+use crate::repr::Node;
+use crate::Rest;
+
+pub fn routes() -> Router<Arc<Rest>> {
+    Router::new()
+        .route("/api/vms", get(list).post(create))
+        .route("/api/vms/{id}", get(one).put(update).delete(remove))
+        .route("/api/vms/{id}/statistics", get(statistics))
+        .route("/api/vms/{id}/creation_status/{cid}", get(creation_status))
+        .route("/api/vms/{id}/{action}", post(action))
+}
+
+/// REST users are the daemon's administrators; they act with dom0's rights until roles exist.
+fn caller() -> Caller {
+    Caller::dom0()
+}
+
+/// Runs blocking service work (SQLite, storage, libvirt) off the async executor.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))?
+}
+
+/// The qube behind a vm id; dom0 is not a vm.
+pub fn find(service: &Service, id: &str) -> ApiResult<Domain> {
+    let app = service.read();
+    let uuid = uuid::Uuid::parse_str(id).map_err(|_| ApiError::not_found(&format!("vm {id}")))?;
+    app.domain_by_uuid(&uuid).filter(|d| !d.is_admin()).cloned().ok_or_else(|| ApiError::not_found(&format!("vm {id}")))
+}
+
+async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
+    let service = &rest.service;
+    let app = service.read();
+    let vms: Vec<&Domain> = app.domains().filter(|d| !d.is_admin()).collect();
+    let vms = super::search::apply(&ctx, vms, |d, f| vm_field(service, &app, d, f)).map_err(ApiError::bad_request)?;
+    let mut out = Node::collection("vms");
+    for d in vms {
+        out.push(vm_node(&ctx, service, &app, d));
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    let app = rest.service.read();
+    Ok(ctx.ok(&vm_node(&ctx, &rest.service, &app, &d)))
+}
+
+/// A reference in a request: `<x id="…"/>` or `<x><name>…</name></x>`.
+fn ref_of(node: &Node, kind: &str) -> Option<(Option<String>, Option<String>)> {
+    let r = node.get(kind)?;
+    Some((r.attr_of("id").map(str::to_string), r.text_of("name").map(str::to_string)))
+}
+
+/// Qube properties a RHEV vm body sets: memory (bytes), cpu topology, kernel, cmdline.
+fn property_changes(body: &Node) -> ApiResult<Vec<(&'static str, String)>> {
+    let mut out = Vec::new();
+    if let Some(m) = body.text_of("memory") {
+        let bytes = m.trim().parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid memory: {m}")))?;
+        out.push(("memory", (bytes / (1024 * 1024)).max(1).to_string()));
+    }
+    if let Some(t) = body.path("cpu/topology") {
+        let n = |k: &str| {
+            t.attr_of(k)
+                .map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid cpu {k}: {v}"))))
+                .transpose()
+        };
+        let vcpus = n("sockets")?.unwrap_or(1) * n("cores")?.unwrap_or(1) * n("threads")?.unwrap_or(1);
+        out.push(("vcpus", vcpus.to_string()));
+    }
+    if let Some(k) = body.path("os/kernel").and_then(|k| k.text.as_deref()) {
+        out.push(("kernel", k.to_string()));
+    }
+    if let Some(c) = body.path("os/cmdline").and_then(|c| c.text.as_deref()) {
+        out.push(("kernelopts", c.to_string()));
+    }
+    Ok(out)
+}
+
+async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResult<Response> {
+    let body = ctx.body(&body, "vm")?;
+    let name = body.text_of("name").ok_or_else(|| ApiError::bad_request("vm [name] required for add"))?.to_string();
+    let (tid, tname) =
+        ref_of(&body, "template").ok_or_else(|| ApiError::bad_request("vm [template] required for add"))?;
+    let (cid, cname) =
+        ref_of(&body, "cluster").ok_or_else(|| ApiError::bad_request("vm [cluster] required for add"))?;
+    let cluster_ok = cid.as_deref() == Some(common::cluster_id().as_str()) || cname.as_deref() == Some("Default");
+    if !cluster_ok {
+        return Err(ApiError::bad_request("Entity not found: cluster"));
+    }
+    let template = {
+        let app = rest.service.read();
+        let blank = tid.as_deref() == Some(BLANK) || tname.as_deref() == Some("Blank");
+        if blank {
+            None
+        } else {
+            let t = app
+                .domains()
+                .find(|d| {
+                    d.class == Class::TemplateVM
+                        && (tid.as_deref() == Some(d.uuid.to_string().as_str())
+                            || tname.as_deref() == Some(d.name.as_str()))
+                })
+                .ok_or_else(|| ApiError::bad_request("Entity not found: template"))?;
+            Some(t.name.clone())
+        }
+    };
+    corral_core::text::validate_vm_name(&name)?;
+    let changes = property_changes(&body)?;
+    let notes = body.text_of("description").map(|d| d.as_bytes().to_vec());
+    let label = body.text_of("label").unwrap_or("red").to_string();
+    let service = rest.service.clone();
+    let spec = CreateSpec {
+        class: if template.is_some() { Class::AppVM } else { Class::StandaloneVM },
+        name: name.clone(),
+        label,
+        template,
+        pools: PoolChoice::Defaults,
+        creator: "dom0".into(),
+        uuid: uuid::Uuid::new_v4(),
+    };
+    let id = spec.uuid.to_string();
+    blocking(move || {
+        let method = format!("admin.vm.Create.{}", spec.class.name());
+        service.create_vm(&caller(), &method, spec)?;
+        let props: Vec<(&str, &[u8])> = changes.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        if let Err(e) = service.update_vm(&caller(), &name, &props, notes.as_deref()) {
+            // The vm was asked for as a whole: without its settings it is removed again.
+            let _ = service.remove_vm(&caller(), &name);
+            return Err(e.into());
+        }
+        Ok(())
+    })
+    .await?;
+    let d = find(&rest.service, &id)?;
+    let app = rest.service.read();
+    let mut node = vm_node(&ctx, &rest.service, &app, &d);
+    let status = if ctx.expect_created {
+        StatusCode::CREATED
+    } else {
+        node.push(Node::new("creation_status").with_leaf("state", "complete"));
+        node.push(
+            Node::new("link")
+                .attr("href", ctx.href(&format!("/vms/{id}/creation_status/{id}")))
+                .attr("rel", "creation_status"),
+        );
+        StatusCode::ACCEPTED
+    };
+    let mut response = ctx.render(status, &node);
+    if let Ok(v) = HeaderValue::from_str(&ctx.href(&format!("/vms/{id}"))) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// Creation is finished when the create call answers, so every creation is complete.
+async fn creation_status(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, cid)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    find(&rest.service, &id)?;
+    let node = Node::new("creation")
+        .attr("href", ctx.href(&format!("/vms/{id}/creation_status/{cid}")))
+        .attr("id", &cid)
+        .child(Node::new("status").with_leaf("state", "complete"));
+    Ok(ctx.ok(&node))
+}
+
+async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    let body = ctx.body(&body, "vm")?;
+    if body.text_of("name").is_some_and(|n| n != d.name) {
+        return Err(ApiError::conflict("Cannot change the name of a vm: qube names are fixed at creation"));
+    }
+    let changes = property_changes(&body)?;
+    let notes = body.text_of("description").map(|t| t.as_bytes().to_vec());
+    let service = rest.service.clone();
+    let name = d.name.clone();
+    blocking(move || {
+        let props: Vec<(&str, &[u8])> = changes.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        service.update_vm(&caller(), &name, &props, notes.as_deref()).map_err(ApiError::from)
+    })
+    .await?;
+    let d = find(&rest.service, &id)?;
+    let app = rest.service.read();
+    Ok(ctx.ok(&vm_node(&ctx, &rest.service, &app, &d)))
+}
+
+async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    let force = if body.iter().all(u8::is_ascii_whitespace) {
+        ctx.param("force").is_some_and(|v| v == "true")
+    } else {
+        let action = ctx.body(&body, "action")?;
+        action.text_of("force") == Some("true")
+    };
+    let service = rest.service.clone();
+    blocking(move || {
+        if force && service.power(&d).is_active() {
+            service.kill_vm(&caller(), &d.name)?;
+        }
+        service.remove_vm(&caller(), &d.name).map_err(ApiError::from)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn action_response(ctx: &Ctx, id: &str, name: &str, extra: Vec<Node>) -> Node {
+    let action_id = uuid::Uuid::new_v4().to_string();
+    let mut node =
+        Node::new("action").attr("href", ctx.href(&format!("/vms/{id}/{name}/{action_id}"))).attr("id", &action_id);
+    for e in extra {
+        node.push(e);
+    }
+    node.child(Node::new("status").with_leaf("state", "complete"))
+        .child(Node::new("link").attr("href", ctx.href(&format!("/vms/{id}"))).attr("rel", "parent"))
+        .child(Node::new("link").attr("href", ctx.href(&format!("/vms/{id}/{name}"))).attr("rel", "replay"))
+}
+
+async fn action(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    if !common::VM_ACTIONS.contains(&name.as_str()) {
+        return Err(ApiError::not_found(&format!("action {name}")));
+    }
+    let d = find(&rest.service, &id)?;
+    let params =
+        if body.iter().all(u8::is_ascii_whitespace) { Node::new("action") } else { ctx.body(&body, "action")? };
+    let service = rest.service.clone();
+    let vm = d.name.clone();
+    let what = name.clone();
+    let pause = params.text_of("pause") == Some("true");
+    let extra = blocking(move || {
+        let c = caller();
+        match what.as_str() {
+            "start" => {
+                service.start_vm(&c, &vm)?;
+                if pause {
+                    service.pause_vm(&c, &vm)?;
+                }
+            }
+            "stop" => service.kill_vm(&c, &vm)?,
+            "shutdown" => service.shutdown_vm(&c, &vm, false, false)?,
+            "suspend" => service.suspend_vm(&c, &vm)?,
+            "reboot" => {
+                service.shutdown_vm(&c, &vm, false, true)?;
+                service.start_vm(&c, &vm)?;
+            }
+            _ => {
+                // A one-time console password; the serial console has none to set, so it is only issued.
+                let value: String = rand::Rng::sample_iter(rand::thread_rng(), &rand::distributions::Alphanumeric)
+                    .take(12)
+                    .map(char::from)
+                    .collect();
+                let expiry = params.path("ticket/expiry").and_then(|e| e.text.clone()).unwrap_or_else(|| "120".into());
+                return Ok(vec![Node::new("ticket").with_leaf("value", value).with_leaf("expiry", expiry)]);
+            }
+        }
+        Ok(Vec::new())
+    })
+    .await?;
+    Ok(ctx.ok(&action_response(&ctx, &id, &name, extra)))
+}
+
+fn statistic(ctx: &Ctx, vm_id: &str, name: &str, description: &str, value: String, kind: &str, unit: &str) -> Node {
+    let id = common::statistic_id(vm_id, name);
+    Node::new("statistic")
+        .attr("href", ctx.href(&format!("/vms/{vm_id}/statistics/{id}")))
+        .attr("id", &id)
+        .with_leaf("name", name)
+        .with_leaf("description", description)
+        .child(
+            Node::new("values")
+                .attr("type", if unit == "PERCENT" { "DECIMAL" } else { "INTEGER" })
+                .child(Node::new("value").with_leaf("datum", value)),
+        )
+        .with_leaf("type", kind)
+        .with_leaf("unit", unit)
+        .child(reference(ctx, "vm", "vms", vm_id))
+}
+
+async fn statistics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    let memory = {
+        let app = rest.service.read();
+        app.vm_prop(&d, "memory").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024 * 1024
+    };
+    let service = rest.service.clone();
+    let info = tokio::task::spawn_blocking(move || service.domain_info(&d))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))?;
+    let mut out = Node::collection("statistics");
+    out.push(statistic(&ctx, &id, "memory.installed", "Total memory configured", memory.to_string(), "GAUGE", "BYTES"));
+    out.push(statistic(
+        &ctx,
+        &id,
+        "memory.used",
+        "Memory used (agent)",
+        (info.memory_kib * 1024).to_string(),
+        "GAUGE",
+        "BYTES",
+    ));
+    for (name, description) in [
+        ("cpu.current.guest", "CPU used by guest"),
+        ("cpu.current.hypervisor", "CPU overhead"),
+        ("cpu.current.total", "Total CPU used"),
+    ] {
+        out.push(statistic(&ctx, &id, name, description, "0".into(), "GAUGE", "PERCENT"));
+    }
+    Ok(ctx.ok(&out))
+}
