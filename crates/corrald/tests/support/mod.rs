@@ -84,6 +84,23 @@ impl Daemon {
         std::fs::read_to_string(self.dir.path().join("corrald.log")).unwrap_or_default()
     }
 
+    /// The HTTP door's address (`127.0.0.1:<port>`), as the daemon wrote it at start.
+    pub fn http(&self) -> String {
+        let path = self.state.join("http-address");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http())
+    }
+
+    /// Adds a local HTTP user through the internal socket, as `corral user add` does.
+    pub fn add_user(&self, name: &str, password: &str) {
+        let reply = self.call_internal(&format!("corral.user.Add+{name}"), "dom0", password.as_bytes());
+        assert_eq!(reply, b"0\0", "{}", String::from_utf8_lossy(&reply));
+    }
+
     /// `call("admin.vm.property.Get+memory", "work", b"")` as dom0.
     pub fn call(&self, method: &str, dest: &str, payload: &[u8]) -> Vec<u8> {
         raw(&self.admin, format!("{method} dom0 name {dest}\0").as_bytes(), payload)
