@@ -127,7 +127,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("application/json"));
-        let base = if parts.uri.path().starts_with("/ovirt-engine/") { "/ovirt-engine/api" } else { "/api" };
+        // Under `nest` the path has lost its prefix; the original URI still has it.
+        let original = parts.extensions.get::<axum::extract::OriginalUri>().map_or(parts.uri.path(), |u| u.0.path());
+        let base = if original.starts_with("/ovirt-engine/") { "/ovirt-engine/api" } else { "/api" };
         Ok(Ctx {
             format: Format::from_headers(&parts.headers),
             matrix: parts.extensions.get::<Matrix>().cloned().unwrap_or_default(),

@@ -1,0 +1,340 @@
+//! `/api/vms` over real HTTP, and the wire contract the oVirt v3 SDK relies on (spec A14): its headers,
+//! matrix parameters, Basic plus cookie, `DELETE` with an `<action/>` body, fault parsing.
+
+mod support;
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use support::Daemon;
+
+const DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>";
+
+fn daemon() -> Daemon {
+    let d = Daemon::start();
+    d.add_user("admin", "secret");
+    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
+    d
+}
+
+/// What the SDK sends on every request.
+fn sdk(rb: RequestBuilder) -> RequestBuilder {
+    rb.basic_auth("admin@internal", Some("secret"))
+        .header("Version", "3")
+        .header("Content-Type", "application/xml")
+        .header("Accept", "application/xml")
+        .header("Filter", "False")
+}
+
+fn text(r: Response) -> String {
+    r.text().expect("body")
+}
+
+fn uuid_of(d: &Daemon, name: &str) -> String {
+    let list = d.ok("admin.vm.List", name, b"");
+    list.trim_end().rsplit("uuid=").next().expect("uuid").to_string()
+}
+
+fn create_body(name: &str, template: &str) -> String {
+    format!(
+        "<vm><name>{name}</name><template><name>{template}</name></template>\
+         <cluster><name>Default</name></cluster><memory>268435456</memory>\
+         <cpu><topology cores=\"1\" sockets=\"3\"/></cpu><description>made over REST</description></vm>"
+    )
+}
+
+#[test]
+fn create_with_expect_is_201_with_location_and_visible_to_the_admin_api() {
+    let d = daemon();
+    let c = Client::new();
+
+    let r =
+        sdk(c.post(d.url("/api/vms"))).header("Expect", "201-created").body(create_body("web", "tpl")).send().unwrap();
+
+    assert_eq!(r.status(), 201);
+    let id = uuid_of(&d, "web");
+    assert_eq!(r.headers()["location"], format!("/api/vms/{id}").as_str());
+    assert!(d.ok("admin.vm.List", "dom0", b"").contains("web class=AppVM state=Halted"));
+    assert_eq!(d.ok("admin.vm.property.Get+template", "web", b""), "default=False type=vm tpl");
+    assert_eq!(d.ok("admin.vm.property.Get+memory", "web", b""), "default=False type=int 256");
+    assert_eq!(d.ok("admin.vm.property.Get+vcpus", "web", b""), "default=False type=int 3");
+    assert_eq!(d.ok("admin.vm.notes.Get", "web", b""), "made over REST");
+}
+
+#[test]
+fn create_without_expect_is_202_with_creation_status() {
+    let d = daemon();
+    let c = Client::new();
+
+    let r = sdk(c.post(d.url("/api/vms"))).body(create_body("web", "Blank")).send().unwrap();
+
+    assert_eq!(r.status(), 202);
+    let body = text(r);
+    assert!(body.contains("<creation_status>") && body.contains("rel=\"creation_status\""), "{body}");
+    assert!(d.ok("admin.vm.List", "dom0", b"").contains("web class=StandaloneVM"));
+}
+
+#[test]
+fn create_without_name_is_400_fault_and_changes_nothing() {
+    let d = daemon();
+    let before = d.ok("admin.vm.List", "dom0", b"");
+    let c = Client::new();
+
+    let r = sdk(c.post(d.url("/api/vms")))
+        .body("<vm><template><name>Blank</name></template><cluster><name>Default</name></cluster></vm>")
+        .send()
+        .unwrap();
+
+    assert_eq!(r.status(), 400);
+    assert!(text(r).starts_with(DECL));
+    assert_eq!(d.ok("admin.vm.List", "dom0", b""), before);
+}
+
+#[test]
+fn create_with_malformed_xml_is_400() {
+    let d = daemon();
+    let c = Client::new();
+
+    let r = sdk(c.post(d.url("/api/vms"))).body("<vm><name>x</vm>").send().unwrap();
+
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn create_with_invalid_qube_name_is_400_and_changes_nothing() {
+    let d = daemon();
+    let before = d.ok("admin.vm.List", "dom0", b"");
+    let c = Client::new();
+
+    let r = sdk(c.post(d.url("/api/vms"))).body(create_body("1bad", "Blank")).send().unwrap();
+
+    assert_eq!(r.status(), 400);
+    assert_eq!(d.ok("admin.vm.List", "dom0", b""), before);
+}
+
+#[test]
+fn qube_created_over_the_admin_api_is_listed_at_once() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let c = Client::new();
+
+    let body = text(sdk(c.get(d.url("/api/vms;case_sensitive=True"))).send().unwrap());
+
+    assert!(body.contains("<name>work</name>") && body.contains("<name>tpl</name>"), "{body}");
+}
+
+#[test]
+fn search_by_name_with_wildcard_and_max() {
+    let d = daemon();
+    for n in ["web1", "web2", "db1"] {
+        d.ok("admin.vm.Create.AppVM+tpl", "dom0", format!("name={n} label=red").as_bytes());
+    }
+    let c = Client::new();
+
+    let body = text(sdk(c.get(d.url("/api/vms;max=1?search=name%3Dweb*"))).send().unwrap());
+
+    assert_eq!(body.matches("<vm ").count(), 1, "{body}");
+    assert!(body.contains("<name>web1</name>"), "{body}");
+}
+
+#[test]
+fn search_by_status_case_insensitively() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    d.ok("admin.vm.Start", "work", b"");
+    let c = Client::new();
+
+    let body = text(sdk(c.get(d.url("/api/vms;case-sensitive=false?search=status%3DUP"))).send().unwrap());
+
+    assert_eq!(body.matches("<vm ").count(), 1, "{body}");
+    assert!(body.contains("<name>work</name>"));
+}
+
+#[test]
+fn get_unknown_id_is_404_fault_the_sdk_can_parse() {
+    let d = daemon();
+    let c = Client::new();
+
+    let r = sdk(c.get(d.url("/api/vms/11111111-2222-3333-4444-555555555555"))).send().unwrap();
+
+    assert_eq!(r.status(), 404);
+    let body = text(r);
+    assert!(body.starts_with(DECL), "{body}");
+    assert!(body.contains("<reason>Operation Failed</reason>") && body.contains("<detail>["), "{body}");
+}
+
+#[test]
+fn json_representation_on_request() {
+    let d = daemon();
+    let id = uuid_of(&d, "tpl");
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let work = uuid_of(&d, "work");
+    let c = Client::new();
+
+    let r = c
+        .get(d.url(&format!("/api/vms/{work}")))
+        .basic_auth("admin@internal", Some("secret"))
+        .header("Accept", "application/json")
+        .send()
+        .unwrap();
+
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["name"], "work");
+    assert_eq!(v["status"]["state"], "down");
+    assert_eq!(v["template"]["id"], id.as_str());
+}
+
+#[test]
+fn update_memory_and_description() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let id = uuid_of(&d, "work");
+    let c = Client::new();
+
+    let r = sdk(c.put(d.url(&format!("/api/vms/{id}"))))
+        .body("<vm><memory>1073741824</memory><description>hello</description></vm>")
+        .send()
+        .unwrap();
+
+    assert_eq!(r.status(), 200);
+    assert_eq!(d.ok("admin.vm.property.Get+memory", "work", b""), "default=False type=int 1024");
+    assert_eq!(d.ok("admin.vm.notes.Get", "work", b""), "hello");
+}
+
+#[test]
+fn update_of_the_name_is_409_and_an_invalid_value_changes_nothing() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let id = uuid_of(&d, "work");
+    let before = d.ok("admin.vm.property.GetAll", "work", b"");
+    let c = Client::new();
+
+    let renamed = sdk(c.put(d.url(&format!("/api/vms/{id}")))).body("<vm><name>other</name></vm>").send().unwrap();
+    let invalid = sdk(c.put(d.url(&format!("/api/vms/{id}"))))
+        .body("<vm><memory>1073741824</memory><cpu><topology sockets=\"x\"/></cpu></vm>")
+        .send()
+        .unwrap();
+
+    assert_eq!(renamed.status(), 409);
+    assert_eq!(invalid.status(), 400);
+    assert_eq!(d.ok("admin.vm.property.GetAll", "work", b""), before);
+}
+
+#[test]
+fn start_action_returns_complete_action_and_the_qube_runs() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let id = uuid_of(&d, "work");
+    let c = Client::new();
+
+    let r = sdk(c.post(d.url(&format!("/api/vms/{id}/start")))).body("<action/>").send().unwrap();
+
+    assert_eq!(r.status(), 200);
+    assert!(text(r).contains("<state>complete</state>"));
+    assert!(d.ok("admin.vm.CurrentState", "work", b"").ends_with("power_state=Running"));
+}
+
+#[test]
+fn stop_of_a_halted_vm_is_409() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let id = uuid_of(&d, "work");
+    let c = Client::new();
+
+    let r = sdk(c.post(d.url(&format!("/api/vms/{id}/stop")))).body("<action/>").send().unwrap();
+
+    assert_eq!(r.status(), 409);
+}
+
+#[test]
+fn delete_with_action_body_is_204_and_the_qube_is_gone() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let id = uuid_of(&d, "work");
+    let c = Client::new();
+
+    let r = sdk(c.delete(d.url(&format!("/api/vms/{id}")))).body("<action/>").send().unwrap();
+
+    assert_eq!(r.status(), 204);
+    assert!(!d.ok("admin.vm.List", "dom0", b"").contains("work "));
+}
+
+#[test]
+fn delete_of_a_running_vm_is_409_unless_forced() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    d.ok("admin.vm.Start", "work", b"");
+    let id = uuid_of(&d, "work");
+    let c = Client::new();
+
+    let plain = sdk(c.delete(d.url(&format!("/api/vms/{id}")))).body("<action/>").send().unwrap();
+    let forced =
+        sdk(c.delete(d.url(&format!("/api/vms/{id}")))).body("<action><force>true</force></action>").send().unwrap();
+
+    assert_eq!(plain.status(), 409);
+    assert_eq!(forced.status(), 204);
+}
+
+#[test]
+fn session_cookie_then_disconnect_ends_the_session() {
+    let d = daemon();
+    let c = Client::new();
+
+    let login = sdk(c.get(d.url("/api"))).header("Prefer", "persistent-auth").send().unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let in_session =
+        c.get(d.url("/api/vms")).header("Cookie", &cookie).header("Prefer", "persistent-auth").send().unwrap();
+    let disconnect = c.get(d.url("/api")).header("Cookie", &cookie).send().unwrap();
+    let after = c.get(d.url("/api/vms")).header("Cookie", &cookie).send().unwrap();
+
+    assert_eq!(login.status(), 200);
+    assert!(cookie.starts_with("JSESSIONID="));
+    assert_eq!(in_session.status(), 200);
+    assert_eq!(disconnect.status(), 200);
+    assert_eq!(after.status(), 401);
+}
+
+#[test]
+fn wrong_password_is_401() {
+    let d = daemon();
+    let c = Client::new();
+
+    let r = c.get(d.url("/api/vms")).basic_auth("admin@internal", Some("wrong")).send().unwrap();
+
+    assert_eq!(r.status(), 401);
+}
+
+#[test]
+fn ovirt_engine_alias_serves_the_same_api() {
+    let d = daemon();
+    let c = Client::new();
+
+    let r = sdk(c.get(d.url("/ovirt-engine/api/vms"))).send().unwrap();
+
+    assert_eq!(r.status(), 200);
+    assert!(text(r).contains("href=\"/ovirt-engine/api/vms/"));
+}
+
+#[test]
+fn oversized_body_is_refused_and_changes_nothing() {
+    let d = daemon();
+    let before = d.ok("admin.vm.List", "dom0", b"");
+    let c = Client::new();
+    let huge = format!("<vm><name>x</name><description>{}</description></vm>", "a".repeat(2 * 1024 * 1024));
+
+    let r = sdk(c.post(d.url("/api/vms"))).body(huge).send().unwrap();
+
+    assert_eq!(r.status(), 413);
+    assert_eq!(d.ok("admin.vm.List", "dom0", b""), before);
+}
+
+#[test]
+fn statistics_report_installed_memory() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let id = uuid_of(&d, "work");
+    let c = Client::new();
+
+    let body = text(sdk(c.get(d.url(&format!("/api/vms/{id}/statistics")))).send().unwrap());
+
+    assert!(body.contains("<name>memory.installed</name>") && body.contains("<datum>419430400</datum>"), "{body}");
+}
