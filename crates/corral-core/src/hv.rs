@@ -161,4 +161,41 @@ pub trait Hypervisor: Send + Sync {
     fn set_vcpus(&self, uuid: &Uuid, vcpus: u32) -> Result<(), HvError>;
     /// Lifecycle events; call once.
     fn events(&self) -> Option<Receiver<HvEvent>>;
+    /// The hypervisor's own view of its objects, where it can show one (libvirt can).
+    fn inspect(&self) -> Option<&dyn Inspect> {
+        None
+    }
+    /// The connection's virtual networks as (name, uuid, active); none where the hypervisor has no such notion.
+    fn networks(&self) -> Result<Vec<(String, Uuid, bool)>, HvError> {
+        Ok(Vec::new())
+    }
+    /// The hypervisor library's version as `major * 1_000_000 + minor * 1_000 + release`, when known.
+    fn library_version(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// A virtual network as the hypervisor describes it (libvirt's `virsh net-info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkDetails {
+    pub name: String,
+    pub uuid: Uuid,
+    pub active: bool,
+    pub autostart: bool,
+    pub persistent: bool,
+    /// `None` when the network has no bridge device.
+    pub bridge: Option<String>,
+}
+
+/// Read-only questions about the hypervisor's own objects, for a door that shows libvirt's view of them
+/// (virthttp). `Ok(None)`: the hypervisor does not know the object.
+pub trait Inspect {
+    /// The domain's XML, with libvirt's `virDomainXMLFlags`.
+    fn domain_xml(&self, uuid: &Uuid, flags: u32) -> Result<Option<String>, HvError>;
+    /// The domain's CPU scheduler and the number of its parameters.
+    fn scheduler_type(&self, uuid: &Uuid) -> Result<Option<(String, i32)>, HvError>;
+    /// Every network of the connection, by name.
+    fn network_details(&self) -> Result<Vec<NetworkDetails>, HvError>;
+    /// The network's XML, with libvirt's `virNetworkXMLFlags`.
+    fn network_xml(&self, uuid: &Uuid, flags: u32) -> Result<Option<String>, HvError>;
 }

@@ -3,6 +3,8 @@
 
 #[allow(unsafe_code)]
 mod events;
+mod inspect;
+mod networks;
 mod xml;
 
 use std::sync::mpsc::{channel, Receiver};
@@ -189,6 +191,18 @@ impl Hypervisor for Libvirt {
 
     fn events(&self) -> Option<Receiver<HvEvent>> {
         self.events.lock().ok().and_then(|mut e| e.take())
+    }
+
+    fn inspect(&self) -> Option<&dyn corral_core::hv::Inspect> {
+        Some(self)
+    }
+
+    fn networks(&self) -> Result<Vec<(String, Uuid, bool)>, HvError> {
+        networks::list(&self.conn)
+    }
+
+    fn library_version(&self) -> Option<u32> {
+        networks::library_version(&self.conn)
     }
 }
 

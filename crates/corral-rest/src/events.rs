@@ -57,6 +57,8 @@ impl EventLog {
         let mut rx = service.events().subscribe();
         let (sink, service) = (log.clone(), Arc::downgrade(service));
         tokio::spawn(async move {
+            // Qubes' ids by name, so that events about a qube that is already gone still carry its id.
+            let mut known: std::collections::HashMap<String, String> = std::collections::HashMap::new();
             loop {
                 let event = match rx.recv().await {
                     Ok(e) => e,
@@ -64,7 +66,16 @@ impl EventLog {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 };
                 let Some(service) = service.upgrade() else { return };
-                if let Some(rhev) = map(&service, &event) {
+                if let Some(mut rhev) = map(&service, &event) {
+                    if let Some((id, name)) = rhev.vm.as_mut() {
+                        if event.name == "domain-delete" {
+                            *id = known.remove(name.as_str()).unwrap_or_default();
+                        } else if id.is_empty() {
+                            *id = known.get(name.as_str()).cloned().unwrap_or_default();
+                        } else {
+                            known.insert(name.clone(), id.clone());
+                        }
+                    }
                     let mut log = sink.lock();
                     let id = log.next;
                     log.next += 1;

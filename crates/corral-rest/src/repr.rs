@@ -117,7 +117,9 @@ impl Node {
         }
         for name in names {
             let same: Vec<&Node> = self.children.iter().filter(|c| c.name == name).collect();
-            let value = if same.len() == 1 && !(name == "link" || same[0].list) {
+            // A nested collection renders as its own object of arrays; only repeated elements (and
+            // links, which clients expect as a list) become arrays here.
+            let value = if same.len() == 1 && name != "link" {
                 same[0].to_json()
             } else {
                 Value::Array(same.iter().map(|c| c.to_json()).collect())

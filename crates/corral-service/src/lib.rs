@@ -5,8 +5,11 @@ mod auth;
 mod events;
 mod lifecycle;
 mod ops;
+pub mod rest_storage;
+pub mod rest_support;
 mod runtime;
 mod users;
+mod virthttp_support;
 mod volumes;
 
 use std::path::PathBuf;

@@ -12,7 +12,8 @@ use crate::repr::Node;
 /// The Blank template and the root tag: the zero GUID.
 pub const BLANK: &str = "00000000-0000-0000-0000-000000000000";
 
-fn stable_id(what: &str) -> String {
+/// A GUID that stays the same for the same `what` across calls and restarts (UUIDv5).
+pub fn stable_id(what: &str) -> String {
     Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("corral:{what}").as_bytes()).to_string()
 }
 
@@ -149,7 +150,7 @@ mod tests {
     fn xsd_times() {
         assert_eq!(xsd_time(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(xsd_time(951_782_400), "2000-02-29T00:00:00.000Z");
-        assert_eq!(xsd_time(1_795_577_000), "2026-11-24T23:23:20.000Z");
+        assert_eq!(xsd_time(1_795_577_000), "2026-11-25T03:23:20.000Z");
     }
 
     #[test]

@@ -1,11 +1,505 @@
-//! Placeholder: filled in by the module's owner.
+//! A vm's devices: `/api/vms/{id}/disks`, `/nics`, `/cdroms` and `/snapshots`.
+//!
+//! Mapping:
+//! - disks are the qube's volumes (see `storage`): they can grow, nothing else; the qube's class fixes which
+//!   volumes it has, so adding, detaching or removing one is a conflict (409).
+//! - A qube has one network card, `nic1`, when it has a `netvm`: its MAC is the `mac` property and it is on
+//!   the libvirt network `default`. Adding a nic connects the qube to the global `default_netvm`; removing it
+//!   sets `netvm` to none.
+//! - The one cdrom (zero GUID) holds the name of a file some storage domain offers. The choice is kept as the
+//!   qube's feature `rest.cdrom` and reported back; starting a qube does not attach it yet.
+//! - Snapshots are the revisions of the qube's private volume (its data; the root belongs to the template or
+//!   is rebuilt from it). Taking one saves the private volume's current content as a new revision (the qube
+//!   must be halted; file pools keep one revision, so a new snapshot replaces the previous one); restoring
+//!   reverts the volume to it. Revisions are dropped by the pool as new ones are made, not one by one.
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
+use corral_core::domain::Domain;
+use corral_core::App;
+use corral_service::Service;
 
+use super::common::{self, reference, stable_id, BLANK};
+use super::storage::{
+    blocking, caller, created, disk_at, disk_collection, disk_id, disk_volumes, optional_body, ref_of,
+};
+use super::vms::find;
+use crate::ctx::Ctx;
+use crate::fault::{ApiError, ApiResult};
+use crate::repr::Node;
 use crate::Rest;
 
 pub fn routes() -> Router<Arc<Rest>> {
     Router::new()
+        .route("/api/vms/{id}/disks", get(disks).post(add_disk))
+        .route("/api/vms/{id}/disks/{d}", get(disk).put(update_disk).delete(remove_disk))
+        .route("/api/vms/{id}/nics", get(nics).post(add_nic))
+        .route("/api/vms/{id}/nics/{n}", get(nic).put(update_nic).delete(remove_nic))
+        .route("/api/vms/{id}/cdroms", get(cdroms).post(add_cdrom))
+        .route("/api/vms/{id}/cdroms/{c}", get(cdrom).put(update_cdrom).delete(eject_cdrom))
+        .route("/api/vms/{id}/snapshots", get(snapshots).post(take_snapshot))
+        .route("/api/vms/{id}/snapshots/{s}", get(snapshot).delete(remove_snapshot))
+        .route("/api/vms/{id}/snapshots/{s}/disks", get(snapshot_disks))
+        .route("/api/vms/{id}/snapshots/{s}/restore", post(restore_snapshot))
+}
+
+/// The libvirt network a qube's card joins when it starts.
+const NETWORK: &str = "default";
+
+/// The id `/api/networks` gives the libvirt network `default`: its libvirt uuid. Without a hypervisor (or
+/// without that network) a stable id stands in, so the reference is still well formed.
+pub async fn network_id(service: Arc<Service>) -> ApiResult<String> {
+    blocking(move || {
+        let networks = service.networks().unwrap_or_default();
+        let found = networks.into_iter().find(|n| n.name == NETWORK).map(|n| n.uuid.to_string());
+        Ok(found.unwrap_or_else(|| stable_id(&format!("network/{NETWORK}"))))
+    })
+    .await
+}
+
+/// The feature that remembers which file the cdrom holds.
+const CDROM_FEATURE: &str = "rest.cdrom";
+
+/// The one volume whose revisions are the qube's snapshots.
+const SNAPSHOT_VOLUME: &str = "private";
+
+/// The reference back to a device's owner: a vm, or a template when listed under `/templates`.
+fn owner_ref(ctx: &Ctx, d: &Domain, base: &str) -> Node {
+    if base.starts_with("/templates/") {
+        reference(ctx, "template", "templates", &d.uuid.to_string())
+    } else {
+        reference(ctx, "vm", "vms", &d.uuid.to_string())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Disks
+
+fn vm_disk(service: &Service, vm: &str, disk: &str) -> ApiResult<(Domain, corral_core::volume::Volume)> {
+    let d = find(service, vm)?;
+    let v = disk_volumes(&d)
+        .find(|v| disk_id(&d, &v.name) == disk)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&format!("disk {disk}")))?;
+    Ok((d, v))
+}
+
+async fn disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    let owners = move |_: &App| vec![d.clone()];
+    let href = move |_: &Domain, disk: &str| format!("/vms/{id}/disks/{disk}");
+    let out = disk_collection(ctx.clone(), rest.service.clone(), owners, href).await?;
+    Ok(ctx.ok(&out))
+}
+
+async fn disk(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, disk)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (d, v) = vm_disk(&rest.service, &id, &disk)?;
+    let node = disk_at(ctx.clone(), rest.service.clone(), d, v, format!("/vms/{id}/disks/{disk}")).await?;
+    Ok(ctx.ok(&node))
+}
+
+/// New disks, floating disks and disk snapshots cannot be attached: a qube's volumes are fixed by its class.
+async fn add_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    Err(ApiError::conflict(format!(
+        "Cannot add a disk to {}: volumes are fixed by the qube's class ({} has root, private and volatile)",
+        d.name,
+        d.class.name()
+    )))
+}
+
+async fn update_disk(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, disk)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (d, v) = vm_disk(&rest.service, &id, &disk)?;
+    super::storage::update_disk_of(&ctx, rest.service.clone(), &d, &v, &body).await?;
+    let (d, v) = vm_disk(&rest.service, &id, &disk)?;
+    let node = disk_at(ctx.clone(), rest.service.clone(), d, v, format!("/vms/{id}/disks/{disk}")).await?;
+    Ok(ctx.ok(&node))
+}
+
+async fn remove_disk(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, disk)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (d, v) = vm_disk(&rest.service, &id, &disk)?;
+    let detach = optional_body(&ctx, &body, &["action"])?.is_some_and(|a| a.text_of("detach") == Some("true"));
+    let why = if detach {
+        "volumes cannot be detached: the qube's class fixes them and a detached volume would belong to no qube"
+    } else {
+        "volumes go with their qube: remove the vm instead"
+    };
+    Err(ApiError::conflict(format!("Cannot remove the {} volume of {}: {why}", v.name, d.name)))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Nics
+
+const NIC_NAME: &str = "nic1";
+
+fn nic_id(d: &Domain) -> String {
+    stable_id(&format!("nic/{}/{NIC_NAME}", d.uuid))
+}
+
+/// The qube's network card under `base` (`/vms/{id}` or `/templates/{id}`), if it has a netvm.
+/// `network` is the id of the libvirt network it is on ([`network_id`]).
+pub fn nic_node(ctx: &Ctx, app: &App, d: &Domain, base: &str, network: &str) -> Option<Node> {
+    let netvm = app.vm_prop(d, "netvm").filter(|n| !n.is_empty())?;
+    let id = nic_id(d);
+    let nic = Node::new("nic")
+        .attr("href", ctx.href(&format!("{base}/nics/{id}")))
+        .attr("id", &id)
+        .with_leaf("name", NIC_NAME)
+        .with_leaf("description", format!("Network through {netvm}"))
+        .child(owner_ref(ctx, d, base))
+        .child(reference(ctx, "network", "networks", network))
+        .with_leaf("interface", "virtio")
+        .child(Node::new("mac").attr("address", app.vm_prop(d, "mac").unwrap_or_default()))
+        .with_leaf("plugged", "true")
+        .with_leaf("linked", "true");
+    Some(nic)
+}
+
+/// The qube whose card `nic` is; 404 when it has none or the id is another's.
+fn nic_owner(service: &Service, id: &str, nic: &str) -> ApiResult<Domain> {
+    let d = find(service, id)?;
+    let connected = service.read().vm_prop(&d, "netvm").is_some_and(|n| !n.is_empty());
+    if !connected || nic_id(&d) != nic {
+        return Err(ApiError::not_found(&format!("nic {nic}")));
+    }
+    Ok(d)
+}
+
+async fn nics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    let network = network_id(rest.service.clone()).await?;
+    let app = rest.service.read();
+    let mut out = Node::collection("nics");
+    if let Some(nic) = nic_node(&ctx, &app, &d, &format!("/vms/{id}"), &network) {
+        out.push(nic);
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn render_nic(ctx: &Ctx, service: &Arc<Service>, id: &str, nic: &str) -> ApiResult<Node> {
+    let d = find(service, id)?;
+    let network = network_id(service.clone()).await?;
+    let app = service.read();
+    nic_node(ctx, &app, &d, &format!("/vms/{id}"), &network)
+        .filter(|n| n.attr_of("id") == Some(nic))
+        .ok_or_else(|| ApiError::not_found(&format!("nic {nic}")))
+}
+
+async fn nic(ctx: Ctx, State(rest): State<Arc<Rest>>, Path((id, nic)): Path<(String, String)>) -> ApiResult<Response> {
+    Ok(ctx.ok(&render_nic(&ctx, &rest.service, &id, &nic).await?))
+}
+
+/// The network a nic body names must be `default`, the one network qubes join.
+async fn check_network(service: &Arc<Service>, body: &Node) -> ApiResult<()> {
+    let Some((nid, nname)) = ref_of(body, "network") else { return Ok(()) };
+    let network = network_id(service.clone()).await?;
+    let ours = nid.as_deref() == Some(network.as_str()) || nname.as_deref() == Some(NETWORK);
+    if !ours {
+        return Err(ApiError::bad_request("Entity not found: network"));
+    }
+    Ok(())
+}
+
+async fn add_nic(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    if let Some(body) = optional_body(&ctx, &body, &["nic"])? {
+        check_network(&rest.service, &body).await?;
+    }
+    let netvm = {
+        let app = rest.service.read();
+        if app.vm_prop(&d, "netvm").is_some_and(|n| !n.is_empty()) {
+            return Err(ApiError::conflict(format!("{} already has its one network interface, {NIC_NAME}", d.name)));
+        }
+        app.global_prop("default_netvm").filter(|n| !n.is_empty()).ok_or_else(|| {
+            ApiError::conflict("There is no default_netvm to connect the vm to: set the global default_netvm first")
+        })?
+    };
+    let service = rest.service.clone();
+    let vm = d.name.clone();
+    blocking(move || service.set_vm_prop(&caller(), &vm, "netvm", netvm.as_bytes()).map_err(ApiError::from)).await?;
+    let node = render_nic(&ctx, &rest.service, &id, &nic_id(&d)).await?;
+    Ok(created(&ctx, node, &format!("/vms/{id}/nics/{}", nic_id(&d)), false))
+}
+
+/// The name, card model and network are fixed; the MAC address is the qube's `mac` property.
+async fn update_nic(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, nic)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let d = nic_owner(&rest.service, &id, &nic)?;
+    let body = ctx.body(&body, "nic")?;
+    check_network(&rest.service, &body).await?;
+    let fixed = [("name", NIC_NAME), ("interface", "virtio")];
+    if let Some((field, _)) = fixed.iter().find(|(f, now)| body.text_of(f).is_some_and(|t| t != *now)) {
+        return Err(ApiError::conflict(format!("Cannot change the {field} of a nic: a qube has one virtio card")));
+    }
+    if let Some(mac) = body.get("mac").and_then(|m| m.attr_of("address")).map(str::to_string) {
+        let service = rest.service.clone();
+        let vm = d.name.clone();
+        blocking(move || service.set_vm_prop(&caller(), &vm, "mac", mac.as_bytes()).map_err(ApiError::from)).await?;
+    }
+    Ok(ctx.ok(&render_nic(&ctx, &rest.service, &id, &nic).await?))
+}
+
+async fn remove_nic(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, nic)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let d = nic_owner(&rest.service, &id, &nic)?;
+    optional_body(&ctx, &body, &["action"])?;
+    let service = rest.service.clone();
+    // An empty value is "none" for a vm property: the qube is disconnected, not returned to the default.
+    blocking(move || service.set_vm_prop(&caller(), &d.name, "netvm", b"").map_err(ApiError::from)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Cdroms
+
+/// The qube's one cdrom under `base`, holding the file recorded in its `rest.cdrom` feature.
+pub fn cdrom_node(ctx: &Ctx, d: &Domain, base: &str) -> Node {
+    let file = d.features.get(CDROM_FEATURE).unwrap_or_default();
+    Node::new("cdrom")
+        .attr("href", ctx.href(&format!("{base}/cdroms/{BLANK}")))
+        .attr("id", BLANK)
+        .child(Node::new("file").attr("id", file))
+        .child(owner_ref(ctx, d, base))
+}
+
+fn vm_cdrom(service: &Service, id: &str, cdrom: &str) -> ApiResult<Domain> {
+    let d = find(service, id)?;
+    if cdrom != BLANK {
+        return Err(ApiError::not_found(&format!("cdrom {cdrom}")));
+    }
+    Ok(d)
+}
+
+async fn cdroms(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    let out = Node::collection("cdroms").child(cdrom_node(&ctx, &d, &format!("/vms/{id}")));
+    Ok(ctx.ok(&out))
+}
+
+async fn cdrom(ctx: Ctx, State(rest): State<Arc<Rest>>, Path((id, c)): Path<(String, String)>) -> ApiResult<Response> {
+    let d = vm_cdrom(&rest.service, &id, &c)?;
+    Ok(ctx.ok(&cdrom_node(&ctx, &d, &format!("/vms/{id}"))))
+}
+
+async fn add_cdrom(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    Err(ApiError::conflict(format!("{} has exactly one cdrom ({BLANK}): change its file with PUT instead", d.name)))
+}
+
+/// Records (or with an empty id, clears) the file the cdrom holds.
+async fn set_cdrom_file(rest: &Rest, d: &Domain, file: String) -> ApiResult<()> {
+    if !file.is_empty() && !super::storage::file_exists(rest.service.clone(), file.clone()).await? {
+        return Err(ApiError::bad_request(format!("Entity not found: file {file}")));
+    }
+    let service = rest.service.clone();
+    let (vm, has) = (d.name.clone(), d.features.get(CDROM_FEATURE).is_some());
+    blocking(move || {
+        let c = caller();
+        if !file.is_empty() {
+            service.feature_set(&c, &vm, CDROM_FEATURE, file.as_bytes())?;
+        } else if has {
+            service.feature_remove(&c, &vm, CDROM_FEATURE)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn update_cdrom(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, c)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let d = vm_cdrom(&rest.service, &id, &c)?;
+    let body = ctx.body(&body, "cdrom")?;
+    let file = body
+        .get("file")
+        .map(|f| f.attr_of("id").unwrap_or_default().to_string())
+        .ok_or_else(|| ApiError::bad_request("cdrom [file] required for update"))?;
+    // Media are not attached to a running qube, so a live change cannot be made.
+    if ctx.param("current").is_some_and(|v| v != "false") && rest.service.power(&d).is_active() {
+        return Err(ApiError::conflict(format!(
+            "Cannot change the cdrom of running {} at once: live media changes are not supported",
+            d.name
+        )));
+    }
+    set_cdrom_file(&rest, &d, file).await?;
+    let d = find(&rest.service, &id)?;
+    Ok(ctx.ok(&cdrom_node(&ctx, &d, &format!("/vms/{id}"))))
+}
+
+async fn eject_cdrom(State(rest): State<Arc<Rest>>, Path((id, c)): Path<(String, String)>) -> ApiResult<Response> {
+    let d = vm_cdrom(&rest.service, &id, &c)?;
+    set_cdrom_file(&rest, &d, String::new()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Snapshots
+
+fn snapshot_id(d: &Domain, revision: &str) -> String {
+    stable_id(&format!("snapshot/{}/{revision}", d.uuid))
+}
+
+/// (id, timestamp) of the qube's private volume revisions, oldest first.
+async fn revisions(service: Arc<Service>, d: &Domain) -> ApiResult<Vec<(String, String)>> {
+    let vm = d.name.clone();
+    blocking(move || {
+        let revs = service.volume_revisions(&caller(), &vm, SNAPSHOT_VOLUME)?;
+        Ok(revs.into_iter().map(|r| (r.id, r.timestamp)).collect())
+    })
+    .await
+}
+
+fn snapshot_node(ctx: &Ctx, d: &Domain, revision: &str, timestamp: &str) -> Node {
+    let vm = d.uuid.to_string();
+    let id = snapshot_id(d, revision);
+    let base = format!("/vms/{vm}/snapshots/{id}");
+    let node = Node::new("snapshot")
+        .attr("href", ctx.href(&base))
+        .attr("id", &id)
+        .child(common::actions(ctx, &base, &["restore"]))
+        .with_leaf("description", revision);
+    common::links(ctx, node, &base, &["disks"])
+        .with_leaf("type", "regular")
+        // Revision times are UTC without a zone suffix.
+        .with_leaf("date", format!("{timestamp}.000Z"))
+        .with_leaf("snapshot_status", "ok")
+        .child(reference(ctx, "vm", "vms", &vm))
+}
+
+/// The qube and revision behind a snapshot id.
+async fn find_snapshot(service: &Arc<Service>, id: &str, s: &str) -> ApiResult<(Domain, String, String)> {
+    let d = find(service, id)?;
+    let (rev, ts) = revisions(service.clone(), &d)
+        .await?
+        .into_iter()
+        .find(|(r, _)| snapshot_id(&d, r) == s)
+        .ok_or_else(|| ApiError::not_found(&format!("snapshot {s}")))?;
+    Ok((d, rev, ts))
+}
+
+async fn snapshots(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    let mut out = Node::collection("snapshots");
+    for (rev, ts) in revisions(rest.service.clone(), &d).await? {
+        out.push(snapshot_node(&ctx, &d, &rev, &ts));
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn snapshot(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, s)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (d, rev, ts) = find_snapshot(&rest.service, &id, &s).await?;
+    Ok(ctx.ok(&snapshot_node(&ctx, &d, &rev, &ts)))
+}
+
+/// The disk a snapshot holds: the private volume as it is now (its content at the snapshot is the revision).
+async fn snapshot_disks(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, s)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (d, _, _) = find_snapshot(&rest.service, &id, &s).await?;
+    let owners = move |_: &App| {
+        let mut d = d.clone();
+        d.volumes.retain(|v| v.name == SNAPSHOT_VOLUME);
+        vec![d]
+    };
+    let snapshots = format!("vms/{id}/snapshots");
+    let href = move |_: &Domain, disk: &str| format!("/vms/{id}/disks/{disk}");
+    let mut out = disk_collection(ctx.clone(), rest.service.clone(), owners, href).await?;
+    for disk in &mut out.children {
+        disk.push(reference(&ctx, "snapshot", &snapshots, &s));
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn take_snapshot(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    // The description is not kept: a revision has only its id and time.
+    optional_body(&ctx, &body, &["snapshot"])?;
+    let keeps = d.volume(SNAPSHOT_VOLUME).is_some_and(|v| v.save_on_stop && v.revisions_to_keep > 0);
+    if !keeps {
+        return Err(ApiError::conflict(format!(
+            "Cannot take a snapshot of {}: its private volume keeps no revisions (revisions_to_keep is 0)",
+            d.name
+        )));
+    }
+    let service = rest.service.clone();
+    let vm = d.name.clone();
+    let rev =
+        blocking(move || service.volume_snapshot(&caller(), &vm, SNAPSHOT_VOLUME).map_err(ApiError::from)).await?;
+    let node = snapshot_node(&ctx, &d, &rev.id, &rev.timestamp);
+    let href = format!("/vms/{id}/snapshots/{}", snapshot_id(&d, &rev.id));
+    Ok(created(&ctx, node, &href, false))
+}
+
+async fn remove_snapshot(State(rest): State<Arc<Rest>>, Path((id, s)): Path<(String, String)>) -> ApiResult<Response> {
+    let (d, _, _) = find_snapshot(&rest.service, &id, &s).await?;
+    Err(ApiError::conflict(format!(
+        "Cannot remove a snapshot of {}: revisions are dropped by the pool as new ones are made (revisions_to_keep)",
+        d.name
+    )))
+}
+
+async fn restore_snapshot(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, s)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (d, rev, _) = find_snapshot(&rest.service, &id, &s).await?;
+    optional_body(&ctx, &body, &["action"])?;
+    let service = rest.service.clone();
+    blocking(move || {
+        service.volume_revert(&caller(), &d.name, SNAPSHOT_VOLUME, rev.as_bytes()).map_err(ApiError::from)
+    })
+    .await?;
+    let base = format!("/vms/{id}/snapshots/{s}");
+    let action_id = uuid::Uuid::new_v4().to_string();
+    let node = Node::new("action")
+        .attr("href", ctx.href(&format!("{base}/restore/{action_id}")))
+        .attr("id", &action_id)
+        .child(Node::new("status").with_leaf("state", "complete"))
+        .child(Node::new("link").attr("href", ctx.href(&base)).attr("rel", "parent"))
+        .child(Node::new("link").attr("href", ctx.href(&format!("{base}/restore"))).attr("rel", "replay"));
+    Ok(ctx.ok(&node))
 }

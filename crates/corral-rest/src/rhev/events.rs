@@ -1,11 +1,146 @@
-//! Placeholder: filled in by the module's owner.
+//! `/api/events`: the daemon's event log (`crate::events::EventLog`) as RHEV events, newest first.
+//!
+//! `;from=ID` (or `?from=ID`) keeps the events with an id greater than ID. The search knows `id`, `type`
+//! (the event code), `severity` (ordered normal < warning < error < alert, so `severity>normal` works),
+//! `time`, `description` and `vm`/`vm.name`; `sortby time` sorts by id, which follows time exactly where
+//! seconds cannot. Events are read-only: writes answer 405 with a fault.
 
 use std::sync::Arc;
 
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
 use axum::Router;
 
+use super::common::{self, reference};
+use crate::ctx::Ctx;
+use crate::events::RhevEvent;
+use crate::fault::{ApiError, ApiResult};
+use crate::repr::Node;
 use crate::Rest;
 
 pub fn routes() -> Router<Arc<Rest>> {
     Router::new()
+        .route("/api/events", get(list).fallback(not_allowed))
+        .route("/api/events/{id}", get(one).fallback(not_allowed))
+}
+
+async fn not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Operation Failed", "Events are read-only")
+}
+
+/// RHEV's severities in increasing order.
+const SEVERITIES: [&str; 4] = ["normal", "warning", "error", "alert"];
+
+fn severity_rank(word: &str) -> Option<usize> {
+    SEVERITIES.iter().position(|s| s.eq_ignore_ascii_case(word))
+}
+
+/// Event codes a start carries the host for (the guide: a start event has vm and host refs).
+const ON_HOST: [u32; 3] = [32, 54, 153];
+
+/// The search text with severities as ranks (the generic search compares words as text) and
+/// `sortby time` as `sortby id`.
+fn rewrite_search(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut out = Vec::with_capacity(words.len());
+    for (i, word) in words.iter().enumerate() {
+        let after_sortby = i > 0 && words[i - 1].eq_ignore_ascii_case("sortby");
+        if after_sortby && word.eq_ignore_ascii_case("time") {
+            out.push("id".to_string());
+            continue;
+        }
+        let lower = word.to_ascii_lowercase();
+        let rewritten = lower.strip_prefix("severity").and_then(|rest| {
+            let op_len = rest.chars().take_while(|c| matches!(c, '=' | '!' | '<' | '>')).count();
+            let (op, value) = rest.split_at(op_len);
+            (!op.is_empty()).then(|| severity_rank(value).map(|r| format!("severity{op}{r}"))).flatten()
+        });
+        out.push(rewritten.unwrap_or_else(|| word.to_string()));
+    }
+    out.join(" ")
+}
+
+fn event_field(e: &RhevEvent, field: &str) -> Option<String> {
+    Some(match field {
+        "id" => e.id.to_string(),
+        "type" | "code" => e.code.to_string(),
+        "severity" => severity_rank(e.severity).unwrap_or(0).to_string(),
+        "time" => common::xsd_time(e.time),
+        "description" => e.description.clone(),
+        "vm" | "vm.name" => e.vm.as_ref().map(|(_, name)| name.clone())?,
+        _ => return None,
+    })
+}
+
+fn event_node(ctx: &Ctx, e: &RhevEvent) -> Node {
+    let id = e.id.to_string();
+    let mut node = Node::new("event")
+        .attr("href", ctx.href(&format!("/events/{id}")))
+        .attr("id", &id)
+        .with_leaf("description", &e.description)
+        .with_leaf("code", e.code.to_string())
+        .with_leaf("severity", e.severity)
+        .with_leaf("time", common::xsd_time(e.time))
+        .with_leaf("origin", "corral")
+        .with_leaf("custom_id", "-1");
+    // A qube removed before its event was logged has no uuid left to point at.
+    if let Some((uuid, _)) = e.vm.as_ref().filter(|(uuid, _)| !uuid.is_empty()) {
+        node.push(reference(ctx, "vm", "vms", uuid));
+    }
+    if ON_HOST.contains(&e.code) {
+        node.push(reference(ctx, "host", "hosts", &common::host_id()));
+    }
+    node
+}
+
+async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
+    let from = match ctx.param("from") {
+        None => 0,
+        Some(f) => f.parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid event id in from: {f}")))?,
+    };
+    let mut events = rest.events.since(from);
+    events.reverse();
+    let mut search_ctx = ctx.clone();
+    for (k, v) in &mut search_ctx.query {
+        if k == "search" {
+            *v = rewrite_search(v);
+        }
+    }
+    let kept = super::search::apply(&search_ctx, events, event_field).map_err(ApiError::bad_request)?;
+    let mut out = Node::collection("events");
+    for e in &kept {
+        out.push(event_node(&ctx, e));
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let e = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| rest.events.get(n))
+        .ok_or_else(|| ApiError::not_found(&format!("event {id}")))?;
+    Ok(ctx.ok(&event_node(&ctx, &e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_become_ranks() {
+        assert_eq!(rewrite_search("severity>normal and type=30"), "severity>0 and type=30");
+    }
+
+    #[test]
+    fn sortby_time_becomes_sortby_id() {
+        assert_eq!(rewrite_search("sortby time desc page 2"), "sortby id desc page 2");
+    }
+
+    #[test]
+    fn other_terms_are_left_alone() {
+        assert_eq!(rewrite_search("severity>bogus vm.name=time"), "severity>bogus vm.name=time");
+    }
 }

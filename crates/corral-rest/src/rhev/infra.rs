@@ -1,11 +1,812 @@
 //! The host, the `Default` cluster and data center, capabilities, and networks.
+//!
+//! They describe the one daemon and its machine, so they are read-only. Writes that RHEV allows (adding a
+//! host, editing a data center or cluster, a network) answer **409** with a fault saying the object is
+//! read-only on this engine: the request is valid RHEV, this engine refuses it, as for an immutable field.
+//! Capabilities are read-only in RHEV too; writes there get **405** with a fault.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
 use axum::Router;
+use corral_service::rest_support::NetworkInfo;
 
+use super::common::{self, reference};
+use crate::ctx::Ctx;
+use crate::fault::{ApiError, ApiResult};
+use crate::repr::Node;
 use crate::Rest;
 
 pub fn routes() -> Router<Arc<Rest>> {
     Router::new()
+        .route("/api/capabilities", get(capabilities).fallback(not_allowed))
+        .route("/api/capabilities/{id}", get(capability).fallback(not_allowed))
+        .route("/api/hosts", get(hosts).post(refuse_host_write))
+        .route("/api/hosts/{id}", get(host).put(host_write).delete(host_write))
+        .route("/api/hosts/{id}/statistics", get(host_statistics))
+        .route("/api/hosts/{id}/statistics/{sid}", get(host_statistic))
+        .route("/api/hosts/{id}/{action}", post(host_action))
+        .route("/api/datacenters", get(datacenters).post(refuse_datacenter_write))
+        .route("/api/datacenters/{id}", get(datacenter).put(datacenter_write).delete(datacenter_write))
+        .route("/api/clusters", get(clusters).post(refuse_cluster_write))
+        .route("/api/clusters/{id}", get(cluster).put(cluster_write).delete(cluster_write))
+        .route("/api/clusters/{id}/networks", get(cluster_networks).post(cluster_network_add))
+        .route(
+            "/api/clusters/{id}/networks/{nid}",
+            get(cluster_network).put(cluster_network_write).delete(cluster_network_write),
+        )
+        .route("/api/networks", get(networks).post(refuse_network_write))
+        .route("/api/networks/{id}", get(network).put(network_write).delete(network_write))
+}
+
+/// The compatibility level this engine speaks: RHEV 3.3.
+const VERSION: (&str, &str) = ("3", "3");
+/// The capability version's id, as oVirt spells it: the bytes of "3.3" at the front of a GUID.
+const VERSION_ID: &str = "332e3300-0000-0000-0000-000000000000";
+/// No `<cpu>` element in the domain XML: QEMU's default CPU model, so the cluster's CPU type is that.
+const CLUSTER_CPU: &str = "qemu64";
+/// The host's actions; `refresh` and a `manual`/`status` fence are all that make sense for the local machine.
+const HOST_ACTIONS: [&str; 2] = ["refresh", "fence"];
+
+fn read_only(what: &str) -> ApiError {
+    ApiError::conflict(format!("The {what} is read-only on this engine: it describes this daemon and its machine"))
+}
+
+async fn not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Operation Failed", "Capabilities are read-only")
+}
+
+/// Runs blocking work (libvirt, /proc) off the async executor.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))
+}
+
+fn search_error(e: String) -> ApiError {
+    ApiError::bad_request(e)
+}
+
+fn version_node(name: &str) -> Node {
+    Node::new(name).attr("major", VERSION.0).attr("minor", VERSION.1)
+}
+
+fn supported_versions() -> Node {
+    Node::collection("supported_versions").child(version_node("version"))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Capabilities
+
+/// `(list, item, values)`: the enumerations of what this engine really produces or accepts.
+const ENUMERATIONS: [(&str, &str, &[&str]); 25] = [
+    ("vm_types", "vm_type", &["server"]),
+    ("vm_states", "vm_state", &["unknown", "down", "up", "powering_up", "paused", "suspended", "powering_down"]),
+    ("host_states", "host_state", &["up", "down"]),
+    ("host_non_operational_details", "host_non_operational_detail", &["none"]),
+    ("network_states", "network_state", &["operational", "non_operational"]),
+    ("data_center_states", "data_center_state", &["up"]),
+    ("storage_types", "storage_type", &["localfs"]),
+    ("storage_domain_types", "storage_domain_type", &["data"]),
+    ("storage_formats", "storage_format", &["v3"]),
+    ("disk_formats", "disk_format", &["raw", "cow"]),
+    ("disk_interfaces", "disk_interface", &["virtio"]),
+    ("disk_states", "disk_state", &["ok"]),
+    ("template_states", "template_state", &["ok"]),
+    ("nic_interfaces", "nic_interface", &["virtio"]),
+    ("boot_devices", "boot_device", &["hd"]),
+    ("display_types", "display_type", &["vnc"]),
+    ("os_types", "os_type", &["unassigned", "other", "other_linux"]),
+    ("fence_types", "fence_type", &["manual", "status"]),
+    ("power_management_states", "power_management_state", &["on", "off", "unknown"]),
+    ("creation_states", "creation_state", &["complete"]),
+    ("action_states", "action_state", &["complete", "failed"]),
+    ("usages", "usage", &["vm"]),
+    ("error_handling", "on_error", &["do_not_migrate"]),
+    ("scheduling_policies", "policy", &["none"]),
+    ("vm_affinities", "vm_affinity", &["pinned"]),
+];
+
+/// What a client can rely on beyond the enumerations.
+const FEATURES: [(&str, &str); 2] = [
+    ("Persistent authentication", "Sessions with Prefer: persistent-auth and the JSESSIONID cookie"),
+    ("JSON representation", "Accept: application/json gives every resource as JSON"),
+];
+
+fn capability_version(ctx: &Ctx) -> Node {
+    let mut v = version_node("version")
+        .attr("href", ctx.href(&format!("/capabilities/{VERSION_ID}")))
+        .attr("id", VERSION_ID)
+        .with_leaf("current", "true");
+    let mut features = Node::collection("features");
+    for (name, description) in FEATURES {
+        features.push(Node::new("feature").with_leaf("name", name).with_leaf("description", description));
+    }
+    v.push(features);
+    v.push(Node::collection("cpus").child(Node::new("cpu").attr("id", CLUSTER_CPU).with_leaf("level", "0")));
+    v.push(Node::collection("power_managers"));
+    for (list, item, values) in ENUMERATIONS {
+        let mut l = Node::collection(list);
+        for value in values {
+            l.push(Node::leaf(item, *value));
+        }
+        v.push(l);
+    }
+    v
+}
+
+async fn capabilities(ctx: Ctx) -> Response {
+    ctx.ok(&Node::collection("capabilities").child(capability_version(&ctx)))
+}
+
+async fn capability(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
+    if id != VERSION_ID {
+        return Err(ApiError::not_found(&format!("capabilities version {id}")));
+    }
+    Ok(ctx.ok(&capability_version(&ctx)))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The host
+
+/// The CPU as /proc/cpuinfo describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CpuInfo {
+    name: String,
+    /// MHz.
+    speed: u64,
+    sockets: u64,
+    /// Per socket.
+    cores: u64,
+    /// Per core.
+    threads: u64,
+}
+
+fn cpuinfo_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let (k, v) = line.split_once(':')?;
+    (k.trim() == key).then(|| v.trim())
+}
+
+fn parse_cpuinfo(text: &str) -> CpuInfo {
+    let first = |key: &str| text.lines().find_map(|l| cpuinfo_value(l, key));
+    let logical = text.lines().filter(|l| cpuinfo_value(l, "processor").is_some()).count().max(1) as u64;
+    let mut packages: Vec<&str> = text.lines().filter_map(|l| cpuinfo_value(l, "physical id")).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    let sockets = (packages.len() as u64).max(1);
+    let number = |key: &str| first(key).and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0);
+    let cores = number("cpu cores").unwrap_or((logical / sockets).max(1));
+    let siblings = number("siblings").unwrap_or(cores);
+    CpuInfo {
+        // ARM kernels have no model name; the processor line names the core there.
+        name: first("model name").or_else(|| first("Processor")).unwrap_or("unknown").to_string(),
+        speed: first("cpu MHz").and_then(|v| v.parse::<f64>().ok()).map_or(0, |mhz| mhz.round() as u64),
+        sockets,
+        cores,
+        threads: (siblings / cores).max(1),
+    }
+}
+
+/// `key: value kB` lines of /proc/meminfo, in bytes.
+fn meminfo(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k == key).then(|| v.split_whitespace().next()?.parse::<u64>().ok()).flatten()
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// The machine's facts that need I/O: /proc, /etc and libvirt.
+struct HostFacts {
+    cpu: CpuInfo,
+    hostname: String,
+    libvirt: Option<u32>,
+    os: (String, String),
+    hugepages: bool,
+    ksm: bool,
+}
+
+fn os_release() -> (String, String) {
+    let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    (field("NAME"), field("VERSION_ID"))
+}
+
+fn host_facts(rest: &Rest) -> HostFacts {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let hostname = read("/proc/sys/kernel/hostname").trim().to_string();
+    HostFacts {
+        cpu: parse_cpuinfo(&read("/proc/cpuinfo")),
+        hostname: if hostname.is_empty() { "localhost".into() } else { hostname },
+        libvirt: rest.service.libvirt_version(),
+        os: os_release(),
+        // `always [madvise] never`: the bracketed word is the setting.
+        hugepages: read("/sys/kernel/mm/transparent_hugepage/enabled").contains("[always]"),
+        ksm: read("/sys/kernel/mm/ksm/run").trim() == "1",
+    }
+}
+
+fn enabled(name: &str, on: bool) -> Node {
+    Node::new(name).with_leaf("enabled", on.to_string())
+}
+
+/// A version number split as RHEV shows it (`major.minor.build`).
+fn version_parts(name: &str, major: u64, minor: u64, build: u64, full: String) -> Node {
+    Node::new(name)
+        .attr("major", major.to_string())
+        .attr("minor", minor.to_string())
+        .attr("build", build.to_string())
+        .attr("revision", "0")
+        .attr("full_version", full)
+}
+
+fn host_node(ctx: &Ctx, rest: &Rest, facts: &HostFacts) -> Node {
+    let id = common::host_id();
+    let base = format!("/hosts/{id}");
+    let (total, active, memory) = {
+        let app = rest.service.read();
+        let vms: Vec<_> = app.domains().filter(|d| !d.is_admin()).collect();
+        let active = vms.iter().filter(|d| rest.service.power(d).is_active()).count();
+        (vms.len(), active, app.host.memory_mib * 1024 * 1024)
+    };
+    let state = if rest.service.has_hypervisor() { "up" } else { "down" };
+    let mut host = Node::new("host").attr("href", ctx.href(&base)).attr("id", &id);
+    host.push(common::actions(ctx, &base, &HOST_ACTIONS));
+    host = host.with_leaf("name", "localhost").with_leaf("description", "The machine this daemon runs on");
+    host = common::links(ctx, host, &base, &["statistics"]);
+    host = host.with_leaf("address", &facts.hostname).with_leaf("type", "rhel");
+    host.push(Node::new("status").with_leaf("state", state));
+    host.push(reference(ctx, "cluster", "clusters", &common::cluster_id()));
+    host.push(Node::new("power_management").attr("type", "").with_leaf("enabled", "false"));
+    host.push(enabled("ksm", facts.ksm));
+    host.push(enabled("transparent_hugepages", facts.hugepages));
+    host.push(
+        Node::new("cpu").with_leaf("name", &facts.cpu.name).with_leaf("speed", facts.cpu.speed.to_string()).child(
+            Node::new("topology")
+                .attr("sockets", facts.cpu.sockets.to_string())
+                .attr("cores", facts.cpu.cores.to_string())
+                .attr("threads", facts.cpu.threads.to_string()),
+        ),
+    );
+    host = host.with_leaf("memory", memory.to_string());
+    host.push(
+        Node::new("summary")
+            .with_leaf("active", active.to_string())
+            .with_leaf("migrating", "0")
+            .with_leaf("total", total.to_string()),
+    );
+    let own: Vec<u64> = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    let part = |i: usize| own.get(i).copied().unwrap_or(0);
+    host.push(version_parts("version", part(0), part(1), part(2), format!("corral-{}", env!("CARGO_PKG_VERSION"))));
+    if let Some(v) = facts.libvirt {
+        let (major, minor, release) = (u64::from(v / 1_000_000), u64::from(v / 1_000 % 1_000), u64::from(v % 1_000));
+        host.push(version_parts(
+            "libvirt_version",
+            major,
+            minor,
+            release,
+            format!("libvirt-{major}.{minor}.{release}"),
+        ));
+    }
+    host.push(Node::new("os").attr("type", &facts.os.0).child(Node::new("version").attr("full_version", &facts.os.1)));
+    host
+}
+
+fn host_field(rest: &Rest, facts: &HostFacts, field: &str) -> Option<String> {
+    Some(match field {
+        "name" => "localhost".into(),
+        "id" => common::host_id(),
+        "status" => if rest.service.has_hypervisor() { "up" } else { "down" }.into(),
+        "address" => facts.hostname.clone(),
+        "type" => "rhel".into(),
+        "cluster" | "cluster.name" => "Default".into(),
+        "datacenter" | "datacenter.name" => "Default".into(),
+        _ => return None,
+    })
+}
+
+fn check_host(id: &str) -> ApiResult<()> {
+    if id == common::host_id() {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(&format!("host {id}")))
+    }
+}
+
+async fn hosts(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
+    let facts = {
+        let rest = rest.clone();
+        blocking(move || host_facts(&rest)).await?
+    };
+    let kept = super::search::apply(&ctx, vec![()], |_, f| host_field(&rest, &facts, f)).map_err(search_error)?;
+    let mut out = Node::collection("hosts");
+    for () in kept {
+        out.push(host_node(&ctx, &rest, &facts));
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn host(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    check_host(&id)?;
+    let facts = {
+        let rest = rest.clone();
+        blocking(move || host_facts(&rest)).await?
+    };
+    Ok(ctx.ok(&host_node(&ctx, &rest, &facts)))
+}
+
+async fn refuse_host_write() -> ApiError {
+    read_only("host list")
+}
+
+async fn host_write(Path(id): Path<String>) -> ApiResult<Response> {
+    check_host(&id)?;
+    Err(read_only("host"))
+}
+
+/// `manual` (confirm the host rebooted) and `status` are the fence types that mean something for the
+/// machine the daemon itself runs on; it cannot power itself off or on.
+async fn host_action(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    check_host(&id)?;
+    if !HOST_ACTIONS.contains(&action.as_str()) {
+        return Err(ApiError::not_found(&format!("action {action}")));
+    }
+    let params =
+        if body.iter().all(u8::is_ascii_whitespace) { Node::new("action") } else { ctx.body(&body, "action")? };
+    let mut extra = Vec::new();
+    if action == "fence" {
+        match params.text_of("fence_type").unwrap_or_default() {
+            "manual" => {}
+            "status" => {
+                let state = if rest.service.has_hypervisor() { "on" } else { "unknown" };
+                extra.push(Node::new("power_management").child(Node::new("status").with_leaf("state", state)));
+            }
+            other => {
+                return Err(ApiError::conflict(format!(
+                    "Fence type '{other}' is not supported on this engine: the host is the daemon's own machine"
+                )))
+            }
+        }
+    }
+    let action_id = uuid::Uuid::new_v4().to_string();
+    let base = format!("/hosts/{id}");
+    let mut node =
+        Node::new("action").attr("href", ctx.href(&format!("{base}/{action}/{action_id}"))).attr("id", &action_id);
+    for e in extra {
+        node.push(e);
+    }
+    node = node
+        .child(Node::new("status").with_leaf("state", "complete"))
+        .child(Node::new("link").attr("href", ctx.href(&base)).attr("rel", "parent"))
+        .child(Node::new("link").attr("href", ctx.href(&format!("{base}/{action}"))).attr("rel", "replay"));
+    Ok(ctx.ok(&node))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Host statistics
+
+/// Jiffies from the `cpu` line of /proc/stat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct CpuTimes {
+    user: u64,
+    system: u64,
+    idle: u64,
+}
+
+impl CpuTimes {
+    fn total(self) -> u64 {
+        self.user + self.system + self.idle
+    }
+}
+
+fn parse_stat(text: &str) -> CpuTimes {
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else { return CpuTimes::default() };
+    let v: Vec<u64> = line.split_whitespace().skip(1).map(|n| n.parse().unwrap_or(0)).collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal: nice counts as user, iowait as idle, irq and steal as system.
+    CpuTimes { user: at(0) + at(1), system: at(2) + at(5) + at(6) + at(7), idle: at(3) + at(4) }
+}
+
+/// (user, system, idle) in percent between two samples.
+fn cpu_percent(before: CpuTimes, after: CpuTimes) -> (f64, f64, f64) {
+    let total = after.total().saturating_sub(before.total());
+    if total == 0 {
+        return (0.0, 0.0, 100.0);
+    }
+    let pct = |a: u64, b: u64| (a.saturating_sub(b)) as f64 * 100.0 / total as f64;
+    (pct(after.user, before.user), pct(after.system, before.system), pct(after.idle, before.idle))
+}
+
+/// The previous sample: "current" CPU use is the average since the last statistics request.
+static LAST_CPU: std::sync::Mutex<Option<(Instant, CpuTimes)>> = std::sync::Mutex::new(None);
+
+/// Shorter windows than this are too coarse in jiffies to mean anything.
+const MIN_WINDOW: Duration = Duration::from_millis(100);
+
+async fn cpu_current() -> (f64, f64, f64) {
+    let sample = || parse_stat(&std::fs::read_to_string("/proc/stat").unwrap_or_default());
+    let previous = *LAST_CPU.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let before = match previous {
+        Some((at, times)) if at.elapsed() >= MIN_WINDOW => times,
+        Some((at, times)) => {
+            tokio::time::sleep(MIN_WINDOW.saturating_sub(at.elapsed())).await;
+            times
+        }
+        None => {
+            let times = sample();
+            tokio::time::sleep(MIN_WINDOW).await;
+            times
+        }
+    };
+    let now = sample();
+    *LAST_CPU.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), now));
+    cpu_percent(before, now)
+}
+
+/// (name, description, value, unit, decimal).
+type Stat = (&'static str, &'static str, String, &'static str, bool);
+
+async fn host_stats() -> Vec<Stat> {
+    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let (user, system, idle) = cpu_current().await;
+    let m = |k: &str| meminfo(&mem, k);
+    let (total, free, buffers, cached) = (m("MemTotal"), m("MemFree"), m("Buffers"), m("Cached"));
+    let (swap_total, swap_free) = (m("SwapTotal"), m("SwapFree"));
+    let bytes = |name, description, v: u64| -> Stat { (name, description, v.to_string(), "BYTES", false) };
+    let percent = |name, description, v: f64| -> Stat { (name, description, format!("{v:.2}"), "PERCENT", true) };
+    vec![
+        bytes("memory.total", "Total memory", total),
+        bytes("memory.used", "Used memory", total.saturating_sub(free + buffers + cached)),
+        bytes("memory.free", "Free memory", free),
+        bytes("memory.buffers", "I/O buffers", buffers),
+        bytes("memory.cached", "OS caches", cached),
+        bytes("swap.total", "Total swap", swap_total),
+        bytes("swap.free", "Free swap", swap_free),
+        bytes("swap.used", "Used swap", swap_total.saturating_sub(swap_free)),
+        bytes("swap.cached", "Swap also cached in memory", m("SwapCached")),
+        percent("ksm.cpu.current", "KSM CPU usage", 0.0),
+        percent("cpu.current.user", "User CPU usage", user),
+        percent("cpu.current.system", "System CPU usage", system),
+        percent("cpu.current.idle", "Idle CPU usage", idle),
+        (
+            "cpu.load.avg.5m",
+            "CPU 5 minute load average",
+            load.split_whitespace().nth(1).unwrap_or("0").to_string(),
+            "NONE",
+            true,
+        ),
+    ]
+}
+
+fn statistic_node(ctx: &Ctx, host: &str, (name, description, value, unit, decimal): &Stat) -> Node {
+    let id = common::statistic_id(host, name);
+    Node::new("statistic")
+        .attr("href", ctx.href(&format!("/hosts/{host}/statistics/{id}")))
+        .attr("id", &id)
+        .with_leaf("name", *name)
+        .with_leaf("description", *description)
+        .child(
+            Node::new("values")
+                .attr("type", if *decimal { "DECIMAL" } else { "INTEGER" })
+                .child(Node::new("value").with_leaf("datum", value.clone())),
+        )
+        .with_leaf("type", "GAUGE")
+        .with_leaf("unit", *unit)
+        .child(reference(ctx, "host", "hosts", host))
+}
+
+async fn host_statistics(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
+    check_host(&id)?;
+    let mut out = Node::collection("statistics");
+    for s in host_stats().await {
+        out.push(statistic_node(&ctx, &id, &s));
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn host_statistic(ctx: Ctx, Path((id, sid)): Path<(String, String)>) -> ApiResult<Response> {
+    check_host(&id)?;
+    let stats = host_stats().await;
+    let s = stats
+        .iter()
+        .find(|s| common::statistic_id(&id, s.0) == sid)
+        .ok_or_else(|| ApiError::not_found(&format!("statistic {sid}")))?;
+    Ok(ctx.ok(&statistic_node(&ctx, &id, s)))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Data center and cluster
+
+fn datacenter_node(ctx: &Ctx) -> Node {
+    let id = common::datacenter_id();
+    Node::new("data_center")
+        .attr("href", ctx.href(&format!("/datacenters/{id}")))
+        .attr("id", &id)
+        .with_leaf("name", "Default")
+        .with_leaf("description", "The data center of this daemon")
+        .with_leaf("storage_type", "localfs")
+        .with_leaf("storage_format", "v3")
+        .child(version_node("version"))
+        .child(supported_versions())
+        .child(Node::new("status").with_leaf("state", "up"))
+}
+
+fn datacenter_field(field: &str) -> Option<String> {
+    Some(match field {
+        "name" => "Default".into(),
+        "id" => common::datacenter_id(),
+        "status" => "up".into(),
+        "storage_type" | "type" => "localfs".into(),
+        _ => return None,
+    })
+}
+
+fn check_datacenter(id: &str) -> ApiResult<()> {
+    if id == common::datacenter_id() {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(&format!("data center {id}")))
+    }
+}
+
+async fn datacenters(ctx: Ctx) -> ApiResult<Response> {
+    let kept = super::search::apply(&ctx, vec![()], |_, f| datacenter_field(f)).map_err(search_error)?;
+    let mut out = Node::collection("data_centers");
+    for () in kept {
+        out.push(datacenter_node(&ctx));
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn datacenter(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
+    check_datacenter(&id)?;
+    Ok(ctx.ok(&datacenter_node(&ctx)))
+}
+
+async fn refuse_datacenter_write() -> ApiError {
+    read_only("data center list")
+}
+
+async fn datacenter_write(Path(id): Path<String>) -> ApiResult<Response> {
+    check_datacenter(&id)?;
+    Err(read_only("data center"))
+}
+
+fn cluster_node(ctx: &Ctx) -> Node {
+    let id = common::cluster_id();
+    let base = format!("/clusters/{id}");
+    let hugepages =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default().contains("[always]");
+    let mut c = Node::new("cluster")
+        .attr("href", ctx.href(&base))
+        .attr("id", &id)
+        .with_leaf("name", "Default")
+        .with_leaf("description", "The cluster of this daemon's one host");
+    c = common::links(ctx, c, &base, &["networks"]);
+    c.child(Node::new("cpu").attr("id", CLUSTER_CPU))
+        .child(reference(ctx, "data_center", "datacenters", &common::datacenter_id()))
+        .child(
+            Node::new("memory_policy")
+                .child(Node::new("overcommit").attr("percent", "100"))
+                .child(enabled("transparent_hugepages", hugepages)),
+        )
+        .child(Node::new("scheduling_policy").with_leaf("policy", "none"))
+        .child(version_node("version"))
+        .child(supported_versions())
+        .child(Node::new("error_handling").with_leaf("on_error", "do_not_migrate"))
+        .with_leaf("virt_service", "true")
+        .with_leaf("gluster_service", "false")
+        .with_leaf("threads_as_cores", "false")
+        .with_leaf("tunnel_migration", "false")
+        .with_leaf("trusted_service", "false")
+        .with_leaf("ballooning_enabled", "false")
+}
+
+fn cluster_field(field: &str) -> Option<String> {
+    Some(match field {
+        "name" => "Default".into(),
+        "id" => common::cluster_id(),
+        "datacenter" | "datacenter.name" | "data_center" => "Default".into(),
+        "cpu" | "cpu.id" => CLUSTER_CPU.into(),
+        _ => return None,
+    })
+}
+
+fn check_cluster(id: &str) -> ApiResult<()> {
+    if id == common::cluster_id() {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(&format!("cluster {id}")))
+    }
+}
+
+async fn clusters(ctx: Ctx) -> ApiResult<Response> {
+    let kept = super::search::apply(&ctx, vec![()], |_, f| cluster_field(f)).map_err(search_error)?;
+    let mut out = Node::collection("clusters");
+    for () in kept {
+        out.push(cluster_node(&ctx));
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn cluster(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
+    check_cluster(&id)?;
+    Ok(ctx.ok(&cluster_node(&ctx)))
+}
+
+async fn refuse_cluster_write() -> ApiError {
+    read_only("cluster list")
+}
+
+async fn cluster_write(Path(id): Path<String>) -> ApiResult<Response> {
+    check_cluster(&id)?;
+    Err(read_only("cluster"))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Networks: the libvirt networks of the daemon's connection
+
+async fn list_networks(rest: &Arc<Rest>) -> ApiResult<Vec<NetworkInfo>> {
+    let service = rest.service.clone();
+    blocking(move || service.networks()).await?.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", format!("Cannot list networks: {e}"))
+    })
+}
+
+async fn find_network(rest: &Arc<Rest>, id: &str) -> ApiResult<NetworkInfo> {
+    list_networks(rest)
+        .await?
+        .into_iter()
+        .find(|n| n.uuid.to_string() == id)
+        .ok_or_else(|| ApiError::not_found(&format!("network {id}")))
+}
+
+fn network_node(ctx: &Ctx, n: &NetworkInfo, cluster: bool) -> Node {
+    let id = n.uuid.to_string();
+    let href =
+        if cluster { format!("/clusters/{}/networks/{id}", common::cluster_id()) } else { format!("/networks/{id}") };
+    let mut node = Node::new("network")
+        .attr("href", ctx.href(&href))
+        .attr("id", &id)
+        .with_leaf("name", &n.name)
+        .with_leaf("description", format!("libvirt network {}", n.name))
+        .child(reference(ctx, "data_center", "datacenters", &common::datacenter_id()))
+        .with_leaf("stp", "false")
+        .child(Node::new("status").with_leaf("state", if n.active { "operational" } else { "non_operational" }))
+        .child(Node::collection("usages").child(Node::leaf("usage", "vm")))
+        .with_leaf("display", "false");
+    if cluster {
+        node = node.child(reference(ctx, "cluster", "clusters", &common::cluster_id())).with_leaf("required", "false");
+    }
+    node
+}
+
+fn network_field(n: &NetworkInfo, field: &str) -> Option<String> {
+    Some(match field {
+        "name" => n.name.clone(),
+        "id" => n.uuid.to_string(),
+        "status" => if n.active { "operational" } else { "non_operational" }.into(),
+        "datacenter" | "datacenter.name" => "Default".into(),
+        _ => return None,
+    })
+}
+
+async fn network_list(ctx: &Ctx, rest: &Arc<Rest>, cluster: bool) -> ApiResult<Response> {
+    let all = list_networks(rest).await?;
+    let kept = super::search::apply(ctx, all, network_field).map_err(search_error)?;
+    let mut out = Node::collection("networks");
+    for n in &kept {
+        out.push(network_node(ctx, n, cluster));
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn networks(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
+    network_list(&ctx, &rest, false).await
+}
+
+async fn network(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let n = find_network(&rest, &id).await?;
+    Ok(ctx.ok(&network_node(&ctx, &n, false)))
+}
+
+async fn refuse_network_write() -> ApiError {
+    read_only("network list")
+}
+
+async fn network_write(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    find_network(&rest, &id).await?;
+    Err(read_only("network"))
+}
+
+async fn cluster_networks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    check_cluster(&id)?;
+    network_list(&ctx, &rest, true).await
+}
+
+async fn cluster_network(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, nid)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    check_cluster(&id)?;
+    let n = find_network(&rest, &nid).await?;
+    Ok(ctx.ok(&network_node(&ctx, &n, true)))
+}
+
+/// Every libvirt network is already in the one cluster.
+async fn cluster_network_add(Path(id): Path<String>) -> ApiResult<Response> {
+    check_cluster(&id)?;
+    Err(read_only("cluster's network list"))
+}
+
+async fn cluster_network_write(
+    State(rest): State<Arc<Rest>>,
+    Path((id, nid)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    check_cluster(&id)?;
+    find_network(&rest, &nid).await?;
+    Err(read_only("cluster's network"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CPUINFO: &str = "processor\t: 0\nmodel name\t: AMD EPYC\ncpu MHz\t\t: 2596.124\nphysical id\t: 0\n\
+                           siblings\t: 4\ncpu cores\t: 2\n\nprocessor\t: 1\nmodel name\t: AMD EPYC\nphysical id\t: 0\n\
+                           siblings\t: 4\ncpu cores\t: 2\n";
+
+    #[test]
+    fn cpuinfo_gives_name_speed_and_topology() {
+        let cpu = parse_cpuinfo(CPUINFO);
+
+        assert_eq!(cpu, CpuInfo { name: "AMD EPYC".into(), speed: 2596, sockets: 1, cores: 2, threads: 2 });
+    }
+
+    #[test]
+    fn cpuinfo_without_topology_lines_counts_processors_as_cores() {
+        let cpu = parse_cpuinfo("processor : 0\nprocessor : 1\nprocessor : 2\n");
+
+        assert_eq!((cpu.name.as_str(), cpu.sockets, cpu.cores, cpu.threads), ("unknown", 1, 3, 1));
+    }
+
+    #[test]
+    fn meminfo_values_are_bytes() {
+        let text = "MemTotal:       16318480 kB\nMemFree:         1000 kB\n";
+
+        assert_eq!((meminfo(text, "MemTotal"), meminfo(text, "MemFree")), (16_318_480 * 1024, 1_024_000));
+    }
+
+    #[test]
+    fn cpu_percentages_come_from_the_delta_of_two_samples() {
+        let before = parse_stat("cpu  100 0 50 850 0 0 0 0 0 0\n");
+        let after = parse_stat("cpu  130 10 60 900 0 0 0 0 0 0\n");
+
+        assert_eq!(cpu_percent(before, after), (40.0, 10.0, 50.0));
+    }
+
+    #[test]
+    fn an_empty_window_is_idle() {
+        let s = parse_stat("cpu  1 2 3 4\n");
+
+        assert_eq!(cpu_percent(s, s), (0.0, 0.0, 100.0));
+    }
 }

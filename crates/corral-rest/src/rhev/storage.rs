@@ -1,16 +1,549 @@
-//! Storage domains (the daemon's pools), their files, and floating disks.
+//! Storage domains (the daemon's pools), their files, and floating disks (the qubes' volumes).
+//!
+//! Mapping:
+//! - A pool is a storage domain whose id is a UUIDv5 of its name. `file` pools are `data` domains; the
+//!   `linux-kernel` pool is an `iso` domain: it holds read-only boot media (kernels) listed under `/files` and
+//!   no disks, which is what an ISO domain is (`image` is oVirt's Glance image provider, not local storage).
+//!   Both are `localfs` storage at the pool's `dir_path`. The `master` domain is the one the global
+//!   `default_pool` names (`varlibqubes` on a fresh install). `available`/`used` describe the file system
+//!   holding the pool; `committed` is the provisioned size of the volumes in it.
+//! - `POST /storagedomains` adds a pool: `data` makes a `file` pool, `iso` a `linux-kernel` one.
+//! - A disk is one volume of one qube (root, private, volatile; the kernel is not a disk). Its id is a UUIDv5
+//!   of the qube's uuid and the volume name, its alias `<qube>-<volume>`. A volume belongs to its qube, so a
+//!   disk cannot be created, attached, detached or removed on its own (409); it can grow.
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
+use corral_core::domain::Domain;
+use corral_core::volume::{Driver, Pool, Volume};
+use corral_core::{App, ErrorKind};
+use corral_service::{Caller, Service};
 
+use super::common::{self, reference, stable_id};
+use crate::ctx::Ctx;
+use crate::fault::{ApiError, ApiResult};
+use crate::repr::Node;
 use crate::Rest;
 
 pub fn routes() -> Router<Arc<Rest>> {
     Router::new()
+        .route("/api/storagedomains", get(list).post(create))
+        .route("/api/storagedomains/{id}", get(one).put(update).delete(remove))
+        .route("/api/storagedomains/{id}/files", get(files))
+        .route("/api/storagedomains/{id}/files/{name}", get(file))
+        .route("/api/storagedomains/{id}/disks", get(domain_disks))
+        .route("/api/storagedomains/{id}/creation_status/{cid}", get(creation_status))
+        .route("/api/disks", get(disks).post(create_disk))
+        .route("/api/disks/{id}", get(disk).put(update_disk).delete(remove_disk))
 }
 
 /// How many storage domains the entry point's summary counts.
 pub fn domain_count(rest: &Rest) -> usize {
     rest.service.read().pools().len()
+}
+
+/// REST users are the daemon's administrators; they act with dom0's rights until roles exist.
+pub(super) fn caller() -> Caller {
+    Caller::dom0()
+}
+
+/// Runs blocking service work (SQLite, storage, libvirt) off the async executor.
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))?
+}
+
+/// A request body that may be absent (DELETE): `None` when empty, else the element, whose name must be one of
+/// `roots` (JSON bodies have no element name and are taken as the first).
+pub(super) fn optional_body(ctx: &Ctx, bytes: &[u8], roots: &[&str]) -> ApiResult<Option<Node>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if ctx.content_json {
+        return ctx.body(bytes, roots.first().copied().unwrap_or("action")).map(Some);
+    }
+    let node = Node::parse_xml(bytes).map_err(|e| ApiError::bad_request(e.0))?;
+    if !roots.contains(&node.name.as_str()) {
+        return Err(ApiError::bad_request(format!("Unexpected <{}> element", node.name)));
+    }
+    Ok(Some(node))
+}
+
+/// The answer to a finished create: 201 with `Location` when the client asked for it with `Expect`, else 202
+/// with a `creation_status` that is already complete (and a link to it when `status_link`).
+pub(super) fn created(ctx: &Ctx, mut node: Node, href: &str, status_link: bool) -> Response {
+    let status = if ctx.expect_created || !status_link {
+        StatusCode::CREATED
+    } else {
+        let id = node.attr_of("id").unwrap_or_default().to_string();
+        node.push(Node::new("creation_status").with_leaf("state", "complete"));
+        node.push(
+            Node::new("link")
+                .attr("href", ctx.href(&format!("{href}/creation_status/{id}")))
+                .attr("rel", "creation_status"),
+        );
+        StatusCode::ACCEPTED
+    };
+    let mut response = ctx.render(status, &node);
+    if let Ok(v) = HeaderValue::from_str(&ctx.href(href)) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+/// `GET …/creation_status/{cid}`: creations finish before the create call answers.
+pub(super) fn creation(ctx: &Ctx, href: &str, cid: &str) -> Response {
+    let node = Node::new("creation")
+        .attr("href", ctx.href(&format!("{href}/creation_status/{cid}")))
+        .attr("id", cid)
+        .child(Node::new("status").with_leaf("state", "complete"));
+    ctx.ok(&node)
+}
+
+/// A reference in a request: `<x id="…"/>` or `<x><name>…</name></x>`.
+pub(super) fn ref_of(node: &Node, kind: &str) -> Option<(Option<String>, Option<String>)> {
+    let r = node.get(kind)?;
+    Some((r.attr_of("id").map(str::to_string), r.text_of("name").map(str::to_string)))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Storage domains
+
+pub fn domain_id(pool: &str) -> String {
+    stable_id(&format!("storagedomain/{pool}"))
+}
+
+fn domain_type(pool: &Pool) -> &'static str {
+    match pool.driver {
+        Driver::File => "data",
+        Driver::LinuxKernel => "iso",
+    }
+}
+
+fn find_pool(service: &Service, id: &str) -> ApiResult<Pool> {
+    let app = service.read();
+    app.pools()
+        .iter()
+        .find(|p| domain_id(&p.name) == id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&format!("storage domain {id}")))
+}
+
+/// What a domain shows that needs the file system: (available, used) of its file system.
+type Usage = Option<(u64, u64)>;
+
+fn domain_node(ctx: &Ctx, app: &App, pool: &Pool, usage: Usage) -> Node {
+    let id = domain_id(&pool.name);
+    let base = format!("/storagedomains/{id}");
+    let mut sd = Node::new("storage_domain").attr("href", ctx.href(&base)).attr("id", &id);
+    sd = sd.with_leaf("name", &pool.name).with_leaf("description", format!("{} pool", pool.driver.name()));
+    sd = common::links(ctx, sd, &base, &["files", "disks"]);
+    sd = sd.with_leaf("type", domain_type(pool));
+    let master = app.global_prop("default_pool").as_deref() == Some(pool.name.as_str());
+    sd = sd.with_leaf("master", master.to_string());
+    sd = sd.child(Node::new("storage").with_leaf("type", "localfs").with_leaf("path", &pool.dir_path));
+    let (size, used) = usage.unwrap_or((0, 0));
+    let committed: u64 =
+        app.domains().flat_map(|d| d.volumes.iter()).filter(|v| v.pool == pool.name).map(|v| v.size).sum();
+    sd = sd
+        .with_leaf("available", size.saturating_sub(used).to_string())
+        .with_leaf("used", used.to_string())
+        .with_leaf("committed", committed.to_string())
+        .with_leaf("storage_format", "v3")
+        .child(Node::new("status").with_leaf("state", "active"))
+        .with_leaf("storage_domain_state", "active");
+    sd.child(reference(ctx, "host", "hosts", &common::host_id())).child(reference(
+        ctx,
+        "data_center",
+        "datacenters",
+        &common::datacenter_id(),
+    ))
+}
+
+fn domain_field(app: &App, pool: &Pool, field: &str) -> Option<String> {
+    Some(match field {
+        "name" => pool.name.clone(),
+        "id" => domain_id(&pool.name),
+        "type" => domain_type(pool).into(),
+        "status" => "active".into(),
+        "storage.type" | "storage_type" => "localfs".into(),
+        "path" | "storage.path" => pool.dir_path.clone(),
+        "master" => (app.global_prop("default_pool").as_deref() == Some(pool.name.as_str())).to_string(),
+        "datacenter" | "datacenter.name" => "Default".into(),
+        _ => return None,
+    })
+}
+
+async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
+    let service = rest.service.clone();
+    blocking(move || {
+        let app = service.read();
+        let pools: Vec<&Pool> = app.pools().iter().collect();
+        let pools =
+            super::search::apply(&ctx, pools, |p, f| domain_field(&app, p, f)).map_err(ApiError::bad_request)?;
+        let mut out = Node::collection("storage_domains");
+        for p in pools {
+            out.push(domain_node(&ctx, &app, p, service.pool_usage(p)));
+        }
+        Ok(ctx.ok(&out))
+    })
+    .await
+}
+
+async fn render_domain(ctx: Ctx, service: Arc<Service>, pool: Pool) -> ApiResult<Node> {
+    blocking(move || {
+        let usage = service.pool_usage(&pool);
+        let app = service.read();
+        Ok(domain_node(&ctx, &app, &pool, usage))
+    })
+    .await
+}
+
+async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let pool = find_pool(&rest.service, &id)?;
+    let node = render_domain(ctx.clone(), rest.service.clone(), pool).await?;
+    Ok(ctx.ok(&node))
+}
+
+/// The pool driver a storage domain type is made with.
+fn driver_for(kind: &str) -> ApiResult<Driver> {
+    match kind {
+        "data" => Ok(Driver::File),
+        "iso" => Ok(Driver::LinuxKernel),
+        other => Err(ApiError::bad_request(format!(
+            "Storage domain type {other} is not supported: data (a file pool) or iso (a linux-kernel pool)"
+        ))),
+    }
+}
+
+async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResult<Response> {
+    let body = ctx.body(&body, "storage_domain")?;
+    let required = |path: &str| {
+        body.path(path).and_then(|n| n.text.clone()).ok_or_else(|| {
+            ApiError::bad_request(format!("storage_domain [{}] required for add", path.replace('/', ".")))
+        })
+    };
+    let name = required("name")?;
+    let driver = driver_for(&required("type")?)?;
+    let storage_type = required("storage/type")?;
+    if storage_type != "localfs" {
+        return Err(ApiError::bad_request(format!(
+            "Storage type {storage_type} is not supported: pools are local directories (localfs)"
+        )));
+    }
+    let path = required("storage/path")?;
+    if let Some((hid, hname)) = ref_of(&body, "host") {
+        let ours = hid.as_deref() == Some(common::host_id().as_str()) || hname.as_deref() == Some("localhost");
+        if !ours {
+            return Err(ApiError::bad_request("Entity not found: host"));
+        }
+    }
+    // Pool parameters are `key=value` lines: a line break in a value would smuggle in another parameter.
+    if [&name, &path].iter().any(|v| v.contains(['\n', '\r'])) {
+        return Err(ApiError::bad_request("Storage domain name and path must be single lines"));
+    }
+    let payload = format!("name={name}\ndir_path={path}");
+    let service = rest.service.clone();
+    blocking(move || service.pool_add(&caller(), driver.name(), payload.as_bytes()).map_err(ApiError::from)).await?;
+    let id = domain_id(&name);
+    let pool = find_pool(&rest.service, &id)?;
+    let node = render_domain(ctx.clone(), rest.service.clone(), pool).await?;
+    Ok(created(&ctx, node, &format!("/storagedomains/{id}"), true))
+}
+
+async fn creation_status(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, cid)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    find_pool(&rest.service, &id)?;
+    Ok(creation(&ctx, &format!("/storagedomains/{id}"), &cid))
+}
+
+/// Only the name may change, and pool names are fixed.
+async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let pool = find_pool(&rest.service, &id)?;
+    let body = ctx.body(&body, "storage_domain")?;
+    if body.text_of("name").is_some_and(|n| n != pool.name) {
+        return Err(ApiError::conflict("Cannot change the name of a storage domain: pool names are fixed"));
+    }
+    let node = render_domain(ctx.clone(), rest.service.clone(), pool).await?;
+    Ok(ctx.ok(&node))
+}
+
+/// `format` and `destroy` are accepted and mean the same here: a pool that still holds volumes cannot be
+/// removed, so there is no qube data to wipe or keep, and the directory itself is left in place.
+async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let pool = find_pool(&rest.service, &id)?;
+    optional_body(&ctx, &body, &["storage_domain", "action"])?;
+    let service = rest.service.clone();
+    blocking(move || service.pool_remove(&caller(), &pool.name).map_err(ApiError::from)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Files
+
+fn file_node(ctx: &Ctx, pool: &Pool, name: &str) -> Node {
+    let sd = domain_id(&pool.name);
+    let kind = match pool.driver {
+        Driver::File => "iso",
+        Driver::LinuxKernel => "kernel",
+    };
+    Node::new("file")
+        .attr("href", ctx.href(&format!("/storagedomains/{sd}/files/{name}")))
+        .attr("id", name)
+        .with_leaf("name", name)
+        .with_leaf("type", kind)
+        .child(reference(ctx, "storage_domain", "storagedomains", &sd))
+}
+
+async fn pool_files(service: Arc<Service>, pool: Pool) -> ApiResult<Vec<String>> {
+    blocking(move || Ok(service.pool_files(&pool))).await
+}
+
+async fn files(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let pool = find_pool(&rest.service, &id)?;
+    let names = pool_files(rest.service.clone(), pool.clone()).await?;
+    let names = super::search::apply(&ctx, names, |n, f| matches!(f, "name" | "id").then(|| n.clone()))
+        .map_err(ApiError::bad_request)?;
+    let mut out = Node::collection("files");
+    for n in names {
+        out.push(file_node(&ctx, &pool, &n));
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn file(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let pool = find_pool(&rest.service, &id)?;
+    let names = pool_files(rest.service.clone(), pool.clone()).await?;
+    if !names.contains(&name) {
+        return Err(ApiError::not_found(&format!("file {name}")));
+    }
+    Ok(ctx.ok(&file_node(&ctx, &pool, &name)))
+}
+
+/// Whether any storage domain offers a file of this name (a cdrom can only hold one that exists).
+pub(super) async fn file_exists(service: Arc<Service>, name: String) -> ApiResult<bool> {
+    blocking(move || {
+        let pools: Vec<Pool> = service.read().pools().to_vec();
+        Ok(pools.iter().any(|p| service.pool_files(p).contains(&name)))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Disks
+
+pub fn disk_id(d: &Domain, volume: &str) -> String {
+    stable_id(&format!("disk/{}/{volume}", d.uuid))
+}
+
+/// A qube's volumes that are disks: the kernel is boot media, not a disk.
+pub fn disk_volumes(d: &Domain) -> impl Iterator<Item = &Volume> {
+    d.volumes.iter().filter(|v| v.name != "kernel")
+}
+
+/// The qube and volume behind a disk id.
+pub fn find_disk(app: &App, id: &str) -> Option<(Domain, Volume)> {
+    app.domains()
+        .filter(|d| !d.is_admin())
+        .find_map(|d| disk_volumes(d).find(|v| disk_id(d, &v.name) == id).map(|v| (d.clone(), v.clone())))
+}
+
+/// A volume as a disk at `href` (under `/disks` or a vm's `/disks`).
+pub fn disk_node(ctx: &Ctx, app: &App, d: &Domain, v: &Volume, usage: u64, href: &str) -> Node {
+    let id = disk_id(d, &v.name);
+    let alias = format!("{}-{}", d.name, v.name);
+    let mut disk = Node::new("disk").attr("href", ctx.href(href)).attr("id", &id);
+    disk = disk
+        .with_leaf("name", &alias)
+        .with_leaf("description", format!("{} volume of {}", v.name, d.name))
+        .with_leaf("alias", &alias);
+    disk = disk.child(reference(ctx, "vm", "vms", &d.uuid.to_string()));
+    let sd = app.pool(&v.pool).map(|p| domain_id(&p.name)).unwrap_or_default();
+    disk =
+        disk.child(Node::collection("storage_domains").child(reference(ctx, "storage_domain", "storagedomains", &sd)));
+    disk.with_leaf("size", v.size.to_string())
+        .with_leaf("provisioned_size", v.size.to_string())
+        .with_leaf("actual_size", usage.to_string())
+        .with_leaf("type", if v.name == "root" { "system" } else { "data" })
+        .child(Node::new("status").with_leaf("state", "ok"))
+        .with_leaf("interface", "virtio")
+        .with_leaf("format", if v.snap_on_start { "cow" } else { "raw" })
+        .with_leaf("sparse", "true")
+        .with_leaf("bootable", (v.name == "root").to_string())
+        .with_leaf("shareable", "false")
+        .with_leaf("wipe_after_delete", "false")
+        .with_leaf("propagate_errors", "false")
+        .with_leaf("active", "true")
+        .with_leaf("read_only", (!v.rw).to_string())
+}
+
+pub fn disk_field(d: &Domain, v: &Volume, field: &str) -> Option<String> {
+    Some(match field {
+        "alias" | "name" => format!("{}-{}", d.name, v.name),
+        "id" => disk_id(d, &v.name),
+        "vm" | "vm.name" => d.name.clone(),
+        "status" => "ok".into(),
+        "size" | "provisioned_size" => v.size.to_string(),
+        "format" => if v.snap_on_start { "cow" } else { "raw" }.into(),
+        "bootable" => (v.name == "root").to_string(),
+        "storage" | "storage_domain" | "storage_domain.name" => v.pool.clone(),
+        _ => return None,
+    })
+}
+
+/// Disks of `owners` as a collection; `href` gives each disk's address.
+pub(super) async fn disk_collection(
+    ctx: Ctx,
+    service: Arc<Service>,
+    owners: impl Fn(&App) -> Vec<Domain> + Send + 'static,
+    href: impl Fn(&Domain, &str) -> String + Send + 'static,
+) -> ApiResult<Node> {
+    blocking(move || {
+        let app = service.read();
+        let owners = owners(&app);
+        let vols: Vec<(&Domain, &Volume)> = owners.iter().flat_map(|d| disk_volumes(d).map(move |v| (d, v))).collect();
+        let vols = super::search::apply(&ctx, vols, |(d, v), f| disk_field(d, v, f)).map_err(ApiError::bad_request)?;
+        let mut out = Node::collection("disks");
+        for (d, v) in vols {
+            let id = disk_id(d, &v.name);
+            out.push(disk_node(&ctx, &app, d, v, service.volume_usage(&app, v), &href(d, &id)));
+        }
+        Ok(out)
+    })
+    .await
+}
+
+/// One disk rendered at `href`.
+pub(super) async fn disk_at(ctx: Ctx, service: Arc<Service>, d: Domain, v: Volume, href: String) -> ApiResult<Node> {
+    blocking(move || {
+        let app = service.read();
+        Ok(disk_node(&ctx, &app, &d, &v, service.volume_usage(&app, &v), &href))
+    })
+    .await
+}
+
+fn floating_href(_: &Domain, id: &str) -> String {
+    format!("/disks/{id}")
+}
+
+fn vms_of(app: &App) -> Vec<Domain> {
+    app.domains().filter(|d| !d.is_admin()).cloned().collect()
+}
+
+async fn disks(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
+    let out = disk_collection(ctx.clone(), rest.service.clone(), vms_of, floating_href).await?;
+    Ok(ctx.ok(&out))
+}
+
+async fn domain_disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let pool = find_pool(&rest.service, &id)?;
+    let in_pool = move |app: &App| {
+        app.domains()
+            .filter(|d| !d.is_admin())
+            .map(|d| {
+                let mut d = d.clone();
+                d.volumes.retain(|v| v.pool == pool.name);
+                d
+            })
+            .collect()
+    };
+    let out = disk_collection(ctx.clone(), rest.service.clone(), in_pool, floating_href).await?;
+    Ok(ctx.ok(&out))
+}
+
+fn floating(service: &Service, id: &str) -> ApiResult<(Domain, Volume)> {
+    find_disk(&service.read(), id).ok_or_else(|| ApiError::not_found(&format!("disk {id}")))
+}
+
+async fn disk(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let (d, v) = floating(&rest.service, &id)?;
+    let node = disk_at(ctx.clone(), rest.service.clone(), d, v, format!("/disks/{id}")).await?;
+    Ok(ctx.ok(&node))
+}
+
+/// Floating disks do not exist in the Qubes model: every volume is created with its qube and by its class.
+async fn create_disk() -> ApiError {
+    ApiError::conflict(
+        "Cannot add a disk on its own: volumes are created with their qube (root, private and volatile by its \
+         class); create a vm and grow its disks instead",
+    )
+}
+
+async fn remove_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let (d, v) = floating(&rest.service, &id)?;
+    Err(ApiError::conflict(format!(
+        "Cannot remove the {} volume of {}: volumes go with their qube; remove the vm instead",
+        v.name, d.name
+    )))
+}
+
+/// A disk PUT: the size may grow (a volume resize); the disk's identity and kind are fixed by the qube.
+pub(super) async fn update_disk_of(
+    ctx: &Ctx,
+    service: Arc<Service>,
+    d: &Domain,
+    v: &Volume,
+    body: &[u8],
+) -> ApiResult<()> {
+    let body = ctx.body(body, "disk")?;
+    let alias = format!("{}-{}", d.name, v.name);
+    let fixed = [
+        ("alias", alias.clone()),
+        ("name", alias),
+        ("interface", "virtio".to_string()),
+        ("bootable", (v.name == "root").to_string()),
+        ("shareable", "false".to_string()),
+    ];
+    if let Some((field, _)) = fixed.iter().find(|(f, now)| body.text_of(f).is_some_and(|t| t != now)) {
+        return Err(ApiError::conflict(format!(
+            "Cannot change the {field} of a disk: it is fixed by the {} volume of qube {}",
+            v.name, d.name
+        )));
+    }
+    let Some(size) = body.text_of("provisioned_size").or_else(|| body.text_of("size")).map(str::to_string) else {
+        return Ok(());
+    };
+    if size.trim() == v.size.to_string() {
+        return Ok(());
+    }
+    let (vm, name) = (d.name.clone(), v.name.clone());
+    blocking(move || {
+        service.volume_resize(&caller(), &vm, &name, size.as_bytes()).map_err(|e| {
+            // The storage refuses what the request asks of this volume (shrinking it, growing a read-only or
+            // template-based one): the request conflicts with the volume, it is not a server failure.
+            if e.kind == ErrorKind::StoragePoolException {
+                ApiError::conflict(e.message)
+            } else {
+                ApiError::from(e)
+            }
+        })
+    })
+    .await
+}
+
+async fn update_disk(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (d, v) = floating(&rest.service, &id)?;
+    update_disk_of(&ctx, rest.service.clone(), &d, &v, &body).await?;
+    let (d, v) = floating(&rest.service, &id)?;
+    let node = disk_at(ctx.clone(), rest.service.clone(), d, v, format!("/disks/{id}")).await?;
+    Ok(ctx.ok(&node))
 }

@@ -1,11 +1,272 @@
 //! Templates: `Blank` and every TemplateVM.
+//!
+//! `Blank` (the zero GUID) is what a vm made from no template gets, a StandaloneVM: its memory and cpus are
+//! the defaults of a new StandaloneVM. A TemplateVM is a template with the qube's uuid as id. Creating a
+//! template from a vm makes a new TemplateVM holding a copy of the vm's root and private content, as
+//! `qvm-clone` does (see `Service::create_template_from`). Templates carry no creation time: the model does
+//! not record one.
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
+use corral_core::domain::{Class, Domain};
+use corral_core::App;
+use corral_service::rest_storage::TemplateFrom;
+use corral_service::Service;
 
+use super::common::{self, reference, BLANK};
+use super::storage::{blocking, caller, created, creation, optional_body, ref_of};
+use crate::ctx::Ctx;
+use crate::fault::{ApiError, ApiResult};
+use crate::repr::Node;
 use crate::Rest;
 
 pub fn routes() -> Router<Arc<Rest>> {
     Router::new()
+        .route("/api/templates", get(list).post(create))
+        .route("/api/templates/{id}", get(one).put(update).delete(remove))
+        .route("/api/templates/{id}/disks", get(disks))
+        .route("/api/templates/{id}/disks/{d}", get(disk))
+        .route("/api/templates/{id}/nics", get(nics))
+        .route("/api/templates/{id}/cdroms", get(cdroms))
+        .route("/api/templates/{id}/creation_status/{cid}", get(creation_status))
+}
+
+const SUBCOLLECTIONS: [&str; 3] = ["disks", "nics", "cdroms"];
+
+/// The TemplateVM behind a template id; `None` is Blank.
+pub fn find(service: &Service, id: &str) -> ApiResult<Option<Domain>> {
+    if id == BLANK {
+        return Ok(None);
+    }
+    let app = service.read();
+    let uuid = uuid::Uuid::parse_str(id).map_err(|_| ApiError::not_found(&format!("template {id}")))?;
+    app.domain_by_uuid(&uuid)
+        .filter(|d| d.class == Class::TemplateVM)
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| ApiError::not_found(&format!("template {id}")))
+}
+
+/// What a vm made from Blank is: a StandaloneVM with every property at its default.
+fn blank_probe() -> Domain {
+    Domain::new(0, "Blank", uuid::Uuid::nil(), Class::StandaloneVM)
+}
+
+fn int(app: &App, d: &Domain, prop: &str) -> u64 {
+    app.vm_prop(d, prop).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn template_node(ctx: &Ctx, app: &App, t: Option<&Domain>) -> Node {
+    let probe = blank_probe();
+    let (id, name, description, d) = match t {
+        Some(d) => (d.uuid.to_string(), d.name.clone(), d.notes.clone(), d),
+        None => (BLANK.to_string(), "Blank".to_string(), "Blank template".to_string(), &probe),
+    };
+    let base = format!("/templates/{id}");
+    let mut node = Node::new("template").attr("href", ctx.href(&base)).attr("id", &id);
+    node = node.with_leaf("name", name).with_leaf("description", description);
+    node = common::links(ctx, node, &base, &SUBCOLLECTIONS);
+    node = node.with_leaf("type", "server").child(Node::new("status").with_leaf("state", "ok"));
+    node = node.with_leaf("memory", (int(app, d, "memory") * 1024 * 1024).to_string());
+    let vcpus = int(app, d, "vcpus").max(1);
+    node =
+        node.child(Node::new("cpu").child(Node::new("topology").attr("cores", "1").attr("sockets", vcpus.to_string())));
+    let mut os = Node::new("os").attr("type", "other_linux").child(Node::new("boot").attr("dev", "hd"));
+    if let Some(kernel) = t.and_then(|d| app.vm_prop(d, "kernel")).filter(|k| !k.is_empty()) {
+        os = os.with_leaf("kernel", kernel).with_leaf("cmdline", app.vm_prop(d, "kernelopts").unwrap_or_default());
+    }
+    node.child(os)
+        .child(reference(ctx, "cluster", "clusters", &common::cluster_id()))
+        .child(Node::new("high_availability").with_leaf("enabled", "false").with_leaf("priority", "0"))
+        .child(Node::new("display").with_leaf("type", "vnc").with_leaf("monitors", "1"))
+        .with_leaf("stateless", "false")
+        .child(Node::new("usb").with_leaf("enabled", "false"))
+}
+
+fn template_field(app: &App, t: Option<&Domain>, field: &str) -> Option<String> {
+    let probe = blank_probe();
+    let d = t.unwrap_or(&probe);
+    Some(match field {
+        "name" => t.map_or("Blank".into(), |d| d.name.clone()),
+        "id" => t.map_or(BLANK.into(), |d| d.uuid.to_string()),
+        "description" => t.map_or("Blank template".into(), |d| d.notes.clone()),
+        "status" => "ok".into(),
+        "memory" => (int(app, d, "memory") * 1024 * 1024).to_string(),
+        "cluster" | "cluster.name" => "Default".into(),
+        "tag" => t.map(|d| app.tags_of(d).join(",")).unwrap_or_default(),
+        _ => return None,
+    })
+}
+
+async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
+    let app = rest.service.read();
+    let mut all: Vec<Option<&Domain>> = vec![None];
+    all.extend(app.domains().filter(|d| d.class == Class::TemplateVM).map(Some));
+    let all = super::search::apply(&ctx, all, |t, f| template_field(&app, *t, f)).map_err(ApiError::bad_request)?;
+    let mut out = Node::collection("templates");
+    for t in all {
+        out.push(template_node(&ctx, &app, t));
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let t = find(&rest.service, &id)?;
+    let app = rest.service.read();
+    Ok(ctx.ok(&template_node(&ctx, &app, t.as_ref())))
+}
+
+/// Qube properties a template body sets: memory (bytes), cpu topology, kernel and its command line.
+fn property_changes(body: &Node) -> ApiResult<Vec<(&'static str, String)>> {
+    let mut out = Vec::new();
+    if let Some(m) = body.text_of("memory") {
+        let bytes = m.trim().parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid memory: {m}")))?;
+        out.push(("memory", (bytes / (1024 * 1024)).max(1).to_string()));
+    }
+    if let Some(t) = body.path("cpu/topology") {
+        let n = |k: &str| {
+            t.attr_of(k)
+                .map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid cpu {k}: {v}"))))
+                .transpose()
+        };
+        let vcpus = n("sockets")?.unwrap_or(1) * n("cores")?.unwrap_or(1) * n("threads")?.unwrap_or(1);
+        out.push(("vcpus", vcpus.to_string()));
+    }
+    if let Some(k) = body.path("os/kernel").and_then(|k| k.text.as_deref()) {
+        out.push(("kernel", k.to_string()));
+    }
+    if let Some(c) = body.path("os/cmdline").and_then(|c| c.text.as_deref()) {
+        out.push(("kernelopts", c.to_string()));
+    }
+    Ok(out)
+}
+
+/// The qube a template is made from, by `<vm id=…/>` or `<vm><name>…</name></vm>`.
+fn source_vm(service: &Service, body: &Node) -> ApiResult<String> {
+    let (id, name) = ref_of(body, "vm").ok_or_else(|| ApiError::bad_request("template [vm] required for add"))?;
+    let app = service.read();
+    let found = app
+        .domains()
+        .filter(|d| !d.is_admin())
+        .find(|d| id.as_deref() == Some(d.uuid.to_string().as_str()) || name.as_deref() == Some(d.name.as_str()))
+        .map(|d| d.name.clone());
+    found.ok_or_else(|| ApiError::bad_request("Entity not found: vm"))
+}
+
+async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResult<Response> {
+    let body = ctx.body(&body, "template")?;
+    let name =
+        body.text_of("name").ok_or_else(|| ApiError::bad_request("template [name] required for add"))?.to_string();
+    let source = source_vm(&rest.service, &body)?;
+    let changes = property_changes(&body)?;
+    let notes = body.text_of("description").map(|d| d.as_bytes().to_vec());
+    let uuid = uuid::Uuid::new_v4();
+    let service = rest.service.clone();
+    blocking(move || {
+        let from = TemplateFrom {
+            source: &source,
+            name: &name,
+            uuid,
+            props: changes.iter().map(|(k, v)| (*k, v.as_bytes())).collect(),
+            notes: notes.as_deref(),
+        };
+        service.create_template_from(&caller(), &from).map_err(ApiError::from)
+    })
+    .await?;
+    let id = uuid.to_string();
+    let t = find(&rest.service, &id)?;
+    let node = template_node(&ctx, &rest.service.read(), t.as_ref());
+    Ok(created(&ctx, node, &format!("/templates/{id}"), true))
+}
+
+async fn creation_status(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, cid)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    find(&rest.service, &id)?;
+    Ok(creation(&ctx, &format!("/templates/{id}"), &cid))
+}
+
+fn blank_is_fixed() -> ApiError {
+    ApiError::conflict("The Blank template is built in: it cannot be changed or removed")
+}
+
+async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let t = find(&rest.service, &id)?.ok_or_else(blank_is_fixed)?;
+    let body = ctx.body(&body, "template")?;
+    if body.text_of("name").is_some_and(|n| n != t.name) {
+        return Err(ApiError::conflict("Cannot change the name of a template: qube names are fixed at creation"));
+    }
+    let changes = property_changes(&body)?;
+    let notes = body.text_of("description").map(|t| t.as_bytes().to_vec());
+    let service = rest.service.clone();
+    let name = t.name.clone();
+    blocking(move || {
+        let props: Vec<(&str, &[u8])> = changes.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        service.update_vm(&caller(), &name, &props, notes.as_deref()).map_err(ApiError::from)
+    })
+    .await?;
+    let t = find(&rest.service, &id)?;
+    let app = rest.service.read();
+    Ok(ctx.ok(&template_node(&ctx, &app, t.as_ref())))
+}
+
+/// A template used by AppVMs is in use (409), as `admin.vm.Remove` says.
+async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let t = find(&rest.service, &id)?.ok_or_else(blank_is_fixed)?;
+    optional_body(&ctx, &body, &["action", "template"])?;
+    let service = rest.service.clone();
+    blocking(move || service.remove_vm(&caller(), &t.name).map_err(ApiError::from)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let t = find(&rest.service, &id)?;
+    let owners = move |_: &App| t.clone().into_iter().collect();
+    let base = format!("/templates/{id}/disks");
+    let href = move |_: &Domain, disk: &str| format!("{base}/{disk}");
+    let out = super::storage::disk_collection(ctx.clone(), rest.service.clone(), owners, href).await?;
+    Ok(ctx.ok(&out))
+}
+
+async fn disk(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, disk)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let t = find(&rest.service, &id)?;
+    let v =
+        t.as_ref().and_then(|d| super::storage::disk_volumes(d).find(|v| super::storage::disk_id(d, &v.name) == disk));
+    let (d, v) = t.clone().zip(v.cloned()).ok_or_else(|| ApiError::not_found(&format!("disk {disk}")))?;
+    let href = format!("/templates/{id}/disks/{disk}");
+    let node = super::storage::disk_at(ctx.clone(), rest.service.clone(), d, v, href).await?;
+    Ok(ctx.ok(&node))
+}
+
+async fn nics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let t = find(&rest.service, &id)?;
+    let network = super::devices::network_id(rest.service.clone()).await?;
+    let app = rest.service.read();
+    let mut out = Node::collection("nics");
+    let base = format!("/templates/{id}");
+    if let Some(nic) = t.as_ref().and_then(|d| super::devices::nic_node(&ctx, &app, d, &base, &network)) {
+        out.push(nic);
+    }
+    Ok(ctx.ok(&out))
+}
+
+async fn cdroms(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let t = find(&rest.service, &id)?;
+    let mut out = Node::collection("cdroms");
+    if let Some(d) = &t {
+        out.push(super::devices::cdrom_node(&ctx, d, &format!("/templates/{id}")));
+    }
+    Ok(ctx.ok(&out))
 }

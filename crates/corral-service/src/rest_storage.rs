@@ -1,0 +1,157 @@
+//! What the REST door's storage domains, disks, snapshots and templates need beyond the Admin API's calls.
+//! Each is built from the same steps the Admin API calls take (clone tokens, volume commits, qube creation),
+//! so the core's checks apply unchanged.
+
+use corral_core::domain::Class;
+use corral_core::plan::{CreateSpec, PoolChoice};
+use corral_core::volume::{Driver, Pool, Volume};
+use corral_core::{App, Error, ErrorKind, Result};
+use corral_storage::Revision;
+
+use crate::{resolve_in, Caller, Service};
+
+/// Properties a template made from a qube takes over when the qube sets them, as `qvm-clone` copies the
+/// explicitly set ones (identity and references are the new qube's own).
+const TEMPLATE_PROPS: [&str; 5] = ["memory", "maxmem", "vcpus", "kernel", "kernelopts"];
+
+/// Volumes whose content a template made from a qube takes over (volatile starts empty every time).
+const TEMPLATE_VOLUMES: [&str; 2] = ["root", "private"];
+
+/// A TemplateVM to make from an existing qube.
+#[derive(Debug, Clone)]
+pub struct TemplateFrom<'a> {
+    pub source: &'a str,
+    pub name: &'a str,
+    pub uuid: uuid::Uuid,
+    /// Property values the caller asks for; they win over the source's.
+    pub props: Vec<(&'a str, &'a [u8])>,
+    pub notes: Option<&'a [u8]>,
+}
+
+impl Service {
+    /// Files a pool offers as boot media, sorted: the installed kernels of a `linux-kernel` pool, the `*.iso`
+    /// files directly in a `file` pool's directory.
+    pub fn pool_files(&self, pool: &Pool) -> Vec<String> {
+        match pool.driver {
+            Driver::LinuxKernel => self.storage.kernels(pool),
+            Driver::File => {
+                let Ok(entries) = std::fs::read_dir(&pool.dir_path) else { return Vec::new() };
+                let mut names: Vec<String> = entries
+                    .filter_map(|e| {
+                        let e = e.ok()?;
+                        let name = e.file_name().into_string().ok()?;
+                        let is_file = e.file_type().ok()?.is_file();
+                        (is_file && name.to_ascii_lowercase().ends_with(".iso")).then_some(name)
+                    })
+                    .collect();
+                names.sort();
+                names
+            }
+        }
+    }
+
+    /// Bytes a volume takes on disk, as `admin.vm.volume.Info` reports `usage` (0 when unknown).
+    pub fn volume_usage(&self, app: &App, v: &Volume) -> u64 {
+        app.pool(&v.pool).and_then(|p| self.storage.usage(p, v)).unwrap_or(0)
+    }
+
+    /// A volume's revisions, oldest first, with the time each was made.
+    pub fn volume_revisions(&self, caller: &Caller, vm: &str, name: &str) -> Result<Vec<Revision>> {
+        self.with_vm(caller, "admin.vm.volume.ListSnapshots", name, vm, |app, d| {
+            let v = d.volume(name).ok_or_else(|| no_volume(&d.name, name))?;
+            let pool = app.pool(&v.pool).ok_or_else(|| no_pool(&v.pool))?;
+            Ok(self.storage.revisions(pool, v))
+        })
+    }
+
+    /// Saves the current content of a halted qube's volume as a new revision and returns it: the volume is
+    /// cloned onto itself (a clone token and `CloneTo`, as the Admin API does it), and the storage keeps the
+    /// replaced image, which holds the same content, as a revision per `revisions_to_keep`.
+    pub fn volume_snapshot(&self, caller: &Caller, vm: &str, name: &str) -> Result<Revision> {
+        let keeps = self.with_vm(caller, "admin.vm.volume.Info", name, vm, |_, d| {
+            let v = d.volume(name).ok_or_else(|| no_volume(&d.name, name))?;
+            Ok(v.save_on_stop && v.revisions_to_keep > 0)
+        })?;
+        if !keeps {
+            return Err(Error::value(format!(
+                "Volume {name} of {vm} keeps no revisions (it is not saved on stop or revisions_to_keep is 0)"
+            )));
+        }
+        let token = self.volume_clone_from(caller, vm, name)?;
+        self.volume_clone_to(caller, vm, name, token.as_bytes())?;
+        self.volume_revisions(caller, vm, name)?
+            .pop()
+            .ok_or_else(|| Error::new(ErrorKind::StoragePoolException, format!("No revision of {vm}:{name} was kept")))
+    }
+
+    /// Makes a TemplateVM from a qube, as `qvm-clone` does: a new TemplateVM with the source's label, its
+    /// root and private content (a snapshot volume's content comes from its origin, e.g. an AppVM's root from
+    /// its template) and its explicitly set memory, vcpus and kernel properties. A failure after the qube was
+    /// created removes it again, so the template is made whole or not at all.
+    pub fn create_template_from(&self, caller: &Caller, t: &TemplateFrom<'_>) -> Result<()> {
+        corral_core::text::validate_vm_name(t.name)?;
+        let (label, copies, props) = {
+            let app = self.read();
+            let src = resolve_in(&app, t.source)?;
+            if src.is_admin() {
+                return Err(Error::new(ErrorKind::QubesVMError, "Cannot make a template of dom0"));
+            }
+            let mut copies = Vec::new();
+            for name in TEMPLATE_VOLUMES {
+                let Some(v) = src.volume(name) else { continue };
+                copies.push((origin_of(&app, &src.name, v), name));
+            }
+            let props: Vec<(String, String)> =
+                TEMPLATE_PROPS.iter().filter_map(|p| src.prop(p).map(|v| (p.to_string(), v.to_string()))).collect();
+            (app.vm_prop(src, "label").unwrap_or_else(|| "red".into()), copies, props)
+        };
+        let spec = CreateSpec {
+            class: Class::TemplateVM,
+            name: t.name.to_string(),
+            label,
+            template: None,
+            pools: PoolChoice::Defaults,
+            creator: caller.name.clone(),
+            uuid: t.uuid,
+        };
+        self.create_vm(caller, "admin.vm.Create.TemplateVM", spec)?;
+        let filled = (|| {
+            for ((src_vm, src_vol), name) in &copies {
+                let token = self.volume_clone_from(caller, src_vm, src_vol)?;
+                self.volume_clone_to(caller, t.name, name, token.as_bytes())?;
+            }
+            let mut all: Vec<(&str, &[u8])> = props
+                .iter()
+                .filter(|(k, _)| !t.props.iter().any(|(o, _)| o == k))
+                .map(|(k, v)| (k.as_str(), v.as_bytes()))
+                .collect();
+            all.extend(t.props.iter().copied());
+            self.update_vm(caller, t.name, &all, t.notes)
+        })();
+        if let Err(e) = filled {
+            if let Err(undo) = self.remove_vm(caller, t.name) {
+                tracing::warn!(vm = t.name, error = %undo.message, "cannot remove a half-made template");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// The qube and volume holding a volume's content: itself, or for a snapshot volume the origin it starts from.
+fn origin_of(app: &App, vm: &str, v: &Volume) -> (String, String) {
+    let origin = v.source.as_ref().filter(|_| v.snap_on_start).and_then(|src| {
+        app.domains().find_map(|o| {
+            o.volumes.iter().find(|ov| &ov.vid == src && !ov.snap_on_start).map(|ov| (o.name.clone(), ov.name.clone()))
+        })
+    });
+    origin.unwrap_or_else(|| (vm.to_string(), v.name.clone()))
+}
+
+fn no_volume(vm: &str, name: &str) -> Error {
+    Error::new(ErrorKind::QubesVolumeNotFoundError, format!("Volume {name} not found in {vm}"))
+}
+
+fn no_pool(name: &str) -> Error {
+    Error::new(ErrorKind::QubesPoolNotFoundError, format!("Pool not found: {name}"))
+}

@@ -1,0 +1,100 @@
+//! What the REST door needs beyond the Admin API's calls: a view of the hypervisor connection (is there
+//! one, its networks, its version) and tag operations that span every qube, which RHEV has (a tag is an
+//! object of its own there) and Qubes does not (a tag is only a word on a qube).
+
+use corral_core::hv::HvError;
+use corral_core::plan::Plan;
+use corral_core::{Error, ErrorKind, Result};
+
+use crate::{Caller, Service};
+
+/// A virtual network of the hypervisor connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub uuid: uuid::Uuid,
+    pub active: bool,
+}
+
+impl Service {
+    /// Whether qubes can run: the daemon serves everything else without a hypervisor connection.
+    pub fn has_hypervisor(&self) -> bool {
+        self.hv.is_some()
+    }
+
+    /// The connection's networks, by name; none without a hypervisor. Blocks on libvirt.
+    pub fn networks(&self) -> std::result::Result<Vec<NetworkInfo>, HvError> {
+        let Some(hv) = &self.hv else { return Ok(Vec::new()) };
+        Ok(hv.networks()?.into_iter().map(|(name, uuid, active)| NetworkInfo { name, uuid, active }).collect())
+    }
+
+    /// libvirt's version number (`major * 1_000_000 + minor * 1_000 + release`). Blocks on libvirt.
+    pub fn libvirt_version(&self) -> Option<u32> {
+        self.hv.as_ref().and_then(|hv| hv.library_version())
+    }
+
+    /// The qubes that carry `tag` themselves (not through a property), by name.
+    fn tag_holders(&self, tag: &str) -> Result<Vec<String>> {
+        let app = self.read();
+        let mut holders = Vec::new();
+        for d in app.domains() {
+            if d.tags.contains(tag) {
+                holders.push(d.name.clone());
+            } else if app.tags_of(d).iter().any(|t| t == tag) {
+                // Removing it elsewhere would leave the tag alive on this qube: refuse the whole request.
+                return Err(Error::denied(format!("Tag {tag} follows a property of {} and cannot be removed", d.name)));
+            }
+        }
+        Ok(holders)
+    }
+
+    /// Removes `tag` from every qube in one transaction, each removal authorized as `admin.vm.tag.Remove`.
+    /// Returns how many qubes had it; none is `QubesTagNotFoundError`.
+    pub fn tag_remove_everywhere(&self, caller: &Caller, tag: &str) -> Result<usize> {
+        corral_core::text::validate_tag(tag)?;
+        let holders = self.tag_holders(tag)?;
+        if holders.is_empty() {
+            return Err(Error::new(ErrorKind::QubesTagNotFoundError, format!("No qube has the tag {tag}")));
+        }
+        for vm in &holders {
+            self.auth(caller, "admin.vm.tag.Remove", tag, vm)?;
+        }
+        self.mutate(|app| {
+            let mut plan = Plan::default();
+            for vm in &holders {
+                // A qube removed or untagged since the check is simply skipped.
+                let Some(d) = app.domain(vm).filter(|d| d.tags.contains(tag)) else { continue };
+                merge(&mut plan, app.plan_tag_remove(d, tag, caller.is_dom0())?);
+            }
+            Ok((plan, holders.len()))
+        })
+    }
+
+    /// Renames `old` to `new` on every qube that has it, in one transaction (remove + set per qube).
+    pub fn tag_rename(&self, caller: &Caller, old: &str, new: &str) -> Result<()> {
+        corral_core::text::validate_tag(old)?;
+        corral_core::text::validate_tag(new)?;
+        let holders = self.tag_holders(old)?;
+        if holders.is_empty() {
+            return Err(Error::new(ErrorKind::QubesTagNotFoundError, format!("No qube has the tag {old}")));
+        }
+        for vm in &holders {
+            self.auth(caller, "admin.vm.tag.Remove", old, vm)?;
+            self.auth(caller, "admin.vm.tag.Set", new, vm)?;
+        }
+        self.mutate(|app| {
+            let mut plan = Plan::default();
+            for vm in &holders {
+                let Some(d) = app.domain(vm).filter(|d| d.tags.contains(old)) else { continue };
+                merge(&mut plan, app.plan_tag_remove(d, old, caller.is_dom0())?);
+                merge(&mut plan, app.plan_tag_set(d, new, caller.is_dom0())?);
+            }
+            Ok((plan, ()))
+        })
+    }
+}
+
+fn merge(into: &mut Plan, plan: Plan) {
+    into.ops.extend(plan.ops);
+    into.events.extend(plan.events);
+}

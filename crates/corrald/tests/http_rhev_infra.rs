@@ -1,0 +1,932 @@
+//! `/api/capabilities`, `/api/hosts`, `/api/datacenters`, `/api/clusters`, `/api/networks`, `/api/tags`,
+//! `/api/vms/{id}/tags` and `/api/events` over real HTTP, against a daemon on libvirt's test driver.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use serde_json::Value;
+use support::Daemon;
+
+const DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>";
+const ZERO: &str = "00000000-0000-0000-0000-000000000000";
+
+fn daemon() -> Daemon {
+    let d = Daemon::start();
+    d.add_user("admin", "secret");
+    d
+}
+
+/// A daemon with a template and one AppVM, `work`.
+fn daemon_with_work() -> Daemon {
+    let d = daemon();
+    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    d
+}
+
+/// What the SDK sends on every request.
+fn sdk(rb: RequestBuilder) -> RequestBuilder {
+    rb.basic_auth("admin@internal", Some("secret"))
+        .header("Version", "3")
+        .header("Content-Type", "application/xml")
+        .header("Accept", "application/xml")
+}
+
+fn get(d: &Daemon, path: &str) -> Response {
+    sdk(Client::new().get(d.url(path))).send().expect("request")
+}
+
+fn get_xml(d: &Daemon, path: &str) -> String {
+    let r = get(d, path);
+    assert_eq!(r.status(), 200, "GET {path}");
+    r.text().expect("body")
+}
+
+fn get_json(d: &Daemon, path: &str) -> Value {
+    let r = Client::new()
+        .get(d.url(path))
+        .basic_auth("admin@internal", Some("secret"))
+        .header("Accept", "application/json")
+        .send()
+        .expect("request");
+    assert_eq!(r.status(), 200, "GET {path}");
+    assert_eq!(r.headers()["content-type"], "application/json");
+    r.json().expect("JSON body")
+}
+
+fn send(rb: RequestBuilder, body: &str) -> Response {
+    sdk(rb).body(body.to_string()).send().expect("request")
+}
+
+fn uuid_of(d: &Daemon, name: &str) -> String {
+    let list = d.ok("admin.vm.List", name, b"");
+    list.trim_end().rsplit("uuid=").next().expect("uuid").to_string()
+}
+
+/// The id `/api/tags` gives the tag `name`.
+fn tag_id(d: &Daemon, name: &str) -> String {
+    let tags = get_json(d, "/api/tags");
+    let tag = tags["tag"].as_array().expect("tag list").iter().find(|t| t["name"] == name).cloned();
+    tag.unwrap_or_else(|| panic!("no tag {name} in {tags}"))["id"].as_str().expect("id").to_string()
+}
+
+fn host_id(d: &Daemon) -> String {
+    get_json(d, "/api/hosts")["host"][0]["id"].as_str().expect("id").to_string()
+}
+
+/// The events log follows the bus asynchronously: waits until `path` shows `needle`.
+fn wait_for(d: &Daemon, path: &str, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = get_xml(d, path);
+        if body.contains(needle) || Instant::now() > deadline {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn event_codes(events: &Value) -> Vec<String> {
+    events["event"]
+        .as_array()
+        .expect("event list")
+        .iter()
+        .map(|e| e["code"].as_str().expect("code").to_string())
+        .collect()
+}
+
+fn event_ids(events: &Value) -> Vec<u64> {
+    events["event"]
+        .as_array()
+        .expect("event list")
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").parse().expect("integer id"))
+        .collect()
+}
+
+// -------------------------------------------------------------------------------------------------------
+// Authentication and faults
+
+#[test]
+fn every_infra_route_without_credentials_is_401_with_fault() {
+    let d = daemon();
+    let c = Client::new();
+
+    let statuses: Vec<(String, u16, bool)> = [
+        "/api/capabilities",
+        "/api/hosts",
+        "/api/datacenters",
+        "/api/clusters",
+        "/api/networks",
+        "/api/tags",
+        "/api/events",
+    ]
+    .iter()
+    .map(|p| {
+        let r = c.get(d.url(p)).send().unwrap();
+        let status = r.status().as_u16();
+        (p.to_string(), status, r.text().unwrap().contains("<fault>"))
+    })
+    .collect();
+
+    assert!(statuses.iter().all(|(_, s, fault)| *s == 401 && *fault), "{statuses:?}");
+}
+
+#[test]
+fn unknown_ids_are_404_faults_the_sdk_can_parse() {
+    let d = daemon();
+    let unknown = "11111111-2222-3333-4444-555555555555";
+
+    let replies: Vec<(u16, String)> = [
+        format!("/api/hosts/{unknown}"),
+        format!("/api/hosts/{unknown}/statistics"),
+        format!("/api/datacenters/{unknown}"),
+        format!("/api/clusters/{unknown}"),
+        format!("/api/networks/{unknown}"),
+        format!("/api/tags/{unknown}"),
+        format!("/api/capabilities/{unknown}"),
+        "/api/events/999999".to_string(),
+        format!("/api/vms/{unknown}/tags"),
+    ]
+    .iter()
+    .map(|p| {
+        let r = get(&d, p);
+        (r.status().as_u16(), r.text().unwrap())
+    })
+    .collect();
+
+    assert!(
+        replies.iter().all(|(s, body)| *s == 404 && body.starts_with(DECL) && body.contains("<fault>")),
+        "{replies:?}"
+    );
+}
+
+// -------------------------------------------------------------------------------------------------------
+// Capabilities
+
+#[test]
+fn capabilities_have_one_current_version_3_3() {
+    let d = daemon();
+
+    let body = get_xml(&d, "/api/capabilities");
+
+    assert_eq!(body.matches("<version major=\"3\" minor=\"3\"").count(), 1, "{body}");
+    assert!(body.contains("<current>true</current>"), "{body}");
+}
+
+#[test]
+fn capabilities_list_the_supported_enumerations() {
+    let d = daemon();
+
+    let body = get_xml(&d, "/api/capabilities");
+
+    for needle in [
+        "<vm_state>powering_up</vm_state>",
+        "<disk_format>raw</disk_format>",
+        "<disk_interface>virtio</disk_interface>",
+        "<nic_interface>virtio</nic_interface>",
+        "<storage_type>localfs</storage_type>",
+        "<storage_domain_type>data</storage_domain_type>",
+        "<boot_device>hd</boot_device>",
+        "<display_type>vnc</display_type>",
+        "<os_type>other_linux</os_type>",
+        "<vm_type>server</vm_type>",
+        "<fence_type>status</fence_type>",
+    ] {
+        assert!(body.contains(needle), "{needle} missing from {body}");
+    }
+}
+
+#[test]
+fn capabilities_as_json_have_enumerations_as_arrays() {
+    let d = daemon();
+
+    let caps = get_json(&d, "/api/capabilities");
+
+    let version = &caps["version"][0];
+    assert_eq!(version["current"], "true");
+    // The item list is an array whatever the nesting of the enclosing collection.
+    assert!(version.to_string().contains(r#""storage_type":["localfs"]"#), "{version}");
+}
+
+#[test]
+fn capability_version_is_readable_by_its_id() {
+    let d = daemon();
+    let id = get_json(&d, "/api/capabilities")["version"][0]["id"].as_str().unwrap().to_string();
+
+    let body = get_xml(&d, &format!("/api/capabilities/{id}"));
+
+    assert!(body.contains("<current>true</current>"), "{body}");
+}
+
+#[test]
+fn capabilities_are_read_only_405() {
+    let d = daemon();
+
+    let r = send(Client::new().post(d.url("/api/capabilities")), "<version/>");
+
+    assert_eq!(r.status(), 405);
+    assert!(r.text().unwrap().contains("<fault>"));
+}
+
+// -------------------------------------------------------------------------------------------------------
+// Hosts
+
+#[test]
+fn hosts_list_this_machine_up_in_the_default_cluster() {
+    let d = daemon();
+
+    let body = get_xml(&d, "/api/hosts");
+
+    assert_eq!(body.matches("<host ").count(), 1, "{body}");
+    assert!(body.contains("<name>localhost</name>"), "{body}");
+    assert!(body.contains("<state>up</state>"), "{body}");
+    assert!(body.contains("<type>rhel</type>"), "{body}");
+    assert!(body.contains("<cluster href=\"/api/clusters/"), "{body}");
+    assert!(body.contains("rel=\"statistics\""), "{body}");
+    assert!(body.contains("<actions>"), "{body}");
+}
+
+#[test]
+fn host_reports_cpu_memory_and_libvirt_version() {
+    let d = daemon();
+    let id = host_id(&d);
+
+    let host = get_json(&d, &format!("/api/hosts/{id}"));
+
+    assert_eq!(host["id"], id.as_str());
+    assert!(!host["cpu"]["name"].as_str().unwrap().is_empty(), "{host}");
+    assert!(host["cpu"]["topology"]["sockets"].as_str().unwrap().parse::<u64>().unwrap() >= 1, "{host}");
+    assert!(host["memory"].as_str().unwrap().parse::<u64>().unwrap() > 0, "{host}");
+    assert!(host["libvirt_version"]["full_version"].as_str().unwrap().starts_with("libvirt-"), "{host}");
+}
+
+/// A daemon whose libvirt connection fails at start: it serves everything but running qubes.
+fn daemon_without_hypervisor() -> Daemon {
+    let d = Daemon::start_with_uri("test:///nonexistent/corral-test-node.xml");
+    d.add_user("admin", "secret");
+    d
+}
+
+#[test]
+fn host_is_down_without_a_hypervisor() {
+    let d = daemon_without_hypervisor();
+
+    let hosts = get_json(&d, "/api/hosts");
+
+    assert_eq!(hosts["host"][0]["status"]["state"], "down");
+}
+
+#[test]
+fn networks_are_empty_without_a_hypervisor() {
+    let d = daemon_without_hypervisor();
+
+    let body = get_xml(&d, "/api/networks");
+
+    assert!(body.contains("<networks/>"), "{body}");
+}
+
+#[test]
+fn host_summary_counts_active_and_total_vms() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=other label=red");
+    d.ok("admin.vm.Start", "work", b"");
+    let id = host_id(&d);
+
+    let host = get_json(&d, &format!("/api/hosts/{id}"));
+
+    assert_eq!(host["summary"]["total"], "3");
+    assert_eq!(host["summary"]["active"], "1");
+}
+
+#[test]
+fn host_search_that_does_not_match_is_an_empty_list() {
+    let d = daemon();
+
+    let body = get_xml(&d, "/api/hosts?search=name%3Dother*");
+
+    assert!(body.contains("<hosts/>"), "{body}");
+}
+
+#[test]
+fn host_search_by_status() {
+    let d = daemon();
+
+    let hosts = get_json(&d, "/api/hosts?search=status%3Dup");
+
+    assert_eq!(hosts["host"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn host_statistics_have_the_guides_names_with_stable_ids() {
+    let d = daemon();
+    let id = host_id(&d);
+
+    let first = get_json(&d, &format!("/api/hosts/{id}/statistics"));
+    let second = get_json(&d, &format!("/api/hosts/{id}/statistics"));
+
+    let names: Vec<&str> = first["statistic"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for name in [
+        "memory.total",
+        "memory.used",
+        "memory.free",
+        "cpu.current.user",
+        "cpu.current.system",
+        "cpu.current.idle",
+        "cpu.load.avg.5m",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    assert_eq!(first["statistic"][0]["id"], second["statistic"][0]["id"]);
+    assert_eq!(first["statistic"][0]["host"]["id"], id.as_str());
+}
+
+#[test]
+fn host_memory_total_statistic_is_positive_bytes() {
+    let d = daemon();
+    let id = host_id(&d);
+    let stats = get_json(&d, &format!("/api/hosts/{id}/statistics"));
+    let total = stats["statistic"].as_array().unwrap().iter().find(|s| s["name"] == "memory.total").cloned().unwrap();
+
+    let one = get_json(&d, &format!("/api/hosts/{id}/statistics/{}", total["id"].as_str().unwrap()));
+
+    assert_eq!(one["unit"], "BYTES");
+    assert!(one["values"]["value"]["datum"].as_str().unwrap().parse::<u64>().unwrap() > 0, "{one}");
+}
+
+#[test]
+fn host_update_is_409_read_only() {
+    let d = daemon();
+    let id = host_id(&d);
+
+    let r = send(Client::new().put(d.url(&format!("/api/hosts/{id}"))), "<host><name>x</name></host>");
+
+    assert_eq!(r.status(), 409);
+    assert!(r.text().unwrap().contains("read-only on this engine"));
+}
+
+#[test]
+fn adding_a_host_is_409_read_only() {
+    let d = daemon();
+
+    let r = send(Client::new().post(d.url("/api/hosts")), "<host><name>x</name><address>y</address></host>");
+
+    assert_eq!(r.status(), 409);
+}
+
+#[test]
+fn host_fence_status_reports_power_on() {
+    let d = daemon();
+    let id = host_id(&d);
+
+    let r = send(
+        Client::new().post(d.url(&format!("/api/hosts/{id}/fence"))),
+        "<action><fence_type>status</fence_type></action>",
+    );
+
+    assert_eq!(r.status(), 200);
+    let body = r.text().unwrap();
+    assert!(body.contains("<power_management>") && body.contains("<state>on</state>"), "{body}");
+    assert!(body.contains("<state>complete</state>"), "{body}");
+}
+
+#[test]
+fn host_fence_restart_is_409() {
+    let d = daemon();
+    let id = host_id(&d);
+
+    let r = send(
+        Client::new().post(d.url(&format!("/api/hosts/{id}/fence"))),
+        "<action><fence_type>restart</fence_type></action>",
+    );
+
+    assert_eq!(r.status(), 409);
+}
+
+#[test]
+fn unknown_host_action_is_404() {
+    let d = daemon();
+    let id = host_id(&d);
+
+    let r = send(Client::new().post(d.url(&format!("/api/hosts/{id}/install"))), "<action/>");
+
+    assert_eq!(r.status(), 404);
+}
+
+// -------------------------------------------------------------------------------------------------------
+// Data center and cluster
+
+#[test]
+fn datacenters_list_default_localfs_up() {
+    let d = daemon();
+
+    let body = get_xml(&d, "/api/datacenters");
+
+    assert!(body.contains("<data_centers>"), "{body}");
+    assert_eq!(body.matches("<data_center ").count(), 1, "{body}");
+    assert!(body.contains("<name>Default</name>"), "{body}");
+    assert!(body.contains("<storage_type>localfs</storage_type>"), "{body}");
+    assert!(body.contains("<supported_versions>"), "{body}");
+    assert!(body.contains("<state>up</state>"), "{body}");
+}
+
+#[test]
+fn datacenter_is_readable_by_its_id_as_json() {
+    let d = daemon();
+    let id = get_json(&d, "/api/datacenters")["data_center"][0]["id"].as_str().unwrap().to_string();
+
+    let dc = get_json(&d, &format!("/api/datacenters/{id}"));
+
+    assert_eq!(dc["name"], "Default");
+    assert_eq!(dc["version"]["major"], "3");
+    assert_eq!(dc["href"], format!("/api/datacenters/{id}").as_str());
+}
+
+#[test]
+fn datacenter_search_that_does_not_match_is_empty() {
+    let d = daemon();
+
+    let body = get_xml(&d, "/api/datacenters?search=name%3DOther");
+
+    assert!(body.contains("<data_centers/>"), "{body}");
+}
+
+#[test]
+fn datacenter_update_is_409_read_only() {
+    let d = daemon();
+    let id = get_json(&d, "/api/datacenters")["data_center"][0]["id"].as_str().unwrap().to_string();
+
+    let r =
+        send(Client::new().put(d.url(&format!("/api/datacenters/{id}"))), "<data_center><name>x</name></data_center>");
+
+    assert_eq!(r.status(), 409);
+    assert!(r.text().unwrap().contains("read-only on this engine"));
+}
+
+#[test]
+fn clusters_list_default_in_the_default_datacenter() {
+    let d = daemon();
+    let dc = get_json(&d, "/api/datacenters")["data_center"][0]["id"].as_str().unwrap().to_string();
+
+    let clusters = get_json(&d, "/api/clusters");
+
+    let cluster = &clusters["cluster"][0];
+    assert_eq!(cluster["name"], "Default");
+    assert_eq!(cluster["data_center"]["id"], dc.as_str());
+    assert_eq!(cluster["cpu"]["id"], "qemu64");
+    assert_eq!(cluster["version"]["minor"], "3");
+}
+
+#[test]
+fn cluster_is_the_one_vms_point_at() {
+    let d = daemon_with_work();
+    let vm = get_json(&d, &format!("/api/vms/{}", uuid_of(&d, "work")));
+
+    let body = get_xml(&d, &format!("/api/clusters/{}", vm["cluster"]["id"].as_str().unwrap()));
+
+    assert!(body.contains("<name>Default</name>"), "{body}");
+}
+
+#[test]
+fn cluster_delete_is_409_read_only() {
+    let d = daemon();
+    let id = get_json(&d, "/api/clusters")["cluster"][0]["id"].as_str().unwrap().to_string();
+
+    let r = sdk(Client::new().delete(d.url(&format!("/api/clusters/{id}")))).send().unwrap();
+
+    assert_eq!(r.status(), 409);
+}
+
+#[test]
+fn datacenter_list_with_max_zero_is_empty() {
+    let d = daemon();
+
+    let body = get_xml(&d, "/api/datacenters;max=0");
+
+    assert!(body.contains("<data_centers/>"), "{body}");
+}
+
+// -------------------------------------------------------------------------------------------------------
+// Networks
+
+#[test]
+fn networks_are_the_libvirt_networks_of_the_connection() {
+    let d = daemon();
+
+    let body = get_xml(&d, "/api/networks");
+
+    // libvirt's test:///default driver has one network, `default`, active.
+    assert!(body.contains("<name>default</name>"), "{body}");
+    assert!(body.contains("<state>operational</state>"), "{body}");
+    assert!(body.contains("<usage>vm</usage>"), "{body}");
+    assert!(body.contains("<data_center href=\"/api/datacenters/"), "{body}");
+}
+
+#[test]
+fn network_is_readable_by_its_libvirt_uuid() {
+    let d = daemon();
+    let id = get_json(&d, "/api/networks")["network"][0]["id"].as_str().unwrap().to_string();
+
+    let n = get_json(&d, &format!("/api/networks/{id}"));
+
+    assert_eq!(n["name"], "default");
+    assert!(n.to_string().contains(r#""usage":["vm"]"#), "{n}");
+}
+
+#[test]
+fn cluster_networks_carry_the_cluster_and_required() {
+    let d = daemon();
+    let cluster = get_json(&d, "/api/clusters")["cluster"][0]["id"].as_str().unwrap().to_string();
+
+    let nets = get_json(&d, &format!("/api/clusters/{cluster}/networks"));
+
+    assert_eq!(nets["network"][0]["cluster"]["id"], cluster.as_str());
+    assert_eq!(nets["network"][0]["required"], "false");
+}
+
+#[test]
+fn network_delete_is_409_read_only() {
+    let d = daemon();
+    let id = get_json(&d, "/api/networks")["network"][0]["id"].as_str().unwrap().to_string();
+
+    let r = sdk(Client::new().delete(d.url(&format!("/api/networks/{id}")))).send().unwrap();
+
+    assert_eq!(r.status(), 409);
+}
+
+// -------------------------------------------------------------------------------------------------------
+// Tags
+
+#[test]
+fn tags_list_has_the_root_tag_even_without_qube_tags() {
+    let d = daemon();
+
+    let tags = get_json(&d, "/api/tags");
+
+    assert_eq!(tags["tag"][0]["id"], ZERO);
+    assert_eq!(tags["tag"][0]["name"], "root");
+}
+
+#[test]
+fn root_tag_is_readable_by_the_minus_one_alias() {
+    let d = daemon();
+
+    let body = get_xml(&d, "/api/tags/-1");
+
+    assert!(body.contains(&format!("<tag href=\"/api/tags/{ZERO}\" id=\"{ZERO}\">")), "{body}");
+}
+
+#[test]
+fn tags_are_the_union_of_the_qubes_tags_with_root_as_parent() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.tag.Set+finance", "work", b"");
+
+    let tag = get_json(&d, &format!("/api/tags/{}", tag_id(&d, "finance")));
+
+    assert_eq!(tag["name"], "finance");
+    assert_eq!(tag["parent"]["tag"]["id"], ZERO);
+}
+
+#[test]
+fn tag_search_by_name_with_max() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.tag.Set+fin-a", "work", b"");
+    d.ok("admin.vm.tag.Set+fin-b", "work", b"");
+
+    let tags = get_json(&d, "/api/tags;max=1?search=name%3Dfin*");
+
+    assert_eq!(tags["tag"].as_array().unwrap().len(), 1);
+    assert_eq!(tags["tag"][0]["name"], "fin-a");
+}
+
+#[test]
+fn create_tag_is_201_and_the_tag_lives_on_dom0() {
+    let d = daemon();
+
+    let r = send(Client::new().post(d.url("/api/tags")), "<tag><name>audit</name></tag>");
+
+    assert_eq!(r.status(), 201);
+    let id = tag_id(&d, "audit");
+    assert_eq!(r.headers()["location"], format!("/api/tags/{id}").as_str());
+    assert_eq!(d.ok("admin.vm.tag.Get+audit", "dom0", b""), "1");
+}
+
+#[test]
+fn create_of_an_existing_tag_is_409() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.tag.Set+finance", "work", b"");
+
+    let r = send(Client::new().post(d.url("/api/tags")), "<tag><name>finance</name></tag>");
+
+    assert_eq!(r.status(), 409);
+}
+
+#[test]
+fn create_with_an_invalid_tag_name_is_400_and_changes_nothing() {
+    let d = daemon();
+
+    let r = send(Client::new().post(d.url("/api/tags")), "<tag><name>bad name!</name></tag>");
+
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("disallowed characters"));
+    assert_eq!(get_json(&d, "/api/tags")["tag"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn create_under_a_non_root_parent_is_409() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.tag.Set+finance", "work", b"");
+    let parent = tag_id(&d, "finance");
+
+    let r = send(
+        Client::new().post(d.url("/api/tags")),
+        &format!("<tag><name>child</name><parent><tag id=\"{parent}\"/></parent></tag>"),
+    );
+
+    assert_eq!(r.status(), 409);
+}
+
+#[test]
+fn delete_tag_removes_it_from_every_qube() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.tag.Set+finance", "work", b"");
+    d.ok("admin.vm.tag.Set+finance", "tpl", b"");
+    let id = tag_id(&d, "finance");
+
+    let r = sdk(Client::new().delete(d.url(&format!("/api/tags/{id}")))).send().unwrap();
+
+    assert_eq!(r.status(), 204);
+    assert_eq!(d.ok("admin.vm.tag.Get+finance", "work", b""), "0");
+    assert_eq!(d.ok("admin.vm.tag.Get+finance", "tpl", b""), "0");
+    assert_eq!(get(&d, &format!("/api/tags/{id}")).status(), 404);
+}
+
+#[test]
+fn delete_of_the_root_tag_is_409() {
+    let d = daemon();
+
+    let r = sdk(Client::new().delete(d.url(&format!("/api/tags/{ZERO}")))).send().unwrap();
+
+    assert_eq!(r.status(), 409);
+    assert!(r.text().unwrap().contains("<fault>"));
+}
+
+#[test]
+fn rename_tag_renames_it_on_every_qube() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.tag.Set+finance", "work", b"");
+    let id = tag_id(&d, "finance");
+
+    let r = send(Client::new().put(d.url(&format!("/api/tags/{id}"))), "<tag><name>money</name></tag>");
+
+    assert_eq!(r.status(), 200);
+    assert_eq!(d.ok("admin.vm.tag.Get+money", "work", b""), "1");
+    assert_eq!(d.ok("admin.vm.tag.Get+finance", "work", b""), "0");
+}
+
+#[test]
+fn vm_tags_list_the_qubes_tags_with_a_vm_backlink() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.tag.Set+finance", "work", b"");
+    let vm = uuid_of(&d, "work");
+
+    let tags = get_json(&d, &format!("/api/vms/{vm}/tags"));
+
+    let finance = tags["tag"].as_array().unwrap().iter().find(|t| t["name"] == "finance").cloned().unwrap();
+    assert_eq!(finance["vm"]["id"], vm.as_str());
+    assert_eq!(finance["href"], format!("/api/vms/{vm}/tags/{}", finance["id"].as_str().unwrap()).as_str());
+}
+
+#[test]
+fn attach_tag_by_name_is_201_and_visible_to_the_admin_api() {
+    let d = daemon_with_work();
+    let vm = uuid_of(&d, "work");
+
+    let r = send(Client::new().post(d.url(&format!("/api/vms/{vm}/tags"))), "<tag><name>finance</name></tag>");
+
+    assert_eq!(r.status(), 201);
+    assert!(d.ok("admin.vm.tag.List", "work", b"").lines().any(|t| t == "finance"));
+}
+
+#[test]
+fn attach_tag_by_id_is_201() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.tag.Set+finance", "tpl", b"");
+    let (vm, tag) = (uuid_of(&d, "work"), tag_id(&d, "finance"));
+
+    let r = send(Client::new().post(d.url(&format!("/api/vms/{vm}/tags"))), &format!("<tag id=\"{tag}\"/>"));
+
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["location"], format!("/api/vms/{vm}/tags/{tag}").as_str());
+    assert_eq!(d.ok("admin.vm.tag.Get+finance", "work", b""), "1");
+}
+
+#[test]
+fn attach_of_an_unknown_tag_id_is_400() {
+    let d = daemon_with_work();
+    let vm = uuid_of(&d, "work");
+
+    let r = send(
+        Client::new().post(d.url(&format!("/api/vms/{vm}/tags"))),
+        "<tag id=\"11111111-2222-3333-4444-555555555555\"/>",
+    );
+
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn attach_of_an_invalid_tag_name_is_400() {
+    let d = daemon_with_work();
+    let vm = uuid_of(&d, "work");
+
+    let r = send(Client::new().post(d.url(&format!("/api/vms/{vm}/tags"))), "<tag><name>a b</name></tag>");
+
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn attach_tag_as_json_is_201() {
+    let d = daemon_with_work();
+    let vm = uuid_of(&d, "work");
+
+    let r = Client::new()
+        .post(d.url(&format!("/api/vms/{vm}/tags")))
+        .basic_auth("admin@internal", Some("secret"))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .body(r#"{"name":"finance"}"#)
+        .send()
+        .unwrap();
+
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().unwrap()["name"], "finance");
+}
+
+#[test]
+fn detach_tag_is_204_and_the_admin_api_no_longer_has_it() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.tag.Set+finance", "work", b"");
+    let (vm, tag) = (uuid_of(&d, "work"), tag_id(&d, "finance"));
+
+    let r = sdk(Client::new().delete(d.url(&format!("/api/vms/{vm}/tags/{tag}")))).send().unwrap();
+
+    assert_eq!(r.status(), 204);
+    assert_eq!(d.ok("admin.vm.tag.Get+finance", "work", b""), "0");
+}
+
+#[test]
+fn attach_of_the_root_tag_is_409() {
+    let d = daemon_with_work();
+    let vm = uuid_of(&d, "work");
+
+    let r = send(Client::new().post(d.url(&format!("/api/vms/{vm}/tags"))), "<tag id=\"-1\"/>");
+
+    assert_eq!(r.status(), 409);
+}
+
+#[test]
+fn vm_tag_the_qube_does_not_have_is_404() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.tag.Set+finance", "tpl", b"");
+    let (vm, tag) = (uuid_of(&d, "work"), tag_id(&d, "finance"));
+
+    let r = get(&d, &format!("/api/vms/{vm}/tags/{tag}"));
+
+    assert_eq!(r.status(), 404);
+}
+
+// -------------------------------------------------------------------------------------------------------
+// Events
+
+#[test]
+fn vm_created_over_the_admin_api_is_event_34_with_the_vm() {
+    let d = daemon();
+    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
+    let vm = uuid_of(&d, "tpl");
+
+    let body = wait_for(&d, "/api/events", "<code>34</code>");
+
+    assert!(body.contains("<code>34</code>"), "{body}");
+    assert!(body.contains(&format!("<vm href=\"/api/vms/{vm}\" id=\"{vm}\"/>")), "{body}");
+    assert!(body.contains("<severity>normal</severity>"), "{body}");
+}
+
+#[test]
+fn vm_started_over_the_admin_api_is_event_153_with_the_host() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.Start", "work", b"");
+
+    let body = wait_for(&d, "/api/events", "<code>153</code>");
+
+    assert!(body.contains("<code>153</code>"), "{body}");
+    assert!(body.contains("<host href=\"/api/hosts/"), "{body}");
+}
+
+#[test]
+fn events_are_listed_newest_first() {
+    let d = daemon_with_work();
+    wait_for(&d, "/api/events", "VM work");
+
+    let ids = event_ids(&get_json(&d, "/api/events"));
+
+    assert!(ids.len() >= 2 && ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+}
+
+#[test]
+fn from_keeps_only_later_events_in_both_spellings() {
+    let d = daemon_with_work();
+    wait_for(&d, "/api/events", "VM work");
+    let ids = event_ids(&get_json(&d, "/api/events"));
+    let oldest = ids[ids.len() - 1];
+
+    let matrix = event_ids(&get_json(&d, &format!("/api/events;from={oldest}")));
+    let query = event_ids(&get_json(&d, &format!("/api/events?from={oldest}")));
+
+    assert_eq!(matrix, ids[..ids.len() - 1].to_vec());
+    assert_eq!(query, matrix);
+}
+
+#[test]
+fn search_by_type_keeps_that_code() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.Start", "work", b"");
+    wait_for(&d, "/api/events", "<code>153</code>");
+
+    let codes = event_codes(&get_json(&d, "/api/events?search=type%3D153"));
+
+    assert_eq!(codes, vec!["153".to_string()]);
+}
+
+#[test]
+fn search_by_severity_above_normal_leaves_out_normal_events() {
+    let d = daemon_with_work();
+    wait_for(&d, "/api/events", "VM work");
+
+    let body = get_xml(&d, "/api/events?search=severity%3Enormal");
+
+    assert!(body.contains("<events/>"), "{body}");
+}
+
+#[test]
+fn sortby_time_asc_lists_oldest_first() {
+    let d = daemon_with_work();
+    wait_for(&d, "/api/events", "VM work");
+
+    let ids = event_ids(&get_json(&d, "/api/events?search=sortby%20time%20asc"));
+
+    assert!(ids.len() >= 2 && ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+}
+
+#[test]
+fn page_two_of_a_short_log_is_empty() {
+    let d = daemon_with_work();
+    wait_for(&d, "/api/events", "VM work");
+
+    let body = get_xml(&d, "/api/events?search=sortby%20time%20desc%20page%202");
+
+    assert!(body.contains("<events/>"), "{body}");
+}
+
+#[test]
+fn max_caps_the_event_list() {
+    let d = daemon_with_work();
+    wait_for(&d, "/api/events", "VM work");
+
+    let events = get_json(&d, "/api/events;max=1");
+
+    assert_eq!(events["event"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn event_is_readable_by_its_id() {
+    let d = daemon_with_work();
+    wait_for(&d, "/api/events", "VM work");
+    let id = event_ids(&get_json(&d, "/api/events"))[0];
+
+    let event = get_json(&d, &format!("/api/events/{id}"));
+
+    assert_eq!(event["id"], id.to_string().as_str());
+    assert_eq!(event["href"], format!("/api/events/{id}").as_str());
+    assert!(event["time"].as_str().unwrap().ends_with('Z'), "{event}");
+}
+
+#[test]
+fn invalid_from_is_400() {
+    let d = daemon();
+
+    let r = get(&d, "/api/events;from=abc");
+
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn events_are_read_only_405() {
+    let d = daemon();
+
+    let r = send(Client::new().post(d.url("/api/events")), "<event/>");
+
+    assert_eq!(r.status(), 405);
+    assert!(r.text().unwrap().contains("<fault>"));
+}

@@ -1,0 +1,1141 @@
+//! `/api/storagedomains`, `/api/disks`, `/api/templates` and a vm's disks, nics, cdroms and snapshots over
+//! real HTTP, checked against what the Admin API then reports on the same daemon.
+
+mod support;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::Method;
+use serde_json::Value;
+use support::Daemon;
+
+const BLANK: &str = "00000000-0000-0000-0000-000000000000";
+const DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>";
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers
+
+/// A daemon with a REST user, TemplateVM `tpl` and AppVM `work` based on it.
+fn daemon() -> Daemon {
+    let d = Daemon::start();
+    d.add_user("admin", "secret");
+    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    d
+}
+
+/// `daemon` plus a network provider `sys-net` that is the global `default_netvm`.
+fn with_netvm() -> Daemon {
+    let d = daemon();
+    d.ok("admin.vm.Create.StandaloneVM", "dom0", b"name=sys-net label=red");
+    d.ok("admin.vm.property.Set+provides_network", "sys-net", b"True");
+    d.ok("admin.property.Set+default_netvm", "dom0", b"sys-net");
+    d
+}
+
+fn request_as(d: &Daemon, method: Method, path: &str, accept: &str) -> RequestBuilder {
+    Client::new()
+        .request(method, d.url(path))
+        .basic_auth("admin@internal", Some("secret"))
+        .header("Content-Type", "application/xml")
+        .header("Accept", accept)
+}
+
+fn request(d: &Daemon, method: Method, path: &str) -> RequestBuilder {
+    request_as(d, method, path, "application/xml")
+}
+
+/// (status, body) of one request.
+fn send(d: &Daemon, method: Method, path: &str, body: &str) -> (u16, String) {
+    let r = request(d, method, path).body(body.to_string()).send().expect("request");
+    (r.status().as_u16(), r.text().expect("body"))
+}
+
+fn get(d: &Daemon, path: &str) -> (u16, String) {
+    send(d, Method::GET, path, "")
+}
+
+/// A POST that asks for 201 with `Expect`.
+fn post_expect(d: &Daemon, path: &str, body: &str) -> (u16, String) {
+    let r = request(d, Method::POST, path).header("Expect", "201-created").body(body.to_string()).send().expect("post");
+    (r.status().as_u16(), r.text().expect("body"))
+}
+
+fn get_json(d: &Daemon, path: &str) -> Value {
+    let r = request_as(d, Method::GET, path, "application/json").send().expect("request");
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().expect("json")
+}
+
+/// The item of a JSON collection whose `key` is `value`.
+fn item<'a>(collection: &'a Value, element: &str, key: &str, value: &str) -> &'a Value {
+    let items = collection[element].as_array().unwrap_or_else(|| panic!("no {element} array in {collection}"));
+    items.iter().find(|i| i[key] == value).unwrap_or_else(|| panic!("no {element} with {key}={value}"))
+}
+
+/// Every value of `key` in a JSON collection, sorted.
+fn values(collection: &Value, element: &str, key: &str) -> Vec<String> {
+    let items = collection[element].as_array().cloned().unwrap_or_default();
+    let mut out: Vec<String> = items.iter().map(|i| i[key].as_str().unwrap_or_default().to_string()).collect();
+    out.sort();
+    out
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
+fn uuid_of(d: &Daemon, name: &str) -> String {
+    let list = d.ok("admin.vm.List", name, b"");
+    list.trim_end().rsplit("uuid=").next().expect("uuid").to_string()
+}
+
+fn sd_id(d: &Daemon, name: &str) -> String {
+    id(item(&get_json(d, "/api/storagedomains"), "storage_domain", "name", name))
+}
+
+fn disk_id(d: &Daemon, alias: &str) -> String {
+    id(item(&get_json(d, "/api/disks"), "disk", "alias", alias))
+}
+
+fn template_id(d: &Daemon, name: &str) -> String {
+    id(item(&get_json(d, "/api/templates"), "template", "name", name))
+}
+
+/// One `key=value` line of `admin.vm.volume.Info`.
+fn volume_field(d: &Daemon, vm: &str, volume: &str, key: &str) -> String {
+    let info = d.ok(&format!("admin.vm.volume.Info+{volume}"), vm, b"");
+    let prefix = format!("{key}=");
+    let line = info.lines().find(|l| l.starts_with(&prefix));
+    line.unwrap_or_else(|| panic!("no {key} in {info:?}"))[prefix.len()..].to_string()
+}
+
+fn volume_path(d: &Daemon, vm: &str, volume: &str) -> PathBuf {
+    PathBuf::from(volume_field(d, vm, volume, "path"))
+}
+
+fn write_at_start(path: &Path, data: &[u8]) {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).expect("open image");
+    f.seek(SeekFrom::Start(0)).expect("seek");
+    f.write_all(data).expect("write image");
+    f.sync_all().expect("sync image");
+}
+
+fn read_start(path: &Path, len: usize) -> Vec<u8> {
+    let mut f = std::fs::File::open(path).expect("open image");
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf).expect("read image");
+    buf
+}
+
+/// Installs a kernel in the daemon's `linux-kernel` pool.
+fn install_kernel(d: &Daemon, name: &str) {
+    let dir = d.state.join("vm-kernels").join(name);
+    std::fs::create_dir_all(&dir).expect("kernel dir");
+    std::fs::write(dir.join("vmlinuz"), b"kernel").expect("vmlinuz");
+}
+
+fn pool_body(name: &str, kind: &str, storage: &str, path: &Path) -> String {
+    format!(
+        "<storage_domain><name>{name}</name><type>{kind}</type><storage><type>{storage}</type>\
+         <path>{}</path></storage><host><name>localhost</name></host></storage_domain>",
+        path.display()
+    )
+}
+
+fn template_body(name: &str, vm: &str) -> String {
+    format!("<template><name>{name}</name><vm id=\"{vm}\"/></template>")
+}
+
+fn is_fault(body: &str) -> bool {
+    body.starts_with(DECL) && body.contains("<fault>")
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Storage domains
+
+#[test]
+fn storagedomains_list_the_pools_with_type_path_and_master() {
+    let d = daemon();
+
+    let (status, body) = get(&d, "/api/storagedomains");
+
+    assert_eq!(status, 200);
+    assert!(body.contains("<name>varlibqubes</name>") && body.contains("<name>linux-kernel</name>"), "{body}");
+    assert!(body.contains("<type>data</type>") && body.contains("<type>iso</type>"), "{body}");
+    assert!(body.contains(&format!("<path>{}</path>", d.state.display())), "{body}");
+    assert!(body.contains("<master>true</master>") && body.contains("<storage_format>v3</storage_format>"), "{body}");
+}
+
+#[test]
+fn storagedomains_as_json_are_an_array_with_ids_and_hrefs() {
+    let d = daemon();
+
+    let list = get_json(&d, "/api/storagedomains");
+
+    assert_eq!(values(&list, "storage_domain", "name"), ["linux-kernel", "varlibqubes"]);
+    let kernel = item(&list, "storage_domain", "name", "linux-kernel");
+    assert_eq!(kernel["type"], "iso");
+    assert_eq!(kernel["master"], "false");
+    assert_eq!(kernel["href"], format!("/api/storagedomains/{}", id(kernel)));
+    assert_eq!(kernel["storage"]["type"], "localfs");
+}
+
+#[test]
+fn storagedomain_by_id_shows_usage_of_its_file_system() {
+    let d = daemon();
+    let sd = sd_id(&d, "varlibqubes");
+
+    let one = get_json(&d, &format!("/api/storagedomains/{sd}"));
+
+    assert_eq!(one["name"], "varlibqubes");
+    assert_ne!(one["available"], "0");
+    assert_eq!(one["status"]["state"], "active");
+}
+
+#[test]
+fn storagedomain_with_unknown_id_is_404_fault() {
+    let d = daemon();
+
+    let (status, body) = get(&d, "/api/storagedomains/5e0c2b59-0000-4000-8000-000000000000");
+
+    assert_eq!(status, 404);
+    assert!(is_fault(&body), "{body}");
+}
+
+#[test]
+fn storagedomains_search_by_type() {
+    let d = daemon();
+
+    let list = get_json(&d, "/api/storagedomains?search=type%3Diso");
+
+    assert_eq!(values(&list, "storage_domain", "name"), ["linux-kernel"]);
+}
+
+#[test]
+fn creating_a_data_domain_with_expect_adds_a_file_pool() {
+    let d = daemon();
+    let dir = d.dir.path().join("pool2");
+
+    let (status, body) = post_expect(&d, "/api/storagedomains", &pool_body("pool2", "data", "localfs", &dir));
+
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("<name>pool2</name>"), "{body}");
+    let info = d.ok("admin.pool.Info+pool2", "dom0", b"");
+    assert!(info.contains("driver=file") && info.contains(&format!("dir_path={}", dir.display())), "{info}");
+}
+
+#[test]
+fn creating_a_domain_without_expect_is_202_with_creation_status() {
+    let d = daemon();
+    let dir = d.dir.path().join("pool2");
+
+    let (status, body) = send(&d, Method::POST, "/api/storagedomains", &pool_body("pool2", "data", "localfs", &dir));
+
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains("<creation_status>") && body.contains("rel=\"creation_status\""), "{body}");
+}
+
+#[test]
+fn creating_an_iso_domain_adds_a_linux_kernel_pool() {
+    let d = daemon();
+    let dir = d.dir.path().join("kernels2");
+
+    let (status, _) = post_expect(&d, "/api/storagedomains", &pool_body("kernels2", "iso", "localfs", &dir));
+
+    assert_eq!(status, 201);
+    let info = d.ok("admin.pool.Info+kernels2", "dom0", b"");
+    assert!(info.contains("driver=linux-kernel"), "{info}");
+}
+
+#[test]
+fn creating_an_nfs_domain_is_400_and_adds_nothing() {
+    let d = daemon();
+    let dir = d.dir.path().join("pool2");
+
+    let (status, body) = post_expect(&d, "/api/storagedomains", &pool_body("pool2", "data", "nfs", &dir));
+
+    assert_eq!(status, 400);
+    assert!(body.contains("localfs"), "{body}");
+    assert_eq!(d.ok("admin.pool.List", "dom0", b""), "varlibqubes\nlinux-kernel\n");
+}
+
+#[test]
+fn creating_a_domain_with_a_taken_name_is_409() {
+    let d = daemon();
+    let dir = d.dir.path().join("again");
+
+    let (status, body) = post_expect(&d, "/api/storagedomains", &pool_body("varlibqubes", "data", "localfs", &dir));
+
+    assert_eq!(status, 409);
+    assert!(is_fault(&body), "{body}");
+}
+
+#[test]
+fn deleting_a_domain_removes_the_pool() {
+    let d = daemon();
+    let dir = d.dir.path().join("pool2");
+    post_expect(&d, "/api/storagedomains", &pool_body("pool2", "data", "localfs", &dir));
+    let sd = sd_id(&d, "pool2");
+
+    let (status, body) = send(&d, Method::DELETE, &format!("/api/storagedomains/{sd}"), "");
+
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(d.ok("admin.pool.List", "dom0", b""), "varlibqubes\nlinux-kernel\n");
+}
+
+#[test]
+fn deleting_a_domain_accepts_the_format_body() {
+    let d = daemon();
+    let dir = d.dir.path().join("pool2");
+    post_expect(&d, "/api/storagedomains", &pool_body("pool2", "data", "localfs", &dir));
+    let sd = sd_id(&d, "pool2");
+    let body = "<storage_domain><host><name>localhost</name></host><format>true</format></storage_domain>";
+
+    let (status, _) = send(&d, Method::DELETE, &format!("/api/storagedomains/{sd}"), body);
+
+    assert_eq!(status, 204);
+}
+
+#[test]
+fn deleting_a_domain_that_holds_volumes_is_409() {
+    let d = daemon();
+    let sd = sd_id(&d, "varlibqubes");
+
+    let (status, body) = send(&d, Method::DELETE, &format!("/api/storagedomains/{sd}"), "");
+
+    assert_eq!(status, 409);
+    assert!(body.contains("in use"), "{body}");
+}
+
+#[test]
+fn renaming_a_domain_is_409() {
+    let d = daemon();
+    let sd = sd_id(&d, "varlibqubes");
+
+    let (status, _) =
+        send(&d, Method::PUT, &format!("/api/storagedomains/{sd}"), "<storage_domain><name>x</name></storage_domain>");
+
+    assert_eq!(status, 409);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Files
+
+#[test]
+fn kernel_domain_files_are_the_installed_kernels() {
+    let d = daemon();
+    install_kernel(&d, "6.1.0");
+    let sd = sd_id(&d, "linux-kernel");
+
+    let (status, body) = get(&d, &format!("/api/storagedomains/{sd}/files"));
+
+    assert_eq!(status, 200);
+    let file = format!("<file href=\"/api/storagedomains/{sd}/files/6.1.0\" id=\"6.1.0\">");
+    assert!(body.contains(&file) && body.contains("<type>kernel</type>"), "{body}");
+}
+
+#[test]
+fn file_domain_files_are_its_iso_images() {
+    let d = daemon();
+    let dir = d.dir.path().join("isos");
+    post_expect(&d, "/api/storagedomains", &pool_body("isos", "data", "localfs", &dir));
+    std::fs::write(dir.join("fedora.iso"), b"iso").expect("iso");
+    std::fs::write(dir.join("notes.txt"), b"text").expect("txt");
+    let sd = sd_id(&d, "isos");
+
+    let files = get_json(&d, &format!("/api/storagedomains/{sd}/files"));
+
+    assert_eq!(values(&files, "file", "id"), ["fedora.iso"]);
+}
+
+#[test]
+fn one_file_by_name() {
+    let d = daemon();
+    install_kernel(&d, "6.1.0");
+    let sd = sd_id(&d, "linux-kernel");
+
+    let file = get_json(&d, &format!("/api/storagedomains/{sd}/files/6.1.0"));
+
+    assert_eq!(file["name"], "6.1.0");
+    assert_eq!(file["storage_domain"]["id"], sd.as_str());
+}
+
+#[test]
+fn unknown_file_is_404() {
+    let d = daemon();
+    let sd = sd_id(&d, "linux-kernel");
+
+    let (status, body) = get(&d, &format!("/api/storagedomains/{sd}/files/nope"));
+
+    assert_eq!(status, 404);
+    assert!(is_fault(&body), "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Floating disks
+
+#[test]
+fn disks_are_the_volumes_the_admin_api_lists_without_the_kernel() {
+    let d = daemon();
+    let volumes = d.ok("admin.vm.volume.List", "work", b"");
+
+    let disks = get_json(&d, "/api/disks?search=vm%3Dwork");
+
+    let mut expected: Vec<String> = volumes.lines().filter(|v| *v != "kernel").map(|v| format!("work-{v}")).collect();
+    expected.sort();
+    assert_eq!(values(&disks, "disk", "alias"), expected);
+}
+
+#[test]
+fn disks_of_every_qube_are_listed() {
+    let d = daemon();
+
+    let disks = get_json(&d, "/api/disks");
+
+    assert_eq!(
+        values(&disks, "disk", "alias"),
+        ["tpl-private", "tpl-root", "tpl-volatile", "work-private", "work-root", "work-volatile"]
+    );
+}
+
+#[test]
+fn a_disk_shows_size_format_bootable_vm_and_storage_domain() {
+    let d = daemon();
+    let disk = disk_id(&d, "work-root");
+
+    let one = get_json(&d, &format!("/api/disks/{disk}"));
+
+    assert_eq!(one["provisioned_size"], volume_field(&d, "work", "root", "size").as_str());
+    assert_eq!(one["format"], "cow");
+    assert_eq!(one["bootable"], "true");
+    assert_eq!(one["vm"]["id"], uuid_of(&d, "work").as_str());
+    assert_eq!(one["storage_domains"]["storage_domain"][0]["id"], sd_id(&d, "varlibqubes").as_str());
+}
+
+#[test]
+fn a_private_disk_is_raw_and_not_bootable_in_xml() {
+    let d = daemon();
+    let disk = disk_id(&d, "work-private");
+
+    let (status, body) = get(&d, &format!("/api/disks/{disk}"));
+
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!("<disk href=\"/api/disks/{disk}\" id=\"{disk}\">")), "{body}");
+    assert!(body.contains("<format>raw</format>") && body.contains("<bootable>false</bootable>"), "{body}");
+    assert!(body.contains("<alias>work-private</alias>") && body.contains("<interface>virtio</interface>"), "{body}");
+}
+
+#[test]
+fn disks_search_by_alias() {
+    let d = daemon();
+
+    let disks = get_json(&d, "/api/disks?search=alias%3D*-private");
+
+    assert_eq!(values(&disks, "disk", "alias"), ["tpl-private", "work-private"]);
+}
+
+#[test]
+fn unknown_disk_is_404() {
+    let d = daemon();
+
+    let (status, body) = get(&d, "/api/disks/5e0c2b59-0000-4000-8000-000000000000");
+
+    assert_eq!(status, 404);
+    assert!(is_fault(&body), "{body}");
+}
+
+#[test]
+fn creating_a_floating_disk_is_409_with_the_reason() {
+    let d = daemon();
+
+    let (status, body) = post_expect(&d, "/api/disks", "<disk><provisioned_size>1073741824</provisioned_size></disk>");
+
+    assert_eq!(status, 409);
+    assert!(body.contains("created with their qube"), "{body}");
+}
+
+#[test]
+fn growing_a_disk_resizes_the_volume() {
+    let d = daemon();
+    let disk = disk_id(&d, "work-private");
+    let size = 4 * 1024 * 1024 * 1024u64;
+
+    let (status, body) = send(
+        &d,
+        Method::PUT,
+        &format!("/api/disks/{disk}"),
+        &format!("<disk><provisioned_size>{size}</provisioned_size></disk>"),
+    );
+
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("<provisioned_size>{size}</provisioned_size>")), "{body}");
+    assert_eq!(volume_field(&d, "work", "private", "size"), size.to_string());
+}
+
+#[test]
+fn shrinking_a_disk_is_409_and_keeps_the_size() {
+    let d = daemon();
+    let disk = disk_id(&d, "work-private");
+    let before = volume_field(&d, "work", "private", "size");
+
+    let (status, body) =
+        send(&d, Method::PUT, &format!("/api/disks/{disk}"), "<disk><provisioned_size>1024</provisioned_size></disk>");
+
+    assert_eq!(status, 409);
+    assert!(body.contains("shrinking"), "{body}");
+    assert_eq!(volume_field(&d, "work", "private", "size"), before);
+}
+
+#[test]
+fn renaming_a_disk_is_409() {
+    let d = daemon();
+    let disk = disk_id(&d, "work-private");
+
+    let (status, _) = send(&d, Method::PUT, &format!("/api/disks/{disk}"), "<disk><alias>other</alias></disk>");
+
+    assert_eq!(status, 409);
+}
+
+#[test]
+fn storagedomain_disks_are_the_volumes_in_its_pool() {
+    let d = daemon();
+    let sd = sd_id(&d, "varlibqubes");
+
+    let disks = get_json(&d, &format!("/api/storagedomains/{sd}/disks?search=vm%3Dwork"));
+
+    assert_eq!(values(&disks, "disk", "alias"), ["work-private", "work-root", "work-volatile"]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Templates
+
+#[test]
+fn templates_are_blank_and_the_template_vms() {
+    let d = daemon();
+
+    let (status, body) = get(&d, "/api/templates");
+
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!("<template href=\"/api/templates/{BLANK}\" id=\"{BLANK}\">")), "{body}");
+    let tpl = uuid_of(&d, "tpl");
+    assert!(body.contains(&format!("<template href=\"/api/templates/{tpl}\" id=\"{tpl}\">")), "{body}");
+    assert!(!body.contains("<name>work</name>"), "{body}");
+}
+
+#[test]
+fn templates_as_json_show_memory_cpu_and_state() {
+    let d = daemon();
+    d.ok("admin.vm.property.Set+memory", "tpl", b"512");
+
+    let list = get_json(&d, "/api/templates");
+
+    assert_eq!(values(&list, "template", "name"), ["Blank", "tpl"]);
+    let tpl = item(&list, "template", "name", "tpl");
+    assert_eq!(tpl["memory"], (512u64 * 1024 * 1024).to_string().as_str());
+    assert_eq!(tpl["status"]["state"], "ok");
+    assert_eq!(tpl["cpu"]["topology"]["cores"], "1");
+}
+
+#[test]
+fn blank_template_by_zero_guid() {
+    let d = daemon();
+
+    let blank = get_json(&d, &format!("/api/templates/{BLANK}"));
+
+    assert_eq!(blank["name"], "Blank");
+}
+
+#[test]
+fn templates_search_by_name() {
+    let d = daemon();
+
+    let list = get_json(&d, "/api/templates?search=name%3Dtp*");
+
+    assert_eq!(values(&list, "template", "name"), ["tpl"]);
+}
+
+#[test]
+fn an_appvm_id_is_not_a_template() {
+    let d = daemon();
+
+    let (status, body) = get(&d, &format!("/api/templates/{}", uuid_of(&d, "work")));
+
+    assert_eq!(status, 404);
+    assert!(is_fault(&body), "{body}");
+}
+
+#[test]
+fn a_template_made_from_a_vm_is_a_template_vm_for_the_admin_api() {
+    let d = daemon();
+
+    let (status, body) = post_expect(&d, "/api/templates", &template_body("gold", &uuid_of(&d, "work")));
+
+    assert_eq!(status, 201, "{body}");
+    assert!(d.ok("admin.vm.List", "dom0", b"").contains("gold class=TemplateVM state=Halted"));
+    assert!(body.contains(&format!("id=\"{}\"", uuid_of(&d, "gold"))), "{body}");
+}
+
+#[test]
+fn a_template_made_from_a_vm_copies_its_private_data() {
+    let d = daemon();
+    write_at_start(&volume_path(&d, "work", "private"), b"work's own data");
+
+    let (status, _) = post_expect(&d, "/api/templates", &template_body("gold", &uuid_of(&d, "work")));
+
+    assert_eq!(status, 201);
+    assert_eq!(read_start(&volume_path(&d, "gold", "private"), 15), b"work's own data");
+}
+
+#[test]
+fn a_template_made_from_an_appvm_copies_its_templates_root() {
+    let d = daemon();
+    write_at_start(&volume_path(&d, "tpl", "root"), b"tpl root");
+
+    let (status, _) = post_expect(&d, "/api/templates", &template_body("gold", &uuid_of(&d, "work")));
+
+    assert_eq!(status, 201);
+    assert_eq!(read_start(&volume_path(&d, "gold", "root"), 8), b"tpl root");
+}
+
+#[test]
+fn a_template_made_from_a_vm_takes_its_memory_and_vcpus() {
+    let d = daemon();
+    d.ok("admin.vm.property.Set+memory", "work", b"777");
+    d.ok("admin.vm.property.Set+vcpus", "work", b"3");
+
+    post_expect(&d, "/api/templates", &template_body("gold", &uuid_of(&d, "work")));
+
+    assert_eq!(d.ok("admin.vm.property.Get+memory", "gold", b""), "default=False type=int 777");
+    assert_eq!(d.ok("admin.vm.property.Get+vcpus", "gold", b""), "default=False type=int 3");
+}
+
+#[test]
+fn a_template_body_overrides_memory_and_sets_the_description() {
+    let d = daemon();
+    let body = "<template><name>gold</name><vm><name>work</name></vm><memory>268435456</memory>\
+                <description>golden image</description></template>";
+
+    let (status, _) = post_expect(&d, "/api/templates", body);
+
+    assert_eq!(status, 201);
+    assert_eq!(d.ok("admin.vm.property.Get+memory", "gold", b""), "default=False type=int 256");
+    assert_eq!(d.ok("admin.vm.notes.Get", "gold", b""), "golden image");
+}
+
+#[test]
+fn creating_a_template_without_expect_is_202_with_creation_status() {
+    let d = daemon();
+
+    let (status, body) = send(&d, Method::POST, "/api/templates", &template_body("gold", &uuid_of(&d, "work")));
+
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains("<creation_status>"), "{body}");
+}
+
+#[test]
+fn creating_a_template_with_a_taken_name_is_409_and_changes_nothing() {
+    let d = daemon();
+    let before = d.ok("admin.vm.List", "dom0", b"");
+
+    let (status, _) = post_expect(&d, "/api/templates", &template_body("tpl", &uuid_of(&d, "work")));
+
+    assert_eq!(status, 409);
+    assert_eq!(d.ok("admin.vm.List", "dom0", b""), before);
+}
+
+#[test]
+fn a_template_the_core_refuses_is_400_and_leaves_no_qube_behind() {
+    let d = daemon();
+    let before = d.ok("admin.vm.List", "dom0", b"");
+    let body = "<template><name>gold</name><vm><name>work</name></vm><cpu><topology sockets=\"0\"/></cpu></template>";
+
+    let (status, body) = post_expect(&d, "/api/templates", body);
+
+    assert_eq!(status, 400);
+    assert!(body.contains("vcpus"), "{body}");
+    assert_eq!(d.ok("admin.vm.List", "dom0", b""), before);
+}
+
+#[test]
+fn creating_a_template_from_an_unknown_vm_is_400() {
+    let d = daemon();
+
+    let (status, body) = post_expect(&d, "/api/templates", &template_body("gold", BLANK));
+
+    assert_eq!(status, 400);
+    assert!(body.contains("Entity not found: vm"), "{body}");
+}
+
+#[test]
+fn deleting_a_template_used_by_an_appvm_is_409() {
+    let d = daemon();
+    let tpl = template_id(&d, "tpl");
+
+    let (status, body) = send(&d, Method::DELETE, &format!("/api/templates/{tpl}"), "<action/>");
+
+    assert_eq!(status, 409);
+    assert!(is_fault(&body), "{body}");
+    assert!(d.ok("admin.vm.List", "dom0", b"").contains("tpl class=TemplateVM"));
+}
+
+#[test]
+fn deleting_an_unused_template_removes_the_template_vm() {
+    let d = daemon();
+    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=spare label=black");
+    let spare = template_id(&d, "spare");
+
+    let (status, _) = send(&d, Method::DELETE, &format!("/api/templates/{spare}"), "");
+
+    assert_eq!(status, 204);
+    assert!(!d.ok("admin.vm.List", "dom0", b"").contains("spare"));
+}
+
+#[test]
+fn deleting_blank_is_409() {
+    let d = daemon();
+
+    let (status, _) = send(&d, Method::DELETE, &format!("/api/templates/{BLANK}"), "");
+
+    assert_eq!(status, 409);
+}
+
+#[test]
+fn renaming_a_template_is_409() {
+    let d = daemon();
+    let tpl = template_id(&d, "tpl");
+
+    let (status, _) = send(&d, Method::PUT, &format!("/api/templates/{tpl}"), "<template><name>x</name></template>");
+
+    assert_eq!(status, 409);
+}
+
+#[test]
+fn updating_a_template_sets_description_memory_and_cpus() {
+    let d = daemon();
+    let tpl = template_id(&d, "tpl");
+    let body = "<template><description>base</description><memory>536870912</memory>\
+                <cpu><topology cores=\"2\" sockets=\"1\"/></cpu></template>";
+
+    let (status, _) = send(&d, Method::PUT, &format!("/api/templates/{tpl}"), body);
+
+    assert_eq!(status, 200);
+    assert_eq!(d.ok("admin.vm.notes.Get", "tpl", b""), "base");
+    assert_eq!(d.ok("admin.vm.property.Get+memory", "tpl", b""), "default=False type=int 512");
+    assert_eq!(d.ok("admin.vm.property.Get+vcpus", "tpl", b""), "default=False type=int 2");
+}
+
+#[test]
+fn template_disks_are_its_volumes() {
+    let d = daemon();
+    let tpl = template_id(&d, "tpl");
+
+    let disks = get_json(&d, &format!("/api/templates/{tpl}/disks"));
+
+    assert_eq!(values(&disks, "disk", "alias"), ["tpl-private", "tpl-root", "tpl-volatile"]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A vm's disks
+
+#[test]
+fn vm_disks_match_the_admin_volume_list() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+    let volumes = d.ok("admin.vm.volume.List", "work", b"");
+
+    let disks = get_json(&d, &format!("/api/vms/{work}/disks"));
+
+    let mut expected: Vec<String> = volumes.lines().filter(|v| *v != "kernel").map(|v| format!("work-{v}")).collect();
+    expected.sort();
+    assert_eq!(values(&disks, "disk", "alias"), expected);
+}
+
+#[test]
+fn a_vm_disk_has_its_href_under_the_vm() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+    let disk = disk_id(&d, "work-private");
+
+    let (status, body) = get(&d, &format!("/api/vms/{work}/disks/{disk}"));
+
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!("href=\"/api/vms/{work}/disks/{disk}\"")), "{body}");
+}
+
+#[test]
+fn another_vms_disk_is_404_under_this_vm() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+    let disk = disk_id(&d, "tpl-private");
+
+    let (status, _) = get(&d, &format!("/api/vms/{work}/disks/{disk}"));
+
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn disks_of_an_unknown_vm_are_404() {
+    let d = daemon();
+
+    let (status, body) = get(&d, &format!("/api/vms/{BLANK}/disks"));
+
+    assert_eq!(status, 404);
+    assert!(is_fault(&body), "{body}");
+}
+
+#[test]
+fn adding_a_disk_to_a_vm_is_409_fixed_by_class() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+
+    let (status, body) = post_expect(&d, &format!("/api/vms/{work}/disks"), "<disk id=\"x\"/>");
+
+    assert_eq!(status, 409);
+    assert!(body.contains("volumes are fixed by the qube"), "{body}");
+}
+
+#[test]
+fn detaching_a_vm_disk_is_409_with_the_reason() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+    let disk = disk_id(&d, "work-private");
+
+    let (status, body) =
+        send(&d, Method::DELETE, &format!("/api/vms/{work}/disks/{disk}"), "<action><detach>true</detach></action>");
+
+    assert_eq!(status, 409);
+    assert!(body.contains("cannot be detached"), "{body}");
+}
+
+#[test]
+fn growing_a_vm_disk_resizes_the_volume() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+    let disk = disk_id(&d, "work-private");
+    let size = 3 * 1024 * 1024 * 1024u64;
+
+    let (status, _) =
+        send(&d, Method::PUT, &format!("/api/vms/{work}/disks/{disk}"), &format!("<disk><size>{size}</size></disk>"));
+
+    assert_eq!(status, 200);
+    assert_eq!(volume_field(&d, "work", "private", "size"), size.to_string());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Nics
+
+#[test]
+fn a_vm_without_netvm_has_no_nics() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+
+    let nics = get_json(&d, &format!("/api/vms/{work}/nics"));
+
+    assert_eq!(nics, serde_json::json!({}));
+}
+
+#[test]
+fn a_vm_with_netvm_has_nic1_with_its_mac_on_the_default_network() {
+    let d = with_netvm();
+    let work = uuid_of(&d, "work");
+    d.ok("admin.vm.property.Set+mac", "work", b"00:16:3e:00:00:42");
+
+    let (status, body) = get(&d, &format!("/api/vms/{work}/nics"));
+
+    assert_eq!(status, 200);
+    assert!(body.contains("<name>nic1</name>") && body.contains("<mac address=\"00:16:3e:00:00:42\"/>"), "{body}");
+    assert!(
+        body.contains("<network href=\"/api/networks/") && body.contains("<interface>virtio</interface>"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_nics_network_is_the_default_network_of_api_networks() {
+    let d = with_netvm();
+    let work = uuid_of(&d, "work");
+    let network = id(item(&get_json(&d, "/api/networks"), "network", "name", "default"));
+
+    let nics = get_json(&d, &format!("/api/vms/{work}/nics"));
+
+    assert_eq!(nics["nic"][0]["network"]["id"], network.as_str());
+}
+
+#[test]
+fn adding_a_nic_connects_the_vm_to_the_default_netvm() {
+    let d = with_netvm();
+    let work = uuid_of(&d, "work");
+    d.ok("admin.vm.property.Set+netvm", "work", b"");
+
+    let (status, body) = post_expect(&d, &format!("/api/vms/{work}/nics"), "<nic><name>nic1</name></nic>");
+
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(d.ok("admin.vm.property.Get+netvm", "work", b""), "default=False type=vm sys-net");
+}
+
+#[test]
+fn adding_a_nic_without_a_default_netvm_is_409() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+
+    let (status, body) = post_expect(&d, &format!("/api/vms/{work}/nics"), "<nic><name>nic1</name></nic>");
+
+    assert_eq!(status, 409);
+    assert!(body.contains("default_netvm"), "{body}");
+}
+
+#[test]
+fn adding_a_second_nic_is_409() {
+    let d = with_netvm();
+    let work = uuid_of(&d, "work");
+
+    let (status, _) = post_expect(&d, &format!("/api/vms/{work}/nics"), "<nic><name>nic2</name></nic>");
+
+    assert_eq!(status, 409);
+}
+
+#[test]
+fn removing_the_nic_sets_netvm_to_none() {
+    let d = with_netvm();
+    let work = uuid_of(&d, "work");
+    let nic = id(&get_json(&d, &format!("/api/vms/{work}/nics"))["nic"][0]);
+
+    let (status, _) = send(&d, Method::DELETE, &format!("/api/vms/{work}/nics/{nic}"), "");
+
+    assert_eq!(status, 204);
+    assert_eq!(d.ok("admin.vm.property.Get+netvm", "work", b""), "default=False type=vm ");
+}
+
+#[test]
+fn changing_the_nic_mac_sets_the_mac_property() {
+    let d = with_netvm();
+    let work = uuid_of(&d, "work");
+    let nic = id(&get_json(&d, &format!("/api/vms/{work}/nics"))["nic"][0]);
+
+    let (status, _) = send(
+        &d,
+        Method::PUT,
+        &format!("/api/vms/{work}/nics/{nic}"),
+        "<nic><mac address=\"00:16:3e:aa:bb:cc\"/></nic>",
+    );
+
+    assert_eq!(status, 200);
+    assert_eq!(d.ok("admin.vm.property.Get+mac", "work", b""), "default=False type=str 00:16:3e:aa:bb:cc");
+}
+
+#[test]
+fn unknown_nic_is_404() {
+    let d = with_netvm();
+    let work = uuid_of(&d, "work");
+
+    let (status, _) = get(&d, &format!("/api/vms/{work}/nics/{BLANK}"));
+
+    assert_eq!(status, 404);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Cdroms
+
+#[test]
+fn a_vm_has_one_empty_cdrom_with_the_zero_guid() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+
+    let (status, body) = get(&d, &format!("/api/vms/{work}/cdroms"));
+
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!("<cdrom href=\"/api/vms/{work}/cdroms/{BLANK}\" id=\"{BLANK}\">")), "{body}");
+    assert!(body.contains("<file id=\"\"/>"), "{body}");
+}
+
+#[test]
+fn inserting_a_file_records_it_and_reports_it_back() {
+    let d = daemon();
+    install_kernel(&d, "6.1.0");
+    let work = uuid_of(&d, "work");
+
+    let (status, _) =
+        send(&d, Method::PUT, &format!("/api/vms/{work}/cdroms/{BLANK}"), "<cdrom><file id=\"6.1.0\"/></cdrom>");
+
+    assert_eq!(status, 200);
+    assert_eq!(d.ok("admin.vm.feature.Get+rest.cdrom", "work", b""), "6.1.0");
+    let cdrom = get_json(&d, &format!("/api/vms/{work}/cdroms/{BLANK}"));
+    assert_eq!(cdrom["file"]["id"], "6.1.0");
+}
+
+#[test]
+fn ejecting_with_an_empty_file_id_clears_the_cdrom() {
+    let d = daemon();
+    install_kernel(&d, "6.1.0");
+    let work = uuid_of(&d, "work");
+    d.ok("admin.vm.feature.Set+rest.cdrom", "work", b"6.1.0");
+
+    let (status, body) =
+        send(&d, Method::PUT, &format!("/api/vms/{work}/cdroms/{BLANK}"), "<cdrom><file id=\"\"/></cdrom>");
+
+    assert_eq!(status, 200);
+    assert!(body.contains("<file id=\"\"/>"), "{body}");
+}
+
+#[test]
+fn inserting_a_file_no_domain_offers_is_400() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+
+    let (status, body) =
+        send(&d, Method::PUT, &format!("/api/vms/{work}/cdroms/{BLANK}"), "<cdrom><file id=\"nope.iso\"/></cdrom>");
+
+    assert_eq!(status, 400);
+    assert!(body.contains("nope.iso"), "{body}");
+}
+
+#[test]
+fn a_live_cdrom_change_on_a_running_vm_is_409() {
+    let d = daemon();
+    install_kernel(&d, "6.1.0");
+    let work = uuid_of(&d, "work");
+    d.ok("admin.vm.Start", "work", b"");
+
+    let (status, body) = send(
+        &d,
+        Method::PUT,
+        &format!("/api/vms/{work}/cdroms/{BLANK};current"),
+        "<cdrom><file id=\"6.1.0\"/></cdrom>",
+    );
+
+    assert_eq!(status, 409);
+    assert!(body.contains("live media changes"), "{body}");
+}
+
+#[test]
+fn unknown_cdrom_is_404() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+
+    let (status, _) = get(&d, &format!("/api/vms/{work}/cdroms/{work}"));
+
+    assert_eq!(status, 404);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Snapshots
+
+#[test]
+fn a_new_vm_has_no_snapshots() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+
+    let snapshots = get_json(&d, &format!("/api/vms/{work}/snapshots"));
+
+    assert_eq!(snapshots, serde_json::json!({}));
+}
+
+#[test]
+fn taking_a_snapshot_makes_a_private_volume_revision() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+
+    let (status, body) = post_expect(
+        &d,
+        &format!("/api/vms/{work}/snapshots"),
+        "<snapshot><description>before</description></snapshot>",
+    );
+
+    assert_eq!(status, 201, "{body}");
+    let revision = d.ok("admin.vm.volume.ListSnapshots+private", "work", b"");
+    assert!(body.contains(&format!("<description>{}</description>", revision.trim())), "{body}");
+    assert!(body.contains("<snapshot_status>ok</snapshot_status>"), "{body}");
+}
+
+#[test]
+fn snapshots_list_the_revisions_with_their_dates() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+    post_expect(&d, &format!("/api/vms/{work}/snapshots"), "<snapshot/>");
+
+    let snapshots = get_json(&d, &format!("/api/vms/{work}/snapshots"));
+
+    let revision = d.ok("admin.vm.volume.ListSnapshots+private", "work", b"");
+    assert_eq!(values(&snapshots, "snapshot", "description"), [revision.trim()]);
+    assert!(snapshots["snapshot"][0]["date"].as_str().expect("date").ends_with(".000Z"));
+}
+
+#[test]
+fn restoring_a_snapshot_reverts_the_private_volume() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+    let private = volume_path(&d, "work", "private");
+    write_at_start(&private, b"before");
+    post_expect(&d, &format!("/api/vms/{work}/snapshots"), "<snapshot/>");
+    write_at_start(&private, b"after!");
+    let snapshot = id(&get_json(&d, &format!("/api/vms/{work}/snapshots"))["snapshot"][0]);
+
+    let (status, body) = send(&d, Method::POST, &format!("/api/vms/{work}/snapshots/{snapshot}/restore"), "<action/>");
+
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<state>complete</state>"), "{body}");
+    assert_eq!(read_start(&volume_path(&d, "work", "private"), 6), b"before");
+}
+
+#[test]
+fn taking_a_snapshot_of_a_running_vm_is_409() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+    d.ok("admin.vm.Start", "work", b"");
+
+    let (status, body) = post_expect(&d, &format!("/api/vms/{work}/snapshots"), "<snapshot/>");
+
+    assert_eq!(status, 409);
+    assert!(is_fault(&body), "{body}");
+}
+
+#[test]
+fn taking_a_snapshot_when_no_revisions_are_kept_is_409() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+    d.ok("admin.vm.volume.Set.revisions_to_keep+private", "work", b"0");
+
+    let (status, body) = post_expect(&d, &format!("/api/vms/{work}/snapshots"), "<snapshot/>");
+
+    assert_eq!(status, 409);
+    assert!(body.contains("keeps no revisions"), "{body}");
+}
+
+#[test]
+fn deleting_a_snapshot_is_409() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+    post_expect(&d, &format!("/api/vms/{work}/snapshots"), "<snapshot/>");
+    let snapshot = id(&get_json(&d, &format!("/api/vms/{work}/snapshots"))["snapshot"][0]);
+
+    let (status, _) = send(&d, Method::DELETE, &format!("/api/vms/{work}/snapshots/{snapshot}"), "");
+
+    assert_eq!(status, 409);
+}
+
+#[test]
+fn unknown_snapshot_is_404() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+
+    let (status, body) = get(&d, &format!("/api/vms/{work}/snapshots/{BLANK}"));
+
+    assert_eq!(status, 404);
+    assert!(is_fault(&body), "{body}");
+}
+
+#[test]
+fn snapshot_disks_are_the_private_disk_with_a_snapshot_reference() {
+    let d = daemon();
+    let work = uuid_of(&d, "work");
+    post_expect(&d, &format!("/api/vms/{work}/snapshots"), "<snapshot/>");
+    let snapshot = id(&get_json(&d, &format!("/api/vms/{work}/snapshots"))["snapshot"][0]);
+
+    let disks = get_json(&d, &format!("/api/vms/{work}/snapshots/{snapshot}/disks"));
+
+    assert_eq!(values(&disks, "disk", "alias"), ["work-private"]);
+    assert_eq!(disks["disk"][0]["snapshot"]["id"], snapshot.as_str());
+}
