@@ -25,6 +25,7 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 pub use auth::{Authorizer, Call, QrexecAdmitted};
 pub use events::EventBus;
+pub use lifecycle::RunOnce;
 pub use ops::{now_epoch, parse_bool_payload, FeatureLookup, PropView, VmSummary};
 pub use volumes::VolumeInfo;
 

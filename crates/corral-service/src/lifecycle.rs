@@ -16,6 +16,13 @@ use uuid::Uuid;
 use crate::runtime::{now, Running};
 use crate::{resolve_in, Caller, Service};
 
+/// Settings that apply to one start only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOnce {
+    pub kernel: Option<String>,
+    pub kernel_cmdline: Option<String>,
+}
+
 /// A chain of network providers deeper than this is a loop the model should have refused.
 const MAX_NETVM_DEPTH: usize = 8;
 
@@ -66,9 +73,14 @@ impl Service {
     }
 
     pub fn start_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+        self.start_vm_once(caller, vm, &RunOnce::default())
+    }
+
+    /// A start whose kernel and command line differ for this run only (RHEV's "run once").
+    pub fn start_vm_once(&self, caller: &Caller, vm: &str, once: &RunOnce) -> Result<()> {
         self.auth(caller, "admin.vm.Start", "", vm)?;
         let name = self.vm_snapshot(vm)?.name;
-        self.start_one(&name, 0)
+        self.start_one(&name, 0, once)
     }
 
     fn plan_start(&self, name: &str) -> Result<StartPlan> {
@@ -119,8 +131,21 @@ impl Service {
         })
     }
 
-    fn start_one(&self, name: &str, depth: usize) -> Result<()> {
-        let plan = self.plan_start(name)?;
+    fn start_one(&self, name: &str, depth: usize, once: &RunOnce) -> Result<()> {
+        let mut plan = self.plan_start(name)?;
+        if let Some(cmdline) = &once.kernel_cmdline {
+            plan.kernelopts = cmdline.clone();
+        }
+        if let Some(kernel) = &once.kernel {
+            corral_core::props::sanitize(corral_core::props::PropType::Str, kernel.as_bytes())?;
+            if kernel.contains('/') {
+                return Err(Error::value("kernel name may not contain '/'"));
+            }
+            let pool =
+                plan.kernel.as_ref().map(|(p, _)| p.clone()).or_else(|| self.read().pool("linux-kernel").cloned());
+            let pool = pool.ok_or_else(|| Error::generic("No kernel pool"))?;
+            plan.kernel = Some((pool, kernel.clone()));
+        }
         let d = &plan.domain;
         if d.is_admin() {
             return Err(Error::new(ErrorKind::QubesVMNotHaltedError, "Cannot start Dom0 fake domain!"));
@@ -153,7 +178,7 @@ impl Service {
             let started = if depth >= MAX_NETVM_DEPTH {
                 Err(Error::value("Loops in network are unsupported"))
             } else {
-                self.start_one(netvm, depth + 1)
+                self.start_one(netvm, depth + 1, &RunOnce::default())
             };
             if let Err(e) = started {
                 self.publish(Event::on(&d.name, "domain-start-failed").arg("reason", &e.message));

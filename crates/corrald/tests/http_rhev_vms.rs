@@ -338,3 +338,39 @@ fn statistics_report_installed_memory() {
 
     assert!(body.contains("<name>memory.installed</name>") && body.contains("<datum>419430400</datum>"), "{body}");
 }
+
+fn live_xml(d: &Daemon, c: &Client, vm: &str) -> String {
+    let r = c
+        .get(d.url(&format!("/libvirt/domains/by-name/{vm}/xml_desc")))
+        .header("X-Auth-Username", "admin")
+        .header("X-Auth-Key", "secret")
+        .send()
+        .unwrap();
+    let v: serde_json::Value = r.json().unwrap();
+    v["results"][0].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn run_once_command_line_applies_to_that_start_only() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    // The test driver boots nothing, so an empty file is kernel enough for the domain XML.
+    let kernel_dir = d.state.join("vm-kernels").join("k1");
+    std::fs::create_dir_all(&kernel_dir).unwrap();
+    std::fs::write(kernel_dir.join("vmlinuz"), b"").unwrap();
+    d.ok("admin.vm.property.Set+kernel", "work", b"k1");
+    let id = uuid_of(&d, "work");
+    let c = Client::new();
+    let body = "<action><vm><os><cmdline>quiet corral-once</cmdline></os></vm></action>";
+
+    let r = sdk(c.post(d.url(&format!("/api/vms/{id}/start")))).body(body).send().unwrap();
+    let once = live_xml(&d, &c, "work");
+    d.ok("admin.vm.Kill", "work", b"");
+    d.ok("admin.vm.Start", "work", b"");
+    let next = live_xml(&d, &c, "work");
+
+    assert_eq!(r.status(), 200);
+    assert!(once.contains("quiet corral-once"), "{once}");
+    assert!(!next.contains("corral-once"), "{next}");
+    assert_eq!(d.ok("admin.vm.property.Get+kernelopts", "work", b""), "default=True type=str ");
+}
