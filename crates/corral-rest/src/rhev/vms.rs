@@ -256,7 +256,12 @@ async fn action(
         let c = caller();
         match what.as_str() {
             "start" => {
-                service.start_vm(&c, &vm)?;
+                // Run once: `<vm><os><kernel/><cmdline/></os></vm>` apply to this start only.
+                let once = corral_service::RunOnce {
+                    kernel: params.path("vm/os/kernel").and_then(|k| k.text.clone()),
+                    kernel_cmdline: params.path("vm/os/cmdline").and_then(|k| k.text.clone()),
+                };
+                service.start_vm_once(&c, &vm, &once)?;
                 if pause {
                     service.pause_vm(&c, &vm)?;
                 }
