@@ -51,10 +51,23 @@ impl Ctx {
         format!("{}{rest}", self.base)
     }
 
+    /// The body of `node` in this request's format.
+    pub fn encode(&self, node: &Node) -> Vec<u8> {
+        match self.format {
+            Format::Xml => node.to_xml(),
+            Format::Json => node.to_json().to_string().into_bytes(),
+        }
+    }
+
     pub fn render(&self, status: StatusCode, node: &Node) -> Response {
-        let (body, ct) = match self.format {
-            Format::Xml => (node.to_xml(), "application/xml"),
-            Format::Json => (node.to_json().to_string().into_bytes(), "application/json"),
+        self.render_bytes(status, self.encode(node))
+    }
+
+    /// An already encoded body (see [`Ctx::encode`]).
+    pub fn render_bytes(&self, status: StatusCode, body: Vec<u8>) -> Response {
+        let ct = match self.format {
+            Format::Xml => "application/xml",
+            Format::Json => "application/json",
         };
         let mut r = (status, body).into_response();
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));

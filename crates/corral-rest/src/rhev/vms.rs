@@ -48,6 +48,23 @@ pub fn find(service: &Service, id: &str) -> ApiResult<Domain> {
 
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let service = &rest.service;
+    // The whole list is the most expensive read; unfiltered it is rendered once per model change.
+    if ctx.query("search").is_none() && ctx.param("max").is_none() {
+        let key = match (ctx.format, ctx.base.as_str()) {
+            (crate::Format::Xml, "/api") => "rest:vms:xml",
+            (crate::Format::Json, "/api") => "rest:vms:json",
+            (crate::Format::Xml, _) => "rest:vms:xml:ovirt-engine",
+            (crate::Format::Json, _) => "rest:vms:json:ovirt-engine",
+        };
+        let body = service.rendered(key, |app| {
+            let mut out = Node::collection("vms");
+            for d in app.domains().filter(|d| !d.is_admin()) {
+                out.push(vm_node(&ctx, service, app, d));
+            }
+            ctx.encode(&out)
+        });
+        return Ok(ctx.render_bytes(StatusCode::OK, body.to_vec()));
+    }
     let app = service.read();
     let vms: Vec<&Domain> = app.domains().filter(|d| !d.is_admin()).collect();
     let vms = super::search::apply(&ctx, vms, |d, f| vm_field(service, &app, d, f)).map_err(ApiError::bad_request)?;
