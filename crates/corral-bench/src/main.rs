@@ -12,6 +12,10 @@
 //! * `raw` runs the same load loop against a do-nothing server (`/work/shared/bench/ceiling.c`)
 //!   with the fixed qube name `vm-name`, to measure the tool's own ceiling.
 //!
+//! * `setup-guest` prepares the tiny test guest (`tests/guest/`) as a qube on corrald; `start` times
+//!   `admin.vm.Start` against libvirt starting the same domain XML; `events` times libvirt power
+//!   changes reaching many `admin.Events` subscribers (see `start.rs`, `events.rs`).
+//!
 //! The hot loop allocates nothing: requests are pre-built once and shared, and each thread reuses
 //! one reply buffer and one latency vector.
 
@@ -32,6 +36,12 @@ use clap::{Args, Parser, Subcommand};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+mod events;
+mod guest;
+#[allow(unsafe_code)]
+mod lvevents;
+mod start;
+
 /// Load tool for the Qubes Admin API socket protocol.
 #[derive(Parser)]
 #[command(name = "corral-bench", version, about)]
@@ -46,6 +56,12 @@ enum Cmd {
     Admin(AdminArgs),
     /// Run the load loop against a do-nothing server (ceiling.c) to measure the tool itself.
     Raw(LoadArgs),
+    /// Create the tiny test guest as a qube on corrald (kernel link, TemplateVM, AppVM).
+    SetupGuest(guest::SetupArgs),
+    /// Time admin.vm.Start against libvirt starting the same domain XML.
+    Start(start::StartArgs),
+    /// Time libvirt suspend/resume reaching many admin.Events subscribers.
+    Events(events::EventsArgs),
 }
 
 #[derive(Args)]
@@ -91,6 +107,9 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Raw(load) => run_raw(&load),
         Cmd::Admin(args) => run_admin(&args),
+        Cmd::SetupGuest(args) => guest::run_setup(&args),
+        Cmd::Start(args) => start::run_start(&args),
+        Cmd::Events(args) => events::run_events(&args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -449,6 +468,11 @@ impl Json {
             }
             _ => self.0.push_str("null"),
         }
+    }
+    /// `v` must be valid JSON already (e.g. another `Json`'s `finish()`).
+    fn raw(&mut self, k: &str, v: &str) {
+        self.key(k);
+        self.0.push_str(v);
     }
     fn finish(mut self) -> String {
         self.0.push('}');
