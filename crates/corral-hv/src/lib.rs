@@ -49,6 +49,8 @@ pub struct Libvirt {
     uri: String,
     domain_type: String,
     events: Mutex<Option<Receiver<HvEvent>>>,
+    /// The XML this connection last defined for each domain.
+    defined: Mutex<std::collections::HashMap<Uuid, String>>,
 }
 
 impl Libvirt {
@@ -62,6 +64,7 @@ impl Libvirt {
             uri: uri.to_string(),
             domain_type: domain_type.map(str::to_string).unwrap_or_else(|| default_domain_type(uri)),
             events: Mutex::new(Some(rx)),
+            defined: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -122,7 +125,16 @@ impl Hypervisor for Libvirt {
 
     fn start(&self, spec: &DomainSpec) -> Result<(), HvError> {
         let xml = domain_xml(spec);
-        let d = self.conn.define_domain_xml(&xml).map_err(|e| err("Cannot define the domain", e))?;
+        // Redefining an unchanged domain costs a millisecond or two of every start; libvirt keeps the
+        // definition, so it is only sent again when it differs from the one this connection defined.
+        let unchanged = self.defined.lock().ok().is_some_and(|d| d.get(&spec.uuid) == Some(&xml));
+        let d = match self.lookup(&spec.uuid)? {
+            Some(d) if unchanged => d,
+            _ => self.conn.define_domain_xml(&xml).map_err(|e| err("Cannot define the domain", e))?,
+        };
+        if let Ok(mut defined) = self.defined.lock() {
+            defined.insert(spec.uuid, xml);
+        }
         d.create().map_err(|e| err("Start failed", e))
     }
 

@@ -6,8 +6,10 @@ pub mod auth;
 pub mod ctx;
 pub mod events;
 pub mod fault;
+pub mod openapi;
 pub mod repr;
 pub mod rhev;
+pub mod tls;
 pub mod virthttp;
 
 use std::sync::Arc;
@@ -33,12 +35,21 @@ pub struct Rest {
     pub events: events::EventLog,
     /// Whether the listener is TLS (cookies get `Secure`).
     pub tls: bool,
+    /// The served certificate as PEM, for `GET /ca.crt`; `None` on plain HTTP.
+    pub certificate_pem: Option<String>,
 }
 
 impl Rest {
     pub fn new(service: Arc<Service>, tls: bool) -> Arc<Rest> {
         let events = events::EventLog::start(&service);
-        Arc::new(Rest { service, sessions: auth::Sessions::default(), events, tls })
+        Arc::new(Rest { service, sessions: auth::Sessions::default(), events, tls, certificate_pem: None })
+    }
+
+    /// A door served over TLS with `certificate_pem` (cookies get `Secure`; `GET /ca.crt` returns it).
+    pub fn new_tls(service: Arc<Service>, certificate_pem: String) -> Arc<Rest> {
+        let events = events::EventLog::start(&service);
+        let sessions = auth::Sessions::default();
+        Arc::new(Rest { service, sessions, events, tls: true, certificate_pem: Some(certificate_pem) })
     }
 }
 
@@ -108,6 +119,8 @@ pub fn app(rest: Arc<Rest>) -> axum::routing::RouterIntoService<Body> {
         .merge(rhev::routes())
         .nest("/ovirt-engine", rhev::routes())
         .merge(virthttp::routes())
+        .route("/ca.crt", axum::routing::get(tls::ca_certificate))
+        .route("/ovirt-engine/ca.crt", axum::routing::get(tls::ca_certificate))
         .layer(middleware::from_fn_with_state(rest.clone(), auth::require_auth))
         .layer(middleware::from_fn(negotiate_faults))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -115,9 +128,37 @@ pub fn app(rest: Arc<Rest>) -> axum::routing::RouterIntoService<Body> {
     routes.into_service()
 }
 
+/// axum-server hands requests with hyper's body; the application takes axum's.
+fn into_body<B>(req: axum::http::Request<B>) -> Request
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    req.map(Body::new)
+}
+
+/// What both listeners serve: the application behind the matrix-parameter rewrite.
+fn service(rest: Arc<Rest>) -> tower::util::MapRequest<axum::routing::RouterIntoService<Body>, fn(Request) -> Request> {
+    tower::util::MapRequestLayer::new(strip_matrix as fn(Request) -> Request).layer(app(rest))
+}
+
 /// Serves HTTP on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, rest: Arc<Rest>) -> std::io::Result<()> {
-    let app = app(rest);
-    let service = tower::util::MapRequestLayer::new(strip_matrix).layer(app);
-    axum::serve(listener, ServiceExt::<Request>::into_make_service(service)).await
+    axum::serve(listener, ServiceExt::<Request>::into_make_service(service(rest))).await
+}
+
+/// Serves HTTPS on `listener` until the task is dropped. Each connection's handshake runs in its own task
+/// (10 s limit), so a slow client does not hold up the accepts of others.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    rest: Arc<Rest>,
+    config: Arc<rustls::ServerConfig>,
+) -> std::io::Result<()> {
+    let service = tower::util::MapRequestLayer::new(into_body).layer(service(rest));
+    let acceptor =
+        axum_server::tls_rustls::RustlsAcceptor::new(axum_server::tls_rustls::RustlsConfig::from_config(config));
+    axum_server::Server::<std::net::SocketAddr>::from_listener(listener)
+        .acceptor(acceptor)
+        .serve(ServiceExt::<axum::http::Request<_>>::into_make_service(service))
+        .await
 }

@@ -72,6 +72,8 @@ pub struct Service {
     transitions: Mutex<()>,
     state_dir: PathBuf,
     verified: users::Verified,
+    /// Background preparations of qubes' next-start overlays.
+    preparing: Mutex<std::collections::HashMap<uuid::Uuid, std::thread::JoinHandle<()>>>,
 }
 
 /// A cached rendering and the model generation it was made from.
@@ -113,6 +115,7 @@ impl Service {
             transitions: Mutex::new(()),
             state_dir: config.state_dir.clone(),
             verified: users::Verified::default(),
+            preparing: Mutex::new(std::collections::HashMap::new()),
             model: RwLock::new(app),
             store: Mutex::new(store),
             storage,

@@ -234,6 +234,7 @@ impl Service {
         let state = info.map(|i| i.state).filter(|s| s.is_active()).unwrap_or(PowerState::Running);
         self.runtime.set_running(d.uuid, Running { state, start_time: now(), xid: info.and_then(|i| i.id) });
         self.bump();
+        self.prepare_next_start(plan);
         // Upstream announces the new xid and start_time as soon as the domain exists, before domain-spawn.
         self.publish_runtime_props(&d.name);
         for ev in ["domain-spawn", "domain-start"] {
@@ -266,6 +267,41 @@ impl Service {
             return PowerState::Halted;
         }
         state
+    }
+
+    /// Makes the overlays of the qube's next start now, off the start's critical path (a qemu-img run
+    /// each). `remove_vm` waits for this before it deletes the qube's files.
+    fn prepare_next_start(&self, plan: &StartPlan) {
+        let snapshots: Vec<StartVolume> =
+            plan.volumes.iter().filter(|(_, v, o)| v.snap_on_start && o.is_some()).cloned().collect();
+        if snapshots.is_empty() {
+            return;
+        }
+        let storage = self.storage;
+        let spawned = std::thread::Builder::new().name("prepare-next".into()).spawn(move || {
+            for (pool, v, origin) in &snapshots {
+                let origin = origin.as_ref().map(|(p, o)| (p, o));
+                if let Err(e) = storage.prepare_next(pool, v, origin) {
+                    tracing::debug!(vid = %v.vid, error = %e, "cannot prepare the next overlay");
+                }
+            }
+        });
+        match spawned {
+            Ok(handle) => {
+                if let Some(old) = self.preparing.lock().insert(plan.domain.uuid, handle) {
+                    let _ = old.join();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot start preparing the next overlay"),
+        }
+    }
+
+    /// Waits until no overlay of the qube is being prepared (before its files go away).
+    pub(crate) fn wait_prepared(&self, uuid: &Uuid) {
+        let handle = self.preparing.lock().remove(uuid);
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
     }
 
     fn stop_volumes(&self, plan: &StartPlan) {
@@ -476,9 +512,11 @@ impl Service {
             return;
         }
         let _guard = self.transitions.lock();
-        // Reports arrive late: one that libvirt's present state contradicts (the stop of a qube started
-        // again since, the start of one killed since) is stale.
-        if self.hv_state(&ev.uuid) != Some(state) {
+        // Reports arrive late: a stop or start that libvirt's present state contradicts (the stop of a qube
+        // started again since, the start of one killed since) is stale. Other reports are trusted as they
+        // come: libvirt sends them in order, and asking it would wait for the call that caused them.
+        let checked = matches!(ev.event, LifecycleEvent::Started | LifecycleEvent::Stopped { .. });
+        if checked && self.hv_state(&ev.uuid) != Some(state) {
             return;
         }
         self.transition_locked(ev.uuid, state);

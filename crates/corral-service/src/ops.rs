@@ -412,6 +412,7 @@ impl Service {
         if !d.is_admin() && self.power_state(d) != "Halted" {
             return Err(Error::not_halted(&d.name));
         }
+        self.wait_prepared(&d.uuid);
         let plan = model.plan_remove(d).inspect_err(|e| {
             let blockers = model.remove_blockers(d);
             if e.kind == ErrorKind::QubesVMInUseError && !blockers.is_empty() {

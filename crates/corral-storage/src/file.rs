@@ -3,6 +3,7 @@
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions, Permissions};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +13,7 @@ use corral_core::volume::{Driver, Pool, Volume};
 
 use crate::fsutil::{self, Pending};
 use crate::layout::{self, FileLayout};
-use crate::{copy, Attachment, Revision, StorageError};
+use crate::{copy, qcow2, Attachment, Revision, StorageError};
 
 pub(crate) fn path(pool: &Pool, vol: &Volume) -> PathBuf {
     let own = FileLayout::new(pool, &vol.vid).map(|l| l.image());
@@ -72,6 +73,10 @@ pub(crate) fn remove(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
             removed |= fsutil::remove_file_if_exists(&l.dir().join(&name))?;
         }
     }
+    // Last: a preparation that was still running renames its temporary file to this name, so removing it after
+    // the temporary files catches those that finished meanwhile. That only narrows the race; `prepare_next` must
+    // still not overlap a removal (see there).
+    removed |= fsutil::remove_file_if_exists(&l.prepared_overlay())?;
     if removed {
         fsutil::fsync_dir(l.dir())?;
     }
@@ -103,7 +108,8 @@ fn dir_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>, StorageError> {
 pub(crate) fn usage(pool: &Pool, vol: &Volume) -> Option<u64> {
     let l = FileLayout::new(pool, &vol.vid).ok()?;
     // The origin's blocks are the origin's usage; a snapshot only owns what it wrote since start, which is in its
-    // overlay while the qube runs (the marker is empty and only stands in when there is no overlay).
+    // overlay while the qube runs (the marker is empty and only stands in when there is no overlay). A prepared
+    // overlay holds no data of the qube's, only qcow2 metadata, so it does not count.
     let paths = if vol.snap_on_start { vec![l.overlay(), l.cow()] } else { vec![l.image()] };
     for path in paths {
         match fs::metadata(path) {
@@ -309,15 +315,16 @@ pub(crate) fn mark_started(pool: &Pool, vol: &Volume) -> Result<(), StorageError
         .truncate(true)
         .open(&cow)
         .map_err(StorageError::io("create", &cow))?;
-    file.set_modified(SystemTime::now()).and_then(|()| file.sync_all()).map_err(StorageError::io("write", &cow))?;
-    fsutil::fsync_dir(l.dir())
+    // Not synced, file or directory: the marker is only an mtime for `is_outdated` to compare while the qube runs,
+    // and a crash that loses it also ends the qube (a daemon crash alone loses nothing from the page cache).
+    file.set_modified(SystemTime::now()).map_err(StorageError::io("write", &cow))
 }
 
 pub(crate) fn mark_stopped(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
     let l = FileLayout::new(pool, &vol.vid)?;
-    if fsutil::remove_file_if_exists(&l.cow())? {
-        fsutil::fsync_dir(l.dir())?;
-    }
+    // Not synced, like its creation: a marker a crash brings back is no different from one a crash during the
+    // qube's run leaves, and the next start replaces it either way.
+    fsutil::remove_file_if_exists(&l.cow())?;
     Ok(())
 }
 
@@ -401,7 +408,8 @@ fn start_snapshot(
     // The marker goes first: an origin changing while the overlay is being made then counts as a change after
     // start, so `is_outdated` errs towards "outdated" rather than missing an update.
     mark_started(pool, vol)?;
-    if let Err(e) = create_overlay(l, backing, qemu_img) {
+    let made = if take_prepared(l, backing) { Ok(()) } else { create_overlay(l, backing, qemu_img) };
+    if let Err(e) = made {
         // The qube will not run, so it must not look started (and thus possibly outdated) either.
         if let Err(cleanup) = mark_stopped(pool, vol) {
             tracing::warn!(vid = %vol.vid, error = %cleanup, "cannot remove start marker after a failed start");
@@ -411,32 +419,131 @@ fn start_snapshot(
     Ok(())
 }
 
-/// Writes a fresh, empty overlay over `backing`, replacing whatever a crashed run left at its name.
+/// Moves the prepared overlay into place if it is what [`create_overlay`] would write now, sparing the start a
+/// `qemu-img` run; says whether it did. Anything else (none prepared, stale, damaged) is left for
+/// [`create_overlay`] to replace.
+fn take_prepared(l: &FileLayout, backing: &Path) -> bool {
+    let overlay = l.overlay();
+    // Claimed by renaming before it is checked: preparations only ever rename complete files to the prepared
+    // name, and once renamed away no concurrent preparation can replace what is being checked and attached.
+    match fs::rename(l.prepared_overlay(), &overlay) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return false,
+        Err(e) => {
+            tracing::debug!(path = %overlay.display(), error = %e, "cannot take the prepared overlay");
+            return false;
+        }
+    }
+    let fits = overlay_fits(&overlay, backing);
+    if !fits {
+        tracing::debug!(path = %overlay.display(), "prepared overlay is stale, creating a new one");
+    }
+    fits
+}
+
+/// Whether the overlay at `path` is what `qemu-img create -f qcow2 -F raw -b <backing>` would write now: backed
+/// by exactly `backing` as raw, showing the guest the origin's current length. Unreadable or malformed files do not
+/// fit; the caller then makes a new one, which reports any real I/O problem.
+fn overlay_fits(path: &Path, backing: &Path) -> bool {
+    let Some(header) = fs::File::open(path).and_then(|f| qcow2::read(&f)).ok().flatten() else {
+        return false;
+    };
+    // The origin's length now, not when the overlay was made: a resized origin must show its new size.
+    let Ok(origin) = fs::metadata(backing) else { return false };
+    header.backing == backing.as_os_str().as_bytes()
+        && header.backing_format.as_deref() == Some(crate::FORMAT_RAW.as_bytes())
+        && header.virtual_size == origin.len()
+}
+
+/// The origin image an overlay was made over, if it is one of ours (absolute name, raw format) and still there.
+fn overlay_backing(path: &Path) -> Option<PathBuf> {
+    let header = fs::File::open(path).and_then(|f| qcow2::read(&f)).ok().flatten()?;
+    if header.backing_format.as_deref() != Some(crate::FORMAT_RAW.as_bytes()) || !header.backing.starts_with(b"/") {
+        return None;
+    }
+    let backing = PathBuf::from(OsStr::from_bytes(&header.backing));
+    backing.is_file().then_some(backing)
+}
+
+/// Writes a fresh, empty overlay over `backing`, replacing whatever a crashed run or a stale prepared overlay left
+/// at its name.
 fn create_overlay(l: &FileLayout, backing: &Path, qemu_img: &OsStr) -> Result<(), StorageError> {
     let overlay = l.overlay();
     fsutil::remove_file_if_exists(&overlay)?;
     // Creating the file ourselves gives it private permissions from the start (qemu-img reuses the inode and its
     // mode) and removes it again if anything below fails.
     let pending = Pending::create(overlay.clone()).map_err(StorageError::io("create", &overlay))?;
+    run_qemu_img(qemu_img, backing, &overlay)?;
+    set_image_mode(&overlay)?;
+    // Neither the file nor the directory is synced: the overlay is discarded at stop and replaced at every start,
+    // so a crash leaves nothing in it worth keeping, and it sits on the start's critical path.
+    pending.keep();
+    Ok(())
+}
+
+/// `qemu-img create` of an empty overlay at `target` (which exists) over `backing`.
+fn run_qemu_img(qemu_img: &OsStr, backing: &Path, target: &Path) -> Result<(), StorageError> {
     let output = Command::new(qemu_img)
         .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
         .arg(backing)
-        .arg(&overlay)
+        .arg(target)
         .output()
-        .map_err(StorageError::io("run qemu-img to create", &overlay))?;
+        .map_err(StorageError::io("run qemu-img to create", target))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
         let detail = if stderr.is_empty() { format!("qemu-img failed ({})", output.status) } else { stderr };
-        return Err(StorageError::Overlay { path: overlay, detail });
+        return Err(StorageError::Overlay { path: target.to_path_buf(), detail });
     }
-    // Reopened by name: whatever qemu-img did to the file, this syncs what QEMU will open.
-    let file = fs::File::open(&overlay).map_err(StorageError::io("open", &overlay))?;
-    file.set_permissions(Permissions::from_mode(fsutil::IMAGE_MODE))
-        .and_then(|()| file.sync_all())
-        .map_err(StorageError::io("write", &overlay))?;
-    fsutil::fsync_dir(l.dir())?;
-    pending.keep();
     Ok(())
+}
+
+/// Gives a file qemu-img wrote the image mode. Reopened by name: whatever qemu-img did to the file, this is what
+/// QEMU will open.
+fn set_image_mode(path: &Path) -> Result<fs::File, StorageError> {
+    let file = fs::File::open(path).map_err(StorageError::io("open", path))?;
+    file.set_permissions(Permissions::from_mode(fsutil::IMAGE_MODE)).map_err(StorageError::io("write", path))?;
+    Ok(file)
+}
+
+pub(crate) fn prepare_next(pool: &Pool, vol: &Volume, origin: Option<(&Pool, &Volume)>) -> Result<(), StorageError> {
+    let l = FileLayout::new(pool, &vol.vid)?;
+    if !vol.snap_on_start || vol.save_on_stop {
+        return Ok(());
+    }
+    let (origin_pool, origin) = origin.ok_or_else(|| StorageError::NoOrigin(vol.vid.clone()))?;
+    let backing = origin_image(origin_pool, origin)?;
+    prepare(&l, &backing, OsStr::new(QEMU_IMG)).map(drop)
+}
+
+/// Makes sure the prepared overlay fits `backing` (see [`overlay_fits`]), writing a new one if not; says whether
+/// it wrote one. Safe to run while the volume starts: the new overlay is written under a temporary name and only
+/// renamed to the prepared name once complete, and [`take_prepared`] claims that name atomically.
+fn prepare(l: &FileLayout, backing: &Path, qemu_img: &OsStr) -> Result<bool, StorageError> {
+    let next = l.prepared_overlay();
+    if overlay_fits(&next, backing) {
+        return Ok(false);
+    }
+    let temp = l.temp(fsutil::next_unique());
+    let pending = match Pending::create(temp.clone()) {
+        Ok(p) => p,
+        // No directory: the volume was removed meanwhile (or never started), so there is nothing to prepare for,
+        // and recreating its directory would leave it behind.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(StorageError::io("create", &temp)(e)),
+    };
+    run_qemu_img(qemu_img, backing, &temp)?;
+    // Synced before the rename that publishes it, so the prepared name holds a complete overlay even after a crash
+    // (qemu-img syncs too, making this cheap); not on any start's path, so the cost does not count. The directory is
+    // not synced: a lost rename only loses the preparation.
+    set_image_mode(&temp)?.sync_data().map_err(StorageError::io("sync", &temp))?;
+    match fs::rename(&temp, &next) {
+        Ok(()) => {}
+        // `remove` swept the temporary file away: the volume is gone, so is the need for the overlay.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(StorageError::io("prepare", &next)(e)),
+    }
+    pending.keep();
+    Ok(true)
 }
 
 /// Replaces the image with a new sparse one of `size` bytes. The new file gets its size and mode before it takes
@@ -446,11 +553,12 @@ fn start_volatile(l: &FileLayout, size: u64) -> Result<(), StorageError> {
     let file = pending.file();
     file.set_permissions(Permissions::from_mode(fsutil::IMAGE_MODE))
         .and_then(|()| file.set_len(size))
-        .and_then(|()| file.sync_all())
         .map_err(StorageError::io("write", pending.path()))?;
     let image = l.image();
     fs::rename(pending.path(), &image).map_err(StorageError::io("replace", &image))?;
-    fsutil::fsync_dir(l.dir())?;
+    // Neither the file nor the directory is synced: the image is emptied at stop and replaced at every start, so
+    // whatever a crash leaves under its name (old or new, both without data worth keeping) is replaced before any
+    // qube sees it.
     pending.keep();
     Ok(())
 }
@@ -458,10 +566,18 @@ fn start_volatile(l: &FileLayout, size: u64) -> Result<(), StorageError> {
 pub(crate) fn stop_volume(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
     let l = FileLayout::new(pool, &vol.vid)?;
     if vol.snap_on_start {
-        let mut removed = fsutil::remove_file_if_exists(&l.overlay())?;
-        removed |= fsutil::remove_file_if_exists(&l.cow())?;
-        if removed {
-            fsutil::fsync_dir(l.dir())?;
+        // The origin the overlay was made over is the one the next start most likely uses (the caller passes it
+        // to start_volume only, and the model may resolve it to another volume than `vol.source` names).
+        let backing = overlay_backing(&l.overlay());
+        // Not synced: a crash that brings these files back leaves what a crash while the qube ran leaves, which
+        // the next start replaces.
+        fsutil::remove_file_if_exists(&l.overlay())?;
+        fsutil::remove_file_if_exists(&l.cow())?;
+        // Done now so the next start only renames a file; an optimisation, so failure is no failed stop.
+        if let Some(backing) = backing {
+            if let Err(e) = prepare(&l, &backing, OsStr::new(QEMU_IMG)) {
+                tracing::warn!(vid = %vol.vid, error = %e, "cannot prepare the next start's overlay");
+            }
         }
         return Ok(());
     }
@@ -474,9 +590,9 @@ pub(crate) fn stop_volume(pool: &Pool, vol: &Volume) -> Result<(), StorageError>
     };
     if !vol.save_on_stop {
         // Dropping all blocks discards the content and frees its space; the length stays so the stopped volume
-        // still looks its size.
+        // still looks its size. Not synced: if a crash undoes it, the next start replaces the image anyway.
         let len = file.metadata().map_err(StorageError::io("inspect", &image))?.len();
-        file.set_len(0).and_then(|()| file.set_len(len)).map_err(StorageError::io("discard", &image))?;
+        return file.set_len(0).and_then(|()| file.set_len(len)).map_err(StorageError::io("discard", &image));
     }
     // QEMU may have left written data in the page cache; the stop is only acknowledged once it is on disk.
     file.sync_all().map_err(StorageError::io("sync", &image))
@@ -592,6 +708,30 @@ mod tests {
         };
         start_snapshot(&pool, &vol, &l, &backing, OsStr::new("false")).unwrap_err();
         assert!(!l.cow().exists(), "a qube that did not start must not look started");
+    }
+
+    #[test]
+    fn a_failed_preparation_leaves_nothing() {
+        let (tmp, _pool, l, backing) = setup();
+        let err = prepare(&l, &backing, OsStr::new("false")).unwrap_err();
+        assert!(matches!(err, StorageError::Overlay { .. }), "{err:?}");
+        assert_eq!(fs::read_dir(l.dir()).unwrap().count(), 0, "neither a prepared nor a temporary file");
+        // A missing origin: qemu-img refuses, and again nothing is left behind.
+        prepare(&l, &tmp.path().join("missing.img"), OsStr::new(QEMU_IMG)).unwrap_err();
+        assert_eq!(fs::read_dir(l.dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_prepared_overlay_is_written_only_when_none_fits() {
+        let (_tmp, _pool, l, backing) = setup();
+        assert!(prepare(&l, &backing, OsStr::new(QEMU_IMG)).unwrap(), "needs qemu-img: qemu-utils");
+        assert!(overlay_fits(&l.prepared_overlay(), &backing));
+        assert!(!prepare(&l, &backing, OsStr::new("false")).unwrap(), "one that fits is kept, qemu-img not run");
+        fs::File::options().write(true).open(&backing).unwrap().set_len(2 << 20).unwrap();
+        assert!(!overlay_fits(&l.prepared_overlay(), &backing), "the origin grew");
+        assert!(prepare(&l, &backing, OsStr::new(QEMU_IMG)).unwrap());
+        assert!(overlay_fits(&l.prepared_overlay(), &backing));
+        assert_eq!(overlay_backing(&l.prepared_overlay()), Some(backing));
     }
 
     #[test]

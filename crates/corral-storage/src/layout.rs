@@ -13,9 +13,10 @@
 //! | `D/V.img`               | the image; `snap_on_start` volumes have none                                        |
 //! | `D/V.img.<epoch>-back`  | a revision: the image replaced at `<epoch>` (seconds since 1970, UTC); id `<epoch>-back` |
 //! | `D/V.img.import`        | data being imported, not yet committed                                              |
-//! | `D/V.img.tmp-<pid>-<n>` | a new image being written (clone, clear, volatile start); renamed over `D/V.img`    |
+//! | `D/V.img.tmp-<pid>-<n>` | a file being written, then renamed into place: a new image or a prepared overlay    |
 //! | `D/V-cow.img`           | `snap_on_start` volumes: exists while the qube runs, its mtime is the start time   |
 //! | `D/V-cow.qcow2`         | `snap_on_start` volumes: the qcow2 overlay the qube writes to while it runs        |
+//! | `D/V-cow.qcow2.next`    | `snap_on_start` volumes: the overlay prepared for the next start (see below)        |
 //! | `D/<source>.img`        | what `path` reports for a `snap_on_start` volume: its origin's image                |
 //!
 //! What each kind of volume attaches when its qube starts ([`Storage::start_volume`](crate::Storage::start_volume)):
@@ -27,10 +28,25 @@
 //!   prefix or resolves it against another directory) with its format pinned to raw, so QEMU never probes the
 //!   origin's content for a format header. No size is given: the guest sees the origin's size, as upstream's
 //!   device-mapper snapshot does. The overlay is removed at stop, together with `D/V-cow.img`, so the snapshot
-//!   never outlives the qube.
+//!   never outlives the qube. Neither is synced: nothing in them matters after a crash, and the next start
+//!   replaces both.
+//!
+//!   To keep `qemu-img` (milliseconds) off the start, the next overlay is prepared in advance as
+//!   `D/V-cow.qcow2.next`: at stop, over the origin image the removed overlay named, and by
+//!   [`Storage::prepare_next`](crate::Storage::prepare_next), over the origin it is given. It is made by the same
+//!   command under a temporary name (`D/V.img.tmp-<pid>-<n>`), synced, then renamed, so `D/V-cow.qcow2.next` only
+//!   ever names a complete overlay, even after a crash. A start renames it to `D/V-cow.qcow2` (atomically, so it
+//!   has the file to itself before looking at it) and keeps it only if its qcow2 header names exactly this start's
+//!   origin image, with backing format raw, and a virtual size equal to the origin image's current length (so a
+//!   resized origin shows its new size); anything else, including a damaged or foreign file, is replaced by a
+//!   `qemu-img` run as above. It holds no qube data, so `usage` ignores it; `remove` deletes it.
 //! * volatile (neither flag): `D/V.img`, raw, replaced by a new sparse file of the configured size at every start
 //!   (written under a temporary name, then renamed) and truncated to nothing and back at stop, so no data
-//!   survives a restart and a stopped volatile volume allocates nothing.
+//!   survives a restart and a stopped volatile volume allocates nothing. Neither is synced: whatever a crash
+//!   leaves under the name is replaced before a qube sees it.
+//!
+//! Temporary files: a new image (clone, clear, volatile start) is renamed over `D/V.img`, a prepared overlay to
+//! `D/V-cow.qcow2.next`.
 //!
 //! Pool setup creates `D/appvms` and `D/vm-templates` (where upstream puts qube and template volumes) and briefly
 //! `D/.corral-write-probe-<pid>-<n>` to check that `D` is writable.
@@ -55,6 +71,7 @@ const IMPORT_SUFFIX: &str = ".import";
 const TEMP_INFIX: &str = ".tmp-";
 const COW_SUFFIX: &str = "-cow.img";
 const OVERLAY_SUFFIX: &str = "-cow.qcow2";
+const PREPARED_SUFFIX: &str = ".next";
 
 /// Subdirectories a `file` pool starts with.
 pub(crate) const FILE_POOL_SUBDIRS: [&str; 2] = ["appvms", "vm-templates"];
@@ -147,6 +164,11 @@ impl FileLayout {
         self.dir.join(format!("{}{OVERLAY_SUFFIX}", self.stem))
     }
 
+    /// The overlay prepared for a `snap_on_start` volume's next start.
+    pub(crate) fn prepared_overlay(&self) -> PathBuf {
+        self.dir.join(format!("{}{OVERLAY_SUFFIX}{PREPARED_SUFFIX}", self.stem))
+    }
+
     pub(crate) fn temp(&self, unique: u64) -> PathBuf {
         self.dir.join(format!("{}{TEMP_INFIX}{}-{unique}", self.image_name(), std::process::id()))
     }
@@ -237,6 +259,7 @@ mod tests {
         assert_eq!(l.import(), Path::new("/var/lib/qubes/appvms/work/private.img.import"));
         assert_eq!(l.cow(), Path::new("/var/lib/qubes/appvms/work/private-cow.img"));
         assert_eq!(l.overlay(), Path::new("/var/lib/qubes/appvms/work/private-cow.qcow2"));
+        assert_eq!(l.prepared_overlay(), Path::new("/var/lib/qubes/appvms/work/private-cow.qcow2.next"));
         assert_eq!(l.revision(17), Path::new("/var/lib/qubes/appvms/work/private.img.17-back"));
         assert_eq!(l.private_dir(), Some(Path::new("/var/lib/qubes/appvms/work")));
         assert_eq!(FileLayout::new(&pool(), "appvms/private").unwrap().private_dir(), None);
@@ -256,6 +279,8 @@ mod tests {
         // The overlay is no companion of the image: neither a revision nor a temporary file to sweep up.
         assert_eq!(l.revision_epoch(l.overlay().file_name().unwrap()), None);
         assert!(!l.is_temp(l.overlay().file_name().unwrap()));
+        assert_eq!(l.revision_epoch(l.prepared_overlay().file_name().unwrap()), None);
+        assert!(!l.is_temp(l.prepared_overlay().file_name().unwrap()));
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! `linux-kernel` driver (read-only kernel directories).
 //!
 //! [`Storage`] is stateless: every call gets the pool and volume configuration from the model and works out the
-//! file names from them (see [`layout`] for the on-disk layout). Callers serialise operations on the same volume;
-//! operations on different volumes may run concurrently.
+//! file names from them (see [`layout`] for the on-disk layout). Callers serialise operations on the same volume
+//! (except [`Storage::prepare_next`], which says what it may overlap); operations on different volumes may run
+//! concurrently.
 //!
 //! Durability: every mutation that returns `Ok` has been synced, file and directory, so the daemon can acknowledge
 //! it. Content is replaced by writing a new file and renaming it over the image, so a failure or crash midway
-//! leaves the previous content in place.
+//! leaves the previous content in place. The exception is what only lives while a qube runs and is thrown away or
+//! recreated at its next start (a snapshot's overlay and start marker, a volatile image, a prepared overlay's
+//! name): syncing it would slow every start and stop for data nobody needs after a crash.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -17,6 +20,7 @@ mod file;
 mod fsutil;
 mod kernel;
 pub mod layout;
+mod qcow2;
 mod sys;
 
 use std::path::PathBuf;
@@ -73,8 +77,8 @@ impl Storage {
         }
     }
 
-    /// Removes the image, its revisions, start marker, overlay, import and temporary files, then the qube's volume
-    /// directory (`appvms/<qube>`) once empty. Missing files are fine. A no-op for `linux-kernel`.
+    /// Removes the image, its revisions, start marker, overlay, prepared overlay, import and temporary files, then
+    /// the qube's volume directory (`appvms/<qube>`) once empty. Missing files are fine. A no-op for `linux-kernel`.
     pub fn remove(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
         match pool.driver {
             Driver::File => file::remove(pool, vol),
@@ -83,9 +87,9 @@ impl Storage {
     }
 
     /// Bytes in use. `file`: blocks allocated to the image (for `snap_on_start` volumes: to the overlay while the
-    /// qube runs, else to the start marker); `linux-kernel`: summed length of the kernel's files. Missing files
-    /// count as 0, as upstream reports them (clients parse the value as an integer); `None` only for unsafe vids
-    /// or files that cannot be examined.
+    /// qube runs, else to the start marker; a prepared overlay never counts); `linux-kernel`: summed length of the
+    /// kernel's files. Missing files count as 0, as upstream reports them (clients parse the value as an integer);
+    /// `None` only for unsafe vids or files that cannot be examined.
     pub fn usage(&self, pool: &Pool, vol: &Volume) -> Option<u64> {
         match pool.driver {
             Driver::File => file::usage(pool, vol),
@@ -206,15 +210,17 @@ impl Storage {
     }
 
     /// Prepares a volume of a qube about to start and says what to attach; `None` for volumes that are not disks
-    /// (`linux-kernel`). Everything created is synced. `file` pools, by kind (see [`layout`]):
+    /// (`linux-kernel`). Nothing is synced: all it creates is thrown away at stop. `file` pools, by kind (see
+    /// [`layout`]):
     ///
     /// * `save_on_stop` (origin): its image, raw, read-only unless `vol.rw`; [`StorageError::MissingImage`] if
     ///   absent.
     /// * `snap_on_start`: a fresh qcow2 overlay (replacing a stale one) backed by the image of `origin`, which must
     ///   be a `save_on_stop` volume of a `file` pool ([`StorageError::NoOrigin`] without one,
     ///   [`StorageError::MissingImage`] if its image is absent, [`StorageError::Overlay`] if `qemu-img` fails);
-    ///   read-only unless `vol.rw`. Also does what [`Storage::mark_started`] does, so [`Storage::is_outdated`]
-    ///   works. Needs `qemu-img` in `PATH`.
+    ///   read-only unless `vol.rw`. The overlay [`Storage::prepare_next`] or [`Storage::stop_volume`] prepared is
+    ///   used when it fits the origin as it is now; otherwise `qemu-img` runs. Also does what
+    ///   [`Storage::mark_started`] does, so [`Storage::is_outdated`] works. Needs `qemu-img` in `PATH`.
     /// * volatile (neither flag): a new sparse raw image of `vol.size` bytes replacing the previous one, so
     ///   nothing survives a restart; writable.
     ///
@@ -231,12 +237,35 @@ impl Storage {
         }
     }
 
-    /// After the qube stopped: removes a `snap_on_start` volume's overlay and start marker; empties a volatile
-    /// image (truncated to zero and back, so it keeps its length but no data or blocks); syncs an origin's image
-    /// so what the qube wrote is durable. Missing files are fine; a no-op for `linux-kernel`.
+    /// After the qube stopped (or failed to start): removes a `snap_on_start` volume's overlay and start marker,
+    /// then prepares the next start's overlay over the same origin as [`Storage::prepare_next`] does (a failure
+    /// there is only logged); empties a volatile image (truncated to zero and back, so it keeps its length but no
+    /// data or blocks); syncs an origin's image so what the qube wrote is durable. Missing files are fine; a no-op
+    /// for `linux-kernel`.
     pub fn stop_volume(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
         match pool.driver {
             Driver::File => file::stop_volume(pool, vol),
+            Driver::LinuxKernel => Ok(()),
+        }
+    }
+
+    /// For a `snap_on_start` volume: makes sure an overlay for its next start is ready, so that
+    /// [`Storage::start_volume`] only has to rename it instead of running `qemu-img` (several milliseconds). Meant
+    /// to run in the background after a start; cheap when one that fits the origin's current state is ready
+    /// already. `origin` is what `start_volume` gets, with the same errors. A no-op for other volumes and drivers.
+    ///
+    /// Unlike other operations it may run concurrently with `start_volume` and `stop_volume` of the same volume:
+    /// the overlay is written under a temporary name and renamed once complete, and a start claims it with an
+    /// atomic rename, so a half-written one is never attached. Not with [`Storage::remove`], though: a preparation
+    /// finishing after a removal of the volume could leave the prepared overlay behind.
+    pub fn prepare_next(
+        &self,
+        pool: &Pool,
+        vol: &Volume,
+        origin: Option<(&Pool, &Volume)>,
+    ) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::prepare_next(pool, vol, origin),
             Driver::LinuxKernel => Ok(()),
         }
     }

@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread::sleep;
@@ -67,6 +68,50 @@ fn snapshot_fixture() -> (Fixture, Volume, Volume) {
 
 fn overlay_path(fx: &Fixture) -> PathBuf {
     fx.dir().join("appvms/work/root-cow.qcow2")
+}
+
+/// Where the next start's overlay is prepared. The volume's directory is created as a first start would: a
+/// preparation never creates it, so that it cannot bring back a removed volume's directory.
+fn prepared_path(fx: &Fixture) -> PathBuf {
+    let dir = fx.dir().join("appvms/work");
+    fs::create_dir_all(&dir).unwrap();
+    dir.join("root-cow.qcow2.next")
+}
+
+fn inode(path: &Path) -> u64 {
+    fs::metadata(path).unwrap().ino()
+}
+
+/// The inode of `path`, kept open so the file system cannot hand the number to a new file once `path` is removed:
+/// only then does a different inode prove a different file.
+fn hold(path: &Path) -> (fs::File, u64) {
+    let f = fs::File::open(path).unwrap();
+    let ino = f.metadata().unwrap().ino();
+    (f, ino)
+}
+
+/// Runs `qemu-img create` as the storage does, but with any backing file, to make foreign prepared overlays.
+fn qemu_img_create(backing: &Path, target: &Path) {
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(backing)
+        .arg(target)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Checks that a running snapshot's overlay is a fresh one over `origin` (by content and header), the same whether
+/// it was prepared or just created.
+fn assert_fresh_overlay(fx: &Fixture, origin: &Volume) {
+    let overlay = overlay_path(fx);
+    let origin_image = S.path(&fx.pool, origin);
+    let info = qemu_img_info(&overlay);
+    assert_eq!(json_field(&info, "backing-filename"), origin_image.to_str().unwrap(), "{info}");
+    assert_eq!(json_field(&info, "backing-filename-format"), "raw", "{info}");
+    assert_eq!(json_field(&info, "virtual-size"), len(&origin_image).to_string(), "{info}");
+    assert!(same_content(&overlay, &origin_image), "the overlay shows the origin's data");
+    assert_eq!(mode(&overlay), 0o660);
 }
 
 #[test]
@@ -152,7 +197,8 @@ fn stopping_a_snapshot_removes_its_overlay() {
     assert!(used > 0 && used == allocated(&overlay), "{used}");
 
     S.stop_volume(&fx.pool, &snap).unwrap();
-    assert!(tree(&fx.dir().join("appvms/work")).is_empty());
+    // Only the next start's prepared overlay remains, and it holds nothing of the qube's.
+    assert_eq!(tree(&fx.dir().join("appvms/work")), ["root-cow.qcow2.next"]);
     assert_eq!(S.usage(&fx.pool, &snap), Some(0));
     assert!(S.path(&fx.pool, &origin).exists(), "the origin stays");
     // Stopping again, or what never started, is fine.
@@ -271,4 +317,183 @@ fn kernel_volumes_are_not_disks() {
     assert_eq!(S.start_volume(&fx.pool, &vol, None).unwrap(), None);
     S.stop_volume(&fx.pool, &vol).unwrap();
     assert!(!fx.dir().exists(), "nothing created");
+}
+
+#[test]
+fn a_prepared_overlay_is_taken_instead_of_running_qemu_img() {
+    require_qemu_img();
+    let (fx, origin, snap) = snapshot_fixture();
+    let o = Some((&fx.pool, &origin));
+    let (overlay, next) = (overlay_path(&fx), prepared_path(&fx));
+
+    // The first start has nothing prepared; the service then prepares in the background.
+    S.start_volume(&fx.pool, &snap, o).unwrap();
+    assert!(!next.exists());
+    S.prepare_next(&fx.pool, &snap, o).unwrap();
+    let prepared = inode(&next);
+    assert_eq!(mode(&next), 0o660);
+    S.prepare_next(&fx.pool, &snap, o).unwrap();
+    assert_eq!(inode(&next), prepared, "a prepared overlay that fits is kept, not rewritten");
+    // The guest's writes go to the running overlay, never to the prepared one.
+    assert!(same_content(&next, &S.path(&fx.pool, &origin)));
+
+    // Stopping keeps the prepared overlay (it still fits) and the next start takes that very file.
+    S.stop_volume(&fx.pool, &snap).unwrap();
+    assert_eq!(inode(&next), prepared);
+    S.start_volume(&fx.pool, &snap, o).unwrap();
+    assert_eq!(inode(&overlay), prepared, "the prepared file was renamed into place");
+    assert!(!next.exists());
+    assert_fresh_overlay(&fx, &origin);
+    assert_eq!(tree(&fx.dir().join("appvms/work")), ["root-cow.img", "root-cow.qcow2"]);
+
+    // Without a background preparation, stopping prepares over the origin the overlay was made over.
+    S.stop_volume(&fx.pool, &snap).unwrap();
+    let prepared = inode(&next);
+    S.start_volume(&fx.pool, &snap, o).unwrap();
+    assert_eq!(inode(&overlay), prepared);
+    assert_fresh_overlay(&fx, &origin);
+}
+
+#[test]
+fn a_prepared_overlay_over_another_origin_is_replaced() {
+    require_qemu_img();
+    let (fx, origin, snap) = snapshot_fixture();
+    let other = template_root("debian", 4 * MIB);
+    S.create(&fx.pool, &other).unwrap();
+    let next = prepared_path(&fx);
+    S.prepare_next(&fx.pool, &snap, Some((&fx.pool, &other))).unwrap();
+    let (_held, stale) = hold(&next);
+
+    S.start_volume(&fx.pool, &snap, Some((&fx.pool, &origin))).unwrap();
+    assert_ne!(inode(&overlay_path(&fx)), stale, "qemu-img made a new overlay");
+    assert_fresh_overlay(&fx, &origin);
+    assert!(!prepared_path(&fx).exists(), "the stale one is gone, not left for a later start");
+}
+
+#[test]
+fn a_prepared_overlay_naming_the_origin_differently_is_replaced() {
+    require_qemu_img();
+    let (fx, origin, snap) = snapshot_fixture();
+    let next = prepared_path(&fx);
+    // The same file under another name is still not what QEMU should be told to open.
+    let image = S.path(&fx.pool, &origin);
+    let alias = image.parent().unwrap().join(".").join(image.file_name().unwrap());
+    qemu_img_create(&alias, &next);
+    let (_held, stale) = hold(&next);
+
+    S.start_volume(&fx.pool, &snap, Some((&fx.pool, &origin))).unwrap();
+    assert_ne!(inode(&overlay_path(&fx)), stale);
+    assert_fresh_overlay(&fx, &origin);
+}
+
+#[test]
+fn a_prepared_overlay_of_the_wrong_size_is_replaced() {
+    require_qemu_img();
+    let (fx, origin, snap) = snapshot_fixture();
+    let o = Some((&fx.pool, &origin));
+    let next = prepared_path(&fx);
+    S.prepare_next(&fx.pool, &snap, o).unwrap();
+    let (_held, stale) = hold(&next);
+    // The template grew after the overlay was prepared: the guest must see the new size.
+    S.resize(&fx.pool, &origin, 8 * MIB).unwrap();
+
+    S.start_volume(&fx.pool, &snap, o).unwrap();
+    assert_ne!(inode(&overlay_path(&fx)), stale);
+    assert_fresh_overlay(&fx, &origin);
+    assert_eq!(json_field(&qemu_img_info(&overlay_path(&fx)), "virtual-size"), (8 * MIB).to_string());
+
+    // Preparing notices the same and rewrites a stale prepared overlay.
+    S.prepare_next(&fx.pool, &snap, o).unwrap();
+    let (_held, prepared) = hold(&next);
+    S.resize(&fx.pool, &origin, 12 * MIB).unwrap();
+    S.prepare_next(&fx.pool, &snap, o).unwrap();
+    assert_ne!(inode(&next), prepared);
+    assert_eq!(json_field(&qemu_img_info(&next), "virtual-size"), (12 * MIB).to_string());
+}
+
+#[test]
+fn a_damaged_prepared_overlay_is_replaced() {
+    require_qemu_img();
+    let (fx, origin, snap) = snapshot_fixture();
+    let o = Some((&fx.pool, &origin));
+    let next = prepared_path(&fx);
+    S.prepare_next(&fx.pool, &snap, o).unwrap();
+    let good = fs::read(&next).unwrap();
+    let raw_at = good.windows(3).position(|w| w == b"raw").unwrap();
+    let mut other_format = good.clone();
+    other_format[raw_at..raw_at + 3].copy_from_slice(b"qed");
+    let mut dirty = good.clone();
+    dirty[79] |= 1;
+
+    let damaged: [(&str, Vec<u8>); 6] = [
+        ("empty", Vec::new()),
+        ("cut short in the header", good[..100].to_vec()),
+        ("cut short before the backing name", good[..0x200].to_vec()),
+        ("not qcow2", vec![7u8; 300_000]),
+        ("another backing format", other_format),
+        ("dirty", dirty),
+    ];
+    for (what, content) in damaged {
+        fs::write(&next, content).unwrap();
+        let (_held, stale) = hold(&next);
+        S.start_volume(&fx.pool, &snap, o).unwrap();
+        assert_ne!(inode(&overlay_path(&fx)), stale, "{what}");
+        assert_fresh_overlay(&fx, &origin);
+        S.stop_volume(&fx.pool, &snap).unwrap();
+    }
+    // The preparation at stop wrote a good one again, and it is taken.
+    let prepared = inode(&next);
+    S.start_volume(&fx.pool, &snap, o).unwrap();
+    assert_eq!(inode(&overlay_path(&fx)), prepared);
+}
+
+#[test]
+fn removing_a_snapshot_removes_its_prepared_overlay() {
+    require_qemu_img();
+    let (fx, origin, snap) = snapshot_fixture();
+    S.start_volume(&fx.pool, &snap, Some((&fx.pool, &origin))).unwrap();
+    S.stop_volume(&fx.pool, &snap).unwrap();
+    assert!(prepared_path(&fx).exists());
+    assert_eq!(S.usage(&fx.pool, &snap), Some(0), "a prepared overlay holds nothing of the qube's");
+    S.remove(&fx.pool, &snap).unwrap();
+    assert!(!fx.dir().join("appvms/work").exists());
+
+    // A preparation after the removal does not bring the volume's directory back.
+    S.prepare_next(&fx.pool, &snap, Some((&fx.pool, &origin))).unwrap();
+    assert!(!fx.dir().join("appvms/work").exists());
+}
+
+#[test]
+fn preparing_is_only_for_snapshots_with_an_origin() {
+    let (fx, origin, snap) = snapshot_fixture();
+    let err = S.prepare_next(&fx.pool, &snap, None).unwrap_err();
+    assert!(matches!(err, StorageError::NoOrigin(_)), "{err:?}");
+    let missing = template_root("gone", MIB);
+    let err = S.prepare_next(&fx.pool, &snap, Some((&fx.pool, &missing))).unwrap_err();
+    assert!(matches!(err, StorageError::MissingImage(_)), "{err:?}");
+    let before = tree(&fx.dir());
+    S.prepare_next(&fx.pool, &origin, None).unwrap();
+    S.prepare_next(&fx.pool, &volatile("work", MIB), None).unwrap();
+    assert_eq!(tree(&fx.dir()), before, "nothing to prepare for other kinds");
+}
+
+#[test]
+fn preparing_while_starting_never_attaches_a_half_made_overlay() {
+    require_qemu_img();
+    let (fx, origin, snap) = snapshot_fixture();
+    std::thread::scope(|s| {
+        let preparer = s.spawn(|| {
+            for _ in 0..20 {
+                S.prepare_next(&fx.pool, &snap, Some((&fx.pool, &origin))).unwrap();
+            }
+        });
+        for _ in 0..20 {
+            S.start_volume(&fx.pool, &snap, Some((&fx.pool, &origin))).unwrap();
+            assert_fresh_overlay(&fx, &origin);
+            S.stop_volume(&fx.pool, &snap).unwrap();
+        }
+        preparer.join().unwrap();
+    });
+    let left = tree(&fx.dir().join("appvms/work"));
+    assert!(left.is_empty() || left == ["root-cow.qcow2.next"], "no temporary file left: {left:?}");
 }

@@ -31,6 +31,15 @@ struct Cli {
     /// `<state-dir>/http-address`.
     #[arg(long, env = "CORRAL_HTTP")]
     http: Option<String>,
+    /// HTTPS certificate chain (PEM, the server's certificate first); needs `--tls-key`.
+    #[arg(long, env = "CORRAL_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "CORRAL_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate made on first start in `<state-dir>/tls/`.
+    #[arg(long, env = "CORRAL_TLS_SELF_SIGNED", num_args = 0..=1, default_missing_value = "true")]
+    tls_self_signed: Option<bool>,
     /// TOML file with any of these settings (keys as the flags, with underscores).
     #[arg(long, env = "CORRAL_CONFIG")]
     config: Option<PathBuf>,
@@ -51,6 +60,9 @@ struct File {
     libvirt_uri: Option<String>,
     domain_type: Option<String>,
     http: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_self_signed: Option<bool>,
     sync_commits: Option<bool>,
     log_level: Option<String>,
 }
@@ -64,8 +76,35 @@ pub struct Config {
     pub domain_type: Option<String>,
     /// `None` when the HTTP door is off.
     pub http: Option<String>,
+    pub tls: Tls,
     sync_commits: bool,
     log_level: String,
+}
+
+/// How the HTTP door is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain HTTP (the loopback default).
+    Off,
+    /// HTTPS with a given certificate chain and key (PEM files).
+    Files { cert: PathBuf, key: PathBuf },
+    /// HTTPS with a self-signed certificate kept in `<state-dir>/tls/`.
+    SelfSigned,
+}
+
+impl Tls {
+    fn choose(cert: Option<PathBuf>, key: Option<PathBuf>, self_signed: bool) -> anyhow::Result<Tls> {
+        match (cert, key) {
+            (Some(_), _) | (_, Some(_)) if self_signed => {
+                anyhow::bail!("--tls-self-signed cannot be combined with --tls-cert/--tls-key")
+            }
+            (Some(cert), Some(key)) => Ok(Tls::Files { cert, key }),
+            (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key (the certificate's private key, PEM)"),
+            (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (the certificate chain, PEM)"),
+            (None, None) if self_signed => Ok(Tls::SelfSigned),
+            (None, None) => Ok(Tls::Off),
+        }
+    }
 }
 
 impl Config {
@@ -92,6 +131,11 @@ impl Config {
             libvirt_uri: cli.libvirt_uri.or(file.libvirt_uri),
             domain_type: cli.domain_type.or(file.domain_type),
             http: Some(cli.http.or(file.http).unwrap_or_else(|| "127.0.0.1:8006".into())).filter(|h| h != "off"),
+            tls: Tls::choose(
+                cli.tls_cert.or(file.tls_cert),
+                cli.tls_key.or(file.tls_key),
+                cli.tls_self_signed.or(file.tls_self_signed).unwrap_or(false),
+            )?,
             sync_commits: cli.sync_commits.or(file.sync_commits).unwrap_or(false),
             log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
         })

@@ -1,6 +1,7 @@
 //! `corrald`: the Corral daemon. Loads the state, then serves the Admin API sockets until SIGTERM/SIGINT.
 
 mod config;
+mod tls;
 
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     if lock.try_lock().is_err() {
         anyhow::bail!("{} is in use by another corrald", config.state_dir.display());
     }
+    let tls = if config.http.is_some() { tls::load(&config.tls, &config.state_dir)? } else { None };
     let service_config = corral_service::Config {
         state_dir: config.state_dir.clone(),
         durability: config.durability(),
@@ -78,10 +80,21 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("Cannot listen for HTTP on {addr}"))?;
         let local = listener.local_addr()?;
         std::fs::write(config.state_dir.join("http-address"), local.to_string())?;
-        tracing::info!(address = %local, "serving HTTP");
-        let rest = corral_rest::Rest::new(service.clone(), false);
+        if tls.is_none() && !local.ip().is_loopback() {
+            tracing::warn!(address = %local, "plain HTTP on a non-loopback address: passwords and session cookies \
+                cross the network in clear (use --tls-cert/--tls-key or --tls-self-signed)");
+        }
+        tracing::info!(address = %local, tls = tls.is_some(), "serving HTTP");
+        let rest = match &tls {
+            Some(tls) => corral_rest::Rest::new_tls(service.clone(), tls.certificate_pem.clone()),
+            None => corral_rest::Rest::new(service.clone(), false),
+        };
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = corral_rest::serve(listener, rest).await {
+            let served = match tls {
+                Some(tls) => corral_rest::serve_tls(listener, rest, tls.config).await,
+                None => corral_rest::serve(listener, rest).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }));

@@ -345,8 +345,8 @@ fn live_xml(d: &Daemon, c: &Client, vm: &str) -> String {
         .header("X-Auth-Username", "admin")
         .header("X-Auth-Key", "secret")
         .send()
-        .unwrap();
-    let v: serde_json::Value = r.json().unwrap();
+        .expect("xml_desc request");
+    let v: serde_json::Value = r.json().expect("virthttp envelope");
     v["results"][0].as_str().unwrap_or_default().to_string()
 }
 

@@ -19,11 +19,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use corral_core::domain::Domain;
 use corral_core::App;
 use corral_service::Service;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id, BLANK};
 use super::storage::{
@@ -32,21 +32,22 @@ use super::storage::{
 use super::vms::find;
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
+use crate::openapi::{schema, BadRequest, Conflict, Current, NotFound, Search, ServerError};
 use crate::repr::Node;
 use crate::Rest;
 
-pub fn routes() -> Router<Arc<Rest>> {
-    Router::new()
-        .route("/api/vms/{id}/disks", get(disks).post(add_disk))
-        .route("/api/vms/{id}/disks/{d}", get(disk).put(update_disk).delete(remove_disk))
-        .route("/api/vms/{id}/nics", get(nics).post(add_nic))
-        .route("/api/vms/{id}/nics/{n}", get(nic).put(update_nic).delete(remove_nic))
-        .route("/api/vms/{id}/cdroms", get(cdroms).post(add_cdrom))
-        .route("/api/vms/{id}/cdroms/{c}", get(cdrom).put(update_cdrom).delete(eject_cdrom))
-        .route("/api/vms/{id}/snapshots", get(snapshots).post(take_snapshot))
-        .route("/api/vms/{id}/snapshots/{s}", get(snapshot).delete(remove_snapshot))
-        .route("/api/vms/{id}/snapshots/{s}/disks", get(snapshot_disks))
-        .route("/api/vms/{id}/snapshots/{s}/restore", post(restore_snapshot))
+pub fn routes() -> OpenApiRouter<Arc<Rest>> {
+    OpenApiRouter::default()
+        .routes(routes!(disks, add_disk))
+        .routes(routes!(disk, update_disk, remove_disk))
+        .routes(routes!(nics, add_nic))
+        .routes(routes!(nic, update_nic, remove_nic))
+        .routes(routes!(cdroms, add_cdrom))
+        .routes(routes!(cdrom, update_cdrom, eject_cdrom))
+        .routes(routes!(snapshots, take_snapshot))
+        .routes(routes!(snapshot, remove_snapshot))
+        .routes(routes!(snapshot_disks))
+        .routes(routes!(restore_snapshot))
 }
 
 /// The libvirt network a qube's card joins when it starts.
@@ -90,6 +91,10 @@ fn vm_disk(service: &Service, vm: &str, disk: &str) -> ApiResult<(Domain, corral
     Ok((d, v))
 }
 
+#[utoipa::path(get, path = "/api/vms/{id}/disks", operation_id = "list_vm_disks", tag = "vm devices",
+    summary = "List a vm's disks", params(("id" = String, Path, description = "The vm's id: its qube's uuid"), Search),
+    responses((status = 200, response = schema::Disks), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound)))]
 async fn disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     let owners = move |_: &App| vec![d.clone()];
@@ -98,6 +103,11 @@ async fn disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) 
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/vms/{id}/disks/{d}", operation_id = "get_vm_disk", tag = "vm devices",
+    summary = "Get a vm's disk",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("d" = String, Path, description = "The disk's id")),
+    responses((status = 200, response = schema::Disk), (status = 404, response = NotFound)))]
 async fn disk(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -109,6 +119,10 @@ async fn disk(
 }
 
 /// New disks, floating disks and disk snapshots cannot be attached: a qube's volumes are fixed by its class.
+#[utoipa::path(post, path = "/api/vms/{id}/disks", operation_id = "add_vm_disk", tag = "vm devices",
+    summary = "Attach a disk to a vm", description = "Refused: the qube's class fixes its volumes.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn add_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     Err(ApiError::conflict(format!(
@@ -118,6 +132,15 @@ async fn add_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiR
     )))
 }
 
+#[utoipa::path(put, path = "/api/vms/{id}/disks/{d}", operation_id = "update_vm_disk", tag = "vm devices",
+    summary = "Update a vm's disk", description = "As `PUT /api/disks/{id}`: a larger size grows the volume.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("d" = String, Path, description = "The disk's id")),
+    request_body(description = "A `<disk>`",
+        content((schema::Disk = "application/xml"), (schema::Disk = "application/json"))),
+    responses((status = 200, response = schema::Disk), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn update_disk(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -131,6 +154,14 @@ async fn update_disk(
     Ok(ctx.ok(&node))
 }
 
+#[utoipa::path(delete, path = "/api/vms/{id}/disks/{d}", operation_id = "remove_vm_disk", tag = "vm devices",
+    summary = "Remove or detach a vm's disk", description = "Refused: volumes go with their qube.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("d" = String, Path, description = "The disk's id")),
+    request_body(description = "Optional: `<action><detach>true</detach></action>`",
+        content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
+    responses((status = 400, response = BadRequest), (status = 404, response = NotFound),
+        (status = 409, response = Conflict)))]
 async fn remove_disk(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -185,6 +216,9 @@ fn nic_owner(service: &Service, id: &str, nic: &str) -> ApiResult<Domain> {
     Ok(d)
 }
 
+#[utoipa::path(get, path = "/api/vms/{id}/nics", operation_id = "list_vm_nics", tag = "vm devices",
+    summary = "List a vm's nics", params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
+    responses((status = 200, response = schema::Nics), (status = 404, response = NotFound)))]
 async fn nics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     let network = network_id(rest.service.clone()).await?;
@@ -205,6 +239,11 @@ async fn render_nic(ctx: &Ctx, service: &Arc<Service>, id: &str, nic: &str) -> A
         .ok_or_else(|| ApiError::not_found(&format!("nic {nic}")))
 }
 
+#[utoipa::path(get, path = "/api/vms/{id}/nics/{n}", operation_id = "get_vm_nic", tag = "vm devices",
+    summary = "Get a vm's nic",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("n" = String, Path, description = "The nic's id")),
+    responses((status = 200, response = schema::Nic), (status = 404, response = NotFound)))]
 async fn nic(ctx: Ctx, State(rest): State<Arc<Rest>>, Path((id, nic)): Path<(String, String)>) -> ApiResult<Response> {
     Ok(ctx.ok(&render_nic(&ctx, &rest.service, &id, &nic).await?))
 }
@@ -220,6 +259,14 @@ async fn check_network(service: &Arc<Service>, body: &Node) -> ApiResult<()> {
     Ok(())
 }
 
+#[utoipa::path(post, path = "/api/vms/{id}/nics", operation_id = "add_vm_nic", tag = "vm devices",
+    summary = "Add a nic to a vm", description = "Connects the qube to the global `default_netvm`; a qube has one nic.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
+    request_body(description = "Optional: a `<nic>` (its network must be `default`)",
+        content((Option<schema::Nic> = "application/xml"), (Option<schema::Nic> = "application/json"))),
+    responses((status = 201, response = schema::Nic), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn add_nic(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     if let Some(body) = optional_body(&ctx, &body, &["nic"])? {
@@ -242,6 +289,15 @@ async fn add_nic(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>
 }
 
 /// The name, card model and network are fixed; the MAC address is the qube's `mac` property.
+#[utoipa::path(put, path = "/api/vms/{id}/nics/{n}", operation_id = "update_vm_nic", tag = "vm devices",
+    summary = "Update a vm's nic", description = "Sets the MAC address; the name, interface and network are fixed.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("n" = String, Path, description = "The nic's id")),
+    request_body(description = "A `<nic>`",
+        content((schema::Nic = "application/xml"), (schema::Nic = "application/json"))),
+    responses((status = 200, response = schema::Nic), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn update_nic(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -263,6 +319,14 @@ async fn update_nic(
     Ok(ctx.ok(&render_nic(&ctx, &rest.service, &id, &nic).await?))
 }
 
+#[utoipa::path(delete, path = "/api/vms/{id}/nics/{n}", operation_id = "remove_vm_nic", tag = "vm devices",
+    summary = "Remove a vm's nic", description = "Disconnects the qube (its `netvm` becomes none).",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("n" = String, Path, description = "The nic's id")),
+    request_body(description = "Optional: an `<action>`",
+        content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
+    responses((status = 204, description = "Removed"), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 500, response = ServerError)))]
 async fn remove_nic(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -298,17 +362,29 @@ fn vm_cdrom(service: &Service, id: &str, cdrom: &str) -> ApiResult<Domain> {
     Ok(d)
 }
 
+#[utoipa::path(get, path = "/api/vms/{id}/cdroms", operation_id = "list_vm_cdroms", tag = "vm devices",
+    summary = "List a vm's cdroms", params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
+    responses((status = 200, response = schema::Cdroms), (status = 404, response = NotFound)))]
 async fn cdroms(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     let out = Node::collection("cdroms").child(cdrom_node(&ctx, &d, &format!("/vms/{id}")));
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/vms/{id}/cdroms/{c}", operation_id = "get_vm_cdrom", tag = "vm devices",
+    summary = "Get a vm's cdrom",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("c" = String, Path, description = "The cdrom's id: the zero GUID")),
+    responses((status = 200, response = schema::Cdrom), (status = 404, response = NotFound)))]
 async fn cdrom(ctx: Ctx, State(rest): State<Arc<Rest>>, Path((id, c)): Path<(String, String)>) -> ApiResult<Response> {
     let d = vm_cdrom(&rest.service, &id, &c)?;
     Ok(ctx.ok(&cdrom_node(&ctx, &d, &format!("/vms/{id}"))))
 }
 
+#[utoipa::path(post, path = "/api/vms/{id}/cdroms", operation_id = "add_vm_cdrom", tag = "vm devices",
+    summary = "Add a cdrom to a vm", description = "Refused: a qube has one cdrom; change its file instead.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn add_cdrom(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     Err(ApiError::conflict(format!("{} has exactly one cdrom ({BLANK}): change its file with PUT instead", d.name)))
@@ -333,6 +409,16 @@ async fn set_cdrom_file(rest: &Rest, d: &Domain, file: String) -> ApiResult<()> 
     .await
 }
 
+#[utoipa::path(put, path = "/api/vms/{id}/cdroms/{c}", operation_id = "update_vm_cdrom", tag = "vm devices",
+    summary = "Change a vm's cdrom",
+    description = "Records the file the cdrom holds (a file some storage domain offers; an empty id clears it).",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("c" = String, Path, description = "The cdrom's id: the zero GUID"), Current),
+    request_body(description = "A `<cdrom>` with `<file id/>`",
+        content((schema::Cdrom = "application/xml"), (schema::Cdrom = "application/json"))),
+    responses((status = 200, response = schema::Cdrom), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn update_cdrom(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -357,6 +443,12 @@ async fn update_cdrom(
     Ok(ctx.ok(&cdrom_node(&ctx, &d, &format!("/vms/{id}"))))
 }
 
+#[utoipa::path(delete, path = "/api/vms/{id}/cdroms/{c}", operation_id = "eject_vm_cdrom", tag = "vm devices",
+    summary = "Eject a vm's cdrom",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("c" = String, Path, description = "The cdrom's id: the zero GUID")),
+    responses((status = 204, description = "Ejected"), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
 async fn eject_cdrom(State(rest): State<Arc<Rest>>, Path((id, c)): Path<(String, String)>) -> ApiResult<Response> {
     let d = vm_cdrom(&rest.service, &id, &c)?;
     set_cdrom_file(&rest, &d, String::new()).await?;
@@ -408,6 +500,11 @@ async fn find_snapshot(service: &Arc<Service>, id: &str, s: &str) -> ApiResult<(
     Ok((d, rev, ts))
 }
 
+#[utoipa::path(get, path = "/api/vms/{id}/snapshots", operation_id = "list_vm_snapshots", tag = "vm devices",
+    summary = "List a vm's snapshots", description = "The revisions of its private volume, oldest first.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
+    responses((status = 200, response = schema::Snapshots), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
 async fn snapshots(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     let mut out = Node::collection("snapshots");
@@ -417,6 +514,12 @@ async fn snapshots(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<Strin
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/vms/{id}/snapshots/{s}", operation_id = "get_vm_snapshot", tag = "vm devices",
+    summary = "Get a vm's snapshot",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("s" = String, Path, description = "The snapshot's id")),
+    responses((status = 200, response = schema::Snapshot), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
 async fn snapshot(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -427,6 +530,12 @@ async fn snapshot(
 }
 
 /// The disk a snapshot holds: the private volume as it is now (its content at the snapshot is the revision).
+#[utoipa::path(get, path = "/api/vms/{id}/snapshots/{s}/disks", operation_id = "list_vm_snapshot_disks",
+    tag = "vm devices", summary = "List a snapshot's disks", description = "The private volume.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("s" = String, Path, description = "The snapshot's id"), Search),
+    responses((status = 200, response = schema::Disks), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 500, response = ServerError)))]
 async fn snapshot_disks(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -447,6 +556,15 @@ async fn snapshot_disks(
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(post, path = "/api/vms/{id}/snapshots", operation_id = "add_vm_snapshot", tag = "vm devices",
+    summary = "Take a snapshot of a vm",
+    description = "Saves the private volume as a new revision; the vm must be halted and keep revisions.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
+    request_body(description = "Optional: a `<snapshot>` (its description is not kept)",
+        content((Option<schema::Snapshot> = "application/xml"), (Option<schema::Snapshot> = "application/json"))),
+    responses((status = 201, response = schema::Snapshot), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn take_snapshot(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -472,6 +590,12 @@ async fn take_snapshot(
     Ok(created(&ctx, node, &href, false))
 }
 
+#[utoipa::path(delete, path = "/api/vms/{id}/snapshots/{s}", operation_id = "remove_vm_snapshot", tag = "vm devices",
+    summary = "Remove a vm's snapshot", description = "Refused: the pool drops revisions as new ones are made.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("s" = String, Path, description = "The snapshot's id")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn remove_snapshot(State(rest): State<Arc<Rest>>, Path((id, s)): Path<(String, String)>) -> ApiResult<Response> {
     let (d, _, _) = find_snapshot(&rest.service, &id, &s).await?;
     Err(ApiError::conflict(format!(
@@ -480,6 +604,15 @@ async fn remove_snapshot(State(rest): State<Arc<Rest>>, Path((id, s)): Path<(Str
     )))
 }
 
+#[utoipa::path(post, path = "/api/vms/{id}/snapshots/{s}/restore", operation_id = "restore_vm_snapshot",
+    tag = "vm devices", summary = "Restore a snapshot", description = "Reverts the private volume to the revision.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("s" = String, Path, description = "The snapshot's id")),
+    request_body(description = "Optional: an `<action>`",
+        content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
+    responses((status = 200, response = schema::Action), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn restore_snapshot(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,

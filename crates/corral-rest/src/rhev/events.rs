@@ -10,20 +10,21 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::common::{self, reference};
 use crate::ctx::Ctx;
 use crate::events::RhevEvent;
 use crate::fault::{ApiError, ApiResult};
+use crate::openapi::{schema, BadRequest, NotFound, Search, Since};
 use crate::repr::Node;
 use crate::Rest;
 
-pub fn routes() -> Router<Arc<Rest>> {
-    Router::new()
-        .route("/api/events", get(list).fallback(not_allowed))
-        .route("/api/events/{id}", get(one).fallback(not_allowed))
+pub fn routes() -> OpenApiRouter<Arc<Rest>> {
+    OpenApiRouter::default()
+        .routes(routes!(list).map(|r| r.fallback(not_allowed)))
+        .routes(routes!(one).map(|r| r.fallback(not_allowed)))
 }
 
 async fn not_allowed() -> ApiError {
@@ -95,6 +96,10 @@ fn event_node(ctx: &Ctx, e: &RhevEvent) -> Node {
     node
 }
 
+#[utoipa::path(get, path = "/api/events", operation_id = "list_events", tag = "events", summary = "List events",
+    description = "Newest first. The search knows `id`, `type`, `severity` (ordered normal < warning < error < alert), \
+        `time`, `description` and `vm`. Writes answer 405.",
+    params(Since, Search), responses((status = 200, response = schema::Events), (status = 400, response = BadRequest)))]
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let from = match ctx.param("from") {
         None => 0,
@@ -116,6 +121,9 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/events/{id}", operation_id = "get_event", tag = "events", summary = "Get an event",
+    params(("id" = String, Path, description = "The event's number")),
+    responses((status = 200, response = schema::Event), (status = 404, response = NotFound)))]
 async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let e = id
         .parse::<u64>()

@@ -11,36 +11,34 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::Router;
 use corral_service::rest_support::NetworkInfo;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::common::{self, reference};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
+use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
 use crate::repr::Node;
 use crate::Rest;
 
-pub fn routes() -> Router<Arc<Rest>> {
-    Router::new()
-        .route("/api/capabilities", get(capabilities).fallback(not_allowed))
-        .route("/api/capabilities/{id}", get(capability).fallback(not_allowed))
-        .route("/api/hosts", get(hosts).post(refuse_host_write))
-        .route("/api/hosts/{id}", get(host).put(host_write).delete(host_write))
-        .route("/api/hosts/{id}/statistics", get(host_statistics))
-        .route("/api/hosts/{id}/statistics/{sid}", get(host_statistic))
-        .route("/api/hosts/{id}/{action}", post(host_action))
-        .route("/api/datacenters", get(datacenters).post(refuse_datacenter_write))
-        .route("/api/datacenters/{id}", get(datacenter).put(datacenter_write).delete(datacenter_write))
-        .route("/api/clusters", get(clusters).post(refuse_cluster_write))
-        .route("/api/clusters/{id}", get(cluster).put(cluster_write).delete(cluster_write))
-        .route("/api/clusters/{id}/networks", get(cluster_networks).post(cluster_network_add))
-        .route(
-            "/api/clusters/{id}/networks/{nid}",
-            get(cluster_network).put(cluster_network_write).delete(cluster_network_write),
-        )
-        .route("/api/networks", get(networks).post(refuse_network_write))
-        .route("/api/networks/{id}", get(network).put(network_write).delete(network_write))
+pub fn routes() -> OpenApiRouter<Arc<Rest>> {
+    OpenApiRouter::default()
+        .routes(routes!(capabilities).map(|r| r.fallback(not_allowed)))
+        .routes(routes!(capability).map(|r| r.fallback(not_allowed)))
+        .routes(routes!(hosts, refuse_host_write))
+        .routes(routes!(host, update_host, remove_host))
+        .routes(routes!(host_statistics))
+        .routes(routes!(host_statistic))
+        .routes(routes!(host_action))
+        .routes(routes!(datacenters, refuse_datacenter_write))
+        .routes(routes!(datacenter, update_datacenter, remove_datacenter))
+        .routes(routes!(clusters, refuse_cluster_write))
+        .routes(routes!(cluster, update_cluster, remove_cluster))
+        .routes(routes!(cluster_networks, cluster_network_add))
+        .routes(routes!(cluster_network, update_cluster_network, remove_cluster_network))
+        .routes(routes!(networks, refuse_network_write))
+        .routes(routes!(network, update_network, remove_network))
 }
 
 /// The compatibility level this engine speaks: RHEV 3.3.
@@ -139,10 +137,17 @@ fn capability_version(ctx: &Ctx) -> Node {
     v
 }
 
+#[utoipa::path(get, path = "/api/capabilities", operation_id = "list_capabilities", tag = "capabilities",
+    summary = "List capabilities",
+    description = "The one compatibility level (3.3) and what it supports. Writes answer 405.",
+    responses((status = 200, response = schema::Capabilities)))]
 async fn capabilities(ctx: Ctx) -> Response {
     ctx.ok(&Node::collection("capabilities").child(capability_version(&ctx)))
 }
 
+#[utoipa::path(get, path = "/api/capabilities/{id}", operation_id = "get_capability", tag = "capabilities",
+    summary = "Get a capability version", params(("id" = String, Path, description = "The version's id")),
+    responses((status = 200, response = schema::CapabilityVersion), (status = 404, response = NotFound)))]
 async fn capability(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
     if id != VERSION_ID {
         return Err(ApiError::not_found(&format!("capabilities version {id}")));
@@ -324,6 +329,8 @@ fn check_host(id: &str) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(get, path = "/api/hosts", operation_id = "list_hosts", tag = "hosts", summary = "List hosts",
+    params(Search), responses((status = 200, response = schema::Hosts), (status = 400, response = BadRequest)))]
 async fn hosts(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let facts = {
         let rest = rest.clone();
@@ -337,6 +344,9 @@ async fn hosts(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/hosts/{id}", operation_id = "get_host", tag = "hosts", summary = "Get the host",
+    params(("id" = String, Path, description = "The host's id")),
+    responses((status = 200, response = schema::Host), (status = 404, response = NotFound)))]
 async fn host(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     check_host(&id)?;
     let facts = {
@@ -346,6 +356,9 @@ async fn host(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -
     Ok(ctx.ok(&host_node(&ctx, &rest, &facts)))
 }
 
+#[utoipa::path(post, path = "/api/hosts", operation_id = "add_host", tag = "hosts", summary = "Add a host",
+    description = "Refused: the host is the machine the daemon runs on.",
+    responses((status = 409, response = Conflict)))]
 async fn refuse_host_write() -> ApiError {
     read_only("host list")
 }
@@ -355,8 +368,33 @@ async fn host_write(Path(id): Path<String>) -> ApiResult<Response> {
     Err(read_only("host"))
 }
 
+#[utoipa::path(put, path = "/api/hosts/{id}", operation_id = "update_host", tag = "hosts", summary = "Update the host",
+    description = "Refused: the host is read-only.", params(("id" = String, Path, description = "The host's id")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
+async fn update_host(id: Path<String>) -> ApiResult<Response> {
+    host_write(id).await
+}
+
+#[utoipa::path(delete, path = "/api/hosts/{id}", operation_id = "remove_host", tag = "hosts",
+    summary = "Remove the host", description = "Refused: the host is read-only.",
+    params(("id" = String, Path, description = "The host's id")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
+async fn remove_host(id: Path<String>) -> ApiResult<Response> {
+    host_write(id).await
+}
+
 /// `manual` (confirm the host rebooted) and `status` are the fence types that mean something for the
 /// machine the daemon itself runs on; it cannot power itself off or on.
+#[utoipa::path(post, path = "/api/hosts/{id}/{action}", operation_id = "host_action", tag = "hosts",
+    summary = "Run a host action",
+    description = "`refresh`, or `fence` with `<fence_type>` `manual` (confirm a reboot) or `status`; other fence \
+        types are refused (409): the daemon cannot power its own machine.",
+    params(("id" = String, Path, description = "The host's id"),
+        ("action" = String, Path, description = "`refresh` or `fence`")),
+    request_body(description = "Optional: the `<action>` parameters",
+        content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
+    responses((status = 200, response = schema::Action), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn host_action(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -512,6 +550,10 @@ fn statistic_node(ctx: &Ctx, host: &str, (name, description, value, unit, decima
         .child(reference(ctx, "host", "hosts", host))
 }
 
+#[utoipa::path(get, path = "/api/hosts/{id}/statistics", operation_id = "list_host_statistics", tag = "hosts",
+    summary = "List the host's statistics", description = "Memory, swap, KSM and CPU use, and the load average.",
+    params(("id" = String, Path, description = "The host's id")),
+    responses((status = 200, response = schema::Statistics), (status = 404, response = NotFound)))]
 async fn host_statistics(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
     check_host(&id)?;
     let mut out = Node::collection("statistics");
@@ -521,6 +563,11 @@ async fn host_statistics(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/hosts/{id}/statistics/{sid}", operation_id = "get_host_statistic", tag = "hosts",
+    summary = "Get a host statistic",
+    params(("id" = String, Path, description = "The host's id"),
+        ("sid" = String, Path, description = "The statistic's id")),
+    responses((status = 200, response = schema::Statistic), (status = 404, response = NotFound)))]
 async fn host_statistic(ctx: Ctx, Path((id, sid)): Path<(String, String)>) -> ApiResult<Response> {
     check_host(&id)?;
     let stats = host_stats().await;
@@ -566,6 +613,9 @@ fn check_datacenter(id: &str) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(get, path = "/api/datacenters", operation_id = "list_datacenters", tag = "data centers",
+    summary = "List data centers", params(Search),
+    responses((status = 200, response = schema::DataCenters), (status = 400, response = BadRequest)))]
 async fn datacenters(ctx: Ctx) -> ApiResult<Response> {
     let kept = super::search::apply(&ctx, vec![()], |_, f| datacenter_field(f)).map_err(search_error)?;
     let mut out = Node::collection("data_centers");
@@ -575,11 +625,17 @@ async fn datacenters(ctx: Ctx) -> ApiResult<Response> {
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/datacenters/{id}", operation_id = "get_datacenter", tag = "data centers",
+    summary = "Get the data center", params(("id" = String, Path, description = "The data center's id")),
+    responses((status = 200, response = schema::DataCenter), (status = 404, response = NotFound)))]
 async fn datacenter(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
     check_datacenter(&id)?;
     Ok(ctx.ok(&datacenter_node(&ctx)))
 }
 
+#[utoipa::path(post, path = "/api/datacenters", operation_id = "add_datacenter", tag = "data centers",
+    summary = "Add a data center", description = "Refused: there is one data center.",
+    responses((status = 409, response = Conflict)))]
 async fn refuse_datacenter_write() -> ApiError {
     read_only("data center list")
 }
@@ -587,6 +643,22 @@ async fn refuse_datacenter_write() -> ApiError {
 async fn datacenter_write(Path(id): Path<String>) -> ApiResult<Response> {
     check_datacenter(&id)?;
     Err(read_only("data center"))
+}
+
+#[utoipa::path(put, path = "/api/datacenters/{id}", operation_id = "update_datacenter", tag = "data centers",
+    summary = "Update the data center", description = "Refused: the data center is read-only.",
+    params(("id" = String, Path, description = "The data center's id")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
+async fn update_datacenter(id: Path<String>) -> ApiResult<Response> {
+    datacenter_write(id).await
+}
+
+#[utoipa::path(delete, path = "/api/datacenters/{id}", operation_id = "remove_datacenter", tag = "data centers",
+    summary = "Remove the data center", description = "Refused: the data center is read-only.",
+    params(("id" = String, Path, description = "The data center's id")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
+async fn remove_datacenter(id: Path<String>) -> ApiResult<Response> {
+    datacenter_write(id).await
 }
 
 fn cluster_node(ctx: &Ctx) -> Node {
@@ -637,6 +709,8 @@ fn check_cluster(id: &str) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(get, path = "/api/clusters", operation_id = "list_clusters", tag = "clusters", summary = "List clusters",
+    params(Search), responses((status = 200, response = schema::Clusters), (status = 400, response = BadRequest)))]
 async fn clusters(ctx: Ctx) -> ApiResult<Response> {
     let kept = super::search::apply(&ctx, vec![()], |_, f| cluster_field(f)).map_err(search_error)?;
     let mut out = Node::collection("clusters");
@@ -646,11 +720,16 @@ async fn clusters(ctx: Ctx) -> ApiResult<Response> {
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/clusters/{id}", operation_id = "get_cluster", tag = "clusters",
+    summary = "Get the cluster", params(("id" = String, Path, description = "The cluster's id")),
+    responses((status = 200, response = schema::Cluster), (status = 404, response = NotFound)))]
 async fn cluster(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
     check_cluster(&id)?;
     Ok(ctx.ok(&cluster_node(&ctx)))
 }
 
+#[utoipa::path(post, path = "/api/clusters", operation_id = "add_cluster", tag = "clusters", summary = "Add a cluster",
+    description = "Refused: there is one cluster.", responses((status = 409, response = Conflict)))]
 async fn refuse_cluster_write() -> ApiError {
     read_only("cluster list")
 }
@@ -658,6 +737,22 @@ async fn refuse_cluster_write() -> ApiError {
 async fn cluster_write(Path(id): Path<String>) -> ApiResult<Response> {
     check_cluster(&id)?;
     Err(read_only("cluster"))
+}
+
+#[utoipa::path(put, path = "/api/clusters/{id}", operation_id = "update_cluster", tag = "clusters",
+    summary = "Update the cluster", description = "Refused: the cluster is read-only.",
+    params(("id" = String, Path, description = "The cluster's id")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
+async fn update_cluster(id: Path<String>) -> ApiResult<Response> {
+    cluster_write(id).await
+}
+
+#[utoipa::path(delete, path = "/api/clusters/{id}", operation_id = "remove_cluster", tag = "clusters",
+    summary = "Remove the cluster", description = "Refused: the cluster is read-only.",
+    params(("id" = String, Path, description = "The cluster's id")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
+async fn remove_cluster(id: Path<String>) -> ApiResult<Response> {
+    cluster_write(id).await
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -718,15 +813,25 @@ async fn network_list(ctx: &Ctx, rest: &Arc<Rest>, cluster: bool) -> ApiResult<R
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/networks", operation_id = "list_networks", tag = "networks", summary = "List networks",
+    description = "The libvirt networks of the daemon's connection (500 without a hypervisor).", params(Search),
+    responses((status = 200, response = schema::Networks), (status = 400, response = BadRequest),
+        (status = 500, response = ServerError)))]
 async fn networks(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     network_list(&ctx, &rest, false).await
 }
 
+#[utoipa::path(get, path = "/api/networks/{id}", operation_id = "get_network", tag = "networks",
+    summary = "Get a network", params(("id" = String, Path, description = "The network's id: its libvirt uuid")),
+    responses((status = 200, response = schema::Network), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
 async fn network(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let n = find_network(&rest, &id).await?;
     Ok(ctx.ok(&network_node(&ctx, &n, false)))
 }
 
+#[utoipa::path(post, path = "/api/networks", operation_id = "add_network", tag = "networks", summary = "Add a network",
+    description = "Refused: networks are libvirt's to manage.", responses((status = 409, response = Conflict)))]
 async fn refuse_network_write() -> ApiError {
     read_only("network list")
 }
@@ -736,11 +841,40 @@ async fn network_write(State(rest): State<Arc<Rest>>, Path(id): Path<String>) ->
     Err(read_only("network"))
 }
 
+#[utoipa::path(put, path = "/api/networks/{id}", operation_id = "update_network", tag = "networks",
+    summary = "Update a network", description = "Refused: networks are read-only.",
+    params(("id" = String, Path, description = "The network's id: its libvirt uuid")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
+async fn update_network(rest: State<Arc<Rest>>, id: Path<String>) -> ApiResult<Response> {
+    network_write(rest, id).await
+}
+
+#[utoipa::path(delete, path = "/api/networks/{id}", operation_id = "remove_network", tag = "networks",
+    summary = "Remove a network", description = "Refused: networks are read-only.",
+    params(("id" = String, Path, description = "The network's id: its libvirt uuid")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
+async fn remove_network(rest: State<Arc<Rest>>, id: Path<String>) -> ApiResult<Response> {
+    network_write(rest, id).await
+}
+
+#[utoipa::path(get, path = "/api/clusters/{id}/networks", operation_id = "list_cluster_networks", tag = "clusters",
+    summary = "List the cluster's networks", description = "Every libvirt network.",
+    params(("id" = String, Path, description = "The cluster's id"), Search),
+    responses((status = 200, response = schema::Networks), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 500, response = ServerError)))]
 async fn cluster_networks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     check_cluster(&id)?;
     network_list(&ctx, &rest, true).await
 }
 
+#[utoipa::path(get, path = "/api/clusters/{id}/networks/{nid}", operation_id = "get_cluster_network", tag = "clusters",
+    summary = "Get a cluster's network",
+    params(("id" = String, Path, description = "The cluster's id"),
+        ("nid" = String, Path, description = "The network's id: its libvirt uuid")),
+    responses((status = 200, response = schema::Network), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
 async fn cluster_network(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -752,6 +886,10 @@ async fn cluster_network(
 }
 
 /// Every libvirt network is already in the one cluster.
+#[utoipa::path(post, path = "/api/clusters/{id}/networks", operation_id = "add_cluster_network", tag = "clusters",
+    summary = "Add a network to the cluster", description = "Refused: every libvirt network is already in the cluster.",
+    params(("id" = String, Path, description = "The cluster's id")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn cluster_network_add(Path(id): Path<String>) -> ApiResult<Response> {
     check_cluster(&id)?;
     Err(read_only("cluster's network list"))
@@ -764,6 +902,26 @@ async fn cluster_network_write(
     check_cluster(&id)?;
     find_network(&rest, &nid).await?;
     Err(read_only("cluster's network"))
+}
+
+#[utoipa::path(put, path = "/api/clusters/{id}/networks/{nid}", operation_id = "update_cluster_network",
+    tag = "clusters", summary = "Update a cluster's network", description = "Refused: networks are read-only.",
+    params(("id" = String, Path, description = "The cluster's id"),
+        ("nid" = String, Path, description = "The network's id: its libvirt uuid")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
+async fn update_cluster_network(rest: State<Arc<Rest>>, ids: Path<(String, String)>) -> ApiResult<Response> {
+    cluster_network_write(rest, ids).await
+}
+
+#[utoipa::path(delete, path = "/api/clusters/{id}/networks/{nid}", operation_id = "remove_cluster_network",
+    tag = "clusters", summary = "Remove a network from the cluster", description = "Refused: networks are read-only.",
+    params(("id" = String, Path, description = "The cluster's id"),
+        ("nid" = String, Path, description = "The network's id: its libvirt uuid")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
+async fn remove_cluster_network(rest: State<Arc<Rest>>, ids: Path<(String, String)>) -> ApiResult<Response> {
+    cluster_network_write(rest, ids).await
 }
 
 #[cfg(test)]

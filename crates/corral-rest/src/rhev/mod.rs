@@ -15,17 +15,26 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::ctx::Ctx;
+use crate::openapi::schema;
 use crate::repr::Node;
 use crate::Rest;
 
 pub fn routes() -> Router<Arc<Rest>> {
-    Router::new()
-        .route("/api", get(entry_point).head(head_entry_point))
-        .route("/api/", get(entry_point))
+    api().into()
+}
+
+/// The routes with their OpenAPI description: `routes!` routes each handler at the path and methods of its
+/// `#[utoipa::path]`, so what is served and what is documented are the same declaration.
+pub fn api() -> OpenApiRouter<Arc<Rest>> {
+    OpenApiRouter::default()
+        .routes(routes!(entry_point, head_entry_point))
+        .routes(routes!(entry_point_slash))
+        .routes(routes!(crate::openapi::openapi_json))
         .merge(vms::routes())
         .merge(infra::routes())
         .merge(storage::routes())
@@ -51,6 +60,11 @@ const COLLECTIONS: [(&str, bool); 12] = [
     ("disks", true),
 ];
 
+/// The entry point
+///
+/// Links to every collection (and its search), the special objects, the product and a summary.
+#[utoipa::path(get, path = "/api", operation_id = "get_api", tag = "api",
+    responses((status = 200, response = schema::Api)))]
 async fn entry_point(ctx: Ctx, axum::extract::State(rest): axum::extract::State<Arc<Rest>>) -> Response {
     let mut api = Node::new("api");
     for (name, searchable) in COLLECTIONS {
@@ -103,7 +117,20 @@ async fn entry_point(ctx: Ctx, axum::extract::State(rest): axum::extract::State<
     ctx.ok(&api)
 }
 
+/// The entry point, spelt with a trailing slash
+///
+/// As `GET /api`.
+#[utoipa::path(get, path = "/api/", operation_id = "get_api_slash", tag = "api",
+    responses((status = 200, response = schema::Api)))]
+async fn entry_point_slash(ctx: Ctx, state: axum::extract::State<Arc<Rest>>) -> Response {
+    entry_point(ctx, state).await
+}
+
+/// Check credentials
+///
 /// `HEAD /api`: a cheap credentials check (auth already passed to get here).
+#[utoipa::path(head, path = "/api", operation_id = "head_api", tag = "api",
+    responses((status = 200, description = "The credentials are good")))]
 async fn head_entry_point() -> Response {
     StatusCode::OK.into_response()
 }

@@ -18,29 +18,30 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use corral_core::domain::Domain;
 use corral_core::volume::{Driver, Pool, Volume};
 use corral_core::{App, ErrorKind};
 use corral_service::{Caller, Service};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
+use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
 use crate::repr::Node;
 use crate::Rest;
 
-pub fn routes() -> Router<Arc<Rest>> {
-    Router::new()
-        .route("/api/storagedomains", get(list).post(create))
-        .route("/api/storagedomains/{id}", get(one).put(update).delete(remove))
-        .route("/api/storagedomains/{id}/files", get(files))
-        .route("/api/storagedomains/{id}/files/{name}", get(file))
-        .route("/api/storagedomains/{id}/disks", get(domain_disks))
-        .route("/api/storagedomains/{id}/creation_status/{cid}", get(creation_status))
-        .route("/api/disks", get(disks).post(create_disk))
-        .route("/api/disks/{id}", get(disk).put(update_disk).delete(remove_disk))
+pub fn routes() -> OpenApiRouter<Arc<Rest>> {
+    OpenApiRouter::default()
+        .routes(routes!(list, create))
+        .routes(routes!(one, update, remove))
+        .routes(routes!(files))
+        .routes(routes!(file))
+        .routes(routes!(domain_disks))
+        .routes(routes!(creation_status))
+        .routes(routes!(disks, create_disk))
+        .routes(routes!(disk, update_disk, remove_disk))
 }
 
 /// How many storage domains the entry point's summary counts.
@@ -181,6 +182,9 @@ fn domain_field(app: &App, pool: &Pool, field: &str) -> Option<String> {
     })
 }
 
+#[utoipa::path(get, path = "/api/storagedomains", operation_id = "list_storage_domains", tag = "storage domains",
+    summary = "List storage domains", params(Search),
+    responses((status = 200, response = schema::StorageDomains), (status = 400, response = BadRequest)))]
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let service = rest.service.clone();
     blocking(move || {
@@ -206,6 +210,9 @@ async fn render_domain(ctx: Ctx, service: Arc<Service>, pool: Pool) -> ApiResult
     .await
 }
 
+#[utoipa::path(get, path = "/api/storagedomains/{id}", operation_id = "get_storage_domain", tag = "storage domains",
+    summary = "Get a storage domain", params(("id" = String, Path, description = "The storage domain's id")),
+    responses((status = 200, response = schema::StorageDomain), (status = 404, response = NotFound)))]
 async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let pool = find_pool(&rest.service, &id)?;
     let node = render_domain(ctx.clone(), rest.service.clone(), pool).await?;
@@ -223,6 +230,15 @@ fn driver_for(kind: &str) -> ApiResult<Driver> {
     }
 }
 
+#[utoipa::path(post, path = "/api/storagedomains", operation_id = "add_storage_domain", tag = "storage domains",
+    summary = "Add a storage domain",
+    description = "Adds a pool at a local directory: `data` makes a file pool, `iso` a linux-kernel one. 201 with \
+        `Location` on `Expect: 201-created`, else 202 with a complete `creation_status`.",
+    request_body(description = "A `<storage_domain>` with `name`, `type` and `storage` (`type` localfs, `path`)",
+        content((schema::StorageDomain = "application/xml"), (schema::StorageDomain = "application/json"))),
+    responses((status = 201, response = schema::StorageDomain), (status = 202, response = schema::StorageDomain),
+        (status = 400, response = BadRequest), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResult<Response> {
     let body = ctx.body(&body, "storage_domain")?;
     let required = |path: &str| {
@@ -258,6 +274,12 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     Ok(created(&ctx, node, &format!("/storagedomains/{id}"), true))
 }
 
+#[utoipa::path(get, path = "/api/storagedomains/{id}/creation_status/{cid}",
+    operation_id = "get_storage_domain_creation_status", tag = "storage domains",
+    summary = "Get a storage domain's creation status",
+    params(("id" = String, Path, description = "The storage domain's id"),
+        ("cid" = String, Path, description = "The creation's id")),
+    responses((status = 200, response = schema::Creation), (status = 404, response = NotFound)))]
 async fn creation_status(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -268,6 +290,13 @@ async fn creation_status(
 }
 
 /// Only the name may change, and pool names are fixed.
+#[utoipa::path(put, path = "/api/storagedomains/{id}", operation_id = "update_storage_domain", tag = "storage domains",
+    summary = "Update a storage domain", description = "Nothing can change: a different name is refused.",
+    params(("id" = String, Path, description = "The storage domain's id")),
+    request_body(description = "A `<storage_domain>`",
+        content((schema::StorageDomain = "application/xml"), (schema::StorageDomain = "application/json"))),
+    responses((status = 200, response = schema::StorageDomain), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let pool = find_pool(&rest.service, &id)?;
     let body = ctx.body(&body, "storage_domain")?;
@@ -280,6 +309,16 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
 
 /// `format` and `destroy` are accepted and mean the same here: a pool that still holds volumes cannot be
 /// removed, so there is no qube data to wipe or keep, and the directory itself is left in place.
+#[utoipa::path(delete, path = "/api/storagedomains/{id}", operation_id = "remove_storage_domain",
+    tag = "storage domains", summary = "Remove a storage domain",
+    description = "Removes the pool (a pool holding volumes is refused); the directory stays. `format` and `destroy` \
+        are accepted and mean the same.",
+    params(("id" = String, Path, description = "The storage domain's id")),
+    request_body(description = "Optional: `<storage_domain>` or `<action>`",
+        content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
+    responses((status = 204, description = "Removed"), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let pool = find_pool(&rest.service, &id)?;
     optional_body(&ctx, &body, &["storage_domain", "action"])?;
@@ -309,6 +348,11 @@ async fn pool_files(service: Arc<Service>, pool: Pool) -> ApiResult<Vec<String>>
     blocking(move || Ok(service.pool_files(&pool))).await
 }
 
+#[utoipa::path(get, path = "/api/storagedomains/{id}/files", operation_id = "list_storage_domain_files",
+    tag = "storage domains", summary = "List a storage domain's files",
+    params(("id" = String, Path, description = "The storage domain's id"), Search),
+    responses((status = 200, response = schema::Files), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound)))]
 async fn files(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let pool = find_pool(&rest.service, &id)?;
     let names = pool_files(rest.service.clone(), pool.clone()).await?;
@@ -321,6 +365,11 @@ async fn files(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) 
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/storagedomains/{id}/files/{name}", operation_id = "get_storage_domain_file",
+    tag = "storage domains", summary = "Get a storage domain's file",
+    params(("id" = String, Path, description = "The storage domain's id"),
+        ("name" = String, Path, description = "The file's name")),
+    responses((status = 200, response = schema::File), (status = 404, response = NotFound)))]
 async fn file(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -444,11 +493,19 @@ fn vms_of(app: &App) -> Vec<Domain> {
     app.domains().filter(|d| !d.is_admin()).cloned().collect()
 }
 
+#[utoipa::path(get, path = "/api/disks", operation_id = "list_disks", tag = "disks", summary = "List disks",
+    description = "Every volume of every qube but dom0.", params(Search),
+    responses((status = 200, response = schema::Disks), (status = 400, response = BadRequest)))]
 async fn disks(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let out = disk_collection(ctx.clone(), rest.service.clone(), vms_of, floating_href).await?;
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/storagedomains/{id}/disks", operation_id = "list_storage_domain_disks",
+    tag = "storage domains", summary = "List a storage domain's disks",
+    params(("id" = String, Path, description = "The storage domain's id"), Search),
+    responses((status = 200, response = schema::Disks), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound)))]
 async fn domain_disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let pool = find_pool(&rest.service, &id)?;
     let in_pool = move |app: &App| {
@@ -469,6 +526,9 @@ fn floating(service: &Service, id: &str) -> ApiResult<(Domain, Volume)> {
     find_disk(&service.read(), id).ok_or_else(|| ApiError::not_found(&format!("disk {id}")))
 }
 
+#[utoipa::path(get, path = "/api/disks/{id}", operation_id = "get_disk", tag = "disks", summary = "Get a disk",
+    params(("id" = String, Path, description = "The disk's id")),
+    responses((status = 200, response = schema::Disk), (status = 404, response = NotFound)))]
 async fn disk(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let (d, v) = floating(&rest.service, &id)?;
     let node = disk_at(ctx.clone(), rest.service.clone(), d, v, format!("/disks/{id}")).await?;
@@ -476,6 +536,8 @@ async fn disk(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -
 }
 
 /// Floating disks do not exist in the Qubes model: every volume is created with its qube and by its class.
+#[utoipa::path(post, path = "/api/disks", operation_id = "add_disk", tag = "disks", summary = "Add a disk",
+    description = "Refused: volumes are created with their qube.", responses((status = 409, response = Conflict)))]
 async fn create_disk() -> ApiError {
     ApiError::conflict(
         "Cannot add a disk on its own: volumes are created with their qube (root, private and volatile by its \
@@ -483,6 +545,9 @@ async fn create_disk() -> ApiError {
     )
 }
 
+#[utoipa::path(delete, path = "/api/disks/{id}", operation_id = "remove_disk", tag = "disks", summary = "Remove a disk",
+    description = "Refused: volumes go with their qube.", params(("id" = String, Path, description = "The disk's id")),
+    responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn remove_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let (d, v) = floating(&rest.service, &id)?;
     Err(ApiError::conflict(format!(
@@ -535,6 +600,15 @@ pub(super) async fn update_disk_of(
     .await
 }
 
+#[utoipa::path(put, path = "/api/disks/{id}", operation_id = "update_disk", tag = "disks", summary = "Update a disk",
+    description = "A larger `provisioned_size` (or `size`) grows the volume; the name, alias, interface, bootable and \
+        shareable are fixed (409), as is what the storage refuses (shrinking).",
+    params(("id" = String, Path, description = "The disk's id")),
+    request_body(description = "A `<disk>`",
+        content((schema::Disk = "application/xml"), (schema::Disk = "application/json"))),
+    responses((status = 200, response = schema::Disk), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn update_disk(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,

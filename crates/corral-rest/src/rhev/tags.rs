@@ -19,25 +19,26 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use corral_core::domain::Domain;
 use corral_core::App;
 use corral_service::Caller;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::common::{self, BLANK};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
+use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
 use crate::repr::Node;
 use crate::Rest;
 
-pub fn routes() -> Router<Arc<Rest>> {
-    Router::new()
-        .route("/api/tags", get(list).post(create))
-        .route("/api/tags/{id}", get(one).put(update).delete(remove))
-        .route("/api/vms/{id}/tags", get(vm_list).post(vm_attach))
-        .route("/api/vms/{id}/tags/{tag}", get(vm_one).delete(vm_detach))
+pub fn routes() -> OpenApiRouter<Arc<Rest>> {
+    OpenApiRouter::default()
+        .routes(routes!(list, create))
+        .routes(routes!(one, update, remove))
+        .routes(routes!(vm_list, vm_attach))
+        .routes(routes!(vm_one, vm_detach))
 }
 
 /// The root tag's name; no Qubes tag may take it, or two tags would share a name.
@@ -150,6 +151,9 @@ fn check_parent(body: &Node) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(get, path = "/api/tags", operation_id = "list_tags", tag = "tags", summary = "List tags",
+    description = "The root tag, then every tag some qube has.", params(Search),
+    responses((status = 200, response = schema::Tags), (status = 400, response = BadRequest)))]
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let names: Vec<String> = {
         let app = rest.service.read();
@@ -168,6 +172,9 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/tags/{id}", operation_id = "get_tag", tag = "tags", summary = "Get a tag",
+    params(("id" = String, Path, description = "The tag's id (the root tag: the zero GUID or `-1`)")),
+    responses((status = 200, response = schema::Tag), (status = 404, response = NotFound)))]
 async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     Ok(match find(&rest, &id)? {
         None => ctx.ok(&root_node(&ctx)),
@@ -179,6 +186,12 @@ fn exists(rest: &Rest, name: &str) -> bool {
     name == ROOT || all_tags(&rest.service.read()).contains(name)
 }
 
+#[utoipa::path(post, path = "/api/tags", operation_id = "add_tag", tag = "tags", summary = "Add a tag",
+    description = "A tag nobody has yet is kept by setting it on dom0.",
+    request_body(description = "A `<tag>` with `name`",
+        content((schema::Tag = "application/xml"), (schema::Tag = "application/json"))),
+    responses((status = 201, response = schema::Tag), (status = 400, response = BadRequest),
+        (status = 409, response = Conflict), (status = 500, response = ServerError)))]
 async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResult<Response> {
     let body = ctx.body(&body, "tag")?;
     let name = body.text_of("name").ok_or_else(|| ApiError::bad_request("tag [name] required for add"))?.to_string();
@@ -192,6 +205,14 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     Ok(created(&ctx, &tag_node(&ctx, &name, None), &format!("/tags/{}", tag_id(&name))))
 }
 
+#[utoipa::path(put, path = "/api/tags/{id}", operation_id = "update_tag", tag = "tags", summary = "Update a tag",
+    description = "Renames the tag on every qube; the root tag, the description and the parent are fixed.",
+    params(("id" = String, Path, description = "The tag's id (the root tag: the zero GUID or `-1`)")),
+    request_body(description = "A `<tag>`",
+        content((schema::Tag = "application/xml"), (schema::Tag = "application/json"))),
+    responses((status = 200, response = schema::Tag), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let Some(old) = find(&rest, &id)? else { return Err(ApiError::conflict("The root tag cannot be changed")) };
     let body = ctx.body(&body, "tag")?;
@@ -211,6 +232,11 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     Ok(ctx.ok(&tag_node(&ctx, &new, None)))
 }
 
+#[utoipa::path(delete, path = "/api/tags/{id}", operation_id = "remove_tag", tag = "tags", summary = "Remove a tag",
+    description = "Removes the tag from every qube; the root tag is refused.",
+    params(("id" = String, Path, description = "The tag's id (the root tag: the zero GUID or `-1`)")),
+    responses((status = 204, description = "Removed"), (status = 404, response = NotFound),
+        (status = 409, response = Conflict), (status = 500, response = ServerError)))]
 async fn remove(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let Some(name) = find(&rest, &id)? else { return Err(ApiError::conflict("The root tag cannot be deleted")) };
     let service = rest.service.clone();
@@ -230,6 +256,10 @@ fn vm_tag(rest: &Rest, d: &Domain, id: &str) -> ApiResult<String> {
         .ok_or_else(|| ApiError::not_found(&format!("tag {id} of vm {}", d.uuid)))
 }
 
+#[utoipa::path(get, path = "/api/vms/{id}/tags", operation_id = "list_vm_tags", tag = "tags",
+    summary = "List a vm's tags", params(("id" = String, Path, description = "The vm's id: its qube's uuid"), Search),
+    responses((status = 200, response = schema::Tags), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound)))]
 async fn vm_list(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = super::vms::find(&rest.service, &id)?;
     let tags = rest.service.read().tags_of(&d);
@@ -243,6 +273,14 @@ async fn vm_list(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>
 
 /// Attaches by `<tag id="…"/>` (an existing tag) or `<tag><name>…</name></tag>` (any valid Qubes tag,
 /// which then exists).
+#[utoipa::path(post, path = "/api/vms/{id}/tags", operation_id = "add_vm_tag", tag = "tags", summary = "Tag a vm",
+    description = "By `id` (an existing tag) or by `<name>` (any valid Qubes tag).",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
+    request_body(description = "A `<tag>` with `id` or `name`",
+        content((schema::Tag = "application/xml"), (schema::Tag = "application/json"))),
+    responses((status = 201, response = schema::Tag), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn vm_attach(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -270,6 +308,11 @@ async fn vm_attach(
     Ok(created(&ctx, &tag_node(&ctx, &name, Some(&id)), &format!("/vms/{id}/tags/{}", tag_id(&name))))
 }
 
+#[utoipa::path(get, path = "/api/vms/{id}/tags/{tag}", operation_id = "get_vm_tag", tag = "tags",
+    summary = "Get a vm's tag",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("tag" = String, Path, description = "The tag's id")),
+    responses((status = 200, response = schema::Tag), (status = 404, response = NotFound)))]
 async fn vm_one(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -280,6 +323,12 @@ async fn vm_one(
     Ok(ctx.ok(&tag_node(&ctx, &name, Some(&id))))
 }
 
+#[utoipa::path(delete, path = "/api/vms/{id}/tags/{tag}", operation_id = "remove_vm_tag", tag = "tags",
+    summary = "Untag a vm",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("tag" = String, Path, description = "The tag's id")),
+    responses((status = 204, description = "Removed"), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
 async fn vm_detach(State(rest): State<Arc<Rest>>, Path((id, tag)): Path<(String, String)>) -> ApiResult<Response> {
     let d = super::vms::find(&rest.service, &id)?;
     let name = vm_tag(&rest, &d, &tag)?;

@@ -12,29 +12,30 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use corral_core::domain::{Class, Domain};
 use corral_core::App;
 use corral_service::rest_storage::TemplateFrom;
 use corral_service::Service;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::common::{self, reference, BLANK};
 use super::storage::{blocking, caller, created, creation, optional_body, ref_of};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
+use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
 use crate::repr::Node;
 use crate::Rest;
 
-pub fn routes() -> Router<Arc<Rest>> {
-    Router::new()
-        .route("/api/templates", get(list).post(create))
-        .route("/api/templates/{id}", get(one).put(update).delete(remove))
-        .route("/api/templates/{id}/disks", get(disks))
-        .route("/api/templates/{id}/disks/{d}", get(disk))
-        .route("/api/templates/{id}/nics", get(nics))
-        .route("/api/templates/{id}/cdroms", get(cdroms))
-        .route("/api/templates/{id}/creation_status/{cid}", get(creation_status))
+pub fn routes() -> OpenApiRouter<Arc<Rest>> {
+    OpenApiRouter::default()
+        .routes(routes!(list, create))
+        .routes(routes!(one, update, remove))
+        .routes(routes!(disks))
+        .routes(routes!(disk))
+        .routes(routes!(nics))
+        .routes(routes!(cdroms))
+        .routes(routes!(creation_status))
 }
 
 const SUBCOLLECTIONS: [&str; 3] = ["disks", "nics", "cdroms"];
@@ -104,6 +105,9 @@ fn template_field(app: &App, t: Option<&Domain>, field: &str) -> Option<String> 
     })
 }
 
+#[utoipa::path(get, path = "/api/templates", operation_id = "list_templates", tag = "templates",
+    summary = "List templates", description = "Blank and every TemplateVM.", params(Search),
+    responses((status = 200, response = schema::Templates), (status = 400, response = BadRequest)))]
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let app = rest.service.read();
     let mut all: Vec<Option<&Domain>> = vec![None];
@@ -116,6 +120,11 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/templates/{id}", operation_id = "get_template", tag = "templates",
+    summary = "Get a template",
+    params(
+        ("id" = String, Path, description = "The template's id: the zero GUID for Blank, else the TemplateVM's uuid")),
+    responses((status = 200, response = schema::Template), (status = 404, response = NotFound)))]
 async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let t = find(&rest.service, &id)?;
     let app = rest.service.read();
@@ -159,6 +168,15 @@ fn source_vm(service: &Service, body: &Node) -> ApiResult<String> {
     found.ok_or_else(|| ApiError::bad_request("Entity not found: vm"))
 }
 
+#[utoipa::path(post, path = "/api/templates", operation_id = "add_template", tag = "templates",
+    summary = "Add a template",
+    description = "Makes a TemplateVM from a vm's root and private content, as `qvm-clone` does. 201 with `Location` \
+        on `Expect: 201-created`, else 202 with a complete `creation_status`.",
+    request_body(description = "A `<template>` with `name` and `vm`",
+        content((schema::Template = "application/xml"), (schema::Template = "application/json"))),
+    responses((status = 201, response = schema::Template), (status = 202, response = schema::Template),
+        (status = 400, response = BadRequest), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResult<Response> {
     let body = ctx.body(&body, "template")?;
     let name =
@@ -185,6 +203,12 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     Ok(created(&ctx, node, &format!("/templates/{id}"), true))
 }
 
+#[utoipa::path(get, path = "/api/templates/{id}/creation_status/{cid}", operation_id = "get_template_creation_status",
+    tag = "templates", summary = "Get a template's creation status",
+    params(
+        ("id" = String, Path, description = "The template's id: the zero GUID for Blank, else the TemplateVM's uuid"),
+        ("cid" = String, Path, description = "The creation's id")),
+    responses((status = 200, response = schema::Creation), (status = 404, response = NotFound)))]
 async fn creation_status(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -198,6 +222,17 @@ fn blank_is_fixed() -> ApiError {
     ApiError::conflict("The Blank template is built in: it cannot be changed or removed")
 }
 
+#[utoipa::path(put, path = "/api/templates/{id}", operation_id = "update_template", tag = "templates",
+    summary = "Update a template",
+    description = "Sets memory, cpu topology, kernel, kernel command line and description; the name and Blank are \
+        fixed.",
+    params(
+        ("id" = String, Path, description = "The template's id: the zero GUID for Blank, else the TemplateVM's uuid")),
+    request_body(description = "A `<template>` with the fields to change",
+        content((schema::Template = "application/xml"), (schema::Template = "application/json"))),
+    responses((status = 200, response = schema::Template), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let t = find(&rest.service, &id)?.ok_or_else(blank_is_fixed)?;
     let body = ctx.body(&body, "template")?;
@@ -219,6 +254,15 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
 }
 
 /// A template used by AppVMs is in use (409), as `admin.vm.Remove` says.
+#[utoipa::path(delete, path = "/api/templates/{id}", operation_id = "remove_template", tag = "templates",
+    summary = "Remove a template", description = "Blank and a template vms use are refused.",
+    params(
+        ("id" = String, Path, description = "The template's id: the zero GUID for Blank, else the TemplateVM's uuid")),
+    request_body(description = "Optional: `<action>` or `<template>`",
+        content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
+    responses((status = 204, description = "Removed"), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let t = find(&rest.service, &id)?.ok_or_else(blank_is_fixed)?;
     optional_body(&ctx, &body, &["action", "template"])?;
@@ -227,6 +271,13 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/api/templates/{id}/disks", operation_id = "list_template_disks", tag = "templates",
+    summary = "List a template's disks",
+    params(
+        ("id" = String, Path, description = "The template's id: the zero GUID for Blank, else the TemplateVM's uuid"),
+        Search),
+    responses((status = 200, response = schema::Disks), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound)))]
 async fn disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let t = find(&rest.service, &id)?;
     let owners = move |_: &App| t.clone().into_iter().collect();
@@ -236,6 +287,12 @@ async fn disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) 
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/templates/{id}/disks/{d}", operation_id = "get_template_disk", tag = "templates",
+    summary = "Get a template's disk",
+    params(
+        ("id" = String, Path, description = "The template's id: the zero GUID for Blank, else the TemplateVM's uuid"),
+        ("d" = String, Path, description = "The disk's id")),
+    responses((status = 200, response = schema::Disk), (status = 404, response = NotFound)))]
 async fn disk(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -250,6 +307,11 @@ async fn disk(
     Ok(ctx.ok(&node))
 }
 
+#[utoipa::path(get, path = "/api/templates/{id}/nics", operation_id = "list_template_nics", tag = "templates",
+    summary = "List a template's nics",
+    params(
+        ("id" = String, Path, description = "The template's id: the zero GUID for Blank, else the TemplateVM's uuid")),
+    responses((status = 200, response = schema::Nics), (status = 404, response = NotFound)))]
 async fn nics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let t = find(&rest.service, &id)?;
     let network = super::devices::network_id(rest.service.clone()).await?;
@@ -262,6 +324,11 @@ async fn nics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/templates/{id}/cdroms", operation_id = "list_template_cdroms", tag = "templates",
+    summary = "List a template's cdroms",
+    params(
+        ("id" = String, Path, description = "The template's id: the zero GUID for Blank, else the TemplateVM's uuid")),
+    responses((status = 200, response = schema::Cdroms), (status = 404, response = NotFound)))]
 async fn cdroms(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let t = find(&rest.service, &id)?;
     let mut out = Node::collection("cdroms");

@@ -6,25 +6,26 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use corral_core::domain::{Class, Domain};
 use corral_core::plan::{CreateSpec, PoolChoice};
 use corral_service::{Caller, Service};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::common::{self, reference, vm_field, vm_node, BLANK};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
+use crate::openapi::{schema, BadRequest, Conflict, Force, NotFound, Search, ServerError};
 use crate::repr::Node;
 use crate::Rest;
 
-pub fn routes() -> Router<Arc<Rest>> {
-    Router::new()
-        .route("/api/vms", get(list).post(create))
-        .route("/api/vms/{id}", get(one).put(update).delete(remove))
-        .route("/api/vms/{id}/statistics", get(statistics))
-        .route("/api/vms/{id}/creation_status/{cid}", get(creation_status))
-        .route("/api/vms/{id}/{action}", post(action))
+pub fn routes() -> OpenApiRouter<Arc<Rest>> {
+    OpenApiRouter::default()
+        .routes(routes!(list, create))
+        .routes(routes!(one, update, remove))
+        .routes(routes!(statistics))
+        .routes(routes!(creation_status))
+        .routes(routes!(action))
 }
 
 /// REST users are the daemon's administrators; they act with dom0's rights until roles exist.
@@ -46,6 +47,9 @@ pub fn find(service: &Service, id: &str) -> ApiResult<Domain> {
     app.domain_by_uuid(&uuid).filter(|d| !d.is_admin()).cloned().ok_or_else(|| ApiError::not_found(&format!("vm {id}")))
 }
 
+#[utoipa::path(get, path = "/api/vms", operation_id = "list_vms", tag = "vms", summary = "List vms",
+    description = "Every qube but dom0, filtered by the search.", params(Search),
+    responses((status = 200, response = schema::Vms), (status = 400, response = BadRequest)))]
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let service = &rest.service;
     // The whole list is the most expensive read; unfiltered it is rendered once per model change.
@@ -75,6 +79,9 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     Ok(ctx.ok(&out))
 }
 
+#[utoipa::path(get, path = "/api/vms/{id}", operation_id = "get_vm", tag = "vms", summary = "Get a vm",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
+    responses((status = 200, response = schema::Vm), (status = 404, response = NotFound)))]
 async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     let app = rest.service.read();
@@ -112,6 +119,15 @@ fn property_changes(body: &Node) -> ApiResult<Vec<(&'static str, String)>> {
     Ok(out)
 }
 
+#[utoipa::path(post, path = "/api/vms", operation_id = "add_vm", tag = "vms", summary = "Add a vm",
+    description = "Creates a qube: an AppVM of the template, or a StandaloneVM from `Blank`, with the memory, cpu, \
+        kernel and description given. Answers 201 with `Location` when asked with `Expect: 201-created`, else 202 \
+        with a complete `creation_status`.",
+    request_body(description = "A `<vm>` with `name`, `template` and `cluster`",
+        content((schema::Vm = "application/xml"), (schema::Vm = "application/json"))),
+    responses((status = 201, response = schema::Vm), (status = 202, response = schema::Vm),
+        (status = 400, response = BadRequest), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResult<Response> {
     let body = ctx.body(&body, "vm")?;
     let name = body.text_of("name").ok_or_else(|| ApiError::bad_request("vm [name] required for add"))?.to_string();
@@ -189,6 +205,12 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
 }
 
 /// Creation is finished when the create call answers, so every creation is complete.
+#[utoipa::path(get, path = "/api/vms/{id}/creation_status/{cid}", operation_id = "get_vm_creation_status", tag = "vms",
+    summary = "Get a vm's creation status",
+    description = "Creations finish before the create call answers, so every one is complete.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("cid" = String, Path, description = "The creation's id")),
+    responses((status = 200, response = schema::Creation), (status = 404, response = NotFound)))]
 async fn creation_status(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -202,6 +224,14 @@ async fn creation_status(
     Ok(ctx.ok(&node))
 }
 
+#[utoipa::path(put, path = "/api/vms/{id}", operation_id = "update_vm", tag = "vms", summary = "Update a vm",
+    description = "Sets memory, cpu topology, kernel, kernel command line and description; the name is fixed.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
+    request_body(description = "A `<vm>` with the fields to change",
+        content((schema::Vm = "application/xml"), (schema::Vm = "application/json"))),
+    responses((status = 200, response = schema::Vm), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     let body = ctx.body(&body, "vm")?;
@@ -222,6 +252,14 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     Ok(ctx.ok(&vm_node(&ctx, &rest.service, &app, &d)))
 }
 
+#[utoipa::path(delete, path = "/api/vms/{id}", operation_id = "remove_vm", tag = "vms", summary = "Remove a vm",
+    description = "A running vm is refused (409) unless `force` stops it first.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"), Force),
+    request_body(description = "Optional: `<action><force>true</force></action>`",
+        content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
+    responses((status = 204, description = "Removed"), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     let force = if body.iter().all(u8::is_ascii_whitespace) {
@@ -253,6 +291,17 @@ fn action_response(ctx: &Ctx, id: &str, name: &str, extra: Vec<Node>) -> Node {
         .child(Node::new("link").attr("href", ctx.href(&format!("/vms/{id}/{name}"))).attr("rel", "replay"))
 }
 
+#[utoipa::path(post, path = "/api/vms/{id}/{action}", operation_id = "vm_action", tag = "vms",
+    summary = "Run a vm action",
+    description = "`start` (`<pause>`, and a run-once `<vm><os><kernel/><cmdline/></os></vm>`), `stop` (kill), \
+        `shutdown`, `suspend`, `reboot`, or `ticket` (a console password, only issued).",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("action" = String, Path, description = "`start`, `stop`, `shutdown`, `suspend`, `reboot` or `ticket`")),
+    request_body(description = "Optional: the `<action>` parameters",
+        content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
+    responses((status = 200, response = schema::Action), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn action(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -323,6 +372,10 @@ fn statistic(ctx: &Ctx, vm_id: &str, name: &str, description: &str, value: Strin
         .child(reference(ctx, "vm", "vms", vm_id))
 }
 
+#[utoipa::path(get, path = "/api/vms/{id}/statistics", operation_id = "list_vm_statistics", tag = "vms",
+    summary = "List a vm's statistics", description = "Memory installed and used, and CPU use.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
+    responses((status = 200, response = schema::Statistics), (status = 404, response = NotFound)))]
 async fn statistics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     let memory = {

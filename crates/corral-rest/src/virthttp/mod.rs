@@ -11,6 +11,7 @@ mod domains;
 mod envelope;
 mod json;
 mod networks;
+pub(crate) mod openapi;
 mod target;
 
 use std::io::Write;

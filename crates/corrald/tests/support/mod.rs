@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 pub struct Daemon {
     uri: String,
+    /// More `corrald` arguments, after the defaults (see `start_with_args`).
+    extra: Vec<String>,
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub admin: PathBuf,
@@ -21,11 +23,21 @@ impl Daemon {
         Self::start_with_uri("test:///default")
     }
 
+    /// A daemon with more arguments (e.g. `--tls-self-signed`), kept across `restart`.
+    pub fn start_with_args(extra: &[&str]) -> Daemon {
+        Self::start_with("test:///default", extra)
+    }
+
     /// A daemon on another libvirt connection (a real QEMU one for the guest tests).
     pub fn start_with_uri(uri: &str) -> Daemon {
+        Self::start_with(uri, &[])
+    }
+
+    fn start_with(uri: &str, extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut d = Daemon {
             uri: uri.to_string(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             child: None,
             admin: dir.path().join("qubesd.sock"),
             internal: dir.path().join("qubesd.internal.sock"),
@@ -54,6 +66,7 @@ impl Daemon {
             .arg(&self.uri)
             .arg("--http")
             .arg("127.0.0.1:0")
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
