@@ -930,3 +930,25 @@ fn events_are_read_only_405() {
     assert_eq!(r.status(), 405);
     assert!(r.text().unwrap().contains("<fault>"));
 }
+
+#[test]
+fn users_lists_the_local_users_read_only() {
+    let d = support::Daemon::start();
+    d.add_user("admin", "secret");
+    d.add_user("operator", "pw");
+    let c = reqwest::blocking::Client::new();
+
+    let list = c.get(d.url("/api/users")).basic_auth("admin@internal", Some("secret")).send().expect("list");
+    let body = list.text().expect("body");
+    let post = c
+        .post(d.url("/api/users"))
+        .basic_auth("admin@internal", Some("secret"))
+        .header("Content-Type", "application/xml")
+        .body("<user><user_name>x@internal</user_name></user>")
+        .send()
+        .expect("post");
+
+    assert!(body.contains("<user_name>admin@internal</user_name>"), "{body}");
+    assert!(body.contains("<user_name>operator@internal</user_name>"), "{body}");
+    assert_eq!(post.status(), 405);
+}

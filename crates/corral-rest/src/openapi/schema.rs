@@ -332,6 +332,13 @@ representations! {
         Elem("host", "Reference", "The host, for starts"),
     ];
     Events = "events", "A collection of events, newest first" [Many("event", "Event", "The events")];
+    User = "user", "A local user of the HTTP door" [
+        Attr("id", "The user's UUID"), HREF,
+        Leaf("name", "The login name"),
+        Leaf("user_name", "`name@domain`, as logins are written"),
+        Elem("domain", "Reference", "The authentication domain (`internal`)"),
+    ];
+    Users = "users", "The local users (added with `corral user add`)" [Many("user", "User", "The users")];
 }
 
 /// One entry of a virthttp envelope's `errors`.

@@ -9,6 +9,7 @@ pub mod search;
 pub mod storage;
 pub mod tags;
 pub mod templates;
+pub mod users;
 pub mod vms;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub fn api() -> OpenApiRouter<Arc<Rest>> {
         .merge(tags::routes())
         .merge(events::routes())
         .merge(devices::routes())
+        .merge(users::routes())
 }
 
 /// The collections the entry point links to, and which of them are searchable.
