@@ -131,31 +131,6 @@ async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) ->
     Ok(ctx.ok(&template_node(&ctx, &app, t.as_ref())))
 }
 
-/// Qube properties a template body sets: memory (bytes), cpu topology, kernel and its command line.
-fn property_changes(body: &Node) -> ApiResult<Vec<(&'static str, String)>> {
-    let mut out = Vec::new();
-    if let Some(m) = body.text_of("memory") {
-        let bytes = m.trim().parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid memory: {m}")))?;
-        out.push(("memory", (bytes / (1024 * 1024)).max(1).to_string()));
-    }
-    if let Some(t) = body.path("cpu/topology") {
-        let n = |k: &str| {
-            t.attr_of(k)
-                .map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid cpu {k}: {v}"))))
-                .transpose()
-        };
-        let vcpus = n("sockets")?.unwrap_or(1) * n("cores")?.unwrap_or(1) * n("threads")?.unwrap_or(1);
-        out.push(("vcpus", vcpus.to_string()));
-    }
-    if let Some(k) = body.path("os/kernel").and_then(|k| k.text.as_deref()) {
-        out.push(("kernel", k.to_string()));
-    }
-    if let Some(c) = body.path("os/cmdline").and_then(|c| c.text.as_deref()) {
-        out.push(("kernelopts", c.to_string()));
-    }
-    Ok(out)
-}
-
 /// The qube a template is made from, by `<vm id=…/>` or `<vm><name>…</name></vm>`.
 fn source_vm(service: &Service, body: &Node) -> ApiResult<String> {
     let (id, name) = ref_of(body, "vm").ok_or_else(|| ApiError::bad_request("template [vm] required for add"))?;
@@ -182,7 +157,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     let name =
         body.text_of("name").ok_or_else(|| ApiError::bad_request("template [name] required for add"))?.to_string();
     let source = source_vm(&rest.service, &body)?;
-    let changes = property_changes(&body)?;
+    let changes = super::vms::property_changes(&body)?;
     let notes = body.text_of("description").map(|d| d.as_bytes().to_vec());
     let uuid = uuid::Uuid::new_v4();
     let service = rest.service.clone();
@@ -239,7 +214,7 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     if body.text_of("name").is_some_and(|n| n != t.name) {
         return Err(ApiError::conflict("Cannot change the name of a template: qube names are fixed at creation"));
     }
-    let changes = property_changes(&body)?;
+    let changes = super::vms::property_changes(&body)?;
     let notes = body.text_of("description").map(|t| t.as_bytes().to_vec());
     let service = rest.service.clone();
     let name = t.name.clone();

@@ -95,7 +95,7 @@ fn ref_of(node: &Node, kind: &str) -> Option<(Option<String>, Option<String>)> {
 }
 
 /// Qube properties a RHEV vm body sets: memory (bytes), cpu topology, kernel, cmdline.
-fn property_changes(body: &Node) -> ApiResult<Vec<(&'static str, String)>> {
+pub(super) fn property_changes(body: &Node) -> ApiResult<Vec<(&'static str, String)>> {
     let mut out = Vec::new();
     if let Some(m) = body.text_of("memory") {
         let bytes = m.trim().parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid memory: {m}")))?;
