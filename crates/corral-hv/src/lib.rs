@@ -210,7 +210,8 @@ impl Hypervisor for Libvirt {
     }
 
     fn networks(&self) -> Result<Vec<(String, Uuid, bool)>, HvError> {
-        networks::list(&self.conn)
+        let details = corral_core::hv::Inspect::network_details(self)?;
+        Ok(details.into_iter().map(|n| (n.name, n.uuid, n.active)).collect())
     }
 
     fn library_version(&self) -> Option<u32> {
