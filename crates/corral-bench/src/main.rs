@@ -12,6 +12,9 @@
 //! * `raw` runs the same load loop against a do-nothing server (`/work/shared/bench/ceiling.c`)
 //!   with the fixed qube name `vm-name`, to measure the tool's own ceiling.
 //!
+//! * `http` loads corrald's HTTP door (`/api/vms/{id}` on keep-alive connections, then the full
+//!   `/api/vms` list, cached and right after a model change); see `http.rs`.
+//!
 //! * `setup-guest` prepares the tiny test guest (`tests/guest/`) as a qube on corrald; `start` times
 //!   `admin.vm.Start` against libvirt starting the same domain XML; `events` times libvirt power
 //!   changes reaching many `admin.Events` subscribers (see `start.rs`, `events.rs`).
@@ -27,7 +30,6 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,7 @@ use rand::{Rng, SeedableRng};
 
 mod events;
 mod guest;
+mod http;
 #[allow(unsafe_code)]
 mod lvevents;
 mod start;
@@ -56,6 +59,8 @@ enum Cmd {
     Admin(AdminArgs),
     /// Run the load loop against a do-nothing server (ceiling.c) to measure the tool itself.
     Raw(LoadArgs),
+    /// Load the HTTP door: one vm by id on keep-alive connections, then the full vm list.
+    Http(http::HttpArgs),
     /// Create the tiny test guest as a qube on corrald (kernel link, TemplateVM, AppVM).
     SetupGuest(guest::SetupArgs),
     /// Time admin.vm.Start against libvirt starting the same domain XML.
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Raw(load) => run_raw(&load),
         Cmd::Admin(args) => run_admin(&args),
+        Cmd::Http(args) => http::run_http(&args),
         Cmd::SetupGuest(args) => guest::run_setup(&args),
         Cmd::Start(args) => start::run_start(&args),
         Cmd::Events(args) => events::run_events(&args),
@@ -335,35 +341,43 @@ impl LoadResult {
 }
 
 fn run_load(socket: &Path, clients: u32, duration: Duration, names: &[String]) -> Result<LoadResult> {
-    let mix = Arc::new(Mix::new(names));
-    let stop = Arc::new(AtomicBool::new(false));
-    let socket: Arc<Path> = Arc::from(socket);
+    let mix = Mix::new(names);
+    run_timed(clients, duration, |stop| worker(socket, &mix, stop))
+}
+
+/// Runs `work` on `clients` threads until `duration` has passed, then merges what they measured.
+/// `work` must return soon after the flag it is given turns true.
+fn run_timed<F>(clients: u32, duration: Duration, work: F) -> Result<LoadResult>
+where
+    F: Fn(&AtomicBool) -> WorkerOut + Sync,
+{
+    let stop = AtomicBool::new(false);
     let start = Instant::now();
-    let mut handles = Vec::with_capacity(clients as usize);
-    for i in 0..clients {
-        let (t_mix, t_stop, t_socket) = (Arc::clone(&mix), Arc::clone(&stop), Arc::clone(&socket));
-        let h = thread::Builder::new().name(format!("client-{i}")).spawn(move || worker(&t_socket, &t_mix, &t_stop));
-        match h {
-            Ok(h) => handles.push(h),
-            Err(e) => {
-                stop.store(true, Ordering::Relaxed);
-                for h in handles {
-                    let _ = h.join();
+    let joined = thread::scope(|s| -> Result<Vec<thread::Result<WorkerOut>>> {
+        let mut handles = Vec::with_capacity(clients as usize);
+        for i in 0..clients {
+            match thread::Builder::new().name(format!("client-{i}")).spawn_scoped(s, || work(&stop)) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // The scope joins the threads already started; they must see the flag to end.
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e).context("spawning client thread");
                 }
-                return Err(e).context("spawning client thread");
             }
         }
-    }
-    thread::sleep(duration);
-    stop.store(true, Ordering::Relaxed);
-    let mut outs = Vec::with_capacity(handles.len());
-    for h in handles {
-        match h.join() {
+        thread::sleep(duration);
+        stop.store(true, Ordering::Relaxed);
+        // Every handle is joined before any panic is reported: the scope would panic on an unjoined one.
+        Ok(handles.into_iter().map(|h| h.join()).collect())
+    })?;
+    let elapsed = start.elapsed();
+    let mut outs = Vec::with_capacity(joined.len());
+    for o in joined {
+        match o {
             Ok(o) => outs.push(o),
             Err(_) => bail!("a client thread panicked"),
         }
     }
-    let elapsed = start.elapsed();
 
     let total: usize = outs.iter().map(|o| o.lat.len()).sum();
     let mut lat = Vec::with_capacity(total);
@@ -407,13 +421,35 @@ fn fmt_opt(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.prec$}"))
 }
 
+/// Words of a load report, so that the Admin API and HTTP loads print alike.
+struct Labels {
+    /// What ran: the first word of the summary line.
+    what: &'static str,
+    /// One load thread.
+    client: &'static str,
+    /// One measured exchange.
+    call: &'static str,
+    /// A reply that is not a success.
+    bad_reply: &'static str,
+}
+
+const ADMIN_LABELS: Labels = Labels { what: "load", client: "clients", call: "calls", bad_reply: "error replies" };
+
 fn report_load(out: &Out, r: &LoadResult) {
+    report_load_as(out, r, &ADMIN_LABELS);
+}
+
+fn report_load_as(out: &Out, r: &LoadResult, l: &Labels) {
     out.line(format_args!(
-        "load: {} clients, {:.2} s: {} calls, {:.0} calls/s",
+        "{}: {} {}, {:.2} s: {} {}, {:.0} {}/s",
+        l.what,
         r.clients,
+        l.client,
         r.elapsed.as_secs_f64(),
         r.ok(),
-        r.per_s(r.ok())
+        l.call,
+        r.per_s(r.ok()),
+        l.call
     ));
     out.line(format_args!(
         "latency ms: p50 {}  p95 {}  p99 {}  max {}",
@@ -422,7 +458,7 @@ fn report_load(out: &Out, r: &LoadResult) {
         fmt_opt(r.pct_ms(99.0), 3),
         fmt_opt(r.pct_ms(100.0), 3)
     ));
-    out.line(format_args!("errors: {} ({} IO, {} error replies)", r.errors(), r.io_errors, r.reply_errors));
+    out.line(format_args!("errors: {} ({} IO, {} {})", r.errors(), r.io_errors, r.reply_errors, l.bad_reply));
     for (msg, c) in &r.kinds {
         out.line(format_args!("  {c:>9} × {msg}"));
     }
@@ -513,6 +549,23 @@ fn daemon_rss(pid: u32) -> Result<(f64, f64)> {
     Ok((field("VmHWM")?, field("VmRSS")?))
 }
 
+/// Prints and records the daemon's memory; a failure to read it is reported, not fatal, since the
+/// load figures are still worth having.
+fn report_rss(out: &Out, j: &mut Json, pid: u32) {
+    match daemon_rss(pid) {
+        Ok((hwm, rss)) => {
+            out.line(format_args!("daemon RSS: peak {hwm:.1} MB, now {rss:.1} MB"));
+            j.num("rss_peak_mb", Some(hwm));
+            j.num("rss_mb", Some(rss));
+        }
+        Err(e) => {
+            out.line(format_args!("daemon RSS: unavailable: {e:#}"));
+            j.num("rss_peak_mb", None);
+            j.num("rss_mb", None);
+        }
+    }
+}
+
 fn parse_duration(secs: f64) -> Result<Duration> {
     if !(secs.is_finite() && secs > 0.0) {
         bail!("--duration must be a positive number of seconds");
@@ -557,6 +610,33 @@ fn ensure_default_template(admin: &mut AdminClient, out: &Out, prefix: &str, exi
     Ok(())
 }
 
+/// Creates those of `names` that do not exist (AppVMs of the default template, made first if unset) and
+/// gives each new one the `bench` feature the load reads.
+fn ensure_bench_qubes(admin: &mut AdminClient, out: &Out, j: &mut Json, prefix: &str, names: &[String]) -> Result<()> {
+    let existing = admin.list()?;
+    let missing: Vec<&String> = names.iter().filter(|n| !existing.contains(*n)).collect();
+    if missing.is_empty() {
+        out.line(format_args!("all {} bench qubes exist", names.len()));
+        j.int("created", 0);
+        return Ok(());
+    }
+    ensure_default_template(admin, out, prefix, &existing)?;
+    let t0 = Instant::now();
+    for name in &missing {
+        admin.call("admin.vm.Create.AppVM", None, "dom0", format!("name={name} label=red").as_bytes())?;
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let rate = missing.len() as f64 / dt;
+    out.line(format_args!("created {} qubes in {dt:.2} s ({rate:.1}/s)", missing.len()));
+    j.int("created", missing.len() as u64);
+    j.num("create_s", Some(dt));
+    j.num("create_per_s", Some(rate));
+    for name in &missing {
+        admin.call("admin.vm.feature.Set", Some("bench"), name, b"1")?;
+    }
+    Ok(())
+}
+
 fn run_admin(args: &AdminArgs) -> Result<()> {
     let load = &args.load;
     let duration = parse_duration(load.duration)?;
@@ -568,27 +648,7 @@ fn run_admin(args: &AdminArgs) -> Result<()> {
     j.int("vms", u64::from(args.vms));
 
     if !args.no_setup {
-        let existing = admin.list()?;
-        let missing: Vec<&String> = names.iter().filter(|n| !existing.contains(*n)).collect();
-        if missing.is_empty() {
-            out.line(format_args!("all {} bench qubes exist", names.len()));
-            j.int("created", 0);
-        } else {
-            ensure_default_template(&mut admin, &out, &args.prefix, &existing)?;
-            let t0 = Instant::now();
-            for name in &missing {
-                admin.call("admin.vm.Create.AppVM", None, "dom0", format!("name={name} label=red").as_bytes())?;
-            }
-            let dt = t0.elapsed().as_secs_f64();
-            let rate = missing.len() as f64 / dt;
-            out.line(format_args!("created {} qubes in {dt:.2} s ({rate:.1}/s)", missing.len()));
-            j.int("created", missing.len() as u64);
-            j.num("create_s", Some(dt));
-            j.num("create_per_s", Some(rate));
-            for name in &missing {
-                admin.call("admin.vm.feature.Set", Some("bench"), name, b"1")?;
-            }
-        }
+        ensure_bench_qubes(&mut admin, &out, &mut j, &args.prefix, &names)?;
     }
 
     let r = run_load(&load.socket, load.clients, duration, &names)?;
@@ -596,18 +656,7 @@ fn run_admin(args: &AdminArgs) -> Result<()> {
     json_load(&mut j, &r);
 
     if let Some(pid) = args.daemon_pid {
-        match daemon_rss(pid) {
-            Ok((hwm, rss)) => {
-                out.line(format_args!("daemon RSS: peak {hwm:.1} MB, now {rss:.1} MB"));
-                j.num("rss_peak_mb", Some(hwm));
-                j.num("rss_mb", Some(rss));
-            }
-            Err(e) => {
-                out.line(format_args!("daemon RSS: unavailable: {e:#}"));
-                j.num("rss_peak_mb", None);
-                j.num("rss_mb", None);
-            }
-        }
+        report_rss(&out, &mut j, pid);
     }
 
     if args.cleanup {
