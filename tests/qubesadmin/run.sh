@@ -129,7 +129,7 @@ ADMIN_SOCK=$T/qubesd.sock
 INTERNAL_SOCK=$T/qubesd.internal.sock
 mkdir -p "$T/state"
 "$CORRALD" --admin-socket "$ADMIN_SOCK" --internal-socket "$INTERNAL_SOCK" \
-    --state-dir "$T/state" >"$T/corrald.log" 2>&1 &
+    --state-dir "$T/state" --http 127.0.0.1:0 >"$T/corrald.log" 2>&1 &
 DAEMON_PID=$!
 
 deadline=$((SECONDS + 20))
