@@ -37,19 +37,35 @@ pub struct Rest {
     pub tls: bool,
     /// The served certificate as PEM, for `GET /ca.crt`; `None` on plain HTTP.
     pub certificate_pem: Option<String>,
+    /// Actions run with `async`, until their outcome has been read or expired.
+    pub actions: rhev::vms::AsyncActions,
 }
 
 impl Rest {
     pub fn new(service: Arc<Service>, tls: bool) -> Arc<Rest> {
         let events = events::EventLog::start(&service);
-        Arc::new(Rest { service, sessions: auth::Sessions::default(), events, tls, certificate_pem: None })
+        Arc::new(Rest {
+            service,
+            sessions: auth::Sessions::default(),
+            events,
+            tls,
+            certificate_pem: None,
+            actions: Default::default(),
+        })
     }
 
     /// A door served over TLS with `certificate_pem` (cookies get `Secure`; `GET /ca.crt` returns it).
     pub fn new_tls(service: Arc<Service>, certificate_pem: String) -> Arc<Rest> {
         let events = events::EventLog::start(&service);
         let sessions = auth::Sessions::default();
-        Arc::new(Rest { service, sessions, events, tls: true, certificate_pem: Some(certificate_pem) })
+        Arc::new(Rest {
+            service,
+            sessions,
+            events,
+            tls: true,
+            certificate_pem: Some(certificate_pem),
+            actions: Default::default(),
+        })
     }
 }
 

@@ -374,3 +374,53 @@ fn run_once_command_line_applies_to_that_start_only() {
     assert!(!next.contains("corral-once"), "{next}");
     assert_eq!(d.ok("admin.vm.property.Get+kernelopts", "work", b""), "default=True type=str ");
 }
+
+#[test]
+fn async_action_answers_202_then_redirects_to_the_vm_when_done() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let id = uuid_of(&d, "work");
+    let c = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    let r = sdk(c.post(d.url(&format!("/api/vms/{id}/start;async=true")))).body("<action/>").send().unwrap();
+    let status = r.status();
+    let body = text(r);
+    let href = body.split("action href=\"").nth(1).and_then(|s| s.split('"').next()).unwrap().to_string();
+    let mut polled = sdk(c.get(d.url(&href))).send().unwrap();
+    for _ in 0..100 {
+        if polled.status() != 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        polled = sdk(c.get(d.url(&href))).send().unwrap();
+    }
+
+    assert_eq!(status, 202);
+    assert!(body.contains("<state>pending</state>"), "{body}");
+    assert_eq!(polled.status(), 301);
+    assert_eq!(polled.headers()["location"], format!("/api/vms/{id}").as_str());
+    assert!(d.ok("admin.vm.CurrentState", "work", b"").ends_with("power_state=Running"));
+}
+
+#[test]
+fn failed_async_action_reports_failed_with_the_fault() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let id = uuid_of(&d, "work");
+    let c = Client::new();
+
+    let r =
+        sdk(c.post(d.url(&format!("/api/vms/{id}/stop")))).body("<action><async>true</async></action>").send().unwrap();
+    let body = text(r);
+    let href = body.split("action href=\"").nth(1).and_then(|s| s.split('"').next()).unwrap().to_string();
+    let mut polled = text(sdk(c.get(d.url(&href))).send().unwrap());
+    for _ in 0..100 {
+        if !polled.contains("<state>pending</state>") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        polled = text(sdk(c.get(d.url(&href))).send().unwrap());
+    }
+
+    assert!(polled.contains("<state>failed</state>") && polled.contains("<fault>"), "{polled}");
+}

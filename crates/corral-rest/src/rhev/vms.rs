@@ -26,6 +26,7 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
         .routes(routes!(statistics))
         .routes(routes!(creation_status))
         .routes(routes!(action))
+        .routes(routes!(action_status))
 }
 
 /// REST users are the daemon's administrators; they act with dom0's rights until roles exist.
@@ -279,14 +280,49 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// How long the outcome of an asynchronous action stays readable.
+const ACTION_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
+
+#[derive(Debug, Clone)]
+enum ActionState {
+    Pending,
+    Done,
+    Failed(ApiError),
+}
+
+/// Actions asked for with `async`: the reply comes at once and the outcome is polled at the action's href.
+#[derive(Default)]
+pub struct AsyncActions {
+    by_id: parking_lot::Mutex<std::collections::HashMap<String, (String, ActionState, std::time::Instant)>>,
+}
+
+impl AsyncActions {
+    fn set(&self, action_id: &str, vm_id: &str, state: ActionState) {
+        let mut map = self.by_id.lock();
+        map.retain(|_, (_, _, at)| at.elapsed() < ACTION_KEPT);
+        map.insert(action_id.to_string(), (vm_id.to_string(), state, std::time::Instant::now()));
+    }
+
+    fn get(&self, action_id: &str) -> Option<(String, ActionState)> {
+        self.by_id
+            .lock()
+            .get(action_id)
+            .filter(|(_, _, at)| at.elapsed() < ACTION_KEPT)
+            .map(|(v, s, _)| (v.clone(), s.clone()))
+    }
+}
+
 fn action_response(ctx: &Ctx, id: &str, name: &str, extra: Vec<Node>) -> Node {
-    let action_id = uuid::Uuid::new_v4().to_string();
+    action_node(ctx, id, name, &uuid::Uuid::new_v4().to_string(), "complete", extra)
+}
+
+fn action_node(ctx: &Ctx, id: &str, name: &str, action_id: &str, state: &str, extra: Vec<Node>) -> Node {
     let mut node =
-        Node::new("action").attr("href", ctx.href(&format!("/vms/{id}/{name}/{action_id}"))).attr("id", &action_id);
+        Node::new("action").attr("href", ctx.href(&format!("/vms/{id}/{name}/{action_id}"))).attr("id", action_id);
     for e in extra {
         node.push(e);
     }
-    node.child(Node::new("status").with_leaf("state", "complete"))
+    node.child(Node::new("status").with_leaf("state", state))
         .child(Node::new("link").attr("href", ctx.href(&format!("/vms/{id}"))).attr("rel", "parent"))
         .child(Node::new("link").attr("href", ctx.href(&format!("/vms/{id}/{name}"))).attr("rel", "replay"))
 }
@@ -318,7 +354,9 @@ async fn action(
     let vm = d.name.clone();
     let what = name.clone();
     let pause = params.text_of("pause") == Some("true");
-    let extra = blocking(move || {
+    // `;async=true` (the SDK) or `<async>true</async>` (the guide): answer 202 now, run in the background.
+    let is_async = ctx.param("async") == Some("true") || params.text_of("async") == Some("true");
+    let run = move || {
         let c = caller();
         match what.as_str() {
             "start" => {
@@ -350,9 +388,55 @@ async fn action(
             }
         }
         Ok(Vec::new())
-    })
-    .await?;
+    };
+    if is_async {
+        let action_id = uuid::Uuid::new_v4().to_string();
+        rest.actions.set(&action_id, &id, ActionState::Pending);
+        let (rest2, aid, vm_id) = (rest.clone(), action_id.clone(), id.clone());
+        tokio::spawn(async move {
+            let state = match blocking(run).await {
+                Ok(_) => ActionState::Done,
+                Err(e) => ActionState::Failed(e),
+            };
+            rest2.actions.set(&aid, &vm_id, state);
+        });
+        return Ok(ctx.render(StatusCode::ACCEPTED, &action_node(&ctx, &id, &name, &action_id, "pending", Vec::new())));
+    }
+    let extra = blocking(run).await?;
     Ok(ctx.ok(&action_response(&ctx, &id, &name, extra)))
+}
+
+#[utoipa::path(get, path = "/api/vms/{id}/{action}/{action_id}", operation_id = "vm_action_status", tag = "vms",
+    summary = "The outcome of an asynchronous vm action",
+    description = "`pending` while it runs; once complete, a 301 to the vm; `failed` with the fault otherwise.",
+    params(("id" = String, Path, description = "The vm's id"), ("action" = String, Path, description = "The action"),
+        ("action_id" = String, Path, description = "The id the asynchronous action answered with")),
+    responses((status = 200, response = schema::Action), (status = 301, description = "Complete: see the vm"),
+        (status = 404, response = NotFound)))]
+async fn action_status(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, name, action_id)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let (vm_id, state) = rest
+        .actions
+        .get(&action_id)
+        .filter(|(vm_id, _)| *vm_id == id)
+        .ok_or_else(|| ApiError::not_found(&format!("action {action_id}")))?;
+    match state {
+        ActionState::Pending => Ok(ctx.ok(&action_node(&ctx, &vm_id, &name, &action_id, "pending", Vec::new()))),
+        ActionState::Failed(e) => {
+            let node = action_node(&ctx, &vm_id, &name, &action_id, "failed", vec![e.node()]);
+            Ok(ctx.ok(&node))
+        }
+        ActionState::Done => {
+            let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+            if let Ok(v) = HeaderValue::from_str(&ctx.href(&format!("/vms/{vm_id}"))) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(r)
+        }
+    }
 }
 
 fn statistic(ctx: &Ctx, vm_id: &str, name: &str, description: &str, value: String, kind: &str, unit: &str) -> Node {
