@@ -35,6 +35,8 @@ pub struct Ctx {
     /// `/api` or `/ovirt-engine/api`: hrefs point back where the client came in.
     pub base: String,
     pub content_json: bool,
+    /// Sub-collections asked for inline by `Accept: …; detail=a+b` (or `detail=a; detail=b`), lowercased.
+    pub details: Vec<String>,
 }
 
 impl Ctx {
@@ -45,6 +47,11 @@ impl Ctx {
     /// A matrix parameter, or the same name as a query parameter (both spellings are in use).
     pub fn param(&self, key: &str) -> Option<&str> {
         self.matrix.get(key).or_else(|| self.query(key))
+    }
+
+    /// Whether `Accept` asked for the sub-collection `what` inline.
+    pub fn detail(&self, what: &str) -> bool {
+        self.details.iter().any(|d| d.eq_ignore_ascii_case(what))
     }
 
     pub fn href(&self, rest: &str) -> String {
@@ -90,6 +97,26 @@ impl Ctx {
         }
         Ok(node)
     }
+}
+
+/// The `detail` parameters of an `Accept` header: `+`-joined, repeated, or both; case-insensitive.
+fn parse_details(headers: &HeaderMap) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for accept in headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()) {
+        for param in accept.split([',', ';']) {
+            let Some((k, v)) = param.split_once('=') else { continue };
+            if !k.trim().eq_ignore_ascii_case("detail") {
+                continue;
+            }
+            for token in v.trim().trim_matches('"').split(['+', ' ']) {
+                let token = token.trim().to_ascii_lowercase();
+                if !token.is_empty() && !out.contains(&token) {
+                    out.push(token);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
@@ -150,6 +177,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             expect_created: expect("expect") || expect("x-ovirt-expect"),
             base: base.to_string(),
             content_json,
+            details: parse_details(&parts.headers),
         })
     }
 }
@@ -164,5 +192,17 @@ mod tests {
         assert_eq!(percent_decode("a+b"), "a b");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn detail_parameters() {
+        let details = |accept: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+            parse_details(&h)
+        };
+        assert_eq!(details("application/xml; detail=statistics+NICS+disks"), ["statistics", "nics", "disks"]);
+        assert_eq!(details("application/xml; detail=statistics; Detail=nics"), ["statistics", "nics"]);
+        assert!(details("application/xml").is_empty());
     }
 }

@@ -512,11 +512,10 @@ impl Service {
             return;
         }
         let _guard = self.transitions.lock();
-        // Reports arrive late: a stop or start that libvirt's present state contradicts (the stop of a qube
-        // started again since, the start of one killed since) is stale. Other reports are trusted as they
-        // come: libvirt sends them in order, and asking it would wait for the call that caused them.
-        let checked = matches!(ev.event, LifecycleEvent::Started | LifecycleEvent::Stopped { .. });
-        if checked && self.hv_state(&ev.uuid) != Some(state) {
+        // Reports arrive late: one that libvirt's present state contradicts (the stop of a qube started again
+        // since, the pause of one unpaused since) is stale. Asking libvirt costs waiting for the call that
+        // caused the report, but trusting late pause reports flips a running qube back to Paused.
+        if self.hv_state(&ev.uuid) != Some(state) {
             return;
         }
         self.transition_locked(ev.uuid, state);

@@ -424,3 +424,35 @@ fn failed_async_action_reports_failed_with_the_fault() {
 
     assert!(polled.contains("<state>failed</state>") && polled.contains("<fault>"), "{polled}");
 }
+
+#[test]
+fn detail_puts_statistics_nics_and_disks_inline() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let id = uuid_of(&d, "work");
+    let c = Client::new();
+
+    let r = sdk(c.get(d.url(&format!("/api/vms/{id}"))))
+        .header("Accept", "application/xml; detail=statistics+nics+disks")
+        .send()
+        .unwrap();
+
+    assert_eq!(r.status(), 200);
+    let body = text(r);
+    assert!(body.contains("<statistics>") && body.contains("<name>memory.installed</name>"), "{body}");
+    assert!(body.contains("<nics"), "{body}");
+    assert!(body.contains("<disks>") && body.contains("<disk "), "{body}");
+}
+
+#[test]
+fn without_detail_sub_collections_are_not_inline() {
+    let d = daemon();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let id = uuid_of(&d, "work");
+    let c = Client::new();
+
+    let body = text(sdk(c.get(d.url(&format!("/api/vms/{id}")))).send().unwrap());
+
+    assert!(body.contains("<vm "), "{body}");
+    assert!(!body.contains("<statistics") && !body.contains("<nics") && !body.contains("<disks"), "{body}");
+}

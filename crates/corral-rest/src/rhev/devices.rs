@@ -97,10 +97,16 @@ fn vm_disk(service: &Service, vm: &str, disk: &str) -> ApiResult<(Domain, corral
         (status = 404, response = NotFound)))]
 async fn disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
+    let out = disks_node(&ctx, rest.service.clone(), d, id).await?;
+    Ok(ctx.ok(&out))
+}
+
+/// The `<disks>` of vm `d` (addressed as `/vms/{id}`), filtered by `ctx`'s search: the sub-collection, and
+/// what `detail=disks` puts inline.
+pub(super) async fn disks_node(ctx: &Ctx, service: Arc<Service>, d: Domain, id: String) -> ApiResult<Node> {
     let owners = move |_: &App| vec![d.clone()];
     let href = move |_: &Domain, disk: &str| format!("/vms/{id}/disks/{disk}");
-    let out = disk_collection(ctx.clone(), rest.service.clone(), owners, href).await?;
-    Ok(ctx.ok(&out))
+    disk_collection(ctx.clone(), service, owners, href).await
 }
 
 #[utoipa::path(get, path = "/api/vms/{id}/disks/{d}", operation_id = "get_vm_disk", tag = "vm devices",
@@ -221,13 +227,19 @@ fn nic_owner(service: &Service, id: &str, nic: &str) -> ApiResult<Domain> {
     responses((status = 200, response = schema::Nics), (status = 404, response = NotFound)))]
 async fn nics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
-    let network = network_id(rest.service.clone()).await?;
-    let app = rest.service.read();
+    let out = nics_node(&ctx, &rest.service, &d, &id).await?;
+    Ok(ctx.ok(&out))
+}
+
+/// The `<nics>` of vm `d` (addressed as `/vms/{id}`): the sub-collection, and what `detail=nics` puts inline.
+pub(super) async fn nics_node(ctx: &Ctx, service: &Arc<Service>, d: &Domain, id: &str) -> ApiResult<Node> {
+    let network = network_id(service.clone()).await?;
+    let app = service.read();
     let mut out = Node::collection("nics");
-    if let Some(nic) = nic_node(&ctx, &app, &d, &format!("/vms/{id}"), &network) {
+    if let Some(nic) = nic_node(ctx, &app, d, &format!("/vms/{id}"), &network) {
         out.push(nic);
     }
-    Ok(ctx.ok(&out))
+    Ok(out)
 }
 
 async fn render_nic(ctx: &Ctx, service: &Arc<Service>, id: &str, nic: &str) -> ApiResult<Node> {

@@ -54,7 +54,7 @@ pub fn find(service: &Service, id: &str) -> ApiResult<Domain> {
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let service = &rest.service;
     // The whole list is the most expensive read; unfiltered it is rendered once per model change.
-    if ctx.query("search").is_none() && ctx.param("max").is_none() {
+    if ctx.details.is_empty() && ctx.query("search").is_none() && ctx.param("max").is_none() {
         let key = match (ctx.format, ctx.base.as_str()) {
             (crate::Format::Xml, "/api") => "rest:vms:xml",
             (crate::Format::Json, "/api") => "rest:vms:json",
@@ -70,12 +70,16 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
         });
         return Ok(ctx.render_bytes(StatusCode::OK, body.to_vec()));
     }
-    let app = service.read();
-    let vms: Vec<&Domain> = app.domains().filter(|d| !d.is_admin()).collect();
-    let vms = super::search::apply(&ctx, vms, |d, f| vm_field(service, &app, d, f)).map_err(ApiError::bad_request)?;
+    let nodes: Vec<(Node, Domain)> = {
+        let app = service.read();
+        let vms: Vec<&Domain> = app.domains().filter(|d| !d.is_admin()).collect();
+        let vms =
+            super::search::apply(&ctx, vms, |d, f| vm_field(service, &app, d, f)).map_err(ApiError::bad_request)?;
+        vms.into_iter().map(|d| (vm_node(&ctx, service, &app, d), d.clone())).collect()
+    };
     let mut out = Node::collection("vms");
-    for d in vms {
-        out.push(vm_node(&ctx, service, &app, d));
+    for node in with_details(&ctx, service, nodes).await? {
+        out.push(node);
     }
     Ok(ctx.ok(&out))
 }
@@ -85,8 +89,9 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     responses((status = 200, response = schema::Vm), (status = 404, response = NotFound)))]
 async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
-    let app = rest.service.read();
-    Ok(ctx.ok(&vm_node(&ctx, &rest.service, &app, &d)))
+    let node = vm_node(&ctx, &rest.service, &rest.service.read(), &d);
+    let node = with_details(&ctx, &rest.service, vec![(node, d)]).await?.remove(0);
+    Ok(ctx.ok(&node))
 }
 
 /// A reference in a request: `<x id="…"/>` or `<x><name>…</name></x>`.
@@ -462,19 +467,25 @@ fn statistic(ctx: &Ctx, vm_id: &str, name: &str, description: &str, value: Strin
     responses((status = 200, response = schema::Statistics), (status = 404, response = NotFound)))]
 async fn statistics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
+    let out = statistics_node(&ctx, rest.service.clone(), d, &id).await?;
+    Ok(ctx.ok(&out))
+}
+
+/// The `<statistics>` of vm `d` (addressed as `/vms/{id}`): the sub-collection, and what `detail=statistics`
+/// puts inline.
+pub(super) async fn statistics_node(ctx: &Ctx, service: Arc<Service>, d: Domain, id: &str) -> ApiResult<Node> {
     let memory = {
-        let app = rest.service.read();
+        let app = service.read();
         app.vm_prop(&d, "memory").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024 * 1024
     };
-    let service = rest.service.clone();
     let info = tokio::task::spawn_blocking(move || service.domain_info(&d))
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))?;
     let mut out = Node::collection("statistics");
-    out.push(statistic(&ctx, &id, "memory.installed", "Total memory configured", memory.to_string(), "GAUGE", "BYTES"));
+    out.push(statistic(ctx, id, "memory.installed", "Total memory configured", memory.to_string(), "GAUGE", "BYTES"));
     out.push(statistic(
-        &ctx,
-        &id,
+        ctx,
+        id,
         "memory.used",
         "Memory used (agent)",
         (info.memory_kib * 1024).to_string(),
@@ -486,7 +497,28 @@ async fn statistics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<Stri
         ("cpu.current.hypervisor", "CPU overhead"),
         ("cpu.current.total", "Total CPU used"),
     ] {
-        out.push(statistic(&ctx, &id, name, description, "0".into(), "GAUGE", "PERCENT"));
+        out.push(statistic(ctx, id, name, description, "0".into(), "GAUGE", "PERCENT"));
     }
-    Ok(ctx.ok(&out))
+    Ok(out)
+}
+
+/// Appends to each vm node the sub-collections `Accept: …; detail=` asked for (statistics, nics, disks).
+async fn with_details(ctx: &Ctx, service: &Arc<Service>, vms: Vec<(Node, Domain)>) -> ApiResult<Vec<Node>> {
+    // The vm search and `max` select vms, not the devices inside them.
+    let inner = Ctx { query: Vec::new(), matrix: crate::Matrix::default(), ..ctx.clone() };
+    let mut out = Vec::with_capacity(vms.len());
+    for (mut node, d) in vms {
+        let id = d.uuid.to_string();
+        if ctx.detail("statistics") {
+            node.push(statistics_node(&inner, service.clone(), d.clone(), &id).await?);
+        }
+        if ctx.detail("nics") {
+            node.push(super::devices::nics_node(&inner, service, &d, &id).await?);
+        }
+        if ctx.detail("disks") {
+            node.push(super::devices::disks_node(&inner, service.clone(), d.clone(), id).await?);
+        }
+        out.push(node);
+    }
+    Ok(out)
 }
