@@ -225,7 +225,7 @@ fn vm_list(s: &Service, c: &Ctx<'_>) -> Result<std::sync::Arc<Vec<u8>>> {
     }
     // The full list is the most expensive read; it is rendered once per model change.
     s.authorize(&corral_service::Call { caller: c.caller, method: c.method, arg: "", target: "dom0" })?;
-    Ok(s.rendered("admin.vm.List", |app| render(s.summaries(app))))
+    Ok(s.rendered("admin.vm.List", |app, _| render(s.summaries(app))))
 }
 
 fn vm_current_state(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {

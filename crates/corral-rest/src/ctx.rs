@@ -55,7 +55,15 @@ impl Ctx {
     }
 
     pub fn href(&self, rest: &str) -> String {
-        format!("{}{rest}", self.base)
+        self.href_of(&[rest])
+    }
+
+    /// The href of the path made of `parts` joined as they are (no separators added).
+    pub fn href_of(&self, parts: &[&str]) -> String {
+        let mut out = String::with_capacity(self.base.len() + parts.iter().map(|p| p.len()).sum::<usize>());
+        out.push_str(&self.base);
+        parts.iter().for_each(|p| out.push_str(p));
+        out
     }
 
     /// The body of `node` in this request's format.
@@ -63,6 +71,21 @@ impl Ctx {
         match self.format {
             Format::Xml => node.to_xml(),
             Format::Json => node.to_json().to_string().into_bytes(),
+        }
+    }
+
+    /// The collection `name` of `item` elements, encoded item by item (see [`Node::collection_xml`]);
+    /// `capacity` is a guess of the encoded size.
+    pub fn encode_collection(
+        &self,
+        name: &str,
+        item: &str,
+        items: impl Iterator<Item = Node>,
+        capacity: usize,
+    ) -> Vec<u8> {
+        match self.format {
+            Format::Xml => Node::collection_xml(name, items, capacity),
+            Format::Json => Node::collection_json(item, items, capacity),
         }
     }
 

@@ -185,16 +185,19 @@ impl Service {
     }
 
     /// A rendering of the model (e.g. the full `admin.vm.List` reply), reused until the model changes.
-    /// The caller must already be authorized for the whole content.
-    pub fn rendered(&self, key: &'static str, render: impl FnOnce(&App) -> Vec<u8>) -> Arc<Vec<u8>> {
+    /// The caller must already be authorized for the whole content. `render` gets the length of the
+    /// previous rendering, a good guess of the next one's.
+    pub fn rendered(&self, key: &'static str, render: impl FnOnce(&App, usize) -> Vec<u8>) -> Arc<Vec<u8>> {
         let app = self.model.read();
         let generation = self.generation.load(Ordering::Acquire);
+        let mut previous_len = 0;
         if let Some((g, bytes)) = self.rendered.lock().get(key) {
             if *g == generation {
                 return bytes.clone();
             }
+            previous_len = bytes.len();
         }
-        let bytes = Arc::new(render(&app));
+        let bytes = Arc::new(render(&app, previous_len));
         self.rendered.lock().insert(key, (generation, bytes.clone()));
         bytes
     }

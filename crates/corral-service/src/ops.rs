@@ -515,7 +515,7 @@ impl Service {
 
     /// The JSON the qrexec policy daemon asks for on every call it evaluates.
     pub fn system_info(&self) -> std::sync::Arc<Vec<u8>> {
-        self.rendered("internal.GetSystemInfo", |app| self.render_system_info(app).into_bytes())
+        self.rendered("internal.GetSystemInfo", |app, _| self.render_system_info(app).into_bytes())
     }
 
     fn render_system_info(&self, app: &App) -> String {

@@ -1,5 +1,7 @@
 //! Pieces every RHEV resource uses: fixed ids, times, states, references, and the vm representation.
 
+use std::sync::LazyLock;
+
 use corral_core::domain::{Class, Domain};
 use corral_core::hv::PowerState;
 use corral_core::App;
@@ -17,15 +19,19 @@ pub fn stable_id(what: &str) -> String {
     Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("corral:{what}").as_bytes()).to_string()
 }
 
-/// This daemon is one host in one `Default` cluster of one `Default` data center.
-pub fn host_id() -> String {
-    stable_id("host")
+/// This daemon is one host in one `Default` cluster of one `Default` data center. Their ids go into
+/// every vm, so they are hashed once.
+pub fn host_id() -> &'static str {
+    static ID: LazyLock<String> = LazyLock::new(|| stable_id("host"));
+    &ID
 }
-pub fn cluster_id() -> String {
-    stable_id("cluster/Default")
+pub fn cluster_id() -> &'static str {
+    static ID: LazyLock<String> = LazyLock::new(|| stable_id("cluster/Default"));
+    &ID
 }
-pub fn datacenter_id() -> String {
-    stable_id("datacenter/Default")
+pub fn datacenter_id() -> &'static str {
+    static ID: LazyLock<String> = LazyLock::new(|| stable_id("datacenter/Default"));
+    &ID
 }
 
 /// A statistic's id: stable per (owner, name).
@@ -65,21 +71,21 @@ pub fn vm_state(state: PowerState) -> &'static str {
 }
 
 /// `<kind id href/>`.
-pub fn reference(ctx: &Ctx, kind: &str, collection: &str, id: &str) -> Node {
-    Node::new(kind).attr("href", ctx.href(&format!("/{collection}/{id}"))).attr("id", id)
+pub fn reference(ctx: &Ctx, kind: &'static str, collection: &str, id: &str) -> Node {
+    Node::new(kind).attr("href", ctx.href_of(&["/", collection, "/", id])).attr("id", id)
 }
 
-pub fn links(ctx: &Ctx, mut node: Node, base: &str, rels: &[&str]) -> Node {
+pub fn links(ctx: &Ctx, mut node: Node, base: &str, rels: &[&'static str]) -> Node {
     for rel in rels {
-        node.push(Node::new("link").attr("href", ctx.href(&format!("{base}/{rel}"))).attr("rel", *rel));
+        node.push(Node::new("link").attr("href", ctx.href_of(&[base, "/", rel])).attr("rel", *rel));
     }
     node
 }
 
-pub fn actions(ctx: &Ctx, base: &str, names: &[&str]) -> Node {
+pub fn actions(ctx: &Ctx, base: &str, names: &[&'static str]) -> Node {
     let mut a = Node::new("actions");
     for name in names {
-        a.push(Node::new("link").attr("href", ctx.href(&format!("{base}/{name}"))).attr("rel", *name));
+        a.push(Node::new("link").attr("href", ctx.href_of(&[base, "/", name])).attr("rel", *name));
     }
     a
 }
@@ -94,7 +100,7 @@ fn int(app: &App, d: &Domain, prop: &str) -> u64 {
 /// A qube as a RHEV vm.
 pub fn vm_node(ctx: &Ctx, service: &Service, app: &App, d: &Domain) -> Node {
     let id = d.uuid.to_string();
-    let base = format!("/vms/{id}");
+    let base = ["/vms/", &id].concat();
     let mut vm = Node::new("vm").attr("href", ctx.href(&base)).attr("id", &id);
     vm = vm.child(actions(ctx, &base, &VM_ACTIONS));
     vm = vm.with_leaf("name", &d.name).with_leaf("description", &d.notes);
@@ -111,7 +117,7 @@ pub fn vm_node(ctx: &Ctx, service: &Service, app: &App, d: &Domain) -> Node {
     vm = vm.child(os);
     vm = vm.child(Node::new("high_availability").with_leaf("enabled", "false").with_leaf("priority", "0"));
     vm = vm.child(Node::new("display").with_leaf("type", "vnc").with_leaf("monitors", "1"));
-    vm = vm.child(reference(ctx, "cluster", "clusters", &cluster_id()));
+    vm = vm.child(reference(ctx, "cluster", "clusters", cluster_id()));
     let template = match d.class {
         Class::AppVM | Class::DispVM => app.template_of(d).map(|t| t.uuid.to_string()).unwrap_or_else(|| BLANK.into()),
         _ => BLANK.into(),
@@ -121,7 +127,7 @@ pub fn vm_node(ctx: &Ctx, service: &Service, app: &App, d: &Domain) -> Node {
         vm = vm.with_leaf("start_time", xsd_time(start as u64));
     }
     if service.power(d).is_active() {
-        vm = vm.child(reference(ctx, "host", "hosts", &host_id()));
+        vm = vm.child(reference(ctx, "host", "hosts", host_id()));
     }
     vm.with_leaf("stateless", "false").child(Node::new("usb").with_leaf("enabled", "false"))
 }

@@ -91,7 +91,7 @@ fn event_node(ctx: &Ctx, e: &RhevEvent) -> Node {
         node.push(reference(ctx, "vm", "vms", uuid));
     }
     if ON_HOST.contains(&e.code) {
-        node.push(reference(ctx, "host", "hosts", &common::host_id()));
+        node.push(reference(ctx, "host", "hosts", common::host_id()));
     }
     node
 }

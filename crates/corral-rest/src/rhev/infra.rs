@@ -69,7 +69,7 @@ fn search_error(e: String) -> ApiError {
     ApiError::bad_request(e)
 }
 
-fn version_node(name: &str) -> Node {
+fn version_node(name: &'static str) -> Node {
     Node::new(name).attr("major", VERSION.0).attr("minor", VERSION.1)
 }
 
@@ -242,12 +242,12 @@ fn host_facts(rest: &Rest) -> HostFacts {
     }
 }
 
-fn enabled(name: &str, on: bool) -> Node {
+fn enabled(name: &'static str, on: bool) -> Node {
     Node::new(name).with_leaf("enabled", on.to_string())
 }
 
 /// A version number split as RHEV shows it (`major.minor.build`).
-fn version_parts(name: &str, major: u64, minor: u64, build: u64, full: String) -> Node {
+fn version_parts(name: &'static str, major: u64, minor: u64, build: u64, full: String) -> Node {
     Node::new(name)
         .attr("major", major.to_string())
         .attr("minor", minor.to_string())
@@ -266,13 +266,13 @@ fn host_node(ctx: &Ctx, rest: &Rest, facts: &HostFacts) -> Node {
         (vms.len(), active, app.host.memory_mib * 1024 * 1024)
     };
     let state = if rest.service.has_hypervisor() { "up" } else { "down" };
-    let mut host = Node::new("host").attr("href", ctx.href(&base)).attr("id", &id);
+    let mut host = Node::new("host").attr("href", ctx.href(&base)).attr("id", id);
     host.push(common::actions(ctx, &base, &HOST_ACTIONS));
     host = host.with_leaf("name", "localhost").with_leaf("description", "The machine this daemon runs on");
     host = common::links(ctx, host, &base, &["statistics"]);
     host = host.with_leaf("address", &facts.hostname).with_leaf("type", "rhel");
     host.push(Node::new("status").with_leaf("state", state));
-    host.push(reference(ctx, "cluster", "clusters", &common::cluster_id()));
+    host.push(reference(ctx, "cluster", "clusters", common::cluster_id()));
     host.push(Node::new("power_management").attr("type", "").with_leaf("enabled", "false"));
     host.push(enabled("ksm", facts.ksm));
     host.push(enabled("transparent_hugepages", facts.hugepages));
@@ -311,7 +311,7 @@ fn host_node(ctx: &Ctx, rest: &Rest, facts: &HostFacts) -> Node {
 fn host_field(rest: &Rest, facts: &HostFacts, field: &str) -> Option<String> {
     Some(match field {
         "name" => "localhost".into(),
-        "id" => common::host_id(),
+        "id" => common::host_id().into(),
         "status" => if rest.service.has_hypervisor() { "up" } else { "down" }.into(),
         "address" => facts.hostname.clone(),
         "type" => "rhel".into(),
@@ -537,7 +537,7 @@ fn statistic_node(ctx: &Ctx, host: &str, (name, description, value, unit, decima
     let id = common::statistic_id(host, name);
     Node::new("statistic")
         .attr("href", ctx.href(&format!("/hosts/{host}/statistics/{id}")))
-        .attr("id", &id)
+        .attr("id", id)
         .with_leaf("name", *name)
         .with_leaf("description", *description)
         .child(
@@ -585,7 +585,7 @@ fn datacenter_node(ctx: &Ctx) -> Node {
     let id = common::datacenter_id();
     Node::new("data_center")
         .attr("href", ctx.href(&format!("/datacenters/{id}")))
-        .attr("id", &id)
+        .attr("id", id)
         .with_leaf("name", "Default")
         .with_leaf("description", "The data center of this daemon")
         .with_leaf("storage_type", "localfs")
@@ -598,7 +598,7 @@ fn datacenter_node(ctx: &Ctx) -> Node {
 fn datacenter_field(field: &str) -> Option<String> {
     Some(match field {
         "name" => "Default".into(),
-        "id" => common::datacenter_id(),
+        "id" => common::datacenter_id().into(),
         "status" => "up".into(),
         "storage_type" | "type" => "localfs".into(),
         _ => return None,
@@ -668,12 +668,12 @@ fn cluster_node(ctx: &Ctx) -> Node {
         std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default().contains("[always]");
     let mut c = Node::new("cluster")
         .attr("href", ctx.href(&base))
-        .attr("id", &id)
+        .attr("id", id)
         .with_leaf("name", "Default")
         .with_leaf("description", "The cluster of this daemon's one host");
     c = common::links(ctx, c, &base, &["networks"]);
     c.child(Node::new("cpu").attr("id", CLUSTER_CPU))
-        .child(reference(ctx, "data_center", "datacenters", &common::datacenter_id()))
+        .child(reference(ctx, "data_center", "datacenters", common::datacenter_id()))
         .child(
             Node::new("memory_policy")
                 .child(Node::new("overcommit").attr("percent", "100"))
@@ -694,7 +694,7 @@ fn cluster_node(ctx: &Ctx) -> Node {
 fn cluster_field(field: &str) -> Option<String> {
     Some(match field {
         "name" => "Default".into(),
-        "id" => common::cluster_id(),
+        "id" => common::cluster_id().into(),
         "datacenter" | "datacenter.name" | "data_center" => "Default".into(),
         "cpu" | "cpu.id" => CLUSTER_CPU.into(),
         _ => return None,
@@ -779,16 +779,16 @@ fn network_node(ctx: &Ctx, n: &NetworkInfo, cluster: bool) -> Node {
         if cluster { format!("/clusters/{}/networks/{id}", common::cluster_id()) } else { format!("/networks/{id}") };
     let mut node = Node::new("network")
         .attr("href", ctx.href(&href))
-        .attr("id", &id)
+        .attr("id", id)
         .with_leaf("name", &n.name)
         .with_leaf("description", format!("libvirt network {}", n.name))
-        .child(reference(ctx, "data_center", "datacenters", &common::datacenter_id()))
+        .child(reference(ctx, "data_center", "datacenters", common::datacenter_id()))
         .with_leaf("stp", "false")
         .child(Node::new("status").with_leaf("state", if n.active { "operational" } else { "non_operational" }))
         .child(Node::collection("usages").child(Node::leaf("usage", "vm")))
         .with_leaf("display", "false");
     if cluster {
-        node = node.child(reference(ctx, "cluster", "clusters", &common::cluster_id())).with_leaf("required", "false");
+        node = node.child(reference(ctx, "cluster", "clusters", common::cluster_id())).with_leaf("required", "false");
     }
     node
 }

@@ -105,7 +105,7 @@ async fn entry_point(ctx: Ctx, axum::extract::State(rest): axum::extract::State<
         let active = vms.iter().filter(|d| rest.service.power(d).is_active()).count();
         (vms.len(), active, app.users().count())
     };
-    let pair = |name: &str, total: usize, active: usize| {
+    let pair = |name: &'static str, total: usize, active: usize| {
         Node::new(name).with_leaf("total", total.to_string()).with_leaf("active", active.to_string())
     };
     api.push(

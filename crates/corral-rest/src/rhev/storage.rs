@@ -71,7 +71,7 @@ pub(super) fn optional_body(ctx: &Ctx, bytes: &[u8], roots: &[&str]) -> ApiResul
         return ctx.body(bytes, roots.first().copied().unwrap_or("action")).map(Some);
     }
     let node = Node::parse_xml(bytes).map_err(|e| ApiError::bad_request(e.0))?;
-    if !roots.contains(&node.name.as_str()) {
+    if !roots.contains(&node.name.as_ref()) {
         return Err(ApiError::bad_request(format!("Unexpected <{}> element", node.name)));
     }
     Ok(Some(node))
@@ -160,11 +160,11 @@ fn domain_node(ctx: &Ctx, app: &App, pool: &Pool, usage: Usage) -> Node {
         .with_leaf("storage_format", "v3")
         .child(Node::new("status").with_leaf("state", "active"))
         .with_leaf("storage_domain_state", "active");
-    sd.child(reference(ctx, "host", "hosts", &common::host_id())).child(reference(
+    sd.child(reference(ctx, "host", "hosts", common::host_id())).child(reference(
         ctx,
         "data_center",
         "datacenters",
-        &common::datacenter_id(),
+        common::datacenter_id(),
     ))
 }
 
@@ -256,7 +256,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     }
     let path = required("storage/path")?;
     if let Some((hid, hname)) = ref_of(&body, "host") {
-        let ours = hid.as_deref() == Some(common::host_id().as_str()) || hname.as_deref() == Some("localhost");
+        let ours = hid.as_deref() == Some(common::host_id()) || hname.as_deref() == Some("localhost");
         if !ours {
             return Err(ApiError::bad_request("Entity not found: host"));
         }

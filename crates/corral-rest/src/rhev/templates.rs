@@ -83,7 +83,7 @@ fn template_node(ctx: &Ctx, app: &App, t: Option<&Domain>) -> Node {
         os = os.with_leaf("kernel", kernel).with_leaf("cmdline", app.vm_prop(d, "kernelopts").unwrap_or_default());
     }
     node.child(os)
-        .child(reference(ctx, "cluster", "clusters", &common::cluster_id()))
+        .child(reference(ctx, "cluster", "clusters", common::cluster_id()))
         .child(Node::new("high_availability").with_leaf("enabled", "false").with_leaf("priority", "0"))
         .child(Node::new("display").with_leaf("type", "vnc").with_leaf("monitors", "1"))
         .with_leaf("stateless", "false")

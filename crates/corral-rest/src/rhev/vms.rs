@@ -61,12 +61,9 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
             (crate::Format::Xml, _) => "rest:vms:xml:ovirt-engine",
             (crate::Format::Json, _) => "rest:vms:json:ovirt-engine",
         };
-        let body = service.rendered(key, |app| {
-            let mut out = Node::collection("vms");
-            for d in app.domains().filter(|d| !d.is_admin()) {
-                out.push(vm_node(&ctx, service, app, d));
-            }
-            ctx.encode(&out)
+        let body = service.rendered(key, |app, previous_len| {
+            let vms = app.domains().filter(|d| !d.is_admin()).map(|d| vm_node(&ctx, service, app, d));
+            ctx.encode_collection("vms", "vm", vms, previous_len + previous_len / 8)
         });
         return Ok(ctx.render_bytes(StatusCode::OK, body.to_vec()));
     }
@@ -141,7 +138,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
         ref_of(&body, "template").ok_or_else(|| ApiError::bad_request("vm [template] required for add"))?;
     let (cid, cname) =
         ref_of(&body, "cluster").ok_or_else(|| ApiError::bad_request("vm [cluster] required for add"))?;
-    let cluster_ok = cid.as_deref() == Some(common::cluster_id().as_str()) || cname.as_deref() == Some("Default");
+    let cluster_ok = cid.as_deref() == Some(common::cluster_id()) || cname.as_deref() == Some("Default");
     if !cluster_ok {
         return Err(ApiError::bad_request("Entity not found: cluster"));
     }
