@@ -70,7 +70,7 @@ impl Ctx {
     pub fn encode(&self, node: &Node) -> Vec<u8> {
         match self.format {
             Format::Xml => node.to_xml(),
-            Format::Json => node.to_json().to_string().into_bytes(),
+            Format::Json => node.json_bytes(),
         }
     }
 

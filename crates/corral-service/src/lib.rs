@@ -72,6 +72,7 @@ pub struct Service {
     transitions: Mutex<()>,
     state_dir: PathBuf,
     verified: users::Verified,
+    throttle: users::LoginThrottle,
     /// Background preparations of qubes' next-start overlays.
     preparing: Mutex<std::collections::HashMap<uuid::Uuid, std::thread::JoinHandle<()>>>,
 }
@@ -115,6 +116,7 @@ impl Service {
             transitions: Mutex::new(()),
             state_dir: config.state_dir.clone(),
             verified: users::Verified::default(),
+            throttle: users::LoginThrottle::default(),
             preparing: Mutex::new(std::collections::HashMap::new()),
             model: RwLock::new(app),
             store: Mutex::new(store),
