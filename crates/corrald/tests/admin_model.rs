@@ -5,50 +5,14 @@
 
 mod support;
 
-use std::fmt;
-
+use support::reply::{call, exc, ok, Reply};
 use support::Daemon;
 
-/// Reply bytes that print readably when an assertion fails.
-#[derive(PartialEq, Eq)]
-struct Reply(Vec<u8>);
-
-impl fmt::Debug for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "b\"{}\"", self.0.escape_ascii())
-    }
-}
-
-fn ok(content: &str) -> Reply {
-    Reply(format!("0\0{content}").into_bytes())
-}
-
-fn exc(kind: &str, message: &str) -> Reply {
-    Reply(format!("2\0{kind}\0\0{message}\0").into_bytes())
-}
-
-fn call(d: &Daemon, method: &str, dest: &str, payload: &[u8]) -> Reply {
-    Reply(d.call(method, dest, payload))
-}
-
-/// A template `tpl` (black) and an AppVM `work` (red) based on it; no global default template.
-fn setup() -> Daemon {
-    let d = Daemon::start();
-    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    d
-}
-
-/// As [`setup`], with `tpl` as the global default template.
+/// As `Daemon::with_appvm`, with `tpl` as the global default template.
 fn setup_with_default_template() -> Daemon {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.property.Set+default_template", "dom0", b"tpl");
     d
-}
-
-fn uuid_of(d: &Daemon, vm: &str) -> String {
-    let line = d.ok("admin.vm.property.Get+uuid", vm, b"");
-    line.rsplit(' ').next().unwrap_or_default().to_string()
 }
 
 fn vm_list(d: &Daemon) -> Reply {
@@ -65,7 +29,7 @@ const PROTECTED: &str = "changing this feature is prohibited by qubes.ext.admin.
 
 #[test]
 fn create_appvm_with_template_argument_replies_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=other label=green");
 
@@ -74,9 +38,9 @@ fn create_appvm_with_template_argument_replies_empty() {
 
 #[test]
 fn created_appvm_is_listed_with_its_class() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=other label=green");
-    let uuid = uuid_of(&d, "other");
+    let uuid = d.uuid("other");
 
     let r = call(&d, "admin.vm.List", "other", b"");
 
@@ -85,7 +49,7 @@ fn created_appvm_is_listed_with_its_class() {
 
 #[test]
 fn created_appvm_has_the_requested_label() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=other label=green");
 
     let r = call(&d, "admin.vm.property.Get+label", "other", b"");
@@ -95,7 +59,7 @@ fn created_appvm_has_the_requested_label() {
 
 #[test]
 fn created_appvm_has_the_requested_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Get+template", "work", b"");
 
@@ -114,9 +78,9 @@ fn appvm_without_template_argument_uses_the_default_template() {
 
 #[test]
 fn standalone_vm_is_created_without_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.StandaloneVM", "dom0", b"name=solo label=blue");
-    let uuid = uuid_of(&d, "solo");
+    let uuid = d.uuid("solo");
 
     let r = call(&d, "admin.vm.List", "solo", b"");
 
@@ -125,7 +89,7 @@ fn standalone_vm_is_created_without_template() {
 
 #[test]
 fn create_without_name_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"label=red");
 
@@ -134,7 +98,7 @@ fn create_without_name_is_protocol_error() {
 
 #[test]
 fn create_without_label_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=other");
 
@@ -143,7 +107,7 @@ fn create_without_label_is_protocol_error() {
 
 #[test]
 fn create_with_name_twice_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=a1 name=a2 label=red");
 
@@ -152,7 +116,7 @@ fn create_with_name_twice_is_protocol_error() {
 
 #[test]
 fn create_with_label_twice_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=a1 label=red label=red");
 
@@ -161,7 +125,7 @@ fn create_with_label_twice_is_protocol_error() {
 
 #[test]
 fn create_with_unknown_key_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=a1 label=red what=is");
 
@@ -170,7 +134,7 @@ fn create_with_unknown_key_is_protocol_error() {
 
 #[test]
 fn create_with_pool_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=a1 label=red pool=varlibqubes");
 
@@ -179,7 +143,7 @@ fn create_with_pool_is_protocol_error() {
 
 #[test]
 fn create_with_per_volume_pool_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=a1 label=red pool:private=varlibqubes");
 
@@ -188,7 +152,7 @@ fn create_with_per_volume_pool_is_protocol_error() {
 
 #[test]
 fn create_with_non_ascii_payload_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", "name=a1 label=r\u{e9}d".as_bytes());
 
@@ -198,7 +162,7 @@ fn create_with_non_ascii_payload_is_protocol_error() {
 /// qubesd drops the connection here (unpacking fails); a ProtocolError is the recommended substitute.
 #[test]
 fn create_with_item_without_equals_sign_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=a1 label=red extra");
 
@@ -207,7 +171,7 @@ fn create_with_item_without_equals_sign_is_protocol_error() {
 
 #[test]
 fn create_without_payload_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"");
 
@@ -216,7 +180,7 @@ fn create_without_payload_is_protocol_error() {
 
 #[test]
 fn create_name_with_illegal_characters_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=test-### label=red");
 
@@ -225,7 +189,7 @@ fn create_name_with_illegal_characters_is_value_error() {
 
 #[test]
 fn create_name_starting_with_hyphen_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=--helpVM label=red");
 
@@ -234,7 +198,7 @@ fn create_name_starting_with_hyphen_is_value_error() {
 
 #[test]
 fn create_name_starting_with_digit_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=1stVM label=red");
 
@@ -243,7 +207,7 @@ fn create_name_starting_with_digit_is_value_error() {
 
 #[test]
 fn create_name_of_32_characters_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     let payload = format!("name={} label=red", "a".repeat(32));
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", payload.as_bytes());
@@ -253,7 +217,7 @@ fn create_name_of_32_characters_is_value_error() {
 
 #[test]
 fn create_name_of_31_characters_is_accepted() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     let payload = format!("name={} label=red", "a".repeat(31));
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", payload.as_bytes());
@@ -263,7 +227,7 @@ fn create_name_of_31_characters_is_accepted() {
 
 #[test]
 fn create_name_default_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=default label=red");
 
@@ -272,7 +236,7 @@ fn create_name_default_is_value_error() {
 
 #[test]
 fn create_name_ending_in_dm_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=sys-dm label=red");
 
@@ -281,7 +245,7 @@ fn create_name_ending_in_dm_is_value_error() {
 
 #[test]
 fn create_empty_name_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name= label=red");
 
@@ -290,7 +254,7 @@ fn create_empty_name_is_value_error() {
 
 #[test]
 fn create_label_with_path_characters_is_invalid_label_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=a1 label=../x");
 
@@ -299,7 +263,7 @@ fn create_label_with_path_characters_is_invalid_label_error() {
 
 #[test]
 fn create_label_of_digits_is_invalid_label_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=a1 label=01");
 
@@ -308,7 +272,7 @@ fn create_label_of_digits_is_invalid_label_error() {
 
 #[test]
 fn create_empty_label_is_invalid_label_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=a1 label=");
 
@@ -318,7 +282,7 @@ fn create_empty_label_is_invalid_label_error() {
 /// qubesd (unlike its spec) drops an unknown label while parsing and then misses the key.
 #[test]
 fn create_with_unknown_label_reports_label_missing() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=a1 label=nosuch");
 
@@ -327,7 +291,7 @@ fn create_with_unknown_label_reports_label_missing() {
 
 #[test]
 fn create_with_label_given_as_label_n_reports_label_missing() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=a1 label=label-1");
 
@@ -336,7 +300,7 @@ fn create_with_label_given_as_label_n_reports_label_missing() {
 
 #[test]
 fn create_with_unknown_label_is_reported_before_duplicate_name() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=nosuch");
 
@@ -345,7 +309,7 @@ fn create_with_unknown_label_is_reported_before_duplicate_name() {
 
 #[test]
 fn create_with_existing_name_is_already_exists_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
 
@@ -354,7 +318,7 @@ fn create_with_existing_name_is_already_exists_error() {
 
 #[test]
 fn create_with_existing_name_of_another_class_is_already_exists_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.StandaloneVM", "dom0", b"name=tpl label=red");
 
@@ -363,7 +327,7 @@ fn create_with_existing_name_of_another_class_is_already_exists_error() {
 
 #[test]
 fn duplicate_name_is_reported_before_missing_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+nosuch", "dom0", b"name=work label=red");
 
@@ -372,7 +336,7 @@ fn duplicate_name_is_reported_before_missing_template() {
 
 #[test]
 fn create_with_missing_template_is_vm_not_found() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+nosuch", "dom0", b"name=a1 label=red");
 
@@ -381,7 +345,7 @@ fn create_with_missing_template_is_vm_not_found() {
 
 #[test]
 fn create_appvm_without_any_template_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM", "dom0", b"name=a1 label=red");
 
@@ -400,7 +364,7 @@ fn create_appvm_after_default_template_was_cleared_is_value_error() {
 
 #[test]
 fn create_dispvm_without_default_dispvm_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.DispVM", "dom0", b"name=a1 label=red");
 
@@ -409,7 +373,7 @@ fn create_dispvm_without_default_dispvm_is_value_error() {
 
 #[test]
 fn create_dispvm_from_qube_not_meant_for_disposables_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.DispVM+work", "dom0", b"name=a1 label=red");
 
@@ -421,7 +385,7 @@ fn create_dispvm_from_qube_not_meant_for_disposables_is_value_error() {
 
 #[test]
 fn create_appvm_based_on_an_appvm_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+work", "dom0", b"name=a1 label=red");
 
@@ -433,7 +397,7 @@ fn create_appvm_based_on_an_appvm_is_property_value_error() {
 
 #[test]
 fn template_argument_for_template_vm_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.TemplateVM+tpl", "dom0", b"name=a1 label=red");
 
@@ -442,7 +406,7 @@ fn template_argument_for_template_vm_is_protocol_error() {
 
 #[test]
 fn template_argument_for_standalone_vm_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.StandaloneVM+tpl", "dom0", b"name=a1 label=red");
 
@@ -451,7 +415,7 @@ fn template_argument_for_standalone_vm_is_protocol_error() {
 
 #[test]
 fn create_to_a_qube_destination_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "work", b"name=a1 label=red");
 
@@ -460,7 +424,7 @@ fn create_to_a_qube_destination_is_protocol_error() {
 
 #[test]
 fn create_of_unknown_class_is_no_such_method() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Create.Nope", "dom0", b"name=a1 label=red");
 
@@ -469,7 +433,7 @@ fn create_of_unknown_class_is_no_such_method() {
 
 #[test]
 fn new_qube_is_tagged_created_by_dom0() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.Get+created-by-dom0", "work", b"");
 
@@ -478,7 +442,7 @@ fn new_qube_is_tagged_created_by_dom0() {
 
 #[test]
 fn failed_create_leaves_the_qube_list_unchanged() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     let before = vm_list(&d);
 
     call(&d, "admin.vm.Create.AppVM+nosuch", "dom0", b"name=a1 label=red");
@@ -488,7 +452,7 @@ fn failed_create_leaves_the_qube_list_unchanged() {
 
 #[test]
 fn create_in_pool_with_pool_replies_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.CreateInPool.AppVM+tpl", "dom0", b"name=a1 label=red pool=varlibqubes");
 
@@ -497,7 +461,7 @@ fn create_in_pool_with_pool_replies_empty() {
 
 #[test]
 fn create_in_pool_with_per_volume_pool_replies_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.CreateInPool.AppVM+tpl", "dom0", b"name=a1 label=red pool:private=varlibqubes");
 
@@ -506,7 +470,7 @@ fn create_in_pool_with_per_volume_pool_replies_empty() {
 
 #[test]
 fn create_in_pool_with_both_pool_forms_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(
         &d,
@@ -520,7 +484,7 @@ fn create_in_pool_with_both_pool_forms_is_protocol_error() {
 
 #[test]
 fn create_in_pool_with_pool_twice_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.CreateInPool.AppVM+tpl", "dom0", b"name=a1 label=red pool=varlibqubes pool=x");
 
@@ -529,7 +493,7 @@ fn create_in_pool_with_pool_twice_is_protocol_error() {
 
 #[test]
 fn create_in_pool_with_volume_pool_twice_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(
         &d,
@@ -543,7 +507,7 @@ fn create_in_pool_with_volume_pool_twice_is_protocol_error() {
 
 #[test]
 fn create_in_pool_for_unknown_volume_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.CreateInPool.AppVM+tpl", "dom0", b"name=a1 label=red pool:invalid=varlibqubes");
 
@@ -552,7 +516,7 @@ fn create_in_pool_for_unknown_volume_is_protocol_error() {
 
 #[test]
 fn create_in_pool_with_unknown_pool_is_qubes_exception() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.CreateInPool.AppVM+tpl", "dom0", b"name=a1 label=red pool=nosuch");
 
@@ -561,7 +525,7 @@ fn create_in_pool_with_unknown_pool_is_qubes_exception() {
 
 #[test]
 fn create_in_pool_with_unknown_volume_pool_is_qubes_exception() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.CreateInPool.AppVM+tpl", "dom0", b"name=a1 label=red pool:private=nosuch");
 
@@ -570,7 +534,7 @@ fn create_in_pool_with_unknown_volume_pool_is_qubes_exception() {
 
 #[test]
 fn create_in_pool_moving_a_snapshot_volume_is_qubes_exception() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.CreateInPool.AppVM+tpl", "dom0", b"name=a1 label=red pool:root=varlibqubes");
 
@@ -586,7 +550,7 @@ fn create_in_pool_moving_a_snapshot_volume_is_qubes_exception() {
 
 #[test]
 fn failed_create_in_pool_leaves_the_qube_list_unchanged() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     let before = vm_list(&d);
 
     call(&d, "admin.vm.CreateInPool.AppVM+tpl", "dom0", b"name=a1 label=red pool=nosuch");
@@ -600,7 +564,7 @@ fn failed_create_in_pool_leaves_the_qube_list_unchanged() {
 
 #[test]
 fn remove_dom0_is_in_use_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Remove", "dom0", b"");
 
@@ -609,7 +573,7 @@ fn remove_dom0_is_in_use_error() {
 
 #[test]
 fn remove_template_still_used_by_a_qube_is_in_use_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Remove", "tpl", b"");
 
@@ -621,7 +585,7 @@ fn remove_template_still_used_by_a_qube_is_in_use_error() {
 
 #[test]
 fn remove_qube_named_by_a_global_property_is_in_use_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Remove", "work", b"");
     d.ok("admin.property.Set+default_template", "dom0", b"tpl");
 
@@ -635,7 +599,7 @@ fn remove_qube_named_by_a_global_property_is_in_use_error() {
 
 #[test]
 fn remove_qube_installed_by_rpm_is_in_use_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+installed_by_rpm", "work", b"True");
 
     let r = call(&d, "admin.vm.Remove", "work", b"");
@@ -645,7 +609,7 @@ fn remove_qube_installed_by_rpm_is_in_use_error() {
 
 #[test]
 fn remove_unknown_qube_is_vm_not_found() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Remove", "nosuch", b"");
 
@@ -654,7 +618,7 @@ fn remove_unknown_qube_is_vm_not_found() {
 
 #[test]
 fn remove_with_argument_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Remove+x", "work", b"");
 
@@ -663,7 +627,7 @@ fn remove_with_argument_is_protocol_error() {
 
 #[test]
 fn remove_of_unused_qube_replies_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.Remove", "work", b"");
 
@@ -672,8 +636,8 @@ fn remove_of_unused_qube_replies_empty() {
 
 #[test]
 fn removed_qube_is_no_longer_listed() {
-    let d = setup();
-    let uuid = uuid_of(&d, "tpl");
+    let d = Daemon::start().with_appvm();
+    let uuid = d.uuid("tpl");
     d.ok("admin.vm.Remove", "work", b"");
 
     let r = vm_list(&d);
@@ -689,7 +653,7 @@ fn removed_qube_is_no_longer_listed() {
 
 #[test]
 fn removed_qube_is_not_found_afterwards() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Remove", "work", b"");
 
     let r = call(&d, "admin.vm.property.Get+label", "work", b"");
@@ -699,7 +663,7 @@ fn removed_qube_is_not_found_afterwards() {
 
 #[test]
 fn removed_qube_has_its_volume_files_deleted() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     let private = d.state.join("appvms/work/private.img");
     let existed = private.exists();
 
@@ -710,7 +674,7 @@ fn removed_qube_has_its_volume_files_deleted() {
 
 #[test]
 fn removed_template_has_its_volume_files_deleted() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Remove", "work", b"");
     let root = d.state.join("vm-templates/tpl/root.img");
     let existed = root.exists();
@@ -722,7 +686,7 @@ fn removed_template_has_its_volume_files_deleted() {
 
 #[test]
 fn removed_name_can_be_created_again() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Remove", "work", b"");
 
     let r = call(&d, "admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=blue");
@@ -732,7 +696,7 @@ fn removed_name_can_be_created_again() {
 
 #[test]
 fn failed_remove_leaves_the_qube_list_unchanged() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     let before = vm_list(&d);
 
     call(&d, "admin.vm.Remove", "tpl", b"");
@@ -765,7 +729,7 @@ management_dispvm\nmaxmem\nno_cpus\nstats_interval\nupdatevm\n";
 
 #[test]
 fn appvm_property_list_is_in_load_stage_then_name_order() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.List", "work", b"");
 
@@ -774,7 +738,7 @@ fn appvm_property_list_is_in_load_stage_then_name_order() {
 
 #[test]
 fn templatevm_property_list_is_in_load_stage_then_name_order() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.List", "tpl", b"");
 
@@ -783,7 +747,7 @@ fn templatevm_property_list_is_in_load_stage_then_name_order() {
 
 #[test]
 fn dom0_property_list_has_only_the_adminvm_properties() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.List", "dom0", b"");
 
@@ -796,7 +760,7 @@ fn dom0_property_list_has_only_the_adminvm_properties() {
 
 #[test]
 fn global_property_list_is_alphabetical() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.List", "dom0", b"");
 
@@ -805,7 +769,7 @@ fn global_property_list_is_alphabetical() {
 
 #[test]
 fn get_of_str_property_shows_type_str() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Get+default_user", "work", b"");
 
@@ -814,7 +778,7 @@ fn get_of_str_property_shows_type_str() {
 
 #[test]
 fn get_of_int_property_shows_type_int() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Get+memory", "work", b"");
 
@@ -823,7 +787,7 @@ fn get_of_int_property_shows_type_int() {
 
 #[test]
 fn get_of_bool_property_shows_type_bool() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Get+autostart", "work", b"");
 
@@ -832,7 +796,7 @@ fn get_of_bool_property_shows_type_bool() {
 
 #[test]
 fn get_of_vm_property_shows_type_vm_and_the_name() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Get+guivm", "work", b"");
 
@@ -841,7 +805,7 @@ fn get_of_vm_property_shows_type_vm_and_the_name() {
 
 #[test]
 fn get_of_label_property_shows_type_label_and_the_name() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Get+label", "work", b"");
 
@@ -850,7 +814,7 @@ fn get_of_label_property_shows_type_label_and_the_name() {
 
 #[test]
 fn get_of_vm_property_at_none_keeps_the_trailing_space() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Get+netvm", "work", b"");
 
@@ -859,7 +823,7 @@ fn get_of_vm_property_at_none_keeps_the_trailing_space() {
 
 #[test]
 fn get_of_unset_int_property_without_default_keeps_the_trailing_space() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Get+backup_timestamp", "work", b"");
 
@@ -868,7 +832,7 @@ fn get_of_unset_int_property_without_default_keeps_the_trailing_space() {
 
 #[test]
 fn get_of_identity_property_is_not_default() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Get+name", "work", b"");
 
@@ -877,7 +841,7 @@ fn get_of_identity_property_is_not_default() {
 
 #[test]
 fn get_of_unknown_property_is_no_such_property_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Get+nosuch", "work", b"");
 
@@ -886,7 +850,7 @@ fn get_of_unknown_property_is_no_such_property_error() {
 
 #[test]
 fn get_of_appvm_only_property_on_template_is_no_such_property_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Get+template", "tpl", b"");
 
@@ -895,7 +859,7 @@ fn get_of_appvm_only_property_on_template_is_no_such_property_error() {
 
 #[test]
 fn get_of_unknown_global_property_names_qubes() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Get+nosuch", "dom0", b"");
 
@@ -904,7 +868,7 @@ fn get_of_unknown_global_property_names_qubes() {
 
 #[test]
 fn global_get_of_unset_property_without_default_keeps_the_trailing_space() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Get+default_kernel", "dom0", b"");
 
@@ -913,7 +877,7 @@ fn global_get_of_unset_property_without_default_keeps_the_trailing_space() {
 
 #[test]
 fn global_get_of_default_guivm_is_dom0() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Get+default_guivm", "dom0", b"");
 
@@ -922,8 +886,8 @@ fn global_get_of_default_guivm_is_dom0() {
 
 #[test]
 fn get_all_of_fresh_appvm_lists_every_property_in_list_order() {
-    let d = setup();
-    let uuid = uuid_of(&d, "work");
+    let d = Daemon::start().with_appvm();
+    let uuid = d.uuid("work");
 
     let r = call(&d, "admin.vm.property.GetAll", "work", b"");
 
@@ -984,7 +948,7 @@ fn get_all_of_fresh_appvm_lists_every_property_in_list_order() {
 
 #[test]
 fn get_all_escapes_backslashes_and_newlines() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+kernelopts", "work", b"opt1\nopt2\nopt3\\opt4");
 
     let all = d.ok("admin.vm.property.GetAll", "work", b"");
@@ -995,7 +959,7 @@ fn get_all_escapes_backslashes_and_newlines() {
 
 #[test]
 fn get_shows_the_unescaped_value() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+kernelopts", "work", b"opt1\nopt2\\x");
 
     let r = call(&d, "admin.vm.property.Get+kernelopts", "work", b"");
@@ -1005,7 +969,7 @@ fn get_shows_the_unescaped_value() {
 
 #[test]
 fn global_get_all_lists_every_global_property() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     let maxmem = d.ok("admin.property.Get+maxmem", "dom0", b"");
     let no_cpus = d.ok("admin.property.Get+no_cpus", "dom0", b"");
 
@@ -1040,7 +1004,7 @@ fn global_get_all_lists_every_global_property() {
 
 #[test]
 fn get_default_of_vm_property_at_none_keeps_the_trailing_space() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.GetDefault+netvm", "work", b"");
 
@@ -1049,7 +1013,7 @@ fn get_default_of_vm_property_at_none_keeps_the_trailing_space() {
 
 #[test]
 fn get_default_has_no_default_field() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.GetDefault+memory", "work", b"");
 
@@ -1058,7 +1022,7 @@ fn get_default_has_no_default_field() {
 
 #[test]
 fn get_default_shows_the_reset_value_while_explicitly_set() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+memory", "work", b"800");
 
     let r = call(&d, "admin.vm.property.GetDefault+memory", "work", b"");
@@ -1068,7 +1032,7 @@ fn get_default_shows_the_reset_value_while_explicitly_set() {
 
 #[test]
 fn get_default_of_property_with_none_default_keeps_the_trailing_space() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.GetDefault+backup_timestamp", "work", b"");
 
@@ -1077,7 +1041,7 @@ fn get_default_of_property_with_none_default_keeps_the_trailing_space() {
 
 #[test]
 fn get_default_of_template_is_empty_reply() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.GetDefault+template", "work", b"");
 
@@ -1086,7 +1050,7 @@ fn get_default_of_template_is_empty_reply() {
 
 #[test]
 fn get_default_of_label_is_empty_reply() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.GetDefault+label", "work", b"");
 
@@ -1095,7 +1059,7 @@ fn get_default_of_label_is_empty_reply() {
 
 #[test]
 fn get_default_of_name_is_empty_reply() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.GetDefault+name", "work", b"");
 
@@ -1104,7 +1068,7 @@ fn get_default_of_name_is_empty_reply() {
 
 #[test]
 fn get_default_of_qid_is_empty_reply() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.GetDefault+qid", "work", b"");
 
@@ -1113,7 +1077,7 @@ fn get_default_of_qid_is_empty_reply() {
 
 #[test]
 fn get_default_of_dom0_name_is_dom0() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.GetDefault+name", "dom0", b"");
 
@@ -1122,7 +1086,7 @@ fn get_default_of_dom0_name_is_dom0() {
 
 #[test]
 fn get_default_of_unknown_property_is_no_such_property_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.GetDefault+nosuch", "work", b"");
 
@@ -1131,7 +1095,7 @@ fn get_default_of_unknown_property_is_no_such_property_error() {
 
 #[test]
 fn global_get_default_of_property_without_default_is_empty_reply() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.GetDefault+default_kernel", "dom0", b"");
 
@@ -1149,7 +1113,7 @@ fn global_get_default_of_default_template_is_empty_reply() {
 
 #[test]
 fn global_get_default_of_default_netvm_is_none_with_trailing_space() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.GetDefault+default_netvm", "dom0", b"");
 
@@ -1158,7 +1122,7 @@ fn global_get_default_of_default_netvm_is_none_with_trailing_space() {
 
 #[test]
 fn global_get_default_of_unknown_property_names_qubes() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.GetDefault+nosuch", "dom0", b"");
 
@@ -1167,7 +1131,7 @@ fn global_get_default_of_unknown_property_names_qubes() {
 
 #[test]
 fn help_is_one_plain_paragraph() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Help+netvm", "work", b"");
 
@@ -1176,7 +1140,7 @@ fn help_is_one_plain_paragraph() {
 
 #[test]
 fn help_of_unknown_property_is_no_such_property_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Help+nosuch", "work", b"");
 
@@ -1185,7 +1149,7 @@ fn help_of_unknown_property_is_no_such_property_error() {
 
 #[test]
 fn global_help_is_one_plain_paragraph() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Help+default_netvm", "dom0", b"");
 
@@ -1194,7 +1158,7 @@ fn global_help_is_one_plain_paragraph() {
 
 #[test]
 fn global_help_of_unknown_property_names_qubes() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Help+nosuch", "dom0", b"");
 
@@ -1207,7 +1171,7 @@ fn global_help_of_unknown_property_names_qubes() {
 
 #[test]
 fn set_replies_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+memory", "work", b"800");
 
@@ -1216,7 +1180,7 @@ fn set_replies_empty() {
 
 #[test]
 fn set_value_is_shown_as_not_default() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+memory", "work", b"800");
 
     let r = call(&d, "admin.vm.property.Get+memory", "work", b"");
@@ -1226,7 +1190,7 @@ fn set_value_is_shown_as_not_default() {
 
 #[test]
 fn set_to_the_default_value_still_counts_as_set() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+memory", "work", b"400");
 
     let r = call(&d, "admin.vm.property.Get+memory", "work", b"");
@@ -1236,7 +1200,7 @@ fn set_to_the_default_value_still_counts_as_set() {
 
 #[test]
 fn bool_yes_is_true() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+debug", "work", b"yes");
 
     let r = call(&d, "admin.vm.property.Get+debug", "work", b"");
@@ -1246,7 +1210,7 @@ fn bool_yes_is_true() {
 
 #[test]
 fn bool_literals_are_case_insensitive() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+debug", "work", b"TrUe");
 
     let r = call(&d, "admin.vm.property.Get+debug", "work", b"");
@@ -1256,7 +1220,7 @@ fn bool_literals_are_case_insensitive() {
 
 #[test]
 fn bool_on_is_true() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+debug", "work", b"on");
 
     let r = call(&d, "admin.vm.property.Get+debug", "work", b"");
@@ -1266,7 +1230,7 @@ fn bool_on_is_true() {
 
 #[test]
 fn bool_one_is_true() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+debug", "work", b"1");
 
     let r = call(&d, "admin.vm.property.Get+debug", "work", b"");
@@ -1276,7 +1240,7 @@ fn bool_one_is_true() {
 
 #[test]
 fn bool_off_is_false() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+include_in_backups", "work", b"OFF");
 
     let r = call(&d, "admin.vm.property.Get+include_in_backups", "work", b"");
@@ -1286,7 +1250,7 @@ fn bool_off_is_false() {
 
 #[test]
 fn bool_no_is_false() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+include_in_backups", "work", b"no");
 
     let r = call(&d, "admin.vm.property.Get+include_in_backups", "work", b"");
@@ -1296,7 +1260,7 @@ fn bool_no_is_false() {
 
 #[test]
 fn bool_other_word_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+debug", "work", b"maybe");
 
@@ -1305,7 +1269,7 @@ fn bool_other_word_is_value_error() {
 
 #[test]
 fn bool_with_surrounding_space_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+debug", "work", b"True ");
 
@@ -1314,7 +1278,7 @@ fn bool_with_surrounding_space_is_value_error() {
 
 #[test]
 fn bool_empty_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+debug", "work", b"");
 
@@ -1323,7 +1287,7 @@ fn bool_empty_is_value_error() {
 
 #[test]
 fn int_with_surrounding_whitespace_is_accepted() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+memory", "work", b" 512\n");
 
     let r = call(&d, "admin.vm.property.Get+memory", "work", b"");
@@ -1333,7 +1297,7 @@ fn int_with_surrounding_whitespace_is_accepted() {
 
 #[test]
 fn int_with_underscores_is_accepted() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+memory", "work", b"1_000");
 
     let r = call(&d, "admin.vm.property.Get+memory", "work", b"");
@@ -1343,7 +1307,7 @@ fn int_with_underscores_is_accepted() {
 
 #[test]
 fn int_with_plus_sign_is_accepted() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+vcpus", "work", b"+4");
 
     let r = call(&d, "admin.vm.property.Get+vcpus", "work", b"");
@@ -1353,7 +1317,7 @@ fn int_with_plus_sign_is_accepted() {
 
 #[test]
 fn int_of_letters_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+memory", "work", b"abc");
 
@@ -1362,7 +1326,7 @@ fn int_of_letters_is_value_error() {
 
 #[test]
 fn int_in_hex_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+memory", "work", b"0x10");
 
@@ -1371,7 +1335,7 @@ fn int_in_hex_is_value_error() {
 
 #[test]
 fn int_with_leading_zero_is_accepted_as_python_int_does() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+memory", "work", b"0400");
 
     let r = call(&d, "admin.vm.property.Get+memory", "work", b"");
@@ -1381,7 +1345,7 @@ fn int_with_leading_zero_is_accepted_as_python_int_does() {
 
 #[test]
 fn int_empty_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+memory", "work", b"");
 
@@ -1390,7 +1354,7 @@ fn int_empty_is_value_error() {
 
 #[test]
 fn memory_of_zero_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+memory", "work", b"0");
 
@@ -1399,7 +1363,7 @@ fn memory_of_zero_is_property_value_error() {
 
 #[test]
 fn negative_vcpus_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+vcpus", "work", b"-2");
 
@@ -1408,7 +1372,7 @@ fn negative_vcpus_is_property_value_error() {
 
 #[test]
 fn negative_maxmem_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+maxmem", "work", b"-1");
 
@@ -1417,7 +1381,7 @@ fn negative_maxmem_is_property_value_error() {
 
 #[test]
 fn str_with_tab_and_newline_is_accepted() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+kernelopts", "work", b"a\tb\nc");
 
     let r = call(&d, "admin.vm.property.Get+kernelopts", "work", b"");
@@ -1427,7 +1391,7 @@ fn str_with_tab_and_newline_is_accepted() {
 
 #[test]
 fn str_with_control_character_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+kernelopts", "work", b"a\x01b");
 
@@ -1436,7 +1400,7 @@ fn str_with_control_character_is_value_error() {
 
 #[test]
 fn str_with_non_ascii_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+kernelopts", "work", "caf\u{e9}".as_bytes());
 
@@ -1445,7 +1409,7 @@ fn str_with_non_ascii_is_value_error() {
 
 #[test]
 fn int_with_non_ascii_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+memory", "work", "\u{661}".as_bytes());
 
@@ -1454,7 +1418,7 @@ fn int_with_non_ascii_is_value_error() {
 
 #[test]
 fn vm_name_with_non_ascii_is_value_error_without_message() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+netvm", "work", "n\u{e9}t".as_bytes());
 
@@ -1463,7 +1427,7 @@ fn vm_name_with_non_ascii_is_value_error_without_message() {
 
 #[test]
 fn vm_value_breaking_the_name_rule_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+netvm", "work", b"1bad");
 
@@ -1472,7 +1436,7 @@ fn vm_value_breaking_the_name_rule_is_value_error() {
 
 #[test]
 fn vm_value_naming_no_qube_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+netvm", "work", b"nosuch");
 
@@ -1481,7 +1445,7 @@ fn vm_value_naming_no_qube_is_property_value_error() {
 
 #[test]
 fn netvm_not_providing_network_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+netvm", "work", b"tpl");
 
@@ -1490,7 +1454,7 @@ fn netvm_not_providing_network_is_value_error() {
 
 #[test]
 fn netvm_set_to_itself_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+provides_network", "work", b"True");
 
     let r = call(&d, "admin.vm.property.Set+netvm", "work", b"work");
@@ -1500,7 +1464,7 @@ fn netvm_set_to_itself_is_value_error() {
 
 #[test]
 fn empty_vm_value_sets_none_explicitly() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+guivm", "work", b"");
 
     let r = call(&d, "admin.vm.property.Get+guivm", "work", b"");
@@ -1510,7 +1474,7 @@ fn empty_vm_value_sets_none_explicitly() {
 
 #[test]
 fn empty_template_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+template", "work", b"");
 
@@ -1519,7 +1483,7 @@ fn empty_template_is_property_value_error() {
 
 #[test]
 fn label_set_by_name_is_stored() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+label", "work", b"blue");
 
     let r = call(&d, "admin.vm.property.Get+label", "work", b"");
@@ -1529,7 +1493,7 @@ fn label_set_by_name_is_stored() {
 
 #[test]
 fn label_set_by_index_is_stored_by_name() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+label", "work", b"3");
 
     let r = call(&d, "admin.vm.property.Get+label", "work", b"");
@@ -1539,7 +1503,7 @@ fn label_set_by_index_is_stored_by_name() {
 
 #[test]
 fn label_set_as_label_n_is_stored_by_name() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+label", "work", b"label-4");
 
     let r = call(&d, "admin.vm.property.Get+label", "work", b"");
@@ -1549,7 +1513,7 @@ fn label_set_as_label_n_is_stored_by_name() {
 
 #[test]
 fn unknown_label_is_label_not_found() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+label", "work", b"nosuch");
 
@@ -1558,7 +1522,7 @@ fn unknown_label_is_label_not_found() {
 
 #[test]
 fn label_change_changes_the_icon() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+label", "work", b"blue");
 
     let r = call(&d, "admin.vm.property.Get+icon", "work", b"");
@@ -1568,7 +1532,7 @@ fn label_change_changes_the_icon() {
 
 #[test]
 fn default_user_with_space_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+default_user", "work", b"a b");
 
@@ -1584,7 +1548,7 @@ fn default_user_with_space_is_property_value_error() {
 
 #[test]
 fn kernel_with_slash_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+kernel", "work", b"a/b");
 
@@ -1593,7 +1557,7 @@ fn kernel_with_slash_is_property_value_error() {
 
 #[test]
 fn kernelopts_over_512_characters_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+kernelopts", "work", "x".repeat(513).as_bytes());
 
@@ -1602,7 +1566,7 @@ fn kernelopts_over_512_characters_is_property_value_error() {
 
 #[test]
 fn ip_is_stored() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+ip", "work", b"10.1.2.3");
 
     let r = call(&d, "admin.vm.property.Get+ip", "work", b"");
@@ -1612,7 +1576,7 @@ fn ip_is_stored() {
 
 #[test]
 fn ip_with_three_octets_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+ip", "work", b"1.2.3");
 
@@ -1621,7 +1585,7 @@ fn ip_with_three_octets_is_value_error() {
 
 #[test]
 fn ip6_that_is_not_an_address_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+ip6", "work", b"fd09::g");
 
@@ -1630,7 +1594,7 @@ fn ip6_that_is_not_an_address_is_value_error() {
 
 #[test]
 fn virt_mode_is_stored_in_lowercase() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+virt_mode", "work", b"HVM");
 
     let r = call(&d, "admin.vm.property.Get+virt_mode", "work", b"");
@@ -1640,7 +1604,7 @@ fn virt_mode_is_stored_in_lowercase() {
 
 #[test]
 fn unknown_virt_mode_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+virt_mode", "work", b"xen");
 
@@ -1649,7 +1613,7 @@ fn unknown_virt_mode_is_property_value_error() {
 
 #[test]
 fn keyboard_layout_with_one_part_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+keyboard_layout", "work", b"de");
 
@@ -1658,7 +1622,7 @@ fn keyboard_layout_with_one_part_is_property_value_error() {
 
 #[test]
 fn keyboard_layout_with_digit_in_layout_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+keyboard_layout", "work", b"d1+x+y");
 
@@ -1667,7 +1631,7 @@ fn keyboard_layout_with_digit_in_layout_is_property_value_error() {
 
 #[test]
 fn keyboard_layout_with_bad_variant_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+keyboard_layout", "work", b"de+a.b+");
 
@@ -1676,7 +1640,7 @@ fn keyboard_layout_with_bad_variant_is_property_value_error() {
 
 #[test]
 fn keyboard_layout_with_bad_options_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+keyboard_layout", "work", b"de+neo+a.b");
 
@@ -1685,7 +1649,7 @@ fn keyboard_layout_with_bad_options_is_property_value_error() {
 
 #[test]
 fn default_dispvm_not_meant_for_disposables_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+default_dispvm", "work", b"tpl");
 
@@ -1700,7 +1664,7 @@ fn default_dispvm_not_meant_for_disposables_is_property_value_error() {
 
 #[test]
 fn template_for_dispvms_cannot_be_cleared_while_the_system_default() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+template_for_dispvms", "work", b"True");
     d.ok("admin.property.Set+default_dispvm", "dom0", b"work");
 
@@ -1718,7 +1682,7 @@ fn template_for_dispvms_cannot_be_cleared_while_the_system_default() {
 
 #[test]
 fn template_for_dispvms_cannot_be_cleared_while_a_qube_uses_it() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+template_for_dispvms", "work", b"True");
     d.ok("admin.vm.Create.StandaloneVM", "dom0", b"name=solo label=red");
     d.ok("admin.vm.property.Set+default_dispvm", "solo", b"work");
@@ -1737,7 +1701,7 @@ fn template_for_dispvms_cannot_be_cleared_while_a_qube_uses_it() {
 
 #[test]
 fn read_only_property_set_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+icon", "work", b"x");
 
@@ -1746,7 +1710,7 @@ fn read_only_property_set_is_property_value_error() {
 
 #[test]
 fn read_only_property_set_names_the_class() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+xid", "tpl", b"1");
 
@@ -1755,7 +1719,7 @@ fn read_only_property_set_names_the_class() {
 
 #[test]
 fn dom0_name_set_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+name", "dom0", b"x");
 
@@ -1764,7 +1728,7 @@ fn dom0_name_set_is_property_value_error() {
 
 #[test]
 fn read_only_global_property_set_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Set+maxmem", "dom0", b"5");
 
@@ -1773,7 +1737,7 @@ fn read_only_global_property_set_is_property_value_error() {
 
 #[test]
 fn read_only_property_reset_succeeds_and_changes_nothing() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     call(&d, "admin.vm.property.Reset+icon", "work", b"");
 
     let r = call(&d, "admin.vm.property.Get+icon", "work", b"");
@@ -1783,7 +1747,7 @@ fn read_only_property_reset_succeeds_and_changes_nothing() {
 
 #[test]
 fn read_only_property_reset_replies_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Reset+klass", "work", b"");
 
@@ -1793,7 +1757,7 @@ fn read_only_property_reset_replies_empty() {
 /// qubesd drops the connection on write-once properties; a QubesPropertyValueError is the substitute.
 #[test]
 fn write_once_name_set_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+name", "work", b"other");
 
@@ -1802,7 +1766,7 @@ fn write_once_name_set_is_property_value_error() {
 
 #[test]
 fn write_once_qid_reset_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Reset+qid", "work", b"");
 
@@ -1811,7 +1775,7 @@ fn write_once_qid_reset_is_property_value_error() {
 
 #[test]
 fn set_of_unknown_property_is_no_such_property_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+nosuch", "work", b"1");
 
@@ -1820,7 +1784,7 @@ fn set_of_unknown_property_is_no_such_property_error() {
 
 #[test]
 fn unknown_property_is_reported_before_a_bad_value() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Set+nosuch", "work", "\u{e9}".as_bytes());
 
@@ -1829,7 +1793,7 @@ fn unknown_property_is_reported_before_a_bad_value() {
 
 #[test]
 fn reset_returns_to_the_default() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+memory", "work", b"800");
     d.ok("admin.vm.property.Reset+memory", "work", b"");
 
@@ -1840,7 +1804,7 @@ fn reset_returns_to_the_default() {
 
 #[test]
 fn reset_of_unset_property_replies_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Reset+memory", "work", b"");
 
@@ -1849,7 +1813,7 @@ fn reset_of_unset_property_replies_empty() {
 
 #[test]
 fn reset_of_unknown_property_is_no_such_property_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Reset+nosuch", "work", b"");
 
@@ -1867,7 +1831,7 @@ fn reset_of_template_names_the_default_template() {
 
 #[test]
 fn reset_of_template_without_default_template_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.property.Reset+template", "work", b"");
 
@@ -1876,7 +1840,7 @@ fn reset_of_template_without_default_template_is_value_error() {
 
 #[test]
 fn failed_set_changes_no_property() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     let before = call(&d, "admin.vm.property.GetAll", "work", b"");
 
     call(&d, "admin.vm.property.Set+memory", "work", b"0");
@@ -1886,7 +1850,7 @@ fn failed_set_changes_no_property() {
 
 #[test]
 fn failed_sanitize_changes_no_property() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     let before = call(&d, "admin.vm.property.GetAll", "work", b"");
 
     call(&d, "admin.vm.property.Set+debug", "work", b"perhaps");
@@ -1896,7 +1860,7 @@ fn failed_sanitize_changes_no_property() {
 
 #[test]
 fn failed_global_set_changes_no_global_property() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     let before = call(&d, "admin.property.GetAll", "dom0", b"");
 
     call(&d, "admin.property.Set+default_template", "dom0", b"work");
@@ -1906,7 +1870,7 @@ fn failed_global_set_changes_no_global_property() {
 
 #[test]
 fn set_value_survives_a_daemon_restart() {
-    let mut d = setup();
+    let mut d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+memory", "work", b"1234");
     d.restart();
 
@@ -1919,7 +1883,7 @@ fn set_value_survives_a_daemon_restart() {
 
 #[test]
 fn global_set_is_shown_as_not_default() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.property.Set+stats_interval", "dom0", b"7");
 
     let r = call(&d, "admin.property.Get+stats_interval", "dom0", b"");
@@ -1929,7 +1893,7 @@ fn global_set_is_shown_as_not_default() {
 
 #[test]
 fn global_reset_returns_to_the_default() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.property.Set+stats_interval", "dom0", b"7");
     d.ok("admin.property.Reset+stats_interval", "dom0", b"");
 
@@ -1940,7 +1904,7 @@ fn global_reset_returns_to_the_default() {
 
 #[test]
 fn global_bool_literal_is_sanitized() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.property.Set+check_updates_vm", "dom0", b"off");
 
     let r = call(&d, "admin.property.Get+check_updates_vm", "dom0", b"");
@@ -1950,7 +1914,7 @@ fn global_bool_literal_is_sanitized() {
 
 #[test]
 fn global_vm_value_naming_no_qube_names_the_property() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Set+default_template", "dom0", b"nosuch");
 
@@ -1959,7 +1923,7 @@ fn global_vm_value_naming_no_qube_names_the_property() {
 
 #[test]
 fn global_clockvm_naming_no_qube_names_the_property() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Set+clockvm", "dom0", b"nosuch");
 
@@ -1968,7 +1932,7 @@ fn global_clockvm_naming_no_qube_names_the_property() {
 
 #[test]
 fn global_default_template_of_wrong_class_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Set+default_template", "dom0", b"work");
 
@@ -1980,7 +1944,7 @@ fn global_default_template_of_wrong_class_is_property_value_error() {
 
 #[test]
 fn global_default_dispvm_not_meant_for_disposables_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Set+default_dispvm", "dom0", b"work");
 
@@ -1995,7 +1959,7 @@ fn global_default_dispvm_not_meant_for_disposables_is_property_value_error() {
 
 #[test]
 fn global_management_dispvm_not_meant_for_disposables_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Set+management_dispvm", "dom0", b"work");
 
@@ -2010,7 +1974,7 @@ fn global_management_dispvm_not_meant_for_disposables_is_property_value_error() 
 
 #[test]
 fn global_default_pool_naming_no_pool_is_property_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Set+default_pool", "dom0", b"nosuch");
 
@@ -2019,7 +1983,7 @@ fn global_default_pool_naming_no_pool_is_property_value_error() {
 
 #[test]
 fn global_int_of_letters_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Set+stats_interval", "dom0", b"x");
 
@@ -2028,7 +1992,7 @@ fn global_int_of_letters_is_value_error() {
 
 #[test]
 fn global_read_only_reset_replies_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Reset+no_cpus", "dom0", b"");
 
@@ -2037,7 +2001,7 @@ fn global_read_only_reset_replies_empty() {
 
 #[test]
 fn global_set_of_unknown_property_names_qubes() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Set+nosuch", "dom0", b"1");
 
@@ -2046,7 +2010,7 @@ fn global_set_of_unknown_property_names_qubes() {
 
 #[test]
 fn global_set_to_a_qube_destination_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.property.Set+stats_interval", "work", b"7");
 
@@ -2057,7 +2021,7 @@ fn global_set_to_a_qube_destination_is_protocol_error() {
 
 #[test]
 fn netvm_follows_default_netvm() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.StandaloneVM", "dom0", b"name=net label=red");
     d.ok("admin.vm.property.Set+provides_network", "net", b"True");
     d.ok("admin.property.Set+default_netvm", "dom0", b"net");
@@ -2069,7 +2033,7 @@ fn netvm_follows_default_netvm() {
 
 #[test]
 fn template_netvm_does_not_follow_default_netvm() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.StandaloneVM", "dom0", b"name=net label=red");
     d.ok("admin.vm.property.Set+provides_network", "net", b"True");
     d.ok("admin.property.Set+default_netvm", "dom0", b"net");
@@ -2081,7 +2045,7 @@ fn template_netvm_does_not_follow_default_netvm() {
 
 #[test]
 fn networked_qube_gets_an_ip_from_its_qid() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.StandaloneVM", "dom0", b"name=net label=red");
     d.ok("admin.vm.property.Set+provides_network", "net", b"True");
     d.ok("admin.vm.property.Set+netvm", "work", b"net");
@@ -2093,7 +2057,7 @@ fn networked_qube_gets_an_ip_from_its_qid() {
 
 #[test]
 fn provides_network_cannot_be_cleared_while_used() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.StandaloneVM", "dom0", b"name=net label=red");
     d.ok("admin.vm.property.Set+provides_network", "net", b"True");
     d.ok("admin.vm.property.Set+netvm", "work", b"net");
@@ -2105,7 +2069,7 @@ fn provides_network_cannot_be_cleared_while_used() {
 
 #[test]
 fn memory_follows_the_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+memory", "tpl", b"1024");
 
     let r = call(&d, "admin.vm.property.Get+memory", "work", b"");
@@ -2115,7 +2079,7 @@ fn memory_follows_the_template() {
 
 #[test]
 fn get_default_of_memory_follows_the_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+memory", "tpl", b"1024");
 
     let r = call(&d, "admin.vm.property.GetDefault+memory", "work", b"");
@@ -2125,7 +2089,7 @@ fn get_default_of_memory_follows_the_template() {
 
 #[test]
 fn vcpus_follow_the_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+vcpus", "tpl", b"4");
 
     let r = call(&d, "admin.vm.property.Get+vcpus", "work", b"");
@@ -2135,7 +2099,7 @@ fn vcpus_follow_the_template() {
 
 #[test]
 fn default_user_follows_the_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+default_user", "tpl", b"bob");
 
     let r = call(&d, "admin.vm.property.Get+default_user", "work", b"");
@@ -2145,7 +2109,7 @@ fn default_user_follows_the_template() {
 
 #[test]
 fn qrexec_timeout_follows_the_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+qrexec_timeout", "tpl", b"99");
 
     let r = call(&d, "admin.vm.property.Get+qrexec_timeout", "work", b"");
@@ -2155,7 +2119,7 @@ fn qrexec_timeout_follows_the_template() {
 
 #[test]
 fn template_shutdown_timeout_follows_the_global_default() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.property.Set+default_shutdown_timeout", "dom0", b"77");
 
     let r = call(&d, "admin.vm.property.Get+shutdown_timeout", "tpl", b"");
@@ -2165,7 +2129,7 @@ fn template_shutdown_timeout_follows_the_global_default() {
 
 #[test]
 fn appvm_shutdown_timeout_follows_the_global_default_through_its_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.property.Set+default_shutdown_timeout", "dom0", b"77");
 
     let r = call(&d, "admin.vm.property.Get+shutdown_timeout", "work", b"");
@@ -2175,7 +2139,7 @@ fn appvm_shutdown_timeout_follows_the_global_default_through_its_template() {
 
 #[test]
 fn guivm_follows_default_guivm() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.property.Set+default_guivm", "dom0", b"tpl");
 
     let r = call(&d, "admin.vm.property.Get+guivm", "work", b"");
@@ -2185,7 +2149,7 @@ fn guivm_follows_default_guivm() {
 
 #[test]
 fn explicit_value_stops_following_the_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+memory", "work", b"300");
     d.ok("admin.vm.property.Set+memory", "tpl", b"1024");
 
@@ -2196,7 +2160,7 @@ fn explicit_value_stops_following_the_template() {
 
 #[test]
 fn template_for_dispvms_turns_the_icon_into_a_template_icon() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+template_for_dispvms", "work", b"True");
 
     let r = call(&d, "admin.vm.property.Get+icon", "work", b"");
@@ -2353,7 +2317,7 @@ fn custom_label_color_is_stripped_of_whitespace() {
 
 #[test]
 fn custom_label_can_be_given_to_a_qube() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.label.Create+cyan", "dom0", b"0x00ffff");
     d.ok("admin.vm.property.Set+label", "work", b"cyan");
 
@@ -2487,7 +2451,7 @@ fn label_remove_with_path_characters_is_invalid_label_error() {
 
 #[test]
 fn label_in_use_remove_is_label_in_use_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.label.Create+cyan", "dom0", b"0x00ffff");
     d.ok("admin.vm.property.Set+label", "work", b"cyan");
 
@@ -2541,7 +2505,7 @@ fn index_of_a_removed_last_label_is_reused() {
 
 #[test]
 fn label_methods_to_a_qube_destination_are_protocol_errors() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.label.List", "work", b"");
 
@@ -2554,7 +2518,7 @@ fn label_methods_to_a_qube_destination_are_protocol_errors() {
 
 #[test]
 fn feature_list_of_fresh_qube_is_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.List", "work", b"");
 
@@ -2563,7 +2527,7 @@ fn feature_list_of_fresh_qube_is_empty() {
 
 #[test]
 fn feature_list_is_in_insertion_order() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+zeta", "work", b"1");
     d.ok("admin.vm.feature.Set+alpha", "work", b"2");
     d.ok("admin.vm.feature.Set+mid", "work", b"3");
@@ -2575,7 +2539,7 @@ fn feature_list_is_in_insertion_order() {
 
 #[test]
 fn feature_set_again_keeps_its_position() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+zeta", "work", b"1");
     d.ok("admin.vm.feature.Set+alpha", "work", b"2");
     d.ok("admin.vm.feature.Set+zeta", "work", b"3");
@@ -2587,7 +2551,7 @@ fn feature_set_again_keeps_its_position() {
 
 #[test]
 fn feature_set_replies_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Set+gui", "work", b"1");
 
@@ -2596,7 +2560,7 @@ fn feature_set_replies_empty() {
 
 #[test]
 fn feature_get_is_the_raw_value() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+os", "work", b"Linux 6 (x)");
 
     let r = call(&d, "admin.vm.feature.Get+os", "work", b"");
@@ -2606,7 +2570,7 @@ fn feature_get_is_the_raw_value() {
 
 #[test]
 fn feature_set_with_empty_value_stores_empty_string() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+gui", "work", b"");
 
     let r = call(&d, "admin.vm.feature.Get+gui", "work", b"");
@@ -2616,7 +2580,7 @@ fn feature_set_with_empty_value_stores_empty_string() {
 
 #[test]
 fn feature_set_with_empty_value_is_listed() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+gui", "work", b"");
 
     let r = call(&d, "admin.vm.feature.List", "work", b"");
@@ -2626,7 +2590,7 @@ fn feature_set_with_empty_value_is_listed() {
 
 #[test]
 fn feature_get_of_unset_is_feature_not_found() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Get+nosuch", "work", b"");
 
@@ -2635,7 +2599,7 @@ fn feature_get_of_unset_is_feature_not_found() {
 
 #[test]
 fn feature_get_does_not_look_at_the_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+tf", "tpl", b"from-template");
 
     let r = call(&d, "admin.vm.feature.Get+tf", "work", b"");
@@ -2645,7 +2609,7 @@ fn feature_get_does_not_look_at_the_template() {
 
 #[test]
 fn check_with_template_finds_the_template_value() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+tf", "tpl", b"from-template");
 
     let r = call(&d, "admin.vm.feature.CheckWithTemplate+tf", "work", b"");
@@ -2655,7 +2619,7 @@ fn check_with_template_finds_the_template_value() {
 
 #[test]
 fn check_with_template_prefers_the_qube_value() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+tf", "tpl", b"from-template");
     d.ok("admin.vm.feature.Set+tf", "work", b"own");
 
@@ -2666,7 +2630,7 @@ fn check_with_template_prefers_the_qube_value() {
 
 #[test]
 fn check_with_template_does_not_look_at_dom0() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+d0", "dom0", b"from-dom0");
 
     let r = call(&d, "admin.vm.feature.CheckWithTemplate+d0", "work", b"");
@@ -2676,7 +2640,7 @@ fn check_with_template_does_not_look_at_dom0() {
 
 #[test]
 fn check_with_adminvm_finds_the_dom0_value() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+d0", "dom0", b"from-dom0");
 
     let r = call(&d, "admin.vm.feature.CheckWithAdminVM+d0", "work", b"");
@@ -2686,7 +2650,7 @@ fn check_with_adminvm_finds_the_dom0_value() {
 
 #[test]
 fn check_with_adminvm_does_not_look_at_the_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+tf", "tpl", b"from-template");
 
     let r = call(&d, "admin.vm.feature.CheckWithAdminVM+tf", "work", b"");
@@ -2696,7 +2660,7 @@ fn check_with_adminvm_does_not_look_at_the_template() {
 
 #[test]
 fn check_with_template_and_adminvm_prefers_the_template_over_dom0() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+x", "tpl", b"from-template");
     d.ok("admin.vm.feature.Set+x", "dom0", b"from-dom0");
 
@@ -2707,7 +2671,7 @@ fn check_with_template_and_adminvm_prefers_the_template_over_dom0() {
 
 #[test]
 fn check_with_template_and_adminvm_falls_back_to_dom0() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+x", "dom0", b"from-dom0");
 
     let r = call(&d, "admin.vm.feature.CheckWithTemplateAndAdminVM+x", "work", b"");
@@ -2717,7 +2681,7 @@ fn check_with_template_and_adminvm_falls_back_to_dom0() {
 
 #[test]
 fn check_with_template_and_adminvm_of_unset_is_feature_not_found() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.CheckWithTemplateAndAdminVM+x", "work", b"");
 
@@ -2726,7 +2690,7 @@ fn check_with_template_and_adminvm_of_unset_is_feature_not_found() {
 
 #[test]
 fn check_with_netvm_finds_the_netvm_value() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.StandaloneVM", "dom0", b"name=net label=red");
     d.ok("admin.vm.property.Set+provides_network", "net", b"True");
     d.ok("admin.vm.property.Set+netvm", "work", b"net");
@@ -2739,7 +2703,7 @@ fn check_with_netvm_finds_the_netvm_value() {
 
 #[test]
 fn check_with_netvm_does_not_look_at_the_template() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+tf", "tpl", b"from-template");
 
     let r = call(&d, "admin.vm.feature.CheckWithNetvm+tf", "work", b"");
@@ -2749,7 +2713,7 @@ fn check_with_netvm_does_not_look_at_the_template() {
 
 #[test]
 fn feature_name_with_slash_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Set+a/b", "work", b"1");
 
@@ -2758,7 +2722,7 @@ fn feature_name_with_slash_is_protocol_error() {
 
 #[test]
 fn feature_value_with_non_ascii_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Set+x", "work", "\u{e9}".as_bytes());
 
@@ -2767,7 +2731,7 @@ fn feature_value_with_non_ascii_is_protocol_error() {
 
 #[test]
 fn feature_value_with_tab_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Set+x", "work", b"a\tb");
 
@@ -2776,7 +2740,7 @@ fn feature_value_with_tab_is_protocol_error() {
 
 #[test]
 fn feature_value_with_newline_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Set+x", "work", b"a\n");
 
@@ -2785,7 +2749,7 @@ fn feature_value_with_newline_is_protocol_error() {
 
 #[test]
 fn empty_service_name_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Set+service.", "work", b"1");
 
@@ -2794,7 +2758,7 @@ fn empty_service_name_is_value_error() {
 
 #[test]
 fn service_name_of_49_bytes_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, &format!("admin.vm.feature.Set+service.{}", "a".repeat(49)), "work", b"1");
 
@@ -2803,7 +2767,7 @@ fn service_name_of_49_bytes_is_value_error() {
 
 #[test]
 fn service_name_of_48_bytes_is_accepted() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, &format!("admin.vm.feature.Set+service.{}", "a".repeat(48)), "work", b"1");
 
@@ -2812,7 +2776,7 @@ fn service_name_of_48_bytes_is_accepted() {
 
 #[test]
 fn long_app_dispvm_service_name_is_accepted() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, &format!("admin.vm.feature.Set+service.app-dispvm.{}", "a".repeat(60)), "work", b"1");
 
@@ -2821,7 +2785,7 @@ fn long_app_dispvm_service_name_is_accepted() {
 
 #[test]
 fn service_name_dot_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Set+service..", "work", b"1");
 
@@ -2830,7 +2794,7 @@ fn service_name_dot_is_value_error() {
 
 #[test]
 fn service_name_dot_dot_is_value_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Set+service...", "work", b"1");
 
@@ -2839,7 +2803,7 @@ fn service_name_dot_dot_is_value_error() {
 
 #[test]
 fn protected_feature_set_is_permission_denied_even_for_dom0() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Set+preload-dispvm", "work", b"1");
 
@@ -2848,7 +2812,7 @@ fn protected_feature_set_is_permission_denied_even_for_dom0() {
 
 #[test]
 fn deferred_netvm_original_set_is_permission_denied() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Set+deferred-netvm-original", "work", b"x");
 
@@ -2857,7 +2821,7 @@ fn deferred_netvm_original_set_is_permission_denied() {
 
 #[test]
 fn protected_feature_remove_is_permission_denied_even_when_unset() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Remove+preload-dispvm-completed", "work", b"");
 
@@ -2866,7 +2830,7 @@ fn protected_feature_remove_is_permission_denied_even_when_unset() {
 
 #[test]
 fn bad_value_characters_are_reported_before_protection() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Set+preload-dispvm-in-progress", "work", b"\t");
 
@@ -2875,7 +2839,7 @@ fn bad_value_characters_are_reported_before_protection() {
 
 #[test]
 fn feature_remove_replies_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+gui", "work", b"1");
 
     let r = call(&d, "admin.vm.feature.Remove+gui", "work", b"");
@@ -2885,7 +2849,7 @@ fn feature_remove_replies_empty() {
 
 #[test]
 fn removed_feature_is_no_longer_listed() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+a", "work", b"1");
     d.ok("admin.vm.feature.Set+b", "work", b"1");
     d.ok("admin.vm.feature.Remove+a", "work", b"");
@@ -2897,7 +2861,7 @@ fn removed_feature_is_no_longer_listed() {
 
 #[test]
 fn feature_remove_of_unset_is_feature_not_found() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Remove+nosuch", "work", b"");
 
@@ -2906,7 +2870,7 @@ fn feature_remove_of_unset_is_feature_not_found() {
 
 #[test]
 fn feature_get_with_payload_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.feature.Get+gui", "work", b"x");
 
@@ -2915,7 +2879,7 @@ fn feature_get_with_payload_is_protocol_error() {
 
 #[test]
 fn failed_feature_set_leaves_the_features_unchanged() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+gui", "work", b"1");
 
     call(&d, "admin.vm.feature.Set+service.", "work", b"1");
@@ -2925,7 +2889,7 @@ fn failed_feature_set_leaves_the_features_unchanged() {
 
 #[test]
 fn dom0_features_are_its_own() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+d0", "dom0", b"v");
 
     let r = call(&d, "admin.vm.feature.List", "dom0", b"");
@@ -2939,7 +2903,7 @@ fn dom0_features_are_its_own() {
 
 #[test]
 fn fresh_appvm_has_the_automatic_tags_sorted() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.List", "work", b"");
 
@@ -2948,7 +2912,7 @@ fn fresh_appvm_has_the_automatic_tags_sorted() {
 
 #[test]
 fn dom0_has_no_tags() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.List", "dom0", b"");
 
@@ -2957,7 +2921,7 @@ fn dom0_has_no_tags() {
 
 #[test]
 fn tag_get_of_present_tag_is_1() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.Get+created-by-dom0", "work", b"");
 
@@ -2966,7 +2930,7 @@ fn tag_get_of_present_tag_is_1() {
 
 #[test]
 fn tag_get_of_automatic_guivm_tag_is_1() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.Get+guivm-dom0", "work", b"");
 
@@ -2975,7 +2939,7 @@ fn tag_get_of_automatic_guivm_tag_is_1() {
 
 #[test]
 fn tag_get_of_absent_tag_is_0() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.Get+nosuch", "work", b"");
 
@@ -2984,7 +2948,7 @@ fn tag_get_of_absent_tag_is_0() {
 
 #[test]
 fn tag_get_of_plus_is_invalid_tag_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.Get++", "work", b"");
 
@@ -2993,7 +2957,7 @@ fn tag_get_of_plus_is_invalid_tag_error() {
 
 #[test]
 fn tag_get_with_dot_is_invalid_tag_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.Get+a.b", "work", b"");
 
@@ -3002,7 +2966,7 @@ fn tag_get_with_dot_is_invalid_tag_error() {
 
 #[test]
 fn tag_get_without_argument_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.Get", "work", b"");
 
@@ -3011,7 +2975,7 @@ fn tag_get_without_argument_is_protocol_error() {
 
 #[test]
 fn tag_set_replies_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.Set+mytag", "work", b"");
 
@@ -3020,7 +2984,7 @@ fn tag_set_replies_empty() {
 
 #[test]
 fn tag_list_stays_sorted_after_set() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.tag.Set+zz", "work", b"");
     d.ok("admin.vm.tag.Set+aa", "work", b"");
 
@@ -3031,7 +2995,7 @@ fn tag_list_stays_sorted_after_set() {
 
 #[test]
 fn tag_set_twice_is_idempotent() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.tag.Set+mytag", "work", b"");
 
     let r = call(&d, "admin.vm.tag.Set+mytag", "work", b"");
@@ -3041,7 +3005,7 @@ fn tag_set_twice_is_idempotent() {
 
 #[test]
 fn tag_set_twice_lists_the_tag_once() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.tag.Set+mytag", "work", b"");
     d.ok("admin.vm.tag.Set+mytag", "work", b"");
 
@@ -3052,7 +3016,7 @@ fn tag_set_twice_lists_the_tag_once() {
 
 #[test]
 fn tag_set_of_plus_is_invalid_tag_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.Set++", "work", b"");
 
@@ -3061,7 +3025,7 @@ fn tag_set_of_plus_is_invalid_tag_error() {
 
 #[test]
 fn tag_set_with_payload_is_protocol_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.Set+mytag", "work", b"x");
 
@@ -3070,7 +3034,7 @@ fn tag_set_with_payload_is_protocol_error() {
 
 #[test]
 fn tag_remove_replies_empty() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.tag.Set+mytag", "work", b"");
 
     let r = call(&d, "admin.vm.tag.Remove+mytag", "work", b"");
@@ -3080,7 +3044,7 @@ fn tag_remove_replies_empty() {
 
 #[test]
 fn removed_tag_is_no_longer_listed() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.tag.Set+mytag", "work", b"");
     d.ok("admin.vm.tag.Remove+mytag", "work", b"");
 
@@ -3091,7 +3055,7 @@ fn removed_tag_is_no_longer_listed() {
 
 #[test]
 fn tag_remove_of_absent_tag_is_tag_not_found() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.Remove+nosuch", "work", b"");
 
@@ -3100,7 +3064,7 @@ fn tag_remove_of_absent_tag_is_tag_not_found() {
 
 #[test]
 fn tag_remove_of_plus_is_invalid_tag_error() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
 
     let r = call(&d, "admin.vm.tag.Remove++", "work", b"");
 
@@ -3109,7 +3073,7 @@ fn tag_remove_of_plus_is_invalid_tag_error() {
 
 #[test]
 fn dom0_may_remove_the_created_by_tag() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.tag.Remove+created-by-dom0", "work", b"");
 
     let r = call(&d, "admin.vm.tag.List", "work", b"");
@@ -3119,7 +3083,7 @@ fn dom0_may_remove_the_created_by_tag() {
 
 #[test]
 fn guivm_tag_follows_the_guivm_property() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+guivm", "work", b"tpl");
 
     let r = call(&d, "admin.vm.tag.List", "work", b"");
@@ -3129,7 +3093,7 @@ fn guivm_tag_follows_the_guivm_property() {
 
 #[test]
 fn audiovm_tag_disappears_when_audiovm_is_none() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.property.Set+audiovm", "work", b"");
 
     let r = call(&d, "admin.vm.tag.List", "work", b"");
@@ -3139,7 +3103,7 @@ fn audiovm_tag_disappears_when_audiovm_is_none() {
 
 #[test]
 fn tags_of_one_qube_do_not_leak_to_another() {
-    let d = setup();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.tag.Set+mytag", "work", b"");
 
     let r = call(&d, "admin.vm.tag.Get+mytag", "tpl", b"");

@@ -5,44 +5,12 @@
 
 mod support;
 
-use std::fmt;
-
+use support::reply::{call, exc, ok, reply, Reply};
 use support::{raw, Daemon};
-
-/// Reply bytes that print readably when an assertion fails.
-#[derive(PartialEq, Eq)]
-struct Reply(Vec<u8>);
-
-impl fmt::Debug for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "b\"{}\"", self.0.escape_ascii())
-    }
-}
-
-fn reply(bytes: impl AsRef<[u8]>) -> Reply {
-    Reply(bytes.as_ref().to_vec())
-}
-
-fn ok(content: &str) -> Reply {
-    reply(format!("0\0{content}"))
-}
-
-fn exc(kind: &str, message: &str) -> Reply {
-    reply(format!("2\0{kind}\0\0{message}\0"))
-}
 
 /// One request written verbatim (header and payload), as a misbehaving client would.
 fn send(d: &Daemon, request: &[u8]) -> Reply {
     reply(raw(&d.admin, request, b""))
-}
-
-fn call(d: &Daemon, method: &str, dest: &str, payload: &[u8]) -> Reply {
-    reply(d.call(method, dest, payload))
-}
-
-fn uuid_of(d: &Daemon, vm: &str) -> String {
-    let line = d.ok("admin.vm.property.Get+uuid", vm, b"");
-    line.rsplit(' ').next().unwrap_or_default().to_string()
 }
 
 fn create_template(d: &Daemon, name: &str) {
@@ -175,8 +143,7 @@ fn request_over_64_kib_is_dropped_with_empty_reply() {
 
 #[test]
 fn payload_after_the_first_nul_reaches_the_handler_whole() {
-    let d = Daemon::start();
-    create_template(&d, "tpl");
+    let d = Daemon::start().with_template();
 
     let r = call(&d, "admin.vm.feature.Set+x", "tpl", b"a\0b");
 
@@ -262,8 +229,7 @@ fn unexpected_payload_is_reported_before_unexpected_argument() {
 
 #[test]
 fn unexpected_payload_is_reported_before_wrong_destination() {
-    let d = Daemon::start();
-    create_template(&d, "tpl");
+    let d = Daemon::start().with_template();
 
     let r = call(&d, "admin.vmclass.List", "tpl", b"p");
 
@@ -272,8 +238,7 @@ fn unexpected_payload_is_reported_before_wrong_destination() {
 
 #[test]
 fn unexpected_argument_is_reported_before_wrong_destination() {
-    let d = Daemon::start();
-    create_template(&d, "tpl");
+    let d = Daemon::start().with_template();
 
     let r = call(&d, "admin.vmclass.List+x", "tpl", b"");
 
@@ -309,8 +274,7 @@ fn empty_argument_after_plus_counts_as_missing() {
 
 #[test]
 fn missing_argument_is_reported_before_wrong_destination() {
-    let d = Daemon::start();
-    create_template(&d, "tpl");
+    let d = Daemon::start().with_template();
 
     let r = call(&d, "admin.property.Get", "tpl", b"");
 
@@ -319,8 +283,7 @@ fn missing_argument_is_reported_before_wrong_destination() {
 
 #[test]
 fn global_method_to_a_qube_expects_adminvm_destination() {
-    let d = Daemon::start();
-    create_template(&d, "tpl");
+    let d = Daemon::start().with_template();
 
     let r = call(&d, "admin.vmclass.List", "tpl", b"");
 
@@ -347,8 +310,7 @@ fn generic_checks_run_before_the_property_is_looked_up() {
 
 #[test]
 fn stray_payload_on_a_write_call_changes_nothing() {
-    let d = Daemon::start();
-    create_template(&d, "tpl");
+    let d = Daemon::start().with_template();
     d.ok("admin.vm.property.Set+memory", "tpl", b"512");
 
     call(&d, "admin.vm.property.Reset+memory", "tpl", b"x");
@@ -453,9 +415,8 @@ fn uuid_of_dom0_addresses_dom0() {
 
 #[test]
 fn uuid_of_a_qube_addresses_that_qube() {
-    let d = Daemon::start();
-    create_template(&d, "tpl");
-    let uuid = uuid_of(&d, "tpl");
+    let d = Daemon::start().with_template();
+    let uuid = d.uuid("tpl");
 
     let r = call(&d, "admin.vm.List", &format!("uuid:{uuid}"), b"");
 
@@ -553,7 +514,7 @@ fn vm_list_to_dom0_lists_all_qubes_sorted_by_name() {
     create_template(&d, "zulu");
     create_appvm(&d, "alpha", "zulu");
     create_appvm(&d, "mike", "zulu");
-    let (zulu, alpha, mike) = (uuid_of(&d, "zulu"), uuid_of(&d, "alpha"), uuid_of(&d, "mike"));
+    let (zulu, alpha, mike) = (d.uuid("zulu"), d.uuid("alpha"), d.uuid("mike"));
 
     let r = call(&d, "admin.vm.List", "dom0", b"");
 
@@ -568,10 +529,8 @@ fn vm_list_to_dom0_lists_all_qubes_sorted_by_name() {
 
 #[test]
 fn vm_list_to_a_qube_lists_only_that_qube() {
-    let d = Daemon::start();
-    create_template(&d, "tpl");
-    create_appvm(&d, "work", "tpl");
-    let uuid = uuid_of(&d, "work");
+    let d = Daemon::start().with_appvm();
+    let uuid = d.uuid("work");
 
     let r = call(&d, "admin.vm.List", "work", b"");
 
@@ -589,8 +548,7 @@ fn vm_list_with_argument_is_protocol_error() {
 
 #[test]
 fn current_state_of_halted_qube_is_all_zero() {
-    let d = Daemon::start();
-    create_template(&d, "tpl");
+    let d = Daemon::start().with_template();
 
     let r = call(&d, "admin.vm.CurrentState", "tpl", b"");
 

@@ -6,11 +6,13 @@
 
 mod support;
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::reply::{err_reply, ok_reply, shown};
+use support::volumes::{read_start, volume_field, volume_path, write_at_start};
 use support::Daemon;
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -18,61 +20,23 @@ const GIB: u64 = 1024 * 1024 * 1024;
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
 
-fn ok_reply(content: &str) -> String {
-    format!("0\0{content}").escape_default().to_string()
-}
-
-fn err_reply(kind: &str, message: &str) -> String {
-    format!("2\0{kind}\0\0{message}\0").escape_default().to_string()
-}
-
-/// Reply bytes in a form whose assertion failures are readable (NULs and newlines escaped).
-fn shown(reply: &[u8]) -> String {
-    String::from_utf8_lossy(reply).escape_default().to_string()
-}
-
-/// A daemon with one TemplateVM `tpl`.
-fn with_template() -> Daemon {
-    let d = Daemon::start();
-    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=red");
-    d
-}
-
-/// A daemon with TemplateVM `tpl` and AppVM `work` based on it.
-fn with_appvm() -> Daemon {
-    let d = with_template();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    d
-}
-
 fn state(d: &Daemon) -> String {
     d.state.display().to_string()
 }
 
-/// One `key=value` field of `admin.vm.volume.Info`.
-fn volume_field(d: &Daemon, vm: &str, volume: &str, key: &str) -> String {
-    let info = d.ok(&format!("admin.vm.volume.Info+{volume}"), vm, b"");
-    let prefix = format!("{key}=");
-    let line = info.lines().find(|l| l.starts_with(&prefix));
-    line.unwrap_or_else(|| panic!("no {key} in {info:?}"))[prefix.len()..].to_string()
-}
+/// `admin.vm.volume.Info` of a `kernel` volume while no kernel is installed.
+const NO_KERNEL_INFO: &str = "pool=linux-kernel\nvid=\nsize=0\nusage=0\nrw=False\nsource=\npath=\nsave_on_stop=False\n\
+                              snap_on_start=False\nrevisions_to_keep=0\nephemeral=False\nis_outdated=False\n";
 
-fn volume_path(d: &Daemon, vm: &str, volume: &str) -> PathBuf {
-    PathBuf::from(volume_field(d, vm, volume, "path"))
-}
-
-fn write_at_start(path: &Path, data: &[u8]) {
-    let mut f = std::fs::OpenOptions::new().write(true).open(path).expect("open image");
-    f.seek(SeekFrom::Start(0)).expect("seek");
-    f.write_all(data).expect("write image");
-    f.sync_all().expect("sync image");
-}
-
-fn read_start(path: &Path, len: usize) -> Vec<u8> {
-    let mut f = std::fs::File::open(path).expect("open image");
-    let mut buf = vec![0u8; len];
-    f.read_exact(&mut buf).expect("read image");
-    buf
+/// The reply of `admin.vm.volume.Info` for a volume with an image of its own in the `varlibqubes` pool.
+fn own_image_info(d: &Daemon, vid: &str, size: u64, save_on_stop: bool, revisions_to_keep: u32) -> String {
+    let save_on_stop = if save_on_stop { "True" } else { "False" };
+    ok_reply(&format!(
+        "pool=varlibqubes\nvid={vid}\nsize={size}\nusage=0\nrw=True\nsource=\npath={}/{vid}.img\n\
+         save_on_stop={save_on_stop}\nsnap_on_start=False\nrevisions_to_keep={revisions_to_keep}\n\
+         ephemeral=False\nis_outdated=False\n",
+        state(d)
+    ))
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -109,7 +73,7 @@ fn add_file_pool(d: &Daemon, name: &str) -> PathBuf {
 
 #[test]
 fn firewall_get_of_new_qube_is_accept_all() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.firewall.Get", "tpl", b"");
 
@@ -136,7 +100,7 @@ fn firewall_set_to_dom0_is_protocol_error() {
 
 #[test]
 fn firewall_set_replies_empty_ok() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.firewall.Set", "tpl", b"action=drop\n");
 
@@ -145,7 +109,7 @@ fn firewall_set_replies_empty_ok() {
 
 #[test]
 fn firewall_set_without_payload_is_protocol_error() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.firewall.Set", "tpl", b"");
 
@@ -154,7 +118,7 @@ fn firewall_set_without_payload_is_protocol_error() {
 
 #[test]
 fn firewall_get_returns_upstream_test_rules_unchanged() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     let rules = "action=accept proto=tcp dstports=1-1024\naction=drop proto=icmp comment=No ICMP\naction=accept\n";
     d.ok("admin.vm.firewall.Set", "tpl", rules.as_bytes());
 
@@ -165,7 +129,7 @@ fn firewall_get_returns_upstream_test_rules_unchanged() {
 
 #[test]
 fn firewall_get_prints_rules_in_canonical_order() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     d.ok(
         "admin.vm.firewall.Set",
         "tpl",
@@ -190,7 +154,7 @@ fn firewall_get_prints_rules_in_canonical_order() {
 
 #[test]
 fn firewall_get_omits_rules_already_expired() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     d.ok(
         "admin.vm.firewall.Set",
         "tpl",
@@ -204,7 +168,7 @@ fn firewall_get_omits_rules_already_expired() {
 
 #[test]
 fn firewall_rule_disappears_from_get_once_it_expires() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
     let expire = now + 2;
     d.ok("admin.vm.firewall.Set", "tpl", format!("action=drop expire={expire}\naction=accept\n").as_bytes());
@@ -221,7 +185,7 @@ fn firewall_rule_disappears_from_get_once_it_expires() {
 
 #[test]
 fn firewall_set_unknown_key_is_refused() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.firewall.Set", "tpl", b"action=accept protoxyz=tcp dst4=127.0.0.1\naction=drop\n");
 
@@ -231,7 +195,7 @@ fn firewall_set_unknown_key_is_refused() {
 
 #[test]
 fn firewall_set_invalid_rule_leaves_rules_unchanged() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     d.ok("admin.vm.firewall.Set", "tpl", b"action=drop proto=udp\naction=accept\n");
     d.call("admin.vm.firewall.Set", "tpl", b"action=accept protoxyz=tcp dst4=127.0.0.1\naction=drop\n");
 
@@ -242,7 +206,7 @@ fn firewall_set_invalid_rule_leaves_rules_unchanged() {
 
 #[test]
 fn firewall_set_rule_without_action_leaves_rules_unchanged() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     d.call("admin.vm.firewall.Set", "tpl", b"proto=tcp dstports=1-1024\naction=drop\n");
 
     let reply = d.call("admin.vm.firewall.Get", "tpl", b"");
@@ -252,7 +216,7 @@ fn firewall_set_rule_without_action_leaves_rules_unchanged() {
 
 #[test]
 fn firewall_set_two_rules_on_one_line_leaves_rules_unchanged() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     d.call("admin.vm.firewall.Set", "tpl", b"action=accept proto=tcp dstports=1-1024 action=drop\n");
 
     let reply = d.call("admin.vm.firewall.Get", "tpl", b"");
@@ -262,7 +226,7 @@ fn firewall_set_two_rules_on_one_line_leaves_rules_unchanged() {
 
 #[test]
 fn firewall_set_non_ascii_is_protocol_error() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.firewall.Set", "tpl", "action=accept comment=ążźł\naction=drop\n".as_bytes());
 
@@ -271,7 +235,7 @@ fn firewall_set_non_ascii_is_protocol_error() {
 
 #[test]
 fn firewall_reload_replies_empty_ok() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.firewall.Reload", "tpl", b"");
 
@@ -292,7 +256,7 @@ fn firewall_reload_to_dom0_is_protocol_error() {
 
 #[test]
 fn notes_of_new_qube_are_empty() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.notes.Get", "tpl", b"");
 
@@ -301,7 +265,7 @@ fn notes_of_new_qube_are_empty() {
 
 #[test]
 fn notes_set_replies_empty_ok() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.notes.Set", "tpl", b"For Your Eyes Only");
 
@@ -310,7 +274,7 @@ fn notes_set_replies_empty_ok() {
 
 #[test]
 fn notes_keep_tabs_and_newlines() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     d.ok("admin.vm.notes.Set", "tpl", b"def python_example_function():\n\tpass");
 
     let reply = d.call("admin.vm.notes.Get", "tpl", b"");
@@ -320,7 +284,7 @@ fn notes_keep_tabs_and_newlines() {
 
 #[test]
 fn notes_keep_non_ascii_text() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     d.ok("admin.vm.notes.Set", "tpl", "zażółć gęślą jaźń ✓".as_bytes());
 
     let reply = d.call("admin.vm.notes.Get", "tpl", b"");
@@ -330,7 +294,7 @@ fn notes_keep_non_ascii_text() {
 
 #[test]
 fn notes_replace_backspace_nbsp_and_zero_width_with_underscore() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     d.ok("admin.vm.notes.Set", "tpl", "\u{8}\u{a0}\u{200b}\u{200c}\u{200d}".as_bytes());
 
     let reply = d.call("admin.vm.notes.Get", "tpl", b"");
@@ -340,7 +304,7 @@ fn notes_replace_backspace_nbsp_and_zero_width_with_underscore() {
 
 #[test]
 fn notes_set_invalid_utf8_is_protocol_error() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.notes.Set", "tpl", b"\xd8");
 
@@ -355,7 +319,7 @@ fn notes_set_invalid_utf8_is_protocol_error() {
 
 #[test]
 fn notes_set_invalid_utf8_leaves_notes_unchanged() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     d.ok("admin.vm.notes.Set", "tpl", b"before");
     d.call("admin.vm.notes.Set", "tpl", b"ok\xffno");
 
@@ -366,7 +330,7 @@ fn notes_set_invalid_utf8_leaves_notes_unchanged() {
 
 #[test]
 fn notes_set_over_256000_bytes_is_dropped_unanswered_by_the_64k_frame_limit() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.notes.Set", "tpl", &vec![b'x'; 256_001]);
 
@@ -375,7 +339,7 @@ fn notes_set_over_256000_bytes_is_dropped_unanswered_by_the_64k_frame_limit() {
 
 #[test]
 fn notes_set_oversized_leaves_notes_unchanged() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     d.ok("admin.vm.notes.Set", "tpl", b"before");
     d.call("admin.vm.notes.Set", "tpl", &vec![b'x'; 256_001]);
 
@@ -427,7 +391,7 @@ fn pool_list_drivers_prints_constructor_parameters() {
 
 #[test]
 fn pool_list_to_non_dom0_is_protocol_error() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.pool.List", "tpl", b"");
 
@@ -829,7 +793,7 @@ fn pool_volume_list_of_fresh_pool_is_empty() {
 
 #[test]
 fn pool_volume_list_lists_every_volume_id_in_the_pool() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.pool.volume.List+varlibqubes", "dom0", b"");
 
@@ -847,7 +811,7 @@ fn pool_volume_list_lists_every_volume_id_in_the_pool() {
 
 #[test]
 fn volume_list_is_in_config_order() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.List", "work", b"");
 
@@ -865,7 +829,7 @@ fn volume_list_of_dom0_is_empty() {
 
 #[test]
 fn volume_info_of_appvm_root_is_a_snapshot_of_the_template_root() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Info+root", "work", b"");
 
@@ -883,127 +847,70 @@ fn volume_info_of_appvm_root_is_a_snapshot_of_the_template_root() {
 
 #[test]
 fn volume_info_of_appvm_private() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Info+private", "work", b"");
 
-    assert_eq!(
-        shown(&reply),
-        ok_reply(&format!(
-            "pool=varlibqubes\nvid=appvms/work/private\nsize={}\nusage=0\nrw=True\nsource=\n\
-             path={}/appvms/work/private.img\nsave_on_stop=True\nsnap_on_start=False\nrevisions_to_keep=1\n\
-             ephemeral=False\nis_outdated=False\n",
-            2 * GIB,
-            state(&d)
-        ))
-    );
+    assert_eq!(shown(&reply), own_image_info(&d, "appvms/work/private", 2 * GIB, true, 1));
 }
 
 #[test]
 fn volume_info_of_appvm_volatile_keeps_no_revisions() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Info+volatile", "work", b"");
 
-    assert_eq!(
-        shown(&reply),
-        ok_reply(&format!(
-            "pool=varlibqubes\nvid=appvms/work/volatile\nsize={}\nusage=0\nrw=True\nsource=\n\
-             path={}/appvms/work/volatile.img\nsave_on_stop=False\nsnap_on_start=False\nrevisions_to_keep=0\n\
-             ephemeral=False\nis_outdated=False\n",
-            10 * GIB,
-            state(&d)
-        ))
-    );
+    assert_eq!(shown(&reply), own_image_info(&d, "appvms/work/volatile", 10 * GIB, false, 0));
 }
 
 #[test]
 fn volume_info_of_appvm_kernel_without_kernels_installed() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Info+kernel", "work", b"");
 
-    assert_eq!(
-        shown(&reply),
-        ok_reply(
-            "pool=linux-kernel\nvid=\nsize=0\nusage=0\nrw=False\nsource=\npath=\nsave_on_stop=False\n\
-             snap_on_start=False\nrevisions_to_keep=0\nephemeral=False\nis_outdated=False\n"
-        )
-    );
+    assert_eq!(shown(&reply), ok_reply(NO_KERNEL_INFO));
 }
 
 #[test]
 fn volume_info_of_template_root() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.volume.Info+root", "tpl", b"");
 
-    assert_eq!(
-        shown(&reply),
-        ok_reply(&format!(
-            "pool=varlibqubes\nvid=vm-templates/tpl/root\nsize={}\nusage=0\nrw=True\nsource=\n\
-             path={}/vm-templates/tpl/root.img\nsave_on_stop=True\nsnap_on_start=False\nrevisions_to_keep=1\n\
-             ephemeral=False\nis_outdated=False\n",
-            10 * GIB,
-            state(&d)
-        ))
-    );
+    assert_eq!(shown(&reply), own_image_info(&d, "vm-templates/tpl/root", 10 * GIB, true, 1));
 }
 
 #[test]
 fn volume_info_of_template_private() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.volume.Info+private", "tpl", b"");
 
-    assert_eq!(
-        shown(&reply),
-        ok_reply(&format!(
-            "pool=varlibqubes\nvid=vm-templates/tpl/private\nsize={}\nusage=0\nrw=True\nsource=\n\
-             path={}/vm-templates/tpl/private.img\nsave_on_stop=True\nsnap_on_start=False\nrevisions_to_keep=1\n\
-             ephemeral=False\nis_outdated=False\n",
-            2 * GIB,
-            state(&d)
-        ))
-    );
+    assert_eq!(shown(&reply), own_image_info(&d, "vm-templates/tpl/private", 2 * GIB, true, 1));
 }
 
 #[test]
 fn volume_info_of_template_volatile() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.volume.Info+volatile", "tpl", b"");
 
-    assert_eq!(
-        shown(&reply),
-        ok_reply(&format!(
-            "pool=varlibqubes\nvid=vm-templates/tpl/volatile\nsize={}\nusage=0\nrw=True\nsource=\n\
-             path={}/vm-templates/tpl/volatile.img\nsave_on_stop=False\nsnap_on_start=False\nrevisions_to_keep=0\n\
-             ephemeral=False\nis_outdated=False\n",
-            10 * GIB,
-            state(&d)
-        ))
-    );
+    assert_eq!(shown(&reply), own_image_info(&d, "vm-templates/tpl/volatile", 10 * GIB, false, 0));
 }
 
 #[test]
 fn volume_info_of_template_kernel() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.vm.volume.Info+kernel", "tpl", b"");
 
-    assert_eq!(
-        shown(&reply),
-        ok_reply(
-            "pool=linux-kernel\nvid=\nsize=0\nusage=0\nrw=False\nsource=\npath=\nsave_on_stop=False\n\
-             snap_on_start=False\nrevisions_to_keep=0\nephemeral=False\nis_outdated=False\n"
-        )
-    );
+    assert_eq!(shown(&reply), ok_reply(NO_KERNEL_INFO));
 }
 
 #[test]
 fn volume_info_unknown_volume_is_permission_denied() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Info+no-such-volume", "work", b"");
 
@@ -1021,7 +928,7 @@ fn volume_info_of_dom0_volume_is_permission_denied() {
 
 #[test]
 fn volume_info_without_argument_is_protocol_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Info", "work", b"");
 
@@ -1030,7 +937,7 @@ fn volume_info_without_argument_is_protocol_error() {
 
 #[test]
 fn volume_list_snapshots_of_fresh_volume_is_empty() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.ListSnapshots+private", "work", b"");
 
@@ -1039,7 +946,7 @@ fn volume_list_snapshots_of_fresh_volume_is_empty() {
 
 #[test]
 fn volume_list_snapshots_after_clear_lists_the_replaced_content_as_one_revision() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.volume.Clear+private", "work", b"");
 
     let listed = d.ok("admin.vm.volume.ListSnapshots+private", "work", b"");
@@ -1050,7 +957,7 @@ fn volume_list_snapshots_after_clear_lists_the_replaced_content_as_one_revision(
 
 #[test]
 fn volume_list_snapshots_unknown_volume_is_permission_denied() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.ListSnapshots+nope", "work", b"");
 
@@ -1059,7 +966,7 @@ fn volume_list_snapshots_unknown_volume_is_permission_denied() {
 
 #[test]
 fn volume_resize_grow_replies_empty_ok() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Resize+private", "work", b"3221225472");
 
@@ -1068,7 +975,7 @@ fn volume_resize_grow_replies_empty_ok() {
 
 #[test]
 fn volume_resize_grow_shows_new_size_in_info() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.volume.Resize+private", "work", b"3221225472");
 
     let size = volume_field(&d, "work", "private", "size");
@@ -1078,7 +985,7 @@ fn volume_resize_grow_shows_new_size_in_info() {
 
 #[test]
 fn volume_resize_grow_extends_the_image_file() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.volume.Resize+private", "work", b"3221225472");
 
     let len = file_len(&volume_path(&d, "work", "private"));
@@ -1088,7 +995,7 @@ fn volume_resize_grow_extends_the_image_file() {
 
 #[test]
 fn volume_resize_strips_surrounding_whitespace() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Resize+private", "work", b" 3221225472\n");
 
@@ -1097,7 +1004,7 @@ fn volume_resize_strips_surrounding_whitespace() {
 
 #[test]
 fn volume_resize_shrink_is_refused() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Resize+private", "work", b"1024");
 
@@ -1109,7 +1016,7 @@ fn volume_resize_shrink_is_refused() {
 
 #[test]
 fn volume_resize_shrink_leaves_size_unchanged() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.call("admin.vm.volume.Resize+private", "work", b"1024");
 
     let size = volume_field(&d, "work", "private", "size");
@@ -1119,7 +1026,7 @@ fn volume_resize_shrink_leaves_size_unchanged() {
 
 #[test]
 fn volume_resize_of_snapshot_volume_is_refused() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Resize+root", "work", b"21474836480");
 
@@ -1132,7 +1039,7 @@ fn volume_resize_of_snapshot_volume_is_refused() {
 
 #[test]
 fn volume_resize_of_read_only_volume_is_refused() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
     d.ok("admin.vm.volume.Set.rw+private", "tpl", b"False");
 
     let reply = d.call("admin.vm.volume.Resize+private", "tpl", b"3221225472");
@@ -1145,7 +1052,7 @@ fn volume_resize_of_read_only_volume_is_refused() {
 
 #[test]
 fn volume_resize_leading_zero_is_protocol_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Resize+private", "work", b"03221225472");
 
@@ -1154,7 +1061,7 @@ fn volume_resize_leading_zero_is_protocol_error() {
 
 #[test]
 fn volume_resize_not_a_number_is_protocol_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Resize+private", "work", b"-1");
 
@@ -1163,7 +1070,7 @@ fn volume_resize_not_a_number_is_protocol_error() {
 
 #[test]
 fn volume_resize_twenty_digits_is_protocol_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Resize+private", "work", b"10000000000000000000");
 
@@ -1172,7 +1079,7 @@ fn volume_resize_twenty_digits_is_protocol_error() {
 
 #[test]
 fn volume_clear_replies_empty_ok() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Clear+private", "work", b"");
 
@@ -1181,7 +1088,7 @@ fn volume_clear_replies_empty_ok() {
 
 #[test]
 fn volume_clear_replaces_content_with_zeroes_of_the_same_size() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     write_at_start(&volume_path(&d, "work", "private"), b"secret data");
     d.ok("admin.vm.volume.Clear+private", "work", b"");
 
@@ -1192,7 +1099,7 @@ fn volume_clear_replaces_content_with_zeroes_of_the_same_size() {
 
 #[test]
 fn volume_clear_of_volatile_volume_is_refused() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Clear+volatile", "work", b"");
 
@@ -1204,7 +1111,7 @@ fn volume_clear_of_volatile_volume_is_refused() {
 
 #[test]
 fn volume_set_rw_false_shows_in_info() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.volume.Set.rw+private", "work", b"False");
 
     let rw = volume_field(&d, "work", "private", "rw");
@@ -1214,7 +1121,7 @@ fn volume_set_rw_false_shows_in_info() {
 
 #[test]
 fn volume_set_rw_not_a_boolean_is_protocol_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Set.rw+private", "work", b"abc");
 
@@ -1223,7 +1130,7 @@ fn volume_set_rw_not_a_boolean_is_protocol_error() {
 
 #[test]
 fn volume_set_revisions_to_keep_zero_shows_in_info() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.volume.Set.revisions_to_keep+private", "work", b"0");
 
     let revisions = volume_field(&d, "work", "private", "revisions_to_keep");
@@ -1233,7 +1140,7 @@ fn volume_set_revisions_to_keep_zero_shows_in_info() {
 
 #[test]
 fn volume_set_revisions_to_keep_minus_one_shows_in_info() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.volume.Set.revisions_to_keep+private", "work", b"-1");
 
     let revisions = volume_field(&d, "work", "private", "revisions_to_keep");
@@ -1243,7 +1150,7 @@ fn volume_set_revisions_to_keep_minus_one_shows_in_info() {
 
 #[test]
 fn volume_set_revisions_to_keep_minus_two_is_value_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Set.revisions_to_keep+private", "work", b"-2");
 
@@ -1252,7 +1159,7 @@ fn volume_set_revisions_to_keep_minus_two_is_value_error() {
 
 #[test]
 fn volume_set_revisions_to_keep_leading_zero_is_protocol_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Set.revisions_to_keep+private", "work", b"01");
 
@@ -1261,7 +1168,7 @@ fn volume_set_revisions_to_keep_leading_zero_is_protocol_error() {
 
 #[test]
 fn volume_set_revisions_to_keep_is_not_stripped() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Set.revisions_to_keep+private", "work", b"1\n");
 
@@ -1270,7 +1177,7 @@ fn volume_set_revisions_to_keep_is_not_stripped() {
 
 #[test]
 fn volume_set_revisions_to_keep_above_file_driver_limit_is_refused() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Set.revisions_to_keep+private", "work", b"2");
 
@@ -1280,7 +1187,7 @@ fn volume_set_revisions_to_keep_above_file_driver_limit_is_refused() {
 
 #[test]
 fn volume_set_ephemeral_on_volatile_shows_in_info() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.volume.Set.ephemeral+volatile", "work", b"True");
 
     let ephemeral = volume_field(&d, "work", "volatile", "ephemeral");
@@ -1290,7 +1197,7 @@ fn volume_set_ephemeral_on_volatile_shows_in_info() {
 
 #[test]
 fn volume_ephemeral_of_volatile_follows_pool_ephemeral_volatile() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.pool.Set.ephemeral_volatile+varlibqubes", "dom0", b"True");
 
     let ephemeral = volume_field(&d, "work", "volatile", "ephemeral");
@@ -1300,7 +1207,7 @@ fn volume_ephemeral_of_volatile_follows_pool_ephemeral_volatile() {
 
 #[test]
 fn volume_set_ephemeral_on_private_is_value_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Set.ephemeral+private", "work", b"True");
 
@@ -1315,7 +1222,7 @@ fn volume_set_ephemeral_on_private_is_value_error() {
 
 #[test]
 fn volume_set_ephemeral_not_a_boolean_is_protocol_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.Set.ephemeral+volatile", "work", b"abc");
 
@@ -1324,7 +1231,7 @@ fn volume_set_ephemeral_not_a_boolean_is_protocol_error() {
 
 #[test]
 fn volume_clone_from_returns_32_alphanumeric_characters() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let token = d.ok("admin.vm.volume.CloneFrom+private", "work", b"");
 
@@ -1333,7 +1240,7 @@ fn volume_clone_from_returns_32_alphanumeric_characters() {
 
 #[test]
 fn volume_clone_from_unknown_volume_is_permission_denied() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.CloneFrom+nope", "work", b"");
 
@@ -1342,7 +1249,7 @@ fn volume_clone_from_unknown_volume_is_permission_denied() {
 
 #[test]
 fn volume_clone_to_replies_empty_ok() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=other label=red");
     let token = d.ok("admin.vm.volume.CloneFrom+private", "work", b"");
 
@@ -1353,7 +1260,7 @@ fn volume_clone_to_replies_empty_ok() {
 
 #[test]
 fn volume_clone_to_copies_the_source_data() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=other label=red");
     write_at_start(&volume_path(&d, "work", "private"), b"cloned bytes\x00\x01\x02");
     let token = d.ok("admin.vm.volume.CloneFrom+private", "work", b"");
@@ -1366,7 +1273,7 @@ fn volume_clone_to_copies_the_source_data() {
 
 #[test]
 fn volume_clone_to_takes_the_source_size() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=other label=red");
     d.ok("admin.vm.volume.Resize+private", "work", b"3221225472");
     let token = d.ok("admin.vm.volume.CloneFrom+private", "work", b"");
@@ -1379,7 +1286,7 @@ fn volume_clone_to_takes_the_source_size() {
 
 #[test]
 fn volume_clone_token_is_single_use() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=other label=red");
     let token = d.ok("admin.vm.volume.CloneFrom+private", "work", b"");
     d.ok("admin.vm.volume.CloneTo+private", "other", token.as_bytes());
@@ -1395,7 +1302,7 @@ fn volume_clone_token_is_single_use() {
 
 #[test]
 fn volume_clone_to_unknown_token_is_token_not_found() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.volume.CloneTo+private", "work", b"0123456789abcdef0123456789abcdef");
 
@@ -1407,7 +1314,7 @@ fn volume_clone_to_unknown_token_is_token_not_found() {
 
 #[test]
 fn volume_clone_to_unknown_volume_is_permission_denied() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     let token = d.ok("admin.vm.volume.CloneFrom+private", "work", b"");
 
     let reply = d.call("admin.vm.volume.CloneTo+nope", "tpl", token.as_bytes());
@@ -1417,7 +1324,7 @@ fn volume_clone_to_unknown_volume_is_permission_denied() {
 
 #[test]
 fn volume_methods_on_unknown_volume_are_permission_denied() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     let calls: [(&str, &[u8]); 6] = [
         ("admin.vm.volume.Resize+nope", b"1"),
         ("admin.vm.volume.Clear+nope", b""),
@@ -1437,7 +1344,7 @@ fn volume_methods_on_unknown_volume_are_permission_denied() {
 
 #[test]
 fn device_lists_are_empty() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     let methods = [
         "admin.vm.device.pci.Available",
         "admin.vm.device.pci.Assigned",
@@ -1454,7 +1361,7 @@ fn device_lists_are_empty() {
 
 #[test]
 fn device_lists_of_one_unknown_device_are_empty() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     let methods = [
         "admin.vm.device.pci.Available+00_1f.2",
         "admin.vm.device.pci.Assigned+dom0+00_1f.2",
@@ -1489,7 +1396,7 @@ fn deviceclass_list_names_pci_and_block() {
 
 #[test]
 fn deviceclass_list_to_non_dom0_is_protocol_error() {
-    let d = with_template();
+    let d = Daemon::start().with_template();
 
     let reply = d.call("admin.deviceclass.List", "tpl", b"");
 
@@ -1507,7 +1414,7 @@ fn system_info(d: &Daemon) -> serde_json::Value {
 
 #[test]
 fn system_info_lists_every_qube_under_domains() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let info = system_info(&d);
 
@@ -1517,7 +1424,7 @@ fn system_info_lists_every_qube_under_domains() {
 
 #[test]
 fn system_info_gives_each_qube_the_policy_fields() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let info = system_info(&d);
 
@@ -1544,7 +1451,7 @@ fn system_info_gives_each_qube_the_policy_fields() {
 
 #[test]
 fn system_info_describes_an_appvm() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     let uuid = d.ok("admin.vm.property.Get+uuid", "work", b"");
 
     let mut work = system_info(&d)["domains"]["work"].clone();
@@ -1596,7 +1503,7 @@ fn system_info_describes_dom0() {
 
 #[test]
 fn system_info_follows_feature_changes() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+internal", "work", b"1");
 
     let internal = system_info(&d)["domains"]["work"]["internal"].clone();
@@ -1615,7 +1522,7 @@ fn system_info_with_argument_is_protocol_error() {
 
 #[test]
 fn import_begin_with_size_replies_size_and_import_path() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call_internal("internal.vm.volume.ImportBegin+private", "work", b"4096");
 
@@ -1624,7 +1531,7 @@ fn import_begin_with_size_replies_size_and_import_path() {
 
 #[test]
 fn import_begin_without_size_uses_the_current_size() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call_internal("internal.vm.volume.ImportBegin+private", "work", b"");
 
@@ -1633,7 +1540,7 @@ fn import_begin_without_size_uses_the_current_size() {
 
 #[test]
 fn import_begin_unknown_volume_is_protocol_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call_internal("internal.vm.volume.ImportBegin+nope", "work", b"4096");
 
@@ -1642,7 +1549,7 @@ fn import_begin_unknown_volume_is_protocol_error() {
 
 #[test]
 fn import_end_unknown_volume_is_protocol_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call_internal("internal.vm.volume.ImportEnd+nope", "work", b"ok");
 
@@ -1651,7 +1558,7 @@ fn import_end_unknown_volume_is_protocol_error() {
 
 #[test]
 fn import_begin_bad_size_is_protocol_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call_internal("internal.vm.volume.ImportBegin+private", "work", b"4k");
 
@@ -1660,7 +1567,7 @@ fn import_begin_bad_size_is_protocol_error() {
 
 #[test]
 fn import_begin_into_volatile_volume_is_refused() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call_internal("internal.vm.volume.ImportBegin+volatile", "work", b"4096");
 
@@ -1681,7 +1588,7 @@ fn import_via_internal_socket(d: &Daemon, data: &[u8], status: &[u8]) -> Vec<u8>
 
 #[test]
 fn import_end_ok_replies_empty_ok() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = import_via_internal_socket(&d, b"imported!", b"ok");
 
@@ -1690,7 +1597,7 @@ fn import_end_ok_replies_empty_ok() {
 
 #[test]
 fn import_end_ok_commits_the_data() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     import_via_internal_socket(&d, b"imported!", b"ok");
 
     let path = volume_path(&d, "work", "private");
@@ -1700,7 +1607,7 @@ fn import_end_ok_commits_the_data() {
 
 #[test]
 fn import_end_ok_changes_the_volume_size() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     import_via_internal_socket(&d, b"imported!", b"ok");
 
     let size = volume_field(&d, "work", "private", "size");
@@ -1710,7 +1617,7 @@ fn import_end_ok_changes_the_volume_size() {
 
 #[test]
 fn import_end_fail_reports_the_message() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = import_via_internal_socket(&d, b"imported!", b"fail\nsomething went wrong");
 
@@ -1719,7 +1626,7 @@ fn import_end_fail_reports_the_message() {
 
 #[test]
 fn import_end_fail_discards_the_data() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     write_at_start(&volume_path(&d, "work", "private"), b"original");
     import_via_internal_socket(&d, b"imported!", b"fail\nboom");
 
@@ -1730,7 +1637,7 @@ fn import_end_fail_discards_the_data() {
 
 #[test]
 fn import_end_fail_keeps_the_volume_size() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     import_via_internal_socket(&d, b"imported!", b"fail\nboom");
 
     let size = volume_field(&d, "work", "private", "size");
@@ -1740,7 +1647,7 @@ fn import_end_fail_keeps_the_volume_size() {
 
 #[test]
 fn import_end_fail_removes_the_import_file() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     import_via_internal_socket(&d, b"imported!", b"fail\nboom");
 
     let exists = PathBuf::from(format!("{}/appvms/work/private.img.import", state(&d))).exists();
@@ -1750,7 +1657,7 @@ fn import_end_fail_removes_the_import_file() {
 
 #[test]
 fn import_end_any_status_but_ok_is_a_failure() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = import_via_internal_socket(&d, b"imported!", b"oops");
 
@@ -1792,7 +1699,7 @@ fn import_service_with_exact_data_replies_ok() {
         eprintln!("skipped: the corral binary is missing; run `cargo build --bins` first");
         return;
     };
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = run_import_service(&d, &bin, b"10\n0123456789");
 
@@ -1805,7 +1712,7 @@ fn import_service_writes_the_data_into_the_volume() {
         eprintln!("skipped: the corral binary is missing; run `cargo build --bins` first");
         return;
     };
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     run_import_service(&d, &bin, b"10\n0123456789");
 
     let path = volume_path(&d, "work", "private");
@@ -1822,7 +1729,7 @@ fn import_service_with_short_data_fails() {
         eprintln!("skipped: the corral binary is missing; run `cargo build --bins` first");
         return;
     };
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = run_import_service(&d, &bin, b"10\n012");
 
@@ -1838,7 +1745,7 @@ fn import_service_with_long_data_fails() {
         eprintln!("skipped: the corral binary is missing; run `cargo build --bins` first");
         return;
     };
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = run_import_service(&d, &bin, b"10\n0123456789abc");
 
@@ -1851,7 +1758,7 @@ fn import_service_failure_keeps_the_volume() {
         eprintln!("skipped: the corral binary is missing; run `cargo build --bins` first");
         return;
     };
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     run_import_service(&d, &bin, b"10\n012");
 
     let size = volume_field(&d, "work", "private", "size");

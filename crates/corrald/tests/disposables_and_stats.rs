@@ -10,13 +10,11 @@ use support::Daemon;
 
 /// A daemon with a template, an AppVM `dvm` that may be a disposable base, and `work` using it.
 fn with_dvm() -> Daemon {
-    let d = Daemon::start();
-    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=dvm label=blue");
     d.ok("admin.vm.property.Set+template_for_dispvms", "dvm", b"True");
     d.ok("admin.vm.feature.Set+gui", "dvm", b"1");
     d.ok("admin.vm.tag.Set+keep-me", "dvm", b"");
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
     d.ok("admin.vm.property.Set+default_dispvm", "work", b"dvm");
     d
 }

@@ -7,23 +7,18 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::Value;
-use support::Daemon;
+use support::{Daemon, WAIT};
 
 const DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>";
 const ZERO: &str = "00000000-0000-0000-0000-000000000000";
 
 fn daemon() -> Daemon {
-    let d = Daemon::start();
-    d.add_user("admin", "secret");
-    d
+    Daemon::start().with_user()
 }
 
 /// A daemon with a template and one AppVM, `work`.
 fn daemon_with_work() -> Daemon {
-    let d = daemon();
-    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    d
+    daemon().with_appvm()
 }
 
 /// What the SDK sends on every request.
@@ -60,11 +55,6 @@ fn send(rb: RequestBuilder, body: &str) -> Response {
     sdk(rb).body(body.to_string()).send().expect("request")
 }
 
-fn uuid_of(d: &Daemon, name: &str) -> String {
-    let list = d.ok("admin.vm.List", name, b"");
-    list.trim_end().rsplit("uuid=").next().expect("uuid").to_string()
-}
-
 /// The id `/api/tags` gives the tag `name`.
 fn tag_id(d: &Daemon, name: &str) -> String {
     let tags = get_json(d, "/api/tags");
@@ -78,7 +68,7 @@ fn host_id(d: &Daemon) -> String {
 
 /// The events log follows the bus asynchronously: waits until `path` shows `needle`.
 fn wait_for(d: &Daemon, path: &str, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + WAIT;
     loop {
         let body = get_xml(d, path);
         if body.contains(needle) || Instant::now() > deadline {
@@ -265,9 +255,7 @@ fn host_reports_cpu_memory_and_libvirt_version() {
 
 /// A daemon whose libvirt connection fails at start: it serves everything but running qubes.
 fn daemon_without_hypervisor() -> Daemon {
-    let d = Daemon::start_with_uri("test:///nonexistent/corral-test-node.xml");
-    d.add_user("admin", "secret");
-    d
+    Daemon::start_with_uri("test:///nonexistent/corral-test-node.xml").with_user()
 }
 
 #[test]
@@ -482,7 +470,7 @@ fn clusters_list_default_in_the_default_datacenter() {
 #[test]
 fn cluster_is_the_one_vms_point_at() {
     let d = daemon_with_work();
-    let vm = get_json(&d, &format!("/api/vms/{}", uuid_of(&d, "work")));
+    let vm = get_json(&d, &format!("/api/vms/{}", d.uuid("work")));
 
     let body = get_xml(&d, &format!("/api/clusters/{}", vm["cluster"]["id"].as_str().unwrap()));
 
@@ -690,7 +678,7 @@ fn rename_tag_renames_it_on_every_qube() {
 fn vm_tags_list_the_qubes_tags_with_a_vm_backlink() {
     let d = daemon_with_work();
     d.ok("admin.vm.tag.Set+finance", "work", b"");
-    let vm = uuid_of(&d, "work");
+    let vm = d.uuid("work");
 
     let tags = get_json(&d, &format!("/api/vms/{vm}/tags"));
 
@@ -702,7 +690,7 @@ fn vm_tags_list_the_qubes_tags_with_a_vm_backlink() {
 #[test]
 fn attach_tag_by_name_is_201_and_visible_to_the_admin_api() {
     let d = daemon_with_work();
-    let vm = uuid_of(&d, "work");
+    let vm = d.uuid("work");
 
     let r = send(Client::new().post(d.url(&format!("/api/vms/{vm}/tags"))), "<tag><name>finance</name></tag>");
 
@@ -714,7 +702,7 @@ fn attach_tag_by_name_is_201_and_visible_to_the_admin_api() {
 fn attach_tag_by_id_is_201() {
     let d = daemon_with_work();
     d.ok("admin.vm.tag.Set+finance", "tpl", b"");
-    let (vm, tag) = (uuid_of(&d, "work"), tag_id(&d, "finance"));
+    let (vm, tag) = (d.uuid("work"), tag_id(&d, "finance"));
 
     let r = send(Client::new().post(d.url(&format!("/api/vms/{vm}/tags"))), &format!("<tag id=\"{tag}\"/>"));
 
@@ -726,7 +714,7 @@ fn attach_tag_by_id_is_201() {
 #[test]
 fn attach_of_an_unknown_tag_id_is_400() {
     let d = daemon_with_work();
-    let vm = uuid_of(&d, "work");
+    let vm = d.uuid("work");
 
     let r = send(
         Client::new().post(d.url(&format!("/api/vms/{vm}/tags"))),
@@ -739,7 +727,7 @@ fn attach_of_an_unknown_tag_id_is_400() {
 #[test]
 fn attach_of_an_invalid_tag_name_is_400() {
     let d = daemon_with_work();
-    let vm = uuid_of(&d, "work");
+    let vm = d.uuid("work");
 
     let r = send(Client::new().post(d.url(&format!("/api/vms/{vm}/tags"))), "<tag><name>a b</name></tag>");
 
@@ -749,7 +737,7 @@ fn attach_of_an_invalid_tag_name_is_400() {
 #[test]
 fn attach_tag_as_json_is_201() {
     let d = daemon_with_work();
-    let vm = uuid_of(&d, "work");
+    let vm = d.uuid("work");
 
     let r = Client::new()
         .post(d.url(&format!("/api/vms/{vm}/tags")))
@@ -768,7 +756,7 @@ fn attach_tag_as_json_is_201() {
 fn detach_tag_is_204_and_the_admin_api_no_longer_has_it() {
     let d = daemon_with_work();
     d.ok("admin.vm.tag.Set+finance", "work", b"");
-    let (vm, tag) = (uuid_of(&d, "work"), tag_id(&d, "finance"));
+    let (vm, tag) = (d.uuid("work"), tag_id(&d, "finance"));
 
     let r = sdk(Client::new().delete(d.url(&format!("/api/vms/{vm}/tags/{tag}")))).send().unwrap();
 
@@ -779,7 +767,7 @@ fn detach_tag_is_204_and_the_admin_api_no_longer_has_it() {
 #[test]
 fn attach_of_the_root_tag_is_409() {
     let d = daemon_with_work();
-    let vm = uuid_of(&d, "work");
+    let vm = d.uuid("work");
 
     let r = send(Client::new().post(d.url(&format!("/api/vms/{vm}/tags"))), "<tag id=\"-1\"/>");
 
@@ -790,7 +778,7 @@ fn attach_of_the_root_tag_is_409() {
 fn vm_tag_the_qube_does_not_have_is_404() {
     let d = daemon_with_work();
     d.ok("admin.vm.tag.Set+finance", "tpl", b"");
-    let (vm, tag) = (uuid_of(&d, "work"), tag_id(&d, "finance"));
+    let (vm, tag) = (d.uuid("work"), tag_id(&d, "finance"));
 
     let r = get(&d, &format!("/api/vms/{vm}/tags/{tag}"));
 
@@ -804,7 +792,7 @@ fn vm_tag_the_qube_does_not_have_is_404() {
 fn vm_created_over_the_admin_api_is_event_34_with_the_vm() {
     let d = daemon();
     d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
-    let vm = uuid_of(&d, "tpl");
+    let vm = d.uuid("tpl");
 
     let body = wait_for(&d, "/api/events", "<code>34</code>");
 

@@ -3,12 +3,12 @@
 
 mod support;
 
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::Method;
 use serde_json::Value;
+use support::volumes::{install_kernel, read_start, volume_field, volume_path, write_at_start};
 use support::Daemon;
 
 const BLANK: &str = "00000000-0000-0000-0000-000000000000";
@@ -19,20 +19,12 @@ const DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?
 
 /// A daemon with a REST user, TemplateVM `tpl` and AppVM `work` based on it.
 fn daemon() -> Daemon {
-    let d = Daemon::start();
-    d.add_user("admin", "secret");
-    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    d
+    Daemon::start().with_user().with_appvm()
 }
 
 /// `daemon` plus a network provider `sys-net` that is the global `default_netvm`.
 fn with_netvm() -> Daemon {
-    let d = daemon();
-    d.ok("admin.vm.Create.StandaloneVM", "dom0", b"name=sys-net label=red");
-    d.ok("admin.vm.property.Set+provides_network", "sys-net", b"True");
-    d.ok("admin.property.Set+default_netvm", "dom0", b"sys-net");
-    d
+    daemon().with_default_netvm("sys-net")
 }
 
 fn request_as(d: &Daemon, method: Method, path: &str, accept: &str) -> RequestBuilder {
@@ -87,11 +79,6 @@ fn id(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
 }
 
-fn uuid_of(d: &Daemon, name: &str) -> String {
-    let list = d.ok("admin.vm.List", name, b"");
-    list.trim_end().rsplit("uuid=").next().expect("uuid").to_string()
-}
-
 fn sd_id(d: &Daemon, name: &str) -> String {
     id(item(&get_json(d, "/api/storagedomains"), "storage_domain", "name", name))
 }
@@ -102,39 +89,6 @@ fn disk_id(d: &Daemon, alias: &str) -> String {
 
 fn template_id(d: &Daemon, name: &str) -> String {
     id(item(&get_json(d, "/api/templates"), "template", "name", name))
-}
-
-/// One `key=value` line of `admin.vm.volume.Info`.
-fn volume_field(d: &Daemon, vm: &str, volume: &str, key: &str) -> String {
-    let info = d.ok(&format!("admin.vm.volume.Info+{volume}"), vm, b"");
-    let prefix = format!("{key}=");
-    let line = info.lines().find(|l| l.starts_with(&prefix));
-    line.unwrap_or_else(|| panic!("no {key} in {info:?}"))[prefix.len()..].to_string()
-}
-
-fn volume_path(d: &Daemon, vm: &str, volume: &str) -> PathBuf {
-    PathBuf::from(volume_field(d, vm, volume, "path"))
-}
-
-fn write_at_start(path: &Path, data: &[u8]) {
-    let mut f = std::fs::OpenOptions::new().write(true).open(path).expect("open image");
-    f.seek(SeekFrom::Start(0)).expect("seek");
-    f.write_all(data).expect("write image");
-    f.sync_all().expect("sync image");
-}
-
-fn read_start(path: &Path, len: usize) -> Vec<u8> {
-    let mut f = std::fs::File::open(path).expect("open image");
-    let mut buf = vec![0u8; len];
-    f.read_exact(&mut buf).expect("read image");
-    buf
-}
-
-/// Installs a kernel in the daemon's `linux-kernel` pool.
-fn install_kernel(d: &Daemon, name: &str) {
-    let dir = d.state.join("vm-kernels").join(name);
-    std::fs::create_dir_all(&dir).expect("kernel dir");
-    std::fs::write(dir.join("vmlinuz"), b"kernel").expect("vmlinuz");
 }
 
 fn pool_body(name: &str, kind: &str, storage: &str, path: &Path) -> String {
@@ -411,7 +365,7 @@ fn a_disk_shows_size_format_bootable_vm_and_storage_domain() {
     assert_eq!(one["provisioned_size"], volume_field(&d, "work", "root", "size").as_str());
     assert_eq!(one["format"], "cow");
     assert_eq!(one["bootable"], "true");
-    assert_eq!(one["vm"]["id"], uuid_of(&d, "work").as_str());
+    assert_eq!(one["vm"]["id"], d.uuid("work").as_str());
     assert_eq!(one["storage_domains"]["storage_domain"][0]["id"], sd_id(&d, "varlibqubes").as_str());
 }
 
@@ -520,7 +474,7 @@ fn templates_are_blank_and_the_template_vms() {
 
     assert_eq!(status, 200);
     assert!(body.contains(&format!("<template href=\"/api/templates/{BLANK}\" id=\"{BLANK}\">")), "{body}");
-    let tpl = uuid_of(&d, "tpl");
+    let tpl = d.uuid("tpl");
     assert!(body.contains(&format!("<template href=\"/api/templates/{tpl}\" id=\"{tpl}\">")), "{body}");
     assert!(!body.contains("<name>work</name>"), "{body}");
 }
@@ -561,7 +515,7 @@ fn templates_search_by_name() {
 fn an_appvm_id_is_not_a_template() {
     let d = daemon();
 
-    let (status, body) = get(&d, &format!("/api/templates/{}", uuid_of(&d, "work")));
+    let (status, body) = get(&d, &format!("/api/templates/{}", d.uuid("work")));
 
     assert_eq!(status, 404);
     assert!(is_fault(&body), "{body}");
@@ -571,11 +525,11 @@ fn an_appvm_id_is_not_a_template() {
 fn a_template_made_from_a_vm_is_a_template_vm_for_the_admin_api() {
     let d = daemon();
 
-    let (status, body) = post_expect(&d, "/api/templates", &template_body("gold", &uuid_of(&d, "work")));
+    let (status, body) = post_expect(&d, "/api/templates", &template_body("gold", &d.uuid("work")));
 
     assert_eq!(status, 201, "{body}");
     assert!(d.ok("admin.vm.List", "dom0", b"").contains("gold class=TemplateVM state=Halted"));
-    assert!(body.contains(&format!("id=\"{}\"", uuid_of(&d, "gold"))), "{body}");
+    assert!(body.contains(&format!("id=\"{}\"", d.uuid("gold"))), "{body}");
 }
 
 #[test]
@@ -583,7 +537,7 @@ fn a_template_made_from_a_vm_copies_its_private_data() {
     let d = daemon();
     write_at_start(&volume_path(&d, "work", "private"), b"work's own data");
 
-    let (status, _) = post_expect(&d, "/api/templates", &template_body("gold", &uuid_of(&d, "work")));
+    let (status, _) = post_expect(&d, "/api/templates", &template_body("gold", &d.uuid("work")));
 
     assert_eq!(status, 201);
     assert_eq!(read_start(&volume_path(&d, "gold", "private"), 15), b"work's own data");
@@ -594,7 +548,7 @@ fn a_template_made_from_an_appvm_copies_its_templates_root() {
     let d = daemon();
     write_at_start(&volume_path(&d, "tpl", "root"), b"tpl root");
 
-    let (status, _) = post_expect(&d, "/api/templates", &template_body("gold", &uuid_of(&d, "work")));
+    let (status, _) = post_expect(&d, "/api/templates", &template_body("gold", &d.uuid("work")));
 
     assert_eq!(status, 201);
     assert_eq!(read_start(&volume_path(&d, "gold", "root"), 8), b"tpl root");
@@ -606,7 +560,7 @@ fn a_template_made_from_a_vm_takes_its_memory_and_vcpus() {
     d.ok("admin.vm.property.Set+memory", "work", b"777");
     d.ok("admin.vm.property.Set+vcpus", "work", b"3");
 
-    post_expect(&d, "/api/templates", &template_body("gold", &uuid_of(&d, "work")));
+    post_expect(&d, "/api/templates", &template_body("gold", &d.uuid("work")));
 
     assert_eq!(d.ok("admin.vm.property.Get+memory", "gold", b""), "default=False type=int 777");
     assert_eq!(d.ok("admin.vm.property.Get+vcpus", "gold", b""), "default=False type=int 3");
@@ -629,7 +583,7 @@ fn a_template_body_overrides_memory_and_sets_the_description() {
 fn creating_a_template_without_expect_is_202_with_creation_status() {
     let d = daemon();
 
-    let (status, body) = send(&d, Method::POST, "/api/templates", &template_body("gold", &uuid_of(&d, "work")));
+    let (status, body) = send(&d, Method::POST, "/api/templates", &template_body("gold", &d.uuid("work")));
 
     assert_eq!(status, 202, "{body}");
     assert!(body.contains("<creation_status>"), "{body}");
@@ -640,7 +594,7 @@ fn creating_a_template_with_a_taken_name_is_409_and_changes_nothing() {
     let d = daemon();
     let before = d.ok("admin.vm.List", "dom0", b"");
 
-    let (status, _) = post_expect(&d, "/api/templates", &template_body("tpl", &uuid_of(&d, "work")));
+    let (status, _) = post_expect(&d, "/api/templates", &template_body("tpl", &d.uuid("work")));
 
     assert_eq!(status, 409);
     assert_eq!(d.ok("admin.vm.List", "dom0", b""), before);
@@ -743,7 +697,7 @@ fn template_disks_are_its_volumes() {
 #[test]
 fn vm_disks_match_the_admin_volume_list() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     let volumes = d.ok("admin.vm.volume.List", "work", b"");
 
     let disks = get_json(&d, &format!("/api/vms/{work}/disks"));
@@ -756,7 +710,7 @@ fn vm_disks_match_the_admin_volume_list() {
 #[test]
 fn a_vm_disk_has_its_href_under_the_vm() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     let disk = disk_id(&d, "work-private");
 
     let (status, body) = get(&d, &format!("/api/vms/{work}/disks/{disk}"));
@@ -768,7 +722,7 @@ fn a_vm_disk_has_its_href_under_the_vm() {
 #[test]
 fn another_vms_disk_is_404_under_this_vm() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     let disk = disk_id(&d, "tpl-private");
 
     let (status, _) = get(&d, &format!("/api/vms/{work}/disks/{disk}"));
@@ -789,7 +743,7 @@ fn disks_of_an_unknown_vm_are_404() {
 #[test]
 fn adding_a_disk_to_a_vm_is_409_fixed_by_class() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
 
     let (status, body) = post_expect(&d, &format!("/api/vms/{work}/disks"), "<disk id=\"x\"/>");
 
@@ -800,7 +754,7 @@ fn adding_a_disk_to_a_vm_is_409_fixed_by_class() {
 #[test]
 fn detaching_a_vm_disk_is_409_with_the_reason() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     let disk = disk_id(&d, "work-private");
 
     let (status, body) =
@@ -813,7 +767,7 @@ fn detaching_a_vm_disk_is_409_with_the_reason() {
 #[test]
 fn growing_a_vm_disk_resizes_the_volume() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     let disk = disk_id(&d, "work-private");
     let size = 3 * 1024 * 1024 * 1024u64;
 
@@ -830,7 +784,7 @@ fn growing_a_vm_disk_resizes_the_volume() {
 #[test]
 fn a_vm_without_netvm_has_no_nics() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
 
     let nics = get_json(&d, &format!("/api/vms/{work}/nics"));
 
@@ -840,7 +794,7 @@ fn a_vm_without_netvm_has_no_nics() {
 #[test]
 fn a_vm_with_netvm_has_nic1_with_its_mac_on_the_default_network() {
     let d = with_netvm();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     d.ok("admin.vm.property.Set+mac", "work", b"00:16:3e:00:00:42");
 
     let (status, body) = get(&d, &format!("/api/vms/{work}/nics"));
@@ -856,7 +810,7 @@ fn a_vm_with_netvm_has_nic1_with_its_mac_on_the_default_network() {
 #[test]
 fn a_nics_network_is_the_default_network_of_api_networks() {
     let d = with_netvm();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     let network = id(item(&get_json(&d, "/api/networks"), "network", "name", "default"));
 
     let nics = get_json(&d, &format!("/api/vms/{work}/nics"));
@@ -867,7 +821,7 @@ fn a_nics_network_is_the_default_network_of_api_networks() {
 #[test]
 fn adding_a_nic_connects_the_vm_to_the_default_netvm() {
     let d = with_netvm();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     d.ok("admin.vm.property.Set+netvm", "work", b"");
 
     let (status, body) = post_expect(&d, &format!("/api/vms/{work}/nics"), "<nic><name>nic1</name></nic>");
@@ -879,7 +833,7 @@ fn adding_a_nic_connects_the_vm_to_the_default_netvm() {
 #[test]
 fn adding_a_nic_without_a_default_netvm_is_409() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
 
     let (status, body) = post_expect(&d, &format!("/api/vms/{work}/nics"), "<nic><name>nic1</name></nic>");
 
@@ -890,7 +844,7 @@ fn adding_a_nic_without_a_default_netvm_is_409() {
 #[test]
 fn adding_a_second_nic_is_409() {
     let d = with_netvm();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
 
     let (status, _) = post_expect(&d, &format!("/api/vms/{work}/nics"), "<nic><name>nic2</name></nic>");
 
@@ -900,7 +854,7 @@ fn adding_a_second_nic_is_409() {
 #[test]
 fn removing_the_nic_sets_netvm_to_none() {
     let d = with_netvm();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     let nic = id(&get_json(&d, &format!("/api/vms/{work}/nics"))["nic"][0]);
 
     let (status, _) = send(&d, Method::DELETE, &format!("/api/vms/{work}/nics/{nic}"), "");
@@ -912,7 +866,7 @@ fn removing_the_nic_sets_netvm_to_none() {
 #[test]
 fn changing_the_nic_mac_sets_the_mac_property() {
     let d = with_netvm();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     let nic = id(&get_json(&d, &format!("/api/vms/{work}/nics"))["nic"][0]);
 
     let (status, _) = send(
@@ -929,7 +883,7 @@ fn changing_the_nic_mac_sets_the_mac_property() {
 #[test]
 fn unknown_nic_is_404() {
     let d = with_netvm();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
 
     let (status, _) = get(&d, &format!("/api/vms/{work}/nics/{BLANK}"));
 
@@ -942,7 +896,7 @@ fn unknown_nic_is_404() {
 #[test]
 fn a_vm_has_one_empty_cdrom_with_the_zero_guid() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
 
     let (status, body) = get(&d, &format!("/api/vms/{work}/cdroms"));
 
@@ -955,7 +909,7 @@ fn a_vm_has_one_empty_cdrom_with_the_zero_guid() {
 fn inserting_a_file_records_it_and_reports_it_back() {
     let d = daemon();
     install_kernel(&d, "6.1.0");
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
 
     let (status, _) =
         send(&d, Method::PUT, &format!("/api/vms/{work}/cdroms/{BLANK}"), "<cdrom><file id=\"6.1.0\"/></cdrom>");
@@ -970,7 +924,7 @@ fn inserting_a_file_records_it_and_reports_it_back() {
 fn ejecting_with_an_empty_file_id_clears_the_cdrom() {
     let d = daemon();
     install_kernel(&d, "6.1.0");
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     d.ok("admin.vm.feature.Set+rest.cdrom", "work", b"6.1.0");
 
     let (status, body) =
@@ -983,7 +937,7 @@ fn ejecting_with_an_empty_file_id_clears_the_cdrom() {
 #[test]
 fn inserting_a_file_no_domain_offers_is_400() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
 
     let (status, body) =
         send(&d, Method::PUT, &format!("/api/vms/{work}/cdroms/{BLANK}"), "<cdrom><file id=\"nope.iso\"/></cdrom>");
@@ -996,7 +950,7 @@ fn inserting_a_file_no_domain_offers_is_400() {
 fn a_live_cdrom_change_on_a_running_vm_is_409() {
     let d = daemon();
     install_kernel(&d, "6.1.0");
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     d.ok("admin.vm.Start", "work", b"");
 
     let (status, body) = send(
@@ -1013,7 +967,7 @@ fn a_live_cdrom_change_on_a_running_vm_is_409() {
 #[test]
 fn unknown_cdrom_is_404() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
 
     let (status, _) = get(&d, &format!("/api/vms/{work}/cdroms/{work}"));
 
@@ -1026,7 +980,7 @@ fn unknown_cdrom_is_404() {
 #[test]
 fn a_new_vm_has_no_snapshots() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
 
     let snapshots = get_json(&d, &format!("/api/vms/{work}/snapshots"));
 
@@ -1036,7 +990,7 @@ fn a_new_vm_has_no_snapshots() {
 #[test]
 fn taking_a_snapshot_makes_a_private_volume_revision() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
 
     let (status, body) = post_expect(
         &d,
@@ -1053,7 +1007,7 @@ fn taking_a_snapshot_makes_a_private_volume_revision() {
 #[test]
 fn snapshots_list_the_revisions_with_their_dates() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     post_expect(&d, &format!("/api/vms/{work}/snapshots"), "<snapshot/>");
 
     let snapshots = get_json(&d, &format!("/api/vms/{work}/snapshots"));
@@ -1066,7 +1020,7 @@ fn snapshots_list_the_revisions_with_their_dates() {
 #[test]
 fn restoring_a_snapshot_reverts_the_private_volume() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     let private = volume_path(&d, "work", "private");
     write_at_start(&private, b"before");
     post_expect(&d, &format!("/api/vms/{work}/snapshots"), "<snapshot/>");
@@ -1083,7 +1037,7 @@ fn restoring_a_snapshot_reverts_the_private_volume() {
 #[test]
 fn taking_a_snapshot_of_a_running_vm_is_409() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     d.ok("admin.vm.Start", "work", b"");
 
     let (status, body) = post_expect(&d, &format!("/api/vms/{work}/snapshots"), "<snapshot/>");
@@ -1095,7 +1049,7 @@ fn taking_a_snapshot_of_a_running_vm_is_409() {
 #[test]
 fn taking_a_snapshot_when_no_revisions_are_kept_is_409() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     d.ok("admin.vm.volume.Set.revisions_to_keep+private", "work", b"0");
 
     let (status, body) = post_expect(&d, &format!("/api/vms/{work}/snapshots"), "<snapshot/>");
@@ -1107,7 +1061,7 @@ fn taking_a_snapshot_when_no_revisions_are_kept_is_409() {
 #[test]
 fn deleting_a_snapshot_is_409() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     post_expect(&d, &format!("/api/vms/{work}/snapshots"), "<snapshot/>");
     let snapshot = id(&get_json(&d, &format!("/api/vms/{work}/snapshots"))["snapshot"][0]);
 
@@ -1119,7 +1073,7 @@ fn deleting_a_snapshot_is_409() {
 #[test]
 fn unknown_snapshot_is_404() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
 
     let (status, body) = get(&d, &format!("/api/vms/{work}/snapshots/{BLANK}"));
 
@@ -1130,7 +1084,7 @@ fn unknown_snapshot_is_404() {
 #[test]
 fn snapshot_disks_are_the_private_disk_with_a_snapshot_reference() {
     let d = daemon();
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     post_expect(&d, &format!("/api/vms/{work}/snapshots"), "<snapshot/>");
     let snapshot = id(&get_json(&d, &format!("/api/vms/{work}/snapshots"))["snapshot"][0]);
 

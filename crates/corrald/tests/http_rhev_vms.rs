@@ -4,15 +4,18 @@
 mod support;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
+use support::volumes::install_kernel;
 use support::Daemon;
 
 const DECL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>";
 
 fn daemon() -> Daemon {
-    let d = Daemon::start();
-    d.add_user("admin", "secret");
-    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
-    d
+    Daemon::start().with_user().with_template()
+}
+
+/// `daemon` plus AppVM `work` on the template.
+fn with_work() -> Daemon {
+    Daemon::start().with_user().with_appvm()
 }
 
 /// What the SDK sends on every request.
@@ -26,11 +29,6 @@ fn sdk(rb: RequestBuilder) -> RequestBuilder {
 
 fn text(r: Response) -> String {
     r.text().expect("body")
-}
-
-fn uuid_of(d: &Daemon, name: &str) -> String {
-    let list = d.ok("admin.vm.List", name, b"");
-    list.trim_end().rsplit("uuid=").next().expect("uuid").to_string()
 }
 
 fn create_body(name: &str, template: &str) -> String {
@@ -50,7 +48,7 @@ fn create_with_expect_is_201_with_location_and_visible_to_the_admin_api() {
         sdk(c.post(d.url("/api/vms"))).header("Expect", "201-created").body(create_body("web", "tpl")).send().unwrap();
 
     assert_eq!(r.status(), 201);
-    let id = uuid_of(&d, "web");
+    let id = d.uuid("web");
     assert_eq!(r.headers()["location"], format!("/api/vms/{id}").as_str());
     assert!(d.ok("admin.vm.List", "dom0", b"").contains("web class=AppVM state=Halted"));
     assert_eq!(d.ok("admin.vm.property.Get+template", "web", b""), "default=False type=vm tpl");
@@ -112,8 +110,7 @@ fn create_with_invalid_qube_name_is_400_and_changes_nothing() {
 
 #[test]
 fn qube_created_over_the_admin_api_is_listed_at_once() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let d = with_work();
     let c = Client::new();
 
     let body = text(sdk(c.get(d.url("/api/vms;case_sensitive=True"))).send().unwrap());
@@ -137,8 +134,7 @@ fn search_by_name_with_wildcard_and_max() {
 
 #[test]
 fn search_by_status_case_insensitively() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let d = with_work();
     d.ok("admin.vm.Start", "work", b"");
     let c = Client::new();
 
@@ -164,9 +160,9 @@ fn get_unknown_id_is_404_fault_the_sdk_can_parse() {
 #[test]
 fn json_representation_on_request() {
     let d = daemon();
-    let id = uuid_of(&d, "tpl");
+    let id = d.uuid("tpl");
     d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    let work = uuid_of(&d, "work");
+    let work = d.uuid("work");
     let c = Client::new();
 
     let r = c
@@ -185,9 +181,8 @@ fn json_representation_on_request() {
 
 #[test]
 fn update_memory_and_description() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    let id = uuid_of(&d, "work");
+    let d = with_work();
+    let id = d.uuid("work");
     let c = Client::new();
 
     let r = sdk(c.put(d.url(&format!("/api/vms/{id}"))))
@@ -202,9 +197,8 @@ fn update_memory_and_description() {
 
 #[test]
 fn update_of_the_name_is_409_and_an_invalid_value_changes_nothing() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    let id = uuid_of(&d, "work");
+    let d = with_work();
+    let id = d.uuid("work");
     let before = d.ok("admin.vm.property.GetAll", "work", b"");
     let c = Client::new();
 
@@ -221,9 +215,8 @@ fn update_of_the_name_is_409_and_an_invalid_value_changes_nothing() {
 
 #[test]
 fn start_action_returns_complete_action_and_the_qube_runs() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    let id = uuid_of(&d, "work");
+    let d = with_work();
+    let id = d.uuid("work");
     let c = Client::new();
 
     let r = sdk(c.post(d.url(&format!("/api/vms/{id}/start")))).body("<action/>").send().unwrap();
@@ -235,9 +228,8 @@ fn start_action_returns_complete_action_and_the_qube_runs() {
 
 #[test]
 fn stop_of_a_halted_vm_is_409() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    let id = uuid_of(&d, "work");
+    let d = with_work();
+    let id = d.uuid("work");
     let c = Client::new();
 
     let r = sdk(c.post(d.url(&format!("/api/vms/{id}/stop")))).body("<action/>").send().unwrap();
@@ -247,9 +239,8 @@ fn stop_of_a_halted_vm_is_409() {
 
 #[test]
 fn delete_with_action_body_is_204_and_the_qube_is_gone() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    let id = uuid_of(&d, "work");
+    let d = with_work();
+    let id = d.uuid("work");
     let c = Client::new();
 
     let r = sdk(c.delete(d.url(&format!("/api/vms/{id}")))).body("<action/>").send().unwrap();
@@ -260,10 +251,9 @@ fn delete_with_action_body_is_204_and_the_qube_is_gone() {
 
 #[test]
 fn delete_of_a_running_vm_is_409_unless_forced() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    let d = with_work();
     d.ok("admin.vm.Start", "work", b"");
-    let id = uuid_of(&d, "work");
+    let id = d.uuid("work");
     let c = Client::new();
 
     let plain = sdk(c.delete(d.url(&format!("/api/vms/{id}")))).body("<action/>").send().unwrap();
@@ -329,9 +319,8 @@ fn oversized_body_is_refused_and_changes_nothing() {
 
 #[test]
 fn statistics_report_installed_memory() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    let id = uuid_of(&d, "work");
+    let d = with_work();
+    let id = d.uuid("work");
     let c = Client::new();
 
     let body = text(sdk(c.get(d.url(&format!("/api/vms/{id}/statistics")))).send().unwrap());
@@ -352,14 +341,11 @@ fn live_xml(d: &Daemon, c: &Client, vm: &str) -> String {
 
 #[test]
 fn run_once_command_line_applies_to_that_start_only() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    // The test driver boots nothing, so an empty file is kernel enough for the domain XML.
-    let kernel_dir = d.state.join("vm-kernels").join("k1");
-    std::fs::create_dir_all(&kernel_dir).unwrap();
-    std::fs::write(kernel_dir.join("vmlinuz"), b"").unwrap();
+    let d = with_work();
+    // The test driver boots nothing, so a placeholder file is kernel enough for the domain XML.
+    install_kernel(&d, "k1");
     d.ok("admin.vm.property.Set+kernel", "work", b"k1");
-    let id = uuid_of(&d, "work");
+    let id = d.uuid("work");
     let c = Client::new();
     let body = "<action><vm><os><cmdline>quiet corral-once</cmdline></os></vm></action>";
 
@@ -377,9 +363,8 @@ fn run_once_command_line_applies_to_that_start_only() {
 
 #[test]
 fn async_action_answers_202_then_redirects_to_the_vm_when_done() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    let id = uuid_of(&d, "work");
+    let d = with_work();
+    let id = d.uuid("work");
     let c = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
 
     let r = sdk(c.post(d.url(&format!("/api/vms/{id}/start;async=true")))).body("<action/>").send().unwrap();
@@ -404,9 +389,8 @@ fn async_action_answers_202_then_redirects_to_the_vm_when_done() {
 
 #[test]
 fn failed_async_action_reports_failed_with_the_fault() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    let id = uuid_of(&d, "work");
+    let d = with_work();
+    let id = d.uuid("work");
     let c = Client::new();
 
     let r =
@@ -427,9 +411,8 @@ fn failed_async_action_reports_failed_with_the_fault() {
 
 #[test]
 fn detail_puts_statistics_nics_and_disks_inline() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    let id = uuid_of(&d, "work");
+    let d = with_work();
+    let id = d.uuid("work");
     let c = Client::new();
 
     let r = sdk(c.get(d.url(&format!("/api/vms/{id}"))))
@@ -446,9 +429,8 @@ fn detail_puts_statistics_nics_and_disks_inline() {
 
 #[test]
 fn without_detail_sub_collections_are_not_inline() {
-    let d = daemon();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    let id = uuid_of(&d, "work");
+    let d = with_work();
+    let id = d.uuid("work");
     let c = Client::new();
 
     let body = text(sdk(c.get(d.url(&format!("/api/vms/{id}")))).send().unwrap());

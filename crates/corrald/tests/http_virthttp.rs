@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::{json, Value};
-use support::Daemon;
-
-/// How long a wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
+use support::{Daemon, WAIT};
 
 /// libvirt's test driver always has this network.
 const DEFAULT_NET_UUID: &str = "dd8fe884-6c02-601e-7551-cca97df1c5df";
@@ -22,9 +19,7 @@ const DEFAULT_NET_UUID: &str = "dd8fe884-6c02-601e-7551-cca97df1c5df";
 // Helpers
 
 fn daemon() -> Daemon {
-    let d = Daemon::start();
-    d.add_user("admin", "secret");
-    d
+    Daemon::start().with_user()
 }
 
 /// A daemon with the StandaloneVM `work` (400 MiB, 2 vcpus: the defaults), halted.
@@ -36,16 +31,12 @@ fn with_qube() -> Daemon {
 
 /// `with_qube` with `work` running.
 fn with_running() -> Daemon {
-    let d = with_qube();
-    d.ok("admin.vm.Start", "work", b"");
-    d
+    with_qube().with_running("work")
 }
 
 /// `with_running` with `work` paused.
 fn with_paused() -> Daemon {
-    let d = with_running();
-    d.ok("admin.vm.Pause", "work", b"");
-    d
+    with_qube().with_paused("work")
 }
 
 /// virthttp's credentials: the daemon's user and password as `X-Auth-Username`/`X-Auth-Key`.
@@ -94,11 +85,6 @@ fn error(code: i32, message: &str) -> Value {
     json!({"code": code, "message": message})
 }
 
-fn uuid_of(d: &Daemon, name: &str) -> String {
-    let list = d.ok("admin.vm.List", name, b"");
-    list.trim_end().rsplit("uuid=").next().expect("uuid").to_string()
-}
-
 fn power_state(d: &Daemon, name: &str) -> String {
     let state = d.ok("admin.vm.CurrentState", name, b"");
     state.rsplit("power_state=").next().expect("power_state").to_string()
@@ -110,7 +96,7 @@ fn prop(d: &Daemon, name: &str, prop: &str) -> String {
 
 /// The info object of the halted `work` with its default properties.
 fn halted_info(d: &Daemon) -> Value {
-    json!({"name": "work", "uuid": uuid_of(d, "work"), "id": -1, "status": "Shutoff", "os": "hvm",
+    json!({"name": "work", "uuid": d.uuid("work"), "id": -1, "status": "Shutoff", "os": "hvm",
            "ram": 409_600, "ram_max": 409_600, "cpu": 2})
 }
 
@@ -401,7 +387,7 @@ fn a_domain_by_name() {
 fn a_domain_by_uuid() {
     let d = with_qube();
 
-    let answer = get(&d, &format!("/libvirt/domains/by-uuid/{}", uuid_of(&d, "work")));
+    let answer = get(&d, &format!("/libvirt/domains/by-uuid/{}", d.uuid("work")));
 
     assert_eq!(answer, succeeded(json!([halted_info(&d)]), json!([])));
 }
@@ -433,7 +419,7 @@ fn a_running_qube_shows_libvirts_figures() {
 
     let answer = get(&d, "/libvirt/domains/by-name/work");
 
-    let expected = json!({"name": "work", "uuid": uuid_of(&d, "work"), "id": xid, "status": "Running", "os": "hvm",
+    let expected = json!({"name": "work", "uuid": d.uuid("work"), "id": xid, "status": "Running", "os": "hvm",
                           "ram": 409_600, "ram_max": 409_600, "cpu": 2});
     assert_eq!(answer, succeeded(json!([expected]), json!([])));
 }
@@ -545,7 +531,7 @@ fn xml_desc_of_a_running_qube_is_libvirts() {
 
     let xml = answer["results"][0].as_str().expect("an XML string");
     assert!(xml.starts_with("<domain type='test'"), "{xml}");
-    assert!(xml.contains(&format!("<uuid>{}</uuid>", uuid_of(&d, "work"))), "{xml}");
+    assert!(xml.contains(&format!("<uuid>{}</uuid>", d.uuid("work"))), "{xml}");
 }
 
 #[test]
@@ -1165,7 +1151,7 @@ fn post_keeps_the_uuid_of_the_xml() {
 
     send(&d, "POST", "/libvirt/domains?persistent=true", json!(xml));
 
-    assert_eq!(uuid_of(&d, "web"), "6a7e3c52-1f00-4d3c-9c1b-3b7a4a2f0a11");
+    assert_eq!(d.uuid("web"), "6a7e3c52-1f00-4d3c-9c1b-3b7a4a2f0a11");
 }
 
 #[test]
@@ -1229,11 +1215,8 @@ fn post_of_an_array_creates_each_domain() {
 
 /// A daemon whose new qubes get the netvm `net`, which may not start: their own start fails.
 fn with_unstartable_netvm() -> Daemon {
-    let d = daemon();
-    d.ok("admin.vm.Create.StandaloneVM", "dom0", b"name=net label=red");
-    d.ok("admin.vm.property.Set+provides_network", "net", b"True");
+    let d = daemon().with_default_netvm("net");
     d.ok("admin.vm.feature.Set+prohibit-start", "net", b"offline");
-    d.ok("admin.property.Set+default_netvm", "dom0", b"net");
     d
 }
 

@@ -9,69 +9,38 @@
 
 mod support;
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::Daemon;
-
-/// How long any wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
-
-/// Time for libvirt's event thread to deliver its own report of a transition a call already made, so that
-/// a duplicate event would show up before the marker that ends a recorded stream.
-const SETTLE: Duration = Duration::from_millis(300);
+use support::events::{frames, Events, SETTLE};
+use support::reply::{err_reply, ok_reply, shown};
+use support::{Daemon, WAIT};
 
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
 
-fn shown(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).escape_default().to_string()
-}
-
-fn ok_reply(content: &str) -> String {
-    shown(format!("0\0{content}").as_bytes())
-}
-
-fn err_reply(kind: &str, message: &str) -> String {
-    shown(format!("2\0{kind}\0\0{message}\0").as_bytes())
-}
-
-/// A daemon with template `tpl` and AppVM `work` based on it (no netvm: `default_netvm` is unset).
-fn with_appvm() -> Daemon {
-    let d = Daemon::start();
-    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
-    d
-}
-
-/// `with_appvm` with `work` already running.
+/// `Daemon::with_appvm` with `work` already running.
 fn with_running() -> Daemon {
-    let d = with_appvm();
-    d.ok("admin.vm.Start", "work", b"");
-    d
+    Daemon::start().with_appvm().with_running("work")
 }
 
 /// `with_running` with `work` paused.
 fn with_paused() -> Daemon {
-    let d = with_running();
-    d.ok("admin.vm.Pause", "work", b"");
-    d
+    Daemon::start().with_appvm().with_paused("work")
 }
 
-/// `with_appvm` plus `net` (provides_network) as the netvm of `work`.
+/// `Daemon::with_appvm` plus `net` (provides_network) as the netvm of `work`.
 fn with_netvm() -> Daemon {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=net label=orange");
     d.ok("admin.vm.property.Set+provides_network", "net", b"True");
     d.ok("admin.vm.property.Set+netvm", "work", b"net");
     d
 }
 
-/// `with_appvm` plus `dvm` (template_for_dispvms) and the disposable `disp1` based on it.
+/// `Daemon::with_appvm` plus `dvm` (template_for_dispvms) and the disposable `disp1` based on it.
 fn with_dispvm() -> Daemon {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=dvm label=red");
     d.ok("admin.vm.property.Set+template_for_dispvms", "dvm", b"True");
     d.ok("admin.vm.Create.DispVM+dvm", "dom0", b"name=disp1 label=red");
@@ -117,10 +86,6 @@ fn wait_until_gone(d: &Daemon, vm: &str) -> String {
     list
 }
 
-fn uuid_of(d: &Daemon, vm: &str) -> String {
-    d.ok("admin.vm.property.Get+uuid", vm, b"").rsplit(' ').next().unwrap_or_default().to_string()
-}
-
 fn epoch_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after the epoch").as_secs_f64()
 }
@@ -147,81 +112,6 @@ fn qube_files(d: &Daemon) -> Vec<PathBuf> {
     files_under(&d.state).into_iter().filter(|p| !p.to_string_lossy().starts_with("corral.")).collect()
 }
 
-/// An open `admin.Events` stream for dom0 (every qube), already past `connection-established`.
-struct Events {
-    stream: UnixStream,
-    buf: Vec<u8>,
-}
-
-impl Events {
-    fn open(d: &Daemon) -> Events {
-        let mut stream = UnixStream::connect(&d.admin).expect("connect");
-        stream.write_all(b"admin.Events dom0 name dom0\0").expect("send request");
-        stream.shutdown(std::net::Shutdown::Write).expect("half-close");
-        stream.set_read_timeout(Some(Duration::from_millis(100))).expect("read timeout");
-        let mut events = Events { stream, buf: Vec::new() };
-        let hello = events.next_frame();
-        assert_eq!(shown(&hello), shown(b"1\0\0connection-established\0\0"));
-        events
-    }
-
-    /// The next complete frame, raw; panics if none arrives within [`WAIT`].
-    fn next_frame(&mut self) -> Vec<u8> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(len) = frame_len(&self.buf) {
-                return self.buf.drain(..len).collect();
-            }
-            assert!(Instant::now() < deadline, "no complete frame within {WAIT:?}; have {}", shown(&self.buf));
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => panic!("stream closed; have {}", shown(&self.buf)),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-    }
-
-    /// Waits [`SETTLE`], sets feature `marker` on `vm`, and returns every frame before the marker's own
-    /// events, shown for comparison.
-    fn until_marker(&mut self, d: &Daemon, vm: &str) -> Vec<String> {
-        std::thread::sleep(SETTLE);
-        d.ok("admin.vm.feature.Set+marker", vm, b"1");
-        let mut frames = Vec::new();
-        loop {
-            let frame = self.next_frame();
-            if frame_name(&frame) == "domain-feature-pre-set:marker" {
-                return frames;
-            }
-            frames.push(shown(&frame));
-        }
-    }
-}
-
-/// Length of the first complete `1\0subject\0event\0(key\0value\0)*\0` frame in `buf`, if there is one.
-fn frame_len(buf: &[u8]) -> Option<usize> {
-    let mut pos = 0;
-    let mut field = || {
-        let end = pos + buf.get(pos..)?.iter().position(|b| *b == 0)?;
-        let f = &buf[pos..end];
-        pos = end + 1;
-        Some(f)
-    };
-    assert_eq!(field()?, b"1", "not an event frame: {}", shown(buf));
-    field()?; // subject
-    field()?; // event name
-    while !field()?.is_empty() {
-        field()?; // value
-    }
-    Some(pos)
-}
-
-fn frame_name(frame: &[u8]) -> String {
-    let name = frame.split(|b| *b == 0).nth(2).unwrap_or_default();
-    String::from_utf8_lossy(name).into_owned()
-}
-
 /// `<subject> <event>` of the frames whose event is one of `names`, in order.
 fn names(seen: &[String], names: &[&str]) -> Vec<String> {
     seen.iter()
@@ -229,10 +119,6 @@ fn names(seen: &[String], names: &[&str]) -> Vec<String> {
         .filter(|f| names.contains(&f[1]))
         .map(|f| f.join(" "))
         .collect()
-}
-
-fn frames(expected: &[&[u8]]) -> Vec<String> {
-    expected.iter().map(|f| shown(f)).collect()
 }
 
 /// Only the frames whose event is one of `names`, in order.
@@ -261,7 +147,7 @@ const STOP_EVENTS: [&[u8]; 4] = [
 
 #[test]
 fn start_of_appvm_replies_empty_ok() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.Start", "work", b"");
 
@@ -270,7 +156,7 @@ fn start_of_appvm_replies_empty_ok() {
 
 #[test]
 fn start_of_appvm_shows_running_in_current_state() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.Start", "work", b"");
 
     let reply = d.call("admin.vm.CurrentState", "work", b"");
@@ -280,8 +166,8 @@ fn start_of_appvm_shows_running_in_current_state() {
 
 #[test]
 fn start_of_appvm_shows_running_in_vm_list() {
-    let d = with_appvm();
-    let uuid = uuid_of(&d, "work");
+    let d = Daemon::start().with_appvm();
+    let uuid = d.uuid("work");
     d.ok("admin.vm.Start", "work", b"");
 
     let reply = d.call("admin.vm.List", "work", b"");
@@ -291,7 +177,7 @@ fn start_of_appvm_shows_running_in_vm_list() {
 
 #[test]
 fn current_state_of_halted_qube_is_all_zero() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.CurrentState", "work", b"");
 
@@ -310,10 +196,8 @@ fn start_of_running_qube_replies_empty_ok() {
 #[test]
 fn start_of_running_qube_fires_nothing() {
     let d = with_running();
-    let mut events = Events::open(&d);
-    d.ok("admin.vm.Start", "work", b"");
 
-    let seen = events.until_marker(&d, "work");
+    let seen = Events::around(&d, || d.ok("admin.vm.Start", "work", b"")).until_marker(&d, "work");
 
     assert_eq!(seen, Vec::<String>::new());
 }
@@ -348,7 +232,7 @@ fn start_of_unknown_qube_is_vm_not_found() {
 
 #[test]
 fn start_with_argument_is_protocol_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.Start+x", "work", b"");
 
@@ -357,7 +241,7 @@ fn start_with_argument_is_protocol_error() {
 
 #[test]
 fn start_of_prohibited_qube_is_refused_with_the_rationale() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+prohibit-start", "work", b"being repaired");
 
     let reply = d.call("admin.vm.Start", "work", b"");
@@ -367,7 +251,7 @@ fn start_of_prohibited_qube_is_refused_with_the_rationale() {
 
 #[test]
 fn start_of_prohibited_qube_leaves_it_halted() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+prohibit-start", "work", b"being repaired");
     d.call("admin.vm.Start", "work", b"");
 
@@ -378,12 +262,10 @@ fn start_of_prohibited_qube_leaves_it_halted() {
 
 #[test]
 fn start_of_prohibited_qube_fires_only_start_failed() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+prohibit-start", "work", b"being repaired");
-    let mut events = Events::open(&d);
-    d.call("admin.vm.Start", "work", b"");
 
-    let seen = events.until_marker(&d, "work");
+    let seen = Events::around(&d, || d.call("admin.vm.Start", "work", b"")).until_marker(&d, "work");
 
     assert_eq!(
         seen,
@@ -393,7 +275,7 @@ fn start_of_prohibited_qube_fires_only_start_failed() {
 
 #[test]
 fn start_with_empty_prohibit_start_feature_runs_the_qube() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     d.ok("admin.vm.feature.Set+prohibit-start", "work", b"");
     d.ok("admin.vm.Start", "work", b"");
 
@@ -425,10 +307,8 @@ fn start_of_qube_with_halted_netvm_runs_the_qube() {
 #[test]
 fn start_of_qube_with_halted_netvm_starts_netvm_after_the_qubes_pre_start() {
     let d = with_netvm();
-    let mut events = Events::open(&d);
-    d.ok("admin.vm.Start", "work", b"");
 
-    let seen = events.until_marker(&d, "work");
+    let seen = Events::around(&d, || d.ok("admin.vm.Start", "work", b"")).until_marker(&d, "work");
 
     assert_eq!(
         names(&seen, &["domain-pre-start", "domain-start"]),
@@ -450,10 +330,8 @@ fn start_of_qube_whose_netvm_is_prohibited_fails_with_the_netvms_error() {
 fn start_of_qube_whose_netvm_is_prohibited_fires_start_failed_on_both() {
     let d = with_netvm();
     d.ok("admin.vm.feature.Set+prohibit-start", "net", b"off");
-    let mut events = Events::open(&d);
-    d.call("admin.vm.Start", "work", b"");
 
-    let seen = events.until_marker(&d, "work");
+    let seen = Events::around(&d, || d.call("admin.vm.Start", "work", b"")).until_marker(&d, "work");
 
     assert_eq!(
         seen,
@@ -491,7 +369,7 @@ fn xid_of_running_qube_is_libvirts_domain_id() {
 
 #[test]
 fn xid_of_halted_qube_is_minus_one() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.property.Get+xid", "work", b"");
 
@@ -510,7 +388,7 @@ fn xid_after_kill_is_minus_one() {
 
 #[test]
 fn start_time_of_running_qube_is_the_epoch_time_of_the_start() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     let before = epoch_now();
     d.ok("admin.vm.Start", "work", b"");
     let after = epoch_now();
@@ -523,7 +401,7 @@ fn start_time_of_running_qube_is_the_epoch_time_of_the_start() {
 
 #[test]
 fn start_time_of_halted_qube_is_empty() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.property.Get+start_time", "work", b"");
 
@@ -696,7 +574,7 @@ fn shutdown_refused_for_its_argument_leaves_the_qube_running() {
 
 #[test]
 fn shutdown_of_halted_qube_is_not_started_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.Shutdown", "work", b"");
 
@@ -756,7 +634,7 @@ fn start_right_after_shutdown_runs_the_qube_again() {
 
 #[test]
 fn kill_of_halted_qube_is_not_started_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.Kill", "work", b"");
 
@@ -804,7 +682,7 @@ fn kill_of_paused_qube_halts_it() {
 #[test]
 fn kill_of_running_qube_shows_halted_in_vm_list() {
     let d = with_running();
-    let uuid = uuid_of(&d, "work");
+    let uuid = d.uuid("work");
     d.ok("admin.vm.Kill", "work", b"");
 
     let reply = d.call("admin.vm.List", "work", b"");
@@ -827,7 +705,7 @@ fn pause_of_running_qube_shows_paused() {
 
 #[test]
 fn pause_of_halted_qube_is_not_running_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.Pause", "work", b"");
 
@@ -858,7 +736,7 @@ fn unpause_of_running_qube_is_not_paused_error() {
 
 #[test]
 fn unpause_of_halted_qube_is_not_paused_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.Unpause", "work", b"");
 
@@ -886,7 +764,7 @@ fn suspend_without_guest_support_pauses_the_qube() {
 
 #[test]
 fn suspend_of_halted_qube_is_not_running_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.Suspend", "work", b"");
 
@@ -921,7 +799,7 @@ fn resume_of_running_qube_is_not_paused_error() {
 
 #[test]
 fn console_of_halted_qube_is_not_running_error() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
 
     let reply = d.call("admin.vm.Console", "work", b"");
 
@@ -946,11 +824,9 @@ fn console_of_running_qube_without_a_pty_is_empty_as_upstream() {
 
 #[test]
 fn start_fires_pre_start_pre_spawn_property_resets_spawn_start_once() {
-    let d = with_appvm();
-    let mut events = Events::open(&d);
-    d.ok("admin.vm.Start", "work", b"");
+    let d = Daemon::start().with_appvm();
 
-    let seen = events.until_marker(&d, "work");
+    let seen = Events::around(&d, || d.ok("admin.vm.Start", "work", b"")).until_marker(&d, "work");
 
     assert_eq!(seen, frames(&START_EVENTS));
 }
@@ -958,10 +834,8 @@ fn start_fires_pre_start_pre_spawn_property_resets_spawn_start_once() {
 #[test]
 fn pause_fires_pre_paused_then_paused_once() {
     let d = with_running();
-    let mut events = Events::open(&d);
-    d.ok("admin.vm.Pause", "work", b"");
 
-    let seen = events.until_marker(&d, "work");
+    let seen = Events::around(&d, || d.ok("admin.vm.Pause", "work", b"")).until_marker(&d, "work");
 
     assert_eq!(seen, frames(&[b"1\0work\0domain-pre-paused\0\0", b"1\0work\0domain-paused\0\0"]));
 }
@@ -969,10 +843,8 @@ fn pause_fires_pre_paused_then_paused_once() {
 #[test]
 fn unpause_fires_pre_unpaused_then_unpaused_once() {
     let d = with_paused();
-    let mut events = Events::open(&d);
-    d.ok("admin.vm.Unpause", "work", b"");
 
-    let seen = events.until_marker(&d, "work");
+    let seen = Events::around(&d, || d.ok("admin.vm.Unpause", "work", b"")).until_marker(&d, "work");
 
     assert_eq!(seen, frames(&[b"1\0work\0domain-pre-unpaused\0\0", b"1\0work\0domain-unpaused\0\0"]));
 }
@@ -980,10 +852,8 @@ fn unpause_fires_pre_unpaused_then_unpaused_once() {
 #[test]
 fn kill_fires_stopped_then_shutdown_once() {
     let d = with_running();
-    let mut events = Events::open(&d);
-    d.ok("admin.vm.Kill", "work", b"");
 
-    let seen = events.until_marker(&d, "work");
+    let seen = Events::around(&d, || d.ok("admin.vm.Kill", "work", b"")).until_marker(&d, "work");
 
     assert_eq!(seen, frames(&STOP_EVENTS));
 }
@@ -991,7 +861,7 @@ fn kill_fires_stopped_then_shutdown_once() {
 #[test]
 fn shutdown_fires_pre_shutdown_then_stopped_then_shutdown_once() {
     let d = with_running();
-    let mut events = Events::open(&d);
+    let mut events = Events::open(&d, "dom0");
     d.ok("admin.vm.Shutdown", "work", b"");
     wait_for_state(&d, "work", "Halted");
 
@@ -1005,10 +875,8 @@ fn shutdown_fires_pre_shutdown_then_stopped_then_shutdown_once() {
 #[test]
 fn shutdown_force_fires_pre_shutdown_with_force_true() {
     let d = with_running();
-    let mut events = Events::open(&d);
-    d.ok("admin.vm.Shutdown+force+wait", "work", b"");
 
-    let seen = events.until_marker(&d, "work");
+    let seen = Events::around(&d, || d.ok("admin.vm.Shutdown+force+wait", "work", b"")).until_marker(&d, "work");
 
     let mut expected = vec![&b"1\0work\0domain-pre-shutdown\0force\0True\0\0"[..]];
     expected.extend(STOP_EVENTS);
@@ -1018,10 +886,8 @@ fn shutdown_force_fires_pre_shutdown_with_force_true() {
 #[test]
 fn shutdown_of_paused_qube_without_force_fires_pre_shutdown_then_shutdown_failed() {
     let d = with_paused();
-    let mut events = Events::open(&d);
-    d.call("admin.vm.Shutdown", "work", b"");
 
-    let seen = events.until_marker(&d, "work");
+    let seen = Events::around(&d, || d.call("admin.vm.Shutdown", "work", b"")).until_marker(&d, "work");
 
     assert_eq!(
         seen,
@@ -1037,7 +903,7 @@ fn kill_replies_only_after_the_stopped_events() {
     // Each Kill's domain-shutdown must come before the next Start's domain-pre-start: the reply to Kill
     // means the stop is fully handled, even when libvirt's own report of it got there first.
     let d = with_running();
-    let mut events = Events::open(&d);
+    let mut events = Events::open(&d, "dom0");
     for _ in 0..20 {
         d.ok("admin.vm.Kill", "work", b"");
         d.ok("admin.vm.Start", "work", b"");
@@ -1052,7 +918,7 @@ fn kill_replies_only_after_the_stopped_events() {
 #[test]
 fn shutdown_wait_replies_only_after_the_stopped_events() {
     let d = with_running();
-    let mut events = Events::open(&d);
+    let mut events = Events::open(&d, "dom0");
     for _ in 0..20 {
         d.ok("admin.vm.Shutdown+wait", "work", b"");
         d.ok("admin.vm.Start", "work", b"");
@@ -1069,7 +935,7 @@ fn shutdown_wait_replies_only_after_the_stopped_events() {
 
 /// `with_appvm` with the template's root image gone, so that `work`'s root snapshot cannot be made.
 fn with_broken_template() -> Daemon {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     std::fs::remove_file(d.state.join("vm-templates/tpl/root.img")).expect("remove the template's root image");
     d
 }
@@ -1091,10 +957,8 @@ fn failed_start_is_start_failed_exception() {
 fn failed_start_fires_pre_start_then_start_failed() {
     let d = with_broken_template();
     let image = d.state.join("vm-templates/tpl/root.img");
-    let mut events = Events::open(&d);
-    d.call("admin.vm.Start", "work", b"");
 
-    let seen = events.until_marker(&d, "work");
+    let seen = Events::around(&d, || d.call("admin.vm.Start", "work", b"")).until_marker(&d, "work");
 
     let failed =
         format!("1\0work\0domain-start-failed\0reason\0volume root: Missing image file: {}\0\0", image.display());
@@ -1135,7 +999,7 @@ fn failed_start_leaves_the_same_files() {
 
 #[test]
 fn start_after_a_failed_start_runs_once_the_image_is_back() {
-    let d = with_appvm();
+    let d = Daemon::start().with_appvm();
     let image = d.state.join("vm-templates/tpl/root.img");
     let kept = d.dir.path().join("root.img.kept");
     std::fs::rename(&image, &kept).expect("move the root image away");
@@ -1167,7 +1031,7 @@ fn running_qube_is_shown_halted_after_daemon_crash_on_test_driver() {
 #[test]
 fn running_qube_is_listed_halted_after_daemon_crash_on_test_driver() {
     let mut d = with_running();
-    let uuid = uuid_of(&d, "work");
+    let uuid = d.uuid("work");
     d.kill9();
     d.spawn();
 
@@ -1208,10 +1072,8 @@ fn kill_of_auto_cleanup_dispvm_fires_domain_delete() {
     let d = with_dispvm();
     d.ok("admin.vm.property.Set+auto_cleanup", "disp1", b"True");
     d.ok("admin.vm.Start", "disp1", b"");
-    let mut events = Events::open(&d);
-    d.ok("admin.vm.Kill", "disp1", b"");
 
-    let seen = events.until_marker(&d, "work");
+    let seen = Events::around(&d, || d.ok("admin.vm.Kill", "disp1", b"")).until_marker(&d, "work");
 
     assert_eq!(
         only(&seen, &["domain-pre-delete", "domain-delete"]),
@@ -1235,7 +1097,7 @@ fn kill_of_auto_cleanup_dispvm_removes_its_files() {
 #[test]
 fn kill_of_dispvm_without_auto_cleanup_keeps_it() {
     let d = with_dispvm();
-    let uuid = uuid_of(&d, "disp1");
+    let uuid = d.uuid("disp1");
     d.ok("admin.vm.Start", "disp1", b"");
     d.ok("admin.vm.Kill", "disp1", b"");
     std::thread::sleep(SETTLE);
