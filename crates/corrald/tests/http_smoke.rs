@@ -29,3 +29,42 @@ fn api_entry_point_with_basic_auth() {
     assert_eq!(r.status(), 200);
     assert!(r.text().expect("body").contains("<product_info>"));
 }
+
+/// Password guessing: after five wrong passwords in a row the user's next attempts are refused, even with
+/// the right password, until a wait has passed; a password verified before the guessing still works.
+#[test]
+fn repeated_wrong_passwords_lock_the_user_out_for_a_while() {
+    let d = Daemon::start();
+    d.add_user("alice", "alice's secret");
+    d.add_user("bob", "bob's secret");
+    let client = reqwest::blocking::Client::new();
+    let get = |user: &str, password: &str| {
+        client.get(d.url("/api")).basic_auth(user, Some(password)).send().expect("request").status().as_u16()
+    };
+    assert_eq!(get("alice@internal", "alice's secret"), 200);
+
+    for _ in 0..5 {
+        assert_eq!(get("bob@internal", "guess"), 401);
+        assert_eq!(get("alice@internal", "guess"), 401);
+    }
+    let bob_locked = get("bob@internal", "bob's secret");
+    let alice_known_password = get("alice@internal", "alice's secret");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let bob_after_the_wait = get("bob@internal", "bob's secret");
+
+    assert_eq!(bob_locked, 401, "the right password is refused while locked out");
+    assert_eq!(alice_known_password, 200, "a password verified before still works");
+    assert_eq!(bob_after_the_wait, 200);
+}
+
+#[test]
+fn unknown_users_are_refused_like_wrong_passwords() {
+    let d = Daemon::start();
+    d.add_user("admin", "secret");
+    let client = reqwest::blocking::Client::new();
+
+    let r = client.get(d.url("/api")).basic_auth("nobody@internal", Some("secret")).send().expect("request");
+
+    assert_eq!(r.status(), 401);
+    assert!(r.text().expect("body").contains("<fault>"));
+}
