@@ -39,6 +39,37 @@ pub fn statistic_id(owner: &str, name: &str) -> String {
     stable_id(&format!("statistic/{owner}/{name}"))
 }
 
+/// A gauge: (name, description, value, unit, whether the value is a decimal).
+pub type Stat = (&'static str, &'static str, String, &'static str, bool);
+
+/// The gauge `stat` of the `kind` at `/{collection}/{owner}`.
+pub fn statistic(ctx: &Ctx, kind: &'static str, collection: &str, owner: &str, stat: &Stat) -> Node {
+    let (name, description, value, unit, decimal) = stat;
+    let id = statistic_id(owner, name);
+    Node::new("statistic")
+        .attr("href", ctx.href(&format!("/{collection}/{owner}/statistics/{id}")))
+        .attr("id", id)
+        .with_leaf("name", *name)
+        .with_leaf("description", *description)
+        .child(
+            Node::new("values")
+                .attr("type", if *decimal { "DECIMAL" } else { "INTEGER" })
+                .child(Node::new("value").with_leaf("datum", value.clone())),
+        )
+        .with_leaf("type", "GAUGE")
+        .with_leaf("unit", *unit)
+        .child(reference(ctx, kind, collection, owner))
+}
+
+/// The `<statistics>` of the `kind` at `/{collection}/{owner}`.
+pub fn statistics(ctx: &Ctx, kind: &'static str, collection: &str, owner: &str, stats: &[Stat]) -> Node {
+    let mut out = Node::collection("statistics");
+    for s in stats {
+        out.push(statistic(ctx, kind, collection, owner, s));
+    }
+    out
+}
+
 /// `xsd:dateTime` in UTC for seconds since the epoch.
 pub fn xsd_time(epoch: u64) -> String {
     let days = (epoch / 86_400) as i64;
@@ -93,8 +124,15 @@ pub fn actions(ctx: &Ctx, base: &str, names: &[&'static str]) -> Node {
 pub const VM_ACTIONS: [&str; 6] = ["start", "stop", "shutdown", "suspend", "reboot", "ticket"];
 pub const VM_SUBCOLLECTIONS: [&str; 7] = ["disks", "nics", "cdroms", "snapshots", "statistics", "tags", "permissions"];
 
-fn int(app: &App, d: &Domain, prop: &str) -> u64 {
+/// A qube's whole-number property: 0 when it has none.
+pub fn int(app: &App, d: &Domain, prop: &str) -> u64 {
     app.vm_prop(d, prop).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// How many vms there are (every qube but dom0), and how many of them are running.
+pub fn vm_counts(service: &Service, app: &App) -> (usize, usize) {
+    let vms: Vec<&Domain> = app.domains().filter(|d| !d.is_admin()).collect();
+    (vms.len(), vms.iter().filter(|d| service.power(d).is_active()).count())
 }
 
 /// A qube as a RHEV vm.

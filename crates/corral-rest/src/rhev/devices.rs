@@ -26,9 +26,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id, BLANK};
-use super::storage::{
-    blocking, caller, created, disk_at, disk_collection, disk_id, disk_volumes, optional_body, ref_of,
-};
+use super::handler::{blocking, caller, completed_action, created, optional_body, ref_of, refused};
+use super::storage::{disk_at, disk_collection, disk_id, disk_volumes};
 use super::vms::find;
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
@@ -130,12 +129,13 @@ async fn disk(
     params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
     responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn add_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
-    let d = find(&rest.service, &id)?;
-    Err(ApiError::conflict(format!(
-        "Cannot add a disk to {}: volumes are fixed by the qube's class ({} has root, private and volatile)",
-        d.name,
-        d.class.name()
-    )))
+    refused(find(&rest.service, &id), |d| {
+        format!(
+            "Cannot add a disk to {}: volumes are fixed by the qube's class ({} has root, private and volatile)",
+            d.name,
+            d.class.name()
+        )
+    })
 }
 
 #[utoipa::path(put, path = "/api/vms/{id}/disks/{d}", operation_id = "update_vm_disk", tag = "vm devices",
@@ -398,8 +398,9 @@ async fn cdrom(ctx: Ctx, State(rest): State<Arc<Rest>>, Path((id, c)): Path<(Str
     params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
     responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn add_cdrom(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
-    let d = find(&rest.service, &id)?;
-    Err(ApiError::conflict(format!("{} has exactly one cdrom ({BLANK}): change its file with PUT instead", d.name)))
+    refused(find(&rest.service, &id), |d| {
+        format!("{} has exactly one cdrom ({BLANK}): change its file with PUT instead", d.name)
+    })
 }
 
 /// Records (or with an empty id, clears) the file the cdrom holds.
@@ -609,11 +610,13 @@ async fn take_snapshot(
     responses((status = 404, response = NotFound), (status = 409, response = Conflict),
         (status = 500, response = ServerError)))]
 async fn remove_snapshot(State(rest): State<Arc<Rest>>, Path((id, s)): Path<(String, String)>) -> ApiResult<Response> {
-    let (d, _, _) = find_snapshot(&rest.service, &id, &s).await?;
-    Err(ApiError::conflict(format!(
-        "Cannot remove a snapshot of {}: revisions are dropped by the pool as new ones are made (revisions_to_keep)",
-        d.name
-    )))
+    refused(find_snapshot(&rest.service, &id, &s).await, |(d, _, _)| {
+        format!(
+            "Cannot remove a snapshot of {}: revisions are dropped by the pool as new ones are made \
+             (revisions_to_keep)",
+            d.name
+        )
+    })
 }
 
 #[utoipa::path(post, path = "/api/vms/{id}/snapshots/{s}/restore", operation_id = "restore_vm_snapshot",
@@ -638,13 +641,5 @@ async fn restore_snapshot(
         service.volume_revert(&caller(), &d.name, SNAPSHOT_VOLUME, rev.as_bytes()).map_err(ApiError::from)
     })
     .await?;
-    let base = format!("/vms/{id}/snapshots/{s}");
-    let action_id = uuid::Uuid::new_v4().to_string();
-    let node = Node::new("action")
-        .attr("href", ctx.href(&format!("{base}/restore/{action_id}")))
-        .attr("id", &action_id)
-        .child(Node::new("status").with_leaf("state", "complete"))
-        .child(Node::new("link").attr("href", ctx.href(&base)).attr("rel", "parent"))
-        .child(Node::new("link").attr("href", ctx.href(&format!("{base}/restore"))).attr("rel", "replay"));
-    Ok(ctx.ok(&node))
+    Ok(ctx.ok(&completed_action(&ctx, &format!("/vms/{id}/snapshots/{s}"), "restore", Vec::new())))
 }

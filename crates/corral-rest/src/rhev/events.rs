@@ -14,6 +14,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::common::{self, reference};
+use super::handler::collection;
 use crate::ctx::Ctx;
 use crate::events::RhevEvent;
 use crate::fault::{ApiError, ApiResult};
@@ -113,11 +114,7 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
             *v = rewrite_search(v);
         }
     }
-    let kept = super::search::apply(&search_ctx, events, event_field).map_err(ApiError::bad_request)?;
-    let mut out = Node::collection("events");
-    for e in &kept {
-        out.push(event_node(&ctx, e));
-    }
+    let out = collection(&search_ctx, "events", events, event_field, |e| event_node(&ctx, e))?;
     Ok(ctx.ok(&out))
 }
 

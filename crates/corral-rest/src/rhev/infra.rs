@@ -15,7 +15,8 @@ use corral_service::rest_support::NetworkInfo;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use super::common::{self, reference};
+use super::common::{self, reference, Stat};
+use super::handler::{action_params, blocking, collection, completed_action, refused};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -50,23 +51,44 @@ const CLUSTER_CPU: &str = "qemu64";
 /// The host's actions; `refresh` and a `manual`/`status` fence are all that make sense for the local machine.
 const HOST_ACTIONS: [&str; 2] = ["refresh", "fence"];
 
-fn read_only(what: &str) -> ApiError {
-    ApiError::conflict(format!("The {what} is read-only on this engine: it describes this daemon and its machine"))
+fn read_only(what: &str) -> String {
+    format!("The {what} is read-only on this engine: it describes this daemon and its machine")
+}
+
+/// The host, the data center and the cluster: one of each, which describes this daemon, so it is read-only.
+#[derive(Clone, Copy)]
+struct Fixed {
+    what: &'static str,
+    id: fn() -> &'static str,
+}
+
+const HOST: Fixed = Fixed { what: "host", id: common::host_id };
+const DATACENTER: Fixed = Fixed { what: "data center", id: common::datacenter_id };
+const CLUSTER: Fixed = Fixed { what: "cluster", id: common::cluster_id };
+
+impl Fixed {
+    /// 404 unless `id` is the one object's.
+    fn check(self, id: &str) -> ApiResult<()> {
+        if id == (self.id)() {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(&format!("{} {id}", self.what)))
+        }
+    }
+
+    /// `POST` to the collection.
+    fn refuse_add(self) -> ApiError {
+        ApiError::conflict(read_only(&format!("{} list", self.what)))
+    }
+
+    /// `PUT` or `DELETE` of the object `id`.
+    fn refuse_write(self, id: &str) -> ApiResult<Response> {
+        refused(self.check(id), |()| read_only(self.what))
+    }
 }
 
 async fn not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Operation Failed", "Capabilities are read-only")
-}
-
-/// Runs blocking work (libvirt, /proc) off the async executor.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))
-}
-
-fn search_error(e: String) -> ApiError {
-    ApiError::bad_request(e)
 }
 
 fn version_node(name: &'static str) -> Node {
@@ -261,9 +283,8 @@ fn host_node(ctx: &Ctx, rest: &Rest, facts: &HostFacts) -> Node {
     let base = format!("/hosts/{id}");
     let (total, active, memory) = {
         let app = rest.service.read();
-        let vms: Vec<_> = app.domains().filter(|d| !d.is_admin()).collect();
-        let active = vms.iter().filter(|d| rest.service.power(d).is_active()).count();
-        (vms.len(), active, app.host.memory_mib * 1024 * 1024)
+        let (total, active) = common::vm_counts(&rest.service, &app);
+        (total, active, app.host.memory_mib * 1024 * 1024)
     };
     let state = if rest.service.has_hypervisor() { "up" } else { "down" };
     let mut host = Node::new("host").attr("href", ctx.href(&base)).attr("id", id);
@@ -321,26 +342,15 @@ fn host_field(rest: &Rest, facts: &HostFacts, field: &str) -> Option<String> {
     })
 }
 
-fn check_host(id: &str) -> ApiResult<()> {
-    if id == common::host_id() {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(&format!("host {id}")))
-    }
-}
-
 #[utoipa::path(get, path = "/api/hosts", operation_id = "list_hosts", tag = "hosts", summary = "List hosts",
     params(Search), responses((status = 200, response = schema::Hosts), (status = 400, response = BadRequest)))]
 async fn hosts(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let facts = {
         let rest = rest.clone();
-        blocking(move || host_facts(&rest)).await?
+        blocking(move || Ok(host_facts(&rest))).await?
     };
-    let kept = super::search::apply(&ctx, vec![()], |_, f| host_field(&rest, &facts, f)).map_err(search_error)?;
-    let mut out = Node::collection("hosts");
-    for () in kept {
-        out.push(host_node(&ctx, &rest, &facts));
-    }
+    let out =
+        collection(&ctx, "hosts", vec![()], |_, f| host_field(&rest, &facts, f), |_| host_node(&ctx, &rest, &facts))?;
     Ok(ctx.ok(&out))
 }
 
@@ -348,10 +358,10 @@ async fn hosts(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     params(("id" = String, Path, description = "The host's id")),
     responses((status = 200, response = schema::Host), (status = 404, response = NotFound)))]
 async fn host(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
-    check_host(&id)?;
+    HOST.check(&id)?;
     let facts = {
         let rest = rest.clone();
-        blocking(move || host_facts(&rest)).await?
+        blocking(move || Ok(host_facts(&rest))).await?
     };
     Ok(ctx.ok(&host_node(&ctx, &rest, &facts)))
 }
@@ -360,19 +370,14 @@ async fn host(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -
     description = "Refused: the host is the machine the daemon runs on.",
     responses((status = 409, response = Conflict)))]
 async fn refuse_host_write() -> ApiError {
-    read_only("host list")
-}
-
-async fn host_write(Path(id): Path<String>) -> ApiResult<Response> {
-    check_host(&id)?;
-    Err(read_only("host"))
+    HOST.refuse_add()
 }
 
 #[utoipa::path(put, path = "/api/hosts/{id}", operation_id = "update_host", tag = "hosts", summary = "Update the host",
     description = "Refused: the host is read-only.", params(("id" = String, Path, description = "The host's id")),
     responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn update_host(id: Path<String>) -> ApiResult<Response> {
-    host_write(id).await
+    HOST.refuse_write(&id)
 }
 
 #[utoipa::path(delete, path = "/api/hosts/{id}", operation_id = "remove_host", tag = "hosts",
@@ -380,7 +385,7 @@ async fn update_host(id: Path<String>) -> ApiResult<Response> {
     params(("id" = String, Path, description = "The host's id")),
     responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn remove_host(id: Path<String>) -> ApiResult<Response> {
-    host_write(id).await
+    HOST.refuse_write(&id)
 }
 
 /// `manual` (confirm the host rebooted) and `status` are the fence types that mean something for the
@@ -401,12 +406,11 @@ async fn host_action(
     Path((id, action)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    check_host(&id)?;
+    HOST.check(&id)?;
     if !HOST_ACTIONS.contains(&action.as_str()) {
         return Err(ApiError::not_found(&format!("action {action}")));
     }
-    let params =
-        if body.iter().all(u8::is_ascii_whitespace) { Node::new("action") } else { ctx.body(&body, "action")? };
+    let params = action_params(&ctx, &body)?;
     let mut extra = Vec::new();
     if action == "fence" {
         match params.text_of("fence_type").unwrap_or_default() {
@@ -422,18 +426,7 @@ async fn host_action(
             }
         }
     }
-    let action_id = uuid::Uuid::new_v4().to_string();
-    let base = format!("/hosts/{id}");
-    let mut node =
-        Node::new("action").attr("href", ctx.href(&format!("{base}/{action}/{action_id}"))).attr("id", &action_id);
-    for e in extra {
-        node.push(e);
-    }
-    node = node
-        .child(Node::new("status").with_leaf("state", "complete"))
-        .child(Node::new("link").attr("href", ctx.href(&base)).attr("rel", "parent"))
-        .child(Node::new("link").attr("href", ctx.href(&format!("{base}/{action}"))).attr("rel", "replay"));
-    Ok(ctx.ok(&node))
+    Ok(ctx.ok(&completed_action(&ctx, &format!("/hosts/{id}"), &action, extra)))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -497,9 +490,6 @@ async fn cpu_current() -> (f64, f64, f64) {
     cpu_percent(before, now)
 }
 
-/// (name, description, value, unit, decimal).
-type Stat = (&'static str, &'static str, String, &'static str, bool);
-
 async fn host_stats() -> Vec<Stat> {
     let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -533,34 +523,13 @@ async fn host_stats() -> Vec<Stat> {
     ]
 }
 
-fn statistic_node(ctx: &Ctx, host: &str, (name, description, value, unit, decimal): &Stat) -> Node {
-    let id = common::statistic_id(host, name);
-    Node::new("statistic")
-        .attr("href", ctx.href(&format!("/hosts/{host}/statistics/{id}")))
-        .attr("id", id)
-        .with_leaf("name", *name)
-        .with_leaf("description", *description)
-        .child(
-            Node::new("values")
-                .attr("type", if *decimal { "DECIMAL" } else { "INTEGER" })
-                .child(Node::new("value").with_leaf("datum", value.clone())),
-        )
-        .with_leaf("type", "GAUGE")
-        .with_leaf("unit", *unit)
-        .child(reference(ctx, "host", "hosts", host))
-}
-
 #[utoipa::path(get, path = "/api/hosts/{id}/statistics", operation_id = "list_host_statistics", tag = "hosts",
     summary = "List the host's statistics", description = "Memory, swap, KSM and CPU use, and the load average.",
     params(("id" = String, Path, description = "The host's id")),
     responses((status = 200, response = schema::Statistics), (status = 404, response = NotFound)))]
 async fn host_statistics(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
-    check_host(&id)?;
-    let mut out = Node::collection("statistics");
-    for s in host_stats().await {
-        out.push(statistic_node(&ctx, &id, &s));
-    }
-    Ok(ctx.ok(&out))
+    HOST.check(&id)?;
+    Ok(ctx.ok(&common::statistics(&ctx, "host", "hosts", &id, &host_stats().await)))
 }
 
 #[utoipa::path(get, path = "/api/hosts/{id}/statistics/{sid}", operation_id = "get_host_statistic", tag = "hosts",
@@ -569,13 +538,13 @@ async fn host_statistics(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response
         ("sid" = String, Path, description = "The statistic's id")),
     responses((status = 200, response = schema::Statistic), (status = 404, response = NotFound)))]
 async fn host_statistic(ctx: Ctx, Path((id, sid)): Path<(String, String)>) -> ApiResult<Response> {
-    check_host(&id)?;
+    HOST.check(&id)?;
     let stats = host_stats().await;
     let s = stats
         .iter()
         .find(|s| common::statistic_id(&id, s.0) == sid)
         .ok_or_else(|| ApiError::not_found(&format!("statistic {sid}")))?;
-    Ok(ctx.ok(&statistic_node(&ctx, &id, s)))
+    Ok(ctx.ok(&common::statistic(&ctx, "host", "hosts", &id, s)))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -605,23 +574,11 @@ fn datacenter_field(field: &str) -> Option<String> {
     })
 }
 
-fn check_datacenter(id: &str) -> ApiResult<()> {
-    if id == common::datacenter_id() {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(&format!("data center {id}")))
-    }
-}
-
 #[utoipa::path(get, path = "/api/datacenters", operation_id = "list_datacenters", tag = "data centers",
     summary = "List data centers", params(Search),
     responses((status = 200, response = schema::DataCenters), (status = 400, response = BadRequest)))]
 async fn datacenters(ctx: Ctx) -> ApiResult<Response> {
-    let kept = super::search::apply(&ctx, vec![()], |_, f| datacenter_field(f)).map_err(search_error)?;
-    let mut out = Node::collection("data_centers");
-    for () in kept {
-        out.push(datacenter_node(&ctx));
-    }
+    let out = collection(&ctx, "data_centers", vec![()], |_, f| datacenter_field(f), |_| datacenter_node(&ctx))?;
     Ok(ctx.ok(&out))
 }
 
@@ -629,7 +586,7 @@ async fn datacenters(ctx: Ctx) -> ApiResult<Response> {
     summary = "Get the data center", params(("id" = String, Path, description = "The data center's id")),
     responses((status = 200, response = schema::DataCenter), (status = 404, response = NotFound)))]
 async fn datacenter(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
-    check_datacenter(&id)?;
+    DATACENTER.check(&id)?;
     Ok(ctx.ok(&datacenter_node(&ctx)))
 }
 
@@ -637,12 +594,7 @@ async fn datacenter(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
     summary = "Add a data center", description = "Refused: there is one data center.",
     responses((status = 409, response = Conflict)))]
 async fn refuse_datacenter_write() -> ApiError {
-    read_only("data center list")
-}
-
-async fn datacenter_write(Path(id): Path<String>) -> ApiResult<Response> {
-    check_datacenter(&id)?;
-    Err(read_only("data center"))
+    DATACENTER.refuse_add()
 }
 
 #[utoipa::path(put, path = "/api/datacenters/{id}", operation_id = "update_datacenter", tag = "data centers",
@@ -650,7 +602,7 @@ async fn datacenter_write(Path(id): Path<String>) -> ApiResult<Response> {
     params(("id" = String, Path, description = "The data center's id")),
     responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn update_datacenter(id: Path<String>) -> ApiResult<Response> {
-    datacenter_write(id).await
+    DATACENTER.refuse_write(&id)
 }
 
 #[utoipa::path(delete, path = "/api/datacenters/{id}", operation_id = "remove_datacenter", tag = "data centers",
@@ -658,7 +610,7 @@ async fn update_datacenter(id: Path<String>) -> ApiResult<Response> {
     params(("id" = String, Path, description = "The data center's id")),
     responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn remove_datacenter(id: Path<String>) -> ApiResult<Response> {
-    datacenter_write(id).await
+    DATACENTER.refuse_write(&id)
 }
 
 fn cluster_node(ctx: &Ctx) -> Node {
@@ -701,22 +653,10 @@ fn cluster_field(field: &str) -> Option<String> {
     })
 }
 
-fn check_cluster(id: &str) -> ApiResult<()> {
-    if id == common::cluster_id() {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(&format!("cluster {id}")))
-    }
-}
-
 #[utoipa::path(get, path = "/api/clusters", operation_id = "list_clusters", tag = "clusters", summary = "List clusters",
     params(Search), responses((status = 200, response = schema::Clusters), (status = 400, response = BadRequest)))]
 async fn clusters(ctx: Ctx) -> ApiResult<Response> {
-    let kept = super::search::apply(&ctx, vec![()], |_, f| cluster_field(f)).map_err(search_error)?;
-    let mut out = Node::collection("clusters");
-    for () in kept {
-        out.push(cluster_node(&ctx));
-    }
+    let out = collection(&ctx, "clusters", vec![()], |_, f| cluster_field(f), |_| cluster_node(&ctx))?;
     Ok(ctx.ok(&out))
 }
 
@@ -724,19 +664,14 @@ async fn clusters(ctx: Ctx) -> ApiResult<Response> {
     summary = "Get the cluster", params(("id" = String, Path, description = "The cluster's id")),
     responses((status = 200, response = schema::Cluster), (status = 404, response = NotFound)))]
 async fn cluster(ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
-    check_cluster(&id)?;
+    CLUSTER.check(&id)?;
     Ok(ctx.ok(&cluster_node(&ctx)))
 }
 
 #[utoipa::path(post, path = "/api/clusters", operation_id = "add_cluster", tag = "clusters", summary = "Add a cluster",
     description = "Refused: there is one cluster.", responses((status = 409, response = Conflict)))]
 async fn refuse_cluster_write() -> ApiError {
-    read_only("cluster list")
-}
-
-async fn cluster_write(Path(id): Path<String>) -> ApiResult<Response> {
-    check_cluster(&id)?;
-    Err(read_only("cluster"))
+    CLUSTER.refuse_add()
 }
 
 #[utoipa::path(put, path = "/api/clusters/{id}", operation_id = "update_cluster", tag = "clusters",
@@ -744,7 +679,7 @@ async fn cluster_write(Path(id): Path<String>) -> ApiResult<Response> {
     params(("id" = String, Path, description = "The cluster's id")),
     responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn update_cluster(id: Path<String>) -> ApiResult<Response> {
-    cluster_write(id).await
+    CLUSTER.refuse_write(&id)
 }
 
 #[utoipa::path(delete, path = "/api/clusters/{id}", operation_id = "remove_cluster", tag = "clusters",
@@ -752,7 +687,7 @@ async fn update_cluster(id: Path<String>) -> ApiResult<Response> {
     params(("id" = String, Path, description = "The cluster's id")),
     responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn remove_cluster(id: Path<String>) -> ApiResult<Response> {
-    cluster_write(id).await
+    CLUSTER.refuse_write(&id)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -760,9 +695,12 @@ async fn remove_cluster(id: Path<String>) -> ApiResult<Response> {
 
 async fn list_networks(rest: &Arc<Rest>) -> ApiResult<Vec<NetworkInfo>> {
     let service = rest.service.clone();
-    blocking(move || service.networks()).await?.map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", format!("Cannot list networks: {e}"))
+    blocking(move || {
+        service.networks().map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", format!("Cannot list networks: {e}"))
+        })
     })
+    .await
 }
 
 async fn find_network(rest: &Arc<Rest>, id: &str) -> ApiResult<NetworkInfo> {
@@ -805,11 +743,7 @@ fn network_field(n: &NetworkInfo, field: &str) -> Option<String> {
 
 async fn network_list(ctx: &Ctx, rest: &Arc<Rest>, cluster: bool) -> ApiResult<Response> {
     let all = list_networks(rest).await?;
-    let kept = super::search::apply(ctx, all, network_field).map_err(search_error)?;
-    let mut out = Node::collection("networks");
-    for n in &kept {
-        out.push(network_node(ctx, n, cluster));
-    }
+    let out = collection(ctx, "networks", all, network_field, |n| network_node(ctx, n, cluster))?;
     Ok(ctx.ok(&out))
 }
 
@@ -833,12 +767,11 @@ async fn network(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>
 #[utoipa::path(post, path = "/api/networks", operation_id = "add_network", tag = "networks", summary = "Add a network",
     description = "Refused: networks are libvirt's to manage.", responses((status = 409, response = Conflict)))]
 async fn refuse_network_write() -> ApiError {
-    read_only("network list")
+    ApiError::conflict(read_only("network list"))
 }
 
 async fn network_write(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
-    find_network(&rest, &id).await?;
-    Err(read_only("network"))
+    refused(find_network(&rest, &id).await, |_| read_only("network"))
 }
 
 #[utoipa::path(put, path = "/api/networks/{id}", operation_id = "update_network", tag = "networks",
@@ -865,7 +798,7 @@ async fn remove_network(rest: State<Arc<Rest>>, id: Path<String>) -> ApiResult<R
     responses((status = 200, response = schema::Networks), (status = 400, response = BadRequest),
         (status = 404, response = NotFound), (status = 500, response = ServerError)))]
 async fn cluster_networks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
-    check_cluster(&id)?;
+    CLUSTER.check(&id)?;
     network_list(&ctx, &rest, true).await
 }
 
@@ -880,7 +813,7 @@ async fn cluster_network(
     State(rest): State<Arc<Rest>>,
     Path((id, nid)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    check_cluster(&id)?;
+    CLUSTER.check(&id)?;
     let n = find_network(&rest, &nid).await?;
     Ok(ctx.ok(&network_node(&ctx, &n, true)))
 }
@@ -891,17 +824,15 @@ async fn cluster_network(
     params(("id" = String, Path, description = "The cluster's id")),
     responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn cluster_network_add(Path(id): Path<String>) -> ApiResult<Response> {
-    check_cluster(&id)?;
-    Err(read_only("cluster's network list"))
+    refused(CLUSTER.check(&id), |()| read_only("cluster's network list"))
 }
 
 async fn cluster_network_write(
     State(rest): State<Arc<Rest>>,
     Path((id, nid)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    check_cluster(&id)?;
-    find_network(&rest, &nid).await?;
-    Err(read_only("cluster's network"))
+    CLUSTER.check(&id)?;
+    refused(find_network(&rest, &nid).await, |_| read_only("cluster's network"))
 }
 
 #[utoipa::path(put, path = "/api/clusters/{id}/networks/{nid}", operation_id = "update_cluster_network",

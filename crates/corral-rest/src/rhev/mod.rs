@@ -4,6 +4,7 @@
 pub mod common;
 pub mod devices;
 pub mod events;
+pub mod handler;
 pub mod infra;
 pub mod search;
 pub mod storage;
@@ -101,9 +102,8 @@ async fn entry_point(ctx: Ctx, axum::extract::State(rest): axum::extract::State<
     );
     let (vms, active, users) = {
         let app = rest.service.read();
-        let vms: Vec<_> = app.domains().filter(|d| !d.is_admin()).collect();
-        let active = vms.iter().filter(|d| rest.service.power(d).is_active()).count();
-        (vms.len(), active, app.users().count())
+        let (vms, active) = common::vm_counts(&rest.service, &app);
+        (vms, active, app.users().count())
     };
     let pair = |name: &'static str, total: usize, active: usize| {
         Node::new(name).with_leaf("total", total.to_string()).with_leaf("active", active.to_string())

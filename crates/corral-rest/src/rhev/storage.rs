@@ -16,16 +16,17 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use corral_core::domain::Domain;
 use corral_core::volume::{Driver, Pool, Volume};
 use corral_core::{App, ErrorKind};
-use corral_service::{Caller, Service};
+use corral_service::Service;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id};
+use super::handler::{blocking, caller, collection, created, creation, optional_body, ref_of, refused};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -47,71 +48,6 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
 /// How many storage domains the entry point's summary counts.
 pub fn domain_count(rest: &Rest) -> usize {
     rest.service.read().pools().len()
-}
-
-/// REST users are the daemon's administrators; they act with dom0's rights until roles exist.
-pub(super) fn caller() -> Caller {
-    Caller::dom0()
-}
-
-/// Runs blocking service work (SQLite, storage, libvirt) off the async executor.
-pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))?
-}
-
-/// A request body that may be absent (DELETE): `None` when empty, else the element, whose name must be one of
-/// `roots` (JSON bodies have no element name and are taken as the first).
-pub(super) fn optional_body(ctx: &Ctx, bytes: &[u8], roots: &[&str]) -> ApiResult<Option<Node>> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    if ctx.content_json {
-        return ctx.body(bytes, roots.first().copied().unwrap_or("action")).map(Some);
-    }
-    let node = Node::parse_xml(bytes).map_err(|e| ApiError::bad_request(e.0))?;
-    if !roots.contains(&node.name.as_ref()) {
-        return Err(ApiError::bad_request(format!("Unexpected <{}> element", node.name)));
-    }
-    Ok(Some(node))
-}
-
-/// The answer to a finished create: 201 with `Location` when the client asked for it with `Expect`, else 202
-/// with a `creation_status` that is already complete (and a link to it when `status_link`).
-pub(super) fn created(ctx: &Ctx, mut node: Node, href: &str, status_link: bool) -> Response {
-    let status = if ctx.expect_created || !status_link {
-        StatusCode::CREATED
-    } else {
-        let id = node.attr_of("id").unwrap_or_default().to_string();
-        node.push(Node::new("creation_status").with_leaf("state", "complete"));
-        node.push(
-            Node::new("link")
-                .attr("href", ctx.href(&format!("{href}/creation_status/{id}")))
-                .attr("rel", "creation_status"),
-        );
-        StatusCode::ACCEPTED
-    };
-    let mut response = ctx.render(status, &node);
-    if let Ok(v) = HeaderValue::from_str(&ctx.href(href)) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    response
-}
-
-/// `GET …/creation_status/{cid}`: creations finish before the create call answers.
-pub(super) fn creation(ctx: &Ctx, href: &str, cid: &str) -> Response {
-    let node = Node::new("creation")
-        .attr("href", ctx.href(&format!("{href}/creation_status/{cid}")))
-        .attr("id", cid)
-        .child(Node::new("status").with_leaf("state", "complete"));
-    ctx.ok(&node)
-}
-
-/// A reference in a request: `<x id="…"/>` or `<x><name>…</name></x>`.
-pub(super) fn ref_of(node: &Node, kind: &str) -> Option<(Option<String>, Option<String>)> {
-    let r = node.get(kind)?;
-    Some((r.attr_of("id").map(str::to_string), r.text_of("name").map(str::to_string)))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -190,12 +126,13 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     blocking(move || {
         let app = service.read();
         let pools: Vec<&Pool> = app.pools().iter().collect();
-        let pools =
-            super::search::apply(&ctx, pools, |p, f| domain_field(&app, p, f)).map_err(ApiError::bad_request)?;
-        let mut out = Node::collection("storage_domains");
-        for p in pools {
-            out.push(domain_node(&ctx, &app, p, service.pool_usage(p)));
-        }
+        let out = collection(
+            &ctx,
+            "storage_domains",
+            pools,
+            |p, f| domain_field(&app, p, f),
+            |p| domain_node(&ctx, &app, p, service.pool_usage(p)),
+        )?;
         Ok(ctx.ok(&out))
     })
     .await
@@ -356,12 +293,13 @@ async fn pool_files(service: Arc<Service>, pool: Pool) -> ApiResult<Vec<String>>
 async fn files(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let pool = find_pool(&rest.service, &id)?;
     let names = pool_files(rest.service.clone(), pool.clone()).await?;
-    let names = super::search::apply(&ctx, names, |n, f| matches!(f, "name" | "id").then(|| n.clone()))
-        .map_err(ApiError::bad_request)?;
-    let mut out = Node::collection("files");
-    for n in names {
-        out.push(file_node(&ctx, &pool, &n));
-    }
+    let out = collection(
+        &ctx,
+        "files",
+        names,
+        |n, f| matches!(f, "name" | "id").then(|| n.clone()),
+        |n| file_node(&ctx, &pool, n),
+    )?;
     Ok(ctx.ok(&out))
 }
 
@@ -465,13 +403,13 @@ pub(super) async fn disk_collection(
         let app = service.read();
         let owners = owners(&app);
         let vols: Vec<(&Domain, &Volume)> = owners.iter().flat_map(|d| disk_volumes(d).map(move |v| (d, v))).collect();
-        let vols = super::search::apply(&ctx, vols, |(d, v), f| disk_field(d, v, f)).map_err(ApiError::bad_request)?;
-        let mut out = Node::collection("disks");
-        for (d, v) in vols {
-            let id = disk_id(d, &v.name);
-            out.push(disk_node(&ctx, &app, d, v, service.volume_usage(&app, v), &href(d, &id)));
-        }
-        Ok(out)
+        collection(
+            &ctx,
+            "disks",
+            vols,
+            |(d, v), f| disk_field(d, v, f),
+            |(d, v)| disk_node(&ctx, &app, d, v, service.volume_usage(&app, v), &href(d, &disk_id(d, &v.name))),
+        )
     })
     .await
 }
@@ -549,11 +487,9 @@ async fn create_disk() -> ApiError {
     description = "Refused: volumes go with their qube.", params(("id" = String, Path, description = "The disk's id")),
     responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
 async fn remove_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
-    let (d, v) = floating(&rest.service, &id)?;
-    Err(ApiError::conflict(format!(
-        "Cannot remove the {} volume of {}: volumes go with their qube; remove the vm instead",
-        v.name, d.name
-    )))
+    refused(floating(&rest.service, &id), |(d, v)| {
+        format!("Cannot remove the {} volume of {}: volumes go with their qube; remove the vm instead", v.name, d.name)
+    })
 }
 
 /// A disk PUT: the size may grow (a volume resize); the disk's identity and kind are fixed by the qube.

@@ -17,16 +17,16 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use corral_core::domain::Domain;
 use corral_core::App;
-use corral_service::Caller;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::common::{self, BLANK};
+use super::handler::{blocking, caller, collection, created};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -43,11 +43,6 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
 
 /// The root tag's name; no Qubes tag may take it, or two tags would share a name.
 const ROOT: &str = "root";
-
-/// REST users are the daemon's administrators; they act with dom0's rights until roles exist.
-fn caller() -> Caller {
-    Caller::dom0()
-}
 
 /// A tag's id: stable per name.
 pub fn tag_id(name: &str) -> String {
@@ -74,13 +69,6 @@ fn find(rest: &Rest, id: &str) -> ApiResult<Option<String>> {
         .find(|t| tag_id(t) == id)
         .map(Some)
         .ok_or_else(|| ApiError::not_found(&format!("tag {id}")))
-}
-
-/// Runs blocking service work (SQLite) off the async executor.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))?
 }
 
 fn root_node(ctx: &Ctx) -> Node {
@@ -131,14 +119,6 @@ fn tag_field(name: &str, field: &str) -> Option<String> {
     })
 }
 
-fn created(ctx: &Ctx, node: &Node, location: &str) -> Response {
-    let mut response = ctx.render(StatusCode::CREATED, node);
-    if let Ok(v) = HeaderValue::from_str(&ctx.href(location)) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    response
-}
-
 /// The parent a request names must be the root: tags are flat here.
 fn check_parent(body: &Node) -> ApiResult<()> {
     let Some(parent) = body.path("parent/tag") else { return Ok(()) };
@@ -159,16 +139,14 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
         let app = rest.service.read();
         std::iter::once(ROOT.to_string()).chain(all_tags(&app).into_iter().filter(|t| t != ROOT)).collect()
     };
-    let kept = super::search::apply(&ctx, names, |n, f| tag_field(n, f)).map_err(ApiError::bad_request)?;
-    let mut out = Node::collection("tags");
-    for name in &kept {
+    let out = collection(
+        &ctx,
+        "tags",
+        names,
+        |n, f| tag_field(n, f),
         // The root is listed first; a Qubes tag named `root` (set through the Admin API) is shadowed by it.
-        if name == ROOT {
-            out.push(root_node(&ctx));
-        } else {
-            out.push(tag_node(&ctx, name, None));
-        }
-    }
+        |name| if name == ROOT { root_node(&ctx) } else { tag_node(&ctx, name, None) },
+    )?;
     Ok(ctx.ok(&out))
 }
 
@@ -202,7 +180,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     let service = rest.service.clone();
     let tag = name.clone();
     blocking(move || service.tag_set(&caller(), "dom0", &tag).map_err(ApiError::from)).await?;
-    Ok(created(&ctx, &tag_node(&ctx, &name, None), &format!("/tags/{}", tag_id(&name))))
+    Ok(created(&ctx, tag_node(&ctx, &name, None), &format!("/tags/{}", tag_id(&name)), false))
 }
 
 #[utoipa::path(put, path = "/api/tags/{id}", operation_id = "update_tag", tag = "tags", summary = "Update a tag",
@@ -263,11 +241,7 @@ fn vm_tag(rest: &Rest, d: &Domain, id: &str) -> ApiResult<String> {
 async fn vm_list(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = super::vms::find(&rest.service, &id)?;
     let tags = rest.service.read().tags_of(&d);
-    let kept = super::search::apply(&ctx, tags, |n, f| tag_field(n, f)).map_err(ApiError::bad_request)?;
-    let mut out = Node::collection("tags");
-    for name in &kept {
-        out.push(tag_node(&ctx, name, Some(&id)));
-    }
+    let out = collection(&ctx, "tags", tags, |n, f| tag_field(n, f), |name| tag_node(&ctx, name, Some(&id)))?;
     Ok(ctx.ok(&out))
 }
 
@@ -305,7 +279,7 @@ async fn vm_attach(
     let service = rest.service.clone();
     let (vm, tag) = (d.name.clone(), name.clone());
     blocking(move || service.tag_set(&caller(), &vm, &tag).map_err(ApiError::from)).await?;
-    Ok(created(&ctx, &tag_node(&ctx, &name, Some(&id)), &format!("/vms/{id}/tags/{}", tag_id(&name))))
+    Ok(created(&ctx, tag_node(&ctx, &name, Some(&id)), &format!("/vms/{id}/tags/{}", tag_id(&name)), false))
 }
 
 #[utoipa::path(get, path = "/api/vms/{id}/tags/{tag}", operation_id = "get_vm_tag", tag = "tags",

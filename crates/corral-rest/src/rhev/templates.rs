@@ -19,8 +19,8 @@ use corral_service::Service;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::common::{self, reference, BLANK};
-use super::storage::{blocking, caller, created, creation, optional_body, ref_of};
+use super::common::{self, int, reference, BLANK};
+use super::handler::{blocking, caller, collection, created, creation, optional_body, ref_of};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -57,10 +57,6 @@ pub fn find(service: &Service, id: &str) -> ApiResult<Option<Domain>> {
 /// What a vm made from Blank is: a StandaloneVM with every property at its default.
 fn blank_probe() -> Domain {
     Domain::new(0, "Blank", uuid::Uuid::nil(), Class::StandaloneVM)
-}
-
-fn int(app: &App, d: &Domain, prop: &str) -> u64 {
-    app.vm_prop(d, prop).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 fn template_node(ctx: &Ctx, app: &App, t: Option<&Domain>) -> Node {
@@ -112,11 +108,8 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let app = rest.service.read();
     let mut all: Vec<Option<&Domain>> = vec![None];
     all.extend(app.domains().filter(|d| d.class == Class::TemplateVM).map(Some));
-    let all = super::search::apply(&ctx, all, |t, f| template_field(&app, *t, f)).map_err(ApiError::bad_request)?;
-    let mut out = Node::collection("templates");
-    for t in all {
-        out.push(template_node(&ctx, &app, t));
-    }
+    let out =
+        collection(&ctx, "templates", all, |t, f| template_field(&app, *t, f), |t| template_node(&ctx, &app, *t))?;
     Ok(ctx.ok(&out))
 }
 
@@ -214,15 +207,7 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     if body.text_of("name").is_some_and(|n| n != t.name) {
         return Err(ApiError::conflict("Cannot change the name of a template: qube names are fixed at creation"));
     }
-    let changes = super::vms::property_changes(&body)?;
-    let notes = body.text_of("description").map(|t| t.as_bytes().to_vec());
-    let service = rest.service.clone();
-    let name = t.name.clone();
-    blocking(move || {
-        let props: Vec<(&str, &[u8])> = changes.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-        service.update_vm(&caller(), &name, &props, notes.as_deref()).map_err(ApiError::from)
-    })
-    .await?;
+    super::vms::update_qube(&rest.service, t.name.clone(), &body).await?;
     let t = find(&rest.service, &id)?;
     let app = rest.service.read();
     Ok(ctx.ok(&template_node(&ctx, &app, t.as_ref())))

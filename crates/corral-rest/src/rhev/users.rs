@@ -9,6 +9,7 @@ use corral_core::user::User;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::handler::collection;
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, NotFound, Search};
@@ -41,11 +42,7 @@ fn user_field(u: &User, field: &str) -> Option<String> {
     params(Search), responses((status = 200, response = schema::Users), (status = 400, response = BadRequest)))]
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let users: Vec<User> = rest.service.read().users().cloned().collect();
-    let users = super::search::apply(&ctx, users, user_field).map_err(ApiError::bad_request)?;
-    let mut out = Node::collection("users");
-    for u in &users {
-        out.push(user_node(&ctx, u));
-    }
+    let out = collection(&ctx, "users", users, user_field, |u| user_node(&ctx, u))?;
     Ok(ctx.ok(&out))
 }
 

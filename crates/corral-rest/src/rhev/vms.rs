@@ -8,11 +8,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use corral_core::domain::{Class, Domain};
 use corral_core::plan::{CreateSpec, PoolChoice};
-use corral_service::{Caller, Service};
+use corral_service::Service;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::common::{self, reference, vm_field, vm_node, BLANK};
+use super::common::{self, vm_field, vm_node, Stat, BLANK};
+use super::handler::{action_node, action_params, blocking, caller, completed_action, created, creation, ref_of};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, Force, NotFound, Search, ServerError};
@@ -27,18 +28,6 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
         .routes(routes!(creation_status))
         .routes(routes!(action))
         .routes(routes!(action_status))
-}
-
-/// REST users are the daemon's administrators; they act with dom0's rights until roles exist.
-fn caller() -> Caller {
-    Caller::dom0()
-}
-
-/// Runs blocking service work (SQLite, storage, libvirt) off the async executor.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))?
 }
 
 /// The qube behind a vm id; dom0 is not a vm.
@@ -91,12 +80,6 @@ async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) ->
     Ok(ctx.ok(&node))
 }
 
-/// A reference in a request: `<x id="…"/>` or `<x><name>…</name></x>`.
-fn ref_of(node: &Node, kind: &str) -> Option<(Option<String>, Option<String>)> {
-    let r = node.get(kind)?;
-    Some((r.attr_of("id").map(str::to_string), r.text_of("name").map(str::to_string)))
-}
-
 /// Qube properties a RHEV vm body sets: memory (bytes), cpu topology, kernel, cmdline.
 pub(super) fn property_changes(body: &Node) -> ApiResult<Vec<(&'static str, String)>> {
     let mut out = Vec::new();
@@ -120,6 +103,18 @@ pub(super) fn property_changes(body: &Node) -> ApiResult<Vec<(&'static str, Stri
         out.push(("kernelopts", c.to_string()));
     }
     Ok(out)
+}
+
+/// Applies what a vm or template body changes (see [`property_changes`], and the description) to qube `name`.
+pub(super) async fn update_qube(service: &Arc<Service>, name: String, body: &Node) -> ApiResult<()> {
+    let changes = property_changes(body)?;
+    let notes = body.text_of("description").map(|t| t.as_bytes().to_vec());
+    let service = service.clone();
+    blocking(move || {
+        let props: Vec<(&str, &[u8])> = changes.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        service.update_vm(&caller(), &name, &props, notes.as_deref()).map_err(ApiError::from)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/vms", operation_id = "add_vm", tag = "vms", summary = "Add a vm",
@@ -187,24 +182,8 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     })
     .await?;
     let d = find(&rest.service, &id)?;
-    let app = rest.service.read();
-    let mut node = vm_node(&ctx, &rest.service, &app, &d);
-    let status = if ctx.expect_created {
-        StatusCode::CREATED
-    } else {
-        node.push(Node::new("creation_status").with_leaf("state", "complete"));
-        node.push(
-            Node::new("link")
-                .attr("href", ctx.href(&format!("/vms/{id}/creation_status/{id}")))
-                .attr("rel", "creation_status"),
-        );
-        StatusCode::ACCEPTED
-    };
-    let mut response = ctx.render(status, &node);
-    if let Ok(v) = HeaderValue::from_str(&ctx.href(&format!("/vms/{id}"))) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+    let node = vm_node(&ctx, &rest.service, &rest.service.read(), &d);
+    Ok(created(&ctx, node, &format!("/vms/{id}"), true))
 }
 
 /// Creation is finished when the create call answers, so every creation is complete.
@@ -220,11 +199,7 @@ async fn creation_status(
     Path((id, cid)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     find(&rest.service, &id)?;
-    let node = Node::new("creation")
-        .attr("href", ctx.href(&format!("/vms/{id}/creation_status/{cid}")))
-        .attr("id", &cid)
-        .child(Node::new("status").with_leaf("state", "complete"));
-    Ok(ctx.ok(&node))
+    Ok(creation(&ctx, &format!("/vms/{id}"), &cid))
 }
 
 #[utoipa::path(put, path = "/api/vms/{id}", operation_id = "update_vm", tag = "vms", summary = "Update a vm",
@@ -241,15 +216,7 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     if body.text_of("name").is_some_and(|n| n != d.name) {
         return Err(ApiError::conflict("Cannot change the name of a vm: qube names are fixed at creation"));
     }
-    let changes = property_changes(&body)?;
-    let notes = body.text_of("description").map(|t| t.as_bytes().to_vec());
-    let service = rest.service.clone();
-    let name = d.name.clone();
-    blocking(move || {
-        let props: Vec<(&str, &[u8])> = changes.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-        service.update_vm(&caller(), &name, &props, notes.as_deref()).map_err(ApiError::from)
-    })
-    .await?;
+    update_qube(&rest.service, d.name.clone(), &body).await?;
     let d = find(&rest.service, &id)?;
     let app = rest.service.read();
     Ok(ctx.ok(&vm_node(&ctx, &rest.service, &app, &d)))
@@ -314,21 +281,6 @@ impl AsyncActions {
     }
 }
 
-fn action_response(ctx: &Ctx, id: &str, name: &str, extra: Vec<Node>) -> Node {
-    action_node(ctx, id, name, &uuid::Uuid::new_v4().to_string(), "complete", extra)
-}
-
-fn action_node(ctx: &Ctx, id: &str, name: &str, action_id: &str, state: &str, extra: Vec<Node>) -> Node {
-    let mut node =
-        Node::new("action").attr("href", ctx.href(&format!("/vms/{id}/{name}/{action_id}"))).attr("id", action_id);
-    for e in extra {
-        node.push(e);
-    }
-    node.child(Node::new("status").with_leaf("state", state))
-        .child(Node::new("link").attr("href", ctx.href(&format!("/vms/{id}"))).attr("rel", "parent"))
-        .child(Node::new("link").attr("href", ctx.href(&format!("/vms/{id}/{name}"))).attr("rel", "replay"))
-}
-
 #[utoipa::path(post, path = "/api/vms/{id}/{action}", operation_id = "vm_action", tag = "vms",
     summary = "Run a vm action",
     description = "`start` (`<pause>`, and a run-once `<vm><os><kernel/><cmdline/></os></vm>`), `stop` (kill), \
@@ -350,8 +302,7 @@ async fn action(
         return Err(ApiError::not_found(&format!("action {name}")));
     }
     let d = find(&rest.service, &id)?;
-    let params =
-        if body.iter().all(u8::is_ascii_whitespace) { Node::new("action") } else { ctx.body(&body, "action")? };
+    let params = action_params(&ctx, &body)?;
     let service = rest.service.clone();
     let vm = d.name.clone();
     let what = name.clone();
@@ -402,10 +353,11 @@ async fn action(
             };
             rest2.actions.set(&aid, &vm_id, state);
         });
-        return Ok(ctx.render(StatusCode::ACCEPTED, &action_node(&ctx, &id, &name, &action_id, "pending", Vec::new())));
+        let node = action_node(&ctx, &format!("/vms/{id}"), &name, &action_id, "pending", Vec::new());
+        return Ok(ctx.render(StatusCode::ACCEPTED, &node));
     }
     let extra = blocking(run).await?;
-    Ok(ctx.ok(&action_response(&ctx, &id, &name, extra)))
+    Ok(ctx.ok(&completed_action(&ctx, &format!("/vms/{id}"), &name, extra)))
 }
 
 #[utoipa::path(get, path = "/api/vms/{id}/{action}/{action_id}", operation_id = "vm_action_status", tag = "vms",
@@ -425,37 +377,18 @@ async fn action_status(
         .get(&action_id)
         .filter(|(vm_id, _)| *vm_id == id)
         .ok_or_else(|| ApiError::not_found(&format!("action {action_id}")))?;
+    let base = format!("/vms/{vm_id}");
     match state {
-        ActionState::Pending => Ok(ctx.ok(&action_node(&ctx, &vm_id, &name, &action_id, "pending", Vec::new()))),
-        ActionState::Failed(e) => {
-            let node = action_node(&ctx, &vm_id, &name, &action_id, "failed", vec![e.node()]);
-            Ok(ctx.ok(&node))
-        }
+        ActionState::Pending => Ok(ctx.ok(&action_node(&ctx, &base, &name, &action_id, "pending", Vec::new()))),
+        ActionState::Failed(e) => Ok(ctx.ok(&action_node(&ctx, &base, &name, &action_id, "failed", vec![e.node()]))),
         ActionState::Done => {
             let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
-            if let Ok(v) = HeaderValue::from_str(&ctx.href(&format!("/vms/{vm_id}"))) {
+            if let Ok(v) = HeaderValue::from_str(&ctx.href(&base)) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
             Ok(r)
         }
     }
-}
-
-fn statistic(ctx: &Ctx, vm_id: &str, name: &str, description: &str, value: String, kind: &str, unit: &str) -> Node {
-    let id = common::statistic_id(vm_id, name);
-    Node::new("statistic")
-        .attr("href", ctx.href(&format!("/vms/{vm_id}/statistics/{id}")))
-        .attr("id", &id)
-        .with_leaf("name", name)
-        .with_leaf("description", description)
-        .child(
-            Node::new("values")
-                .attr("type", if unit == "PERCENT" { "DECIMAL" } else { "INTEGER" })
-                .child(Node::new("value").with_leaf("datum", value)),
-        )
-        .with_leaf("type", kind)
-        .with_leaf("unit", unit)
-        .child(reference(ctx, "vm", "vms", vm_id))
 }
 
 #[utoipa::path(get, path = "/api/vms/{id}/statistics", operation_id = "list_vm_statistics", tag = "vms",
@@ -475,28 +408,17 @@ pub(super) async fn statistics_node(ctx: &Ctx, service: Arc<Service>, d: Domain,
         let app = service.read();
         app.vm_prop(&d, "memory").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024 * 1024
     };
-    let info = tokio::task::spawn_blocking(move || service.domain_info(&d))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))?;
-    let mut out = Node::collection("statistics");
-    out.push(statistic(ctx, id, "memory.installed", "Total memory configured", memory.to_string(), "GAUGE", "BYTES"));
-    out.push(statistic(
-        ctx,
-        id,
-        "memory.used",
-        "Memory used (agent)",
-        (info.memory_kib * 1024).to_string(),
-        "GAUGE",
-        "BYTES",
-    ));
-    for (name, description) in [
-        ("cpu.current.guest", "CPU used by guest"),
-        ("cpu.current.hypervisor", "CPU overhead"),
-        ("cpu.current.total", "Total CPU used"),
-    ] {
-        out.push(statistic(ctx, id, name, description, "0".into(), "GAUGE", "PERCENT"));
-    }
-    Ok(out)
+    let info = blocking(move || Ok(service.domain_info(&d))).await?;
+    let bytes = |name, description, v: u64| -> Stat { (name, description, v.to_string(), "BYTES", false) };
+    let cpu = |name, description| -> Stat { (name, description, "0".into(), "PERCENT", true) };
+    let stats = [
+        bytes("memory.installed", "Total memory configured", memory),
+        bytes("memory.used", "Memory used (agent)", info.memory_kib * 1024),
+        cpu("cpu.current.guest", "CPU used by guest"),
+        cpu("cpu.current.hypervisor", "CPU overhead"),
+        cpu("cpu.current.total", "Total CPU used"),
+    ];
+    Ok(common::statistics(ctx, "vm", "vms", id, &stats))
 }
 
 /// Appends to each vm node the sub-collections `Accept: …; detail=` asked for (statistics, nics, disks).

@@ -1,0 +1,125 @@
+//! What the RHEV handlers do alike whatever the resource: run service work, read optional bodies, and give
+//! the answers RHEV shapes the same everywhere (created, creation status, refused writes, completed actions,
+//! searched collections).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use corral_service::Caller;
+
+use crate::ctx::Ctx;
+use crate::fault::{ApiError, ApiResult};
+use crate::repr::Node;
+
+/// REST users are the daemon's administrators; they act with dom0's rights until roles exist.
+pub fn caller() -> Caller {
+    Caller::dom0()
+}
+
+/// Runs blocking work (SQLite, storage, libvirt, /proc) off the async executor.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))?
+}
+
+/// A request body that may be absent (DELETE): `None` when empty, else the element, whose name must be one of
+/// `roots` (JSON bodies have no element name and are taken as the first).
+pub fn optional_body(ctx: &Ctx, bytes: &[u8], roots: &[&str]) -> ApiResult<Option<Node>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if ctx.content_json {
+        return ctx.body(bytes, roots.first().copied().unwrap_or("action")).map(Some);
+    }
+    let node = Node::parse_xml(bytes).map_err(|e| ApiError::bad_request(e.0))?;
+    if !roots.contains(&node.name.as_ref()) {
+        return Err(ApiError::bad_request(format!("Unexpected <{}> element", node.name)));
+    }
+    Ok(Some(node))
+}
+
+/// The parameters of an action: an empty body asks for none.
+pub fn action_params(ctx: &Ctx, bytes: &[u8]) -> ApiResult<Node> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(Node::new("action"))
+    } else {
+        ctx.body(bytes, "action")
+    }
+}
+
+/// A reference in a request: `<x id="…"/>` or `<x><name>…</name></x>`.
+pub fn ref_of(node: &Node, kind: &str) -> Option<(Option<String>, Option<String>)> {
+    let r = node.get(kind)?;
+    Some((r.attr_of("id").map(str::to_string), r.text_of("name").map(str::to_string)))
+}
+
+/// The answer to a finished create: 201 with `Location` when the client asked for it with `Expect`, else 202
+/// with a `creation_status` that is already complete (and a link to it when `status_link`).
+pub fn created(ctx: &Ctx, mut node: Node, href: &str, status_link: bool) -> Response {
+    let status = if ctx.expect_created || !status_link {
+        StatusCode::CREATED
+    } else {
+        let id = node.attr_of("id").unwrap_or_default().to_string();
+        node.push(Node::new("creation_status").with_leaf("state", "complete"));
+        node.push(
+            Node::new("link")
+                .attr("href", ctx.href(&format!("{href}/creation_status/{id}")))
+                .attr("rel", "creation_status"),
+        );
+        StatusCode::ACCEPTED
+    };
+    let mut response = ctx.render(status, &node);
+    if let Ok(v) = HeaderValue::from_str(&ctx.href(href)) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+/// `GET {href}/creation_status/{cid}`: creations finish before the create call answers, so every one is
+/// complete.
+pub fn creation(ctx: &Ctx, href: &str, cid: &str) -> Response {
+    let node = Node::new("creation")
+        .attr("href", ctx.href(&format!("{href}/creation_status/{cid}")))
+        .attr("id", cid)
+        .child(Node::new("status").with_leaf("state", "complete"));
+    ctx.ok(&node)
+}
+
+/// A write this engine refuses although RHEV allows it: what the request names must exist (`found`, else its
+/// 404), then the refusal is a 409 saying `why`.
+pub fn refused<T>(found: ApiResult<T>, why: impl FnOnce(T) -> String) -> ApiResult<Response> {
+    Err(ApiError::conflict(why(found?)))
+}
+
+/// The `<action>` `name` on the resource at `base`, in `state`, with `extra` (what the action returns) first.
+pub fn action_node(ctx: &Ctx, base: &str, name: &str, action_id: &str, state: &str, extra: Vec<Node>) -> Node {
+    let mut node =
+        Node::new("action").attr("href", ctx.href(&format!("{base}/{name}/{action_id}"))).attr("id", action_id);
+    for e in extra {
+        node.push(e);
+    }
+    node.child(Node::new("status").with_leaf("state", state))
+        .child(Node::new("link").attr("href", ctx.href(base)).attr("rel", "parent"))
+        .child(Node::new("link").attr("href", ctx.href(&format!("{base}/{name}"))).attr("rel", "replay"))
+}
+
+/// An action that finished before the answer. Its id is fresh: only asynchronous actions are kept to poll.
+pub fn completed_action(ctx: &Ctx, base: &str, name: &str, extra: Vec<Node>) -> Node {
+    action_node(ctx, base, name, &uuid::Uuid::new_v4().to_string(), "complete", extra)
+}
+
+/// The collection `name` of the `items` the request's search keeps (by `field`), each as `node` renders it.
+pub fn collection<T>(
+    ctx: &Ctx,
+    name: &'static str,
+    items: Vec<T>,
+    field: impl Fn(&T, &str) -> Option<String>,
+    node: impl Fn(&T) -> Node,
+) -> ApiResult<Node> {
+    let kept = super::search::apply(ctx, items, field).map_err(ApiError::bad_request)?;
+    let mut out = Node::collection(name);
+    for item in &kept {
+        out.push(node(item));
+    }
+    Ok(out)
+}
