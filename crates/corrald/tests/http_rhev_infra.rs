@@ -332,6 +332,31 @@ fn host_statistics_have_the_guides_names_with_stable_ids() {
 }
 
 #[test]
+fn host_detail_statistics_puts_them_inline() {
+    let d = daemon();
+    let id = host_id(&d);
+    let detailed = |path: &str| {
+        let r = Client::new()
+            .get(d.url(path))
+            .basic_auth("admin@internal", Some("secret"))
+            .header("Accept", "application/xml; detail=statistics")
+            .send()
+            .expect("request");
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.text().expect("body")
+    };
+
+    let one = detailed(&format!("/api/hosts/{id}"));
+    let list = detailed("/api/hosts");
+    let plain = get_xml(&d, &format!("/api/hosts/{id}"));
+
+    for body in [&one, &list] {
+        assert!(body.contains("<statistics>") && body.contains("<name>memory.total</name>"), "{body}");
+    }
+    assert!(!plain.contains("<statistics>"), "{plain}");
+}
+
+#[test]
 fn host_memory_total_statistic_is_positive_bytes() {
     let d = daemon();
     let id = host_id(&d);

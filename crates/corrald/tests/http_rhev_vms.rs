@@ -328,6 +328,37 @@ fn statistics_report_installed_memory() {
     assert!(body.contains("<name>memory.installed</name>") && body.contains("<datum>419430400</datum>"), "{body}");
 }
 
+/// The datum of statistic `name` in a `<statistics>` body.
+fn datum(body: &str, name: &str) -> f64 {
+    let after = &body[body.find(&format!("<name>{name}</name>")).unwrap_or_else(|| panic!("{name}: {body}"))..];
+    let datum = &after[after.find("<datum>").expect("a datum") + 7..];
+    datum[..datum.find('<').expect("its end")].parse().expect("a number")
+}
+
+/// CPU use comes from libvirt's cpu_time between two samples (the test driver's grows with wall time,
+/// i.e. one vcpu fully busy): a halted qube uses none, a running one its share.
+#[test]
+fn cpu_statistics_are_measured() {
+    let d = with_work();
+    d.ok("admin.vm.property.Set+vcpus", "work", b"2");
+    let id = d.uuid("work");
+    let c = Client::new();
+    let stats = || text(sdk(c.get(d.url(&format!("/api/vms/{id}/statistics")))).send().unwrap());
+
+    let halted = stats();
+    d.ok("admin.vm.Start", "work", b"");
+    let first = stats();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let second = stats();
+
+    assert_eq!(datum(&halted, "cpu.current.total"), 0.0, "{halted}");
+    for body in [&first, &second] {
+        let total = datum(body, "cpu.current.total");
+        assert!((40.0..=60.0).contains(&total), "one of two vcpus busy is 50%: {body}");
+        assert_eq!(datum(body, "cpu.current.guest"), total);
+    }
+}
+
 fn live_xml(d: &Daemon, c: &Client, vm: &str) -> String {
     let r = c
         .get(d.url(&format!("/libvirt/domains/by-name/{vm}/xml_desc")))

@@ -349,8 +349,11 @@ async fn hosts(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
         let rest = rest.clone();
         blocking(move || Ok(host_facts(&rest))).await?
     };
-    let out =
+    let mut out =
         collection(&ctx, "hosts", vec![()], |_, f| host_field(&rest, &facts, f), |_| host_node(&ctx, &rest, &facts))?;
+    for host in &mut out.children {
+        with_statistics(&ctx, host).await;
+    }
     Ok(ctx.ok(&out))
 }
 
@@ -363,7 +366,16 @@ async fn host(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -
         let rest = rest.clone();
         blocking(move || Ok(host_facts(&rest))).await?
     };
-    Ok(ctx.ok(&host_node(&ctx, &rest, &facts)))
+    let mut node = host_node(&ctx, &rest, &facts);
+    with_statistics(&ctx, &mut node).await;
+    Ok(ctx.ok(&node))
+}
+
+/// `Accept: …; detail=statistics` puts the host's statistics inline.
+async fn with_statistics(ctx: &Ctx, host: &mut Node) {
+    if ctx.detail("statistics") {
+        host.push(common::statistics(ctx, "host", "hosts", common::host_id(), &host_stats().await));
+    }
 }
 
 #[utoipa::path(post, path = "/api/hosts", operation_id = "add_host", tag = "hosts", summary = "Add a host",
@@ -438,6 +450,8 @@ struct CpuTimes {
     user: u64,
     system: u64,
     idle: u64,
+    /// The `ksmd` kernel thread's user + system time.
+    ksm: u64,
 }
 
 impl CpuTimes {
@@ -451,17 +465,41 @@ fn parse_stat(text: &str) -> CpuTimes {
     let v: Vec<u64> = line.split_whitespace().skip(1).map(|n| n.parse().unwrap_or(0)).collect();
     let at = |i: usize| v.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal: nice counts as user, iowait as idle, irq and steal as system.
-    CpuTimes { user: at(0) + at(1), system: at(2) + at(5) + at(6) + at(7), idle: at(3) + at(4) }
+    CpuTimes { user: at(0) + at(1), system: at(2) + at(5) + at(6) + at(7), idle: at(3) + at(4), ksm: 0 }
 }
 
-/// (user, system, idle) in percent between two samples.
-fn cpu_percent(before: CpuTimes, after: CpuTimes) -> (f64, f64, f64) {
+/// utime + stime of a `/proc/<pid>/stat` line (fields 14 and 15, counted after the parenthesised name).
+fn parse_task_times(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The pid of the `ksmd` kernel thread, found once; `None` without KSM.
+fn ksmd_pid() -> Option<u32> {
+    static PID: std::sync::LazyLock<Option<u32>> = std::sync::LazyLock::new(|| {
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim() == "ksmd").then_some(pid)
+        })
+    });
+    *PID
+}
+
+/// (user, system, idle, ksm) in percent of all CPUs between two samples.
+fn cpu_percent(before: CpuTimes, after: CpuTimes) -> (f64, f64, f64, f64) {
     let total = after.total().saturating_sub(before.total());
     if total == 0 {
-        return (0.0, 0.0, 100.0);
+        return (0.0, 0.0, 100.0, 0.0);
     }
     let pct = |a: u64, b: u64| (a.saturating_sub(b)) as f64 * 100.0 / total as f64;
-    (pct(after.user, before.user), pct(after.system, before.system), pct(after.idle, before.idle))
+    (
+        pct(after.user, before.user),
+        pct(after.system, before.system),
+        pct(after.idle, before.idle),
+        pct(after.ksm, before.ksm),
+    )
 }
 
 /// The previous sample: "current" CPU use is the average since the last statistics request.
@@ -470,8 +508,14 @@ static LAST_CPU: std::sync::Mutex<Option<(Instant, CpuTimes)>> = std::sync::Mute
 /// Shorter windows than this are too coarse in jiffies to mean anything.
 const MIN_WINDOW: Duration = Duration::from_millis(100);
 
-async fn cpu_current() -> (f64, f64, f64) {
-    let sample = || parse_stat(&std::fs::read_to_string("/proc/stat").unwrap_or_default());
+async fn cpu_current() -> (f64, f64, f64, f64) {
+    let sample = || {
+        let ksm = ksmd_pid()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .and_then(|stat| parse_task_times(&stat))
+            .unwrap_or(0);
+        CpuTimes { ksm, ..parse_stat(&std::fs::read_to_string("/proc/stat").unwrap_or_default()) }
+    };
     let previous = *LAST_CPU.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = match previous {
         Some((at, times)) if at.elapsed() >= MIN_WINDOW => times,
@@ -493,7 +537,7 @@ async fn cpu_current() -> (f64, f64, f64) {
 async fn host_stats() -> Vec<Stat> {
     let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let (user, system, idle) = cpu_current().await;
+    let (user, system, idle, ksm) = cpu_current().await;
     let m = |k: &str| meminfo(&mem, k);
     let (total, free, buffers, cached) = (m("MemTotal"), m("MemFree"), m("Buffers"), m("Cached"));
     let (swap_total, swap_free) = (m("SwapTotal"), m("SwapFree"));
@@ -509,7 +553,7 @@ async fn host_stats() -> Vec<Stat> {
         bytes("swap.free", "Free swap", swap_free),
         bytes("swap.used", "Used swap", swap_total.saturating_sub(swap_free)),
         bytes("swap.cached", "Swap also cached in memory", m("SwapCached")),
-        percent("ksm.cpu.current", "KSM CPU usage", 0.0),
+        percent("ksm.cpu.current", "KSM CPU usage", ksm),
         percent("cpu.current.user", "User CPU usage", user),
         percent("cpu.current.system", "System CPU usage", system),
         percent("cpu.current.idle", "Idle CPU usage", idle),
@@ -886,16 +930,24 @@ mod tests {
 
     #[test]
     fn cpu_percentages_come_from_the_delta_of_two_samples() {
-        let before = parse_stat("cpu  100 0 50 850 0 0 0 0 0 0\n");
-        let after = parse_stat("cpu  130 10 60 900 0 0 0 0 0 0\n");
+        let before = CpuTimes { ksm: 7, ..parse_stat("cpu  100 0 50 850 0 0 0 0 0 0\n") };
+        let after = CpuTimes { ksm: 12, ..parse_stat("cpu  130 10 60 900 0 0 0 0 0 0\n") };
 
-        assert_eq!(cpu_percent(before, after), (40.0, 10.0, 50.0));
+        assert_eq!(cpu_percent(before, after), (40.0, 10.0, 50.0, 5.0));
     }
 
     #[test]
     fn an_empty_window_is_idle() {
         let s = parse_stat("cpu  1 2 3 4\n");
 
-        assert_eq!(cpu_percent(s, s), (0.0, 0.0, 100.0));
+        assert_eq!(cpu_percent(s, s), (0.0, 0.0, 100.0, 0.0));
+    }
+
+    #[test]
+    fn task_times_are_utime_plus_stime_even_with_spaces_in_the_name() {
+        let stat = "42 (ksm d) S 2 0 0 0 -1 2129984 0 0 0 0 150 250 0 0 25 5 1 0 100 0 0";
+
+        assert_eq!(parse_task_times(stat), Some(400));
+        assert_eq!(parse_task_times("42 (x) S"), None);
     }
 }

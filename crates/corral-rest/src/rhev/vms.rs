@@ -1,6 +1,8 @@
 //! `/api/vms`: qubes as RHEV vms — list (search), get, create, update, delete, actions, statistics.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -408,17 +410,55 @@ pub(super) async fn statistics_node(ctx: &Ctx, service: Arc<Service>, d: Domain,
         let app = service.read();
         app.vm_prop(&d, "memory").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024 * 1024
     };
-    let info = blocking(move || Ok(service.domain_info(&d))).await?;
+    let (info, cpu) = cpu_current(service, d).await?;
     let bytes = |name, description, v: u64| -> Stat { (name, description, v.to_string(), "BYTES", false) };
-    let cpu = |name, description| -> Stat { (name, description, "0".into(), "PERCENT", true) };
+    let percent = |name, description, v: f64| -> Stat { (name, description, format!("{v:.2}"), "PERCENT", true) };
+    // libvirt's cpu_time counts the vcpus and QEMU's own threads together, so guest and total are the same
+    // figure and the hypervisor's share is not reported.
     let stats = [
         bytes("memory.installed", "Total memory configured", memory),
         bytes("memory.used", "Memory used (agent)", info.memory_kib * 1024),
-        cpu("cpu.current.guest", "CPU used by guest"),
-        cpu("cpu.current.hypervisor", "CPU overhead"),
-        cpu("cpu.current.total", "Total CPU used"),
+        percent("cpu.current.guest", "CPU used by guest", cpu),
+        percent("cpu.current.total", "Total CPU used", cpu),
     ];
     Ok(common::statistics(ctx, "vm", "vms", id, &stats))
+}
+
+/// The previous cpu_time sample of each vm: "current" CPU use is the average since the last request.
+static LAST_CPU: std::sync::LazyLock<parking_lot::Mutex<HashMap<uuid::Uuid, (Instant, u64)>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Shorter windows are too coarse to mean anything.
+const MIN_WINDOW: Duration = Duration::from_millis(100);
+
+/// libvirt's figures of `d` and its CPU use in percent of its vcpus since the previous request (or over
+/// `MIN_WINDOW` when there was none); 0 for a qube that does not run.
+async fn cpu_current(service: Arc<Service>, d: Domain) -> ApiResult<(corral_core::hv::DomainInfo, f64)> {
+    let sample = |service: Arc<Service>, d: Domain| blocking(move || Ok((service.domain_info(&d), Instant::now())));
+    let (mut info, mut at) = sample(service.clone(), d.clone()).await?;
+    if !info.state.is_active() {
+        LAST_CPU.lock().remove(&d.uuid);
+        return Ok((info, 0.0));
+    }
+    let previous = LAST_CPU.lock().get(&d.uuid).copied().filter(|(t, ns)| *t < at && *ns <= info.cpu_time_ns);
+    let (before_at, before_ns) = match previous {
+        Some((t, ns)) if at.duration_since(t) >= MIN_WINDOW => (t, ns),
+        first_or_recent => {
+            let (t, ns) = first_or_recent.unwrap_or((at, info.cpu_time_ns));
+            tokio::time::sleep(MIN_WINDOW.saturating_sub(at.duration_since(t))).await;
+            (info, at) = sample(service, d.clone()).await?;
+            (t, ns)
+        }
+    };
+    {
+        let mut last = LAST_CPU.lock();
+        // Forget qubes not asked about for a while.
+        last.retain(|_, (t, _)| t.elapsed() < Duration::from_secs(600));
+        last.insert(d.uuid, (at, info.cpu_time_ns));
+    }
+    let wall_ns = at.duration_since(before_at).as_nanos() as f64 * f64::from(info.vcpus.max(1));
+    let used_ns = info.cpu_time_ns.saturating_sub(before_ns) as f64;
+    Ok((info, if wall_ns > 0.0 { (used_ns * 100.0 / wall_ns).min(100.0) } else { 0.0 }))
 }
 
 /// Appends to each vm node the sub-collections `Accept: …; detail=` asked for (statistics, nics, disks).
