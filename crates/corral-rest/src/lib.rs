@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, Uri};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use axum::ServiceExt;
 use corral_service::Service;
@@ -115,10 +115,19 @@ fn strip_matrix(mut req: Request) -> Request {
     req
 }
 
-/// Faults are built as XML; a client that asked for JSON gets the same fault as JSON.
+/// Faults are built as XML; a client that asked for JSON gets the same fault as JSON. Error answers made
+/// outside the handlers (no route, wrong method, a body the extractors refuse) get a fault too: on `/api`
+/// every error status carries one.
 async fn negotiate_faults(req: Request, next: Next) -> Response {
     let format = Format::from_headers(req.headers());
-    let response = next.run(req).await;
+    let rhev = is_rhev_path(req.uri().path());
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let mut response = next.run(req).await;
+    let bare = response.extensions().get::<fault::FaultBody>().is_none()
+        && (response.status().is_client_error() || response.status().is_server_error());
+    if rhev && bare {
+        response = fault_for(response, &method, &path).await;
+    }
     if format != Format::Json {
         return response;
     }
@@ -126,7 +135,37 @@ async fn negotiate_faults(req: Request, next: Next) -> Response {
     let (mut parts, _) = response.into_parts();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(fault.0.to_json().to_string()))
+    Response::from_parts(parts, Body::from(fault.0.json_bytes()))
+}
+
+/// Whether `path` is the RHEV door's (`/api…`, `/ovirt-engine/api…`); the rest is virthttp's, which
+/// answers in its own shapes (`/` included: a 400 in plain text).
+fn is_rhev_path(path: &str) -> bool {
+    let path = path.strip_prefix("/ovirt-engine").unwrap_or(path);
+    path == "/api" || path.starts_with("/api/") || path.starts_with("/api;")
+}
+
+/// How the fault of a path no route serves begins (a handler's 404 names the missing object instead).
+pub const NO_ROUTE: &str = "No resource at";
+
+/// The fault of an error answer that came without one; its status and `Allow` header are kept.
+async fn fault_for(response: Response, method: &axum::http::Method, path: &str) -> Response {
+    let status = response.status();
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let detail = match status {
+        StatusCode::NOT_FOUND => format!("{NO_ROUTE} {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => format!("{method} is not allowed on {path}"),
+        _ => {
+            // axum's rejections explain themselves in a short text body.
+            let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+            String::from_utf8_lossy(&body).trim().to_string()
+        }
+    };
+    let mut out = fault::ApiError::new(status, "Operation Failed", detail).into_response();
+    if let Some(allow) = allow {
+        out.headers_mut().insert(header::ALLOW, allow);
+    }
+    out
 }
 
 /// The whole HTTP application: routes, auth, body limit, format negotiation, matrix parameters.

@@ -409,7 +409,8 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(out, s);
 }
 
-/// The five XML special characters as entities, in text and in attribute values alike.
+/// The five XML special characters as entities, in text and in attribute values alike. Control characters
+/// XML 1.0 cannot carry at all (a file name may hold one) become U+FFFD, so the document stays well-formed.
 fn escape_into(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut from = 0;
@@ -420,6 +421,7 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
             b'&' => b"&amp;",
             b'"' => b"&quot;",
             b'\'' => b"&apos;",
+            0..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f => "\u{fffd}".as_bytes(),
             _ => continue,
         };
         out.extend_from_slice(&bytes[from..i]);
@@ -507,6 +509,15 @@ mod tests {
                 String::from_utf8(quick_xml_rendering(tree)).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn control_characters_xml_cannot_carry_are_replaced() {
+        let xml =
+            String::from_utf8(Node::new("file").attr("id", "a\u{1}b").with_leaf("name", "c\u{1f}d\te\nf").to_xml())
+                .unwrap();
+
+        assert!(xml.contains("id=\"a\u{fffd}b\"") && xml.contains("<name>c\u{fffd}d\te\nf</name>"), "{xml}");
     }
 
     #[test]

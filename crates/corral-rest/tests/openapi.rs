@@ -37,9 +37,10 @@ struct Answer {
 }
 
 impl Answer {
-    /// axum's own "no such route": 404 with nothing at all, where a handler's 404 carries a fault.
+    /// No route took the path: its fault says so, where a handler's 404 names the missing object.
     fn is_router_404(&self) -> bool {
-        self.status == StatusCode::NOT_FOUND && self.content_type.is_none() && self.body.is_empty()
+        let no_route = format!("[{} ", corral_rest::NO_ROUTE);
+        self.status == StatusCode::NOT_FOUND && String::from_utf8_lossy(&self.body).contains(&no_route)
     }
 
     fn envelope_errors(&self) -> Vec<i64> {

@@ -68,3 +68,38 @@ fn unknown_users_are_refused_like_wrong_passwords() {
     assert_eq!(r.status(), 401);
     assert!(r.text().expect("body").contains("<fault>"));
 }
+
+/// Error answers made outside the handlers (no such route, a method the route does not take) carry a
+/// fault too, in the asked format; virthttp keeps its own envelope.
+#[test]
+fn unrouted_paths_and_wrong_methods_get_faults() {
+    let d = Daemon::start();
+    d.add_user("admin", "secret");
+    let client = reqwest::blocking::Client::new();
+    let send = |method: reqwest::Method, path: &str, accept: &str| {
+        client
+            .request(method, d.url(path))
+            .basic_auth("admin@internal", Some("secret"))
+            .header("Accept", accept)
+            .send()
+            .expect("request")
+    };
+    let decl = "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>";
+
+    let missing = send(reqwest::Method::GET, "/api/no-such-collection", "application/xml");
+    assert_eq!(missing.status(), 404);
+    let body = missing.text().expect("body");
+    assert!(body.starts_with(decl) && body.contains("<detail>[No resource at /api/no-such-collection]"), "{body}");
+
+    let wrong = send(reqwest::Method::PATCH, "/api/vms", "application/xml");
+    assert_eq!(wrong.status(), 405);
+    assert!(wrong.headers().get("allow").is_some());
+    let body = wrong.text().expect("body");
+    assert!(body.starts_with(decl) && body.contains("<fault>") && body.contains("PATCH"), "{body}");
+
+    let json = send(reqwest::Method::GET, "/api/no-such-collection", "application/json");
+    assert_eq!(json.status(), 404);
+    let fault: serde_json::Value = json.json().expect("a JSON fault");
+    assert_eq!(fault["reason"], "Operation Failed");
+    assert_eq!(fault["detail"], "[No resource at /api/no-such-collection]");
+}

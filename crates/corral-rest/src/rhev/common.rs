@@ -122,7 +122,8 @@ pub fn actions(ctx: &Ctx, base: &str, names: &[&'static str]) -> Node {
 }
 
 pub const VM_ACTIONS: [&str; 6] = ["start", "stop", "shutdown", "suspend", "reboot", "ticket"];
-pub const VM_SUBCOLLECTIONS: [&str; 7] = ["disks", "nics", "cdroms", "snapshots", "statistics", "tags", "permissions"];
+/// No `permissions`: every user has every right until roles exist, and a link must lead somewhere.
+pub const VM_SUBCOLLECTIONS: [&str; 6] = ["disks", "nics", "cdroms", "snapshots", "statistics", "tags"];
 
 /// A qube's whole-number property: 0 when it has none.
 pub fn int(app: &App, d: &Domain, prop: &str) -> u64 {

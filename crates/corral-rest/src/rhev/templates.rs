@@ -35,6 +35,7 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
         .routes(routes!(disk))
         .routes(routes!(nics))
         .routes(routes!(cdroms))
+        .routes(routes!(cdrom))
         .routes(routes!(creation_status))
 }
 
@@ -296,4 +297,18 @@ async fn cdroms(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>)
         out.push(super::devices::cdrom_node(&ctx, d, &format!("/templates/{id}")));
     }
     Ok(ctx.ok(&out))
+}
+
+#[utoipa::path(get, path = "/api/templates/{id}/cdroms/{c}", operation_id = "get_template_cdrom", tag = "templates",
+    summary = "Get a template's cdrom",
+    params(
+        ("id" = String, Path, description = "The template's id: the zero GUID for Blank, else the TemplateVM's uuid"),
+        ("c" = String, Path, description = "The cdrom's id: the zero GUID")),
+    responses((status = 200, response = schema::Cdrom), (status = 404, response = NotFound)))]
+async fn cdrom(ctx: Ctx, State(rest): State<Arc<Rest>>, Path((id, c)): Path<(String, String)>) -> ApiResult<Response> {
+    // Blank has no cdrom: only a TemplateVM's one exists.
+    match find(&rest.service, &id)? {
+        Some(d) if c == BLANK => Ok(ctx.ok(&super::devices::cdrom_node(&ctx, &d, &format!("/templates/{id}")))),
+        _ => Err(ApiError::not_found(&format!("cdrom {c}"))),
+    }
 }

@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
         .routes(routes!(list, create))
         .routes(routes!(one, update, remove))
         .routes(routes!(statistics))
+        .routes(routes!(statistic))
         .routes(routes!(creation_status))
         .routes(routes!(action))
         .routes(routes!(action_status))
@@ -401,6 +402,22 @@ async fn statistics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<Stri
     let d = find(&rest.service, &id)?;
     let out = statistics_node(&ctx, rest.service.clone(), d, &id).await?;
     Ok(ctx.ok(&out))
+}
+
+#[utoipa::path(get, path = "/api/vms/{id}/statistics/{sid}", operation_id = "get_vm_statistic", tag = "vms",
+    summary = "Get a vm statistic",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
+        ("sid" = String, Path, description = "The statistic's id")),
+    responses((status = 200, response = schema::Statistic), (status = 404, response = NotFound)))]
+async fn statistic(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, sid)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    let all = statistics_node(&ctx, rest.service.clone(), d, &id).await?;
+    let one = all.children.into_iter().find(|s| s.attr_of("id") == Some(sid.as_str()));
+    Ok(ctx.ok(&one.ok_or_else(|| ApiError::not_found(&format!("statistic {sid}")))?))
 }
 
 /// The `<statistics>` of vm `d` (addressed as `/vms/{id}`): the sub-collection, and what `detail=statistics`
