@@ -165,6 +165,10 @@ pub trait Hypervisor: Send + Sync {
     fn inspect(&self) -> Option<&dyn Inspect> {
         None
     }
+    /// Changes to the hypervisor's own virtual networks, where it has them (libvirt does).
+    fn network_control(&self) -> Option<&dyn NetworkControl> {
+        None
+    }
     /// The connection's virtual networks as (name, uuid, active); none where the hypervisor has no such notion.
     fn networks(&self) -> Result<Vec<(String, Uuid, bool)>, HvError> {
         Ok(Vec::new())
@@ -198,4 +202,37 @@ pub trait Inspect {
     fn network_details(&self) -> Result<Vec<NetworkDetails>, HvError>;
     /// The network's XML, with libvirt's `virNetworkXMLFlags`.
     fn network_xml(&self, uuid: &Uuid, flags: u32) -> Result<Option<String>, HvError>;
+    /// The DHCP leases the network handed out, only those of `mac` when given.
+    fn dhcp_leases(&self, uuid: &Uuid, mac: Option<&str>) -> Result<Option<Vec<DhcpLease>>, HvError>;
+}
+
+/// One DHCP lease of a virtual network (libvirt's `virNetworkDHCPLease`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpLease {
+    /// The network's interface (its bridge) the lease was given on.
+    pub interface: String,
+    /// Seconds since the epoch.
+    pub expiry_time: i64,
+    pub ipv6: bool,
+    pub mac: Option<String>,
+    /// IPv6 only.
+    pub iaid: Option<String>,
+    pub ip_address: String,
+    pub prefix: u32,
+    pub hostname: Option<String>,
+    pub client_id: Option<String>,
+}
+
+/// Changes to the hypervisor's virtual networks, for a door that manages libvirt's networks as libvirt
+/// does (virthttp). Qubes do not depend on these calls: a qube with a netvm joins the `default` network.
+/// `Ok(None)`/`Ok(false)`: the hypervisor does not know the network.
+pub trait NetworkControl {
+    /// Creates and starts a transient network from its XML.
+    fn create_network(&self, xml: &str) -> Result<NetworkDetails, HvError>;
+    /// Removes a network's definition: a persistent network is undefined (if it runs, it goes on as a
+    /// transient one until stopped, as with `virsh net-undefine`); a transient one has nothing to undefine
+    /// but its running instance, so it is stopped, which ends it.
+    fn remove_network(&self, uuid: &Uuid) -> Result<bool, HvError>;
+    /// Whether the network starts with the hypervisor; only a persistent network can.
+    fn set_network_autostart(&self, uuid: &Uuid, autostart: bool) -> Result<bool, HvError>;
 }

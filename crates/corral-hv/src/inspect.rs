@@ -2,13 +2,13 @@
 //! scheduler, and the virtual networks with their details and XML. Reads only: nothing here changes
 //! libvirt's state.
 
-use corral_core::hv::{HvError, Inspect, NetworkDetails};
+use corral_core::hv::{DhcpLease, HvError, Inspect, NetworkDetails};
 use uuid::Uuid;
 use virt::network::Network;
 
 use crate::{err, Libvirt};
 
-fn details(n: &Network) -> Result<Option<NetworkDetails>, HvError> {
+pub(crate) fn details(n: &Network) -> Result<Option<NetworkDetails>, HvError> {
     let name = n.name().map_err(|e| err("Cannot read a network's name", e))?;
     let uuid = n.uuid_string().map_err(|e| err("Cannot read a network's uuid", e))?;
     // libvirt hands out well-formed uuids; a network that somehow has none is left out, not fatal.
@@ -25,7 +25,7 @@ fn details(n: &Network) -> Result<Option<NetworkDetails>, HvError> {
 }
 
 impl Libvirt {
-    fn network(&self, uuid: &Uuid) -> Result<Option<Network>, HvError> {
+    pub(crate) fn network(&self, uuid: &Uuid) -> Result<Option<Network>, HvError> {
         match self.conn.lookup_network_by_uuid_string(&uuid.to_string()) {
             Ok(n) => Ok(Some(n)),
             Err(e) if e.code().is(virt::error::ErrorNumber::NoNetwork) => Ok(None),
@@ -58,5 +58,10 @@ impl Inspect for Libvirt {
     fn network_xml(&self, uuid: &Uuid, flags: u32) -> Result<Option<String>, HvError> {
         let Some(n) = self.network(uuid)? else { return Ok(None) };
         n.xml_desc(flags).map(Some).map_err(|e| err("Cannot read the network XML", e))
+    }
+
+    fn dhcp_leases(&self, uuid: &Uuid, mac: Option<&str>) -> Result<Option<Vec<DhcpLease>>, HvError> {
+        let Some(n) = self.network(uuid)? else { return Ok(None) };
+        crate::leases::of(&n, mac).map(Some)
     }
 }

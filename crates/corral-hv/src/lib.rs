@@ -4,6 +4,8 @@
 #[allow(unsafe_code)]
 mod events;
 mod inspect;
+#[allow(unsafe_code)]
+mod leases;
 mod networks;
 mod xml;
 
@@ -206,6 +208,10 @@ impl Hypervisor for Libvirt {
     }
 
     fn inspect(&self) -> Option<&dyn corral_core::hv::Inspect> {
+        Some(self)
+    }
+
+    fn network_control(&self) -> Option<&dyn corral_core::hv::NetworkControl> {
         Some(self)
     }
 

@@ -6,7 +6,7 @@
 //! last start otherwise. The definition a *next* start would produce is computed only by that start
 //! (it needs the start's storage work: overlays, volatile images), so it is not offered here.
 
-use corral_core::hv::{HvError, Inspect, NetworkDetails};
+use corral_core::hv::{DhcpLease, HvError, Inspect, NetworkControl, NetworkDetails};
 use corral_core::{Error, ErrorKind, Result};
 
 use crate::{resolve_in, Caller, Service};
@@ -54,8 +54,66 @@ impl Service {
     /// A network's XML with `virNetworkXMLFlags`.
     pub fn network_xml(&self, caller: &Caller, uuid: &uuid::Uuid, flags: u32) -> Result<String> {
         self.auth(caller, "corral.network.XML", "", "dom0")?;
-        self.inspecting(|i| i.network_xml(uuid, flags))?
-            .ok_or_else(|| Error::generic(format!("Network not found: no network with matching uuid '{uuid}'")))
+        self.inspecting(|i| i.network_xml(uuid, flags))?.ok_or_else(|| network_not_found(uuid))
+    }
+
+    /// The DHCP leases a network handed out, only those of `mac` (`aa:bb:cc:dd:ee:ff`) when given.
+    pub fn dhcp_leases(&self, caller: &Caller, uuid: &uuid::Uuid, mac: Option<&str>) -> Result<Vec<DhcpLease>> {
+        self.auth(caller, "corral.network.DHCPLeases", "", "dom0")?;
+        if let Some(mac) = mac {
+            validate_mac(mac)?;
+        }
+        self.inspecting(|i| i.dhcp_leases(uuid, mac))?.ok_or_else(|| network_not_found(uuid))
+    }
+
+    /// Creates and starts a transient network from libvirt network XML (libvirt validates it).
+    pub fn create_network(&self, caller: &Caller, xml: &str) -> Result<NetworkDetails> {
+        self.auth(caller, "corral.network.Create", "", "dom0")?;
+        self.controlling_networks(|c| c.create_network(xml))
+    }
+
+    /// Removes a network: undefines a persistent one, stops a transient one (see `NetworkControl`).
+    pub fn remove_network(&self, caller: &Caller, uuid: &uuid::Uuid) -> Result<()> {
+        self.auth(caller, "corral.network.Remove", "", "dom0")?;
+        self.controlling_networks(|c| c.remove_network(uuid))?.then_some(()).ok_or_else(|| network_not_found(uuid))
+    }
+
+    /// Whether a (persistent) network starts with the hypervisor.
+    pub fn set_network_autostart(&self, caller: &Caller, uuid: &uuid::Uuid, autostart: bool) -> Result<()> {
+        self.auth(caller, "corral.network.SetAutostart", "", "dom0")?;
+        self.controlling_networks(|c| c.set_network_autostart(uuid, autostart))?
+            .then_some(())
+            .ok_or_else(|| network_not_found(uuid))
+    }
+
+    /// Runs `f` on the hypervisor's network control. Blocks on libvirt.
+    fn controlling_networks<T>(
+        &self,
+        f: impl FnOnce(&dyn NetworkControl) -> std::result::Result<T, HvError>,
+    ) -> Result<T> {
+        let hv = self.hv.as_ref().ok_or_else(|| Error::new(ErrorKind::QubesVMError, "No hypervisor connection"))?;
+        let control = hv.network_control().ok_or_else(|| {
+            Error::new(ErrorKind::QubesNotImplementedError, "The hypervisor has no virtual networks to manage")
+        })?;
+        f(control).map_err(hv_error)
+    }
+}
+
+fn network_not_found(uuid: &uuid::Uuid) -> Error {
+    Error::generic(format!("Network not found: no network with matching uuid '{uuid}'"))
+}
+
+/// A MAC address as six colon-separated pairs of hex digits, the only form libvirt's leases carry.
+fn validate_mac(mac: &str) -> Result<()> {
+    let pairs: Vec<&str> = mac.split(':').collect();
+    let ok = pairs.len() == 6 && pairs.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::QubesValueError,
+            "Invalid MAC address: expected six hex pairs like 52:54:00:12:34:56",
+        ))
     }
 }
 
@@ -64,4 +122,27 @@ fn never_defined(vm: &str) -> Error {
         ErrorKind::QubesVMNotStartedError,
         format!("Domain not found: '{vm}' has no libvirt domain yet; corrald defines it when the qube first starts"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_mac;
+
+    #[test]
+    fn macs_are_six_hex_pairs() {
+        for good in ["52:54:00:12:34:56", "AA:bb:CC:dd:EE:ff"] {
+            assert!(validate_mac(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "52:54:00:12:34",
+            "52:54:00:12:34:56:78",
+            "52-54-00-12-34-56",
+            "5:54:00:12:34:56a",
+            "gg:54:00:12:34:56",
+            "52:54:00:12:34:5\0",
+        ] {
+            assert!(validate_mac(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -1319,41 +1319,176 @@ fn dumpxml_with_an_unknown_option_is_301() {
 }
 
 #[test]
-fn dhcp_leases_are_unsupported() {
+fn dhcp_leases_are_libvirts_and_the_test_driver_has_none_to_tell() {
     let d = daemon();
 
-    let answer = get(&d, "/libvirt/networks/by-name/default/dhcp-leases");
+    let answer = get(&d, "/libvirt/networks/by-name/default/dhcp-leases?mac=52:54:00:12:34:56");
 
-    let why = "The daemon's libvirt binding has no DHCP lease query";
-    assert_eq!(answer, failed(json!([error(-1, "Unsupported")]), json!([{"dhcp-leases": why}])));
-}
-
-const NOT_MANAGED: &str = "The daemon does not manage libvirt networks; change them with libvirt's own tools";
-
-#[test]
-fn creating_a_network_is_unsupported() {
-    let d = daemon();
-
-    let answer = send(&d, "POST", "/libvirt/networks", json!("<network><name>n</name></network>"));
-
-    assert_eq!(answer, failed(json!([error(-1, "Unsupported")]), json!([{"create": NOT_MANAGED}])));
+    let why = "Cannot read the DHCP leases: this function is not supported by the connection driver: \
+               virNetworkGetDHCPLeases";
+    assert_eq!(answer, failed(json!([{"code": -2, "message": "Unknown error", "libvirt": why}]), json!([])));
 }
 
 #[test]
-fn deleting_a_network_is_unsupported() {
+fn dhcp_leases_of_a_malformed_mac_are_refused_before_libvirt_is_asked() {
     let d = daemon();
 
+    for mac in ["52:54:00:12:34", "52-54-00-12-34-56", "zz:54:00:12:34:56", "52:54:00:12:34:56%00"] {
+        let answer = get(&d, &format!("/libvirt/networks/by-name/default/dhcp-leases?mac={mac}"));
+
+        let why = "Invalid MAC address: expected six hex pairs like 52:54:00:12:34:56";
+        assert_eq!(
+            answer,
+            failed(json!([{"code": -2, "message": "Unknown error", "libvirt": why}]), json!([])),
+            "{mac}"
+        );
+    }
+}
+
+/// A NAT'd network on its own bridge and subnet.
+fn network_xml(name: &str, bridge: &str) -> String {
+    format!(
+        "<network><name>{name}</name><forward mode='nat'/><bridge name='{bridge}'/>\
+         <ip address='192.168.150.1' netmask='255.255.255.0'/></network>"
+    )
+}
+
+fn network_names(d: &Daemon) -> Vec<String> {
+    let list = get(d, "/libvirt/networks");
+    list["results"].as_array().expect("results").iter().map(|n| n["name"].as_str().expect("name").to_string()).collect()
+}
+
+#[test]
+fn a_network_is_created_transient_and_started_from_its_xml() {
+    let d = daemon();
+
+    let answer = send(&d, "POST", "/libvirt/networks", json!(network_xml("lab", "virbr9")));
+
+    assert_eq!(answer, succeeded(json!([{"created": true}]), json!([])));
+    let lab = get(&d, "/libvirt/networks/by-name/lab");
+    assert_eq!(lab["results"][0]["active"], true);
+    assert_eq!(lab["results"][0]["persistent"], false);
+    assert_eq!(lab["results"][0]["bridge"], "virbr9");
+    assert_eq!(network_names(&d), ["default", "lab"]);
+}
+
+#[test]
+fn each_network_of_an_array_is_created_on_its_own() {
+    let d = daemon();
+    let body = json!([network_xml("a", "virbr7"), "<network><name>broken", network_xml("c", "virbr8")]);
+
+    let answer = send(&d, "POST", "/libvirt/networks", body);
+
+    assert_eq!(answer["success"], false);
+    assert_eq!(answer["results"], json!([{"created": true}, {"created": true}]));
+    assert_eq!(answer["errors"].as_array().map(Vec::len), Some(1));
+    assert_eq!(answer["errors"][0]["code"], -999);
+    assert_eq!(network_names(&d), ["a", "c", "default"]);
+}
+
+#[test]
+fn a_network_libvirt_refuses_is_minus_999_with_its_reason_and_nothing_is_created() {
+    let d = daemon();
+
+    let answer = send(&d, "POST", "/libvirt/networks", json!("<network><name>half"));
+
+    assert_eq!(answer["success"], false);
+    assert_eq!(answer["errors"][0]["code"], -999);
+    assert_eq!(answer["errors"][0]["message"], "Unknown error");
+    let why = answer["errors"][0]["libvirt"].as_str().expect("libvirt's reason");
+    assert!(why.starts_with("Cannot create the network: "), "{why}");
+    assert_eq!(network_names(&d), ["default"]);
+}
+
+#[test]
+fn a_network_described_as_an_object_is_unsupported_and_other_types_are_syntax_errors() {
+    let d = daemon();
+
+    let object = send(&d, "POST", "/libvirt/networks", json!({"name": "lab"}));
+    let number = send(&d, "POST", "/libvirt/networks", json!(7));
+
+    let why = "A network is created from its XML, given as a JSON string";
+    assert_eq!(object, failed(json!([error(-1, "Unsupported")]), json!([{"create": why}])));
+    assert_eq!(number, failed(json!([error(0, "Syntax error")]), json!([])));
+    assert_eq!(network_names(&d), ["default"]);
+}
+
+#[test]
+fn deleting_a_transient_network_stops_it_and_it_is_gone() {
+    let d = daemon();
+    send(&d, "POST", "/libvirt/networks", json!(network_xml("lab", "virbr9")));
+
+    let answer = envelope(request(&d, "DELETE", "/libvirt/networks/by-name/lab").send().expect("request"));
+
+    assert_eq!(answer, succeeded(json!([{"deleted": true}]), json!([])));
+    assert_eq!(network_names(&d), ["default"]);
+}
+
+#[test]
+fn deleting_a_running_persistent_network_only_undefines_it_which_the_test_driver_refuses() {
+    let d = daemon();
+
+    // libvirtd's network driver lets a running network go on as a transient one; the test driver
+    // refuses, and the refusal is passed on as it is. Nothing is stopped to make the delete pass.
     let answer = envelope(request(&d, "DELETE", "/libvirt/networks/by-name/default").send().expect("request"));
 
-    assert_eq!(answer, failed(json!([error(-1, "Unsupported")]), json!([{"delete": NOT_MANAGED}])));
+    let why = "Cannot undefine the network: Requested operation is not valid: Network 'default' is still running";
+    assert_eq!(answer, failed(json!([error(-999, "Unknown error")]), json!([{"libvirt": why}])));
     assert_eq!(get(&d, "/libvirt/networks")["results"], json!([default_network()]));
 }
 
 #[test]
-fn changing_a_network_is_unsupported() {
+fn deleting_an_unknown_network_is_100() {
     let d = daemon();
 
-    let answer = patch(&d, "/libvirt/networks/by-name/default", json!({"autostart": true}));
+    let answer = envelope(request(&d, "DELETE", "/libvirt/networks/by-name/nope").send().expect("request"));
 
-    assert_eq!(answer, failed(json!([error(-1, "Unsupported")]), json!([{"alter": NOT_MANAGED}])));
+    assert_eq!(answer, failed(json!([error(100, "Bad object identifier")]), json!([])));
+}
+
+#[test]
+fn deleting_the_whole_network_list_needs_bulk() {
+    let d = daemon();
+    send(&d, "POST", "/libvirt/networks", json!(network_xml("lab", "virbr9")));
+
+    let refused = envelope(request(&d, "DELETE", "/libvirt/networks?persistent=false").send().expect("request"));
+    assert_eq!(
+        refused,
+        failed(
+            json!([error(3, "Bad request")]),
+            json!([{"bulk": "A PATCH or DELETE on the whole network list needs ?bulk=true"}])
+        )
+    );
+    assert_eq!(network_names(&d), ["default", "lab"]);
+
+    let done = envelope(request(&d, "DELETE", "/libvirt/networks?persistent=false&bulk=true").send().expect("request"));
+    assert_eq!(done, succeeded(json!([{"deleted": true}]), json!([])));
+    assert_eq!(network_names(&d), ["default"]);
+}
+
+#[test]
+fn patch_autostart_sets_a_persistent_networks_autostart() {
+    let d = daemon();
+
+    let on = patch(&d, "/libvirt/networks/by-name/default", json!({"autostart": true}));
+
+    assert_eq!(on, succeeded(json!([]), json!([])));
+    assert_eq!(get(&d, "/libvirt/networks/by-name/default")["results"][0]["autostart"], true);
+    assert_eq!(get(&d, "/libvirt/networks?autostart=true")["results"].as_array().map(Vec::len), Some(1));
+
+    patch(&d, "/libvirt/networks/by-name/default", json!([{"autostart": false}]));
+
+    assert_eq!(get(&d, "/libvirt/networks/by-name/default")["results"][0]["autostart"], false);
+}
+
+#[test]
+fn patch_networks_with_a_wrong_value_or_an_unknown_action() {
+    let d = daemon();
+
+    let wrong = patch(&d, "/libvirt/networks/by-name/default", json!({"autostart": "yes"}));
+    let unknown = patch(&d, "/libvirt/networks/by-name/default", json!({"name": "other"}));
+
+    assert_eq!(wrong, failed(json!([error(0, "Syntax error")]), json!([])));
+    assert_eq!(unknown, failed(json!([error(123, "Unknown action")]), json!([])));
+    assert_eq!(network_names(&d), ["default"]);
 }

@@ -133,21 +133,27 @@ fn dispatch(service: &Service, target: &Target, method: Method, body: &[u8]) -> 
             }
             domains::handle(&req, &mut env);
         }
-        (Some("libvirt"), Some("networks")) => networks::handle(&req, &mut env),
+        (Some("libvirt"), Some("networks")) => {
+            if bulk_refused(&req, &mut env) {
+                return env;
+            }
+            networks::handle(&req, &mut env);
+        }
         (Some("libvirt"), Some(_)) => env.error(7),
         _ => env.error(5),
     }
     env
 }
 
-/// A PATCH or DELETE on the domain list acts on every qube the flags select; it takes `?bulk=true`, so
-/// that a forgotten `by-name` cannot stop or remove them all.
+/// A PATCH or DELETE on a list (domains or networks) acts on everything the flags select; it takes
+/// `?bulk=true`, so that a forgotten `by-name` cannot stop or remove them all.
 fn bulk_refused(req: &Req<'_>, env: &mut Envelope) -> bool {
     let list = req.target.parts.len() == 2;
     let sweeping = req.method == Method::PATCH || req.method == Method::DELETE;
     if list && sweeping && req.target.flag_bool("bulk") != Some(true) {
         env.error(3);
-        env.message("bulk", "A PATCH or DELETE on the whole domain list needs ?bulk=true");
+        let kind = req.target.part(1).and_then(|p| p.strip_suffix('s')).unwrap_or_default();
+        env.message("bulk", format!("A PATCH or DELETE on the whole {kind} list needs ?bulk=true"));
         return true;
     }
     false

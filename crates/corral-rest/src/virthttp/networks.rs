@@ -1,16 +1,18 @@
-//! `/libvirt/networks`: the virtual networks of the daemon's libvirt connection, read-only. The daemon
-//! does not manage networks (a qube with a netvm joins libvirt's `default` network), so creating,
-//! changing and deleting them answer "Unsupported".
+//! `/libvirt/networks`: the virtual networks of the daemon's libvirt connection, as virthttp shows and
+//! changes them: list and query, create (a transient, started network from its XML), delete, autostart,
+//! and the DHCP leases. Qubes with a netvm join libvirt's `default` network; nothing here is a qube.
 
-use corral_core::hv::NetworkDetails;
+use corral_core::hv::{DhcpLease, NetworkDetails};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::envelope::Envelope;
+use super::json::Json;
 use super::target::{self, Target};
-use super::{caller, selection, Req, Selection};
+use super::{caller, run_actions, selection, Outcome, Req, Selection};
 
-const NOT_MANAGED: &str = "The daemon does not manage libvirt networks; change them with libvirt's own tools";
+/// virthttp's code for a failed network create or delete (it has no table entry: "Unknown error").
+const NETWORK_CHANGE_FAILED: i32 = -999;
 
 pub(super) fn handle(req: &Req<'_>, env: &mut Envelope) {
     if !req.service.can_inspect_hypervisor() {
@@ -18,22 +20,89 @@ pub(super) fn handle(req: &Req<'_>, env: &mut Envelope) {
         return;
     }
     if req.method == axum::http::Method::POST {
-        env.error(-1);
-        env.message("create", NOT_MANAGED);
-        return;
+        return create(req, env);
     }
     let Some(chosen) = resolve(req, env) else { return };
     for n in &chosen {
         match req.method.as_str() {
             "GET" => query(req, n, env),
-            "PATCH" => {
-                env.error(-1);
-                env.message("alter", NOT_MANAGED);
+            "PATCH" => match req.body {
+                Json::Obj(_) => {
+                    alter(req, n, req.body, env);
+                }
+                Json::Arr(items) => run_actions(items, env, |action, env| alter(req, n, action, env)),
+                _ => env.error(3),
+            },
+            _ => remove(req, n, env),
+        }
+    }
+}
+
+/// POST: a network XML string, or an array of them (with `depends`).
+fn create(req: &Req<'_>, env: &mut Envelope) {
+    let one = |item: &Json, env: &mut Envelope| match item {
+        Json::Str(xml) => match req.service.create_network(&caller(), xml) {
+            Ok(_) => {
+                env.result(json!({"created": true}));
+                Outcome::Success
             }
-            _ => {
-                env.error(-1);
-                env.message("delete", NOT_MANAGED);
+            Err(e) => {
+                env.error_because(NETWORK_CHANGE_FAILED, e.message);
+                Outcome::Failure
             }
+        },
+        Json::Obj(_) => {
+            env.error(-1);
+            env.message("create", "A network is created from its XML, given as a JSON string");
+            Outcome::Failure
+        }
+        _ => {
+            env.error(0);
+            Outcome::Failure
+        }
+    };
+    match req.body {
+        Json::Arr(items) => run_actions(items, env, one),
+        body => {
+            one(body, env);
+        }
+    }
+}
+
+/// DELETE: a persistent network is undefined (a running one goes on, transient, until stopped); a
+/// transient one is stopped, which is all there is to remove of it.
+fn remove(req: &Req<'_>, n: &NetworkDetails, env: &mut Envelope) {
+    match req.service.remove_network(&caller(), &n.uuid) {
+        Ok(()) => env.result(json!({"deleted": true})),
+        Err(e) => {
+            env.error(NETWORK_CHANGE_FAILED);
+            env.message("libvirt", e.message);
+        }
+    }
+}
+
+/// One PATCH action: `{"autostart": bool}`, which virthttp declares without a handler. Only the first key
+/// counts, as for domains.
+fn alter(req: &Req<'_>, n: &NetworkDetails, action: &Json, env: &mut Envelope) -> Outcome {
+    let Some((name, value)) = action.first() else {
+        env.error(122);
+        return Outcome::Failure;
+    };
+    match (name, value.as_bool()) {
+        ("autostart", Some(on)) => match req.service.set_network_autostart(&caller(), &n.uuid, on) {
+            Ok(()) => Outcome::Success,
+            Err(e) => {
+                env.error_because(208, e.message);
+                Outcome::Failure
+            }
+        },
+        ("autostart", None) => {
+            env.error(0);
+            Outcome::Failure
+        }
+        _ => {
+            env.error(123);
+            Outcome::Failure
         }
     }
 }
@@ -93,10 +162,25 @@ fn query(req: &Req<'_>, n: &NetworkDetails, env: &mut Envelope) {
                 Err(e) => env.error_because(-2, e.message),
             }
         }
-        Some("dhcp-leases") => {
-            env.error(-1);
-            env.message("dhcp-leases", "The daemon's libvirt binding has no DHCP lease query");
-        }
+        Some("dhcp-leases") => match req.service.dhcp_leases(&caller(), &n.uuid, req.target.get("mac")) {
+            Ok(leases) => env.result(Value::Array(leases.iter().map(lease).collect())),
+            Err(e) => env.error_because(-2, e.message),
+        },
         Some(_) => env.error(2),
     }
+}
+
+/// A lease with virthttp's keys.
+fn lease(l: &DhcpLease) -> Value {
+    json!({
+        "type": if l.ipv6 { "ipv6" } else { "ipv4" },
+        "client-id": l.client_id,
+        "expiry-time": l.expiry_time,
+        "hostname": l.hostname,
+        "iaid": l.iaid,
+        "interface": l.interface,
+        "ip-address": l.ip_address,
+        "mac-address": l.mac,
+        "prefix": l.prefix,
+    })
 }

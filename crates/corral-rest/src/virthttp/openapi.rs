@@ -50,12 +50,21 @@ pub struct NetworkFilter {
     pub autostart: String,
 }
 
+/// The leases of one MAC address only.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LeaseFilter {
+    /// Six colon-separated hex pairs (`52:54:00:12:34:56`); for `dhcp-leases` only.
+    #[param(required = false)]
+    pub mac: String,
+}
+
 /// A PATCH or DELETE on the whole list.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Bulk {
     /// Must be `true`: without it the request is refused (error 3), so that a forgotten `by-name` cannot
-    /// act on every qube.
+    /// act on everything listed.
     pub bulk: String,
 }
 
@@ -103,7 +112,8 @@ pub enum DomainQuery {
 pub enum NetworkQuery {
     /// The network XML.
     Dumpxml,
-    /// Unsupported.
+    /// The DHCP leases it handed out (`?mac=` for one MAC address's): `{type, client-id, expiry-time,
+    /// hostname, iaid, interface, ip-address, mac-address, prefix}` each.
     DhcpLeases,
 }
 
@@ -231,11 +241,83 @@ fn libvirt_query_domain_by_uuid() {}
 /// List networks
 ///
 /// `{name, uuid, active, autostart, persistent}` per network the filters select. Without a hypervisor
-/// this is error 10. Networks are read-only: POST, PATCH and DELETE answer "Unsupported".
+/// this is error 10.
 #[utoipa::path(get, path = "/libvirt/networks", tag = "libvirt networks", params(NetworkFilter, Async),
     responses((status = 200, response = Envelope), (status = 400, response = LibvirtBadRequest),
         (status = 413, response = PayloadTooLarge), (status = 500, response = LibvirtAsyncFull)))]
 fn libvirt_list_networks() {}
+
+/// Create networks
+///
+/// A network XML as a JSON string, or an array of them: each is created and started as a transient
+/// network (`virNetworkCreateXML`). Error -999 says why one failed.
+#[utoipa::path(post, path = "/libvirt/networks", tag = "libvirt networks", params(Async),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "A network XML as a JSON string, or an array of them"),
+    responses((status = 200, response = Envelope), (status = 400, response = LibvirtBadRequest),
+        (status = 500, response = LibvirtAsyncFull)))]
+fn libvirt_create_networks() {}
+
+/// Alter every listed network
+///
+/// PATCH with `?bulk=true`: the actions act on every network the filters select. See the single
+/// network's PATCH.
+#[utoipa::path(patch, path = "/libvirt/networks", tag = "libvirt networks", params(Bulk, NetworkFilter, Async),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "An action or an array of actions"),
+    responses((status = 200, response = Envelope), (status = 400, response = LibvirtBadRequest),
+        (status = 500, response = LibvirtAsyncFull)))]
+fn libvirt_alter_networks() {}
+
+/// Delete every listed network
+///
+/// DELETE with `?bulk=true`: removes every network the filters select, as for one network.
+#[utoipa::path(delete, path = "/libvirt/networks", tag = "libvirt networks", params(Bulk, NetworkFilter, Async),
+    responses((status = 200, response = Envelope), (status = 400, response = LibvirtBadRequest),
+        (status = 413, response = PayloadTooLarge), (status = 500, response = LibvirtAsyncFull)))]
+fn libvirt_delete_networks() {}
+
+/// Alter a network by name
+///
+/// `{"autostart": bool}` (error 208 when libvirt refuses, 0 for a value that is not a boolean), or an
+/// array of such actions; any other action is error 123.
+#[utoipa::path(patch, path = "/libvirt/networks/by-name/{name}", tag = "libvirt networks",
+    params(("name" = String, Path, description = "The network's name"), Async),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "An action or an array of actions"),
+    responses((status = 200, response = Envelope), (status = 400, response = LibvirtBadRequest),
+        (status = 500, response = LibvirtAsyncFull)))]
+fn libvirt_alter_network_by_name() {}
+
+/// Alter a network by uuid
+///
+/// As by name.
+#[utoipa::path(patch, path = "/libvirt/networks/by-uuid/{uuid}", tag = "libvirt networks",
+    params(("uuid" = String, Path, description = "The network's uuid"), Async),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "An action or an array of actions"),
+    responses((status = 200, response = Envelope), (status = 400, response = LibvirtBadRequest),
+        (status = 500, response = LibvirtAsyncFull)))]
+fn libvirt_alter_network_by_uuid() {}
+
+/// Delete a network by name
+///
+/// A persistent network is undefined (libvirtd lets a running one go on as a transient network); a
+/// transient one is stopped, which ends it. Error -999 with libvirt's reason when it refuses.
+#[utoipa::path(delete, path = "/libvirt/networks/by-name/{name}", tag = "libvirt networks",
+    params(("name" = String, Path, description = "The network's name"), Async),
+    responses((status = 200, response = Envelope), (status = 400, response = LibvirtBadRequest),
+        (status = 413, response = PayloadTooLarge), (status = 500, response = LibvirtAsyncFull)))]
+fn libvirt_delete_network_by_name() {}
+
+/// Delete a network by uuid
+///
+/// As by name.
+#[utoipa::path(delete, path = "/libvirt/networks/by-uuid/{uuid}", tag = "libvirt networks",
+    params(("uuid" = String, Path, description = "The network's uuid"), Async),
+    responses((status = 200, response = Envelope), (status = 400, response = LibvirtBadRequest),
+        (status = 413, response = PayloadTooLarge), (status = 500, response = LibvirtAsyncFull)))]
+fn libvirt_delete_network_by_uuid() {}
 
 /// One network by name
 ///
@@ -260,7 +342,7 @@ fn libvirt_network_by_uuid() {}
 /// An unknown query is error 2.
 #[utoipa::path(get, path = "/libvirt/networks/by-name/{name}/{query}", tag = "libvirt networks",
     params(("name" = String, Path, description = "The network's name"),
-        ("query" = NetworkQuery, Path, description = "What to ask"), Options, Async),
+        ("query" = NetworkQuery, Path, description = "What to ask"), Options, LeaseFilter, Async),
     responses((status = 200, response = Envelope), (status = 400, response = LibvirtBadRequest),
         (status = 413, response = PayloadTooLarge), (status = 500, response = LibvirtAsyncFull)))]
 fn libvirt_query_network_by_name() {}
@@ -270,7 +352,7 @@ fn libvirt_query_network_by_name() {}
 /// As by name.
 #[utoipa::path(get, path = "/libvirt/networks/by-uuid/{uuid}/{query}", tag = "libvirt networks",
     params(("uuid" = String, Path, description = "The network's uuid"),
-        ("query" = NetworkQuery, Path, description = "What to ask"), Options, Async),
+        ("query" = NetworkQuery, Path, description = "What to ask"), Options, LeaseFilter, Async),
     responses((status = 200, response = Envelope), (status = 400, response = LibvirtBadRequest),
         (status = 413, response = PayloadTooLarge), (status = 500, response = LibvirtAsyncFull)))]
 fn libvirt_query_network_by_uuid() {}
@@ -304,6 +386,13 @@ fn libvirt_async_result() {}
         libvirt_query_domain_by_name,
         libvirt_query_domain_by_uuid,
         libvirt_list_networks,
+        libvirt_create_networks,
+        libvirt_alter_networks,
+        libvirt_delete_networks,
+        libvirt_alter_network_by_name,
+        libvirt_alter_network_by_uuid,
+        libvirt_delete_network_by_name,
+        libvirt_delete_network_by_uuid,
         libvirt_network_by_name,
         libvirt_network_by_uuid,
         libvirt_query_network_by_name,
