@@ -159,6 +159,12 @@ pub trait Hypervisor: Send + Sync {
     fn console_pty(&self, uuid: &Uuid) -> Result<Option<String>, HvError>;
     fn set_memory(&self, uuid: &Uuid, mib: u64) -> Result<(), HvError>;
     fn set_vcpus(&self, uuid: &Uuid, vcpus: u32) -> Result<(), HvError>;
+    /// Presses `keys` (codes of libvirt's keycode set `codeset`) together for `hold_ms`, as a keyboard
+    /// attached to the running domain would.
+    fn send_keys(&self, uuid: &Uuid, codeset: KeycodeSet, hold_ms: u32, keys: &[u32]) -> Result<(), HvError> {
+        let _ = (uuid, codeset, hold_ms, keys);
+        Err(HvError::new("This hypervisor cannot send key presses"))
+    }
     /// Lifecycle events; call once.
     fn events(&self) -> Option<Receiver<HvEvent>>;
     /// The hypervisor's own view of its objects, where it can show one (libvirt can).
@@ -236,3 +242,40 @@ pub trait NetworkControl {
     /// Whether the network starts with the hypervisor; only a persistent network can.
     fn set_network_autostart(&self, uuid: &Uuid, autostart: bool) -> Result<bool, HvError>;
 }
+
+/// The keycode sets a key press can be given in, as libvirt numbers them (`virKeycodeSet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeycodeSet {
+    Linux = 0,
+    Xt = 1,
+    Atset1 = 2,
+    Atset2 = 3,
+    Atset3 = 4,
+    Osx = 5,
+    XtKbd = 6,
+    Usb = 7,
+    Win32 = 8,
+    Qnum = 9,
+}
+
+impl KeycodeSet {
+    /// libvirt's names for the sets (`virsh send-key --codeset`), any case.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "linux" => Self::Linux,
+            "xt" => Self::Xt,
+            "atset1" => Self::Atset1,
+            "atset2" => Self::Atset2,
+            "atset3" => Self::Atset3,
+            "osx" => Self::Osx,
+            "xt_kbd" => Self::XtKbd,
+            "usb" => Self::Usb,
+            "win32" => Self::Win32,
+            "qnum" => Self::Qnum,
+            _ => return None,
+        })
+    }
+}
+
+/// libvirt presses at most this many keys at once (`VIR_DOMAIN_SEND_KEY_MAX_KEYS`).
+pub const MAX_KEYS_AT_ONCE: usize = 16;

@@ -12,7 +12,7 @@ mod xml;
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Mutex;
 
-use corral_core::hv::{DomainInfo, DomainSpec, HvError, HvEvent, Hypervisor, PowerState};
+use corral_core::hv::{DomainInfo, DomainSpec, HvError, HvEvent, Hypervisor, KeycodeSet, PowerState};
 use uuid::Uuid;
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
@@ -201,6 +201,15 @@ impl Hypervisor for Libvirt {
 
     fn set_vcpus(&self, uuid: &Uuid, vcpus: u32) -> Result<(), HvError> {
         self.domain(uuid)?.set_vcpus(vcpus).map_err(|e| err("Cannot change vcpus", e))
+    }
+
+    fn send_keys(&self, uuid: &Uuid, codeset: KeycodeSet, hold_ms: u32, keys: &[u32]) -> Result<(), HvError> {
+        let mut keys = keys.to_vec();
+        let count = i32::try_from(keys.len()).map_err(|_| HvError::new("Too many keys at once"))?;
+        // libvirt reads `count` codes from the buffer and keeps no pointer to it after the call.
+        self.domain(uuid)?
+            .send_key(codeset as u32, hold_ms, keys.as_mut_ptr(), count, 0)
+            .map_err(|e| err("Cannot send the keys", e))
     }
 
     fn events(&self) -> Option<Receiver<HvEvent>> {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral_core::domain::{Class, Domain};
-use corral_core::hv::{DiskSpec, DomainSpec, HvEvent, LifecycleEvent, NetworkSpec, PowerState};
+use corral_core::hv::{
+    DiskSpec, DomainSpec, HvEvent, KeycodeSet, LifecycleEvent, NetworkSpec, PowerState, MAX_KEYS_AT_ONCE,
+};
 use corral_core::volume::{Pool, Volume};
 use corral_core::{Error, ErrorKind, Event, Result};
 use uuid::Uuid;
@@ -423,6 +425,25 @@ impl Service {
         self.hypervisor()?.pm_wakeup(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
         self.transition(d.uuid, PowerState::Running);
         Ok(())
+    }
+
+    /// Presses `keys` together on a running qube's keyboard for `hold_ms` (`virsh send-key`): 1 to 16
+    /// codes of `codeset`.
+    pub fn send_keys(&self, caller: &Caller, vm: &str, codeset: KeycodeSet, hold_ms: u32, keys: &[u32]) -> Result<()> {
+        self.auth(caller, "corral.vm.SendKeys", "", vm)?;
+        if keys.is_empty() || keys.len() > MAX_KEYS_AT_ONCE {
+            return Err(Error::new(
+                ErrorKind::QubesValueError,
+                format!("Between 1 and {MAX_KEYS_AT_ONCE} keys are pressed at once, not {}", keys.len()),
+            ));
+        }
+        let d = self.vm_snapshot(vm)?;
+        if d.is_admin() || !self.power(&d).is_active() {
+            return Err(not_running(&d.name));
+        }
+        self.hypervisor()?
+            .send_keys(&d.uuid, codeset, hold_ms, keys)
+            .map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))
     }
 
     /// libvirt's figures for a running qube; zeros when halted or without a hypervisor.

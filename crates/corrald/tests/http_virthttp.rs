@@ -948,14 +948,52 @@ fn send_signal_with_an_unknown_signal_is_a_syntax_error() {
 }
 
 #[test]
-fn send_keys_is_unsupported_and_says_why() {
+fn send_keys_presses_keys_on_a_running_qube() {
     let d = with_running();
 
-    let body = json!({"send_keys": {"keycode_set": "linux", "hold_time": 50, "keys": [28]}});
+    let body = json!({"send_keys": {"keycode_set": "linux", "hold_time": 50, "keys": [29, 56, 111]}});
     let answer = patch(&d, "/libvirt/domains/by-name/work", body);
 
-    let why = "The daemon does not pass key presses to qubes: a qube's console is its serial line";
-    assert_eq!(answer, failed(json!([error(-1, "Unsupported")]), json!([{"send_keys": why}])));
+    assert_eq!(answer, succeeded(json!([]), json!([])));
+    assert_eq!(power_state(&d, "work"), "Running");
+}
+
+#[test]
+fn send_keys_to_a_halted_qube_is_210() {
+    let d = with_qube();
+
+    let body = json!({"send_keys": {"keycode_set": "xt", "hold_time": 0, "keys": [28]}});
+    let answer = patch(&d, "/libvirt/domains/by-name/work", body);
+
+    assert_eq!(answer, failed(json!([error(210, "Domain is not active")]), json!([])));
+}
+
+#[test]
+fn send_keys_takes_one_to_sixteen_keys() {
+    let d = with_running();
+
+    for count in [0, 17] {
+        let body = json!({"send_keys": {"keycode_set": "linux", "hold_time": 5, "keys": vec![30; count]}});
+        let answer = patch(&d, "/libvirt/domains/by-name/work", body);
+
+        let why = format!("Between 1 and 16 keys are pressed at once, not {count}");
+        assert_eq!(answer, failed(json!([{"code": -2, "message": "Unknown error", "libvirt": why}]), json!([])));
+    }
+}
+
+#[test]
+fn send_keys_with_an_unknown_keycode_set_or_a_negative_key_is_a_syntax_error() {
+    let d = with_running();
+
+    for keys in [
+        json!({"keycode_set": "ebcdic", "hold_time": 5, "keys": [30]}),
+        json!({"keycode_set": "linux", "hold_time": 5, "keys": [-1]}),
+        json!({"keycode_set": "linux", "hold_time": 4294967296u64, "keys": [30]}),
+    ] {
+        let answer = patch(&d, "/libvirt/domains/by-name/work", json!({"send_keys": keys}));
+
+        assert_eq!(answer, failed(json!([error(0, "Syntax error")]), json!([])), "{keys}");
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! same qubes change; creation makes a StandaloneVM out of a domain XML.
 
 use corral_core::domain::{Class, Domain};
-use corral_core::hv::PowerState;
+use corral_core::hv::{KeycodeSet, PowerState};
 use corral_core::plan::{CreateSpec, PoolChoice};
 use quick_xml::events::Event;
 use serde_json::{json, Value};
@@ -244,12 +244,20 @@ fn alter(req: &Req<'_>, d: &Domain, action: &Json, env: &mut Envelope) -> Outcom
             Outcome::Failure
         }
         "send_keys" => {
-            if !is_keys_request(value) {
+            let Some((codeset, hold_ms, keys)) = keys_request(value) else {
                 return syntax_error(env);
+            };
+            if !req.service.power(d).is_active() {
+                env.error(210);
+                return Outcome::Failure;
             }
-            env.error(-1);
-            env.message(name, "The daemon does not pass key presses to qubes: a qube's console is its serial line");
-            Outcome::Failure
+            match req.service.send_keys(&caller(), &d.name, codeset, hold_ms, &keys) {
+                Ok(()) => Outcome::Success,
+                Err(e) => {
+                    env.error_because(-2, e.message);
+                    Outcome::Failure
+                }
+            }
         }
         _ => {
             env.error(123);
@@ -288,13 +296,15 @@ fn is_signal_request(value: &Json) -> bool {
 }
 
 /// `{"keycode_set": SET, "hold_time": uint ms, "keys": [uint...]}`.
-fn is_keys_request(value: &Json) -> bool {
-    let set_ok = value.get("keycode_set").and_then(Json::as_str).is_some_and(|s| {
-        ["linux", "xt", "atset1", "atset2", "atset3", "osx"].contains(&s.to_ascii_lowercase().as_str())
-    });
-    let uint32 = |v: &Json| v.as_u64().is_some_and(|n| u32::try_from(n).is_ok());
-    let keys_ok = matches!(value.get("keys"), Some(Json::Arr(keys)) if keys.iter().all(uint32));
-    set_ok && value.get("hold_time").is_some_and(uint32) && keys_ok
+/// `{"keycode_set": SET, "hold_time": ms, "keys": [codes]}`: every member present, each a 32-bit
+/// unsigned number, the set one of libvirt's names.
+fn keys_request(value: &Json) -> Option<(KeycodeSet, u32, Vec<u32>)> {
+    let uint32 = |v: &Json| v.as_u64().and_then(|n| u32::try_from(n).ok());
+    let codeset = value.get("keycode_set").and_then(Json::as_str).and_then(KeycodeSet::parse)?;
+    let hold_ms = value.get("hold_time").and_then(uint32)?;
+    let Some(Json::Arr(keys)) = value.get("keys") else { return None };
+    let keys = keys.iter().map(uint32).collect::<Option<Vec<u32>>>()?;
+    Some((codeset, hold_ms, keys))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -180,7 +180,8 @@ fn libvirt_domain_by_uuid() {}
 /// An action object (only its first key counts) or an array of them, run in order (`depends` as for
 /// create): `{"power_mgt": "start"}` or `{"power_mgt": {"request": R, "type": FLAGS}}` with R one of
 /// `start`, `shutdown`, `destroy`, `reboot`, `reset`, `suspend`, `resume`; `{"memory": KiB}`,
-/// `{"max_memory": KiB}`, `{"autostart": bool}`. `name`, `send_signal` and `send_keys` are refused.
+/// `{"max_memory": KiB}`, `{"autostart": bool}`, `{"send_keys": {"keycode_set": SET, "hold_time": ms,
+/// "keys": [1 to 16 codes]}}` (a running qube's keyboard). `name` and `send_signal` are refused.
 #[utoipa::path(patch, path = "/libvirt/domains/by-name/{name}", tag = "libvirt domains",
     params(("name" = String, Path, description = "The qube's name"), Async),
     request_body(content = serde_json::Value, content_type = "application/json",
