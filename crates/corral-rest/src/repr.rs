@@ -254,6 +254,7 @@ impl Node {
                 }
                 Event::Text(t) => {
                     let text = t.unescape().map_err(|e| ReprError(format!("Malformed XML text: {e}")))?;
+                    xml_chars(&text)?;
                     if let Some(top) = stack.last_mut() {
                         top.text.get_or_insert_with(String::new).push_str(&text);
                     } else if !text.trim().is_empty() {
@@ -261,8 +262,10 @@ impl Node {
                     }
                 }
                 Event::CData(t) => {
+                    let text = std::str::from_utf8(&t).map_err(|_| ReprError("CDATA is not UTF-8".into()))?;
+                    xml_chars(text)?;
                     if let Some(top) = stack.last_mut() {
-                        top.text.get_or_insert_with(String::new).push_str(&String::from_utf8_lossy(&t));
+                        top.text.get_or_insert_with(String::new).push_str(text);
                     }
                 }
                 Event::End(_) => {
@@ -319,13 +322,29 @@ fn json_node(name: &str, value: &Value, depth: usize) -> Result<Node, ReprError>
 }
 
 fn start_node(e: &BytesStart<'_>) -> Result<Node, ReprError> {
-    let mut node = Node::new(String::from_utf8_lossy(e.name().as_ref()).into_owned());
+    let mut node = Node::new(utf8_name(e.name().as_ref())?);
     for a in e.attributes() {
         let a = a.map_err(|err| ReprError(format!("Malformed XML attribute: {err}")))?;
         let value = a.unescape_value().map_err(|err| ReprError(format!("Malformed XML attribute: {err}")))?;
-        node.attrs.push((Cow::Owned(String::from_utf8_lossy(a.key.as_ref()).into_owned()), value.into_owned()));
+        xml_chars(&value)?;
+        node.attrs.push((Cow::Owned(utf8_name(a.key.as_ref())?), value.into_owned()));
     }
     Ok(node)
+}
+
+fn utf8_name(bytes: &[u8]) -> Result<String, ReprError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| ReprError("An XML name is not UTF-8".into()))
+}
+
+/// Refuses the characters XML 1.0 does not allow in a document (NUL and most other control characters,
+/// U+FFFE, U+FFFF), which quick-xml passes through.
+fn xml_chars(text: &str) -> Result<(), ReprError> {
+    let illegal =
+        |c: char| matches!(c, '\0'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
+    match text.chars().find(|c| illegal(*c)) {
+        Some(c) => Err(ReprError(format!("XML cannot hold the character U+{:04X}", u32::from(c)))),
+        None => Ok(()),
+    }
 }
 
 fn attach(stack: &mut [Node], root: &mut Option<Node>, node: Node) -> Result<(), ReprError> {
@@ -509,6 +528,25 @@ mod tests {
                 String::from_utf8(quick_xml_rendering(tree)).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn parsing_refuses_characters_xml_cannot_hold_and_bytes_that_are_not_utf8() {
+        for bad in [
+            &b"<a>x\0y</a>"[..],
+            b"<a>\x01</a>",
+            b"<a b=\"\x1f\"/>",
+            b"<a><![CDATA[\x00]]></a>",
+            b"<a><![CDATA[\xc3\x28]]></a>",
+            b"<a>\xff</a>",
+            b"<a\xff/>",
+            b"<a \xfe=\"1\"/>",
+            "<a>\u{fffe}</a>".as_bytes(),
+        ] {
+            assert!(Node::parse_xml(bad).is_err(), "accepted {bad:?}");
+        }
+        let fine = Node::parse_xml("<a b=\"\t\">x\r\ny\u{e9}<![CDATA[<z>]]></a>".as_bytes()).expect("well-formed");
+        assert_eq!(fine.text.as_deref(), Some("x\r\ny\u{e9}<z>"));
     }
 
     #[test]

@@ -265,6 +265,38 @@ fn delete_of_a_running_vm_is_409_unless_forced() {
 }
 
 #[test]
+fn async_delete_answers_202_and_the_qube_goes() {
+    let d = with_work();
+    let id = d.uuid("work");
+    let c = Client::new();
+
+    let matrix = sdk(c.delete(d.url(&format!("/api/vms/{id};async=true")))).body("<action/>").send().unwrap();
+
+    assert_eq!(matrix.status(), 202);
+    assert_eq!(matrix.text().unwrap(), "");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while d.err("admin.vm.List", "work", b"").0 != "QubesVMNotFoundError" {
+        assert!(std::time::Instant::now() < deadline, "work was not removed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn async_delete_of_a_running_vm_is_refused_before_it_is_accepted() {
+    let d = with_work();
+    d.ok("admin.vm.Start", "work", b"");
+    let id = d.uuid("work");
+    let c = Client::new();
+
+    let r =
+        sdk(c.delete(d.url(&format!("/api/vms/{id}")))).body("<action><async>true</async></action>").send().unwrap();
+
+    assert_eq!(r.status(), 409);
+    assert!(text(r).contains("is running"));
+    assert!(d.ok("admin.vm.List", "work", b"").contains("Running"));
+}
+
+#[test]
 fn session_cookie_then_disconnect_ends_the_session() {
     let d = daemon();
     let c = Client::new();

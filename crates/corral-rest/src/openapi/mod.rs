@@ -241,6 +241,9 @@ pub struct Force {
     /// `true` stops a running vm first (also `<action><force>true</force></action>` as the body).
     #[param(required = false)]
     pub force: bool,
+    /// `true` answers 202 at once and removes the vm in the background (also `<async>true</async>`).
+    #[param(rename = "async", required = false)]
+    pub run_async: bool,
 }
 
 /// Where the event list starts.

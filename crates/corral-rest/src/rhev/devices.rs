@@ -26,7 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id, BLANK};
-use super::handler::{blocking, caller, completed_action, created, optional_body, ref_of, refused};
+use super::handler::{blocking, body_flag, caller, completed_action, created, optional_body, ref_of, refused};
 use super::storage::{disk_at, disk_collection, disk_id, disk_volumes};
 use super::vms::find;
 use crate::ctx::Ctx;
@@ -175,7 +175,10 @@ async fn remove_disk(
     body: Bytes,
 ) -> ApiResult<Response> {
     let (d, v) = vm_disk(&rest.service, &id, &disk)?;
-    let detach = optional_body(&ctx, &body, &["action"])?.is_some_and(|a| a.text_of("detach") == Some("true"));
+    let detach = match optional_body(&ctx, &body, &["action"])? {
+        Some(action) => body_flag(&action, "detach")?.unwrap_or(false),
+        None => false,
+    };
     let why = if detach {
         "volumes cannot be detached: the qube's class fixes them and a detached volume would belong to no qube"
     } else {
@@ -460,10 +463,19 @@ async fn update_cdrom(
     summary = "Eject a vm's cdrom",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("c" = String, Path, description = "The cdrom's id: the zero GUID")),
-    responses((status = 204, description = "Ejected"), (status = 404, response = NotFound),
+    request_body(description = "Optional: an `<action>`",
+        content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
+    responses((status = 204, description = "Ejected"), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
         (status = 500, response = ServerError)))]
-async fn eject_cdrom(State(rest): State<Arc<Rest>>, Path((id, c)): Path<(String, String)>) -> ApiResult<Response> {
+async fn eject_cdrom(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, c)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let d = vm_cdrom(&rest.service, &id, &c)?;
+    optional_body(&ctx, &body, &["action", "cdrom"])?;
     set_cdrom_file(&rest, &d, String::new()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -586,7 +598,13 @@ async fn take_snapshot(
 ) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     // The description is not kept: a revision has only its id and time.
-    optional_body(&ctx, &body, &["snapshot"])?;
+    if let Some(snapshot) = optional_body(&ctx, &body, &["snapshot"])? {
+        if body_flag(&snapshot, "persist_memorystate")? == Some(true) {
+            return Err(ApiError::bad_request(
+                "Cannot save a vm's memory with a snapshot: a snapshot is a revision of its private volume",
+            ));
+        }
+    }
     let keeps = d.volume(SNAPSHOT_VOLUME).is_some_and(|v| v.save_on_stop && v.revisions_to_keep > 0);
     if !keeps {
         return Err(ApiError::conflict(format!(

@@ -39,12 +39,37 @@ pub fn optional_body(ctx: &Ctx, bytes: &[u8], roots: &[&str]) -> ApiResult<Optio
 }
 
 /// The parameters of an action: an empty body asks for none.
+/// The fields every action takes (`async`, `grace_period/expiry` in ms) are checked here, whether the
+/// action uses them or not.
 pub fn action_params(ctx: &Ctx, bytes: &[u8]) -> ApiResult<Node> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        Ok(Node::new("action"))
-    } else {
-        ctx.body(bytes, "action")
+        return Ok(Node::new("action"));
     }
+    let params = ctx.body(bytes, "action")?;
+    body_flag(&params, "async")?;
+    if let Some(e) = params.path("grace_period/expiry").and_then(|e| e.text.as_deref()) {
+        e.trim().parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid grace_period expiry: {e} (ms)")))?;
+    }
+    Ok(params)
+}
+
+/// A boolean of a request: `true` or `false` (any case); anything else is a 400 saying where it was.
+fn parse_bool(text: &str, what: &str) -> ApiResult<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ApiError::bad_request(format!("Invalid {what}: {text} (true or false)"))),
+    }
+}
+
+/// The boolean element at `path` of a request body, when given.
+pub fn body_flag(node: &Node, path: &str) -> ApiResult<Option<bool>> {
+    node.path(path).map(|n| parse_bool(n.text.as_deref().unwrap_or_default(), &format!("<{path}>"))).transpose()
+}
+
+/// The boolean matrix or query parameter `name`, when given.
+pub fn param_flag(ctx: &Ctx, name: &str) -> ApiResult<Option<bool>> {
+    ctx.param(name).map(|v| parse_bool(v, &format!(";{name}"))).transpose()
 }
 
 /// A reference in a request: `<x id="…"/>` or `<x><name>…</name></x>`.

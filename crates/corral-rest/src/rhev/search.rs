@@ -39,6 +39,9 @@ fn parse_term(word: &str) -> Result<Term, String> {
             if field.is_empty() {
                 break;
             }
+            if value.trim().is_empty() {
+                return Err(format!("Invalid search term: {word} compares with nothing"));
+            }
             return Ok(Term { field: field.trim().to_ascii_lowercase(), cmp, value: value.trim().to_string() });
         }
     }
@@ -175,7 +178,8 @@ pub fn apply<T>(ctx: &Ctx, items: Vec<T>, field: impl Fn(&T, &str) -> Option<Str
             kept
         }
     };
-    if let Some(max) = ctx.param("max").and_then(|m| m.parse::<usize>().ok()) {
+    if let Some(max) = ctx.param("max") {
+        let max = max.parse::<usize>().map_err(|_| format!("Invalid ;max={max}: a whole number from 0 is needed"))?;
         items.truncate(max);
     }
     Ok(items)

@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::common::{self, BLANK};
-use super::handler::{blocking, caller, collection, created};
+use super::handler::{blocking, caller, collection, created, optional_body};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -213,10 +213,14 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
 #[utoipa::path(delete, path = "/api/tags/{id}", operation_id = "remove_tag", tag = "tags", summary = "Remove a tag",
     description = "Removes the tag from every qube; the root tag is refused.",
     params(("id" = String, Path, description = "The tag's id (the root tag: the zero GUID or `-1`)")),
-    responses((status = 204, description = "Removed"), (status = 404, response = NotFound),
+    request_body(description = "Optional: an `<action>`",
+        content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
+    responses((status = 204, description = "Removed"), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
         (status = 409, response = Conflict), (status = 500, response = ServerError)))]
-async fn remove(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let Some(name) = find(&rest, &id)? else { return Err(ApiError::conflict("The root tag cannot be deleted")) };
+    optional_body(&ctx, &body, &["action", "tag"])?;
     let service = rest.service.clone();
     blocking(move || service.tag_remove_everywhere(&caller(), &name).map_err(ApiError::from)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -301,11 +305,19 @@ async fn vm_one(
     summary = "Untag a vm",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("tag" = String, Path, description = "The tag's id")),
-    responses((status = 204, description = "Removed"), (status = 404, response = NotFound),
-        (status = 500, response = ServerError)))]
-async fn vm_detach(State(rest): State<Arc<Rest>>, Path((id, tag)): Path<(String, String)>) -> ApiResult<Response> {
+    request_body(description = "Optional: an `<action>`",
+        content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
+    responses((status = 204, description = "Removed"), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 500, response = ServerError)))]
+async fn vm_detach(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, tag)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let d = super::vms::find(&rest.service, &id)?;
     let name = vm_tag(&rest, &d, &tag)?;
+    optional_body(&ctx, &body, &["action", "tag"])?;
     let service = rest.service.clone();
     blocking(move || service.tag_remove(&caller(), &d.name, &name).map_err(ApiError::from)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -15,7 +15,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, vm_field, vm_node, Stat, BLANK};
-use super::handler::{action_node, action_params, blocking, caller, completed_action, created, creation, ref_of};
+use super::handler::{
+    action_node, action_params, blocking, body_flag, caller, completed_action, created, creation, param_flag, ref_of,
+};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, Force, NotFound, Search, ServerError};
@@ -83,12 +85,18 @@ async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) ->
     Ok(ctx.ok(&node))
 }
 
+const MIB: u64 = 1024 * 1024;
+
 /// Qube properties a RHEV vm body sets: memory (bytes), cpu topology, kernel, cmdline.
 pub(super) fn property_changes(body: &Node) -> ApiResult<Vec<(&'static str, String)>> {
     let mut out = Vec::new();
     if let Some(m) = body.text_of("memory") {
         let bytes = m.trim().parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid memory: {m}")))?;
-        out.push(("memory", (bytes / (1024 * 1024)).max(1).to_string()));
+        if bytes < MIB {
+            return Err(ApiError::bad_request(format!("Invalid memory: {m} bytes is less than 1 MiB")));
+        }
+        // Qubes count memory in MiB; a size between two MiB is rounded down.
+        out.push(("memory", (bytes / MIB).to_string()));
     }
     if let Some(t) = body.path("cpu/topology") {
         let n = |k: &str| {
@@ -219,6 +227,19 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     if body.text_of("name").is_some_and(|n| n != d.name) {
         return Err(ApiError::conflict("Cannot change the name of a vm: qube names are fixed at creation"));
     }
+    if let Some((tid, tname)) = ref_of(&body, "template") {
+        let app = rest.service.read();
+        let current = app.vm_prop(&d, "template").filter(|t| !t.is_empty());
+        let (current_id, current_name) = match current.as_deref().and_then(|t| app.domain(t)) {
+            Some(t) => (t.uuid.to_string(), t.name.clone()),
+            None => (BLANK.to_string(), "Blank".to_string()),
+        };
+        if tid.is_some_and(|i| i != current_id) || tname.is_some_and(|n| n != current_name) {
+            return Err(ApiError::conflict(
+                "Cannot change the template of a vm: a vm keeps the template it was made from",
+            ));
+        }
+    }
     update_qube(&rest.service, d.name.clone(), &body).await?;
     let d = find(&rest.service, &id)?;
     let app = rest.service.read();
@@ -226,29 +247,39 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
 }
 
 #[utoipa::path(delete, path = "/api/vms/{id}", operation_id = "remove_vm", tag = "vms", summary = "Remove a vm",
-    description = "A running vm is refused (409) unless `force` stops it first.",
+    description = "A running vm is refused (409) unless `force` stops it first. With `async` the answer is 202 \
+        once the checks passed, and the removal goes on in the background.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"), Force),
     request_body(description = "Optional: `<action><force>true</force></action>`",
         content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
-    responses((status = 204, description = "Removed"), (status = 400, response = BadRequest),
-        (status = 404, response = NotFound), (status = 409, response = Conflict),
-        (status = 500, response = ServerError)))]
+    responses((status = 204, description = "Removed"), (status = 202, description = "Being removed (async)"),
+        (status = 400, response = BadRequest), (status = 404, response = NotFound),
+        (status = 409, response = Conflict), (status = 500, response = ServerError)))]
 async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
-    let force = if body.iter().all(u8::is_ascii_whitespace) {
-        ctx.param("force").is_some_and(|v| v == "true")
-    } else {
-        let action = ctx.body(&body, "action")?;
-        action.text_of("force") == Some("true")
-    };
+    let action =
+        if body.iter().all(u8::is_ascii_whitespace) { Node::new("action") } else { ctx.body(&body, "action")? };
+    let force = param_flag(&ctx, "force")?.or(body_flag(&action, "force")?).unwrap_or(false);
+    let is_async = param_flag(&ctx, "async")?.or(body_flag(&action, "async")?).unwrap_or(false);
+    if !force && rest.service.power(&d).is_active() {
+        return Err(ApiError::conflict(format!("Cannot remove VM. VM {} is running.", d.name)));
+    }
     let service = rest.service.clone();
-    blocking(move || {
+    let removal = blocking(move || {
         if force && service.power(&d).is_active() {
             service.kill_vm(&caller(), &d.name)?;
         }
         service.remove_vm(&caller(), &d.name).map_err(ApiError::from)
-    })
-    .await?;
+    });
+    if is_async {
+        tokio::spawn(async move {
+            if let Err(e) = removal.await {
+                tracing::warn!(vm = %id, error = %e.detail, "asynchronous vm removal failed");
+            }
+        });
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
+    removal.await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -309,9 +340,18 @@ async fn action(
     let service = rest.service.clone();
     let vm = d.name.clone();
     let what = name.clone();
-    let pause = params.text_of("pause") == Some("true");
+    let pause = body_flag(&params, "pause")?.unwrap_or(false);
     // `;async=true` (the SDK) or `<async>true</async>` (the guide): answer 202 now, run in the background.
-    let is_async = ctx.param("async") == Some("true") || params.text_of("async") == Some("true");
+    let is_async = param_flag(&ctx, "async")?.or(body_flag(&params, "async")?).unwrap_or(false);
+    let expiry = match params.path("ticket/expiry").and_then(|e| e.text.as_deref()) {
+        None => 120,
+        Some(e) => e
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|m| *m > 0)
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid ticket expiry: {e} (minutes, from 1)")))?,
+    };
     let run = move || {
         let c = caller();
         match what.as_str() {
@@ -339,8 +379,7 @@ async fn action(
                     .take(12)
                     .map(char::from)
                     .collect();
-                let expiry = params.path("ticket/expiry").and_then(|e| e.text.clone()).unwrap_or_else(|| "120".into());
-                return Ok(vec![Node::new("ticket").with_leaf("value", value).with_leaf("expiry", expiry)]);
+                return Ok(vec![Node::new("ticket").with_leaf("value", value).with_leaf("expiry", expiry.to_string())]);
             }
         }
         Ok(Vec::new())

@@ -123,7 +123,11 @@ fn run_actions(items: &[Json], env: &mut Envelope, mut act: impl FnMut(&Json, &m
 /// The envelope of a request to `/libvirt/...`. Blocks on the service.
 fn dispatch(service: &Service, target: &Target, method: Method, body: &[u8]) -> Envelope {
     let mut env = Envelope::default();
-    let body = Json::parse(body);
+    let Some(body) = Json::parse(body) else {
+        env.error(0);
+        env.message("body", "The request body is not JSON: nothing was done");
+        return env;
+    };
     let req = Req { service, target, method, body: &body };
     match (target.part(0), target.part(1)) {
         (Some("libvirt"), None) => env.error(6),
@@ -314,6 +318,7 @@ mod tests {
     #[test]
     fn depends_skips_after_a_failure_and_rejects_odd_values() {
         let items = match Json::parse(br#"[{"a":1},{"a":2,"depends":0},{"a":3,"depends":[0,1]},{"a":4,"depends":"x"}]"#)
+            .expect("JSON")
         {
             Json::Arr(items) => items,
             _ => Vec::new(),

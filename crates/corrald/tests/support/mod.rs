@@ -3,8 +3,10 @@
 // Every test file compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod crawl;
 pub mod events;
 pub mod reply;
+pub mod state;
 pub mod volumes;
 
 use std::io::{Read, Write};
