@@ -38,6 +38,7 @@ use clap::{Args, Parser, Subcommand};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+mod ceiling;
 mod events;
 mod guest;
 mod http;
@@ -61,6 +62,8 @@ enum Cmd {
     Raw(LoadArgs),
     /// Load the HTTP door: one vm by id on keep-alive connections, then the full vm list.
     Http(http::HttpArgs),
+    /// A do-nothing HTTP server with corrald's reply sizes: the `http` load's ceiling on this machine.
+    HttpCeiling(ceiling::CeilingArgs),
     /// Create the tiny test guest as a qube on corrald (kernel link, TemplateVM, AppVM).
     SetupGuest(guest::SetupArgs),
     /// Time admin.vm.Start against libvirt starting the same domain XML.
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
         Cmd::Raw(load) => run_raw(&load),
         Cmd::Admin(args) => run_admin(&args),
         Cmd::Http(args) => http::run_http(&args),
+        Cmd::HttpCeiling(args) => ceiling::run_ceiling(&args),
         Cmd::SetupGuest(args) => guest::run_setup(&args),
         Cmd::Start(args) => start::run_start(&args),
         Cmd::Events(args) => events::run_events(&args),

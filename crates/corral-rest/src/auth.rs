@@ -96,6 +96,9 @@ fn is_public(path: &str) -> bool {
 }
 
 async fn check_password(rest: &Arc<Rest>, user: String, password: String) -> Option<String> {
+    if let Some(known) = rest.service.recently_verified(&user, &password) {
+        return Some(known.name);
+    }
     let service = rest.service.clone();
     let verified = tokio::task::spawn_blocking(move || service.authenticate(&user, &password)).await;
     verified.ok().and_then(Result::ok).map(|u| u.name)
@@ -107,18 +110,19 @@ pub async fn require_auth(State(rest): State<Arc<Rest>>, mut req: Request, next:
         return next.run(req).await;
     }
     let virthttp = path.starts_with("/libvirt");
-    let headers = req.headers().clone();
-    let session = cookie(&headers).filter(|_| !virthttp);
-    let persistent = wants_session(&headers);
+    let headers = req.headers();
+    let session = cookie(headers).filter(|_| !virthttp);
+    let persistent = wants_session(headers);
+    let ttl = session_ttl(headers);
 
     let mut user = session.as_deref().and_then(|t| rest.sessions.lookup(t));
     let mut new_session = None;
     if user.is_none() {
-        let credentials = if virthttp { virthttp_key(&headers).or_else(|| basic(&headers)) } else { basic(&headers) };
+        let credentials = if virthttp { virthttp_key(headers).or_else(|| basic(headers)) } else { basic(headers) };
         if let Some((login, password)) = credentials {
             user = check_password(&rest, login, password).await;
             if user.is_some() && persistent && !virthttp {
-                new_session = user.as_deref().map(|u| rest.sessions.open(u, session_ttl(&headers)));
+                new_session = user.as_deref().map(|u| rest.sessions.open(u, ttl));
             }
         }
     }

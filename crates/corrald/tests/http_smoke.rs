@@ -103,3 +103,23 @@ fn unrouted_paths_and_wrong_methods_get_faults() {
     assert_eq!(fault["reason"], "Operation Failed");
     assert_eq!(fault["detail"], "[No resource at /api/no-such-collection]");
 }
+
+/// Credentials verified a moment ago are trusted without argon2 for a while, but only while the user
+/// exists and has that password.
+#[test]
+fn a_removed_user_or_a_changed_password_is_refused_at_once() {
+    let d = Daemon::start();
+    d.add_user("admin", "secret");
+    let client = reqwest::blocking::Client::new();
+    let get = |password: &str| {
+        client.get(d.url("/api")).basic_auth("admin@internal", Some(password)).send().expect("request").status()
+    };
+    assert_eq!(get("secret"), 200);
+
+    d.add_user("admin", "another");
+    assert_eq!(get("secret"), 401);
+    assert_eq!(get("another"), 200);
+
+    assert_eq!(d.call_internal("corral.user.Remove+admin", "dom0", b""), b"0\0");
+    assert_eq!(get("another"), 401);
+}
