@@ -88,6 +88,8 @@ pub struct DomainSpec {
     pub network: Option<NetworkSpec>,
     /// Where the serial console is logged as well as offered as a pty.
     pub console_log: Option<String>,
+    /// An ISO image in a read-only cdrom drive (which then stays for media changes while running).
+    pub cdrom: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +161,12 @@ pub trait Hypervisor: Send + Sync {
     fn console_pty(&self, uuid: &Uuid) -> Result<Option<String>, HvError>;
     fn set_memory(&self, uuid: &Uuid, mib: u64) -> Result<(), HvError>;
     fn set_vcpus(&self, uuid: &Uuid, vcpus: u32) -> Result<(), HvError>;
+    /// Puts the ISO image `iso` in the cdrom drive of the running domain, or ejects it (`None`). Only a
+    /// domain started with a cdrom has the drive.
+    fn change_media(&self, uuid: &Uuid, iso: Option<&str>) -> Result<(), HvError> {
+        let _ = (uuid, iso);
+        Err(HvError::new("This hypervisor cannot change media"))
+    }
     /// Presses `keys` (codes of libvirt's keycode set `codeset`) together for `hold_ms`, as a keyboard
     /// attached to the running domain would.
     fn send_keys(&self, uuid: &Uuid, codeset: KeycodeSet, hold_ms: u32, keys: &[u32]) -> Result<(), HvError> {

@@ -203,6 +203,13 @@ impl Hypervisor for Libvirt {
         self.domain(uuid)?.set_vcpus(vcpus).map_err(|e| err("Cannot change vcpus", e))
     }
 
+    fn change_media(&self, uuid: &Uuid, iso: Option<&str>) -> Result<(), HvError> {
+        let xml = xml::cdrom_xml(iso);
+        self.domain(uuid)?
+            .update_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+            .map_err(|e| err("Cannot change the cdrom", e))
+    }
+
     fn send_keys(&self, uuid: &Uuid, codeset: KeycodeSet, hold_ms: u32, keys: &[u32]) -> Result<(), HvError> {
         let mut keys = keys.to_vec();
         let count = i32::try_from(keys.len()).map_err(|_| HvError::new("Too many keys at once"))?;

@@ -37,6 +37,28 @@ fn text(w: &mut W, name: &str, attrs: &[(&str, &str)], value: &str) {
 
 /// The libvirt definition of a qube. Reboot and crash end the domain: the daemon, not libvirt, decides
 /// what runs, and a halted qube is simply not defined as running.
+/// The cdrom drive: IDE, which every machine type QEMU starts by default has, read-only; without `iso`
+/// it is empty (the form a media change takes to eject).
+fn cdrom(w: &mut W, iso: Option<&str>) {
+    open(w, "disk", &[("type", "file"), ("device", "cdrom")]);
+    empty(w, "driver", &[("name", "qemu"), ("type", "raw")]);
+    if let Some(iso) = iso {
+        empty(w, "source", &[("file", iso)]);
+    }
+    empty(w, "target", &[("dev", CDROM_TARGET), ("bus", "ide")]);
+    empty(w, "readonly", &[]);
+    close(w, "disk");
+}
+
+const CDROM_TARGET: &str = "hdc";
+
+/// The `<disk>` of a media change: the same drive with `iso`, or empty.
+pub fn cdrom_xml(iso: Option<&str>) -> String {
+    let mut w = Writer::new(Cursor::new(Vec::new()));
+    cdrom(&mut w, iso);
+    String::from_utf8_lossy(&w.into_inner().into_inner()).into_owned()
+}
+
 pub fn domain_xml(spec: &DomainSpec) -> String {
     let mut w = Writer::new_with_indent(Cursor::new(Vec::new()), b' ', 2);
     let _ = w.write_event(Event::Decl(BytesDecl::new("1.0", None, None)));
@@ -79,6 +101,9 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
             empty(&mut w, "readonly", &[]);
         }
         close(&mut w, "disk");
+    }
+    if let Some(iso) = &spec.cdrom {
+        cdrom(&mut w, Some(iso));
     }
     if let Some(net) = &spec.network {
         open(&mut w, "interface", &[("type", "network")]);
@@ -130,7 +155,22 @@ mod tests {
             ],
             network: Some(NetworkSpec { mac: "00:16:3e:5e:6c:00".into(), network: "default".into() }),
             console_log: Some("/var/log/corral/work.console".into()),
+            cdrom: None,
         }
+    }
+
+    #[test]
+    fn a_cdrom_is_a_read_only_ide_drive_and_a_media_change_names_the_same_drive() {
+        let mut s = spec();
+        s.cdrom = Some("/var/lib/corral/install.iso".into());
+
+        insta::assert_snapshot!(domain_xml(&s));
+        assert_eq!(
+            cdrom_xml(None),
+            "<disk type=\"file\" device=\"cdrom\"><driver name=\"qemu\" type=\"raw\"/>\
+             <target dev=\"hdc\" bus=\"ide\"/><readonly/></disk>"
+        );
+        assert!(cdrom_xml(Some("/i/a&b.iso")).contains("<source file=\"/i/a&amp;b.iso\"/>"));
     }
 
     #[test]

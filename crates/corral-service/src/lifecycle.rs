@@ -54,6 +54,8 @@ struct StartPlan {
     vcpus: u32,
     kernelopts: String,
     mac: String,
+    /// The ISO image the qube's cdrom holds: its name, and where it is when some pool has it.
+    cdrom: Option<(String, Option<std::path::PathBuf>)>,
 }
 
 impl Service {
@@ -127,6 +129,11 @@ impl Service {
             vcpus: u32::try_from(int("vcpus")).unwrap_or(1).max(1),
             kernelopts: app.vm_prop(d, "kernelopts").unwrap_or_default(),
             mac: app.vm_prop(d, "mac").unwrap_or_default(),
+            cdrom: d
+                .features
+                .get(crate::rest_storage::CDROM_FEATURE)
+                .filter(|f| !f.is_empty())
+                .map(|f| (f.to_string(), crate::rest_storage::iso_path(&app, f))),
             domain: d.clone(),
             volumes,
             kernel,
@@ -213,6 +220,11 @@ impl Service {
             },
             None => (None, None),
         };
+        let cdrom = match &plan.cdrom {
+            Some((_, Some(path))) => Some(path.display().to_string()),
+            Some((name, None)) => return Err(fail(crate::rest_storage::no_iso(name).message)),
+            None => None,
+        };
         let spec = DomainSpec {
             name: d.name.clone(),
             uuid: d.uuid,
@@ -227,6 +239,7 @@ impl Service {
             disks,
             network: plan.netvm.as_ref().map(|_| NetworkSpec { mac: plan.mac.clone(), network: "default".into() }),
             console_log: Some(self.console_log(&d.name).display().to_string()),
+            cdrom,
         };
         self.publish(Event::on(&d.name, "domain-pre-spawn").arg("start_guid", "True"));
         if let Err(e) = hv.start(&spec) {
@@ -234,7 +247,9 @@ impl Service {
         }
         let info = hv.info(&d.uuid).ok();
         let state = info.map(|i| i.state).filter(|s| s.is_active()).unwrap_or(PowerState::Running);
-        self.runtime.set_running(d.uuid, Running { state, start_time: now(), xid: info.and_then(|i| i.id) });
+        let running =
+            Running { state, start_time: now(), xid: info.and_then(|i| i.id), cdrom_drive: Some(spec.cdrom.is_some()) };
+        self.runtime.set_running(d.uuid, running);
         self.bump();
         self.prepare_next_start(plan);
         // Upstream announces the new xid and start_time as soon as the domain exists, before domain-spawn.
@@ -594,7 +609,8 @@ impl Service {
                 let app = self.read();
                 for (uuid, info) in domains {
                     if info.state.is_active() && app.domain_by_uuid(&uuid).is_some_and(|d| !d.is_admin()) {
-                        self.runtime.set_running(uuid, Running { state: info.state, start_time: now(), xid: info.id });
+                        let running = Running { state: info.state, start_time: now(), xid: info.id, cdrom_drive: None };
+                        self.runtime.set_running(uuid, running);
                     }
                 }
             }

@@ -17,6 +17,9 @@ const TEMPLATE_PROPS: [&str; 5] = ["memory", "maxmem", "vcpus", "kernel", "kerne
 /// Volumes whose content a template made from a qube takes over (volatile starts empty every time).
 const TEMPLATE_VOLUMES: [&str; 2] = ["root", "private"];
 
+/// The qube's feature naming the ISO image (a file some `file` pool offers) in its cdrom drive.
+pub const CDROM_FEATURE: &str = "rest.cdrom";
+
 /// A TemplateVM to make from an existing qube.
 #[derive(Debug, Clone)]
 pub struct TemplateFrom<'a> {
@@ -28,7 +31,76 @@ pub struct TemplateFrom<'a> {
     pub notes: Option<&'a [u8]>,
 }
 
+/// Where the ISO image `name` lies: the first `file` pool (in the pools' order) holding it directly in its
+/// directory. A name with a path separator or without the `.iso` suffix names nothing.
+pub(crate) fn no_iso(name: &str) -> Error {
+    Error::value(format!("The cdrom file {name} is in no storage domain"))
+}
+
+pub(crate) fn iso_path(app: &App, name: &str) -> Option<std::path::PathBuf> {
+    if name.contains('/') || name.starts_with('.') || !name.to_ascii_lowercase().ends_with(".iso") {
+        return None;
+    }
+    app.pools()
+        .iter()
+        .filter(|p| p.driver == Driver::File)
+        .map(|p| std::path::Path::new(&p.dir_path).join(name))
+        .find(|path| path.is_file())
+}
+
 impl Service {
+    /// Puts ISO image `file` (a file some `file` pool offers; empty: none) in the cdrom drive of running
+    /// qube `vm` now, and keeps it for later starts. The drive exists only in a qube started with one.
+    pub fn change_cdrom_now(&self, caller: &Caller, vm: &str, file: &str) -> Result<()> {
+        self.auth(caller, "corral.vm.CdromChange", "", vm)?;
+        let (d, path) = {
+            let app = self.read();
+            let d = resolve_in(&app, vm)?.clone();
+            let path = if file.is_empty() {
+                None
+            } else {
+                Some(iso_path(&app, file).ok_or_else(|| no_iso(file))?.display().to_string())
+            };
+            (d, path)
+        };
+        if d.is_admin() || !self.power(&d).is_active() {
+            return Err(Error::new(ErrorKind::QubesVMNotRunningError, format!("Domain is powered off: '{}'", d.name)));
+        }
+        let drive = self.runtime.get(&d.uuid).and_then(|r| r.cdrom_drive);
+        match (drive, &path) {
+            // Nothing is in a drive that is not there: only the choice for later starts changes.
+            (Some(false), None) => {}
+            (Some(false), Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::QubesVMNotHaltedError,
+                    format!(
+                        "{} was started without a cdrom drive: its media can change only at its next start",
+                        d.name
+                    ),
+                ))
+            }
+            _ => {
+                let hv =
+                    self.hv.as_ref().ok_or_else(|| Error::new(ErrorKind::QubesVMError, "No hypervisor connection"))?;
+                hv.change_media(&d.uuid, path.as_deref())
+                    .map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+            }
+        }
+        if file.is_empty() {
+            if d.features.get(CDROM_FEATURE).is_some() {
+                self.feature_remove(caller, vm, CDROM_FEATURE)?;
+            }
+            Ok(())
+        } else {
+            self.feature_set(caller, vm, CDROM_FEATURE, file.as_bytes())
+        }
+    }
+
+    /// Whether some `file` pool offers the ISO image `name` (what a cdrom can hold).
+    pub fn iso_exists(&self, name: &str) -> bool {
+        iso_path(&self.read(), name).is_some()
+    }
+
     /// Files a pool offers as boot media, sorted: the installed kernels of a `linux-kernel` pool, the `*.iso`
     /// files directly in a `file` pool's directory.
     pub fn pool_files(&self, pool: &Pool) -> Vec<String> {

@@ -13,6 +13,9 @@ pub struct Running {
     /// Seconds since the epoch, as upstream's `start_time` property shows it.
     pub start_time: f64,
     pub xid: Option<u32>,
+    /// Whether the domain has a cdrom drive: known for a start this daemon made, `None` for one it found
+    /// running (libvirt then answers a media change itself).
+    pub cdrom_drive: Option<bool>,
 }
 
 #[derive(Default)]
@@ -38,7 +41,7 @@ impl Runtime {
         match qubes.get_mut(&uuid) {
             Some(r) => std::mem::replace(&mut r.state, state),
             None => {
-                qubes.insert(uuid, Running { state, start_time: now(), xid: None });
+                qubes.insert(uuid, Running { state, start_time: now(), xid: None, cdrom_drive: None });
                 PowerState::Halted
             }
         }

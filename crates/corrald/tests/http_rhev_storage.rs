@@ -905,63 +905,137 @@ fn a_vm_has_one_empty_cdrom_with_the_zero_guid() {
     assert!(body.contains("<file id=\"\"/>"), "{body}");
 }
 
+/// An ISO image in the default `file` pool (the state directory), which the pool offers as a file.
+fn install_iso(d: &Daemon, name: &str) -> std::path::PathBuf {
+    let path = d.state.join(name);
+    std::fs::write(&path, b"CD001 image").expect("iso");
+    path
+}
+
+fn put_cdrom(d: &Daemon, vm: &str, current: bool, file: &str) -> (u16, String) {
+    let current = if current { ";current" } else { "" };
+    let body = format!("<cdrom><file id=\"{file}\"/></cdrom>");
+    send(d, Method::PUT, &format!("/api/vms/{}/cdroms/{BLANK}{current}", d.uuid(vm)), &body)
+}
+
+/// libvirt's XML of a qube's domain, through virthttp.
+fn live_xml(d: &Daemon, vm: &str) -> String {
+    let r = request(d, Method::GET, &format!("/libvirt/domains/by-name/{vm}/xml_desc")).send().expect("xml_desc");
+    let v: Value = r.json().expect("envelope");
+    v["results"][0].as_str().unwrap_or_else(|| panic!("no XML: {v}")).to_string()
+}
+
 #[test]
-fn inserting_a_file_records_it_and_reports_it_back() {
+fn inserting_an_iso_records_it_and_reports_it_back() {
     let d = daemon();
-    install_kernel(&d, "6.1.0");
+    install_iso(&d, "install.iso");
     let work = d.uuid("work");
 
-    let (status, _) =
-        send(&d, Method::PUT, &format!("/api/vms/{work}/cdroms/{BLANK}"), "<cdrom><file id=\"6.1.0\"/></cdrom>");
+    let (status, _) = put_cdrom(&d, "work", false, "install.iso");
 
     assert_eq!(status, 200);
-    assert_eq!(d.ok("admin.vm.feature.Get+rest.cdrom", "work", b""), "6.1.0");
+    assert_eq!(d.ok("admin.vm.feature.Get+rest.cdrom", "work", b""), "install.iso");
     let cdrom = get_json(&d, &format!("/api/vms/{work}/cdroms/{BLANK}"));
-    assert_eq!(cdrom["file"]["id"], "6.1.0");
+    assert_eq!(cdrom["file"]["id"], "install.iso");
 }
 
 #[test]
 fn ejecting_with_an_empty_file_id_clears_the_cdrom() {
     let d = daemon();
-    install_kernel(&d, "6.1.0");
-    let work = d.uuid("work");
-    d.ok("admin.vm.feature.Set+rest.cdrom", "work", b"6.1.0");
+    install_iso(&d, "install.iso");
+    d.ok("admin.vm.feature.Set+rest.cdrom", "work", b"install.iso");
 
-    let (status, body) =
-        send(&d, Method::PUT, &format!("/api/vms/{work}/cdroms/{BLANK}"), "<cdrom><file id=\"\"/></cdrom>");
+    let (status, body) = put_cdrom(&d, "work", false, "");
 
     assert_eq!(status, 200);
     assert!(body.contains("<file id=\"\"/>"), "{body}");
+    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
 }
 
 #[test]
-fn inserting_a_file_no_domain_offers_is_400() {
-    let d = daemon();
-    let work = d.uuid("work");
-
-    let (status, body) =
-        send(&d, Method::PUT, &format!("/api/vms/{work}/cdroms/{BLANK}"), "<cdrom><file id=\"nope.iso\"/></cdrom>");
-
-    assert_eq!(status, 400);
-    assert!(body.contains("nope.iso"), "{body}");
-}
-
-#[test]
-fn a_live_cdrom_change_on_a_running_vm_is_409() {
+fn inserting_what_is_no_iso_image_of_a_storage_domain_is_400() {
     let d = daemon();
     install_kernel(&d, "6.1.0");
-    let work = d.uuid("work");
+
+    for file in ["nope.iso", "6.1.0", "../install.iso", "private.img"] {
+        let (status, body) = put_cdrom(&d, "work", false, file);
+
+        assert_eq!(status, 400, "{file}");
+        assert!(body.contains(file), "{body}");
+    }
+    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
+}
+
+#[test]
+fn a_qube_started_with_a_cdrom_has_a_read_only_drive_holding_the_image() {
+    let d = daemon();
+    let iso = install_iso(&d, "install.iso");
+    put_cdrom(&d, "work", false, "install.iso");
+
     d.ok("admin.vm.Start", "work", b"");
 
-    let (status, body) = send(
-        &d,
-        Method::PUT,
-        &format!("/api/vms/{work}/cdroms/{BLANK};current"),
-        "<cdrom><file id=\"6.1.0\"/></cdrom>",
-    );
+    let xml = live_xml(&d, "work");
+    let drive = xml.split("<disk").find(|disk| disk.contains("device='cdrom'")).unwrap_or_else(|| panic!("{xml}"));
+    assert!(drive.contains(&format!("<source file='{}'", iso.display())), "{drive}");
+    assert!(drive.contains("<readonly/>"), "{drive}");
+}
+
+#[test]
+fn a_start_whose_cdrom_image_is_gone_fails_saying_so() {
+    let d = daemon();
+    let iso = install_iso(&d, "install.iso");
+    put_cdrom(&d, "work", false, "install.iso");
+    std::fs::remove_file(iso).expect("remove the image");
+
+    let (kind, message) = d.err("admin.vm.Start", "work", b"");
+
+    assert_eq!(kind, "QubesException");
+    assert!(message.contains("The cdrom file install.iso is in no storage domain"), "{message}");
+    assert!(d.ok("admin.vm.List", "work", b"").contains("Halted"));
+}
+
+#[test]
+fn a_live_change_on_a_qube_started_without_a_drive_is_409_and_changes_nothing() {
+    let d = daemon();
+    install_iso(&d, "install.iso");
+    d.ok("admin.vm.Start", "work", b"");
+
+    let (status, body) = put_cdrom(&d, "work", true, "install.iso");
 
     assert_eq!(status, 409);
-    assert!(body.contains("live media changes"), "{body}");
+    assert!(body.contains("started without a cdrom drive"), "{body}");
+    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
+}
+
+#[test]
+fn a_live_change_goes_to_libvirt_which_the_test_driver_refuses_and_nothing_changes() {
+    let d = daemon();
+    install_iso(&d, "install.iso");
+    install_iso(&d, "other.iso");
+    put_cdrom(&d, "work", false, "install.iso");
+    d.ok("admin.vm.Start", "work", b"");
+
+    // The media change itself is exercised on QEMU by the real-guest tier.
+    let (status, body) = put_cdrom(&d, "work", true, "other.iso");
+
+    assert_eq!(status, 500);
+    assert!(body.contains("Cannot change the cdrom") && body.contains("virDomainUpdateDeviceFlags"), "{body}");
+    assert_eq!(d.ok("admin.vm.feature.Get+rest.cdrom", "work", b""), "install.iso");
+}
+
+#[test]
+fn without_current_a_running_qubes_cdrom_changes_at_its_next_start() {
+    let d = daemon();
+    install_iso(&d, "install.iso");
+    d.ok("admin.vm.Start", "work", b"");
+
+    let (status, _) = put_cdrom(&d, "work", false, "install.iso");
+
+    assert_eq!(status, 200);
+    assert!(!live_xml(&d, "work").contains("device='cdrom'"));
+    d.ok("admin.vm.Kill", "work", b"");
+    d.ok("admin.vm.Start", "work", b"");
+    assert!(live_xml(&d, "work").contains("device='cdrom'"));
 }
 
 #[test]

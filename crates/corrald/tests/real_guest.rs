@@ -170,3 +170,71 @@ fn tiny_guest_runs_as_a_qube_through_its_whole_lifecycle() {
     d.ok("admin.vm.Shutdown+wait", "guest", b"");
     assert!(d.ok("admin.vm.CurrentState", "guest", b"").ends_with("power_state=Halted"));
 }
+
+/// libvirt's live XML of a qube's domain, through virthttp.
+fn live_xml(d: &Daemon, vm: &str) -> String {
+    let r = reqwest::blocking::Client::new()
+        .get(d.url(&format!("/libvirt/domains/by-name/{vm}/xml_desc")))
+        .basic_auth("admin", Some("secret"))
+        .send()
+        .expect("xml_desc");
+    let v: serde_json::Value = r.json().expect("envelope");
+    v["results"][0].as_str().unwrap_or_else(|| panic!("no XML: {v}")).to_string()
+}
+
+/// The cdrom `<disk>` of a domain XML.
+fn cdrom_drive(xml: &str) -> String {
+    let start = xml.find("device='cdrom'").unwrap_or_else(|| panic!("no cdrom drive: {xml}"));
+    let end = xml[start..].find("</disk>").map_or(xml.len(), |e| start + e);
+    xml[start..end].to_string()
+}
+
+#[test]
+fn a_running_guests_cdrom_media_change_over_http() {
+    let Some((uri, assets)) = guest_env() else {
+        eprintln!("SKIP: CORRAL_REAL_GUEST_URI/CORRAL_GUEST_DIR not set (tests/guest/run.sh sets them)");
+        return;
+    };
+    let d = Daemon::start_with_uri(&uri);
+    d.add_user("admin", "secret");
+    let kernels = d.state.join("vm-kernels");
+    std::fs::create_dir_all(&kernels).expect("kernels dir");
+    std::os::unix::fs::symlink(&assets, kernels.join("tiny")).expect("kernel link");
+    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=cd label=red");
+    for (prop, value) in [("kernel", "tiny"), ("memory", "128"), ("vcpus", "1")] {
+        d.ok(&format!("admin.vm.property.Set+{prop}"), "cd", value.as_bytes());
+    }
+    for iso in ["first.iso", "second.iso"] {
+        std::fs::write(d.state.join(iso), vec![0u8; 2048 * 16]).expect("iso");
+    }
+    let cdrom = format!("/api/vms/{}/cdroms/00000000-0000-0000-0000-000000000000", d.uuid("cd"));
+    let http = reqwest::blocking::Client::new();
+    let put = |path: &str, file: &str| {
+        http.put(d.url(path))
+            .basic_auth("admin@internal", Some("secret"))
+            .header("Content-Type", "application/xml")
+            .body(format!("<cdrom><file id=\"{file}\"/></cdrom>"))
+            .send()
+            .expect("PUT cdrom")
+    };
+
+    assert_eq!(put(&cdrom, "first.iso").status(), 200);
+    d.ok("admin.vm.Start", "cd", b"");
+    wait_marker(&d, "cd");
+    let drive = cdrom_drive(&live_xml(&d, "cd"));
+    assert!(drive.contains("first.iso") && drive.contains("<readonly/>"), "{drive}");
+
+    let changed = put(&format!("{cdrom};current"), "second.iso");
+    assert_eq!(changed.status(), 200, "{}", changed.text().unwrap_or_default());
+    let drive = cdrom_drive(&live_xml(&d, "cd"));
+    assert!(drive.contains("second.iso") && !drive.contains("first.iso"), "{drive}");
+
+    let ejected = http.delete(d.url(&cdrom)).basic_auth("admin@internal", Some("secret")).send().expect("eject");
+    assert_eq!(ejected.status(), 204, "{}", ejected.text().unwrap_or_default());
+    let drive = cdrom_drive(&live_xml(&d, "cd"));
+    // libvirt keeps an empty `<source index=…/>` for the empty drive.
+    assert!(!drive.contains("<source file") && !drive.contains(".iso"), "{drive}");
+    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "cd", b"").0, "QubesFeatureNotFoundError");
+    d.ok("admin.vm.Kill", "cd", b"");
+}

@@ -6,8 +6,9 @@
 //! - A qube has one network card, `nic1`, when it has a `netvm`: its MAC is the `mac` property and it is on
 //!   the libvirt network `default`. Adding a nic connects the qube to the global `default_netvm`; removing it
 //!   sets `netvm` to none.
-//! - The one cdrom (zero GUID) holds the name of a file some storage domain offers. The choice is kept as the
-//!   qube's feature `rest.cdrom` and reported back; starting a qube does not attach it yet.
+//! - The one cdrom (zero GUID) holds the name of an ISO image some `file` storage domain offers, kept as the
+//!   qube's feature `rest.cdrom`. A qube started with one has a read-only IDE cdrom drive holding it; `;current`
+//!   changes (or ejects) the media of that drive while the qube runs, and the choice stays for later starts.
 //! - Snapshots are the revisions of the qube's private volume (its data; the root belongs to the template or
 //!   is rebuilt from it). Taking one saves the private volume's current content as a new revision (the qube
 //!   must be halted; file pools keep one revision, so a new snapshot replaces the previous one); restoring
@@ -64,7 +65,7 @@ pub async fn network_id(service: Arc<Service>) -> ApiResult<String> {
 }
 
 /// The feature that remembers which file the cdrom holds.
-const CDROM_FEATURE: &str = "rest.cdrom";
+use corral_service::rest_storage::CDROM_FEATURE;
 
 /// The one volume whose revisions are the qube's snapshots.
 const SNAPSHOT_VOLUME: &str = "private";
@@ -406,15 +407,21 @@ async fn add_cdrom(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Api
     })
 }
 
-/// Records (or with an empty id, clears) the file the cdrom holds.
-async fn set_cdrom_file(rest: &Rest, d: &Domain, file: String) -> ApiResult<()> {
-    if !file.is_empty() && !super::storage::file_exists(rest.service.clone(), file.clone()).await? {
-        return Err(ApiError::bad_request(format!("Entity not found: file {file}")));
-    }
+/// Records (or with an empty id, clears) the file the cdrom holds; with `now`, a running qube's drive
+/// changes media at once too.
+async fn set_cdrom_file(rest: &Rest, d: &Domain, file: String, now: bool) -> ApiResult<()> {
     let service = rest.service.clone();
     let (vm, has) = (d.name.clone(), d.features.get(CDROM_FEATURE).is_some());
     blocking(move || {
         let c = caller();
+        if !file.is_empty() && !service.iso_exists(&file) {
+            return Err(ApiError::bad_request(format!(
+                "Entity not found: file {file} (an ISO image of a storage domain)"
+            )));
+        }
+        if now {
+            return service.change_cdrom_now(&c, &vm, &file).map_err(ApiError::from);
+        }
         if !file.is_empty() {
             service.feature_set(&c, &vm, CDROM_FEATURE, file.as_bytes())?;
         } else if has {
@@ -427,7 +434,9 @@ async fn set_cdrom_file(rest: &Rest, d: &Domain, file: String) -> ApiResult<()> 
 
 #[utoipa::path(put, path = "/api/vms/{id}/cdroms/{c}", operation_id = "update_vm_cdrom", tag = "vm devices",
     summary = "Change a vm's cdrom",
-    description = "Records the file the cdrom holds (a file some storage domain offers; an empty id clears it).",
+    description = "Sets the ISO image the cdrom holds (a file some `file` storage domain offers; an empty id \
+        ejects it) for the next start; with `;current` a running vm's drive changes media at once too (409 when it \
+        was started without a cdrom).",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("c" = String, Path, description = "The cdrom's id: the zero GUID"), Current),
     request_body(description = "A `<cdrom>` with `<file id/>`",
@@ -447,14 +456,9 @@ async fn update_cdrom(
         .get("file")
         .map(|f| f.attr_of("id").unwrap_or_default().to_string())
         .ok_or_else(|| ApiError::bad_request("cdrom [file] required for update"))?;
-    // Media are not attached to a running qube, so a live change cannot be made.
-    if ctx.param("current").is_some_and(|v| v != "false") && rest.service.power(&d).is_active() {
-        return Err(ApiError::conflict(format!(
-            "Cannot change the cdrom of running {} at once: live media changes are not supported",
-            d.name
-        )));
-    }
-    set_cdrom_file(&rest, &d, file).await?;
+    // `;current` (a bare flag or `=true`) changes a running qube's media now; otherwise at the next start.
+    let current = ctx.param("current").is_some_and(|v| !v.eq_ignore_ascii_case("false"));
+    set_cdrom_file(&rest, &d, file, current && rest.service.power(&d).is_active()).await?;
     let d = find(&rest.service, &id)?;
     Ok(ctx.ok(&cdrom_node(&ctx, &d, &format!("/vms/{id}"))))
 }
@@ -476,7 +480,8 @@ async fn eject_cdrom(
 ) -> ApiResult<Response> {
     let d = vm_cdrom(&rest.service, &id, &c)?;
     optional_body(&ctx, &body, &["action", "cdrom"])?;
-    set_cdrom_file(&rest, &d, String::new()).await?;
+    let now = rest.service.power(&d).is_active();
+    set_cdrom_file(&rest, &d, String::new(), now).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -321,15 +321,6 @@ async fn file(
     Ok(ctx.ok(&file_node(&ctx, &pool, &name)))
 }
 
-/// Whether any storage domain offers a file of this name (a cdrom can only hold one that exists).
-pub(super) async fn file_exists(service: Arc<Service>, name: String) -> ApiResult<bool> {
-    blocking(move || {
-        let pools: Vec<Pool> = service.read().pools().to_vec();
-        Ok(pools.iter().any(|p| service.pool_files(p).contains(&name)))
-    })
-    .await
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Disks
 
