@@ -23,6 +23,23 @@ pub struct AuthUser {
     pub name: String,
 }
 
+impl AuthUser {
+    /// The user as an event names it, (id, `name@domain`), while the user exists.
+    pub fn reference(&self, rest: &Rest) -> Option<(String, String)> {
+        let app = rest.service.read();
+        let u = app.user(&self.name)?;
+        Some((u.id.to_string(), format!("{}@{}", u.name, u.domain)))
+    }
+}
+
+/// Logs a login (30) or logout (31) of `user`.
+fn record_session(rest: &Rest, user: &str, login: bool) {
+    let who = AuthUser { name: user.to_string() }.reference(rest);
+    let label = who.as_ref().map_or(user.to_string(), |(_, n)| n.clone());
+    let (code, what) = if login { (30, "logged in") } else { (31, "logged out") };
+    rest.events.record(code, "normal", format!("User {label} {what}."), None, who);
+}
+
 const DEFAULT_TTL: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Default)]
@@ -50,8 +67,9 @@ impl Sessions {
         Some(user.clone())
     }
 
-    fn close(&self, token: &str) {
-        self.by_token.lock().remove(token);
+    /// Ends a session; the user it was, if it was still open.
+    fn close(&self, token: &str) -> Option<String> {
+        self.by_token.lock().remove(token).map(|(user, _, _)| user)
     }
 }
 
@@ -123,6 +141,9 @@ pub async fn require_auth(State(rest): State<Arc<Rest>>, mut req: Request, next:
             user = check_password(&rest, login, password).await;
             if user.is_some() && persistent && !virthttp {
                 new_session = user.as_deref().map(|u| rest.sessions.open(u, ttl));
+                if let Some(u) = user.as_deref() {
+                    record_session(&rest, u, true);
+                }
             }
         }
     }
@@ -139,7 +160,9 @@ pub async fn require_auth(State(rest): State<Arc<Rest>>, mut req: Request, next:
     }
     // A request that carries the cookie without asking to keep the session ends it.
     if let (Some(token), false) = (session, persistent) {
-        rest.sessions.close(&token);
+        if let Some(user) = rest.sessions.close(&token) {
+            record_session(&rest, &user, false);
+        }
     }
     response
 }

@@ -1,5 +1,6 @@
 //! `/api/events`: the event bus as RHEV events with integer ids and the lifecycle codes of the RHEV
-//! guide, kept in a bounded in-memory log.
+//! guide, kept in a bounded in-memory log. The HTTP door adds what only it sees: users logging in and out,
+//! and the user-initiated stops, suspends, snapshots, restores and cd changes it was asked for.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,12 +21,26 @@ pub struct RhevEvent {
     pub time: u64,
     pub description: String,
     pub vm: Option<(String, String)>,
+    /// The user who caused it, as (id, name), when the HTTP door knows.
+    pub user: Option<(String, String)>,
 }
 
 #[derive(Default)]
 struct Log {
     next: u64,
     events: VecDeque<RhevEvent>,
+}
+
+impl Log {
+    /// Logs `e` under the next id.
+    fn push(&mut self, e: RhevEvent) {
+        let id = self.next;
+        self.next += 1;
+        self.events.push_back(RhevEvent { id, ..e });
+        if self.events.len() > KEEP {
+            self.events.pop_front();
+        }
+    }
 }
 
 pub struct EventLog {
@@ -45,6 +60,7 @@ pub fn code_of(name: &str) -> Option<(u32, &'static str)> {
         "domain-shutdown-failed" => (74, "error"),
         "domain-shutdown" => (61, "normal"),
         "domain-delete" => (113, "normal"),
+        "domain-feature-set:rest.cdrom" | "domain-feature-delete:rest.cdrom" => (38, "normal"),
         n if n.starts_with("property-set:") => (35, "normal"),
         _ => return None,
     })
@@ -76,17 +92,24 @@ impl EventLog {
                             known.insert(name.clone(), id.clone());
                         }
                     }
-                    let mut log = sink.lock();
-                    let id = log.next;
-                    log.next += 1;
-                    log.events.push_back(RhevEvent { id, ..rhev });
-                    if log.events.len() > KEEP {
-                        log.events.pop_front();
-                    }
+                    sink.lock().push(rhev);
                 }
             }
         });
         EventLog { log }
+    }
+
+    /// Logs an event the HTTP door itself saw (see the module's description).
+    pub fn record(
+        &self,
+        code: u32,
+        severity: &'static str,
+        description: String,
+        vm: Option<(String, String)>,
+        user: Option<(String, String)>,
+    ) {
+        let e = RhevEvent { id: 0, code, severity, time: corral_service::now_epoch(), description, vm, user };
+        self.log.lock().push(e);
     }
 
     /// Events with an id greater than `from`, oldest first.
@@ -104,7 +127,11 @@ fn map(service: &Service, event: &Event) -> Option<RhevEvent> {
     let vm_name =
         event.subject.clone().or_else(|| event.kwargs.iter().find(|(k, _)| k == "vm").map(|(_, v)| v.clone()))?;
     let uuid = service.read().domain(&vm_name).map(|d| d.uuid.to_string()).unwrap_or_default();
-    let what = event.name.trim_start_matches("domain-").replace('-', " ");
+    let what = match event.name.as_str() {
+        "domain-feature-set:rest.cdrom" => "cd changed".to_string(),
+        "domain-feature-delete:rest.cdrom" => "cd ejected".to_string(),
+        name => name.trim_start_matches("domain-").replace('-', " "),
+    };
     Some(RhevEvent {
         id: 0,
         code,
@@ -112,5 +139,6 @@ fn map(service: &Service, event: &Event) -> Option<RhevEvent> {
         time: corral_service::now_epoch(),
         description: format!("VM {vm_name}: {what}"),
         vm: Some((uuid, vm_name)),
+        user: None,
     })
 }

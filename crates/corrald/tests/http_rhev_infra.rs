@@ -837,6 +837,117 @@ fn vm_started_over_the_admin_api_is_event_153_with_the_host() {
     assert!(body.contains("<host href=\"/api/hosts/"), "{body}");
 }
 
+/// The events of `code`, as JSON, once one is logged.
+fn events_of(d: &Daemon, code: u32) -> Vec<Value> {
+    wait_for(d, "/api/events", &format!("<code>{code}</code>"));
+    let events = get_json(d, "/api/events");
+    let code = code.to_string();
+    events["event"].as_array().expect("event list").iter().filter(|e| e["code"] == code.as_str()).cloned().collect()
+}
+
+fn user_id(d: &Daemon) -> String {
+    get_json(d, "/api/users")["user"][0]["id"].as_str().expect("user id").to_string()
+}
+
+#[test]
+fn a_session_login_and_logout_are_events_30_and_31_of_the_user() {
+    let d = daemon();
+    let c = Client::new();
+    let login = sdk(c.get(d.url("/api"))).header("Prefer", "persistent-auth").send().expect("login");
+    let cookie = login.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
+
+    sdk(c.get(d.url("/api"))).header("Cookie", &cookie).send().expect("logout");
+
+    let (login, logout) = (events_of(&d, 30), events_of(&d, 31));
+    assert_eq!((login.len(), logout.len()), (1, 1), "{login:?} {logout:?}");
+    let user = user_id(&d);
+    assert_eq!(login[0]["user"]["id"], user.as_str());
+    assert_eq!(logout[0]["user"]["id"], user.as_str());
+    assert_eq!(login[0]["description"], "User admin@internal logged in.");
+    // Basic credentials without a session log nobody in.
+    get(&d, "/api/vms");
+    assert_eq!(events_of(&d, 30).len(), 1);
+}
+
+#[test]
+fn a_stop_over_http_is_event_33_with_the_user_the_vm_and_the_host() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.Start", "work", b"");
+    let work = d.uuid("work");
+
+    let r = send(Client::new().post(d.url(&format!("/api/vms/{work}/stop"))), "<action/>");
+
+    assert_eq!(r.status(), 200);
+    let stop = events_of(&d, 33);
+    assert_eq!(stop.len(), 1, "{stop:?}");
+    assert_eq!(stop[0]["vm"]["id"], work.as_str());
+    assert_eq!(stop[0]["user"]["id"], user_id(&d).as_str());
+    assert_eq!(stop[0]["host"]["id"], host_id(&d).as_str());
+    assert_eq!(stop[0]["description"], "VM work powered off by admin@internal.");
+    // The Admin API's kill is no user's stop: the vm just goes down (61).
+    d.ok("admin.vm.Start", "work", b"");
+    d.ok("admin.vm.Kill", "work", b"");
+    assert_eq!(events_of(&d, 33).len(), 1);
+}
+
+#[test]
+fn a_suspend_over_http_is_events_501_then_503_and_a_refused_one_502() {
+    let d = daemon_with_work();
+    let work = d.uuid("work");
+    let suspend = || send(Client::new().post(d.url(&format!("/api/vms/{work}/suspend"))), "<action/>");
+
+    assert_eq!(suspend().status(), 409, "a halted vm cannot be suspended");
+    d.ok("admin.vm.Start", "work", b"");
+    assert_eq!(suspend().status(), 200);
+
+    let (initiated, done, failed) = (events_of(&d, 501), events_of(&d, 503), events_of(&d, 502));
+    assert_eq!((initiated.len(), done.len(), failed.len()), (2, 1, 1));
+    assert_eq!(failed[0]["severity"], "error");
+    let ids =
+        |v: &[Value]| v.iter().map(|e| e["id"].as_str().expect("id").parse::<u64>().expect("n")).collect::<Vec<_>>();
+    assert!(ids(&initiated)[0] < ids(&done)[0], "newest first: the later 501 precedes the 503");
+}
+
+#[test]
+fn a_snapshot_over_http_is_events_45_and_68_and_a_restore_47() {
+    let d = daemon_with_work();
+    let work = d.uuid("work");
+    let c = Client::new();
+
+    let r = send(
+        c.post(d.url(&format!("/api/vms/{work}/snapshots"))).header("Expect", "201-created"),
+        "<snapshot><description>s</description></snapshot>",
+    );
+    assert_eq!(r.status(), 201);
+    let snapshot = r.headers()["location"].to_str().expect("location").to_string();
+    let r = send(c.post(d.url(&format!("{snapshot}/restore"))), "<action/>");
+    assert_eq!(r.status(), 200);
+
+    for code in [45, 68, 47] {
+        let e = events_of(&d, code);
+        assert_eq!(e.len(), 1, "{code}: {e:?}");
+        assert_eq!(e[0]["vm"]["id"], work.as_str());
+        assert_eq!(e[0]["user"]["id"], user_id(&d).as_str());
+    }
+}
+
+#[test]
+fn a_cd_change_is_event_38() {
+    let d = daemon_with_work();
+    std::fs::write(d.state.join("install.iso"), b"iso").expect("iso");
+    let work = d.uuid("work");
+
+    let r = send(
+        Client::new().put(d.url(&format!("/api/vms/{work}/cdroms/{ZERO}"))),
+        "<cdrom><file id=\"install.iso\"/></cdrom>",
+    );
+
+    assert_eq!(r.status(), 200);
+    let cd = events_of(&d, 38);
+    assert_eq!(cd.len(), 1, "{cd:?}");
+    assert_eq!(cd[0]["description"], "VM work: cd changed");
+}
+
 #[test]
 fn events_are_listed_newest_first() {
     let d = daemon_with_work();

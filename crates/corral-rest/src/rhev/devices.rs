@@ -20,6 +20,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use corral_core::domain::Domain;
 use corral_core::App;
 use corral_service::Service;
@@ -30,6 +31,7 @@ use super::common::{self, reference, stable_id, BLANK};
 use super::handler::{blocking, body_flag, caller, completed_action, created, optional_body, ref_of, refused};
 use super::storage::{disk_at, disk_collection, disk_id, disk_volumes};
 use super::vms::find;
+use crate::auth::AuthUser;
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, Current, NotFound, Search, ServerError};
@@ -598,6 +600,7 @@ async fn snapshot_disks(
 async fn take_snapshot(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
+    user: Option<Extension<AuthUser>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -619,8 +622,17 @@ async fn take_snapshot(
     }
     let service = rest.service.clone();
     let vm = d.name.clone();
-    let rev =
-        blocking(move || service.volume_snapshot(&caller(), &vm, SNAPSHOT_VOLUME).map_err(ApiError::from)).await?;
+    let who = user.and_then(|Extension(u)| u.reference(&rest));
+    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
+    let record = |code, severity, what: &str| {
+        let vm_ref = Some((id.clone(), d.name.clone()));
+        rest.events.record(code, severity, format!("Snapshot of VM {} {what}.", d.name), vm_ref, who.clone());
+    };
+    record(45, "normal", &format!("was initiated{by}"));
+    let rev = blocking(move || service.volume_snapshot(&caller(), &vm, SNAPSHOT_VOLUME).map_err(ApiError::from))
+        .await
+        .inspect_err(|_| record(69, "error", "failed"))?;
+    record(68, "normal", "has been completed");
     let node = snapshot_node(&ctx, &d, &rev.id, &rev.timestamp);
     let href = format!("/vms/{id}/snapshots/{}", snapshot_id(&d, &rev.id));
     Ok(created(&ctx, node, &href, false))
@@ -654,15 +666,20 @@ async fn remove_snapshot(State(rest): State<Arc<Rest>>, Path((id, s)): Path<(Str
 async fn restore_snapshot(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
+    user: Option<Extension<AuthUser>>,
     Path((id, s)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let (d, rev, _) = find_snapshot(&rest.service, &id, &s).await?;
     optional_body(&ctx, &body, &["action"])?;
     let service = rest.service.clone();
+    let vm = d.name.clone();
     blocking(move || {
         service.volume_revert(&caller(), &d.name, SNAPSHOT_VOLUME, rev.as_bytes()).map_err(ApiError::from)
     })
     .await?;
+    let who = user.and_then(|Extension(u)| u.reference(&rest));
+    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
+    rest.events.record(47, "normal", format!("VM {vm} restored from a snapshot{by}."), Some((id.clone(), vm)), who);
     Ok(ctx.ok(&completed_action(&ctx, &format!("/vms/{id}/snapshots/{s}"), "restore", Vec::new())))
 }

@@ -39,8 +39,8 @@ fn severity_rank(word: &str) -> Option<usize> {
     SEVERITIES.iter().position(|s| s.eq_ignore_ascii_case(word))
 }
 
-/// Event codes a start carries the host for (the guide: a start event has vm and host refs).
-const ON_HOST: [u32; 3] = [32, 54, 153];
+/// Event codes that carry the host (the guide: a start event has vm and host refs; so do stops).
+const ON_HOST: [u32; 4] = [32, 33, 54, 153];
 
 /// The search text with severities as ranks (the generic search compares words as text) and
 /// `sortby time` as `sortby id`.
@@ -72,6 +72,7 @@ fn event_field(e: &RhevEvent, field: &str) -> Option<String> {
         "time" => common::xsd_time(e.time),
         "description" => e.description.clone(),
         "vm" | "vm.name" => e.vm.as_ref().map(|(_, name)| name.clone())?,
+        "user" | "user.name" => e.user.as_ref().map(|(_, name)| name.clone())?,
         _ => return None,
     })
 }
@@ -94,12 +95,15 @@ fn event_node(ctx: &Ctx, e: &RhevEvent) -> Node {
     if ON_HOST.contains(&e.code) {
         node.push(reference(ctx, "host", "hosts", common::host_id()));
     }
+    if let Some((uuid, _)) = &e.user {
+        node.push(reference(ctx, "user", "users", uuid));
+    }
     node
 }
 
 #[utoipa::path(get, path = "/api/events", operation_id = "list_events", tag = "events", summary = "List events",
     description = "Newest first. The search knows `id`, `type`, `severity` (ordered normal < warning < error < alert), \
-        `time`, `description` and `vm`. Writes answer 405.",
+        `time`, `description`, `vm` and `user`. Writes answer 405.",
     params(Since, Search), responses((status = 200, response = schema::Events), (status = 400, response = BadRequest)))]
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let from = match ctx.param("from") {

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use corral_core::domain::{Class, Domain};
 use corral_core::plan::{CreateSpec, PoolChoice};
 use corral_service::Service;
@@ -18,6 +19,7 @@ use super::common::{self, vm_field, vm_node, Stat, BLANK};
 use super::handler::{
     action_node, action_params, blocking, body_flag, caller, completed_action, created, creation, param_flag, ref_of,
 };
+use crate::auth::AuthUser;
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, Force, NotFound, Search, ServerError};
@@ -339,6 +341,7 @@ impl AsyncActions {
 async fn action(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
+    user: Option<Extension<AuthUser>>,
     Path((id, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -362,6 +365,12 @@ async fn action(
             .filter(|m| *m > 0)
             .ok_or_else(|| ApiError::bad_request(format!("Invalid ticket expiry: {e} (minutes, from 1)")))?,
     };
+    let who = user.and_then(|Extension(u)| u.reference(&rest));
+    let (log, vm_ref) = (rest.clone(), Some((id.clone(), vm.clone())));
+    let record = move |code: u32, severity: &'static str, what: &str| {
+        let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
+        log.events.record(code, severity, format!("VM {} {what}{by}.", d.name), vm_ref.clone(), who.clone());
+    };
     let run = move || {
         let c = caller();
         match what.as_str() {
@@ -376,9 +385,21 @@ async fn action(
                     service.pause_vm(&c, &vm)?;
                 }
             }
-            "stop" => service.kill_vm(&c, &vm)?,
+            "stop" => {
+                service.kill_vm(&c, &vm)?;
+                record(33, "normal", "powered off");
+            }
             "shutdown" => service.shutdown_vm(&c, &vm, false, false)?,
-            "suspend" => service.suspend_vm(&c, &vm)?,
+            "suspend" => {
+                record(501, "normal", "suspending initiated");
+                match service.suspend_vm(&c, &vm) {
+                    Ok(()) => record(503, "normal", "suspended"),
+                    Err(e) => {
+                        record(502, "error", "failed to suspend");
+                        return Err(e.into());
+                    }
+                }
+            }
             "reboot" => {
                 service.shutdown_vm(&c, &vm, false, true)?;
                 service.start_vm(&c, &vm)?;
