@@ -90,6 +90,38 @@ pub struct DomainSpec {
     pub console_log: Option<String>,
     /// An ISO image in a read-only cdrom drive (which then stays for media changes while running).
     pub cdrom: Option<String>,
+    /// Without a kernel: the devices to boot from, in order (libvirt's `hd`, `cdrom`, `network`); empty is
+    /// the disk.
+    pub boot: Vec<BootDevice>,
+}
+
+/// A device a domain without a kernel boots from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootDevice {
+    Disk,
+    Cdrom,
+    Network,
+}
+
+impl BootDevice {
+    /// RHEV's names (`hd`, `cdrom`, `network`), any case.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "hd" => Self::Disk,
+            "cdrom" => Self::Cdrom,
+            "network" => Self::Network,
+            _ => return None,
+        })
+    }
+
+    /// libvirt's `<boot dev>`.
+    pub fn libvirt_name(self) -> &'static str {
+        match self {
+            Self::Disk => "hd",
+            Self::Cdrom => "cdrom",
+            Self::Network => "network",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

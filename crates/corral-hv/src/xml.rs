@@ -78,8 +78,12 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
             text(&mut w, "initrd", &[], initrd);
         }
         text(&mut w, "cmdline", &[], &spec.kernel_cmdline);
-    } else {
+    } else if spec.boot.is_empty() {
         empty(&mut w, "boot", &[("dev", "hd")]);
+    } else {
+        for dev in &spec.boot {
+            empty(&mut w, "boot", &[("dev", dev.libvirt_name())]);
+        }
     }
     close(&mut w, "os");
 
@@ -128,7 +132,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
 
 #[cfg(test)]
 mod tests {
-    use corral_core::hv::{DiskSpec, NetworkSpec};
+    use corral_core::hv::{BootDevice, DiskSpec, NetworkSpec};
 
     use super::*;
 
@@ -156,7 +160,19 @@ mod tests {
             network: Some(NetworkSpec { mac: "00:16:3e:5e:6c:00".into(), network: "default".into() }),
             console_log: Some("/var/log/corral/work.console".into()),
             cdrom: None,
+            boot: Vec::new(),
         }
+    }
+
+    #[test]
+    fn without_a_kernel_the_boot_order_is_the_asked_one() {
+        let mut s = spec();
+        s.kernel = None;
+        s.boot = vec![BootDevice::Cdrom, BootDevice::Disk];
+
+        let xml = domain_xml(&s);
+
+        assert!(xml.contains("<boot dev=\"cdrom\"/>\n    <boot dev=\"hd\"/>"), "{xml}");
     }
 
     #[test]

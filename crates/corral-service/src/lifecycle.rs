@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use corral_core::domain::{Class, Domain};
 use corral_core::hv::{
-    DiskSpec, DomainSpec, HvEvent, KeycodeSet, LifecycleEvent, NetworkSpec, PowerState, MAX_KEYS_AT_ONCE,
+    BootDevice, DiskSpec, DomainSpec, HvEvent, KeycodeSet, LifecycleEvent, NetworkSpec, PowerState, MAX_KEYS_AT_ONCE,
 };
 use corral_core::volume::{Pool, Volume};
 use corral_core::{Error, ErrorKind, Event, Result};
@@ -23,6 +23,10 @@ use crate::{resolve_in, Caller, Service};
 pub struct RunOnce {
     pub kernel: Option<String>,
     pub kernel_cmdline: Option<String>,
+    /// An ISO image (of a `file` pool) in the cdrom drive for this run, instead of the qube's own.
+    pub cdrom: Option<String>,
+    /// The boot order for this run (used when the qube boots without a kernel).
+    pub boot: Vec<BootDevice>,
 }
 
 /// A chain of network providers deeper than this is a loop the model should have refused.
@@ -56,6 +60,7 @@ struct StartPlan {
     mac: String,
     /// The ISO image the qube's cdrom holds: its name, and where it is when some pool has it.
     cdrom: Option<(String, Option<std::path::PathBuf>)>,
+    boot: Vec<BootDevice>,
 }
 
 impl Service {
@@ -134,6 +139,7 @@ impl Service {
                 .get(crate::rest_storage::CDROM_FEATURE)
                 .filter(|f| !f.is_empty())
                 .map(|f| (f.to_string(), crate::rest_storage::iso_path(&app, f))),
+            boot: Vec::new(),
             domain: d.clone(),
             volumes,
             kernel,
@@ -145,6 +151,14 @@ impl Service {
         if let Some(cmdline) = &once.kernel_cmdline {
             plan.kernelopts = cmdline.clone();
         }
+        if let Some(iso) = &once.cdrom {
+            let path = crate::rest_storage::iso_path(&self.read(), iso);
+            plan.cdrom = Some((iso.clone(), path));
+        }
+        if once.boot.contains(&BootDevice::Cdrom) && plan.cdrom.is_none() {
+            return Err(Error::value("Cannot boot from the cdrom: it holds no image"));
+        }
+        plan.boot = once.boot.clone();
         if let Some(kernel) = &once.kernel {
             corral_core::props::sanitize(corral_core::props::PropType::Str, kernel.as_bytes())?;
             if kernel.contains('/') {
@@ -240,6 +254,7 @@ impl Service {
             network: plan.netvm.as_ref().map(|_| NetworkSpec { mac: plan.mac.clone(), network: "default".into() }),
             console_log: Some(self.console_log(&d.name).display().to_string()),
             cdrom,
+            boot: plan.boot.clone(),
         };
         self.publish(Event::on(&d.name, "domain-pre-spawn").arg("start_guid", "True"));
         if let Err(e) = hv.start(&spec) {

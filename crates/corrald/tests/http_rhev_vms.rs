@@ -424,6 +424,55 @@ fn run_once_command_line_applies_to_that_start_only() {
     assert_eq!(d.ok("admin.vm.property.Get+kernelopts", "work", b""), "default=True type=str ");
 }
 
+/// The `<boot dev>`s of a domain XML, in order.
+fn boot_order(xml: &str) -> Vec<String> {
+    xml.split("<boot dev='").skip(1).map(|rest| rest.split('\'').next().unwrap_or_default().to_string()).collect()
+}
+
+#[test]
+fn run_once_boots_an_installer_image_from_the_cdrom_for_that_start_only() {
+    let d = with_work();
+    d.ok("admin.vm.property.Set+kernel", "work", b"");
+    std::fs::write(d.state.join("installer.iso"), b"CD001").expect("iso");
+    let id = d.uuid("work");
+    let c = Client::new();
+    let body = "<action><vm><os><boot dev=\"cdrom\"/><boot dev=\"hd\"/></os>\
+                <cdroms><cdrom><file id=\"installer.iso\"/></cdrom></cdroms></vm></action>";
+
+    let r = sdk(c.post(d.url(&format!("/api/vms/{id}/start")))).body(body).send().unwrap();
+    let once = live_xml(&d, &c, "work");
+    d.ok("admin.vm.Kill", "work", b"");
+    d.ok("admin.vm.Start", "work", b"");
+    let next = live_xml(&d, &c, "work");
+
+    assert_eq!(r.status(), 200);
+    assert_eq!(boot_order(&once), ["cdrom", "hd"], "{once}");
+    assert!(once.contains("installer.iso"), "{once}");
+    assert_eq!(boot_order(&next), ["hd"], "{next}");
+    assert!(!next.contains("device='cdrom'"), "{next}");
+    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
+}
+
+#[test]
+fn run_once_refuses_unknown_boot_devices_images_and_an_empty_cdrom_to_boot_from() {
+    let d = with_work();
+    d.ok("admin.vm.property.Set+kernel", "work", b"");
+    let id = d.uuid("work");
+    let c = Client::new();
+
+    for body in [
+        "<action><vm><os><boot dev=\"floppy\"/></os></vm></action>",
+        "<action><vm><cdroms><cdrom><file id=\"nope.iso\"/></cdrom></cdroms></vm></action>",
+        "<action><vm><os><boot dev=\"cdrom\"/></os></vm></action>",
+    ] {
+        let r = sdk(c.post(d.url(&format!("/api/vms/{id}/start")))).body(body).send().unwrap();
+
+        assert_eq!(r.status(), 400, "{body}");
+        assert!(text(r).contains("<fault>"));
+        assert!(d.ok("admin.vm.List", "work", b"").contains("Halted"), "{body}");
+    }
+}
+
 #[test]
 fn async_action_answers_202_then_redirects_to_the_vm_when_done() {
     let d = with_work();

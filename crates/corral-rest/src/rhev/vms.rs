@@ -10,6 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use corral_core::domain::{Class, Domain};
+use corral_core::hv::BootDevice;
 use corral_core::plan::{CreateSpec, PoolChoice};
 use corral_service::Service;
 use utoipa_axum::router::OpenApiRouter;
@@ -295,6 +296,30 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// What a start's `<vm>` changes for that run only: `os/kernel`, `os/cmdline`, the ordered `os/boot dev`s
+/// and `cdroms/cdrom/file id` (an ISO image of a `file` storage domain).
+fn run_once(service: &Service, params: &Node) -> ApiResult<corral_service::RunOnce> {
+    let os = params.path("vm/os");
+    let mut boot = Vec::new();
+    for b in os.into_iter().flat_map(|os| os.all("boot")) {
+        let dev = b.attr_of("dev").unwrap_or_default();
+        boot.push(
+            BootDevice::parse(dev)
+                .ok_or_else(|| ApiError::bad_request(format!("Invalid boot device: {dev} (hd, cdrom or network)")))?,
+        );
+    }
+    let cdrom = params.path("vm/cdroms/cdrom/file").map(|f| f.attr_of("id").unwrap_or_default().to_string());
+    if let Some(iso) = cdrom.as_deref().filter(|iso| !service.iso_exists(iso)) {
+        return Err(ApiError::bad_request(format!("Entity not found: file {iso} (an ISO image of a storage domain)")));
+    }
+    Ok(corral_service::RunOnce {
+        kernel: os.and_then(|os| os.text_of("kernel")).map(str::to_string),
+        kernel_cmdline: os.and_then(|os| os.text_of("cmdline")).map(str::to_string),
+        cdrom: cdrom.filter(|iso| !iso.is_empty()),
+        boot,
+    })
+}
+
 /// How long the outcome of an asynchronous action stays readable.
 const ACTION_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -329,7 +354,8 @@ impl AsyncActions {
 
 #[utoipa::path(post, path = "/api/vms/{id}/{action}", operation_id = "vm_action", tag = "vms",
     summary = "Run a vm action",
-    description = "`start` (`<pause>`, and a run-once `<vm><os><kernel/><cmdline/></os></vm>`), `stop` (kill), \
+    description = "`start` (`<pause>`, and run-once `<vm>` settings for this start only: `<os>` with `<kernel/>`, \
+        `<cmdline/>` and ordered `<boot dev/>`s, and `<cdroms><cdrom><file id/></cdrom></cdroms>`), `stop` (kill), \
         `shutdown`, `suspend`, `reboot`, or `ticket` (a console password, only issued).",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("action" = String, Path, description = "`start`, `stop`, `shutdown`, `suspend`, `reboot` or `ticket`")),
@@ -371,15 +397,11 @@ async fn action(
         let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
         log.events.record(code, severity, format!("VM {} {what}{by}.", d.name), vm_ref.clone(), who.clone());
     };
+    let once = if name == "start" { run_once(&rest.service, &params)? } else { Default::default() };
     let run = move || {
         let c = caller();
         match what.as_str() {
             "start" => {
-                // Run once: `<vm><os><kernel/><cmdline/></os></vm>` apply to this start only.
-                let once = corral_service::RunOnce {
-                    kernel: params.path("vm/os/kernel").and_then(|k| k.text.clone()),
-                    kernel_cmdline: params.path("vm/os/cmdline").and_then(|k| k.text.clone()),
-                };
                 service.start_vm_once(&c, &vm, &once)?;
                 if pause {
                     service.pause_vm(&c, &vm)?;
