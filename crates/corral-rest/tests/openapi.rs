@@ -3,20 +3,15 @@
 //! and body limits apply exactly where it says, virthttp's dispatcher knows every documented path, and no
 //! route is registered outside it.
 
+mod support;
+
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
-use corral_rest::Rest;
-use corral_service::{Config, QrexecAdmitted, Service};
+use axum::http::{Method, StatusCode};
 use serde_json::Value;
-use tower::ServiceExt;
+use support::{concrete, document, operations, Door};
 
-const USER: &str = "admin";
-const PASSWORD: &str = "secret";
-/// Stands in for every path parameter: no object has this id or name.
-const PLACEHOLDER: &str = "placeholder";
 /// virthttp's errors for a path its dispatcher does not know (bad URL, bad subsystem, subsystem needs
 /// parameters, bad subsystem parameter, invalid search key).
 const UNKNOWN_PATH_ERRORS: [i64; 5] = [2, 5, 6, 7, 101];
@@ -24,86 +19,6 @@ const UNKNOWN_PATH_ERRORS: [i64; 5] = [2, 5, 6, 7, 101];
 const VIRTHTTP_ENTRIES: [&str; 4] = ["/", "/libvirt", "/libvirt/", "/libvirt/{*rest}"];
 /// `/api` (and `/ca.crt`) are also served under this prefix.
 const ALIAS: &str = "/ovirt-engine";
-
-struct Door {
-    app: axum::routing::RouterIntoService<Body>,
-    _state: tempfile::TempDir,
-}
-
-struct Answer {
-    status: StatusCode,
-    content_type: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    /// No route took the path: its fault says so, where a handler's 404 names the missing object.
-    fn is_router_404(&self) -> bool {
-        let no_route = format!("[{} ", corral_rest::NO_ROUTE);
-        self.status == StatusCode::NOT_FOUND && String::from_utf8_lossy(&self.body).contains(&no_route)
-    }
-
-    fn envelope_errors(&self) -> Vec<i64> {
-        let v: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
-        v["errors"].as_array().into_iter().flatten().filter_map(|e| e["code"].as_i64()).collect()
-    }
-}
-
-impl Door {
-    fn open() -> Door {
-        let state = tempfile::tempdir().expect("tempdir");
-        let config = Config {
-            state_dir: state.path().join("state"),
-            durability: Default::default(),
-            host: corral_core::HostInfo { memory_mib: 4096, cpus: 2 },
-            hypervisor: None,
-        };
-        let service = Service::open(config, Box::new(QrexecAdmitted)).expect("service");
-        service.user_add(USER, PASSWORD).expect("user");
-        Door { app: corral_rest::app(Rest::new(service, false)), _state: state }
-    }
-
-    async fn send(&self, method: &Method, path: &str, auth: bool, body: Vec<u8>) -> Answer {
-        let mut req = Request::builder().method(method.clone()).uri(path);
-        if auth {
-            req = req.header(header::AUTHORIZATION, "Basic YWRtaW46c2VjcmV0");
-        }
-        if !body.is_empty() {
-            req = req.header(header::CONTENT_TYPE, "application/xml").header(header::CONTENT_LENGTH, body.len());
-        }
-        let response = self.app.clone().oneshot(req.body(Body::from(body)).expect("request")).await.expect("answer");
-        let status = response.status();
-        let content_type =
-            response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body").to_vec();
-        Answer { status, content_type, body }
-    }
-}
-
-fn document() -> Value {
-    serde_json::to_value(corral_rest::openapi::document()).expect("serializable")
-}
-
-/// (path template, method, operation) of every documented operation.
-fn operations(doc: &Value) -> Vec<(String, Method, Value)> {
-    let mut out = Vec::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for (method, op) in item.as_object().expect("path item") {
-            let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).expect("method");
-            out.push((path.clone(), method, op.clone()));
-        }
-    }
-    out
-}
-
-/// The template with every `{parameter}` replaced by the placeholder.
-fn concrete(template: &str) -> String {
-    template
-        .split('/')
-        .map(|s| if s.starts_with('{') && s.ends_with('}') { PLACEHOLDER } else { s })
-        .collect::<Vec<_>>()
-        .join("/")
-}
 
 fn is_public(doc: &Value, op: &Value) -> bool {
     let security = op.get("security").unwrap_or(&doc["security"]);
