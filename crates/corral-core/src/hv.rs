@@ -199,6 +199,16 @@ pub trait Hypervisor: Send + Sync {
         let _ = (uuid, iso);
         Err(HvError::new("This hypervisor cannot change media"))
     }
+    /// What a running domain's disk `target` (`xvda`…) has read and written since it started.
+    fn block_stats(&self, uuid: &Uuid, target: &str) -> Result<BlockStats, HvError> {
+        let _ = (uuid, target);
+        Err(HvError::new("This hypervisor keeps no disk counters"))
+    }
+    /// What a running domain's network interface with MAC `mac` has moved since it started.
+    fn interface_stats(&self, uuid: &Uuid, mac: &str) -> Result<InterfaceStats, HvError> {
+        let _ = (uuid, mac);
+        Err(HvError::new("This hypervisor keeps no interface counters"))
+    }
     /// Presses `keys` (codes of libvirt's keycode set `codeset`) together for `hold_ms`, as a keyboard
     /// attached to the running domain would.
     fn send_keys(&self, uuid: &Uuid, codeset: KeycodeSet, hold_ms: u32, keys: &[u32]) -> Result<(), HvError> {
@@ -319,3 +329,19 @@ impl KeycodeSet {
 
 /// libvirt presses at most this many keys at once (`VIR_DOMAIN_SEND_KEY_MAX_KEYS`).
 pub const MAX_KEYS_AT_ONCE: usize = 16;
+
+/// A disk's counters since the domain started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockStats {
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+}
+
+/// A network interface's counters since the domain started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InterfaceStats {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+}

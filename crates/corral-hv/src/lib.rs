@@ -12,7 +12,9 @@ mod xml;
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Mutex;
 
-use corral_core::hv::{DomainInfo, DomainSpec, HvError, HvEvent, Hypervisor, KeycodeSet, PowerState};
+use corral_core::hv::{
+    BlockStats, DomainInfo, DomainSpec, HvError, HvEvent, Hypervisor, InterfaceStats, KeycodeSet, PowerState,
+};
 use uuid::Uuid;
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
@@ -201,6 +203,24 @@ impl Hypervisor for Libvirt {
 
     fn set_vcpus(&self, uuid: &Uuid, vcpus: u32) -> Result<(), HvError> {
         self.domain(uuid)?.set_vcpus(vcpus).map_err(|e| err("Cannot change vcpus", e))
+    }
+
+    fn block_stats(&self, uuid: &Uuid, target: &str) -> Result<BlockStats, HvError> {
+        let s = self.domain(uuid)?.block_stats(target).map_err(|e| err("Cannot read the disk counters", e))?;
+        // libvirt reports -1 for a counter it does not keep.
+        let count = |v: i64| u64::try_from(v).unwrap_or(0);
+        Ok(BlockStats { read_bytes: count(s.rd_bytes), write_bytes: count(s.wr_bytes) })
+    }
+
+    fn interface_stats(&self, uuid: &Uuid, mac: &str) -> Result<InterfaceStats, HvError> {
+        let s = self.domain(uuid)?.interface_stats(mac).map_err(|e| err("Cannot read the interface counters", e))?;
+        let count = |v: i64| u64::try_from(v).unwrap_or(0);
+        Ok(InterfaceStats {
+            rx_bytes: count(s.rx_bytes),
+            tx_bytes: count(s.tx_bytes),
+            rx_errors: count(s.rx_errs),
+            tx_errors: count(s.tx_errs),
+        })
     }
 
     fn change_media(&self, uuid: &Uuid, iso: Option<&str>) -> Result<(), HvError> {

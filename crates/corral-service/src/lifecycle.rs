@@ -636,7 +636,7 @@ impl Service {
 }
 
 /// KVM guests see virtio disks; the order follows Qubes' xvda/xvdb/xvdc for root/private/volatile.
-fn disk_target(volume: &str) -> String {
+pub(crate) fn disk_target(volume: &str) -> String {
     match volume {
         "root" => "vda",
         "private" => "vdb",

@@ -3,6 +3,7 @@
 //! so the core's checks apply unchanged.
 
 use corral_core::domain::Class;
+use corral_core::hv::{BlockStats, InterfaceStats};
 use corral_core::plan::{CreateSpec, PoolChoice};
 use corral_core::volume::{Driver, Pool, Volume};
 use corral_core::{App, Error, ErrorKind, Result};
@@ -94,6 +95,40 @@ impl Service {
         } else {
             self.feature_set(caller, vm, CDROM_FEATURE, file.as_bytes())
         }
+    }
+
+    /// The counters of qube `vm`'s disk for volume `volume` while it runs (`None` while halted). Blocks
+    /// on libvirt.
+    pub fn disk_counters(&self, caller: &Caller, vm: &str, volume: &str) -> Result<Option<BlockStats>> {
+        self.auth(caller, "corral.vm.DiskStats", volume, vm)?;
+        let d = resolve_in(&self.read(), vm)?.clone();
+        if d.volume(volume).is_none() {
+            return Err(no_volume(&d.name, volume));
+        }
+        if !self.power(&d).is_active() {
+            return Ok(None);
+        }
+        let hv = self.hv.as_ref().ok_or_else(|| Error::new(ErrorKind::QubesVMError, "No hypervisor connection"))?;
+        let target = crate::lifecycle::disk_target(volume);
+        hv.block_stats(&d.uuid, &target).map(Some).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))
+    }
+
+    /// The counters of qube `vm`'s network card while it runs (`None` while halted or unconnected).
+    /// Blocks on libvirt.
+    pub fn nic_counters(&self, caller: &Caller, vm: &str) -> Result<Option<InterfaceStats>> {
+        self.auth(caller, "corral.vm.NicStats", "", vm)?;
+        let (d, mac, connected) = {
+            let app = self.read();
+            let d = resolve_in(&app, vm)?.clone();
+            let mac = app.vm_prop(&d, "mac").unwrap_or_default();
+            let connected = app.vm_prop(&d, "netvm").is_some_and(|n| !n.is_empty());
+            (d, mac, connected)
+        };
+        if !connected || !self.power(&d).is_active() {
+            return Ok(None);
+        }
+        let hv = self.hv.as_ref().ok_or_else(|| Error::new(ErrorKind::QubesVMError, "No hypervisor connection"))?;
+        hv.interface_stats(&d.uuid, &mac).map(Some).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))
     }
 
     /// Whether some `file` pool offers the ISO image `name` (what a cdrom can hold).

@@ -880,6 +880,61 @@ fn changing_the_nic_mac_sets_the_mac_property() {
     assert_eq!(d.ok("admin.vm.property.Get+mac", "work", b""), "default=False type=str 00:16:3e:aa:bb:cc");
 }
 
+/// The datum of statistic `name` in a JSON `statistics` collection, and its type.
+fn stat(stats: &Value, name: &str) -> (f64, String) {
+    let s = item(stats, "statistic", "name", name);
+    let datum = s.pointer("/values/value/datum").or_else(|| s.pointer("/values/value/0/datum"));
+    let number = datum.and_then(Value::as_str).and_then(|d| d.parse().ok()).unwrap_or_else(|| panic!("{name}: {s}"));
+    (number, s["type"].as_str().unwrap_or_default().to_string())
+}
+
+#[test]
+fn a_running_vms_disks_report_their_read_and_write_rates_and_a_halted_ones_zero() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let root = disk_id(&d, "work-root");
+    let path = format!("/api/vms/{work}/disks/{root}/statistics");
+
+    let halted = get_json(&d, &path);
+    d.ok("admin.vm.Start", "work", b"");
+    let running = get_json(&d, &path);
+    let floating = get_json(&d, &format!("/api/disks/{root}/statistics"));
+
+    assert_eq!(stat(&halted, "data.current.read").0, 0.0);
+    // The test driver's counters grow with time, as a busy disk's would.
+    for stats in [&running, &floating] {
+        let (read, kind) = stat(stats, "data.current.read");
+        assert!(read > 0.0 && kind == "GAUGE", "{stats}");
+        assert!(stat(stats, "data.current.write").0 > 0.0, "{stats}");
+    }
+    let sid = item(&running, "statistic", "name", "data.current.write")["id"].as_str().expect("id").to_string();
+    let one = get_json(&d, &format!("{path}/{sid}"));
+    assert_eq!(one["name"], "data.current.write");
+    assert_eq!(one["unit"], "BYTES_PER_SECOND");
+    assert_eq!(one["disk"]["href"], format!("/api/vms/{work}/disks/{root}"));
+}
+
+#[test]
+fn a_running_vms_nic_reports_rates_and_error_counters() {
+    let d = with_netvm();
+    let work = d.uuid("work");
+    let nic = id(&get_json(&d, &format!("/api/vms/{work}/nics"))["nic"][0]);
+    let path = format!("/api/vms/{work}/nics/{nic}/statistics");
+
+    let halted = get_json(&d, &path);
+    d.ok("admin.vm.Start", "work", b"");
+    let running = get_json(&d, &path);
+
+    assert_eq!(stat(&halted, "data.current.rx").0, 0.0);
+    assert!(stat(&running, "data.current.rx").0 > 0.0, "{running}");
+    assert!(stat(&running, "data.current.tx").0 > 0.0, "{running}");
+    let (errors, kind) = stat(&running, "errors.total.rx");
+    assert!(errors > 0.0 && kind == "COUNTER", "the test driver counts errors too: {running}");
+    let sid = item(&running, "statistic", "name", "errors.total.tx")["id"].as_str().expect("id").to_string();
+    assert_eq!(get_json(&d, &format!("{path}/{sid}"))["nic"]["href"], format!("/api/vms/{work}/nics/{nic}"));
+    assert_eq!(get(&d, &format!("{path}/{BLANK}")).0, 404);
+}
+
 #[test]
 fn unknown_nic_is_404() {
     let d = with_netvm();

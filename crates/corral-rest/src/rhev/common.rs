@@ -9,6 +9,7 @@ use corral_service::Service;
 use uuid::Uuid;
 
 use crate::ctx::Ctx;
+use crate::fault::{ApiError, ApiResult};
 use crate::repr::Node;
 
 /// The Blank template and the root tag: the zero GUID.
@@ -59,6 +60,27 @@ pub fn statistic(ctx: &Ctx, kind: &'static str, collection: &str, owner: &str, s
         .with_leaf("type", "GAUGE")
         .with_leaf("unit", *unit)
         .child(reference(ctx, kind, collection, owner))
+}
+
+/// A statistic that counts since the device started (RHEV's COUNTER) rather than a gauge.
+pub fn as_counter(mut stat: Node) -> Node {
+    if let Some(t) = stat.children.iter_mut().find(|c| c.name == "type") {
+        t.text = Some("COUNTER".into());
+    }
+    stat
+}
+
+/// The statistic `sid` of a `<statistics>` collection; 404 when it has none of that id.
+pub fn one_statistic(all: Node, sid: &str) -> ApiResult<Node> {
+    all.children
+        .into_iter()
+        .find(|s| s.attr_of("id") == Some(sid))
+        .ok_or_else(|| ApiError::not_found(&format!("statistic {sid}")))
+}
+
+/// A rate in bytes per second as a decimal gauge.
+pub fn per_second(name: &'static str, description: &'static str, rate: f64) -> Stat {
+    (name, description, format!("{rate:.2}"), "BYTES_PER_SECOND", true)
 }
 
 /// The `<statistics>` of the `kind` at `/{collection}/{owner}`.

@@ -29,7 +29,7 @@ use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id, BLANK};
 use super::handler::{blocking, body_flag, caller, completed_action, created, optional_body, ref_of, refused};
-use super::storage::{disk_at, disk_collection, disk_id, disk_volumes};
+use super::storage::{disk_at, disk_collection, disk_id, disk_statistics_node, disk_volumes};
 use super::vms::find;
 use crate::auth::AuthUser;
 use crate::ctx::Ctx;
@@ -43,7 +43,11 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
         .routes(routes!(disks, add_disk))
         .routes(routes!(disk, update_disk, remove_disk))
         .routes(routes!(nics, add_nic))
+        .routes(routes!(disk_statistics))
+        .routes(routes!(disk_statistic))
         .routes(routes!(nic, update_nic, remove_nic))
+        .routes(routes!(nic_statistics))
+        .routes(routes!(nic_statistic))
         .routes(routes!(cdroms, add_cdrom))
         .routes(routes!(cdrom, update_cdrom, eject_cdrom))
         .routes(routes!(snapshots, take_snapshot))
@@ -124,6 +128,38 @@ async fn disk(
     let (d, v) = vm_disk(&rest.service, &id, &disk)?;
     let node = disk_at(ctx.clone(), rest.service.clone(), d, v, format!("/vms/{id}/disks/{disk}")).await?;
     Ok(ctx.ok(&node))
+}
+
+#[utoipa::path(get, path = "/api/vms/{id}/disks/{d}/statistics", operation_id = "list_vm_disk_statistics",
+    tag = "vm devices", summary = "List a vm disk's statistics",
+    description = "Bytes read and written per second while the qube runs.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"), ("d" = String, Path, description = "The disk's id")),
+    responses((status = 200, response = schema::Statistics), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
+async fn disk_statistics(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, disk)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (d, v) = vm_disk(&rest.service, &id, &disk)?;
+    let node = disk_statistics_node(&ctx, rest.service.clone(), &d, &v, &format!("vms/{id}/disks")).await?;
+    Ok(ctx.ok(&node))
+}
+
+#[utoipa::path(get, path = "/api/vms/{id}/disks/{d}/statistics/{sid}", operation_id = "get_vm_disk_statistic",
+    tag = "vm devices", summary = "Get a vm disk's statistic",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"), ("d" = String, Path, description = "The disk's id"),
+        ("sid" = String, Path, description = "The statistic's id")),
+    responses((status = 200, response = schema::Statistic), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
+async fn disk_statistic(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, disk, sid)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let (d, v) = vm_disk(&rest.service, &id, &disk)?;
+    let all = disk_statistics_node(&ctx, rest.service.clone(), &d, &v, &format!("vms/{id}/disks")).await?;
+    Ok(ctx.ok(&common::one_statistic(all, &sid)?))
 }
 
 /// New disks, floating disks and disk snapshots cannot be attached: a qube's volumes are fixed by its class.
@@ -214,8 +250,74 @@ pub fn nic_node(ctx: &Ctx, app: &App, d: &Domain, base: &str, network: &str) -> 
         .with_leaf("interface", "virtio")
         .child(Node::new("mac").attr("address", app.vm_prop(d, "mac").unwrap_or_default()))
         .with_leaf("plugged", "true")
-        .with_leaf("linked", "true");
+        .with_leaf("linked", "true")
+        .child(
+            Node::new("link").attr("href", ctx.href(&format!("{base}/nics/{id}/statistics"))).attr("rel", "statistics"),
+        );
     Some(nic)
+}
+
+/// The `<statistics>` of qube `d`'s card under `/vms/{vm}`: bytes moved per second and errors since it
+/// started, while it runs; 0 while it is halted.
+async fn nic_statistics_node(ctx: &Ctx, service: Arc<Service>, d: &Domain, vm: &str) -> ApiResult<Node> {
+    let name = d.name.clone();
+    let errors = std::sync::Arc::new(parking_lot::Mutex::new((0, 0)));
+    let seen = errors.clone();
+    let sample = move || {
+        let counters = service.nic_counters(&caller(), &name).map_err(ApiError::from)?;
+        if let Some(c) = counters {
+            *seen.lock() = (c.rx_errors, c.tx_errors);
+        }
+        Ok(counters.map(|c| vec![c.rx_bytes, c.tx_bytes]))
+    };
+    let rates = super::rates::per_second(format!("nic/{}", d.uuid), sample).await?;
+    let (rx, tx) = rates.map_or((0.0, 0.0), |(_, r)| (r[0], r[1]));
+    let (rx_errors, tx_errors) = *errors.lock();
+    let errors = |name, description, n: u64| -> common::Stat { (name, description, n.to_string(), "NONE", false) };
+    let stats = [
+        common::per_second("data.current.rx", "Receive data rate", rx),
+        common::per_second("data.current.tx", "Transmit data rate", tx),
+        errors("errors.total.rx", "Total received errors", rx_errors),
+        errors("errors.total.tx", "Total transmitted errors", tx_errors),
+    ];
+    let mut out = common::statistics(ctx, "nic", &format!("vms/{vm}/nics"), &nic_id(d), &stats);
+    out.children = out
+        .children
+        .into_iter()
+        .map(|s| if s.text_of("name").is_some_and(|n| n.starts_with("errors.")) { common::as_counter(s) } else { s })
+        .collect();
+    Ok(out)
+}
+
+#[utoipa::path(get, path = "/api/vms/{id}/nics/{n}/statistics", operation_id = "list_vm_nic_statistics",
+    tag = "vm devices", summary = "List a vm nic's statistics",
+    description = "Bytes received and sent per second, and errors since the qube started, while it runs.",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"), ("n" = String, Path, description = "The nic's id")),
+    responses((status = 200, response = schema::Statistics), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
+async fn nic_statistics(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, nic)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let d = nic_owner(&rest.service, &id, &nic)?;
+    Ok(ctx.ok(&nic_statistics_node(&ctx, rest.service.clone(), &d, &id).await?))
+}
+
+#[utoipa::path(get, path = "/api/vms/{id}/nics/{n}/statistics/{sid}", operation_id = "get_vm_nic_statistic",
+    tag = "vm devices", summary = "Get a vm nic's statistic",
+    params(("id" = String, Path, description = "The vm's id: its qube's uuid"), ("n" = String, Path, description = "The nic's id"),
+        ("sid" = String, Path, description = "The statistic's id")),
+    responses((status = 200, response = schema::Statistic), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
+async fn nic_statistic(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, nic, sid)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let d = nic_owner(&rest.service, &id, &nic)?;
+    let all = nic_statistics_node(&ctx, rest.service.clone(), &d, &id).await?;
+    Ok(ctx.ok(&common::one_statistic(all, &sid)?))
 }
 
 /// The qube whose card `nic` is; 404 when it has none or the id is another's.

@@ -43,6 +43,8 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
         .routes(routes!(creation_status))
         .routes(routes!(disks, create_disk))
         .routes(routes!(disk, update_disk, remove_disk))
+        .routes(routes!(disk_statistics))
+        .routes(routes!(disk_statistic))
 }
 
 /// How many storage domains the entry point's summary counts.
@@ -367,6 +369,30 @@ pub fn disk_node(ctx: &Ctx, app: &App, d: &Domain, v: &Volume, usage: u64, href:
         .with_leaf("propagate_errors", "false")
         .with_leaf("active", "true")
         .with_leaf("read_only", (!v.rw).to_string())
+        .child(Node::new("link").attr("href", ctx.href(&format!("{href}/statistics"))).attr("rel", "statistics"))
+}
+
+/// The `<statistics>` of qube `d`'s disk for volume `v`, addressed as `/{collection}/{disk id}`: bytes read
+/// and written per second while the qube runs, 0 while it is halted.
+pub(super) async fn disk_statistics_node(
+    ctx: &Ctx,
+    service: Arc<Service>,
+    d: &Domain,
+    v: &Volume,
+    collection: &str,
+) -> ApiResult<Node> {
+    let (vm, volume) = (d.name.clone(), v.name.clone());
+    let sample = move || {
+        let counters = service.disk_counters(&caller(), &vm, &volume).map_err(ApiError::from)?;
+        Ok(counters.map(|c| vec![c.read_bytes, c.write_bytes]))
+    };
+    let rates = super::rates::per_second(format!("disk/{}/{}", d.uuid, v.name), sample).await?;
+    let (read, write) = rates.map_or((0.0, 0.0), |(_, r)| (r[0], r[1]));
+    let stats = [
+        common::per_second("data.current.read", "Read data rate", read),
+        common::per_second("data.current.write", "Write data rate", write),
+    ];
+    Ok(common::statistics(ctx, "disk", collection, &disk_id(d, &v.name), &stats))
 }
 
 pub fn disk_field(d: &Domain, v: &Volume, field: &str) -> Option<String> {
@@ -481,6 +507,31 @@ async fn remove_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> A
     refused(floating(&rest.service, &id), |(d, v)| {
         format!("Cannot remove the {} volume of {}: volumes go with their qube; remove the vm instead", v.name, d.name)
     })
+}
+
+#[utoipa::path(get, path = "/api/disks/{id}/statistics", operation_id = "list_disk_statistics", tag = "disks",
+    summary = "List a disk's statistics", description = "Bytes read and written per second while its qube runs.",
+    params(("id" = String, Path, description = "The disk's id")),
+    responses((status = 200, response = schema::Statistics), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
+async fn disk_statistics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let (d, v) = floating(&rest.service, &id)?;
+    Ok(ctx.ok(&disk_statistics_node(&ctx, rest.service.clone(), &d, &v, "disks").await?))
+}
+
+#[utoipa::path(get, path = "/api/disks/{id}/statistics/{sid}", operation_id = "get_disk_statistic", tag = "disks",
+    summary = "Get a disk statistic",
+    params(("id" = String, Path, description = "The disk's id"), ("sid" = String, Path, description = "The statistic's id")),
+    responses((status = 200, response = schema::Statistic), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
+async fn disk_statistic(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, sid)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (d, v) = floating(&rest.service, &id)?;
+    let all = disk_statistics_node(&ctx, rest.service.clone(), &d, &v, "disks").await?;
+    Ok(ctx.ok(&common::one_statistic(all, &sid)?))
 }
 
 /// A disk PUT: the size may grow (a volume resize); the disk's identity and kind are fixed by the qube.

@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use corral_core::domain::{Class, Domain};
+use corral_core::volume::Volume;
 use corral_core::App;
 use corral_service::rest_storage::TemplateFrom;
 use corral_service::Service;
@@ -33,6 +34,8 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
         .routes(routes!(one, update, remove))
         .routes(routes!(disks))
         .routes(routes!(disk))
+        .routes(routes!(disk_statistics))
+        .routes(routes!(disk_statistic))
         .routes(routes!(nics))
         .routes(routes!(cdroms))
         .routes(routes!(cdrom))
@@ -259,13 +262,56 @@ async fn disk(
     State(rest): State<Arc<Rest>>,
     Path((id, disk)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let t = find(&rest.service, &id)?;
-    let v =
-        t.as_ref().and_then(|d| super::storage::disk_volumes(d).find(|v| super::storage::disk_id(d, &v.name) == disk));
-    let (d, v) = t.clone().zip(v.cloned()).ok_or_else(|| ApiError::not_found(&format!("disk {disk}")))?;
+    let (d, v) = template_disk(&rest.service, &id, &disk)?;
     let href = format!("/templates/{id}/disks/{disk}");
     let node = super::storage::disk_at(ctx.clone(), rest.service.clone(), d, v, href).await?;
     Ok(ctx.ok(&node))
+}
+
+/// The TemplateVM and volume behind a template's disk id (Blank has none).
+fn template_disk(service: &Service, id: &str, disk: &str) -> ApiResult<(Domain, Volume)> {
+    let t = find(service, id)?;
+    let v = t
+        .as_ref()
+        .and_then(|d| super::storage::disk_volumes(d).find(|v| super::storage::disk_id(d, &v.name) == disk))
+        .cloned();
+    t.zip(v).ok_or_else(|| ApiError::not_found(&format!("disk {disk}")))
+}
+
+#[utoipa::path(get, path = "/api/templates/{id}/disks/{d}/statistics", operation_id = "list_template_disk_statistics",
+    tag = "templates", summary = "List a template disk's statistics",
+    description = "Bytes read and written per second while the TemplateVM runs.",
+    params(
+        ("id" = String, Path, description = "The template's id: the TemplateVM's uuid"),
+        ("d" = String, Path, description = "The disk's id")),
+    responses((status = 200, response = schema::Statistics), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
+async fn disk_statistics(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, disk)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (d, v) = template_disk(&rest.service, &id, &disk)?;
+    let collection = format!("templates/{id}/disks");
+    Ok(ctx.ok(&super::storage::disk_statistics_node(&ctx, rest.service.clone(), &d, &v, &collection).await?))
+}
+
+#[utoipa::path(get, path = "/api/templates/{id}/disks/{d}/statistics/{sid}", operation_id = "get_template_disk_statistic",
+    tag = "templates", summary = "Get a template disk's statistic",
+    params(
+        ("id" = String, Path, description = "The template's id: the TemplateVM's uuid"),
+        ("d" = String, Path, description = "The disk's id"), ("sid" = String, Path, description = "The statistic's id")),
+    responses((status = 200, response = schema::Statistic), (status = 404, response = NotFound),
+        (status = 500, response = ServerError)))]
+async fn disk_statistic(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path((id, disk, sid)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let (d, v) = template_disk(&rest.service, &id, &disk)?;
+    let collection = format!("templates/{id}/disks");
+    let all = super::storage::disk_statistics_node(&ctx, rest.service.clone(), &d, &v, &collection).await?;
+    Ok(ctx.ok(&common::one_statistic(all, &sid)?))
 }
 
 #[utoipa::path(get, path = "/api/templates/{id}/nics", operation_id = "list_template_nics", tag = "templates",

@@ -508,8 +508,7 @@ async fn statistic(
 ) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     let all = statistics_node(&ctx, rest.service.clone(), d, &id).await?;
-    let one = all.children.into_iter().find(|s| s.attr_of("id") == Some(sid.as_str()));
-    Ok(ctx.ok(&one.ok_or_else(|| ApiError::not_found(&format!("statistic {sid}")))?))
+    Ok(ctx.ok(&common::one_statistic(all, &sid)?))
 }
 
 /// The `<statistics>` of vm `d` (addressed as `/vms/{id}`): the sub-collection, and what `detail=statistics`
