@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use corral_rest::Rest;
 use corral_service::{Config, QrexecAdmitted, Service};
 use serde_json::Value;
@@ -55,19 +55,15 @@ impl Door {
     }
 
     pub async fn send(&self, method: &Method, path: &str, auth: bool, body: Vec<u8>) -> Answer {
-        let mut req = Request::builder().method(method.clone()).uri(path);
+        let mut headers = HeaderMap::new();
         if auth {
-            req = req.header(header::AUTHORIZATION, "Basic YWRtaW46c2VjcmV0");
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic YWRtaW46c2VjcmV0"));
         }
         if !body.is_empty() {
-            req = req.header(header::CONTENT_TYPE, "application/xml").header(header::CONTENT_LENGTH, body.len());
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
-        let response = self.app.clone().oneshot(req.body(Body::from(body)).expect("request")).await.expect("answer");
-        let status = response.status();
-        let content_type =
-            response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body").to_vec();
-        Answer { status, content_type, body }
+        self.send_raw(method, path, &headers, body).await
     }
 }
 
