@@ -61,6 +61,9 @@ impl Daemon {
 
     pub fn spawn(&mut self) {
         let _ = std::fs::remove_file(&self.admin);
+        // A restarted daemon listens on another port: the old address must not be read meanwhile.
+        let http_address = self.state.join("http-address");
+        let _ = std::fs::remove_file(&http_address);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -85,6 +88,11 @@ impl Daemon {
         self.child = Some(child);
         wait_for_socket(&self.admin);
         wait_for_socket(&self.internal);
+        let deadline = Instant::now() + WAIT;
+        let http_off = self.extra.windows(2).any(|w| w[0] == "--http" && w[1] == "off");
+        while !http_off && !http_address.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// SIGKILL, as a crash would: no cleanup runs.
