@@ -7,15 +7,18 @@ pub struct Event {
     pub subject: Option<String>,
     pub name: String,
     pub kwargs: Vec<(String, String)>,
+    /// The tag a client put on the request that caused the event (RHEV's `Correlation-Id`); the Admin
+    /// API's event stream does not carry it.
+    pub correlation_id: Option<std::sync::Arc<str>>,
 }
 
 impl Event {
     pub fn global(name: impl Into<String>) -> Self {
-        Event { subject: None, name: name.into(), kwargs: Vec::new() }
+        Event { subject: None, name: name.into(), kwargs: Vec::new(), correlation_id: None }
     }
 
     pub fn on(vm: &str, name: impl Into<String>) -> Self {
-        Event { subject: Some(vm.to_string()), name: name.into(), kwargs: Vec::new() }
+        Event { subject: Some(vm.to_string()), name: name.into(), kwargs: Vec::new(), correlation_id: None }
     }
 
     pub fn arg(mut self, key: &str, value: impl Into<String>) -> Self {

@@ -23,6 +23,8 @@ pub struct RhevEvent {
     pub vm: Option<(String, String)>,
     /// The user who caused it, as (id, name), when the HTTP door knows.
     pub user: Option<(String, String)>,
+    /// The `Correlation-Id` of the request that caused it.
+    pub correlation_id: Option<Arc<str>>,
 }
 
 #[derive(Default)]
@@ -108,7 +110,18 @@ impl EventLog {
         vm: Option<(String, String)>,
         user: Option<(String, String)>,
     ) {
-        let e = RhevEvent { id: 0, code, severity, time: corral_service::now_epoch(), description, vm, user };
+        // Inside a blocking call the service's thread-local id is set; in a handler, the request's own.
+        let correlation_id = corral_service::current_correlation().or_else(crate::correlation);
+        let e = RhevEvent {
+            id: 0,
+            code,
+            severity,
+            time: corral_service::now_epoch(),
+            description,
+            vm,
+            user,
+            correlation_id,
+        };
         self.log.lock().push(e);
     }
 
@@ -140,5 +153,6 @@ fn map(service: &Service, event: &Event) -> Option<RhevEvent> {
         description: format!("VM {vm_name}: {what}"),
         vm: Some((uuid, vm_name)),
         user: None,
+        correlation_id: event.correlation_id.clone(),
     })
 }

@@ -148,6 +148,35 @@ fn is_rhev_path(path: &str) -> bool {
 /// How the fault of a path no route serves begins (a handler's 404 names the missing object instead).
 pub const NO_ROUTE: &str = "No resource at";
 
+tokio::task_local! {
+    /// The request's `Correlation-Id`, for the events its work publishes (see [`rhev::handler::blocking`]).
+    pub static CORRELATION: Option<Arc<str>>;
+}
+
+/// The correlation id of the request being served, if it has one.
+pub fn correlation() -> Option<Arc<str>> {
+    CORRELATION.try_with(Clone::clone).ok().flatten()
+}
+
+/// oVirt's rule for a `Correlation-Id`: up to 50 letters, digits, `-` and `_`.
+fn valid_correlation_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 50 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Serves the request with its `Correlation-Id` (when it has one) in [`CORRELATION`]; a malformed one is a
+/// 400 and nothing runs.
+async fn correlate(req: Request, next: Next) -> Response {
+    let id = match req.headers().get("correlation-id").map(|v| v.to_str().map(str::trim)) {
+        None => None,
+        Some(Ok(id)) if valid_correlation_id(id) => Some(Arc::<str>::from(id)),
+        Some(_) => {
+            let why = "Invalid Correlation-Id: up to 50 letters, digits, '-' and '_'";
+            return fault::ApiError::bad_request(why).into_response();
+        }
+    };
+    CORRELATION.scope(id, next.run(req)).await
+}
+
 /// The fault of an error answer that came without one; its status and `Allow` header are kept.
 async fn fault_for(response: Response, method: &axum::http::Method, path: &str) -> Response {
     let status = response.status();
@@ -177,6 +206,7 @@ pub fn app(rest: Arc<Rest>) -> axum::routing::RouterIntoService<Body> {
         .route("/ca.crt", axum::routing::get(tls::ca_certificate))
         .route("/ovirt-engine/ca.crt", axum::routing::get(tls::ca_certificate))
         .layer(middleware::from_fn_with_state(rest.clone(), auth::require_auth))
+        .layer(middleware::from_fn(correlate))
         .layer(middleware::from_fn(negotiate_faults))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(rest);

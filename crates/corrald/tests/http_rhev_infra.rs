@@ -949,6 +949,63 @@ fn a_cd_change_is_event_38() {
 }
 
 #[test]
+fn a_correlation_id_is_copied_onto_the_events_its_request_causes() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.Start", "work", b"");
+    let work = d.uuid("work");
+    let c = Client::new();
+
+    let r = sdk(c.post(d.url(&format!("/api/vms/{work}/stop"))))
+        .header("Correlation-Id", "fix-42")
+        .body("<action/>")
+        .send()
+        .expect("stop");
+    assert_eq!(r.status(), 200);
+    let body =
+        "<vm><name>other</name><template><name>Blank</name></template><cluster><name>Default</name></cluster></vm>";
+    let r = sdk(c.post(d.url("/api/vms")))
+        .header("Correlation-Id", "create_1")
+        .header("Expect", "201-created")
+        .body(body)
+        .send()
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    d.ok("admin.vm.Start", "work", b"");
+
+    // The user's stop (33) and the vm going down (61, from the bus) are the stop request's; the creation
+    // (34) is the other request's; the Admin API's start (153) is no request's.
+    let tagged = |code: u32| {
+        events_of(&d, code).iter().map(|e| e["correlation_id"].as_str().map(str::to_string)).collect::<Vec<_>>()
+    };
+    assert_eq!(tagged(33), [Some("fix-42".to_string())]);
+    assert!(tagged(61).contains(&Some("fix-42".to_string())), "{:?}", tagged(61));
+    assert!(tagged(34).contains(&Some("create_1".to_string())), "{:?}", tagged(34));
+    wait_for(&d, "/api/events?search=type%3D153", "<code>153</code>");
+    assert!(tagged(153).iter().all(Option::is_none), "{:?}", tagged(153));
+    let found = get_json(&d, "/api/events?search=correlation_id%3Dfix-42");
+    assert!(event_codes(&found).contains(&"33".to_string()), "{found}");
+    assert!(!event_codes(&found).contains(&"34".to_string()), "{found}");
+}
+
+#[test]
+fn a_malformed_correlation_id_is_400_and_nothing_runs() {
+    let d = daemon_with_work();
+    let work = d.uuid("work");
+
+    for bad in ["has space", "semi;colon", &"x".repeat(51)] {
+        let r = sdk(Client::new().post(d.url(&format!("/api/vms/{work}/start"))))
+            .header("Correlation-Id", bad)
+            .body("<action/>")
+            .send()
+            .expect("start");
+
+        assert_eq!(r.status(), 400, "{bad}");
+        assert!(r.text().expect("body").contains("Invalid Correlation-Id"));
+    }
+    assert!(d.ok("admin.vm.List", "work", b"").contains("Halted"));
+}
+
+#[test]
 fn events_are_listed_newest_first() {
     let d = daemon_with_work();
     wait_for(&d, "/api/events", "VM work");

@@ -73,6 +73,7 @@ fn event_field(e: &RhevEvent, field: &str) -> Option<String> {
         "description" => e.description.clone(),
         "vm" | "vm.name" => e.vm.as_ref().map(|(_, name)| name.clone())?,
         "user" | "user.name" => e.user.as_ref().map(|(_, name)| name.clone())?,
+        "correlation_id" => e.correlation_id.as_deref()?.to_string(),
         _ => return None,
     })
 }
@@ -88,6 +89,9 @@ fn event_node(ctx: &Ctx, e: &RhevEvent) -> Node {
         .with_leaf("time", common::xsd_time(e.time))
         .with_leaf("origin", "corral")
         .with_leaf("custom_id", "-1");
+    if let Some(c) = &e.correlation_id {
+        node.push(Node::leaf("correlation_id", c.to_string()));
+    }
     // A qube removed before its event was logged has no uuid left to point at.
     if let Some((uuid, _)) = e.vm.as_ref().filter(|(uuid, _)| !uuid.is_empty()) {
         node.push(reference(ctx, "vm", "vms", uuid));
@@ -103,7 +107,7 @@ fn event_node(ctx: &Ctx, e: &RhevEvent) -> Node {
 
 #[utoipa::path(get, path = "/api/events", operation_id = "list_events", tag = "events", summary = "List events",
     description = "Newest first. The search knows `id`, `type`, `severity` (ordered normal < warning < error < alert), \
-        `time`, `description`, `vm` and `user`. Writes answer 405.",
+        `time`, `description`, `vm`, `user` and `correlation_id`. Writes answer 405.",
     params(Since, Search), responses((status = 200, response = schema::Events), (status = 400, response = BadRequest)))]
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let from = match ctx.param("from") {

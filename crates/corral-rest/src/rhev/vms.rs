@@ -285,11 +285,12 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
         service.remove_vm(&caller(), &d.name).map_err(ApiError::from)
     });
     if is_async {
-        tokio::spawn(async move {
+        // Background work keeps the request's Correlation-Id for its events.
+        tokio::spawn(crate::CORRELATION.scope(crate::correlation(), async move {
             if let Err(e) = removal.await {
                 tracing::warn!(vm = %id, error = %e.detail, "asynchronous vm removal failed");
             }
-        });
+        }));
         return Ok(StatusCode::ACCEPTED.into_response());
     }
     removal.await?;
@@ -441,13 +442,14 @@ async fn action(
         let action_id = uuid::Uuid::new_v4().to_string();
         rest.actions.set(&action_id, &id, ActionState::Pending);
         let (rest2, aid, vm_id) = (rest.clone(), action_id.clone(), id.clone());
-        tokio::spawn(async move {
+        // Background work keeps the request's Correlation-Id for its events.
+        tokio::spawn(crate::CORRELATION.scope(crate::correlation(), async move {
             let state = match blocking(run).await {
                 Ok(_) => ActionState::Done,
                 Err(e) => ActionState::Failed(e),
             };
             rest2.actions.set(&aid, &vm_id, state);
-        });
+        }));
         let node = action_node(&ctx, &format!("/vms/{id}"), &name, &action_id, "pending", Vec::new());
         return Ok(ctx.render(StatusCode::ACCEPTED, &node));
     }
