@@ -279,12 +279,28 @@ pub struct DhcpLease {
     pub client_id: Option<String>,
 }
 
+/// A new isolated virtual network (a bridge of its own, no forwarding): what RHEV's network resource asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkDef {
+    pub name: String,
+    /// Spanning tree protocol on the bridge.
+    pub stp: bool,
+    pub mtu: Option<u32>,
+    /// The host's address on the network and its netmask.
+    pub address: Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+}
+
 /// Changes to the hypervisor's virtual networks, for a door that manages libvirt's networks as libvirt
 /// does (virthttp). Qubes do not depend on these calls: a qube with a netvm joins the `default` network.
 /// `Ok(None)`/`Ok(false)`: the hypervisor does not know the network.
 pub trait NetworkControl {
     /// Creates and starts a transient network from its XML.
     fn create_network(&self, xml: &str) -> Result<NetworkDetails, HvError>;
+    /// Defines a persistent network, starts it and has it start with the hypervisor; a network that
+    /// cannot start is undefined again.
+    fn define_network(&self, def: &NetworkDef) -> Result<NetworkDetails, HvError>;
+    /// Stops a network if it runs and undefines it if it is persistent: it is gone.
+    fn destroy_network(&self, uuid: &Uuid) -> Result<bool, HvError>;
     /// Removes a network's definition: a persistent network is undefined (if it runs, it goes on as a
     /// transient one until stopped, as with `virsh net-undefine`); a transient one has nothing to undefine
     /// but its running instance, so it is stopped, which ends it.

@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use corral_core::hv::DomainSpec;
+use corral_core::hv::{DomainSpec, NetworkDef};
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
@@ -56,6 +56,22 @@ const CDROM_TARGET: &str = "hdc";
 pub fn cdrom_xml(iso: Option<&str>) -> String {
     let mut w = Writer::new(Cursor::new(Vec::new()));
     cdrom(&mut w, iso);
+    String::from_utf8_lossy(&w.into_inner().into_inner()).into_owned()
+}
+
+/// libvirt's XML of a new isolated network: a bridge libvirt names, no forwarding.
+pub fn network_xml(def: &NetworkDef) -> String {
+    let mut w = Writer::new_with_indent(Cursor::new(Vec::new()), b' ', 2);
+    open(&mut w, "network", &[]);
+    text(&mut w, "name", &[], &def.name);
+    empty(&mut w, "bridge", &[("stp", if def.stp { "on" } else { "off" })]);
+    if let Some(mtu) = def.mtu {
+        empty(&mut w, "mtu", &[("size", &mtu.to_string())]);
+    }
+    if let Some((address, netmask)) = def.address {
+        empty(&mut w, "ip", &[("address", &address.to_string()), ("netmask", &netmask.to_string())]);
+    }
+    close(&mut w, "network");
     String::from_utf8_lossy(&w.into_inner().into_inner()).into_owned()
 }
 
@@ -162,6 +178,18 @@ mod tests {
             cdrom: None,
             boot: Vec::new(),
         }
+    }
+
+    #[test]
+    fn an_isolated_network_has_its_bridge_mtu_and_address() {
+        let def = NetworkDef {
+            name: "lab<1>".into(),
+            stp: true,
+            mtu: Some(9000),
+            address: Some(("10.9.0.1".parse().expect("ip"), "255.255.255.0".parse().expect("mask"))),
+        };
+
+        insta::assert_snapshot!(network_xml(&def));
     }
 
     #[test]

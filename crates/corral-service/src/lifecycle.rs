@@ -29,6 +29,9 @@ pub struct RunOnce {
     pub boot: Vec<BootDevice>,
 }
 
+/// The libvirt network a qube with a netvm joins.
+pub const QUBE_NETWORK: &str = "default";
+
 /// A chain of network providers deeper than this is a loop the model should have refused.
 const MAX_NETVM_DEPTH: usize = 8;
 
@@ -251,7 +254,7 @@ impl Service {
             initrd,
             kernel_cmdline: format!("{} console=ttyS0", plan.kernelopts).trim().to_string(),
             disks,
-            network: plan.netvm.as_ref().map(|_| NetworkSpec { mac: plan.mac.clone(), network: "default".into() }),
+            network: plan.netvm.as_ref().map(|_| NetworkSpec { mac: plan.mac.clone(), network: QUBE_NETWORK.into() }),
             console_log: Some(self.console_log(&d.name).display().to_string()),
             cdrom,
             boot: plan.boot.clone(),

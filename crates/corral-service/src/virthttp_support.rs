@@ -6,7 +6,7 @@
 //! last start otherwise. The definition a *next* start would produce is computed only by that start
 //! (it needs the start's storage work: overlays, volatile images), so it is not offered here.
 
-use corral_core::hv::{DhcpLease, HvError, Inspect, NetworkControl, NetworkDetails};
+use corral_core::hv::{DhcpLease, HvError, Inspect, NetworkControl, NetworkDef, NetworkDetails};
 use corral_core::{Error, ErrorKind, Result};
 
 use crate::{resolve_in, Caller, Service};
@@ -70,6 +70,45 @@ impl Service {
     pub fn create_network(&self, caller: &Caller, xml: &str) -> Result<NetworkDetails> {
         self.auth(caller, "corral.network.Create", "", "dom0")?;
         self.controlling_networks(|c| c.create_network(xml))
+    }
+
+    /// Defines, starts and autostarts a persistent isolated network. Its name is checked here: libvirt
+    /// takes almost any text.
+    pub fn define_network(&self, caller: &Caller, def: &NetworkDef) -> Result<NetworkDetails> {
+        self.auth(caller, "corral.network.Define", "", "dom0")?;
+        let valid = !def.name.is_empty()
+            && def.name.len() <= 64
+            && !def.name.starts_with(['-', '.'])
+            && def.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid {
+            return Err(Error::value(format!(
+                "Invalid network name {:?}: up to 64 letters, digits, '-', '_' and '.', not first '-' or '.'",
+                def.name
+            )));
+        }
+        if def.mtu.is_some_and(|m| !(68..=65535).contains(&m)) {
+            return Err(Error::value("Invalid MTU: from 68 to 65535"));
+        }
+        if self.inspecting(|i| i.network_details())?.iter().any(|n| n.name == def.name) {
+            return Err(Error::new(
+                ErrorKind::QubesVMAlreadyExistsError,
+                format!("A network named {} already exists", def.name),
+            ));
+        }
+        self.controlling_networks(|c| c.define_network(def))
+    }
+
+    /// Stops and undefines a network: it is gone. The network qubes join (`default`) is refused.
+    pub fn destroy_network(&self, caller: &Caller, uuid: &uuid::Uuid) -> Result<()> {
+        self.auth(caller, "corral.network.Destroy", "", "dom0")?;
+        let name = self.inspecting(|i| i.network_details())?.into_iter().find(|n| n.uuid == *uuid).map(|n| n.name);
+        if name.as_deref() == Some(crate::lifecycle::QUBE_NETWORK) {
+            return Err(Error::new(
+                ErrorKind::QubesVMInUseError,
+                format!("Network {} is the one qubes with a netvm join", crate::lifecycle::QUBE_NETWORK),
+            ));
+        }
+        self.controlling_networks(|c| c.destroy_network(uuid))?.then_some(()).ok_or_else(|| network_not_found(uuid))
     }
 
     /// Removes a network: undefines a persistent one, stops a transient one (see `NetworkControl`).

@@ -560,13 +560,100 @@ fn cluster_networks_carry_the_cluster_and_required() {
 }
 
 #[test]
-fn network_delete_is_409_read_only() {
+fn deleting_the_network_qubes_join_is_409_and_it_stays() {
     let d = daemon();
     let id = get_json(&d, "/api/networks")["network"][0]["id"].as_str().unwrap().to_string();
 
     let r = sdk(Client::new().delete(d.url(&format!("/api/networks/{id}")))).send().unwrap();
 
     assert_eq!(r.status(), 409);
+    assert!(r.text().unwrap().contains("qubes with a netvm join"));
+    assert!(get_xml(&d, "/api/networks").contains("<name>default</name>"));
+}
+
+const LAB: &str = "<network><name>lab</name><data_center><name>Default</name></data_center><stp>true</stp>\
+                   <mtu>9000</mtu><ip address=\"10.9.0.1\" netmask=\"255.255.255.0\"/></network>";
+
+fn network_names(d: &Daemon) -> Vec<String> {
+    let nets = get_json(d, "/api/networks");
+    let mut names: Vec<String> = nets["network"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|n| n["name"].as_str().expect("name").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_network_added_is_an_isolated_libvirt_network_that_runs_and_autostarts() {
+    let d = daemon();
+
+    let r = send(Client::new().post(d.url("/api/networks")).header("Expect", "201-created"), LAB);
+
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let n = get_json(&d, location.trim_start_matches(&d.url("")));
+    assert_eq!((n["name"].as_str(), n["status"]["state"].as_str()), (Some("lab"), Some("operational")));
+    let libvirt: Value = Client::new()
+        .get(d.url("/libvirt/networks/by-name/lab/dumpxml"))
+        .basic_auth("admin", Some("secret"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let xml = libvirt["results"][0].as_str().expect("network XML");
+    assert!(xml.contains("stp='on'") && xml.contains("<mtu size='9000'/>"), "{xml}");
+    assert!(xml.contains("address='10.9.0.1'") && !xml.contains("<forward"), "{xml}");
+    let info: Value = Client::new()
+        .get(d.url("/libvirt/networks/by-name/lab"))
+        .basic_auth("admin", Some("secret"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(info["results"][0]["persistent"], true);
+    assert_eq!(info["results"][0]["autostart"], true);
+    assert_eq!(events_of(&d, 942).len(), 1);
+}
+
+#[test]
+fn a_network_removed_is_stopped_and_undefined() {
+    let d = daemon();
+    let r = send(Client::new().post(d.url("/api/networks")).header("Expect", "201-created"), LAB);
+    let path = r.headers()["location"].to_str().unwrap().trim_start_matches(&d.url("")).to_string();
+
+    let r = sdk(Client::new().delete(d.url(&path))).body("<action/>").send().unwrap();
+
+    assert_eq!(r.status(), 204);
+    assert_eq!(network_names(&d), ["default"]);
+    assert_eq!(events_of(&d, 944).len(), 1);
+}
+
+#[test]
+fn bad_network_bodies_are_400_and_a_taken_name_409_and_nothing_is_added() {
+    let d = daemon();
+    let dc = "<data_center><name>Default</name></data_center>";
+
+    for (body, status) in [
+        (format!("<network>{dc}</network>"), 400),
+        ("<network><name>x</name></network>".to_string(), 400),
+        ("<network><name>x</name><data_center><name>Other</name></data_center></network>".to_string(), 400),
+        (format!("<network><name>x</name>{dc}<vlan id=\"10\"/></network>"), 400),
+        (format!("<network><name>x</name>{dc}<mtu>lots</mtu></network>"), 400),
+        (format!("<network><name>x</name>{dc}<mtu>10</mtu></network>"), 400),
+        (format!("<network><name>x</name>{dc}<stp>maybe</stp></network>"), 400),
+        (format!("<network><name>x</name>{dc}<ip address=\"10.0.0.300\" netmask=\"255.0.0.0\"/></network>"), 400),
+        (format!("<network><name>../x</name>{dc}</network>"), 400),
+        (format!("<network><name>default</name>{dc}</network>"), 409),
+    ] {
+        let r = send(Client::new().post(d.url("/api/networks")).header("Expect", "201-created"), &body);
+
+        assert_eq!(r.status(), status, "{body}");
+        assert!(r.text().unwrap().contains("<fault>"), "{body}");
+    }
+    assert_eq!(network_names(&d), ["default"]);
 }
 
 // -------------------------------------------------------------------------------------------------------

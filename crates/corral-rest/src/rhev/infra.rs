@@ -8,15 +8,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use corral_core::hv::NetworkDef;
 use corral_service::rest_support::NetworkInfo;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::common::{self, reference, Stat};
-use super::handler::{action_params, blocking, collection, completed_action, refused};
+use super::handler::{
+    action_params, blocking, body_flag, caller, collection, completed_action, created, optional_body, ref_of, refused,
+};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -38,7 +42,7 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
         .routes(routes!(cluster, update_cluster, remove_cluster))
         .routes(routes!(cluster_networks, cluster_network_add))
         .routes(routes!(cluster_network, update_cluster_network, remove_cluster_network))
-        .routes(routes!(networks, refuse_network_write))
+        .routes(routes!(networks, add_network))
         .routes(routes!(network, update_network, remove_network))
 }
 
@@ -808,10 +812,52 @@ async fn network(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>
     Ok(ctx.ok(&network_node(&ctx, &n, false)))
 }
 
+/// What a `<network>` body asks for: `name` and `data_center` (the Default one) required; `stp`, `mtu`
+/// and `ip address= netmask=` optional. VLANs need a host bridge this engine does not manage.
+fn network_def(body: &Node) -> ApiResult<NetworkDef> {
+    let name = body.text_of("name").ok_or_else(|| ApiError::bad_request("network [name] required for add"))?;
+    let (dc_id, dc_name) =
+        ref_of(body, "data_center").ok_or_else(|| ApiError::bad_request("network [data_center] required for add"))?;
+    if !(dc_id.as_deref() == Some(common::datacenter_id()) || dc_name.as_deref() == Some("Default")) {
+        return Err(ApiError::bad_request("Entity not found: data center"));
+    }
+    if body.get("vlan").is_some() {
+        return Err(ApiError::bad_request(
+            "VLAN networks need a host bridge: this engine makes isolated networks only",
+        ));
+    }
+    let mtu = match body.text_of("mtu") {
+        None => None,
+        Some(m) => Some(m.trim().parse::<u32>().map_err(|_| ApiError::bad_request(format!("Invalid mtu: {m}")))?),
+    };
+    let address = match body.get("ip") {
+        None => None,
+        Some(ip) => {
+            let parse = |what: &str| -> ApiResult<std::net::Ipv4Addr> {
+                let v = ip.attr_of(what).or_else(|| ip.text_of(what)).unwrap_or_default();
+                v.parse().map_err(|_| ApiError::bad_request(format!("Invalid ip {what}: {v:?} (IPv4)")))
+            };
+            Some((parse("address")?, parse("netmask")?))
+        }
+    };
+    Ok(NetworkDef { name: name.to_string(), stp: body_flag(body, "stp")?.unwrap_or(false), mtu, address })
+}
+
 #[utoipa::path(post, path = "/api/networks", operation_id = "add_network", tag = "networks", summary = "Add a network",
-    description = "Refused: networks are libvirt's to manage.", responses((status = 409, response = Conflict)))]
-async fn refuse_network_write() -> ApiError {
-    ApiError::conflict(read_only("network list"))
+    description = "Defines, starts and autostarts an isolated libvirt network (a bridge of its own, no forwarding) \
+        in the Default data center: `name` and `data_center` required, `stp`, `mtu` and `ip` (the host's address \
+        and netmask) optional; `vlan` is refused.",
+    request_body(description = "A `<network>`",
+        content((schema::Network = "application/xml"), (schema::Network = "application/json"))),
+    responses((status = 201, response = schema::Network), (status = 400, response = BadRequest),
+        (status = 500, response = ServerError)))]
+async fn add_network(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResult<Response> {
+    let def = network_def(&ctx.body(&body, "network")?)?;
+    let service = rest.service.clone();
+    let made = blocking(move || service.define_network(&caller(), &def).map_err(ApiError::from)).await?;
+    let n = NetworkInfo { name: made.name, uuid: made.uuid, active: made.active };
+    rest.events.record(942, "normal", format!("Network {} was added.", n.name), None, None);
+    Ok(created(&ctx, network_node(&ctx, &n, false), &format!("/networks/{}", n.uuid), false))
 }
 
 async fn network_write(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
@@ -828,12 +874,27 @@ async fn update_network(rest: State<Arc<Rest>>, id: Path<String>) -> ApiResult<R
 }
 
 #[utoipa::path(delete, path = "/api/networks/{id}", operation_id = "remove_network", tag = "networks",
-    summary = "Remove a network", description = "Refused: networks are read-only.",
+    summary = "Remove a network",
+    description = "Stops and undefines the libvirt network; `default`, which qubes with a netvm join, is refused (409).",
     params(("id" = String, Path, description = "The network's id: its libvirt uuid")),
-    responses((status = 404, response = NotFound), (status = 409, response = Conflict),
+    request_body(description = "Optional: an `<action>`",
+        content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
+    responses((status = 204, description = "Removed"), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
         (status = 500, response = ServerError)))]
-async fn remove_network(rest: State<Arc<Rest>>, id: Path<String>) -> ApiResult<Response> {
-    network_write(rest, id).await
+async fn remove_network(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let n = find_network(&rest, &id).await?;
+    optional_body(&ctx, &body, &["action", "network"])?;
+    let service = rest.service.clone();
+    let uuid = n.uuid;
+    blocking(move || service.destroy_network(&caller(), &uuid).map_err(ApiError::from)).await?;
+    rest.events.record(944, "normal", format!("Network {} was removed.", n.name), None, None);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[utoipa::path(get, path = "/api/clusters/{id}/networks", operation_id = "list_cluster_networks", tag = "clusters",
