@@ -70,12 +70,12 @@ pub fn as_counter(mut stat: Node) -> Node {
     stat
 }
 
-/// The statistic `sid` of a `<statistics>` collection; 404 when it has none of that id.
-pub fn one_statistic(all: Node, sid: &str) -> ApiResult<Node> {
-    all.children
-        .into_iter()
-        .find(|s| s.attr_of("id") == Some(sid))
-        .ok_or_else(|| ApiError::not_found(&format!("statistic {sid}")))
+/// A `<statistics>` collection, or its statistic `sid` when one is asked for (404 when it has none of that
+/// id).
+pub fn statistics_reply(ctx: &Ctx, all: Node, sid: Option<&str>) -> ApiResult<axum::response::Response> {
+    let Some(sid) = sid else { return Ok(ctx.ok(&all)) };
+    let one = all.children.into_iter().find(|s| s.attr_of("id") == Some(sid));
+    Ok(ctx.ok(&one.ok_or_else(|| ApiError::not_found(&format!("statistic {sid}")))?))
 }
 
 /// A rate in bytes per second as a decimal gauge.

@@ -29,7 +29,7 @@ use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id, BLANK};
 use super::handler::{blocking, body_flag, caller, completed_action, created, optional_body, ref_of, refused};
-use super::storage::{disk_at, disk_collection, disk_id, disk_statistics_node, disk_volumes};
+use super::storage::{disk_at, disk_collection, disk_id, disk_statistics_reply, disk_volumes};
 use super::vms::find;
 use crate::auth::AuthUser;
 use crate::ctx::Ctx;
@@ -141,9 +141,7 @@ async fn disk_statistics(
     State(rest): State<Arc<Rest>>,
     Path((id, disk)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (d, v) = vm_disk(&rest.service, &id, &disk)?;
-    let node = disk_statistics_node(&ctx, rest.service.clone(), &d, &v, &format!("vms/{id}/disks")).await?;
-    Ok(ctx.ok(&node))
+    disk_statistics_reply(&ctx, &rest, vm_disk(&rest.service, &id, &disk)?, &format!("vms/{id}/disks"), None).await
 }
 
 #[utoipa::path(get, path = "/api/vms/{id}/disks/{d}/statistics/{sid}", operation_id = "get_vm_disk_statistic",
@@ -157,9 +155,8 @@ async fn disk_statistic(
     State(rest): State<Arc<Rest>>,
     Path((id, disk, sid)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    let (d, v) = vm_disk(&rest.service, &id, &disk)?;
-    let all = disk_statistics_node(&ctx, rest.service.clone(), &d, &v, &format!("vms/{id}/disks")).await?;
-    Ok(ctx.ok(&common::one_statistic(all, &sid)?))
+    let disk = vm_disk(&rest.service, &id, &disk)?;
+    disk_statistics_reply(&ctx, &rest, disk, &format!("vms/{id}/disks"), Some(&sid)).await
 }
 
 /// New disks, floating disks and disk snapshots cannot be attached: a qube's volumes are fixed by its class.
@@ -301,7 +298,7 @@ async fn nic_statistics(
     Path((id, nic)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let d = nic_owner(&rest.service, &id, &nic)?;
-    Ok(ctx.ok(&nic_statistics_node(&ctx, rest.service.clone(), &d, &id).await?))
+    common::statistics_reply(&ctx, nic_statistics_node(&ctx, rest.service.clone(), &d, &id).await?, None)
 }
 
 #[utoipa::path(get, path = "/api/vms/{id}/nics/{n}/statistics/{sid}", operation_id = "get_vm_nic_statistic",
@@ -316,8 +313,7 @@ async fn nic_statistic(
     Path((id, nic, sid)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
     let d = nic_owner(&rest.service, &id, &nic)?;
-    let all = nic_statistics_node(&ctx, rest.service.clone(), &d, &id).await?;
-    Ok(ctx.ok(&common::one_statistic(all, &sid)?))
+    common::statistics_reply(&ctx, nic_statistics_node(&ctx, rest.service.clone(), &d, &id).await?, Some(&sid))
 }
 
 /// The qube whose card `nic` is; 404 when it has none or the id is another's.

@@ -372,9 +372,21 @@ pub fn disk_node(ctx: &Ctx, app: &App, d: &Domain, v: &Volume, usage: u64, href:
         .child(Node::new("link").attr("href", ctx.href(&format!("{href}/statistics"))).attr("rel", "statistics"))
 }
 
+/// The answer to a GET of a disk's statistics under `/{collection}` (or of its statistic `sid`).
+pub(super) async fn disk_statistics_reply(
+    ctx: &Ctx,
+    rest: &Rest,
+    (d, v): (Domain, Volume),
+    collection: &str,
+    sid: Option<&str>,
+) -> ApiResult<Response> {
+    let all = disk_statistics_node(ctx, rest.service.clone(), &d, &v, collection).await?;
+    common::statistics_reply(ctx, all, sid)
+}
+
 /// The `<statistics>` of qube `d`'s disk for volume `v`, addressed as `/{collection}/{disk id}`: bytes read
 /// and written per second while the qube runs, 0 while it is halted.
-pub(super) async fn disk_statistics_node(
+async fn disk_statistics_node(
     ctx: &Ctx,
     service: Arc<Service>,
     d: &Domain,
@@ -515,8 +527,7 @@ async fn remove_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> A
     responses((status = 200, response = schema::Statistics), (status = 404, response = NotFound),
         (status = 500, response = ServerError)))]
 async fn disk_statistics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
-    let (d, v) = floating(&rest.service, &id)?;
-    Ok(ctx.ok(&disk_statistics_node(&ctx, rest.service.clone(), &d, &v, "disks").await?))
+    disk_statistics_reply(&ctx, &rest, floating(&rest.service, &id)?, "disks", None).await
 }
 
 #[utoipa::path(get, path = "/api/disks/{id}/statistics/{sid}", operation_id = "get_disk_statistic", tag = "disks",
@@ -529,9 +540,7 @@ async fn disk_statistic(
     State(rest): State<Arc<Rest>>,
     Path((id, sid)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (d, v) = floating(&rest.service, &id)?;
-    let all = disk_statistics_node(&ctx, rest.service.clone(), &d, &v, "disks").await?;
-    Ok(ctx.ok(&common::one_statistic(all, &sid)?))
+    disk_statistics_reply(&ctx, &rest, floating(&rest.service, &id)?, "disks", Some(&sid)).await
 }
 
 /// A disk PUT: the size may grow (a volume resize); the disk's identity and kind are fixed by the qube.

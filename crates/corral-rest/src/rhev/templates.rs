@@ -291,9 +291,8 @@ async fn disk_statistics(
     State(rest): State<Arc<Rest>>,
     Path((id, disk)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (d, v) = template_disk(&rest.service, &id, &disk)?;
-    let collection = format!("templates/{id}/disks");
-    Ok(ctx.ok(&super::storage::disk_statistics_node(&ctx, rest.service.clone(), &d, &v, &collection).await?))
+    let disk = template_disk(&rest.service, &id, &disk)?;
+    super::storage::disk_statistics_reply(&ctx, &rest, disk, &format!("templates/{id}/disks"), None).await
 }
 
 #[utoipa::path(get, path = "/api/templates/{id}/disks/{d}/statistics/{sid}", operation_id = "get_template_disk_statistic",
@@ -308,10 +307,8 @@ async fn disk_statistic(
     State(rest): State<Arc<Rest>>,
     Path((id, disk, sid)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    let (d, v) = template_disk(&rest.service, &id, &disk)?;
-    let collection = format!("templates/{id}/disks");
-    let all = super::storage::disk_statistics_node(&ctx, rest.service.clone(), &d, &v, &collection).await?;
-    Ok(ctx.ok(&common::one_statistic(all, &sid)?))
+    let disk = template_disk(&rest.service, &id, &disk)?;
+    super::storage::disk_statistics_reply(&ctx, &rest, disk, &format!("templates/{id}/disks"), Some(&sid)).await
 }
 
 #[utoipa::path(get, path = "/api/templates/{id}/nics", operation_id = "list_template_nics", tag = "templates",

@@ -509,8 +509,7 @@ async fn statistic(
     Path((id, sid)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
-    let all = statistics_node(&ctx, rest.service.clone(), d, &id).await?;
-    Ok(ctx.ok(&common::one_statistic(all, &sid)?))
+    common::statistics_reply(&ctx, statistics_node(&ctx, rest.service.clone(), d, &id).await?, Some(&sid))
 }
 
 /// The `<statistics>` of vm `d` (addressed as `/vms/{id}`): the sub-collection, and what `detail=statistics`
