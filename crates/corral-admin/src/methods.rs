@@ -185,6 +185,7 @@ pub fn internal_methods() -> Vec<Method> {
         m("internal.vm.volume.ImportEnd", Any, Yes, Yes, Cost::Io, import_end),
         m("corral.user.Add", Admin, Yes, Yes, Cost::Io, user_add),
         m("corral.user.Remove", Admin, Yes, No, Cost::Io, user_remove),
+        m("corral.user.ServiceKey", Admin, Yes, No, Cost::Io, user_service_key),
     ]
 }
 
@@ -715,6 +716,10 @@ fn user_add(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
     let password = std::str::from_utf8(c.payload).map_err(|_| Error::protocol("Password must be UTF-8"))?;
     s.user_add(c.arg, password.trim_end_matches(['\r', '\n']))?;
     empty()
+}
+
+fn user_service_key(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    Ok(s.user_service_key(c.arg)?.into_bytes())
 }
 
 fn user_remove(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {

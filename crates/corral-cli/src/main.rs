@@ -56,6 +56,9 @@ enum UserAction {
     Add { name: String },
     /// Remove a user.
     Remove { name: String },
+    /// Issue a new virthttp service key for a user (the old one stops working) and print it: with
+    /// `X-Auth-User-Service-Key` it reads `/libvirt` and runs power actions, nothing else.
+    ServiceKey { name: String },
 }
 
 fn main() -> ExitCode {
@@ -98,8 +101,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     (format!("corral.user.Add+{name}"), line.trim_end_matches(['\r', '\n']).to_string())
                 }
                 UserAction::Remove { name } => (format!("corral.user.Remove+{name}"), String::new()),
+                UserAction::ServiceKey { name } => (format!("corral.user.ServiceKey+{name}"), String::new()),
             };
-            import_service::internal_call(&method, payload.as_bytes())?;
+            let reply = import_service::internal_call(&method, payload.as_bytes())?;
+            if !reply.is_empty() {
+                println!("{}", String::from_utf8_lossy(&reply));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::InstallServices { dir } => {

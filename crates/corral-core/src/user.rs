@@ -12,6 +12,14 @@ pub struct User {
     /// The authentication domain; local users live in `internal`, as on oVirt.
     pub domain: String,
     pub password_hash: String,
+    /// SHA-256 (64 lowercase hex digits) of the user's virthttp service key, if one was issued. The key is
+    /// 32 random bytes, so a plain hash is enough to keep it from being read back.
+    pub service_key_sha256: Option<String>,
+}
+
+/// Whether `s` is a SHA-256 digest as stored: 64 lowercase hex digits.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 pub const LOCAL_DOMAIN: &str = "internal";

@@ -21,6 +21,8 @@ use crate::Rest;
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub name: String,
+    /// Authenticated by a virthttp service key: reads and power actions only.
+    pub service_key: bool,
 }
 
 impl AuthUser {
@@ -34,7 +36,7 @@ impl AuthUser {
 
 /// Logs a login (30) or logout (31) of `user`.
 fn record_session(rest: &Rest, user: &str, login: bool) {
-    let who = AuthUser { name: user.to_string() }.reference(rest);
+    let who = AuthUser { name: user.to_string(), service_key: false }.reference(rest);
     let label = who.as_ref().map_or(user.to_string(), |(_, n)| n.clone());
     let (code, what) = if login { (30, "logged in") } else { (31, "logged out") };
     rest.events.record(code, "normal", format!("User {label} {what}."), None, who);
@@ -147,10 +149,17 @@ pub async fn require_auth(State(rest): State<Arc<Rest>>, mut req: Request, next:
             }
         }
     }
+    let mut service_key = false;
+    if user.is_none() && virthttp {
+        if let Some(key) = headers.get("x-auth-user-service-key").and_then(|v| v.to_str().ok()) {
+            user = rest.service.service_key_user(key.trim()).map(|u| u.name);
+            service_key = user.is_some();
+        }
+    }
     let Some(name) = user else {
         return if virthttp { crate::virthttp::unauthorized() } else { ApiError::unauthorized().into_response() };
     };
-    req.extensions_mut().insert(AuthUser { name });
+    req.extensions_mut().insert(AuthUser { name, service_key });
     let mut response = next.run(req).await;
     if let Some(token) = new_session {
         let secure = if rest.tls { "; Secure" } else { "" };

@@ -109,6 +109,10 @@ impl Service {
     }
 }
 
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn fingerprint(name: &str, domain: &str, password: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     for part in [name, domain, password] {
@@ -135,12 +139,49 @@ impl Service {
             .map_err(|e| Error::generic(format!("Cannot hash the password: {e}")))?
             .to_string();
         self.mutate(|app| {
-            let id = app.user(name).map_or_else(uuid::Uuid::new_v4, |u| u.id);
-            let user = User { id, name: name.into(), domain: LOCAL_DOMAIN.into(), password_hash: hash };
+            let old = app.user(name);
+            let id = old.map_or_else(uuid::Uuid::new_v4, |u| u.id);
+            // A new password leaves the service key as it was.
+            let service_key_sha256 = old.and_then(|u| u.service_key_sha256.clone());
+            let user =
+                User { id, name: name.into(), domain: LOCAL_DOMAIN.into(), password_hash: hash, service_key_sha256 };
             Ok((plan_of(Op::PutUser(user)), ()))
         })?;
         self.verified.entries.lock().retain(|_, (user, _)| user != name);
         Ok(())
+    }
+
+    /// Issues a new virthttp service key for user `name` (the old one stops working): 32 random bytes as
+    /// 64 hex digits, returned once; only its SHA-256 is kept.
+    pub fn user_service_key(&self, name: &str) -> Result<String> {
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut OsRng, &mut bytes);
+        let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let digest = sha256_hex(&key);
+        self.mutate(|app| {
+            let user =
+                app.user(name).ok_or_else(|| Error::new(ErrorKind::QubesException, format!("No such user: {name}")))?;
+            let user = User { service_key_sha256: Some(digest), ..user.clone() };
+            Ok((plan_of(Op::PutUser(user)), ()))
+        })?;
+        Ok(key)
+    }
+
+    /// The user whose service key `key` is. Every stored digest is compared in full, so the time taken
+    /// does not tell how much of a guess was right.
+    pub fn service_key_user(&self, key: &str) -> Option<User> {
+        let digest = sha256_hex(key);
+        let app = self.read();
+        let mut found = None;
+        for u in app.users() {
+            let stored = u.service_key_sha256.as_deref().unwrap_or_default().as_bytes();
+            let same = stored.len() == digest.len()
+                && stored.iter().zip(digest.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            if same {
+                found = Some(u.clone());
+            }
+        }
+        found
     }
 
     pub fn user_remove(&self, name: &str) -> Result<()> {

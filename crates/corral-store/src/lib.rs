@@ -225,10 +225,17 @@ fn write_op(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         }
         Op::PutUser(u) => {
             tx.prepare_cached(
-                "INSERT INTO users(name, id, domain, password_hash) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(name) DO UPDATE SET domain = excluded.domain, password_hash = excluded.password_hash",
+                "INSERT INTO users(name, id, domain, password_hash, service_key_sha256) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(name) DO UPDATE SET domain = excluded.domain, password_hash = excluded.password_hash,
+                 service_key_sha256 = excluded.service_key_sha256",
             )?
-            .execute(params![u.name, u.id.to_string(), u.domain, u.password_hash])?;
+            .execute(params![
+                u.name,
+                u.id.to_string(),
+                u.domain,
+                u.password_hash,
+                u.service_key_sha256
+            ])?;
         }
         Op::DeleteUser { name } => {
             tx.prepare_cached("DELETE FROM users WHERE name = ?1")?.execute([name])?;

@@ -86,15 +86,26 @@ pub fn load(conn: &Connection, host: HostInfo) -> Result<(App, Vec<LoadWarning>)
         }
     }
 
-    let mut stmt = conn.prepare("SELECT name, id, domain, password_hash FROM users ORDER BY name")?;
+    let mut stmt =
+        conn.prepare("SELECT name, id, domain, password_hash, service_key_sha256 FROM users ORDER BY name")?;
     let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, Option<String>>(4)?,
+        ))
     })?;
     for row in rows {
-        let (name, id, domain, password_hash) = row?;
+        let (name, id, domain, password_hash, service_key_sha256) = row?;
+        let key_ok = service_key_sha256.as_deref().is_none_or(corral_core::user::is_sha256_hex);
         match Uuid::parse_str(&id) {
-            Ok(id) if corral_core::user::validate_user_name(&name).is_ok() && password_hash.starts_with('$') => {
-                app.apply(Op::PutUser(corral_core::user::User { id, name, domain, password_hash }));
+            Ok(id)
+                if corral_core::user::validate_user_name(&name).is_ok() && password_hash.starts_with('$') && key_ok =>
+            {
+                let user = corral_core::user::User { id, name, domain, password_hash, service_key_sha256 };
+                app.apply(Op::PutUser(user));
             }
             _ => l.skip("users", name, "invalid user"),
         }

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use crate::{Result, StoreError};
 
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,6 +69,10 @@ CREATE TABLE users (
 );
 ";
 
+const V3: &str = "
+ALTER TABLE users ADD COLUMN service_key_sha256 TEXT;
+";
+
 pub fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > VERSION {
@@ -80,5 +84,48 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     if version < 2 {
         conn.execute_batch(&format!("BEGIN; {V2} PRAGMA user_version = 2; COMMIT;"))?;
     }
+    if version < 3 {
+        conn.execute_batch(&format!("BEGIN; {V3} PRAGMA user_version = 3; COMMIT;"))?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use corral_core::HostInfo;
+
+    use super::*;
+    use crate::{Durability, Store};
+
+    /// A database a version-2 daemon wrote (users without service keys) opens, keeps its users, and takes
+    /// service keys from then on.
+    #[test]
+    fn a_version_2_database_is_migrated_and_keeps_its_users() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("corral.sqlite");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(&format!("BEGIN; {V1} {V2} PRAGMA user_version = 2; COMMIT;")).expect("v2");
+            conn.execute(
+                "INSERT INTO users(name, id, domain, password_hash) VALUES ('admin', \
+                 '0b4e2f63-5d9e-4fd6-9c1f-8f2b8e4d2a10', 'internal', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA')",
+                [],
+            )
+            .expect("user");
+        }
+
+        let mut store = Store::open(&path, Durability::default()).expect("migrated");
+        let (app, warnings) = store.load(HostInfo { memory_mib: 1024, cpus: 1 }).expect("load");
+
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let admin = app.user("admin").expect("kept").clone();
+        assert_eq!(admin.service_key_sha256, None);
+        let keyed = corral_core::user::User { service_key_sha256: Some("ab".repeat(32)), ..admin };
+        store.commit(&[corral_core::Op::PutUser(keyed)]).expect("commit");
+        let (app, _) = store.load(HostInfo { memory_mib: 1024, cpus: 1 }).expect("reload");
+        assert_eq!(app.user("admin").and_then(|u| u.service_key_sha256.clone()), Some("ab".repeat(32)));
+        let version: i64 =
+            Connection::open(&path).expect("open").pragma_query_value(None, "user_version", |r| r.get(0)).expect("v");
+        assert_eq!(version, VERSION);
+    }
 }

@@ -172,6 +172,82 @@ fn without_credentials_is_401_with_error_1() {
     assert_eq!(r.json::<Value>().expect("JSON"), failed(json!([error(1, "Bad X-Auth-Key")]), json!([])));
 }
 
+/// A new service key for `admin`, issued through the internal socket as `corral user service-key` does.
+fn service_key(d: &Daemon) -> String {
+    let reply = d.call_internal("corral.user.ServiceKey+admin", "dom0", b"");
+    let key = String::from_utf8(reply.strip_prefix(b"0\0").expect("OK reply").to_vec()).expect("UTF-8");
+    assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+    key
+}
+
+fn with_service_key(d: &Daemon, method: &str, path: &str, key: &str, body: Value) -> Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    Client::new()
+        .request(method, d.url(path))
+        .header("X-Auth-User-Service-Key", key)
+        .body(body.to_string())
+        .send()
+        .expect("request")
+}
+
+#[test]
+fn a_service_key_reads_and_runs_power_actions() {
+    let d = with_qube();
+    let key = service_key(&d);
+
+    let list = with_service_key(&d, "GET", "/libvirt/domains", &key, Value::Null);
+    let start = with_service_key(&d, "PATCH", "/libvirt/domains/by-name/work", &key, json!({"power_mgt": "start"}));
+
+    assert_eq!(envelope(list)["results"][0]["name"], "work");
+    assert_eq!(envelope(start), succeeded(json!([]), json!([{"start": "Domain started"}])));
+    assert_eq!(power_state(&d, "work"), "Running");
+}
+
+#[test]
+fn a_service_key_may_do_nothing_else_and_nothing_changes() {
+    let d = with_qube();
+    let key = service_key(&d);
+    let refused = json!({"results": [], "success": false, "errors": [error(1, "Bad X-Auth-Key")],
+        "messages": [{"auth": "A service key reads and runs power actions only"}]});
+
+    for (method, path, body) in [
+        ("PATCH", "/libvirt/domains/by-name/work", json!({"memory": 1024})),
+        ("PATCH", "/libvirt/domains/by-name/work", json!([{"power_mgt": "start"}, {"autostart": true}])),
+        ("DELETE", "/libvirt/domains/by-name/work", Value::Null),
+        ("POST", "/libvirt/domains", json!("<domain><name>x</name></domain>")),
+        ("PATCH", "/libvirt/networks/by-name/default", json!({"autostart": true})),
+    ] {
+        let r = with_service_key(&d, method, path, &key, body.clone());
+
+        assert_eq!(r.status(), 403, "{method} {path} {body}");
+        assert_eq!(r.json::<Value>().expect("JSON"), refused);
+    }
+    assert_eq!(d.ok("admin.vm.property.Get+memory", "work", b""), "default=True type=int 400");
+    assert_eq!(power_state(&d, "work"), "Halted");
+}
+
+#[test]
+fn a_service_key_is_not_for_the_rhev_door_and_a_reissued_one_replaces_it() {
+    let mut d = with_qube();
+    let old = service_key(&d);
+
+    let rhev = Client::new().get(d.url("/api/vms")).header("X-Auth-User-Service-Key", &old).send().expect("request");
+    assert_eq!(rhev.status(), 401);
+
+    // Only the key's hash is kept, and it outlives a restart; a new password leaves it alone.
+    d.restart();
+    d.add_user("admin", "another");
+    assert_eq!(with_service_key(&d, "GET", "/libvirt/domains", &old, Value::Null).status(), 200);
+    let new = service_key(&d);
+    assert_eq!(with_service_key(&d, "GET", "/libvirt/domains", &old, Value::Null).status(), 401);
+    assert_eq!(with_service_key(&d, "GET", "/libvirt/domains", &new, Value::Null).status(), 200);
+    assert_eq!(with_service_key(&d, "GET", "/libvirt/domains", &"0".repeat(64), Value::Null).status(), 401);
+    for file in ["corral.sqlite", "corral.sqlite-wal"] {
+        let stored = std::fs::read(d.state.join(file)).unwrap_or_default();
+        assert!(!stored.windows(64).any(|w| w == new.as_bytes()), "the key itself is in {file}");
+    }
+}
+
 #[test]
 fn a_wrong_key_is_401() {
     let d = daemon();

@@ -101,6 +101,14 @@ impl Modify for SecuritySchemes {
         components
             .add_security_scheme("x_auth_username", key("X-Auth-Username", "virthttp: the user (`/libvirt` only)"));
         components.add_security_scheme("x_auth_key", key("X-Auth-Key", "virthttp: the user's password"));
+        components.add_security_scheme(
+            "x_auth_user_service_key",
+            key(
+                "X-Auth-User-Service-Key",
+                "virthttp: a key `corral user service-key` issued; alone, it reads and runs power actions (GET, and \
+                 PATCH with `power_mgt` only; anything else is 403 with error 1)",
+            ),
+        );
     }
 }
 

@@ -163,6 +163,32 @@ fn bulk_refused(req: &Req<'_>, env: &mut Envelope) -> bool {
     false
 }
 
+/// What a service key may do: read anything, and `PATCH` a domain with `power_mgt` actions only.
+fn service_key_may(method: &Method, target: &Target, body: &[u8]) -> bool {
+    if *method == Method::GET {
+        return true;
+    }
+    if *method != Method::PATCH || target.part(1) != Some("domains") {
+        return false;
+    }
+    let power_only = |action: &Json| action.first().is_some_and(|(key, _)| key == "power_mgt");
+    match Json::parse(body) {
+        Some(Json::Obj(members)) => power_only(&Json::Obj(members)),
+        Some(Json::Arr(items)) => !items.is_empty() && items.iter().all(power_only),
+        _ => false,
+    }
+}
+
+/// virthttp's error 1 for a service key asked for more than it may do, with HTTP 403.
+fn forbidden() -> Response {
+    let error = json!({"code": 1, "message": "Bad X-Auth-Key"});
+    let body = json!({"results": [], "success": false, "errors": [error],
+        "messages": [{"auth": "A service key reads and runs power actions only"}]});
+    let mut r = (StatusCode::FORBIDDEN, body.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 /// virthttp's refusals of a request it cannot parse: a 400 HTML page, not an envelope.
 fn bad_request(why: &'static str) -> Response {
     let mut r = (StatusCode::BAD_REQUEST, why).into_response();
@@ -260,6 +286,10 @@ async fn serve(rest: Arc<Rest>, store: Arc<AsyncStore>, req: Request) -> Respons
     };
     if target.part(1) == Some("async") {
         return retrieve(&store, &target, &parts.headers);
+    }
+    let scoped = parts.extensions.get::<AuthUser>().is_some_and(|u| u.service_key);
+    if scoped && !service_key_may(&parts.method, &target, &body) {
+        return forbidden();
     }
     if parts.method != Method::GET {
         // The user is recorded for audit only: every REST user acts as the daemon's administrator.

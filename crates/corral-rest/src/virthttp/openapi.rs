@@ -403,13 +403,14 @@ fn libvirt_async_result() {}
 )]
 struct Doc;
 
-/// The `/libvirt` operations. They take virthttp's credentials (`X-Auth-Username` and `X-Auth-Key`) or
-/// HTTP Basic, never the `/api` session cookie.
+/// The `/libvirt` operations. They take virthttp's credentials (`X-Auth-Username` and `X-Auth-Key`),
+/// HTTP Basic, or a service key (reads and power actions), never the `/api` session cookie.
 pub(crate) fn document() -> utoipa::openapi::OpenApi {
     let mut doc = Doc::openapi();
     let security = vec![
         SecurityRequirement::new("x_auth_username", Vec::<String>::new()).add("x_auth_key", Vec::<String>::new()),
         SecurityRequirement::new("basic", Vec::<String>::new()),
+        SecurityRequirement::new("x_auth_user_service_key", Vec::<String>::new()),
     ];
     for item in doc.paths.paths.values_mut() {
         let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete];
