@@ -7,18 +7,27 @@ pub struct Event {
     pub subject: Option<String>,
     pub name: String,
     pub kwargs: Vec<(String, String)>,
-    /// The tag a client put on the request that caused the event (RHEV's `Correlation-Id`); the Admin
-    /// API's event stream does not carry it.
-    pub correlation_id: Option<std::sync::Arc<str>>,
+    /// The request that caused the event, when a door says so; the Admin API's event stream does not
+    /// carry it.
+    pub cause: Option<std::sync::Arc<Cause>>,
+}
+
+/// Who caused an event, through which request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cause {
+    /// The client's tag for the request (RHEV's `Correlation-Id`).
+    pub correlation_id: Option<String>,
+    /// The door's user who made the request.
+    pub user: Option<String>,
 }
 
 impl Event {
     pub fn global(name: impl Into<String>) -> Self {
-        Event { subject: None, name: name.into(), kwargs: Vec::new(), correlation_id: None }
+        Event { subject: None, name: name.into(), kwargs: Vec::new(), cause: None }
     }
 
     pub fn on(vm: &str, name: impl Into<String>) -> Self {
-        Event { subject: Some(vm.to_string()), name: name.into(), kwargs: Vec::new(), correlation_id: None }
+        Event { subject: Some(vm.to_string()), name: name.into(), kwargs: Vec::new(), cause: None }
     }
 
     pub fn arg(mut self, key: &str, value: impl Into<String>) -> Self {

@@ -17,4 +17,4 @@ pub mod volume;
 pub use app::{App, HostInfo, Op};
 pub use domain::{Class, Domain};
 pub use error::{Error, ErrorKind, Result};
-pub use event::Event;
+pub use event::{Cause, Event};

@@ -159,8 +159,12 @@ pub async fn require_auth(State(rest): State<Arc<Rest>>, mut req: Request, next:
     let Some(name) = user else {
         return if virthttp { crate::virthttp::unauthorized() } else { ApiError::unauthorized().into_response() };
     };
-    req.extensions_mut().insert(AuthUser { name, service_key });
-    let mut response = next.run(req).await;
+    req.extensions_mut().insert(AuthUser { name: name.clone(), service_key });
+    let cause = corral_core::Cause {
+        correlation_id: crate::cause().and_then(|c| c.correlation_id.clone()),
+        user: Some(name.clone()),
+    };
+    let mut response = crate::CAUSE.scope(Some(Arc::new(cause)), next.run(req)).await;
     if let Some(token) = new_session {
         let secure = if rest.tls { "; Secure" } else { "" };
         if let Ok(v) = HeaderValue::from_str(&format!("JSESSIONID={token}; Path=/api; HttpOnly{secure}")) {

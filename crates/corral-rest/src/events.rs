@@ -24,7 +24,7 @@ pub struct RhevEvent {
     /// The user who caused it, as (id, name), when the HTTP door knows.
     pub user: Option<(String, String)>,
     /// The `Correlation-Id` of the request that caused it.
-    pub correlation_id: Option<Arc<str>>,
+    pub correlation_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -110,8 +110,9 @@ impl EventLog {
         vm: Option<(String, String)>,
         user: Option<(String, String)>,
     ) {
-        // Inside a blocking call the service's thread-local id is set; in a handler, the request's own.
-        let correlation_id = corral_service::current_correlation().or_else(crate::correlation);
+        // Inside a blocking call the service's thread-local cause is set; in a handler, the request's own.
+        let correlation_id =
+            corral_service::current_cause().or_else(crate::cause).and_then(|c| c.correlation_id.clone());
         let e = RhevEvent {
             id: 0,
             code,
@@ -139,7 +140,13 @@ fn map(service: &Service, event: &Event) -> Option<RhevEvent> {
     let (code, severity) = code_of(&event.name)?;
     let vm_name =
         event.subject.clone().or_else(|| event.kwargs.iter().find(|(k, _)| k == "vm").map(|(_, v)| v.clone()))?;
-    let uuid = service.read().domain(&vm_name).map(|d| d.uuid.to_string()).unwrap_or_default();
+    let (uuid, user) = {
+        let app = service.read();
+        let uuid = app.domain(&vm_name).map(|d| d.uuid.to_string()).unwrap_or_default();
+        let name = event.cause.as_ref().and_then(|c| c.user.as_deref());
+        let user = name.and_then(|n| app.user(n)).map(|u| (u.id.to_string(), format!("{}@{}", u.name, u.domain)));
+        (uuid, user)
+    };
     let what = match event.name.as_str() {
         "domain-feature-set:rest.cdrom" => "cd changed".to_string(),
         "domain-feature-delete:rest.cdrom" => "cd ejected".to_string(),
@@ -152,7 +159,7 @@ fn map(service: &Service, event: &Event) -> Option<RhevEvent> {
         time: corral_service::now_epoch(),
         description: format!("VM {vm_name}: {what}"),
         vm: Some((uuid, vm_name)),
-        user: None,
-        correlation_id: event.correlation_id.clone(),
+        user,
+        correlation_id: event.cause.as_ref().and_then(|c| c.correlation_id.clone()),
     })
 }

@@ -149,13 +149,14 @@ fn is_rhev_path(path: &str) -> bool {
 pub const NO_ROUTE: &str = "No resource at";
 
 tokio::task_local! {
-    /// The request's `Correlation-Id`, for the events its work publishes (see [`rhev::handler::blocking`]).
-    pub static CORRELATION: Option<Arc<str>>;
+    /// The request's user and `Correlation-Id`, for the events its work publishes (see
+    /// [`rhev::handler::blocking`]).
+    pub static CAUSE: Option<Arc<corral_core::Cause>>;
 }
 
-/// The correlation id of the request being served, if it has one.
-pub fn correlation() -> Option<Arc<str>> {
-    CORRELATION.try_with(Clone::clone).ok().flatten()
+/// The cause of the request being served: its `Correlation-Id`, and its user once authenticated.
+pub fn cause() -> Option<Arc<corral_core::Cause>> {
+    CAUSE.try_with(Clone::clone).ok().flatten()
 }
 
 /// oVirt's rule for a `Correlation-Id`: up to 50 letters, digits, `-` and `_`.
@@ -163,18 +164,19 @@ fn valid_correlation_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 50 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Serves the request with its `Correlation-Id` (when it has one) in [`CORRELATION`]; a malformed one is a
-/// 400 and nothing runs.
+/// Serves the request with its `Correlation-Id` (when it has one) in [`CAUSE`]; a malformed one is a 400 and
+/// nothing runs. Authentication adds the user.
 async fn correlate(req: Request, next: Next) -> Response {
     let id = match req.headers().get("correlation-id").map(|v| v.to_str().map(str::trim)) {
         None => None,
-        Some(Ok(id)) if valid_correlation_id(id) => Some(Arc::<str>::from(id)),
+        Some(Ok(id)) if valid_correlation_id(id) => Some(id.to_string()),
         Some(_) => {
             let why = "Invalid Correlation-Id: up to 50 letters, digits, '-' and '_'";
             return fault::ApiError::bad_request(why).into_response();
         }
     };
-    CORRELATION.scope(id, next.run(req)).await
+    let cause = Arc::new(corral_core::Cause { correlation_id: id, user: None });
+    CAUSE.scope(Some(cause), next.run(req)).await
 }
 
 /// The fault of an error answer that came without one; its status and `Allow` header are kept.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use corral_core::Event;
+use corral_core::{Cause, Event};
 use tokio::sync::broadcast;
 
 /// A subscriber that falls this far behind is disconnected rather than slowing the daemon down.
@@ -28,10 +28,10 @@ impl EventBus {
     }
 
     pub fn publish_all(&self, events: Vec<Event>) {
-        let correlation = current_correlation();
+        let cause = current_cause();
         for mut e in events {
-            if e.correlation_id.is_none() {
-                e.correlation_id.clone_from(&correlation);
+            if e.cause.is_none() {
+                e.cause.clone_from(&cause);
             }
             // No subscribers is the common case and not an error.
             let _ = self.tx.send(Arc::new(e));
@@ -40,50 +40,54 @@ impl EventBus {
 }
 
 thread_local! {
-    static CORRELATION: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+    static CAUSE: std::cell::RefCell<Option<Arc<Cause>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Runs `f` with `id` as the correlation id of every event published on this thread meanwhile: a door
-/// wraps the service calls of one request in it (RHEV's `Correlation-Id`).
-pub fn with_correlation<T>(id: Option<Arc<str>>, f: impl FnOnce() -> T) -> T {
-    struct Restore(Option<Arc<str>>);
+/// Runs `f` with `cause` as the cause of every event published on this thread meanwhile: a door wraps
+/// the service calls of one request in it (its user, RHEV's `Correlation-Id`).
+pub fn with_cause<T>(cause: Option<Arc<Cause>>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Arc<Cause>>);
     impl Drop for Restore {
         fn drop(&mut self) {
             let previous = self.0.take();
-            CORRELATION.with(|c| *c.borrow_mut() = previous);
+            CAUSE.with(|c| *c.borrow_mut() = previous);
         }
     }
-    let _restore = Restore(CORRELATION.with(|c| c.replace(id)));
+    let _restore = Restore(CAUSE.with(|c| c.replace(cause)));
     f()
 }
 
-/// The correlation id `with_correlation` set on this thread, if any.
-pub fn current_correlation() -> Option<Arc<str>> {
-    CORRELATION.with(|c| c.borrow().clone())
+/// The cause `with_cause` set on this thread, if any.
+pub fn current_cause() -> Option<Arc<Cause>> {
+    CAUSE.with(|c| c.borrow().clone())
 }
 
 #[cfg(test)]
-mod correlation_tests {
+mod cause_tests {
     use super::*;
 
-    #[test]
-    fn events_published_inside_carry_the_id_and_outside_none() {
-        let bus = EventBus::new();
-        let mut rx = bus.subscribe();
-
-        with_correlation(Some("job-7".into()), || bus.publish_all(vec![Event::global("inside")]));
-        bus.publish_all(vec![Event::global("outside")]);
-
-        assert_eq!(rx.try_recv().expect("inside").correlation_id.as_deref(), Some("job-7"));
-        assert_eq!(rx.try_recv().expect("outside").correlation_id, None);
+    fn tagged(id: &str) -> Option<Arc<Cause>> {
+        Some(Arc::new(Cause { correlation_id: Some(id.into()), user: Some("admin".into()) }))
     }
 
     #[test]
-    fn the_previous_id_comes_back_even_after_a_panic() {
-        with_correlation(Some("outer".into()), || {
-            let _ = std::panic::catch_unwind(|| with_correlation(Some("inner".into()), || panic!("boom")));
-            assert_eq!(current_correlation().as_deref(), Some("outer"));
+    fn events_published_inside_carry_the_cause_and_outside_none() {
+        let bus = EventBus::new();
+        let mut rx = bus.subscribe();
+
+        with_cause(tagged("job-7"), || bus.publish_all(vec![Event::global("inside")]));
+        bus.publish_all(vec![Event::global("outside")]);
+
+        assert_eq!(rx.try_recv().expect("inside").cause, tagged("job-7"));
+        assert_eq!(rx.try_recv().expect("outside").cause, None);
+    }
+
+    #[test]
+    fn the_previous_cause_comes_back_even_after_a_panic() {
+        with_cause(tagged("outer"), || {
+            let _ = std::panic::catch_unwind(|| with_cause(tagged("inner"), || panic!("boom")));
+            assert_eq!(current_cause(), tagged("outer"));
         });
-        assert_eq!(current_correlation(), None);
+        assert_eq!(current_cause(), None);
     }
 }

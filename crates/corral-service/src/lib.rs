@@ -24,7 +24,7 @@ use corral_store::{Durability, Store};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 pub use auth::{Authorizer, Call, QrexecAdmitted};
-pub use events::{current_correlation, with_correlation, EventBus};
+pub use events::{current_cause, with_cause, EventBus};
 pub use lifecycle::RunOnce;
 pub use ops::{now_epoch, parse_bool_payload, FeatureLookup, PropView, VmSummary};
 pub use volumes::VolumeInfo;

@@ -1075,6 +1075,26 @@ fn a_correlation_id_is_copied_onto_the_events_its_request_causes() {
 }
 
 #[test]
+fn a_start_over_http_carries_the_user_the_vm_and_the_host_and_one_over_the_admin_api_no_user() {
+    let d = daemon_with_work();
+    let work = d.uuid("work");
+
+    let r = send(Client::new().post(d.url(&format!("/api/vms/{work}/start"))), "<action/>");
+    assert_eq!(r.status(), 200);
+    d.ok("admin.vm.Kill", "work", b"");
+    d.ok("admin.vm.Start", "work", b"");
+
+    wait_for(&d, "/api/events?search=type%3D153", "<code>153</code>");
+    let starts = events_of(&d, 153);
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    // Newest first: the Admin API's start, then the HTTP one.
+    assert!(starts[0].get("user").is_none(), "{:?}", starts[0]);
+    assert_eq!(starts[1]["user"]["id"], user_id(&d).as_str());
+    assert_eq!(starts[1]["vm"]["id"], work.as_str());
+    assert_eq!(starts[1]["host"]["id"], host_id(&d).as_str());
+}
+
+#[test]
 fn a_malformed_correlation_id_is_400_and_nothing_runs() {
     let d = daemon_with_work();
     let work = d.uuid("work");

@@ -18,8 +18,8 @@ pub fn caller() -> Caller {
 /// Runs blocking work (SQLite, storage, libvirt, /proc) off the async executor; the events it publishes
 /// carry the request's `Correlation-Id`.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
-    let correlation = crate::correlation();
-    tokio::task::spawn_blocking(move || corral_service::with_correlation(correlation, f))
+    let cause = crate::cause();
+    tokio::task::spawn_blocking(move || corral_service::with_cause(cause, f))
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))?
 }

@@ -285,8 +285,8 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
         service.remove_vm(&caller(), &d.name).map_err(ApiError::from)
     });
     if is_async {
-        // Background work keeps the request's Correlation-Id for its events.
-        tokio::spawn(crate::CORRELATION.scope(crate::correlation(), async move {
+        // Background work keeps the request's cause (user, Correlation-Id) for its events.
+        tokio::spawn(crate::CAUSE.scope(crate::cause(), async move {
             if let Err(e) = removal.await {
                 tracing::warn!(vm = %id, error = %e.detail, "asynchronous vm removal failed");
             }
@@ -442,8 +442,8 @@ async fn action(
         let action_id = uuid::Uuid::new_v4().to_string();
         rest.actions.set(&action_id, &id, ActionState::Pending);
         let (rest2, aid, vm_id) = (rest.clone(), action_id.clone(), id.clone());
-        // Background work keeps the request's Correlation-Id for its events.
-        tokio::spawn(crate::CORRELATION.scope(crate::correlation(), async move {
+        // Background work keeps the request's cause (user, Correlation-Id) for its events.
+        tokio::spawn(crate::CAUSE.scope(crate::cause(), async move {
             let state = match blocking(run).await {
                 Ok(_) => ActionState::Done,
                 Err(e) => ActionState::Failed(e),
