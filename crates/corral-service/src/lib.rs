@@ -25,7 +25,7 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 pub use auth::{Authorizer, Call, QrexecAdmitted};
 pub use events::{current_cause, with_cause, EventBus};
-pub use lifecycle::RunOnce;
+pub use lifecycle::{bridge_mac, RunOnce};
 pub use ops::{now_epoch, parse_bool_payload, FeatureLookup, PropView, VmSummary};
 pub use volumes::VolumeInfo;
 

@@ -29,6 +29,18 @@ pub struct RunOnce {
     pub boot: Vec<BootDevice>,
 }
 
+/// The MAC of a qube's card on the libvirt network: its `mac` property when set. The default, which Qubes
+/// gives every qube alike (each sits on a link of its own to its netvm there), would collide on libvirt's
+/// one shared bridge, so an unset `mac` becomes one derived from the qube's uuid, stable across starts.
+pub fn bridge_mac(d: &Domain) -> String {
+    if let Some(mac) = d.prop("mac") {
+        return mac.to_string();
+    }
+    let b = d.uuid.as_bytes();
+    // 00:16:3e is the Xen OUI Qubes uses; the rest comes from the uuid.
+    format!("00:16:3e:{:02x}:{:02x}:{:02x}", b[13] & 0x7f, b[14], b[15])
+}
+
 /// The libvirt network a qube with a netvm joins.
 pub const QUBE_NETWORK: &str = "default";
 
@@ -136,7 +148,7 @@ impl Service {
             maxmem: int("maxmem"),
             vcpus: u32::try_from(int("vcpus")).unwrap_or(1).max(1),
             kernelopts: app.vm_prop(d, "kernelopts").unwrap_or_default(),
-            mac: app.vm_prop(d, "mac").unwrap_or_default(),
+            mac: bridge_mac(d),
             cdrom: d
                 .features
                 .get(crate::rest_storage::CDROM_FEATURE)

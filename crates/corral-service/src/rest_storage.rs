@@ -120,7 +120,7 @@ impl Service {
         let (d, mac, connected) = {
             let app = self.read();
             let d = resolve_in(&app, vm)?.clone();
-            let mac = app.vm_prop(&d, "mac").unwrap_or_default();
+            let mac = crate::lifecycle::bridge_mac(&d);
             let connected = app.vm_prop(&d, "netvm").is_some_and(|n| !n.is_empty());
             (d, mac, connected)
         };
@@ -238,6 +238,65 @@ impl Service {
         if let Err(e) = filled {
             if let Err(undo) = self.remove_vm(caller, t.name) {
                 tracing::warn!(vm = t.name, error = %undo.message, "cannot remove a half-made template");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// Properties a clone does not take over: its own identity, what creation already set, and the MAC that
+/// must stay unique on the network.
+const NOT_CLONED: [&str; 5] = ["name", "label", "template", "mac", "uuid"];
+
+impl Service {
+    /// A copy of qube `source` named `name`, as `qvm-clone` makes one: the same class, label and template,
+    /// its explicitly set properties (not its MAC), features, tags (not `created-by-*`), firewall and notes,
+    /// and the content of the volumes it keeps across starts. A clone that cannot be completed is removed.
+    pub fn clone_vm(&self, caller: &Caller, source: &str, name: &str, uuid: uuid::Uuid) -> Result<()> {
+        corral_core::text::validate_vm_name(name)?;
+        let src = {
+            let app = self.read();
+            let src = resolve_in(&app, source)?.clone();
+            if src.is_admin() {
+                return Err(Error::new(ErrorKind::QubesVMError, "Cannot clone dom0"));
+            }
+            src
+        };
+        let spec = CreateSpec {
+            class: src.class,
+            name: name.to_string(),
+            label: src.prop("label").unwrap_or("red").to_string(),
+            template: src.prop("template").map(str::to_string),
+            pools: PoolChoice::Defaults,
+            creator: caller.name.clone(),
+            uuid,
+        };
+        self.create_vm(caller, &format!("admin.vm.Create.{}", src.class.name()), spec)?;
+        let filled = (|| {
+            for v in src.volumes.iter().filter(|v| v.save_on_stop) {
+                let token = self.volume_clone_from(caller, &src.name, &v.name)?;
+                self.volume_clone_to(caller, name, &v.name, token.as_bytes())?;
+            }
+            let props: Vec<(&str, &[u8])> = src
+                .props
+                .iter()
+                .filter(|(k, _)| !NOT_CLONED.contains(&k.as_str()))
+                .map(|(k, v)| (k.as_str(), v.as_bytes()))
+                .collect();
+            self.update_vm(caller, name, &props, Some(src.notes.as_bytes()))?;
+            for (feature, value) in src.features.iter() {
+                self.feature_set(caller, name, feature, value.as_bytes())?;
+            }
+            for tag in src.tags.iter().filter(|t| !t.starts_with("created-by-")) {
+                self.tag_set(caller, name, tag)?;
+            }
+            let rules: String = src.firewall.iter().map(|r| format!("{}\n", r.to_line())).collect();
+            self.firewall_set(caller, name, rules.as_bytes())
+        })();
+        if let Err(e) = filled {
+            if let Err(undo) = self.remove_vm(caller, name) {
+                tracing::warn!(vm = name, error = %undo.message, "cannot remove a half-made clone");
             }
             return Err(e);
         }

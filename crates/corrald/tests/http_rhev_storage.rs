@@ -935,6 +935,32 @@ fn a_running_vms_nic_reports_rates_and_error_counters() {
     assert_eq!(get(&d, &format!("{path}/{BLANK}")).0, 404);
 }
 
+/// Qubes gives every qube the same default MAC (each has a link of its own to its netvm); on libvirt's
+/// one shared bridge those would collide, so each qube's card there has a MAC of its own.
+#[test]
+fn qubes_on_the_shared_bridge_have_distinct_macs_unless_set() {
+    let d = with_netvm();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=other label=red");
+    d.ok("admin.vm.Start", "work", b"");
+    d.ok("admin.vm.Start", "other", b"");
+    let mac_of = |vm: &str| {
+        let nics = get_json(&d, &format!("/api/vms/{}/nics", d.uuid(vm)));
+        nics["nic"][0]["mac"]["address"].as_str().expect("mac").to_string()
+    };
+
+    let (work, other) = (mac_of("work"), mac_of("other"));
+
+    assert_ne!(work, other);
+    assert!(work.starts_with("00:16:3e:") && other.starts_with("00:16:3e:"), "{work} {other}");
+    for vm in ["work", "other"] {
+        let r = request(&d, Method::GET, &format!("/libvirt/domains/by-name/{vm}/xml_desc")).send().expect("xml");
+        let xml = r.json::<Value>().expect("envelope")["results"][0].as_str().expect("xml").to_string();
+        assert!(xml.contains(&format!("<mac address='{}'/>", mac_of(vm))), "{xml}");
+    }
+    d.ok("admin.vm.property.Set+mac", "other", b"00:16:3e:aa:bb:cc");
+    assert_eq!(mac_of("other"), "00:16:3e:aa:bb:cc");
+}
+
 #[test]
 fn unknown_nic_is_404() {
     let d = with_netvm();

@@ -474,6 +474,67 @@ fn run_once_refuses_unknown_boot_devices_images_and_an_empty_cdrom_to_boot_from(
 }
 
 #[test]
+fn clone_copies_the_qube_as_qvm_clone_does() {
+    let d = with_work();
+    d.ok("admin.vm.property.Set+memory", "work", b"600");
+    d.ok("admin.vm.feature.Set+gui", "work", b"1");
+    d.ok("admin.vm.tag.Set+finance", "work", b"");
+    d.ok("admin.vm.notes.Set", "work", b"keep me");
+    d.ok("admin.vm.firewall.Set", "work", b"action=accept dsthost=10.0.0.1\naction=drop\n");
+    d.ok("admin.vm.property.Set+mac", "work", b"00:16:3e:aa:bb:cc");
+    let private = support::volumes::volume_path(&d, "work", "private");
+    support::volumes::write_at_start(&private, b"the work's data");
+    let id = d.uuid("work");
+    let c = Client::new();
+
+    let r = sdk(c.post(d.url(&format!("/api/vms/{id}/clone"))))
+        .body("<action><vm><name>copy</name></vm></action>")
+        .send()
+        .unwrap();
+
+    assert_eq!(r.status(), 200);
+    let body = text(r);
+    let copy = d.uuid("copy");
+    assert!(body.contains(&format!("<vm href=\"/api/vms/{copy}\" id=\"{copy}\"/>")), "{body}");
+    assert!(d.ok("admin.vm.List", "copy", b"").contains("class=AppVM"));
+    for call in [
+        "admin.vm.property.Get+template",
+        "admin.vm.property.Get+memory",
+        "admin.vm.property.Get+label",
+        "admin.vm.feature.Get+gui",
+        "admin.vm.notes.Get",
+        "admin.vm.firewall.Get",
+    ] {
+        assert_eq!(d.ok(call, "copy", b""), d.ok(call, "work", b""), "{call}");
+    }
+    assert!(d.ok("admin.vm.tag.List", "copy", b"").contains("finance"));
+    // A MAC must stay unique on the network: the clone's is its own.
+    assert!(d.ok("admin.vm.property.Get+mac", "copy", b"").starts_with("default=True"));
+    let copied = support::volumes::volume_path(&d, "copy", "private");
+    assert_eq!(support::volumes::read_start(&copied, 15), b"the work's data");
+}
+
+#[test]
+fn clone_needs_a_free_valid_name_and_changes_nothing_otherwise() {
+    let d = with_work();
+    let id = d.uuid("work");
+    let c = Client::new();
+    let before = d.ok("admin.vm.List", "dom0", b"");
+
+    for (body, status) in [
+        ("<action/>", 400),
+        ("<action><vm><name>tpl</name></vm></action>", 409),
+        ("<action><vm><name>no/slash</name></vm></action>", 400),
+    ] {
+        let r = sdk(c.post(d.url(&format!("/api/vms/{id}/clone")))).body(body).send().unwrap();
+
+        assert_eq!(r.status(), status, "{body}");
+        assert!(text(r).contains("<fault>"), "{body}");
+    }
+    assert_eq!(d.ok("admin.vm.List", "dom0", b""), before);
+}
+
+#[test]
 fn async_action_answers_202_then_redirects_to_the_vm_when_done() {
     let d = with_work();
     let id = d.uuid("work");

@@ -143,7 +143,7 @@ pub fn actions(ctx: &Ctx, base: &str, names: &[&'static str]) -> Node {
     a
 }
 
-pub const VM_ACTIONS: [&str; 6] = ["start", "stop", "shutdown", "suspend", "reboot", "ticket"];
+pub const VM_ACTIONS: [&str; 7] = ["start", "stop", "shutdown", "suspend", "reboot", "ticket", "clone"];
 /// No `permissions`: every user has every right until roles exist, and a link must lead somewhere.
 pub const VM_SUBCOLLECTIONS: [&str; 6] = ["disks", "nics", "cdroms", "snapshots", "statistics", "tags"];
 

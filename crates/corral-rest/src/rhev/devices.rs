@@ -245,7 +245,7 @@ pub fn nic_node(ctx: &Ctx, app: &App, d: &Domain, base: &str, network: &str) -> 
         .child(owner_ref(ctx, d, base))
         .child(reference(ctx, "network", "networks", network))
         .with_leaf("interface", "virtio")
-        .child(Node::new("mac").attr("address", app.vm_prop(d, "mac").unwrap_or_default()))
+        .child(Node::new("mac").attr("address", corral_service::bridge_mac(d)))
         .with_leaf("plugged", "true")
         .with_leaf("linked", "true")
         .child(

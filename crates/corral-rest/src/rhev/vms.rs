@@ -357,9 +357,10 @@ impl AsyncActions {
     summary = "Run a vm action",
     description = "`start` (`<pause>`, and run-once `<vm>` settings for this start only: `<os>` with `<kernel/>`, \
         `<cmdline/>` and ordered `<boot dev/>`s, and `<cdroms><cdrom><file id/></cdrom></cdroms>`), `stop` (kill), \
-        `shutdown`, `suspend`, `reboot`, or `ticket` (a console password, only issued).",
+        `shutdown`, `suspend`, `reboot`, `ticket` (a console password, only issued), or `clone` (`<vm><name/></vm>`: \
+        a copy as `qvm-clone` makes, answered with the new `<vm>`).",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
-        ("action" = String, Path, description = "`start`, `stop`, `shutdown`, `suspend`, `reboot` or `ticket`")),
+        ("action" = String, Path, description = "`start`, `stop`, `shutdown`, `suspend`, `reboot`, `ticket` or `clone`")),
     request_body(description = "Optional: the `<action>` parameters",
         content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
     responses((status = 200, response = schema::Action), (status = 400, response = BadRequest),
@@ -399,6 +400,11 @@ async fn action(
         log.events.record(code, severity, format!("VM {} {what}{by}.", d.name), vm_ref.clone(), who.clone());
     };
     let once = if name == "start" { run_once(&rest.service, &params)? } else { Default::default() };
+    let clone_name = match (name.as_str(), params.path("vm/name").and_then(|n| n.text.clone())) {
+        ("clone", None) => return Err(ApiError::bad_request("action [vm.name] required for clone")),
+        (_, clone_name) => clone_name.unwrap_or_default(),
+    };
+    let clone_ctx = ctx.clone();
     let run = move || {
         let c = caller();
         match what.as_str() {
@@ -413,6 +419,11 @@ async fn action(
                 record(33, "normal", "powered off");
             }
             "shutdown" => service.shutdown_vm(&c, &vm, false, false)?,
+            "clone" => {
+                let uuid = uuid::Uuid::new_v4();
+                service.clone_vm(&c, &vm, &clone_name, uuid)?;
+                return Ok(vec![common::reference(&clone_ctx, "vm", "vms", &uuid.to_string())]);
+            }
             "suspend" => {
                 record(501, "normal", "suspending initiated");
                 match service.suspend_vm(&c, &vm) {
