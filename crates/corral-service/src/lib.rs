@@ -67,6 +67,9 @@ pub struct Service {
     /// Qubes whose start is under way, so that a second Start is a no-op and libvirt's own report of the
     /// start does not race the start's events.
     starting: Mutex<std::collections::HashSet<uuid::Uuid>>,
+    /// The cause of a lifecycle call in progress on a qube, lent to the events libvirt's own report of the
+    /// change fires when its thread sees the change first.
+    lent_causes: Mutex<std::collections::HashMap<uuid::Uuid, std::sync::Arc<corral_core::Cause>>>,
     /// Held while a power transition is recorded and its events fired, so that a call that finds the
     /// transition already recorded by libvirt's event thread replies only once the events are out.
     transitions: Mutex<()>,
@@ -113,6 +116,7 @@ impl Service {
             hv: config.hypervisor,
             runtime: runtime::Runtime::default(),
             starting: Mutex::new(std::collections::HashSet::new()),
+            lent_causes: Mutex::new(std::collections::HashMap::new()),
             transitions: Mutex::new(()),
             state_dir: config.state_dir.clone(),
             verified: users::Verified::default(),

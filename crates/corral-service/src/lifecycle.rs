@@ -41,6 +41,18 @@ pub fn bridge_mac(d: &Domain) -> String {
     format!("00:16:3e:{:02x}:{:02x}:{:02x}", b[13] & 0x7f, b[14], b[15])
 }
 
+/// Ends a [`Service::lend_cause`].
+struct CauseLoan<'a> {
+    service: &'a Service,
+    uuid: Uuid,
+}
+
+impl Drop for CauseLoan<'_> {
+    fn drop(&mut self) {
+        self.service.lent_causes.lock().remove(&self.uuid);
+    }
+}
+
 /// The libvirt network a qube with a netvm joins.
 pub const QUBE_NETWORK: &str = "default";
 
@@ -272,6 +284,7 @@ impl Service {
             boot: plan.boot.clone(),
         };
         self.publish(Event::on(&d.name, "domain-pre-spawn").arg("start_guid", "True"));
+        let _loan = self.lend_cause(d.uuid);
         if let Err(e) = hv.start(&spec) {
             return Err(fail(e.message));
         }
@@ -417,6 +430,7 @@ impl Service {
         if !self.settled_power(&d).is_active() {
             return Err(not_started(&d.name));
         }
+        let _loan = self.lend_cause(d.uuid);
         self.hypervisor()?.kill(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
         // Waits for libvirt's event thread if it is firing this stop's events: they come before the reply.
         self.transition(d.uuid, PowerState::Halted);
@@ -430,6 +444,7 @@ impl Service {
             return Err(not_running(&d.name));
         }
         self.publish(Event::on(&d.name, "domain-pre-paused"));
+        let _loan = self.lend_cause(d.uuid);
         self.hypervisor()?.pause(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
         self.transition(d.uuid, PowerState::Paused);
         Ok(())
@@ -442,6 +457,7 @@ impl Service {
             return Err(not_paused(&d.name));
         }
         self.publish(Event::on(&d.name, "domain-pre-unpaused"));
+        let _loan = self.lend_cause(d.uuid);
         self.hypervisor()?.unpause(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
         self.transition(d.uuid, PowerState::Running);
         Ok(())
@@ -455,6 +471,7 @@ impl Service {
             return Err(not_running(&d.name));
         }
         self.publish(Event::on(&d.name, "domain-pre-paused"));
+        let _loan = self.lend_cause(d.uuid);
         self.hypervisor()?.pm_suspend(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
         self.transition(d.uuid, PowerState::Paused);
         Ok(())
@@ -467,6 +484,7 @@ impl Service {
             return Err(not_paused(&d.name));
         }
         self.publish(Event::on(&d.name, "domain-pre-unpaused"));
+        let _loan = self.lend_cause(d.uuid);
         self.hypervisor()?.pm_wakeup(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
         self.transition(d.uuid, PowerState::Running);
         Ok(())
@@ -593,8 +611,22 @@ impl Service {
         self.transition_locked(uuid, state);
     }
 
+    /// Lends this thread's cause (if any) to the events of qube `uuid`'s transitions until the loan is
+    /// dropped, whichever thread fires them.
+    fn lend_cause(&self, uuid: Uuid) -> CauseLoan<'_> {
+        if let Some(cause) = crate::events::current_cause() {
+            self.lent_causes.lock().insert(uuid, cause);
+        }
+        CauseLoan { service: self, uuid }
+    }
+
     /// `transition` with `transitions` held.
     fn transition_locked(&self, uuid: Uuid, state: PowerState) {
+        let cause = crate::events::current_cause().or_else(|| self.lent_causes.lock().get(&uuid).cloned());
+        crate::events::with_cause(cause, || self.transition_events(uuid, state));
+    }
+
+    fn transition_events(&self, uuid: Uuid, state: PowerState) {
         let Some(d) = self.read().domain_by_uuid(&uuid).cloned() else { return };
         let previous = self.runtime.set_state(uuid, state);
         if previous == state {

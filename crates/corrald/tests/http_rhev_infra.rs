@@ -1059,8 +1059,8 @@ fn a_correlation_id_is_copied_onto_the_events_its_request_causes() {
     assert_eq!(r.status(), 201);
     d.ok("admin.vm.Start", "work", b"");
 
-    // The user's stop (33) and the vm going down (61, from the bus) are the stop request's; the creation
-    // (34) is the other request's; the Admin API's start (153) is no request's.
+    // The user's stop (33) and the vm going down (61, from the bus, whichever thread saw it first) are the
+    // stop request's; the creation (34) is the other request's; the Admin API's start (153) is no request's.
     let tagged = |code: u32| {
         events_of(&d, code).iter().map(|e| e["correlation_id"].as_str().map(str::to_string)).collect::<Vec<_>>()
     };
@@ -1092,6 +1092,32 @@ fn a_start_over_http_carries_the_user_the_vm_and_the_host_and_one_over_the_admin
     assert_eq!(starts[1]["user"]["id"], user_id(&d).as_str());
     assert_eq!(starts[1]["vm"]["id"], work.as_str());
     assert_eq!(starts[1]["host"]["id"], host_id(&d).as_str());
+}
+
+/// libvirt reports a stop on its own thread too, and whichever sees it first fires the events: the
+/// request's cause must reach them either way.
+#[test]
+fn every_stop_over_http_brings_its_correlation_id_to_the_vm_going_down() {
+    let d = daemon_with_work();
+    let work = d.uuid("work");
+    let c = Client::new();
+
+    for i in 0..15 {
+        d.ok("admin.vm.Start", "work", b"");
+        let r = sdk(c.post(d.url(&format!("/api/vms/{work}/stop"))))
+            .header("Correlation-Id", format!("stop-{i}"))
+            .body("<action/>")
+            .send()
+            .expect("stop");
+        assert_eq!(r.status(), 200);
+    }
+
+    let downs = events_of(&d, 61);
+    let mut ids: Vec<String> = downs.iter().filter_map(|e| e["correlation_id"].as_str().map(str::to_string)).collect();
+    ids.sort();
+    let mut want: Vec<String> = (0..15).map(|i| format!("stop-{i}")).collect();
+    want.sort();
+    assert_eq!(ids, want, "{downs:?}");
 }
 
 #[test]
