@@ -347,6 +347,53 @@ impl Service {
         Ok(())
     }
 
+    /// A new qube with its first property values (and notes) in one transaction, so that no one, not even
+    /// a restart after a crash, sees it half set up (a door's single create request; `qvm-create` makes
+    /// these separate calls itself).
+    pub fn create_vm_with(
+        &self,
+        caller: &Caller,
+        method: &str,
+        spec: CreateSpec,
+        props: &[(&str, &[u8])],
+        notes: Option<&[u8]>,
+    ) -> Result<()> {
+        self.auth(caller, method, spec.template.as_deref().unwrap_or(""), "dom0")?;
+        let mut typed = Vec::new();
+        for (name, payload) in props {
+            let def = props::vm_prop_def(spec.class, name).ok_or_else(|| Error::no_such_property(&spec.name, name))?;
+            typed.push((*name, props::sanitize(def.ty, payload)?));
+            self.auth(caller, "admin.vm.property.Set", name, &spec.name)?;
+        }
+        let notes = notes.map(plan::sanitize_notes).transpose()?;
+        let mut model = self.model.write();
+        let mut plan = model.plan_create(&spec)?;
+        if !typed.is_empty() || notes.is_some() {
+            // The settings are planned against the model as it will be once the qube exists.
+            let mut after = model.clone();
+            for op in plan.ops.clone() {
+                after.apply(op);
+            }
+            let d = domain(&after, &spec.name)?;
+            for (name, value) in &typed {
+                let p = after.plan_vm_prop_set(d, name, value)?;
+                plan.ops.extend(p.ops);
+                plan.events.extend(p.events);
+            }
+            if let Some(text) = notes {
+                plan.ops.extend(after.plan_notes_set(d, text).ops);
+            }
+        }
+        let created = self.create_volumes(&model, &plan)?;
+        if let Err(e) = self.store.lock().commit(&plan.ops) {
+            self.remove_volume_files(&model, &created);
+            return Err(crate::store_error(e));
+        }
+        self.apply_ops(&mut model, plan.ops);
+        self.events.publish_all(plan.events);
+        Ok(())
+    }
+
     /// Returns the new qube's name. Starting it is the caller's (qrexec's) next call.
     pub fn create_disposable(&self, caller: &Caller, dest: &str) -> Result<String> {
         self.auth(caller, "admin.vm.CreateDisposable", "", dest)?;

@@ -194,15 +194,10 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     };
     let id = spec.uuid.to_string();
     blocking(move || {
+        // The vm is asked for as a whole: it and its settings are one transaction.
         let method = format!("admin.vm.Create.{}", spec.class.name());
-        service.create_vm(&caller(), &method, spec)?;
         let props: Vec<(&str, &[u8])> = changes.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-        if let Err(e) = service.update_vm(&caller(), &name, &props, notes.as_deref()) {
-            // The vm was asked for as a whole: without its settings it is removed again.
-            let _ = service.remove_vm(&caller(), &name);
-            return Err(e.into());
-        }
-        Ok(())
+        service.create_vm_with(&caller(), &method, spec, &props, notes.as_deref()).map_err(ApiError::from)
     })
     .await?;
     let d = find(&rest.service, &id)?;

@@ -650,13 +650,15 @@ fn create_one(req: &Req<'_>, xml: &str, env: &mut Envelope) -> Outcome {
         creator: "dom0".into(),
         uuid: nd.uuid.unwrap_or_else(Uuid::new_v4),
     };
-    if let Err(e) = s.create_vm(&c, &format!("admin.vm.Create.{}", Class::StandaloneVM.name()), spec) {
-        return failed(env, e.message);
-    }
     let props = new_props(&nd);
     let payloads: Vec<(&str, &[u8])> = props.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-    let mut setup = s.update_vm(&c, &nd.name, &payloads, None);
-    if setup.is_ok() && req.target.flag_bool("persistent") != Some(true) {
+    // The qube and its settings are one transaction; the start is the step after.
+    let method = format!("admin.vm.Create.{}", Class::StandaloneVM.name());
+    if let Err(e) = s.create_vm_with(&c, &method, spec, &payloads, None) {
+        return failed(env, e.message);
+    }
+    let mut setup = Ok(());
+    if req.target.flag_bool("persistent") != Some(true) {
         setup = s.start_vm(&c, &nd.name);
     }
     if let Err(e) = setup {
