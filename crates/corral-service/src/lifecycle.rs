@@ -179,8 +179,9 @@ impl Service {
             plan.kernelopts = cmdline.clone();
         }
         if let Some(iso) = &once.cdrom {
-            let path = crate::rest_storage::iso_path(&self.read(), iso);
-            plan.cdrom = Some((iso.clone(), path));
+            let path =
+                crate::rest_storage::iso_path(&self.read(), iso).ok_or_else(|| crate::rest_storage::no_iso(iso))?;
+            plan.cdrom = Some((iso.clone(), Some(path)));
         }
         if once.boot.contains(&BootDevice::Cdrom) && plan.cdrom.is_none() {
             return Err(Error::value("Cannot boot from the cdrom: it holds no image"));

@@ -334,17 +334,7 @@ impl Service {
     }
 
     pub fn create_vm(&self, caller: &Caller, method: &str, spec: CreateSpec) -> Result<()> {
-        self.auth(caller, method, spec.template.as_deref().unwrap_or(""), "dom0")?;
-        let mut model = self.model.write();
-        let plan = model.plan_create(&spec)?;
-        let created = self.create_volumes(&model, &plan)?;
-        if let Err(e) = self.store.lock().commit(&plan.ops) {
-            self.remove_volume_files(&model, &created);
-            return Err(crate::store_error(e));
-        }
-        self.apply_ops(&mut model, plan.ops);
-        self.events.publish_all(plan.events);
-        Ok(())
+        self.create_vm_with(caller, method, spec, &[], None)
     }
 
     /// A new qube with its first property values (and notes) in one transaction, so that no one, not even

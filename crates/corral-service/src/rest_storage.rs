@@ -50,9 +50,28 @@ pub(crate) fn iso_path(app: &App, name: &str) -> Option<std::path::PathBuf> {
 }
 
 impl Service {
-    /// Puts ISO image `file` (a file some `file` pool offers; empty: none) in the cdrom drive of running
-    /// qube `vm` now, and keeps it for later starts. The drive exists only in a qube started with one.
-    pub fn change_cdrom_now(&self, caller: &Caller, vm: &str, file: &str) -> Result<()> {
+    /// Sets the ISO image (a file some `file` pool offers; empty: none) qube `vm`'s cdrom holds from its
+    /// next start on; with `now`, a running qube's drive changes media at once too.
+    pub fn set_cdrom(&self, caller: &Caller, vm: &str, file: &str, now: bool) -> Result<()> {
+        if now {
+            return self.change_cdrom_now(caller, vm, file);
+        }
+        if !file.is_empty() {
+            if !self.iso_exists(file) {
+                return Err(no_iso(file));
+            }
+            return self.feature_set(caller, vm, CDROM_FEATURE, file.as_bytes());
+        }
+        let has = resolve_in(&self.read(), vm)?.features.get(CDROM_FEATURE).is_some();
+        if has {
+            self.feature_remove(caller, vm, CDROM_FEATURE)?;
+        }
+        Ok(())
+    }
+
+    /// Puts ISO image `file` (empty: none) in the cdrom drive of running qube `vm` now, and keeps it for
+    /// later starts. The drive exists only in a qube started with one.
+    fn change_cdrom_now(&self, caller: &Caller, vm: &str, file: &str) -> Result<()> {
         self.auth(caller, "corral.vm.CdromChange", "", vm)?;
         let (d, path) = {
             let app = self.read();

@@ -510,26 +510,8 @@ async fn add_cdrom(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Api
 /// Records (or with an empty id, clears) the file the cdrom holds; with `now`, a running qube's drive
 /// changes media at once too.
 async fn set_cdrom_file(rest: &Rest, d: &Domain, file: String, now: bool) -> ApiResult<()> {
-    let service = rest.service.clone();
-    let (vm, has) = (d.name.clone(), d.features.get(CDROM_FEATURE).is_some());
-    blocking(move || {
-        let c = caller();
-        if !file.is_empty() && !service.iso_exists(&file) {
-            return Err(ApiError::bad_request(format!(
-                "Entity not found: file {file} (an ISO image of a storage domain)"
-            )));
-        }
-        if now {
-            return service.change_cdrom_now(&c, &vm, &file).map_err(ApiError::from);
-        }
-        if !file.is_empty() {
-            service.feature_set(&c, &vm, CDROM_FEATURE, file.as_bytes())?;
-        } else if has {
-            service.feature_remove(&c, &vm, CDROM_FEATURE)?;
-        }
-        Ok(())
-    })
-    .await
+    let (service, vm) = (rest.service.clone(), d.name.clone());
+    blocking(move || service.set_cdrom(&caller(), &vm, &file, now).map_err(ApiError::from)).await
 }
 
 #[utoipa::path(put, path = "/api/vms/{id}/cdroms/{c}", operation_id = "update_vm_cdrom", tag = "vm devices",

@@ -294,7 +294,7 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
 
 /// What a start's `<vm>` changes for that run only: `os/kernel`, `os/cmdline`, the ordered `os/boot dev`s
 /// and `cdroms/cdrom/file id` (an ISO image of a `file` storage domain).
-fn run_once(service: &Service, params: &Node) -> ApiResult<corral_service::RunOnce> {
+fn run_once(params: &Node) -> ApiResult<corral_service::RunOnce> {
     let os = params.path("vm/os");
     let mut boot = Vec::new();
     for b in os.into_iter().flat_map(|os| os.all("boot")) {
@@ -304,10 +304,8 @@ fn run_once(service: &Service, params: &Node) -> ApiResult<corral_service::RunOn
                 .ok_or_else(|| ApiError::bad_request(format!("Invalid boot device: {dev} (hd, cdrom or network)")))?,
         );
     }
+    // Whether the image exists is the start's to check.
     let cdrom = params.path("vm/cdroms/cdrom/file").map(|f| f.attr_of("id").unwrap_or_default().to_string());
-    if let Some(iso) = cdrom.as_deref().filter(|iso| !service.iso_exists(iso)) {
-        return Err(ApiError::bad_request(format!("Entity not found: file {iso} (an ISO image of a storage domain)")));
-    }
     Ok(corral_service::RunOnce {
         kernel: os.and_then(|os| os.text_of("kernel")).map(str::to_string),
         kernel_cmdline: os.and_then(|os| os.text_of("cmdline")).map(str::to_string),
@@ -394,7 +392,7 @@ async fn action(
         let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
         log.events.record(code, severity, format!("VM {} {what}{by}.", d.name), vm_ref.clone(), who.clone());
     };
-    let once = if name == "start" { run_once(&rest.service, &params)? } else { Default::default() };
+    let once = if name == "start" { run_once(&params)? } else { Default::default() };
     let clone_name = match (name.as_str(), params.path("vm/name").and_then(|n| n.text.clone())) {
         ("clone", None) => return Err(ApiError::bad_request("action [vm.name] required for clone")),
         (_, clone_name) => clone_name.unwrap_or_default(),
