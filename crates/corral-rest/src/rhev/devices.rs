@@ -258,18 +258,13 @@ pub fn nic_node(ctx: &Ctx, app: &App, d: &Domain, base: &str, network: &str) -> 
 /// started, while it runs; 0 while it is halted.
 async fn nic_statistics_node(ctx: &Ctx, service: Arc<Service>, d: &Domain, vm: &str) -> ApiResult<Node> {
     let name = d.name.clone();
-    let errors = std::sync::Arc::new(parking_lot::Mutex::new((0, 0)));
-    let seen = errors.clone();
     let sample = move || {
         let counters = service.nic_counters(&caller(), &name).map_err(ApiError::from)?;
-        if let Some(c) = counters {
-            *seen.lock() = (c.rx_errors, c.tx_errors);
-        }
-        Ok(counters.map(|c| vec![c.rx_bytes, c.tx_bytes]))
+        Ok(counters.map(|c| vec![c.rx_bytes, c.tx_bytes, c.rx_errors, c.tx_errors]))
     };
-    let rates = super::rates::per_second(format!("nic/{}", d.uuid), sample).await?;
-    let (rx, tx) = rates.map_or((0.0, 0.0), |(_, r)| (r[0], r[1]));
-    let (rx_errors, tx_errors) = *errors.lock();
+    // Bytes are shown as rates, errors as the counts themselves.
+    let sampled = super::rates::per_second(format!("nic/{}", d.uuid), sample).await?;
+    let (rx, tx, rx_errors, tx_errors) = sampled.map_or((0.0, 0.0, 0, 0), |(now, r)| (r[0], r[1], now[2], now[3]));
     let errors = |name, description, n: u64| -> common::Stat { (name, description, n.to_string(), "NONE", false) };
     let stats = [
         common::per_second("data.current.rx", "Receive data rate", rx),
