@@ -144,29 +144,29 @@ fn plain_http_door_has_no_ca_certificate() {
 /// Runs corrald with `args` and expects it to stop on its own, failing; returns its stderr.
 fn failing_start(args: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corrald"))
-        .current_dir(dir.path())
-        .args(["--admin-socket", "a.sock", "--internal-socket", "i.sock", "--state-dir", "state"])
-        .args(["--libvirt-uri", "test:///default", "--http", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn corrald");
+    let mut child = support::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_corrald"))
+            .current_dir(dir.path())
+            .args(["--admin-socket", "a.sock", "--internal-socket", "i.sock", "--state-dir", "state"])
+            .args(["--libvirt-uri", "test:///default", "--http", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn corrald"),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = child.0.try_wait().expect("wait") {
             break status;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
             panic!("corrald {args:?} kept running");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    std::io::Read::read_to_string(&mut child.0.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
     assert!(!status.success(), "corrald {args:?} exited successfully: {stderr}");
     stderr
 }
