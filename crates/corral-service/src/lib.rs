@@ -48,8 +48,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub durability: Durability,
     pub host: HostInfo,
-    /// `None` serves everything but running qubes.
-    pub hypervisor: Option<Arc<dyn Hypervisor>>,
+    /// Without one everything but running qubes is served; the error says why there is none and what would
+    /// fix it, and is what a call that needs the hypervisor answers.
+    pub hypervisor: std::result::Result<Arc<dyn Hypervisor>, String>,
 }
 
 pub struct Service {
@@ -63,6 +64,8 @@ pub struct Service {
     generation: AtomicU64,
     rendered: Mutex<std::collections::HashMap<&'static str, Rendered>>,
     hv: Option<Arc<dyn Hypervisor>>,
+    /// Why `hv` is `None`, for the callers who need it.
+    hv_missing: String,
     runtime: runtime::Runtime,
     /// Qubes whose start is under way, so that a second Start is a no-op and libvirt's own report of the
     /// start does not race the start's events.
@@ -111,9 +114,13 @@ impl Service {
                 }
             }
         }
-        let hv = config.hypervisor.clone();
+        let (hv, hv_missing) = match config.hypervisor {
+            Ok(hv) => (Some(hv), String::new()),
+            Err(why) => (None, why),
+        };
         let service = Arc::new(Service {
-            hv: config.hypervisor,
+            hv: hv.clone(),
+            hv_missing,
             runtime: runtime::Runtime::default(),
             starting: Mutex::new(std::collections::HashSet::new()),
             lent_causes: Mutex::new(std::collections::HashMap::new()),

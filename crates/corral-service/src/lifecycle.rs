@@ -92,7 +92,12 @@ struct StartPlan {
 
 impl Service {
     fn hypervisor(&self) -> Result<Arc<dyn corral_core::hv::Hypervisor>> {
-        self.hv.clone().ok_or_else(|| Error::new(ErrorKind::QubesVMError, "No hypervisor connection"))
+        self.hv.clone().ok_or_else(|| self.no_hypervisor())
+    }
+
+    /// What a call that needs libvirt answers when the daemon has no connection: why, and what to do.
+    pub(crate) fn no_hypervisor(&self) -> Error {
+        Error::new(ErrorKind::QubesVMError, format!("No hypervisor: {}", self.hv_missing))
     }
 
     /// The qube's power state as the Admin API names it.

@@ -100,8 +100,7 @@ impl Service {
                 ))
             }
             _ => {
-                let hv =
-                    self.hv.as_ref().ok_or_else(|| Error::new(ErrorKind::QubesVMError, "No hypervisor connection"))?;
+                let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
                 hv.change_media(&d.uuid, path.as_deref())
                     .map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
             }
@@ -127,7 +126,7 @@ impl Service {
         if !self.power(&d).is_active() {
             return Ok(None);
         }
-        let hv = self.hv.as_ref().ok_or_else(|| Error::new(ErrorKind::QubesVMError, "No hypervisor connection"))?;
+        let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
         let target = crate::lifecycle::disk_target(volume);
         hv.block_stats(&d.uuid, &target).map(Some).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))
     }
@@ -146,7 +145,7 @@ impl Service {
         if !connected || !self.power(&d).is_active() {
             return Ok(None);
         }
-        let hv = self.hv.as_ref().ok_or_else(|| Error::new(ErrorKind::QubesVMError, "No hypervisor connection"))?;
+        let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
         hv.interface_stats(&d.uuid, &mac).map(Some).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))
     }
 

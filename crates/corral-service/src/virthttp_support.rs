@@ -23,7 +23,7 @@ impl Service {
 
     /// Runs `f` on the hypervisor's introspection. Blocks on libvirt.
     fn inspecting<T>(&self, f: impl FnOnce(&dyn Inspect) -> std::result::Result<T, HvError>) -> Result<T> {
-        let hv = self.hv.as_ref().ok_or_else(|| Error::new(ErrorKind::QubesVMError, "No hypervisor connection"))?;
+        let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
         let inspect = hv
             .inspect()
             .ok_or_else(|| Error::new(ErrorKind::QubesNotImplementedError, "The hypervisor cannot show its objects"))?;
@@ -130,7 +130,7 @@ impl Service {
         &self,
         f: impl FnOnce(&dyn NetworkControl) -> std::result::Result<T, HvError>,
     ) -> Result<T> {
-        let hv = self.hv.as_ref().ok_or_else(|| Error::new(ErrorKind::QubesVMError, "No hypervisor connection"))?;
+        let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
         let control = hv.network_control().ok_or_else(|| {
             Error::new(ErrorKind::QubesNotImplementedError, "The hypervisor has no virtual networks to manage")
         })?;

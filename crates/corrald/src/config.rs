@@ -185,6 +185,24 @@ pub fn host_info() -> HostInfo {
     HostInfo { memory_mib: memory_kib / 1024, cpus: u32::try_from(cpus).unwrap_or(1) }
 }
 
+/// Why libvirt at `uri` could not be reached, and what the operator can do about it.
+pub fn no_hypervisor_advice(uri: &str, error: &str) -> String {
+    // libvirt's QEMU driver resolves its default user before it reads qemu.conf, so a machine with only
+    // `libvirt-daemon` (the user comes with `libvirt-daemon-system`) cannot run QEMU at all.
+    let advice = if error.contains("Failed to parse user 'libvirt-qemu'") {
+        "libvirt's QEMU driver needs the system user libvirt-qemu: create it with scripts/deps (or install \
+         libvirt-daemon-system), then restart corrald"
+    } else if uri.starts_with("qemu:///embed") {
+        "check that QEMU and libvirt's QEMU driver (libvirt-daemon-driver-qemu) are installed, or name another \
+         connection with --libvirt-uri, then restart corrald"
+    } else {
+        "check that this libvirt daemon runs and that corrald may connect to it, or name another connection \
+         with --libvirt-uri, then restart corrald"
+    };
+    // libvirt's own message names the URI already.
+    format!("corrald has no libvirt connection ({error}); {advice}")
+}
+
 /// The embedded QEMU driver reads `<root>/etc/qemu.conf`. Without `user`/`group` root it re-probes
 /// capabilities on every start (QEMU as `libvirt-qemu` cannot open a root-only `/dev/kvm`), and without
 /// `stdio_handler = "file"` it wants a virtlogd. An existing file is left alone.

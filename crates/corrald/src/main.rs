@@ -23,28 +23,25 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(config))
 }
 
-/// libvirt is optional: without it everything but running qubes is served.
-async fn connect_hypervisor(uri: &str, domain_type: Option<&str>) -> Option<Arc<dyn Hypervisor>> {
+/// libvirt is optional: without it everything but running qubes is served. The error explains why there is
+/// none and what would fix it; it is logged here once and answered to every call that needs libvirt.
+async fn connect_hypervisor(uri: &str, domain_type: Option<&str>) -> Result<Arc<dyn Hypervisor>, String> {
     if let Err(e) = config::prepare_embedded_root(uri) {
         tracing::warn!(error = %e, "cannot prepare the embedded QEMU driver's configuration");
     }
-    let (uri, domain_type) = (uri.to_string(), domain_type.map(str::to_string));
+    let (owned_uri, domain_type) = (uri.to_string(), domain_type.map(str::to_string));
     let connected =
-        tokio::task::spawn_blocking(move || corral_hv::Libvirt::connect(&uri, domain_type.as_deref())).await;
-    match connected {
+        tokio::task::spawn_blocking(move || corral_hv::Libvirt::connect(&owned_uri, domain_type.as_deref())).await;
+    let why = match connected {
         Ok(Ok(hv)) => {
             tracing::info!(uri = %hv.uri(), domain_type = %hv.domain_type(), "connected to libvirt");
-            Some(Arc::new(hv))
+            return Ok(Arc::new(hv));
         }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "no hypervisor: qubes cannot be started");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "no hypervisor: the connection attempt failed");
-            None
-        }
-    }
+        Ok(Err(e)) => config::no_hypervisor_advice(uri, &e.to_string()),
+        Err(e) => format!("the connection attempt to {uri} failed ({e}); restart corrald to try again"),
+    };
+    tracing::warn!("no hypervisor, qubes cannot be started: {why}");
+    Err(why)
 }
 
 async fn run(config: config::Config) -> anyhow::Result<()> {
