@@ -76,7 +76,10 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("Cannot listen for HTTP on {addr}"))?;
         let local = listener.local_addr()?;
-        std::fs::write(config.state_dir.join("http-address"), local.to_string())?;
+        // Written aside and renamed, so a reader never sees the file before its content.
+        let pending = config.state_dir.join("http-address.new");
+        std::fs::write(&pending, local.to_string())?;
+        std::fs::rename(&pending, config.state_dir.join("http-address"))?;
         if tls.is_none() && !local.ip().is_loopback() {
             tracing::warn!(address = %local, "plain HTTP on a non-loopback address: passwords and session cookies \
                 cross the network in clear (use --tls-cert/--tls-key or --tls-self-signed)");
