@@ -23,20 +23,57 @@ pub struct HostInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     InsertDomain(Box<Domain>),
-    DeleteDomain { qid: u32 },
-    SetProp { qid: u32, name: String, value: Option<String> },
-    SetFeature { qid: u32, name: String, value: Option<String> },
-    SetTag { qid: u32, tag: String, present: bool },
-    SetFirewall { qid: u32, rules: Vec<Rule> },
-    SetNotes { qid: u32, text: String },
-    SetVolume { qid: u32, volume: Volume },
-    SetGlobalProp { name: String, value: Option<String> },
+    DeleteDomain {
+        qid: u32,
+    },
+    SetProp {
+        qid: u32,
+        name: String,
+        value: Option<String>,
+    },
+    SetFeature {
+        qid: u32,
+        name: String,
+        value: Option<String>,
+    },
+    SetTag {
+        qid: u32,
+        tag: String,
+        present: bool,
+    },
+    SetFirewall {
+        qid: u32,
+        rules: Vec<Rule>,
+    },
+    SetNotes {
+        qid: u32,
+        text: String,
+    },
+    SetVolume {
+        qid: u32,
+        volume: Volume,
+    },
+    /// Drops one of a qube's further disks (the class's own volumes go only with their qube).
+    DeleteVolume {
+        qid: u32,
+        name: String,
+    },
+    SetGlobalProp {
+        name: String,
+        value: Option<String>,
+    },
     InsertLabel(Label),
-    DeleteLabel { index: u32 },
+    DeleteLabel {
+        index: u32,
+    },
     PutPool(Pool),
-    DeletePool { name: String },
+    DeletePool {
+        name: String,
+    },
     PutUser(crate::user::User),
-    DeleteUser { name: String },
+    DeleteUser {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -132,8 +169,16 @@ impl App {
                 if let Some(d) = self.by_qid_mut(qid) {
                     match d.volume_mut(&volume.name) {
                         Some(v) => *v = volume,
-                        None => d.volumes.push(volume),
+                        None => {
+                            d.volumes.push(volume);
+                            d.volumes.sort_by_key(|v| crate::volume::volume_order(&v.name));
+                        }
                     }
+                }
+            }
+            Op::DeleteVolume { qid, name } => {
+                if let Some(d) = self.by_qid_mut(qid) {
+                    d.volumes.retain(|v| v.name != name);
                 }
             }
             Op::SetGlobalProp { name, value } => {
