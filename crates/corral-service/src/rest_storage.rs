@@ -271,7 +271,7 @@ const NOT_CLONED: [&str; 5] = ["name", "label", "template", "mac", "uuid"];
 impl Service {
     /// A copy of qube `source` named `name`, as `qvm-clone` makes one: the same class, label and template,
     /// its explicitly set properties (not its MAC), features, tags (not `created-by-*`), firewall and notes,
-    /// and the content of the volumes it keeps across starts. A clone that cannot be completed is removed.
+    /// its further disks, and the content of the volumes it keeps across starts. A clone that cannot be completed is removed.
     pub fn clone_vm(&self, caller: &Caller, source: &str, name: &str, uuid: uuid::Uuid) -> Result<()> {
         corral_core::text::validate_vm_name(name)?;
         let src = {
@@ -293,6 +293,12 @@ impl Service {
         };
         self.create_vm(caller, &format!("admin.vm.Create.{}", src.class.name()), spec)?;
         let filled = (|| {
+            // Further disks come with the copy: the same number, pool and size, then their content below.
+            for v in &src.volumes {
+                if let Some(n) = corral_core::volume::extra_disk_index(&v.name) {
+                    self.volume_add(caller, name, &v.pool, v.size, Some(n))?;
+                }
+            }
             for v in src.volumes.iter().filter(|v| v.save_on_stop) {
                 let token = self.volume_clone_from(caller, &src.name, &v.name)?;
                 self.volume_clone_to(caller, name, &v.name, token.as_bytes())?;
