@@ -811,6 +811,25 @@ fn adding_a_disk_makes_a_further_volume_the_admin_api_shows() {
 }
 
 #[test]
+fn an_added_disk_keeps_revisions_and_reverts_like_private() {
+    let d = daemon();
+    add_disk(&d, "work", GIB, "");
+    let image = volume_path(&d, "work", "disk1");
+    write_at_start(&image, b"first");
+    assert_eq!(d.ok("admin.vm.volume.ListSnapshots+disk1", "work", b""), "");
+
+    // A copy of the volume onto itself keeps the replaced content as a revision, as a REST snapshot does.
+    let token = d.ok("admin.vm.volume.CloneFrom+disk1", "work", b"");
+    d.ok("admin.vm.volume.CloneTo+disk1", "work", token.as_bytes());
+    write_at_start(&image, b"later");
+    let revisions = d.ok("admin.vm.volume.ListSnapshots+disk1", "work", b"");
+    let revision = revisions.lines().next().expect("a revision").to_string();
+    d.ok("admin.vm.volume.Revert+disk1", "work", revision.as_bytes());
+
+    assert_eq!(read_start(&volume_path(&d, "work", "disk1"), 5), b"first");
+}
+
+#[test]
 fn a_new_disk_needs_a_data_domain_and_a_size_and_is_a_sparse_raw_virtio_image() {
     let d = daemon();
     let work = d.uuid("work");

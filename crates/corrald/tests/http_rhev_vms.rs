@@ -649,3 +649,17 @@ fn a_started_vm_gets_its_added_disks_after_its_class_volumes() {
     assert_eq!(disks[3].1, path("disk1"));
     assert_eq!(disks[4].1, path("disk3"));
 }
+
+#[test]
+fn deleting_a_vm_but_keeping_its_disks_is_409_and_keeps_the_vm() {
+    let d = with_work();
+    let id = d.uuid("work");
+    let c = Client::new();
+    let body = "<action><vm><disks><detach_only>true</detach_only></disks></vm></action>";
+
+    let r = sdk(c.delete(d.url(&format!("/api/vms/{id}")))).body(body).send().unwrap();
+
+    assert_eq!(r.status(), 409);
+    assert!(text(r).contains("no floating disks"));
+    assert!(d.ok("admin.vm.List", "dom0", b"").contains("work class=AppVM"));
+}
