@@ -829,6 +829,22 @@ fn an_added_disk_keeps_revisions_and_reverts_like_private() {
     assert_eq!(read_start(&volume_path(&d, "work", "disk1"), 5), b"first");
 }
 
+/// A crash between a removal's commit and its cleanup (or an add's image and its commit) leaves an image no
+/// volume owns: the next disk at that place starts empty, not with the old data.
+#[test]
+fn a_new_disk_starts_empty_even_over_a_leftover_image() {
+    let d = daemon();
+    let leftover = d.state.join("appvms/work/disk1.img");
+    std::fs::write(&leftover, b"old secrets").expect("leftover");
+
+    add_disk(&d, "work", GIB, "");
+
+    let image = volume_path(&d, "work", "disk1");
+    assert_eq!(image, leftover);
+    assert_eq!(read_start(&image, 11), [0u8; 11]);
+    assert_eq!(std::fs::metadata(&image).expect("image").len(), GIB);
+}
+
 #[test]
 fn a_new_disk_needs_a_data_domain_and_a_size_and_is_a_sparse_raw_virtio_image() {
     let d = daemon();
