@@ -23,57 +23,21 @@ pub struct HostInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     InsertDomain(Box<Domain>),
-    DeleteDomain {
-        qid: u32,
-    },
-    SetProp {
-        qid: u32,
-        name: String,
-        value: Option<String>,
-    },
-    SetFeature {
-        qid: u32,
-        name: String,
-        value: Option<String>,
-    },
-    SetTag {
-        qid: u32,
-        tag: String,
-        present: bool,
-    },
-    SetFirewall {
-        qid: u32,
-        rules: Vec<Rule>,
-    },
-    SetNotes {
-        qid: u32,
-        text: String,
-    },
-    SetVolume {
-        qid: u32,
-        volume: Volume,
-    },
-    /// Drops one of a qube's further disks (the class's own volumes go only with their qube).
-    DeleteVolume {
-        qid: u32,
-        name: String,
-    },
-    SetGlobalProp {
-        name: String,
-        value: Option<String>,
-    },
+    DeleteDomain { qid: u32 },
+    SetProp { qid: u32, name: String, value: Option<String> },
+    SetFeature { qid: u32, name: String, value: Option<String> },
+    SetTag { qid: u32, tag: String, present: bool },
+    SetFirewall { qid: u32, rules: Vec<Rule> },
+    SetNotes { qid: u32, text: String },
+    SetVolume { qid: u32, volume: Volume },
+    DeleteVolume { qid: u32, name: String },
+    SetGlobalProp { name: String, value: Option<String> },
     InsertLabel(Label),
-    DeleteLabel {
-        index: u32,
-    },
+    DeleteLabel { index: u32 },
     PutPool(Pool),
-    DeletePool {
-        name: String,
-    },
+    DeletePool { name: String },
     PutUser(crate::user::User),
-    DeleteUser {
-        name: String,
-    },
+    DeleteUser { name: String },
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +140,7 @@ impl App {
                     }
                 }
             }
+            // Only a qube's further disks are dropped on their own; the class's volumes go with the qube.
             Op::DeleteVolume { qid, name } => {
                 if let Some(d) = self.by_qid_mut(qid) {
                     d.volumes.retain(|v| v.name != name);

@@ -683,10 +683,9 @@ impl Service {
     }
 }
 
-/// KVM guests see virtio disks; the order follows Qubes' xvda/xvdb/xvdc for root/private/volatile.
-/// The guest device of a volume: the class's volumes are `vda`..`vdd` as Qubes numbers them (`vdd` is the
-/// kernel's place); further disk `disk<N>` is the `N`th letter after, so its name in the guest follows its
-/// number and does not move when another disk is added or removed.
+/// The guest device of a volume. KVM guests see virtio disks: the class's volumes are `vda`..`vdd` as Qubes
+/// numbers its `xvd*` (`vdd` is the kernel's place); further disk `disk<N>` is the `N`th letter after, so its
+/// name in the guest follows its number and does not move when another disk is added or removed.
 pub(crate) fn disk_target(volume: &str) -> String {
     let letter = match volume {
         "root" => 0,

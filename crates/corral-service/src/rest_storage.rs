@@ -271,7 +271,8 @@ const NOT_CLONED: [&str; 5] = ["name", "label", "template", "mac", "uuid"];
 impl Service {
     /// A copy of qube `source` named `name`, as `qvm-clone` makes one: the same class, label and template,
     /// its explicitly set properties (not its MAC), features, tags (not `created-by-*`), firewall and notes,
-    /// its further disks, and the content of the volumes it keeps across starts. A clone that cannot be completed is removed.
+    /// its further disks, and the content of the volumes it keeps across starts. A clone that cannot be
+    /// completed is removed.
     pub fn clone_vm(&self, caller: &Caller, source: &str, name: &str, uuid: uuid::Uuid) -> Result<()> {
         corral_core::text::validate_vm_name(name)?;
         let src = {

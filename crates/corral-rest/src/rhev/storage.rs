@@ -575,7 +575,8 @@ async fn disk(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -
 
 /// Floating disks do not exist in the Qubes model: every volume belongs to one qube.
 #[utoipa::path(post, path = "/api/disks", operation_id = "add_disk", tag = "disks", summary = "Add a disk",
-    description = "Refused: every disk is a volume of one vm; add it under the vm.", responses((status = 409, response = Conflict)))]
+    description = "Refused: every disk is a volume of one vm; add it under the vm.",
+    responses((status = 409, response = Conflict)))]
 async fn create_disk() -> ApiError {
     ApiError::conflict(
         "Cannot add a disk on its own: every disk is a volume of one vm (there are no floating disks); add it to \
@@ -584,8 +585,8 @@ async fn create_disk() -> ApiError {
 }
 
 #[utoipa::path(delete, path = "/api/disks/{id}", operation_id = "remove_disk", tag = "disks", summary = "Remove a disk",
-    description = "Removes a disk added to a vm (`disk<N>`) with its data, as `DELETE /api/vms/{vm}/disks/{id}`; the vm \
-        must be down. The volumes a qube's class gives it go only with the qube (409).",
+    description = "Removes a disk added to a vm (`disk<N>`) with its data, as `DELETE /api/vms/{vm}/disks/{id}`; \
+        the vm must be down. The volumes a qube's class gives it go only with the qube (409).",
     params(("id" = String, Path, description = "The disk's id")),
     responses((status = 204, description = "Removed"), (status = 404, response = NotFound),
         (status = 409, response = Conflict), (status = 500, response = ServerError)))]
