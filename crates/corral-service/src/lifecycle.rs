@@ -685,7 +685,7 @@ impl Service {
 
 /// The guest device of a volume. KVM guests see virtio disks: the class's volumes are `vda`..`vdd` as Qubes
 /// numbers its `xvd*` (`vdd` is the kernel's place); further disk `disk<N>` is the `N`th letter after, so its
-/// name in the guest follows its number and does not move when another disk is added or removed.
+/// target follows its number and does not move when another disk is added or removed.
 pub(crate) fn disk_target(volume: &str) -> String {
     let letter = match volume {
         "root" => 0,

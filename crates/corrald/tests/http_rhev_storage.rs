@@ -846,6 +846,39 @@ fn a_new_disk_starts_empty_even_over_a_leftover_image() {
 }
 
 #[test]
+fn adding_and_removing_disks_are_events_78_and_80_naming_the_user_and_vm() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let first = add_disk(&d, "work", GIB, "");
+    let second = add_disk(&d, "work", GIB, "");
+
+    send(&d, Method::DELETE, &format!("/api/vms/{work}/disks/{first}"), "");
+    send(&d, Method::DELETE, &format!("/api/disks/{second}"), "");
+    let events = get_json(&d, "/api/events");
+
+    let events = events["event"].as_array().expect("events");
+    let described = |code: u64| -> Vec<String> {
+        let mut out: Vec<String> = events
+            .iter()
+            .filter(|e| e["code"].as_str().and_then(|c| c.parse().ok()) == Some(code) || e["code"] == code)
+            .inspect(|e| assert_eq!(e["vm"]["id"], work.as_str(), "{e}"))
+            .map(|e| e["description"].as_str().unwrap_or_default().to_string())
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(
+        described(78),
+        [
+            "Disk work-disk1 was added to VM work by admin@internal.",
+            "Disk work-disk2 was added to VM work by admin@internal."
+        ]
+    );
+    assert_eq!(described(80).len(), 2, "{events:?}");
+    assert!(described(80)[1].starts_with("Disk work-disk2 was removed from VM work by admin@internal"));
+}
+
+#[test]
 fn a_new_disk_needs_a_data_domain_and_a_size_and_is_a_sparse_raw_virtio_image() {
     let d = daemon();
     let work = d.uuid("work");

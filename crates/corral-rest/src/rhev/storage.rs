@@ -19,6 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use corral_core::domain::Domain;
 use corral_core::volume::{Driver, Pool, Volume};
 use corral_core::{App, ErrorKind};
@@ -590,7 +591,11 @@ async fn create_disk() -> ApiError {
     params(("id" = String, Path, description = "The disk's id")),
     responses((status = 204, description = "Removed"), (status = 404, response = NotFound),
         (status = 409, response = Conflict), (status = 500, response = ServerError)))]
-async fn remove_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn remove_disk(
+    State(rest): State<Arc<Rest>>,
+    user: Option<Extension<crate::auth::AuthUser>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let (d, v) = floating(&rest.service, &id)?;
     if corral_core::volume::extra_disk_index(&v.name).is_none() {
         return refused(Ok((d, v)), |(d, v)| {
@@ -602,7 +607,12 @@ async fn remove_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> A
         });
     }
     let service = rest.service.clone();
-    blocking(move || service.volume_remove(&caller(), &d.name, &v.name).map_err(ApiError::from)).await?;
+    let (vm, name) = (d.name.clone(), v.name.clone());
+    blocking(move || service.volume_remove(&caller(), &vm, &name).map_err(ApiError::from)).await?;
+    let who = user.and_then(|Extension(u)| u.reference(&rest));
+    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
+    let what = format!("Disk {}-{} was removed from VM {}{by}.", d.name, v.name, d.name);
+    rest.events.record(80, "normal", what, Some((d.uuid.to_string(), d.name.clone())), who);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
