@@ -212,8 +212,8 @@ impl Service {
 
     /// Makes a TemplateVM from a qube, as `qvm-clone` does: a new TemplateVM with the source's label, its
     /// root and private content (a snapshot volume's content comes from its origin, e.g. an AppVM's root from
-    /// its template) and its explicitly set memory, vcpus and kernel properties. A failure after the qube was
-    /// created removes it again, so the template is made whole or not at all.
+    /// its template), copies of its further disks and its explicitly set memory, vcpus and kernel properties.
+    /// A failure after the qube was created removes it again, so the template is made whole or not at all.
     pub fn create_template_from(&self, caller: &Caller, t: &TemplateFrom<'_>) -> Result<()> {
         corral_core::text::validate_vm_name(t.name)?;
         let (label, copies, props) = {
@@ -225,7 +225,17 @@ impl Service {
             let mut copies = Vec::new();
             for name in TEMPLATE_VOLUMES {
                 let Some(v) = src.volume(name) else { continue };
-                copies.push((origin_of(&app, &src.name, v), name));
+                copies.push((origin_of(&app, &src.name, v), name.to_string(), None));
+            }
+            // Further disks are data like private: the template gets its own copies (same number, pool, size).
+            for v in &src.volumes {
+                if let Some(n) = corral_core::volume::extra_disk_index(&v.name) {
+                    copies.push((
+                        (src.name.clone(), v.name.clone()),
+                        v.name.clone(),
+                        Some((n, v.pool.clone(), v.size)),
+                    ));
+                }
             }
             let props: Vec<(String, String)> =
                 TEMPLATE_PROPS.iter().filter_map(|p| src.prop(p).map(|v| (p.to_string(), v.to_string()))).collect();
@@ -242,7 +252,10 @@ impl Service {
         };
         self.create_vm(caller, "admin.vm.Create.TemplateVM", spec)?;
         let filled = (|| {
-            for ((src_vm, src_vol), name) in &copies {
+            for ((src_vm, src_vol), name, further) in &copies {
+                if let Some((n, pool, size)) = further {
+                    self.volume_add(caller, t.name, pool, *size, Some(*n))?;
+                }
                 let token = self.volume_clone_from(caller, src_vm, src_vol)?;
                 self.volume_clone_to(caller, t.name, name, token.as_bytes())?;
             }

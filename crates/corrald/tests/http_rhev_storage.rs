@@ -544,6 +544,21 @@ fn a_template_made_from_a_vm_copies_its_private_data() {
 }
 
 #[test]
+fn a_template_made_from_a_vm_gets_copies_of_its_added_disks() {
+    let d = daemon();
+    add_disk(&d, "work", GIB, "<alias>work-disk2</alias>");
+    write_at_start(&volume_path(&d, "work", "disk2"), b"data disk");
+
+    let (status, _) = post_expect(&d, "/api/templates", &template_body("gold", &d.uuid("work")));
+
+    assert_eq!(status, 201);
+    assert_eq!(volumes(&d, "gold"), ["root", "private", "volatile", "kernel", "disk2"]);
+    assert_eq!(read_start(&volume_path(&d, "gold", "disk2"), 9), b"data disk");
+    let (_, disks) = get(&d, &format!("/api/templates/{}/disks", template_id(&d, "gold")));
+    assert!(disks.contains("<alias>gold-disk2</alias>"), "{disks}");
+}
+
+#[test]
 fn a_template_made_from_an_appvm_copies_its_templates_root() {
     let d = daemon();
     write_at_start(&volume_path(&d, "tpl", "root"), b"tpl root");
