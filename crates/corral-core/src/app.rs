@@ -30,6 +30,7 @@ pub enum Op {
     SetFirewall { qid: u32, rules: Vec<Rule> },
     SetNotes { qid: u32, text: String },
     SetVolume { qid: u32, volume: Volume },
+    DeleteVolume { qid: u32, name: String },
     SetGlobalProp { name: String, value: Option<String> },
     InsertLabel(Label),
     DeleteLabel { index: u32 },
@@ -132,8 +133,17 @@ impl App {
                 if let Some(d) = self.by_qid_mut(qid) {
                     match d.volume_mut(&volume.name) {
                         Some(v) => *v = volume,
-                        None => d.volumes.push(volume),
+                        None => {
+                            d.volumes.push(volume);
+                            d.volumes.sort_by_key(|v| crate::volume::volume_order(&v.name));
+                        }
                     }
+                }
+            }
+            // Only a qube's further disks are dropped on their own; the class's volumes go with the qube.
+            Op::DeleteVolume { qid, name } => {
+                if let Some(d) = self.by_qid_mut(qid) {
+                    d.volumes.retain(|v| v.name != name);
                 }
             }
             Op::SetGlobalProp { name, value } => {

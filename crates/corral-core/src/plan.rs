@@ -708,6 +708,81 @@ impl App {
         plan
     }
 
+    /// A further disk for qube `d`: a new empty rw volume of `size` bytes in `file` pool `pool`, kept across
+    /// starts like `private`, named `disk<index>` (by default the lowest free number). Returns the volume too,
+    /// whose image the caller creates before committing.
+    pub fn plan_volume_add(&self, d: &Domain, pool: &str, size: u64, index: Option<u32>) -> Result<(Plan, Volume)> {
+        if d.is_admin() {
+            return Err(Error::value("dom0 has no volumes: it cannot get disks"));
+        }
+        let pool = self.pool(pool).ok_or_else(|| {
+            Error::new(ErrorKind::QubesPoolNotFoundError, format!("Pool not found: {}", pyrepr(pool)))
+        })?;
+        if pool.driver != Driver::File {
+            return Err(Error::value(format!(
+                "Pool {} holds {} boot media, not disks: choose a file pool",
+                pool.name,
+                pool.driver.name()
+            )));
+        }
+        if size == 0 {
+            return Err(Error::value("A disk needs a size larger than 0 bytes"));
+        }
+        let taken = |n: u32| d.volume(&crate::volume::extra_disk_name(n)).is_some();
+        let max = crate::volume::MAX_EXTRA_DISKS;
+        let n = match index {
+            Some(n) if !(1..=max).contains(&n) => {
+                return Err(Error::value(format!("Disk numbers go from 1 to {max}, not {n}")));
+            }
+            Some(n) if taken(n) => {
+                return Err(Error::value(format!(
+                    "{} already has a volume {}",
+                    d.name,
+                    crate::volume::extra_disk_name(n)
+                )));
+            }
+            Some(n) => n,
+            None => (1..=max).find(|n| !taken(*n)).ok_or_else(|| {
+                Error::value(format!("{} already has {max} further disks, the most a qube can have", d.name))
+            })?,
+        };
+        let name = crate::volume::extra_disk_name(n);
+        let volume = Volume {
+            vid: format!("{}/{}/{}", vid_prefix(d.class), d.name, name),
+            name,
+            pool: pool.name.clone(),
+            size,
+            rw: true,
+            source: None,
+            save_on_stop: true,
+            snap_on_start: false,
+            revisions_to_keep: pool.revisions_to_keep,
+            ephemeral: None,
+        };
+        let mut plan = Plan::default();
+        plan.op(Op::SetVolume { qid: d.qid, volume: volume.clone() });
+        Ok((plan, volume))
+    }
+
+    /// Drops further disk `name` of qube `d`; the class's own volumes go only with the qube.
+    pub fn plan_volume_remove(&self, d: &Domain, name: &str) -> Result<Plan> {
+        if d.volume(name).is_none() {
+            return Err(Error::new(
+                ErrorKind::QubesVolumeNotFoundError,
+                format!("Volume {name} not found in {}", d.name),
+            ));
+        }
+        if crate::volume::extra_disk_index(name).is_none() {
+            return Err(Error::value(format!(
+                "The {name} volume of {} comes with its class: it goes only with the qube",
+                d.name
+            )));
+        }
+        let mut plan = Plan::default();
+        plan.op(Op::DeleteVolume { qid: d.qid, name: name.to_string() });
+        Ok(plan)
+    }
+
     pub fn plan_firewall_set(&self, d: &Domain, rules: Vec<crate::firewall::Rule>) -> Plan {
         let mut plan = Plan::default();
         plan.op(Op::SetFirewall { qid: d.qid, rules });
@@ -831,6 +906,54 @@ mod tests {
             "'utf-8' codec can't decode bytes in position 0-2: invalid continuation byte"
         );
         assert!(sanitize_notes(&vec![b'a'; 256_001]).is_err());
+    }
+
+    fn app_with(name: &str) -> App {
+        let mut app = App::empty(crate::app::HostInfo { memory_mib: 4096, cpus: 2 });
+        for op in App::initial_ops("/var/lib/qubes", "/var/lib/qubes/vm-kernels") {
+            app.apply(op);
+        }
+        let spec = CreateSpec {
+            class: Class::StandaloneVM,
+            name: name.into(),
+            label: "red".into(),
+            template: None,
+            pools: PoolChoice::Defaults,
+            creator: "dom0".into(),
+            uuid: Uuid::new_v4(),
+        };
+        for op in app.plan_create(&spec).unwrap().ops {
+            app.apply(op);
+        }
+        app
+    }
+
+    #[test]
+    fn further_disks_take_the_lowest_free_number_and_only_they_can_be_removed() {
+        let mut app = app_with("web");
+        let d = app.domain("web").unwrap().clone();
+        let (plan, v) = app.plan_volume_add(&d, "varlibqubes", GIB, None).unwrap();
+        assert_eq!((v.name.as_str(), v.vid.as_str(), v.size), ("disk1", "appvms/web/disk1", GIB));
+        assert!(v.rw && v.save_on_stop && !v.snap_on_start && v.source.is_none());
+        for op in plan.ops {
+            app.apply(op);
+        }
+        let d = app.domain("web").unwrap().clone();
+        let (_, v) = app.plan_volume_add(&d, "varlibqubes", 1, None).unwrap();
+        assert_eq!(v.name, "disk2");
+        let taken = app.plan_volume_add(&d, "varlibqubes", 1, Some(1)).unwrap_err();
+        assert_eq!(taken.kind, ErrorKind::QubesValueError);
+        assert_eq!(app.plan_volume_add(&d, "varlibqubes", 0, None).unwrap_err().kind, ErrorKind::QubesValueError);
+        assert_eq!(app.plan_volume_add(&d, "varlibqubes", 1, Some(23)).unwrap_err().kind, ErrorKind::QubesValueError);
+        assert_eq!(app.plan_volume_add(&d, "linux-kernel", 1, None).unwrap_err().kind, ErrorKind::QubesValueError);
+        assert_eq!(app.plan_volume_add(&d, "nowhere", 1, None).unwrap_err().kind, ErrorKind::QubesPoolNotFoundError);
+        assert_eq!(app.plan_volume_remove(&d, "private").unwrap_err().kind, ErrorKind::QubesValueError);
+        assert_eq!(app.plan_volume_remove(&d, "disk2").unwrap_err().kind, ErrorKind::QubesVolumeNotFoundError);
+        for op in app.plan_volume_remove(&d, "disk1").unwrap().ops {
+            app.apply(op);
+        }
+        let names: Vec<_> = app.domain("web").unwrap().volumes.iter().map(|v| v.name.clone()).collect();
+        assert_eq!(names, ["root", "private", "volatile", "kernel"]);
     }
 
     #[test]

@@ -165,5 +165,54 @@ impl Volume {
 
 pub const GIB: u64 = 1024 * 1024 * 1024;
 
-/// Volume names a qube may own, in the order `admin.vm.volume.List` prints them.
+/// Volume names a qube's class gives it, in the order `admin.vm.volume.List` prints them.
 pub const VOLUME_NAMES: [&str; 4] = ["root", "private", "volatile", "kernel"];
+
+/// How many further disks a qube may get beyond its class's volumes: `disk1`..`disk22`, so that their guest
+/// devices (`vde`..`vdz`) stay single letters after the class's `vda`..`vdd` and each takes one PCI slot.
+pub const MAX_EXTRA_DISKS: u32 = 22;
+
+/// The number `N` of a further disk's volume name `disk<N>` (1..=[`MAX_EXTRA_DISKS`], no leading zero).
+pub fn extra_disk_index(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("disk")?;
+    if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|n| (1..=MAX_EXTRA_DISKS).contains(n))
+}
+
+/// The volume name of further disk `n`.
+pub fn extra_disk_name(n: u32) -> String {
+    format!("disk{n}")
+}
+
+/// Whether a qube may own a volume of this name: its class's volumes and further disks.
+pub fn is_volume_name(name: &str) -> bool {
+    VOLUME_NAMES.contains(&name) || extra_disk_index(name).is_some()
+}
+
+/// Where a volume is listed among its qube's: the class's volumes in their order, then further disks by number.
+pub fn volume_order(name: &str) -> u32 {
+    match VOLUME_NAMES.iter().position(|n| *n == name) {
+        Some(i) => i as u32,
+        None => VOLUME_NAMES.len() as u32 + extra_disk_index(name).unwrap_or(MAX_EXTRA_DISKS + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn further_disks_are_disk_1_to_22() {
+        assert_eq!(extra_disk_index("disk1"), Some(1));
+        assert_eq!(extra_disk_index("disk22"), Some(22));
+        for bad in ["disk0", "disk23", "disk01", "disk", "disk1a", "Disk1", "disk-1", "private"] {
+            assert_eq!(extra_disk_index(bad), None, "{bad}");
+        }
+        assert!(is_volume_name("kernel") && is_volume_name("disk3") && !is_volume_name("disk0"));
+        let mut names = vec!["disk10", "kernel", "disk2", "root", "volatile", "private"];
+        names.sort_by_key(|n| volume_order(n));
+        assert_eq!(names, ["root", "private", "volatile", "kernel", "disk2", "disk10"]);
+    }
+}

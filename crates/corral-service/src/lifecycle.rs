@@ -688,13 +688,28 @@ impl Service {
     }
 }
 
-/// KVM guests see virtio disks; the order follows Qubes' xvda/xvdb/xvdc for root/private/volatile.
+/// The guest device of a volume. KVM guests see virtio disks: the class's volumes are `vda`..`vdd` as Qubes
+/// numbers its `xvd*` (`vdd` is the kernel's place); further disk `disk<N>` is the `N`th letter after, so its
+/// target follows its number and does not move when another disk is added or removed.
 pub(crate) fn disk_target(volume: &str) -> String {
-    match volume {
-        "root" => "vda",
-        "private" => "vdb",
-        "volatile" => "vdc",
-        _ => "vdd",
+    let letter = match volume {
+        "root" => 0,
+        "private" => 1,
+        "volatile" => 2,
+        other => 3 + corral_core::volume::extra_disk_index(other).unwrap_or(0),
+    };
+    // MAX_EXTRA_DISKS keeps the index within a..z.
+    format!("vd{}", char::from(b'a' + letter.min(25) as u8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disk_target;
+
+    #[test]
+    fn further_disks_follow_the_class_volumes_by_number() {
+        let targets: Vec<String> =
+            ["root", "private", "volatile", "disk1", "disk2", "disk22"].iter().map(|v| disk_target(v)).collect();
+        assert_eq!(targets, ["vda", "vdb", "vdc", "vde", "vdf", "vdz"]);
     }
-    .to_string()
 }

@@ -211,8 +211,8 @@ impl Service {
 
     /// Makes a TemplateVM from a qube, as `qvm-clone` does: a new TemplateVM with the source's label, its
     /// root and private content (a snapshot volume's content comes from its origin, e.g. an AppVM's root from
-    /// its template) and its explicitly set memory, vcpus and kernel properties. A failure after the qube was
-    /// created removes it again, so the template is made whole or not at all.
+    /// its template), copies of its further disks and its explicitly set memory, vcpus and kernel properties.
+    /// A failure after the qube was created removes it again, so the template is made whole or not at all.
     pub fn create_template_from(&self, caller: &Caller, t: &TemplateFrom<'_>) -> Result<()> {
         corral_core::text::validate_vm_name(t.name)?;
         let (label, copies, props) = {
@@ -224,7 +224,17 @@ impl Service {
             let mut copies = Vec::new();
             for name in TEMPLATE_VOLUMES {
                 let Some(v) = src.volume(name) else { continue };
-                copies.push((origin_of(&app, &src.name, v), name));
+                copies.push((origin_of(&app, &src.name, v), name.to_string(), None));
+            }
+            // Further disks are data like private: the template gets its own copies (same number, pool, size).
+            for v in &src.volumes {
+                if let Some(n) = corral_core::volume::extra_disk_index(&v.name) {
+                    copies.push((
+                        (src.name.clone(), v.name.clone()),
+                        v.name.clone(),
+                        Some((n, v.pool.clone(), v.size)),
+                    ));
+                }
             }
             let props: Vec<(String, String)> =
                 TEMPLATE_PROPS.iter().filter_map(|p| src.prop(p).map(|v| (p.to_string(), v.to_string()))).collect();
@@ -241,7 +251,10 @@ impl Service {
         };
         self.create_vm(caller, "admin.vm.Create.TemplateVM", spec)?;
         let filled = (|| {
-            for ((src_vm, src_vol), name) in &copies {
+            for ((src_vm, src_vol), name, further) in &copies {
+                if let Some((n, pool, size)) = further {
+                    self.volume_add(caller, t.name, pool, *size, Some(*n))?;
+                }
                 let token = self.volume_clone_from(caller, src_vm, src_vol)?;
                 self.volume_clone_to(caller, t.name, name, token.as_bytes())?;
             }
@@ -270,7 +283,8 @@ const NOT_CLONED: [&str; 5] = ["name", "label", "template", "mac", "uuid"];
 impl Service {
     /// A copy of qube `source` named `name`, as `qvm-clone` makes one: the same class, label and template,
     /// its explicitly set properties (not its MAC), features, tags (not `created-by-*`), firewall and notes,
-    /// and the content of the volumes it keeps across starts. A clone that cannot be completed is removed.
+    /// its further disks, and the content of the volumes it keeps across starts. A clone that cannot be
+    /// completed is removed.
     pub fn clone_vm(&self, caller: &Caller, source: &str, name: &str, uuid: uuid::Uuid) -> Result<()> {
         corral_core::text::validate_vm_name(name)?;
         let src = {
@@ -292,6 +306,12 @@ impl Service {
         };
         self.create_vm(caller, &format!("admin.vm.Create.{}", src.class.name()), spec)?;
         let filled = (|| {
+            // Further disks come with the copy: the same number, pool and size, then their content below.
+            for v in &src.volumes {
+                if let Some(n) = corral_core::volume::extra_disk_index(&v.name) {
+                    self.volume_add(caller, name, &v.pool, v.size, Some(n))?;
+                }
+            }
             for v in src.volumes.iter().filter(|v| v.save_on_stop) {
                 let token = self.volume_clone_from(caller, &src.name, &v.name)?;
                 self.volume_clone_to(caller, name, &v.name, token.as_bytes())?;

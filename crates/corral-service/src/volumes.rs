@@ -349,3 +349,64 @@ impl Service {
 fn v_size(app: &App, qid: u32, name: &str) -> u64 {
     app.domain_by_qid(qid).and_then(|d| d.volume(name)).map_or(0, |v| v.size)
 }
+
+impl Service {
+    /// Gives halted qube `vm` a further disk: a new empty volume of `size` bytes in file pool `pool`, named
+    /// `disk<index>` (by default the lowest free number). Its image exists before the commit and is removed
+    /// again if the commit fails. Returns the volume's name.
+    pub fn volume_add(&self, caller: &Caller, vm: &str, pool: &str, size: u64, index: Option<u32>) -> Result<String> {
+        self.auth(caller, "corral.vm.volume.Add", pool, vm)?;
+        let mut model = self.model.write();
+        let d = resolve_in(&model, vm)?;
+        self.halted_for_disks(d)?;
+        let (plan, v) = model.plan_volume_add(d, pool, size, index)?;
+        let pool = pool_of(&model, &v)?;
+        // Files at the planned place that no volume owns are leftovers of a crash between a removal's commit
+        // and its cleanup: they would hand old data or revisions to the new disk.
+        if !model.domains().any(|o| o.volumes.iter().any(|ov| ov.pool == v.pool && ov.vid == v.vid)) {
+            if let Err(e) = self.storage.remove(pool, &v) {
+                tracing::warn!(vid = %v.vid, error = %e, "failed to remove leftover volume files");
+            }
+        }
+        self.storage.create(pool, &v).map_err(storage_error)?;
+        if let Err(e) = self.store.lock().commit(&plan.ops) {
+            if let Err(undo) = self.storage.remove(pool, &v) {
+                tracing::warn!(vid = %v.vid, error = %undo, "failed to remove the image of an uncommitted disk");
+            }
+            return Err(crate::store_error(e));
+        }
+        self.apply_ops(&mut model, plan.ops);
+        self.events.publish_all(plan.events);
+        Ok(v.name)
+    }
+
+    /// Disks change only on a halted qube whose start is not under way (a start reads its volumes first).
+    /// Hot-plugging is not offered: a qube's devices are fixed by its domain definition at start.
+    fn halted_for_disks(&self, d: &Domain) -> Result<()> {
+        if self.power_state(d) != "Halted" || self.starting.lock().contains(&d.uuid) {
+            return Err(Error::not_halted(&d.name));
+        }
+        Ok(())
+    }
+
+    /// Removes further disk `name` of halted qube `vm` with its image and revisions, after the commit.
+    pub fn volume_remove(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
+        self.auth(caller, "corral.vm.volume.Remove", name, vm)?;
+        let mut model = self.model.write();
+        let d = resolve_in(&model, vm)?;
+        self.halted_for_disks(d)?;
+        let plan = model.plan_volume_remove(d, name)?;
+        let v = volume_of(d, name)?.clone();
+        let vm_name = d.name.clone();
+        self.store.lock().commit(&plan.ops).map_err(crate::store_error)?;
+        self.apply_ops(&mut model, plan.ops);
+        self.volumes.clone_tokens.lock().retain(|_, (tv, tn)| !(*tv == vm_name && tn == name));
+        if let Some(pool) = model.pool(&v.pool) {
+            if let Err(e) = self.storage.remove(pool, &v) {
+                tracing::warn!(vid = %v.vid, error = %e, "failed to remove the files of a removed disk");
+            }
+        }
+        self.events.publish_all(plan.events);
+        Ok(())
+    }
+}

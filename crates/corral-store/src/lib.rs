@@ -188,6 +188,9 @@ fn write_op(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 v.ephemeral
             ])?;
         }
+        Op::DeleteVolume { qid, name } => {
+            tx.prepare_cached("DELETE FROM volumes WHERE qid = ?1 AND name = ?2")?.execute(params![qid, name])?;
+        }
         Op::SetGlobalProp { name, value: Some(value) } => {
             tx.prepare_cached(
                 "INSERT INTO global_properties(name, value) VALUES (?1, ?2)

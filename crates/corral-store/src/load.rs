@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use corral_core::domain::{Class, Domain};
 use corral_core::label::Label;
 use corral_core::props::{self, Access};
-use corral_core::volume::{Driver, Pool, Volume, VOLUME_NAMES};
+use corral_core::volume::{is_volume_name, volume_order, Driver, Pool, Volume};
 use corral_core::{firewall, plan, text, App, HostInfo, Op};
 use rusqlite::Connection;
 use uuid::Uuid;
@@ -255,7 +255,7 @@ impl Children {
             self.volumes.remove(&qid).unwrap_or_default()
         {
             let vid_ok = !vid.starts_with('/') && !vid.split('/').any(|c| c == "..");
-            let ok = VOLUME_NAMES.contains(&name.as_str()) && app.pool(&pool).is_some() && size >= 0 && vid_ok;
+            let ok = is_volume_name(&name) && app.pool(&pool).is_some() && size >= 0 && vid_ok;
             if !ok {
                 l.skip("volumes", format!("{}.{name}", d.name), "invalid volume");
                 continue;
@@ -273,7 +273,7 @@ impl Children {
                 ephemeral,
             });
         }
-        volumes.sort_by_key(|v| VOLUME_NAMES.iter().position(|n| *n == v.name));
+        volumes.sort_by_key(|v| volume_order(&v.name));
         d.volumes = volumes;
     }
 }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use corral_core::domain::{Class, Domain, DOM0_UUID};
 use corral_core::label::{builtin_labels, parse_label_color, validate_label_name, Label, LAST_BUILTIN_INDEX};
 use corral_core::props::{self, Access, PropType};
-use corral_core::volume::{parse_revisions_to_keep, Driver, Pool, Volume, VOLUME_NAMES};
+use corral_core::volume::{is_volume_name, parse_revisions_to_keep, volume_order, Driver, Pool, Volume};
 use corral_core::{plan, text, App, HostInfo, Op};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
@@ -754,14 +754,14 @@ impl Importer {
                 }
             }
         }
-        volumes.sort_by_key(|v| VOLUME_NAMES.iter().position(|n| *n == v.name));
+        volumes.sort_by_key(|v| volume_order(&v.name));
         volumes
     }
 
     fn read_volume(&self, v: &Node) -> Result<Volume, String> {
         let name = v.attr("name").unwrap_or_default();
-        if !VOLUME_NAMES.contains(&name) {
-            return Err("not a volume name qubes have".into());
+        if !is_volume_name(name) {
+            return Err("not a volume name qubes have (root, private, volatile, kernel, disk1..disk22)".into());
         }
         let pool = v.attr("pool").ok_or("no pool")?;
         if !self.pool_names.contains(pool) {

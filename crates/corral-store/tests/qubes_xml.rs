@@ -207,6 +207,29 @@ fn export_then_import_is_the_same_model() {
     assert_eq!(qubes_xml::export(&again), xml, "export is not deterministic");
 }
 
+/// A qube's further disks (`disk<N>`, added over HTTP) are volumes like the others: exported, imported, and
+/// listed after the class's own volumes, by number.
+#[test]
+fn further_disks_survive_export_and_import_in_order() {
+    let (mut app, _) = import_into_fresh_store(FIXTURE);
+    let work = domain(&app, "work").clone();
+    for n in [10, 2] {
+        let (plan, _) = app.plan_volume_add(&work, "varlibqubes", GIB, Some(n)).expect("plan");
+        for op in plan.ops {
+            app.apply(op);
+        }
+    }
+    let xml = qubes_xml::export(&app);
+    assert!(xml.contains(
+        "<volume name=\"disk2\" pool=\"varlibqubes\" vid=\"appvms/work/disk2\" revisions_to_keep=\"1\" rw=\"True\" \
+         save_on_stop=\"True\" snap_on_start=\"False\" size=\"1073741824\"/>"
+    ));
+    let (again, _) = import_into_fresh_store(&xml);
+    let names: Vec<&str> = domain(&again, "work").volumes.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["root", "private", "volatile", "kernel", "disk2", "disk10"]);
+    assert_eq!(domain(&again, "work"), domain(&app, "work"));
+}
+
 #[test]
 fn export_has_upstreams_shape() {
     let (app, _) = import_into_fresh_store(FIXTURE);

@@ -408,7 +408,7 @@ fn creating_a_floating_disk_is_409_with_the_reason() {
     let (status, body) = post_expect(&d, "/api/disks", "<disk><provisioned_size>1073741824</provisioned_size></disk>");
 
     assert_eq!(status, 409);
-    assert!(body.contains("created with their qube"), "{body}");
+    assert!(body.contains("no floating disks"), "{body}");
 }
 
 #[test]
@@ -541,6 +541,21 @@ fn a_template_made_from_a_vm_copies_its_private_data() {
 
     assert_eq!(status, 201);
     assert_eq!(read_start(&volume_path(&d, "gold", "private"), 15), b"work's own data");
+}
+
+#[test]
+fn a_template_made_from_a_vm_gets_copies_of_its_added_disks() {
+    let d = daemon();
+    add_disk(&d, "work", GIB, "<alias>work-disk2</alias>");
+    write_at_start(&volume_path(&d, "work", "disk2"), b"data disk");
+
+    let (status, _) = post_expect(&d, "/api/templates", &template_body("gold", &d.uuid("work")));
+
+    assert_eq!(status, 201);
+    assert_eq!(volumes(&d, "gold"), ["root", "private", "volatile", "kernel", "disk2"]);
+    assert_eq!(read_start(&volume_path(&d, "gold", "disk2"), 9), b"data disk");
+    let (_, disks) = get(&d, &format!("/api/templates/{}/disks", template_id(&d, "gold")));
+    assert!(disks.contains("<alias>gold-disk2</alias>"), "{disks}");
 }
 
 #[test]
@@ -740,15 +755,291 @@ fn disks_of_an_unknown_vm_are_404() {
     assert!(is_fault(&body), "{body}");
 }
 
+const GIB: u64 = 1024 * 1024 * 1024;
+
+/// The body of a new disk of `size` bytes in storage domain `sd`, with `extra` elements.
+fn new_disk(sd: &str, size: u64, extra: &str) -> String {
+    format!(
+        "<disk><storage_domains><storage_domain id=\"{sd}\"/></storage_domains>\
+         <provisioned_size>{size}</provisioned_size>{extra}</disk>"
+    )
+}
+
+/// Adds a disk of `size` bytes in `varlibqubes` to `vm`; returns its id.
+fn add_disk(d: &Daemon, vm: &str, size: u64, extra: &str) -> String {
+    let sd = sd_id(d, "varlibqubes");
+    let (status, body) = post_expect(d, &format!("/api/vms/{}/disks", d.uuid(vm)), &new_disk(&sd, size, extra));
+    assert_eq!(status, 201, "{body}");
+    let start = body.find("<disk href=").expect("a disk");
+    let id = &body[start..];
+    let id = &id[id.find(" id=\"").expect("id") + 5..];
+    id[..id.find('"').expect("id end")].to_string()
+}
+
+fn volumes(d: &Daemon, vm: &str) -> Vec<String> {
+    d.ok("admin.vm.volume.List", vm, b"").lines().map(str::to_string).collect()
+}
+
 #[test]
-fn adding_a_disk_to_a_vm_is_409_fixed_by_class() {
+fn adding_a_disk_makes_a_further_volume_the_admin_api_shows() {
+    let mut d = daemon();
+    let work = d.uuid("work");
+    let sd = sd_id(&d, "varlibqubes");
+
+    let r = request(&d, Method::POST, &format!("/api/vms/{work}/disks"))
+        .header("Expect", "201-created")
+        .body(new_disk(
+            &sd,
+            GIB,
+            "<interface>virtio</interface><format>raw</format><sparse>true</sparse><bootable>false</bootable>\
+             <shareable>false</shareable><description>scratch space</description>",
+        ))
+        .send()
+        .expect("post");
+
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().expect("location").to_string();
+    let body = r.text().expect("body");
+    let disk = disk_id(&d, "work-disk1");
+    assert!(location.ends_with(&format!("/api/vms/{work}/disks/{disk}")), "{location}");
+    assert!(body.contains("<alias>work-disk1</alias>") && body.contains(&format!("<size>{GIB}</size>")), "{body}");
+    assert!(body.contains("<bootable>false</bootable>") && body.contains("<format>raw</format>"), "{body}");
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel", "disk1"]);
+    assert_eq!(volume_field(&d, "work", "disk1", "size"), GIB.to_string());
+    assert_eq!(volume_field(&d, "work", "disk1", "pool"), "varlibqubes");
+    assert_eq!(volume_field(&d, "work", "disk1", "rw"), "True");
+    assert_eq!(volume_field(&d, "work", "disk1", "save_on_stop"), "True");
+    let image = volume_path(&d, "work", "disk1");
+    assert_eq!(std::fs::metadata(&image).expect("image").len(), GIB);
+    let (status, listed) = get(&d, &format!("/api/vms/{work}/disks/{disk}"));
+    assert_eq!(status, 200);
+    assert!(listed.contains("<alias>work-disk1</alias>"), "{listed}");
+    // It is a volume like the others: the Admin API resizes it, and it is still there after a restart.
+    d.ok("admin.vm.volume.Resize+disk1", "work", (2 * GIB).to_string().as_bytes());
+    d.restart();
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel", "disk1"]);
+    assert_eq!(volume_field(&d, "work", "disk1", "size"), (2 * GIB).to_string());
+    // The next one takes the next number; an alias chooses it.
+    add_disk(&d, "work", GIB, "<alias>work-disk5</alias>");
+    add_disk(&d, "work", GIB, "");
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel", "disk1", "disk2", "disk5"]);
+}
+
+#[test]
+fn an_added_disk_keeps_revisions_and_reverts_like_private() {
+    let d = daemon();
+    add_disk(&d, "work", GIB, "");
+    let image = volume_path(&d, "work", "disk1");
+    write_at_start(&image, b"first");
+    assert_eq!(d.ok("admin.vm.volume.ListSnapshots+disk1", "work", b""), "");
+
+    // A copy of the volume onto itself keeps the replaced content as a revision, as a REST snapshot does.
+    let token = d.ok("admin.vm.volume.CloneFrom+disk1", "work", b"");
+    d.ok("admin.vm.volume.CloneTo+disk1", "work", token.as_bytes());
+    write_at_start(&image, b"later");
+    let revisions = d.ok("admin.vm.volume.ListSnapshots+disk1", "work", b"");
+    let revision = revisions.lines().next().expect("a revision").to_string();
+    d.ok("admin.vm.volume.Revert+disk1", "work", revision.as_bytes());
+
+    assert_eq!(read_start(&volume_path(&d, "work", "disk1"), 5), b"first");
+}
+
+/// A crash between a removal's commit and its cleanup (or an add's image and its commit) leaves an image no
+/// volume owns: the next disk at that place starts empty, not with the old data.
+#[test]
+fn a_new_disk_starts_empty_even_over_a_leftover_image() {
+    let d = daemon();
+    let leftover = d.state.join("appvms/work/disk1.img");
+    std::fs::write(&leftover, b"old secrets").expect("leftover");
+
+    add_disk(&d, "work", GIB, "");
+
+    let image = volume_path(&d, "work", "disk1");
+    assert_eq!(image, leftover);
+    assert_eq!(read_start(&image, 11), [0u8; 11]);
+    assert_eq!(std::fs::metadata(&image).expect("image").len(), GIB);
+}
+
+#[test]
+fn adding_and_removing_disks_are_events_78_and_80_naming_the_user_and_vm() {
     let d = daemon();
     let work = d.uuid("work");
+    let first = add_disk(&d, "work", GIB, "");
+    let second = add_disk(&d, "work", GIB, "");
 
-    let (status, body) = post_expect(&d, &format!("/api/vms/{work}/disks"), "<disk id=\"x\"/>");
+    send(&d, Method::DELETE, &format!("/api/vms/{work}/disks/{first}"), "");
+    send(&d, Method::DELETE, &format!("/api/disks/{second}"), "");
+    let events = get_json(&d, "/api/events");
 
-    assert_eq!(status, 409);
-    assert!(body.contains("volumes are fixed by the qube"), "{body}");
+    let events = events["event"].as_array().expect("events");
+    let described = |code: u64| -> Vec<String> {
+        let mut out: Vec<String> = events
+            .iter()
+            .filter(|e| e["code"].as_str().and_then(|c| c.parse().ok()) == Some(code) || e["code"] == code)
+            .inspect(|e| assert_eq!(e["vm"]["id"], work.as_str(), "{e}"))
+            .map(|e| e["description"].as_str().unwrap_or_default().to_string())
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(
+        described(78),
+        [
+            "Disk work-disk1 was added to VM work by admin@internal.",
+            "Disk work-disk2 was added to VM work by admin@internal."
+        ]
+    );
+    assert_eq!(described(80).len(), 2, "{events:?}");
+    assert!(described(80)[1].starts_with("Disk work-disk2 was removed from VM work by admin@internal"));
+}
+
+#[test]
+fn a_new_disk_needs_a_data_domain_and_a_size_and_is_a_sparse_raw_virtio_image() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let data = sd_id(&d, "varlibqubes");
+    let iso = sd_id(&d, "linux-kernel");
+    let cases = [
+        ("<disk><provisioned_size>1024</provisioned_size></disk>".to_string(), "storage_domains"),
+        ("<disk><storage_domains><storage_domain id=\"x\"/></storage_domains><size>1024</size></disk>".into(), ""),
+        (format!("<disk><storage_domains><storage_domain id=\"{data}\"/></storage_domains></disk>"), "size"),
+        (new_disk(&data, 0, ""), "size"),
+        (new_disk(&iso, GIB, ""), "iso"),
+        (new_disk(&data, GIB, "<format>cow</format>"), "format cow"),
+        (new_disk(&data, GIB, "<sparse>false</sparse>"), "sparse false"),
+        (new_disk(&data, GIB, "<bootable>true</bootable>"), "bootable true"),
+        (new_disk(&data, GIB, "<interface>ide</interface>"), "interface ide"),
+        (new_disk(&data, GIB, "<alias>mydisk</alias>"), "work-disk1"),
+        (new_disk(&data, GIB, "<name>work-disk23</name>"), "work-disk1"),
+    ];
+    for (body, says) in cases {
+        let (status, reply) = post_expect(&d, &format!("/api/vms/{work}/disks"), &body);
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert!(is_fault(&reply) && reply.contains(says), "{body}: {reply}");
+    }
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel"]);
+    assert!(!d.state.join("appvms/work/disk1.img").exists());
+}
+
+#[test]
+fn a_disk_number_in_use_or_a_named_pool_is_honoured() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (status, body) = post_expect(&d, "/api/storagedomains", &pool_body("fast", "data", "localfs", dir.path()));
+    assert_eq!(status, 201, "{body}");
+    add_disk(&d, "work", GIB, "<alias>disk2</alias>");
+
+    let body = format!(
+        "<disk><storage_domains><storage_domain><name>fast</name></storage_domain></storage_domains>\
+         <size>{GIB}</size><name>work-disk2</name></disk>"
+    );
+    let (status, reply) = post_expect(&d, &format!("/api/vms/{work}/disks"), &body);
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.contains("already has a volume disk2"), "{reply}");
+
+    let (status, reply) = post_expect(&d, &format!("/api/vms/{work}/disks"), &body.replace("disk2", "disk3"));
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(volume_field(&d, "work", "disk3", "pool"), "fast");
+    assert!(volume_path(&d, "work", "disk3").starts_with(dir.path()));
+}
+
+#[test]
+fn attaching_an_existing_disk_is_409_there_are_no_floating_disks() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let theirs = disk_id(&d, "tpl-private");
+    let ours = disk_id(&d, "work-private");
+
+    for (disk, says) in [(&theirs, "belongs to another vm"), (&ours, "attached to it already")] {
+        let (status, body) = post_expect(&d, &format!("/api/vms/{work}/disks"), &format!("<disk id=\"{disk}\"/>"));
+        assert_eq!(status, 409, "{body}");
+        assert!(body.contains(says) && body.contains("no floating disks"), "{body}");
+    }
+    let (status, _) = post_expect(&d, &format!("/api/vms/{work}/disks"), &format!("<disk id=\"{BLANK}\"/>"));
+    assert_eq!(status, 404);
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel"]);
+}
+
+#[test]
+fn disks_change_only_while_the_vm_is_down() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let disk = add_disk(&d, "work", GIB, "");
+    d.ok("admin.vm.Start", "work", b"");
+
+    let (added, body) =
+        post_expect(&d, &format!("/api/vms/{work}/disks"), &new_disk(&sd_id(&d, "varlibqubes"), GIB, ""));
+    let (removed, _) = send(&d, Method::DELETE, &format!("/api/vms/{work}/disks/{disk}"), "");
+
+    assert_eq!((added, removed), (409, 409), "{body}");
+    assert!(body.contains("not powered off"), "{body}");
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel", "disk1"]);
+}
+
+#[test]
+fn removing_an_added_disk_deletes_the_volume_and_its_image() {
+    let mut d = daemon();
+    let work = d.uuid("work");
+    let disk = add_disk(&d, "work", GIB, "");
+    let other = add_disk(&d, "work", GIB, "");
+    let image = volume_path(&d, "work", "disk1");
+    let other_image = volume_path(&d, "work", "disk2");
+
+    let (detach, body) =
+        send(&d, Method::DELETE, &format!("/api/vms/{work}/disks/{disk}"), "<action><detach>true</detach></action>");
+    assert_eq!(detach, 409, "{body}");
+    assert!(body.contains("cannot be detached") && image.exists(), "{body}");
+
+    let (status, _) = send(&d, Method::DELETE, &format!("/api/vms/{work}/disks/{disk}"), "");
+    assert_eq!(status, 204);
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel", "disk2"]);
+    assert!(!image.exists());
+    // The floating-disk address removes one too.
+    let (status, _) = send(&d, Method::DELETE, &format!("/api/disks/{other}"), "");
+    assert_eq!(status, 204);
+    assert!(!other_image.exists());
+    d.restart();
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel"]);
+    let (status, _) = get(&d, &format!("/api/vms/{work}/disks/{disk}"));
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn a_class_volume_cannot_be_removed_as_a_disk() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let private = disk_id(&d, "work-private");
+
+    let (under_vm, body) = send(&d, Method::DELETE, &format!("/api/vms/{work}/disks/{private}"), "");
+    let (floating, _) = send(&d, Method::DELETE, &format!("/api/disks/{private}"), "");
+
+    assert_eq!((under_vm, floating), (409, 409), "{body}");
+    assert!(body.contains("goes only with the qube"), "{body}");
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel"]);
+}
+
+#[test]
+fn a_clone_copies_the_added_disks_and_removing_the_vm_removes_them() {
+    let d = daemon();
+    let work = d.uuid("work");
+    add_disk(&d, "work", GIB, "<alias>work-disk3</alias>");
+    write_at_start(&volume_path(&d, "work", "disk3"), b"data on disk3");
+
+    let r = request(&d, Method::POST, &format!("/api/vms/{work}/clone"))
+        .body("<action><vm><name>copy</name></vm></action>")
+        .send()
+        .expect("clone");
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+
+    assert_eq!(volumes(&d, "copy"), ["root", "private", "volatile", "kernel", "disk3"]);
+    let copied = volume_path(&d, "copy", "disk3");
+    assert_eq!(read_start(&copied, 13), b"data on disk3");
+    assert_eq!(volume_field(&d, "copy", "disk3", "size"), GIB.to_string());
+    let (status, _) = send(&d, Method::DELETE, &format!("/api/vms/{}", d.uuid("copy")), "");
+    assert_eq!(status, 204);
+    assert!(!copied.exists());
+    assert!(volume_path(&d, "work", "disk3").exists());
 }
 
 #[test]

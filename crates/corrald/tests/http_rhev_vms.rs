@@ -612,3 +612,54 @@ fn without_detail_sub_collections_are_not_inline() {
     assert!(body.contains("<vm "), "{body}");
     assert!(!body.contains("<statistics") && !body.contains("<nics") && !body.contains("<disks"), "{body}");
 }
+
+/// The `<disk>` elements of a domain XML with their target device and source file.
+fn disk_targets(xml: &str) -> Vec<(String, String)> {
+    let attr = |disk: &str, key: &str| {
+        disk.split(key).nth(1).and_then(|r| r.split('\'').next()).unwrap_or_default().to_string()
+    };
+    xml.split("<disk ")
+        .skip(1)
+        .map(|disk| disk.split("</disk>").next().unwrap_or_default())
+        .map(|disk| (attr(disk, "<target dev='"), attr(disk, "<source file='")))
+        .collect()
+}
+
+#[test]
+fn a_started_vm_gets_its_added_disks_after_its_class_volumes() {
+    let d = with_work();
+    let id = d.uuid("work");
+    let c = Client::new();
+    for alias in ["work-disk3", ""] {
+        let alias = if alias.is_empty() { String::new() } else { format!("<alias>{alias}</alias>") };
+        let body = format!(
+            "<disk><storage_domains><storage_domain><name>varlibqubes</name></storage_domain></storage_domains>\
+             <provisioned_size>1048576</provisioned_size>{alias}</disk>"
+        );
+        let r = sdk(c.post(d.url(&format!("/api/vms/{id}/disks")))).header("Expect", "201-created").body(body);
+        assert_eq!(r.send().unwrap().status(), 201);
+    }
+
+    d.ok("admin.vm.Start", "work", b"");
+    let disks = disk_targets(&live_xml(&d, &c, "work"));
+
+    let targets: Vec<&str> = disks.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(targets, ["vda", "vdb", "vdc", "vde", "vdg"], "{disks:?}");
+    let path = |v: &str| support::volumes::volume_path(&d, "work", v).display().to_string();
+    assert_eq!(disks[3].1, path("disk1"));
+    assert_eq!(disks[4].1, path("disk3"));
+}
+
+#[test]
+fn deleting_a_vm_but_keeping_its_disks_is_409_and_keeps_the_vm() {
+    let d = with_work();
+    let id = d.uuid("work");
+    let c = Client::new();
+    let body = "<action><vm><disks><detach_only>true</detach_only></disks></vm></action>";
+
+    let r = sdk(c.delete(d.url(&format!("/api/vms/{id}")))).body(body).send().unwrap();
+
+    assert_eq!(r.status(), 409);
+    assert!(text(r).contains("no floating disks"));
+    assert!(d.ok("admin.vm.List", "dom0", b"").contains("work class=AppVM"));
+}

@@ -1,8 +1,9 @@
 //! A vm's devices: `/api/vms/{id}/disks`, `/nics`, `/cdroms` and `/snapshots`.
 //!
 //! Mapping:
-//! - disks are the qube's volumes (see `storage`): they can grow, nothing else; the qube's class fixes which
-//!   volumes it has, so adding, detaching or removing one is a conflict (409).
+//! - disks are the qube's volumes (see `storage`): they can grow. A vm gets further disks as volumes
+//!   `disk1`..`disk22` of a data domain and loses them again (while it is down); the volumes its class gives it go
+//!   only with it, and nothing is detached: there are no floating disks to keep a detached one (409).
 //! - A qube has one network card, `nic1`, when it has a `netvm`: its MAC is the `mac` property and it is on
 //!   the libvirt network `default`. Adding a nic connects the qube to the global `default_netvm`; removing it
 //!   sets `netvm` to none.
@@ -159,19 +160,56 @@ async fn disk_statistic(
     disk_statistics_reply(&ctx, &rest, disk, &format!("vms/{id}/disks"), Some(&sid)).await
 }
 
-/// New disks, floating disks and disk snapshots cannot be attached: a qube's volumes are fixed by its class.
+/// A new disk: a further volume `disk<N>` of the qube in the storage domain the body names. Floating disks do
+/// not exist here (every volume belongs to one qube), so attaching an existing disk or a disk snapshot by id is
+/// refused. The vm must be down: its devices are fixed when it starts, there is no hot-plug.
 #[utoipa::path(post, path = "/api/vms/{id}/disks", operation_id = "add_vm_disk", tag = "vm devices",
-    summary = "Attach a disk to a vm", description = "Refused: the qube's class fixes its volumes.",
+    summary = "Add a disk to a vm",
+    description = "Creates a new empty disk (a sparse raw image on virtio) in a data storage domain as a further \
+        volume `disk<N>` of the qube (alias `<vm>-disk<N>`, the guest's `vd` device after `vdd`, `disk1` = `vde`). \
+        Required: `storage_domains/storage_domain` and `provisioned_size` (or `size`). The vm must be down. \
+        Attaching an existing disk by id is refused: every disk belongs to its vm. 201 with `Location` on \
+        `Expect: 201-created`, else 202 with a complete `creation_status`.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
-    responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
-async fn add_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
-    refused(find(&rest.service, &id), |d| {
-        format!(
-            "Cannot add a disk to {}: volumes are fixed by the qube's class ({} has root, private and volatile)",
-            d.name,
-            d.class.name()
-        )
-    })
+    request_body(description = "A `<disk>`",
+        content((schema::Disk = "application/xml"), (schema::Disk = "application/json"))),
+    responses((status = 201, response = schema::Disk), (status = 202, response = schema::Disk),
+        (status = 400, response = BadRequest), (status = 404, response = NotFound),
+        (status = 409, response = Conflict), (status = 500, response = ServerError)))]
+async fn add_disk(
+    ctx: Ctx,
+    State(rest): State<Arc<Rest>>,
+    user: Option<Extension<AuthUser>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let d = find(&rest.service, &id)?;
+    let body = ctx.body(&body, "disk")?;
+    if let Some(existing) = body.attr_of("id") {
+        let owner = super::storage::find_disk(&rest.service.read(), existing);
+        let (owner, _) = owner.ok_or_else(|| ApiError::not_found(&format!("disk {existing}")))?;
+        let why = if owner.uuid == d.uuid { "it is attached to it already" } else { "it belongs to another vm" };
+        return Err(ApiError::conflict(format!(
+            "Cannot attach disk {existing} to {}: {why}; every disk is a volume of one vm (there are no floating \
+             disks), so add a new disk instead",
+            d.name
+        )));
+    }
+    let new = super::storage::new_disk(&rest.service.read(), &d, &body)?;
+    let service = rest.service.clone();
+    let vm = d.name.clone();
+    let name =
+        blocking(move || service.volume_add(&caller(), &vm, &new.pool, new.size, new.index).map_err(ApiError::from))
+            .await?;
+    let who = user.and_then(|Extension(u)| u.reference(&rest));
+    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
+    let what = format!("Disk {}-{name} was added to VM {}{by}.", d.name, d.name);
+    rest.events.record(78, "normal", what, Some((id.clone(), d.name.clone())), who);
+    let disk = disk_id(&d, &name);
+    let (d, v) = vm_disk(&rest.service, &id, &disk)?;
+    let href = format!("/vms/{id}/disks/{disk}");
+    let node = disk_at(ctx.clone(), rest.service.clone(), d, v, href.clone()).await?;
+    Ok(created(&ctx, node, &href, true))
 }
 
 #[utoipa::path(put, path = "/api/vms/{id}/disks/{d}", operation_id = "update_vm_disk", tag = "vm devices",
@@ -197,16 +235,21 @@ async fn update_disk(
 }
 
 #[utoipa::path(delete, path = "/api/vms/{id}/disks/{d}", operation_id = "remove_vm_disk", tag = "vm devices",
-    summary = "Remove or detach a vm's disk", description = "Refused: volumes go with their qube.",
+    summary = "Remove a vm's disk",
+    description = "Removes a disk added to the vm (`disk<N>`) with its data; the vm must be down. The disks its \
+        class gives it (root, private, volatile) go only with the vm (409). Detaching is refused (409): there are \
+        no floating disks to keep a detached one.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("d" = String, Path, description = "The disk's id")),
     request_body(description = "Optional: `<action><detach>true</detach></action>`",
         content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
-    responses((status = 400, response = BadRequest), (status = 404, response = NotFound),
-        (status = 409, response = Conflict)))]
+    responses((status = 204, description = "Removed"), (status = 400, response = BadRequest),
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn remove_disk(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
+    user: Option<Extension<AuthUser>>,
     Path((id, disk)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -216,11 +259,23 @@ async fn remove_disk(
         None => false,
     };
     let why = if detach {
-        "volumes cannot be detached: the qube's class fixes them and a detached volume would belong to no qube"
+        Some("disks cannot be detached: every disk is a volume of one vm, there are no floating disks to keep it")
+    } else if corral_core::volume::extra_disk_index(&v.name).is_none() {
+        Some("the qube's class gives it this volume, which goes only with the qube: remove the vm instead")
     } else {
-        "volumes go with their qube: remove the vm instead"
+        None
     };
-    Err(ApiError::conflict(format!("Cannot remove the {} volume of {}: {why}", v.name, d.name)))
+    if let Some(why) = why {
+        return Err(ApiError::conflict(format!("Cannot remove the {} volume of {}: {why}", v.name, d.name)));
+    }
+    let service = rest.service.clone();
+    let (vm, name) = (d.name.clone(), v.name.clone());
+    blocking(move || service.volume_remove(&caller(), &vm, &name).map_err(ApiError::from)).await?;
+    let who = user.and_then(|Extension(u)| u.reference(&rest));
+    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
+    let what = format!("Disk {}-{} was removed from VM {}{by}.", d.name, v.name, d.name);
+    rest.events.record(80, "normal", what, Some((id.clone(), d.name.clone())), who);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -8,9 +8,10 @@
 //!   `default_pool` names (`varlibqubes` on a fresh install). `available`/`used` describe the file system
 //!   holding the pool; `committed` is the provisioned size of the volumes in it.
 //! - `POST /storagedomains` adds a pool: `data` makes a `file` pool, `iso` a `linux-kernel` one.
-//! - A disk is one volume of one qube (root, private, volatile; the kernel is not a disk). Its id is a UUIDv5
-//!   of the qube's uuid and the volume name, its alias `<qube>-<volume>`. A volume belongs to its qube, so a
-//!   disk cannot be created, attached, detached or removed on its own (409); it can grow.
+//! - A disk is one volume of one qube (root, private, volatile, and the further disks `disk<N>` added to it; the
+//!   kernel is not a disk). Its id is a UUIDv5 of the qube's uuid and the volume name, its alias
+//!   `<qube>-<volume>`. A volume belongs to its qube, so a disk cannot be created, attached or detached on its
+//!   own (409); it can grow, and a further disk can be removed (here or under its vm).
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use corral_core::domain::Domain;
 use corral_core::volume::{Driver, Pool, Volume};
 use corral_core::{App, ErrorKind};
@@ -421,6 +423,76 @@ pub fn disk_field(d: &Domain, v: &Volume, field: &str) -> Option<String> {
     })
 }
 
+/// What a `POST /vms/{id}/disks` body asks for: a new disk of `size` bytes in pool `pool`, numbered `index`
+/// when the body names it.
+pub(super) struct NewDisk {
+    pub pool: String,
+    pub size: u64,
+    pub index: Option<u32>,
+}
+
+/// Reads a new disk's `<disk>` for qube `d`. Required: `storage_domains/storage_domain` (id or name) and
+/// `provisioned_size` (or `size`), as oVirt requires for an image disk. What a `file` pool makes is fixed: a
+/// sparse raw image on virtio that is neither bootable nor shared, so asking for anything else is a 400 rather
+/// than a silently different disk. A `name`/`alias` chooses the disk's number: it must be the alias the disk
+/// gets, `<qube>-disk<N>` (or `disk<N>`).
+pub(super) fn new_disk(app: &App, d: &Domain, body: &Node) -> ApiResult<NewDisk> {
+    let required = |what: &str| ApiError::bad_request(format!("disk [{what}] required for add"));
+    let (sd_id, sd_name) = body
+        .get("storage_domains")
+        .and_then(|sds| ref_of(sds, "storage_domain"))
+        .ok_or_else(|| required("storage_domains.storage_domain"))?;
+    let pool = app
+        .pools()
+        .iter()
+        .find(|p| sd_id.as_deref().map_or(sd_name.as_deref() == Some(p.name.as_str()), |id| domain_id(&p.name) == id))
+        .ok_or_else(|| ApiError::bad_request("Entity not found: storage_domain"))?;
+    if pool.driver != Driver::File {
+        return Err(ApiError::bad_request(format!(
+            "Storage domain {} is an iso domain: disks go in data domains",
+            pool.name
+        )));
+    }
+    let size = body.text_of("provisioned_size").or_else(|| body.text_of("size")).ok_or_else(|| required("size"))?;
+    let size = size
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("Invalid disk size: {size} (bytes, more than 0)")))?;
+    let offered =
+        [("interface", "virtio"), ("format", "raw"), ("sparse", "true"), ("bootable", "false"), ("shareable", "false")];
+    for (field, only) in offered {
+        if let Some(asked) = body.text_of(field).filter(|t| !t.trim().eq_ignore_ascii_case(only)) {
+            return Err(ApiError::bad_request(format!(
+                "Cannot add a disk with {field} {asked}: disks of a file storage domain are sparse raw images on \
+                 virtio, neither bootable (the qube boots from its root volume) nor shareable ({field} {only})"
+            )));
+        }
+    }
+    if body.get("lun_storage").is_some() {
+        return Err(ApiError::bad_request("Cannot add a direct LUN disk: disks are images in a storage domain"));
+    }
+    let mut index = None;
+    for field in ["alias", "name"] {
+        let Some(alias) = body.text_of(field) else { continue };
+        let volume = alias.strip_prefix(&format!("{}-", d.name)).unwrap_or(alias);
+        let n = corral_core::volume::extra_disk_index(volume).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Invalid disk {field} {alias}: a vm's further disks are named {0}-disk1 to {0}-disk{1} (the \
+                 qube's volumes disk1 to disk{1}); leave it out to get the next free one",
+                d.name,
+                corral_core::volume::MAX_EXTRA_DISKS
+            ))
+        })?;
+        if index.is_some_and(|i| i != n) {
+            return Err(ApiError::bad_request("The disk's alias and name differ"));
+        }
+        index = Some(n);
+    }
+    Ok(NewDisk { pool: pool.name.clone(), size, index })
+}
+
 /// Disks of `owners` as a collection; `href` gives each disk's address.
 pub(super) async fn disk_collection(
     ctx: Ctx,
@@ -502,23 +574,46 @@ async fn disk(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -
     Ok(ctx.ok(&node))
 }
 
-/// Floating disks do not exist in the Qubes model: every volume is created with its qube and by its class.
+/// Floating disks do not exist in the Qubes model: every volume belongs to one qube.
 #[utoipa::path(post, path = "/api/disks", operation_id = "add_disk", tag = "disks", summary = "Add a disk",
-    description = "Refused: volumes are created with their qube.", responses((status = 409, response = Conflict)))]
+    description = "Refused: every disk is a volume of one vm; add it under the vm.",
+    responses((status = 409, response = Conflict)))]
 async fn create_disk() -> ApiError {
     ApiError::conflict(
-        "Cannot add a disk on its own: volumes are created with their qube (root, private and volatile by its \
-         class); create a vm and grow its disks instead",
+        "Cannot add a disk on its own: every disk is a volume of one vm (there are no floating disks); add it to \
+         its vm with POST /api/vms/{id}/disks instead",
     )
 }
 
 #[utoipa::path(delete, path = "/api/disks/{id}", operation_id = "remove_disk", tag = "disks", summary = "Remove a disk",
-    description = "Refused: volumes go with their qube.", params(("id" = String, Path, description = "The disk's id")),
-    responses((status = 404, response = NotFound), (status = 409, response = Conflict)))]
-async fn remove_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
-    refused(floating(&rest.service, &id), |(d, v)| {
-        format!("Cannot remove the {} volume of {}: volumes go with their qube; remove the vm instead", v.name, d.name)
-    })
+    description = "Removes a disk added to a vm (`disk<N>`) with its data, as `DELETE /api/vms/{vm}/disks/{id}`; \
+        the vm must be down. The volumes a qube's class gives it go only with the qube (409).",
+    params(("id" = String, Path, description = "The disk's id")),
+    responses((status = 204, description = "Removed"), (status = 404, response = NotFound),
+        (status = 409, response = Conflict), (status = 500, response = ServerError)))]
+async fn remove_disk(
+    State(rest): State<Arc<Rest>>,
+    user: Option<Extension<crate::auth::AuthUser>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (d, v) = floating(&rest.service, &id)?;
+    if corral_core::volume::extra_disk_index(&v.name).is_none() {
+        return refused(Ok((d, v)), |(d, v)| {
+            format!(
+                "Cannot remove the {} volume of {}: volumes a qube's class gives it go with the qube; remove the vm \
+                 instead",
+                v.name, d.name
+            )
+        });
+    }
+    let service = rest.service.clone();
+    let (vm, name) = (d.name.clone(), v.name.clone());
+    blocking(move || service.volume_remove(&caller(), &vm, &name).map_err(ApiError::from)).await?;
+    let who = user.and_then(|Extension(u)| u.reference(&rest));
+    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
+    let what = format!("Disk {}-{} was removed from VM {}{by}.", d.name, v.name, d.name);
+    rest.events.record(80, "normal", what, Some((d.uuid.to_string(), d.name.clone())), who);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[utoipa::path(get, path = "/api/disks/{id}/statistics", operation_id = "list_disk_statistics", tag = "disks",

@@ -256,7 +256,8 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
 
 #[utoipa::path(delete, path = "/api/vms/{id}", operation_id = "remove_vm", tag = "vms", summary = "Remove a vm",
     description = "A running vm is refused (409) unless `force` stops it first. With `async` the answer is 202 \
-        once the checks passed, and the removal goes on in the background.",
+        once the checks passed, and the removal goes on in the background. The vm's disks go with it: \
+        `vm/disks/detach_only` is refused (409), there are no floating disks to keep them as.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"), Force),
     request_body(description = "Optional: `<action><force>true</force></action>`",
         content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
@@ -269,6 +270,15 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
         if body.iter().all(u8::is_ascii_whitespace) { Node::new("action") } else { ctx.body(&body, "action")? };
     let force = param_flag(&ctx, "force")?.or(body_flag(&action, "force")?).unwrap_or(false);
     let is_async = param_flag(&ctx, "async")?.or(body_flag(&action, "async")?).unwrap_or(false);
+    // Keeping the disks would need floating disks to keep them as; removing them instead would lose what the
+    // caller asked to keep.
+    if body_flag(&action, "vm/disks/detach_only")? == Some(true) {
+        return Err(ApiError::conflict(format!(
+            "Cannot remove VM {} and keep its disks: every disk is a volume of its vm (there are no floating disks); \
+             copy the data off first, or remove the vm with its disks",
+            d.name
+        )));
+    }
     if !force && rest.service.power(&d).is_active() {
         return Err(ApiError::conflict(format!("Cannot remove VM. VM {} is running.", d.name)));
     }
