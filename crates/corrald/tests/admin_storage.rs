@@ -642,6 +642,20 @@ fn pool_remove_of_pool_holding_volumes_is_pool_in_use() {
     assert_eq!(shown(&reply), err_reply("QubesPoolInUseError", "Storage pool is in use: 'pool1'"));
 }
 
+/// `pool=` moves the read-write volumes that are not snapshots; the read-only kernel volume stays in
+/// `default_pool_kernel`, as upstream.
+#[test]
+fn create_in_pool_leaves_the_kernel_volume_in_the_kernel_pool() {
+    let d = Daemon::start();
+    add_file_pool(&d, "pool1");
+    d.ok("admin.vm.CreateInPool.TemplateVM", "dom0", b"name=tpl label=red pool=pool1");
+
+    let pools: Vec<String> =
+        ["root", "private", "volatile", "kernel"].iter().map(|v| volume_field(&d, "tpl", v, "pool")).collect();
+
+    assert_eq!(pools, ["pool1", "pool1", "pool1", "linux-kernel"]);
+}
+
 #[test]
 fn pool_remove_unknown_pool_is_permission_denied() {
     let d = Daemon::start();
