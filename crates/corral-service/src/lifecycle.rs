@@ -117,7 +117,7 @@ impl Service {
     pub fn start_vm_once(&self, caller: &Caller, vm: &str, once: &RunOnce) -> Result<()> {
         self.auth(caller, "admin.vm.Start", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "start")?;
+        refuse_remote(&d, "start", ErrorKind::QubesVMNotHaltedError)?;
         self.start_one(&d.name, 0, once)
     }
 
@@ -382,7 +382,7 @@ impl Service {
     pub fn shutdown_vm(&self, caller: &Caller, vm: &str, force: bool, wait: bool) -> Result<()> {
         self.auth(caller, "admin.vm.Shutdown", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "shutdown")?;
+        refuse_remote(&d, "shutdown", ErrorKind::QubesVMError)?;
         if d.is_admin() {
             return Err(Error::new(ErrorKind::QubesVMError, "dom0 cannot be shut down through the Admin API"));
         }
@@ -428,7 +428,7 @@ impl Service {
     pub fn kill_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Kill", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "kill")?;
+        refuse_remote(&d, "kill", ErrorKind::QubesVMError)?;
         if d.is_admin() {
             return Err(Error::new(ErrorKind::QubesVMError, "Cannot kill Dom0 fake domain!"));
         }
@@ -445,7 +445,7 @@ impl Service {
     pub fn pause_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Pause", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "pause")?;
+        refuse_remote(&d, "pause", ErrorKind::QubesVMError)?;
         if d.is_admin() || self.power(&d) != PowerState::Running {
             return Err(not_running(&d.name));
         }
@@ -473,7 +473,7 @@ impl Service {
     pub fn suspend_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Suspend", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "suspend")?;
+        refuse_remote(&d, "suspend", ErrorKind::QubesVMError)?;
         if d.is_admin() || self.power(&d) != PowerState::Running {
             return Err(not_running(&d.name));
         }
@@ -559,7 +559,7 @@ impl Service {
     pub fn console_path(&self, caller: &Caller, vm: &str) -> Result<String> {
         self.auth(caller, "admin.vm.Console", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "open the console of")?;
+        refuse_remote(&d, "open the console of", ErrorKind::QubesVMError)?;
         if d.is_admin() || !self.power(&d).is_active() {
             return Err(not_running(&d.name));
         }
@@ -693,14 +693,13 @@ impl Service {
     }
 }
 
-/// A RemoteVM runs on its own host: upstream refuses to start it as "not halted" and every other
-/// lifecycle call as a plain qube error.
-fn refuse_remote(d: &Domain, action: &str) -> Result<()> {
-    if !d.is_remote() {
-        return Ok(());
+/// A RemoteVM runs on its own host, so nothing here starts or stops it. Upstream refuses a start as
+/// "not halted" (the qube counts as running) and the other calls as a plain qube error.
+fn refuse_remote(d: &Domain, action: &str, kind: ErrorKind) -> Result<()> {
+    if d.is_remote() {
+        return Err(Error::new(kind, format!("Cannot {action} a RemoteVM.")));
     }
-    let kind = if action == "start" { ErrorKind::QubesVMNotHaltedError } else { ErrorKind::QubesVMError };
-    Err(Error::new(kind, format!("Cannot {action} a RemoteVM.")))
+    Ok(())
 }
 
 /// KVM guests see virtio disks; the order follows Qubes' xvda/xvdb/xvdc for root/private/volatile.
