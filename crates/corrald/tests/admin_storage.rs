@@ -1515,6 +1515,37 @@ fn system_info_describes_dom0() {
     );
 }
 
+/// qrexec's policy daemon routes calls to a RemoteVM through its relay: `relayvm` and `transport_rpc` are
+/// its properties, no longer always null.
+#[test]
+fn system_info_describes_a_remote_vm() {
+    let d = Daemon::start().with_appvm();
+    d.ok("admin.vm.Create.RemoteVM", "dom0", b"name=far label=green");
+    d.ok("admin.vm.property.Set+relayvm", "far", b"work");
+    d.ok("admin.vm.property.Set+transport_rpc", "far", b"qubesair.SSHProxy");
+    let uuid = d.uuid("far");
+
+    let far = system_info(&d)["domains"]["far"].clone();
+
+    assert_eq!(
+        far,
+        serde_json::json!({
+            "internal": null,
+            "tags": ["created-by-dom0", "relayvm-work"],
+            "type": "RemoteVM",
+            "template_for_dispvms": false,
+            "default_dispvm": null,
+            "icon": "appvm-green",
+            "label": "0x73d216",
+            "guivm": null,
+            "relayvm": "work",
+            "transport_rpc": "qubesair.SSHProxy",
+            "power_state": "Running",
+            "uuid": uuid,
+        })
+    );
+}
+
 #[test]
 fn system_info_follows_feature_changes() {
     let d = Daemon::start().with_appvm();
