@@ -138,7 +138,9 @@ impl App {
                 plan.ev(Event::on(&spec.name, format!("domain-tag-add:{tag}")).arg("tag", tag));
             }
         }
-        plan.ev(Event::on(&spec.name, "domain-create-on-disk"));
+        if spec.class.runs_here() {
+            plan.ev(Event::on(&spec.name, "domain-create-on-disk"));
+        }
         plan.op(Op::InsertDomain(Box::new(d)));
         Ok(plan)
     }
