@@ -3258,12 +3258,17 @@ fn remote_vm_relay_blocks_removing_the_relay() {
 fn remote_vm_has_no_volumes_and_no_devices() {
     let d = with_remote(Daemon::start());
 
-    let got: Vec<Reply> = ["admin.vm.volume.List", "admin.vm.device.pci.Available", "admin.vm.device.block.Assigned"]
-        .iter()
-        .map(|m| call(&d, m, "far", b""))
-        .collect();
+    let got: Vec<Reply> = [
+        "admin.vm.volume.List",
+        "admin.vm.device.pci.Available",
+        "admin.vm.device.block.Assigned",
+        "admin.vm.device.denied.List",
+    ]
+    .iter()
+    .map(|m| call(&d, m, "far", b""))
+    .collect();
 
-    assert_eq!(got, vec![ok(""), ok(""), ok("")]);
+    assert_eq!(got, vec![ok(""), ok(""), ok(""), ok("")]);
 }
 
 #[test]
