@@ -248,12 +248,14 @@ class _OsProxy:
 # raw protocol / library sanity
 # ---------------------------------------------------------------------------
 
-def test_vm_list_raw():
+def test_vm_list_raw(make_vm):
+    # a name that sorts before "dom0": qubesd still lists dom0 first
+    make_vm("aaa", "--class", "StandaloneVM", "-l", "red")
     out = fresh_app().qubesd_call("dom0", "admin.vm.List").decode()
     assert out.endswith("\n")
     lines = out.splitlines()
-    assert lines == sorted(lines)
-    assert "dom0 class=AdminVM state=Running uuid=" + DOM0_UUID in lines
+    assert lines[0] == "dom0 class=AdminVM state=Running uuid=" + DOM0_UUID
+    assert lines[1:] == sorted(lines[1:])
 
 
 def test_labels():
@@ -535,7 +537,10 @@ def test_prefs_dom0(tools):
     assert prefs_get(tools, "dom0", "qid") == "0"
     assert prefs_get(tools, "dom0", "uuid") == DOM0_UUID
     listing = _prefs_listing(tools.ok("qvm-prefs", "dom0"))
-    assert listing["name"][1] == "dom0"
+    assert listing["name"] == ("D", "dom0")
+    # dom0's identity is never stored: qubesd reports it as defaults
+    assert listing["qid"] == ("D", "0")
+    assert listing["uuid"] == ("D", DOM0_UUID)
 
 
 def test_qubes_prefs_default_template(tools, template, appvm):
@@ -558,9 +563,45 @@ def test_qubes_prefs_list(tools):
                  "default_dispvm", "default_guivm", "updatevm", "clockvm"):
         assert prop in listing
     assert listing["stats_interval"] == ("D", "3")
+    # set by the installer on a fresh Qubes, not a default
+    assert listing["default_pool_kernel"] == ("-", "linux-kernel")
     assert listing["default_guivm"][1] == "dom0"
     assert listing["default_pool"][1] != ""
     assert tools("qubes-prefs", "nosuchprop").rc == 2
+
+
+def test_device_deny_list(tools, appvm):
+    from qubesadmin.device_protocol import DeviceInterface
+    vm = fresh_app().domains[appvm]
+    vm.devices.deny(DeviceInterface("u03****"), DeviceInterface("b******"))
+    assert prefs_get(tools, appvm, "devices_denied") == "b******u03****"
+    # already denied: accepted, nothing changes
+    fresh_app().domains[appvm].devices.deny(DeviceInterface("u03****"))
+    fresh_app().domains[appvm].devices.allow(DeviceInterface("b******"),
+                                            DeviceInterface("p02****"))
+    assert prefs_get(tools, appvm, "devices_denied") == "u03****"
+    raw = fresh_app().qubesd_call(appvm, "admin.vm.device.denied.List")
+    assert raw == b"u03****"
+    with pytest.raises(qubesadmin.exc.QubesValueError):
+        fresh_app().domains[appvm].devices.deny(DeviceInterface("x12****"))
+
+
+def test_remote_vm(tools, make_vm, appvm):
+    assert "RemoteVM" in fresh_app().list_vmclass()
+    remote = make_vm("far", "--class", "RemoteVM", "-l", "green")
+    tools.ok("qvm-prefs", remote, "relayvm", appvm)
+    tools.ok("qvm-prefs", remote, "transport_rpc", "qubesair.SSHProxy")
+    listing = _prefs_listing(tools.ok("qvm-prefs", remote))
+    assert listing["klass"] == ("D", "RemoteVM")
+    assert listing["relayvm"] == ("-", appvm)
+    assert listing["include_in_backups"] == ("D", "False")
+    assert "memory" not in listing
+    assert raw_ls(tools)[remote][1:3] == ["Running", "RemoteVM"]
+    assert "relayvm-" + appvm in tools.ok("qvm-tags", remote).split()
+    assert _volume_rows(tools.ok("qvm-volume", "list", remote)) == []
+    started = tools.fails("qvm-start", remote)
+    # qvm-start shows QubesVMNotHaltedError its own way, as against qubesd
+    assert "Domain is already running" in started.err
 
 
 # ---------------------------------------------------------------------------

@@ -69,7 +69,7 @@ fn m(name: &str, dest: Dest, arg: Want, payload: Want, cost: Cost, f: HandlerFn)
 }
 
 /// Classes a client may create. dom0 is the only AdminVM.
-const CREATABLE: [Class; 4] = [Class::AppVM, Class::TemplateVM, Class::StandaloneVM, Class::DispVM];
+const CREATABLE: [Class; 5] = [Class::AppVM, Class::TemplateVM, Class::StandaloneVM, Class::DispVM, Class::RemoteVM];
 pub const DEVICE_CLASSES: [&str; 2] = ["pci", "block"];
 
 pub fn admin_methods() -> Vec<Method> {
@@ -134,6 +134,9 @@ pub fn admin_methods() -> Vec<Method> {
         m("admin.vm.firewall.Set", NotAdmin, No, Yes, Io, firewall_set),
         m("admin.vm.firewall.Reload", NotAdmin, No, No, Memory, firewall_reload),
         m("admin.deviceclass.List", Admin, No, No, Memory, deviceclass_list),
+        m("admin.vm.device.denied.List", Any, No, No, Memory, denied_list),
+        m("admin.vm.device.denied.Add", Any, No, Maybe, Io, denied_add),
+        m("admin.vm.device.denied.Remove", Any, No, Maybe, Io, denied_remove),
         m("admin.pool.List", Admin, No, No, Memory, pool_list),
         m("admin.pool.ListDrivers", Admin, No, No, Memory, pool_list_drivers),
         m("admin.pool.Info", Admin, Yes, No, Io, pool_info),
@@ -501,6 +504,25 @@ fn deviceclass_list(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
 /// No device backends exist yet, so every listing is empty (an unknown device is not an error).
 fn device_list_empty(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
     s.with_vm(c.caller, c.method, c.arg, c.dest, |_, _| empty())
+}
+
+/// The denied interface codes, one per line without a newline after the last, as qubesd answers.
+fn denied_list(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    s.with_vm(c.caller, c.method, c.arg, c.dest, |app, d| {
+        // A RemoteVM has no list: nothing is denied there.
+        let stored = app.vm_prop(d, "devices_denied").unwrap_or_default();
+        Ok(text(props::split_interfaces(&stored)?.join("\n")))
+    })
+}
+
+fn denied_add(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    s.denied_add(c.caller, c.dest, c.payload)?;
+    empty()
+}
+
+fn denied_remove(s: &Service, c: &Ctx<'_>) -> Result<Vec<u8>> {
+    s.denied_remove(c.caller, c.dest, c.payload)?;
+    empty()
 }
 
 /// `<pool>` must name an existing pool; otherwise the argument is outside the allowed set.

@@ -68,7 +68,11 @@ impl App {
         }
     }
 
-    /// What a fresh install has: dom0, the standard labels, the built-in pools. Nothing else.
+    /// The global properties Qubes' installer sets rather than leaving at their defaults.
+    pub const INSTALLER_GLOBALS: [(&'static str, &'static str); 1] = [("default_pool_kernel", "linux-kernel")];
+
+    /// What a fresh install has: dom0, the standard labels, the built-in pools and the installer's
+    /// explicit global properties. Nothing else.
     pub fn initial_ops(state_dir: &str, kernels_dir: &str) -> Vec<Op> {
         let mut dom0 = Domain::new(0, "dom0", DOM0_UUID, Class::AdminVM);
         dom0.firewall.clear();
@@ -77,6 +81,11 @@ impl App {
         ops.extend(builtin_labels().into_iter().map(Op::InsertLabel));
         ops.push(Op::PutPool(Pool::new("varlibqubes", Driver::File, state_dir)));
         ops.push(Op::PutPool(Pool::new("linux-kernel", Driver::LinuxKernel, kernels_dir)));
+        ops.extend(
+            Self::INSTALLER_GLOBALS
+                .iter()
+                .map(|(name, value)| Op::SetGlobalProp { name: name.to_string(), value: Some(value.to_string()) }),
+        );
         ops
     }
 
@@ -189,9 +198,10 @@ impl App {
         self.by_qid.get(&qid).and_then(|n| self.domains.get(n))
     }
 
-    /// All qubes sorted by name (dom0 included).
+    /// All qubes in upstream's order: dom0 first, then the others by name.
     pub fn domains(&self) -> impl Iterator<Item = &Domain> {
-        self.domains.values()
+        let all = self.domains.values();
+        all.clone().filter(|d| d.is_admin()).chain(all.filter(|d| !d.is_admin()))
     }
 
     pub fn domain_count(&self) -> usize {
@@ -306,7 +316,7 @@ impl App {
     /// Tags including the automatic ones derived from properties.
     pub fn tags_of(&self, d: &Domain) -> Vec<String> {
         let mut tags: Vec<String> = d.tags.iter().cloned().collect();
-        for (prop, prefix) in [("guivm", "guivm-"), ("audiovm", "audiovm-")] {
+        for (prop, prefix) in [("guivm", "guivm-"), ("audiovm", "audiovm-"), ("relayvm", "relayvm-")] {
             if let Some(v) = self.vm_prop(d, prop).filter(|v| !v.is_empty()) {
                 tags.push(format!("{prefix}{v}"));
             }

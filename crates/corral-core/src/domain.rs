@@ -14,10 +14,13 @@ pub enum Class {
     TemplateVM,
     StandaloneVM,
     DispVM,
+    /// A qube of another host, reached through a local relay qube: no volumes, nothing to run here.
+    RemoteVM,
 }
 
 impl Class {
-    pub const ALL: [Class; 5] = [Class::AppVM, Class::TemplateVM, Class::StandaloneVM, Class::AdminVM, Class::DispVM];
+    pub const ALL: [Class; 6] =
+        [Class::AppVM, Class::TemplateVM, Class::StandaloneVM, Class::AdminVM, Class::DispVM, Class::RemoteVM];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -26,6 +29,7 @@ impl Class {
             Class::TemplateVM => "TemplateVM",
             Class::StandaloneVM => "StandaloneVM",
             Class::DispVM => "DispVM",
+            Class::RemoteVM => "RemoteVM",
         }
     }
 
@@ -36,6 +40,11 @@ impl Class {
     /// AppVMs and DispVMs run on another qube's root volume.
     pub fn has_template(self) -> bool {
         matches!(self, Class::AppVM | Class::DispVM)
+    }
+
+    /// Qubes this host runs, with volumes and a libvirt domain: neither dom0 nor a RemoteVM.
+    pub fn runs_here(self) -> bool {
+        !matches!(self, Class::AdminVM | Class::RemoteVM)
     }
 
     pub fn bit(self) -> u8 {
@@ -128,6 +137,10 @@ impl Domain {
 
     pub fn is_admin(&self) -> bool {
         self.class == Class::AdminVM
+    }
+
+    pub fn is_remote(&self) -> bool {
+        self.class == Class::RemoteVM
     }
 }
 

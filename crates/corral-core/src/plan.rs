@@ -138,7 +138,9 @@ impl App {
                 plan.ev(Event::on(&spec.name, format!("domain-tag-add:{tag}")).arg("tag", tag));
             }
         }
-        plan.ev(Event::on(&spec.name, "domain-create-on-disk"));
+        if spec.class.runs_here() {
+            plan.ev(Event::on(&spec.name, "domain-create-on-disk"));
+        }
         plan.op(Op::InsertDomain(Box::new(d)));
         Ok(plan)
     }
@@ -203,11 +205,13 @@ impl App {
         (0..9999).map(|i| (start - 1 + i) % 9999 + 1).find(|id| !used.contains(id)).unwrap_or(start)
     }
 
-    fn pool_for(&self, volume: &str, choice: &PoolChoice, movable: bool) -> Result<&Pool> {
+    /// The pool of a new volume. `pool=` moves only read-write volumes that are not snapshots;
+    /// `pool:<volume>=` moves any volume but refuses a snapshot, which lives with its origin.
+    fn pool_for(&self, volume: &str, choice: &PoolChoice, snapshot: bool, rw: bool) -> Result<&Pool> {
         let name = match choice {
-            PoolChoice::All(p) if movable => p.clone(),
+            PoolChoice::All(p) if rw && !snapshot => p.clone(),
             PoolChoice::PerVolume(m) if m.contains_key(volume) => {
-                if !movable {
+                if snapshot {
                     // qubesd's wording, trailing space included.
                     return Err(Error::generic(format!(
                         "Snapshot volume {volume} must be in the same pool as its origin ({volume} volume of \
@@ -219,11 +223,27 @@ impl App {
             }
             _ => self.global_prop(&format!("default_pool_{volume}")).unwrap_or_default(),
         };
-        self.pool(&name).ok_or_else(|| Error::generic(format!("Unknown storage pool {name}")))
+        self.known_pool(&name)
+    }
+
+    fn known_pool(&self, name: &str) -> Result<&Pool> {
+        self.pool(name).ok_or_else(|| Error::generic(format!("Unknown storage pool {name}")))
     }
 
     fn volumes_for(&self, d: &Domain, template: Option<&Domain>, choice: &PoolChoice) -> Result<Vec<Volume>> {
-        if d.class == Class::AdminVM {
+        if !d.class.runs_here() {
+            // No volumes to place, but upstream still looks the named pools up.
+            match choice {
+                PoolChoice::Defaults => {}
+                PoolChoice::All(p) => {
+                    self.known_pool(p)?;
+                }
+                PoolChoice::PerVolume(m) => {
+                    for p in m.values() {
+                        self.known_pool(p)?;
+                    }
+                }
+            }
             return Ok(Vec::new());
         }
         let base_vid = |pool: &Pool, vol: &str| match pool.driver {
@@ -259,7 +279,7 @@ impl App {
         let template_root = template.and_then(|t| t.volume("root"));
         match (d.class, template_root) {
             (Class::AppVM | Class::DispVM, Some(origin)) => {
-                self.pool_for("root", choice, false)?;
+                self.pool_for("root", choice, true, true)?;
                 vols.push(snapshot_of("root", origin));
             }
             (Class::AppVM | Class::DispVM, None) => {
@@ -268,18 +288,18 @@ impl App {
                     format!("Template for the domain {} not found", pyrepr(&d.name)),
                 ));
             }
-            _ => vols.push(plain("root", self.pool_for("root", choice, true)?, 10 * GIB, true)),
+            _ => vols.push(plain("root", self.pool_for("root", choice, false, true)?, 10 * GIB, true)),
         }
         match (d.class, template.and_then(|t| t.volume("private"))) {
             (Class::DispVM, Some(origin)) => {
-                self.pool_for("private", choice, false)?;
+                self.pool_for("private", choice, true, true)?;
                 vols.push(snapshot_of("private", origin));
             }
-            _ => vols.push(plain("private", self.pool_for("private", choice, true)?, 2 * GIB, true)),
+            _ => vols.push(plain("private", self.pool_for("private", choice, false, true)?, 2 * GIB, true)),
         }
         let volatile_size = if d.class == Class::DispVM { 12 * GIB } else { 10 * GIB };
-        vols.push(plain("volatile", self.pool_for("volatile", choice, true)?, volatile_size, false));
-        let kernel_pool = self.pool_for("kernel", choice, true)?;
+        vols.push(plain("volatile", self.pool_for("volatile", choice, false, true)?, volatile_size, false));
+        let kernel_pool = self.pool_for("kernel", choice, false, false)?;
         let kernel = self.vm_prop(d, "kernel").unwrap_or_default();
         let mut kvol = plain("kernel", kernel_pool, 0, false);
         kvol.rw = false;
@@ -330,6 +350,10 @@ impl App {
     pub fn plan_vm_prop_set(&self, d: &Domain, name: &str, value: &str) -> Result<Plan> {
         let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
         self.check_writable(d, def.access, name)?;
+        // `template` names the class it wants in its own check.
+        if name != "template" {
+            self.refuse_remote_target(def.ty, value)?;
+        }
         let mut value = value.to_string();
         if def.ty == PropType::Vm && value.is_empty() && !def.allow_none {
             return Err(Error::new(
@@ -415,6 +439,58 @@ impl App {
         Ok(plan)
     }
 
+    /// Qube references point at qubes of this host: a RemoteVM cannot be anyone's netvm, guivm, relay...
+    fn refuse_remote_target(&self, ty: PropType, value: &str) -> Result<()> {
+        match self.domain(value) {
+            Some(target) if ty == PropType::Vm && target.is_remote() => Err(Error::new(
+                ErrorKind::QubesPropertyValueError,
+                format!(
+                    "wrong VM class: domains[{}] is of type {} and not LocalVM",
+                    pyrepr(value),
+                    target.class.name()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `admin.vm.device.denied.Add`: the codes join the qube's `devices_denied`. As upstream, the
+    /// property is set (and its events fire) even when nothing is new, but nothing is stored then.
+    pub fn plan_denied_add(&self, d: &Domain, codes: &[String]) -> Result<Plan> {
+        Self::has_denied_list(d)?;
+        let current = self.vm_prop(d, "devices_denied").unwrap_or_default();
+        let mut plan = self.plan_vm_prop_set(d, "devices_denied", &(current.clone() + &codes.concat()))?;
+        let unchanged = plan.ops.iter().all(|op| match op {
+            Op::SetProp { value: Some(v), .. } => *v == current,
+            _ => false,
+        });
+        if unchanged {
+            plan.ops.clear();
+        }
+        Ok(plan)
+    }
+
+    /// `admin.vm.device.denied.Remove`: `None` removes every code; codes not in the list are ignored.
+    pub fn plan_denied_remove(&self, d: &Domain, codes: Option<&[String]>) -> Result<Plan> {
+        Self::has_denied_list(d)?;
+        let current = self.vm_prop(d, "devices_denied").unwrap_or_default();
+        let kept: String = match codes {
+            None => String::new(),
+            Some(codes) => props::split_interfaces(&current)?.into_iter().filter(|c| !codes.contains(c)).collect(),
+        };
+        if kept == current {
+            return Ok(Plan::default());
+        }
+        self.plan_vm_prop_set(d, "devices_denied", &kept)
+    }
+
+    /// A RemoteVM has no device list of its own to deny from.
+    fn has_denied_list(d: &Domain) -> Result<()> {
+        props::vm_prop_def(d.class, "devices_denied")
+            .map(|_| ())
+            .ok_or_else(|| Error::no_such_property(&d.name, "devices_denied"))
+    }
+
     fn check_writable(&self, d: &Domain, access: Access, name: &str) -> Result<()> {
         if is_read_only(d, access, name) {
             return Err(Error::new(
@@ -431,9 +507,9 @@ impl App {
         Ok(())
     }
 
-    /// The `guivm-<n>`/`audiovm-<n>` tags mirror properties; announce them as tag changes.
+    /// The `guivm-<n>`/`audiovm-<n>`/`relayvm-<n>` tags mirror properties; announce them as tag changes.
     fn auto_tag_events(&self, plan: &mut Plan, d: &Domain, prop: &str, old: Option<&str>, new: Option<&str>) {
-        if !matches!(prop, "guivm" | "audiovm") || old == new {
+        if !matches!(prop, "guivm" | "audiovm" | "relayvm") || old == new {
             return;
         }
         if let Some(old) = old.filter(|v| !v.is_empty()) {
@@ -459,6 +535,9 @@ impl App {
                 ErrorKind::QubesPropertyValueError,
                 format!("Can't set {name} to non-existing qube {value}"),
             ));
+        }
+        if name != "default_template" {
+            self.refuse_remote_target(def.ty, value)?;
         }
         let mut value = value.to_string();
         if let Some(check) = def.check {
@@ -843,6 +922,26 @@ pub fn validate_feature(name: &str, value: &str) -> Result<()> {
         return Err(Error::value(why));
     }
     Ok(())
+}
+
+/// The payload of `admin.vm.device.denied.Add`/`Remove`: concatenated 7-character codes, each at most
+/// once; `None` for Remove's `all`. The codes themselves are checked when the property is set.
+pub fn parse_denied_payload(payload: &[u8], all_allowed: bool) -> Result<Option<Vec<String>>> {
+    let text = std::str::from_utf8(payload)
+        .ok()
+        .filter(|t| t.is_ascii())
+        .ok_or_else(|| Error::protocol("Device interface contains non-ASCII characters"))?;
+    if all_allowed && text == "all" {
+        return Ok(None);
+    }
+    let codes = props::split_interfaces(text)?;
+    let mut unique = codes.clone();
+    unique.sort();
+    unique.dedup();
+    if unique.len() != codes.len() {
+        return Err(Error::protocol("Duplicated device interfaces in payload."));
+    }
+    Ok(Some(codes))
 }
 
 /// Notes: UTF-8 of at most 256000 bytes; code points that could hide text become `_`.

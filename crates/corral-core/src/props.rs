@@ -76,6 +76,7 @@ const APP: u8 = 1 << 1;
 const TPL: u8 = 1 << 2;
 const SA: u8 = 1 << 3;
 const DISP: u8 = 1 << 4;
+const REMOTE: u8 = 1 << 5;
 const ADMIN: u8 = 1;
 const VMS: u8 = APP | TPL | SA | DISP;
 const ALL: u8 = VMS | ADMIN;
@@ -185,6 +186,9 @@ fn d_netvm(app: &App, d: &Domain) -> Option<String> {
     }
 }
 fn d_include_in_backups(app: &App, d: &Domain) -> Option<String> {
+    if d.class == Class::RemoteVM {
+        return s("False");
+    }
     if d.class == Class::DispVM {
         let auto_cleanup = app.vm_prop(d, "auto_cleanup").as_deref() == Some("True");
         return s(crate::text::format_bool(!auto_cleanup));
@@ -200,6 +204,7 @@ fn d_icon(app: &App, d: &Domain) -> Option<String> {
         _ if app.vm_prop(d, "template_for_dispvms").as_deref() == Some("True") => "templatevm",
         _ if d.features.is_true("servicevm") => "servicevm",
         Class::StandaloneVM => "standalonevm",
+        Class::RemoteVM => "remotevm",
         Class::AppVM => "appvm",
     };
     Some(format!("{kind}-{label}"))
@@ -388,28 +393,43 @@ fn c_ip6(_: &App, _: &Domain, v: &str) -> Result<String> {
     let bad = |_| Error::value("Failed to parse property value as IPv6Address");
     v.parse::<std::net::Ipv6Addr>().map(|ip| ip.to_string()).map_err(bad)
 }
-fn c_devices_denied(_: &App, d: &Domain, v: &str) -> Result<String> {
-    normalize_denied(v).ok_or_else(|| invalid(d, "devices_denied", v, None))
+fn c_devices_denied(_: &App, _: &Domain, v: &str) -> Result<String> {
+    normalize_denied(v)
 }
-/// Denied device interfaces: 7-char codes (class letter, six hex or `*`), kept sorted and deduplicated.
-pub fn normalize_denied(v: &str) -> Option<String> {
-    if !v.len().is_multiple_of(7) || !v.is_ascii() {
-        return None;
+/// A run of 7-character interface codes cut into codes. Only the length is checked here, as upstream's
+/// parser does before the denied list's own check of each code.
+pub fn split_interfaces(v: &str) -> Result<Vec<String>> {
+    let chars: Vec<char> = v.chars().collect();
+    if !chars.len().is_multiple_of(7) {
+        return Err(Error::value(format!(
+            "Invalid length of interfaces={} (is {}, expected multiple of 7)",
+            pyrepr(v),
+            chars.len()
+        )));
     }
-    let mut codes = Vec::new();
-    for i in (0..v.len()).step_by(7) {
-        let code = &v[i..i + 7];
-        let (class, rest) = code.split_at(1);
-        if !"bump*".contains(class)
-            || !rest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b'*')
-        {
-            return None;
-        }
-        codes.push(code.to_string());
-    }
+    Ok(chars.chunks(7).map(|c| c.iter().collect()).collect())
+}
+/// A class letter (`b`lock, `u`sb, `m`ic, `p`ci or `*`) and six lowercase hex digits or `*`.
+pub fn is_denied_code(code: &str) -> bool {
+    let b = code.as_bytes();
+    b.len() == 7
+        && b"bump*".contains(&b[0])
+        && b[1..].iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c) || *c == b'*')
+}
+/// Denied device interfaces as stored: codes sorted and deduplicated.
+pub fn normalize_denied(v: &str) -> Result<String> {
+    let mut codes = split_interfaces(v)?;
     codes.sort();
     codes.dedup();
-    Some(codes.concat())
+    if !codes.iter().all(|c| is_denied_code(c)) {
+        // qubesd's wording, missing space included.
+        return Err(Error::new(
+            ErrorKind::QubesPropertyValueError,
+            "Interface code list should be in the form chhhhhhchhhhhh...,where c is one of \"b\", \"u\", \"m\", \"p\", \
+             \"*\" and h is a hexdigit or \"*\".",
+        ));
+    }
+    Ok(codes.concat())
 }
 fn c_keyboard_layout(_: &App, d: &Domain, v: &str) -> Result<String> {
     // qubesd's checks and messages, in its order.
@@ -486,6 +506,9 @@ fn c_guivm(app: &App, d: &Domain, v: &str) -> Result<String> {
 }
 fn c_audiovm(app: &App, d: &Domain, v: &str) -> Result<String> {
     c_any_vm("audiovm")(app, d, v)
+}
+fn c_relayvm(app: &App, d: &Domain, v: &str) -> Result<String> {
+    c_any_vm("relayvm")(app, d, v)
 }
 fn c_template(app: &App, d: &Domain, v: &str) -> Result<String> {
     let target = app
@@ -634,7 +657,7 @@ pub static VM_PROPS: &[PropDef] = &[
     p!(
         "icon",
         Str,
-        ALL,
+        ALL | REMOTE,
         ReadOnly,
         d_icon,
         None,
@@ -643,7 +666,7 @@ pub static VM_PROPS: &[PropDef] = &[
     p!(
         "include_in_backups",
         Bool,
-        ALL,
+        ALL | REMOTE,
         ReadWrite,
         d_include_in_backups,
         None,
@@ -687,8 +710,8 @@ pub static VM_PROPS: &[PropDef] = &[
         Some(c_keyboard_layout),
         "Keyboard layout as layout+variant+options."
     ),
-    p!("klass", Str, ALL, ReadOnly, d_klass, None, "Class of this qube."),
-    p!("label", Label, ALL, ReadWrite, d_none, None, "Colourful label assigned to this qube."),
+    p!("klass", Str, ALL | REMOTE, ReadOnly, d_klass, None, "Class of this qube."),
+    p!("label", Label, ALL | REMOTE, ReadWrite, d_none, None, "Colourful label assigned to this qube."),
     p!(
         "mac",
         Str,
@@ -708,7 +731,7 @@ pub static VM_PROPS: &[PropDef] = &[
         "Maximum memory in MiB the qube may balloon to; 0 disables memory balancing."
     ),
     p!("memory", Int, VMS, ReadWrite, d_memory, Some(c_memory), "Memory in MiB the qube starts with."),
-    p!("name", Str, ALL, WriteOnce, d_name, None, "User-facing name of the qube."),
+    p!("name", Str, ALL | REMOTE, WriteOnce, d_name, None, "User-facing name of the qube."),
     p!(
         "provides_network",
         Bool,
@@ -718,7 +741,7 @@ pub static VM_PROPS: &[PropDef] = &[
         Some(c_provides_network),
         "This qube can be the network provider (netvm) of other qubes."
     ),
-    p!("qid", Int, ALL, WriteOnce, d_qid, None, "Internal numeric identifier of the qube."),
+    p!("qid", Int, ALL | REMOTE, WriteOnce, d_qid, None, "Internal numeric identifier of the qube."),
     p!(
         "qrexec_timeout",
         Int,
@@ -727,6 +750,15 @@ pub static VM_PROPS: &[PropDef] = &[
         d_qrexec_timeout,
         Some(c_qrexec_timeout),
         "Seconds to wait for the qube's agent to connect after start."
+    ),
+    p!(
+        "remote_name",
+        Str,
+        REMOTE,
+        ReadWrite,
+        d_empty,
+        None,
+        "Name of the qube on its own host, when it differs from the name here."
     ),
     p!(
         "shutdown_timeout",
@@ -766,8 +798,17 @@ pub static VM_PROPS: &[PropDef] = &[
         Some(c_template_for_dispvms),
         "Disposable qubes may be started from this qube."
     ),
+    p!(
+        "transport_rpc",
+        Str,
+        REMOTE,
+        ReadWrite,
+        d_empty,
+        None,
+        "Qrexec service the relay qube uses to reach the remote host."
+    ),
     p!("updateable", Bool, ALL, ReadOnly, d_updateable, None, "Changes to this qube's root volume persist."),
-    p!("uuid", Str, ALL, WriteOnce, d_uuid, None, "UUID of the qube."),
+    p!("uuid", Str, ALL | REMOTE, WriteOnce, d_uuid, None, "UUID of the qube."),
     p!("vcpus", Int, VMS, ReadWrite, d_vcpus, Some(c_vcpus), "Number of virtual CPUs."),
     p!("virt_mode", Str, VMS, ReadWrite, d_virt_mode, Some(c_virt_mode), "Virtualisation mode: hvm, pv or pvh."),
     p!("visible_gateway", Str, VMS, ReadOnly, d_visible_gateway, None, "Default gateway as the qube sees it."),
@@ -818,6 +859,14 @@ pub static VM_PROPS: &[PropDef] = &[
         d_netvm,
         Some(c_netvm),
         "Qube that provides the network connection; empty disconnects the qube."
+    ),
+    late!(
+        "relayvm",
+        Vm,
+        REMOTE,
+        |_, _| none_vm(),
+        Some(c_relayvm),
+        "Local qube that relays calls to and from this remote qube."
     ),
     PropDef {
         name: "template",
@@ -894,12 +943,6 @@ fn g_default_pool(app: &App) -> Option<String> {
         .map(|p| p.name.clone())
 }
 fn g_pool_follows(app: &App) -> Option<String> {
-    app.global_prop("default_pool")
-}
-fn g_pool_kernel(app: &App) -> Option<String> {
-    if app.pool("linux-kernel").is_some() {
-        return s("linux-kernel");
-    }
     app.global_prop("default_pool")
 }
 fn gc_pool(app: &App, v: &str) -> Result<String> {
@@ -1016,7 +1059,7 @@ pub static GLOBAL_PROPS: &[GlobalPropDef] = &[
         Some(gc_pool),
         "Storage pool new volumes go to unless a more specific default is set."
     ),
-    g!("default_pool_kernel", Str, ReadWrite, g_pool_kernel, Some(gc_pool), "Default pool for kernel volumes."),
+    g!("default_pool_kernel", Str, ReadWrite, g_pool_follows, Some(gc_pool), "Default pool for kernel volumes."),
     g!("default_pool_private", Str, ReadWrite, g_pool_follows, Some(gc_pool), "Default pool for private volumes."),
     g!("default_pool_root", Str, ReadWrite, g_pool_follows, Some(gc_pool), "Default pool for root volumes."),
     g!("default_pool_volatile", Str, ReadWrite, g_pool_follows, Some(gc_pool), "Default pool for volatile volumes."),
@@ -1125,9 +1168,10 @@ mod tests {
     #[test]
     fn denied_codes_are_normalized() {
         assert_eq!(normalize_denied("u123456b000000u123456").unwrap(), "b000000u123456");
-        assert!(normalize_denied("x123456").is_none());
-        assert!(normalize_denied("u12345").is_none());
-        assert!(normalize_denied("uABCDEF").is_none());
+        assert_eq!(normalize_denied("x123456").unwrap_err().kind, ErrorKind::QubesPropertyValueError);
+        assert_eq!(normalize_denied("u12345").unwrap_err().kind, ErrorKind::QubesValueError);
+        assert_eq!(normalize_denied("uABCDEF").unwrap_err().kind, ErrorKind::QubesPropertyValueError);
+        assert_eq!(split_interfaces("é234567").unwrap(), ["é234567"]);
     }
 
     #[test]

@@ -102,7 +102,8 @@ impl Service {
 
     /// The qube's power state as the Admin API names it.
     pub fn power(&self, d: &Domain) -> PowerState {
-        if d.is_admin() {
+        // dom0 is this host; a RemoteVM is on another and counts as running, as upstream shows it.
+        if !d.class.runs_here() {
             PowerState::Running
         } else {
             self.runtime.state(&d.uuid)
@@ -120,8 +121,9 @@ impl Service {
     /// A start whose kernel and command line differ for this run only (RHEV's "run once").
     pub fn start_vm_once(&self, caller: &Caller, vm: &str, once: &RunOnce) -> Result<()> {
         self.auth(caller, "admin.vm.Start", "", vm)?;
-        let name = self.vm_snapshot(vm)?.name;
-        self.start_one(&name, 0, once)
+        let d = self.vm_snapshot(vm)?;
+        refuse_remote(&d, "start", ErrorKind::QubesVMNotHaltedError)?;
+        self.start_one(&d.name, 0, once)
     }
 
     fn plan_start(&self, name: &str) -> Result<StartPlan> {
@@ -385,6 +387,7 @@ impl Service {
     pub fn shutdown_vm(&self, caller: &Caller, vm: &str, force: bool, wait: bool) -> Result<()> {
         self.auth(caller, "admin.vm.Shutdown", "", vm)?;
         let d = self.vm_snapshot(vm)?;
+        refuse_remote(&d, "shutdown", ErrorKind::QubesVMError)?;
         if d.is_admin() {
             return Err(Error::new(ErrorKind::QubesVMError, "dom0 cannot be shut down through the Admin API"));
         }
@@ -430,6 +433,7 @@ impl Service {
     pub fn kill_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Kill", "", vm)?;
         let d = self.vm_snapshot(vm)?;
+        refuse_remote(&d, "kill", ErrorKind::QubesVMError)?;
         if d.is_admin() {
             return Err(Error::new(ErrorKind::QubesVMError, "Cannot kill Dom0 fake domain!"));
         }
@@ -446,6 +450,7 @@ impl Service {
     pub fn pause_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Pause", "", vm)?;
         let d = self.vm_snapshot(vm)?;
+        refuse_remote(&d, "pause", ErrorKind::QubesVMError)?;
         if d.is_admin() || self.power(&d) != PowerState::Running {
             return Err(not_running(&d.name));
         }
@@ -473,6 +478,7 @@ impl Service {
     pub fn suspend_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Suspend", "", vm)?;
         let d = self.vm_snapshot(vm)?;
+        refuse_remote(&d, "suspend", ErrorKind::QubesVMError)?;
         if d.is_admin() || self.power(&d) != PowerState::Running {
             return Err(not_running(&d.name));
         }
@@ -535,6 +541,9 @@ impl Service {
         if d.is_admin() {
             return Ok(format!("mem={host_kib} mem_static_max={host_kib} cputime=0 power_state=Running"));
         }
+        if d.is_remote() {
+            return Ok("mem=0 mem_static_max=0 cputime=0 power_state=Running".into());
+        }
         let state = self.power(&d);
         if !state.is_active() {
             return Ok("mem=0 mem_static_max=0 cputime=0 power_state=Halted".into());
@@ -555,6 +564,7 @@ impl Service {
     pub fn console_path(&self, caller: &Caller, vm: &str) -> Result<String> {
         self.auth(caller, "admin.vm.Console", "", vm)?;
         let d = self.vm_snapshot(vm)?;
+        refuse_remote(&d, "open the console of", ErrorKind::QubesVMError)?;
         if d.is_admin() || !self.power(&d).is_active() {
             return Err(not_running(&d.name));
         }
@@ -572,7 +582,7 @@ impl Service {
             let interval = app.global_prop("stats_interval").and_then(|v| v.parse::<u64>().ok()).unwrap_or(3);
             let qubes: Vec<Domain> = app
                 .domains()
-                .filter(|d| !d.is_admin() && (dest == "dom0" || d.name == dest))
+                .filter(|d| d.class.runs_here() && (dest == "dom0" || d.name == dest))
                 .filter(|d| self.power(d).is_active())
                 .cloned()
                 .collect();
@@ -686,6 +696,15 @@ impl Service {
         }
         self.bump();
     }
+}
+
+/// A RemoteVM runs on its own host, so nothing here starts or stops it. Upstream refuses a start as
+/// "not halted" (the qube counts as running) and the other calls as a plain qube error.
+fn refuse_remote(d: &Domain, action: &str, kind: ErrorKind) -> Result<()> {
+    if d.is_remote() {
+        return Err(Error::new(kind, format!("Cannot {action} a RemoteVM.")));
+    }
+    Ok(())
 }
 
 /// The guest device of a volume. KVM guests see virtio disks: the class's volumes are `vda`..`vdd` as Qubes

@@ -109,7 +109,8 @@ impl Service {
         let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
         // Identity given at creation counts as set, as upstream keeps it in the qube's stored properties.
         let explicit = match def.access {
-            props::Access::WriteOnce => true,
+            // dom0's identity is fixed by its class, never stored: upstream reports it as defaults.
+            props::Access::WriteOnce => !d.is_admin(),
             props::Access::ReadOnly => false,
             props::Access::ReadWrite => d.props.contains_key(name),
         };
@@ -302,6 +303,18 @@ impl Service {
         self.mutate(|app| Ok((app.plan_feature_set(domain(app, vm)?, name, value)?, ())))
     }
 
+    pub fn denied_add(&self, caller: &Caller, vm: &str, payload: &[u8]) -> Result<()> {
+        let codes = plan::parse_denied_payload(payload, false)?.unwrap_or_default();
+        self.auth(caller, "admin.vm.device.denied.Add", "", vm)?;
+        self.mutate(|app| Ok((app.plan_denied_add(domain(app, vm)?, &codes)?, ())))
+    }
+
+    pub fn denied_remove(&self, caller: &Caller, vm: &str, payload: &[u8]) -> Result<()> {
+        let codes = plan::parse_denied_payload(payload, true)?;
+        self.auth(caller, "admin.vm.device.denied.Remove", "", vm)?;
+        self.mutate(|app| Ok((app.plan_denied_remove(domain(app, vm)?, codes.as_deref())?, ())))
+    }
+
     pub fn feature_remove(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
         plan::validate_feature_name(name)?;
         self.auth(caller, "admin.vm.feature.Remove", name, vm)?;
@@ -446,7 +459,7 @@ impl Service {
         self.auth(caller, "admin.vm.Remove", "", vm)?;
         let mut model = self.model.write();
         let d = domain(&model, vm)?;
-        if !d.is_admin() && self.power_state(d) != "Halted" {
+        if d.class.runs_here() && self.power_state(d) != "Halted" {
             return Err(Error::not_halted(&d.name));
         }
         self.wait_prepared(&d.uuid);
@@ -573,8 +586,8 @@ impl Service {
                     "icon": label.as_ref().map(|l| format!("appvm-{}", l.name)),
                     "label": label.as_ref().map(|l| l.color.clone()),
                     "guivm": vm_or_null("guivm"),
-                    "relayvm": null,
-                    "transport_rpc": null,
+                    "relayvm": vm_or_null("relayvm"),
+                    "transport_rpc": vm_or_null("transport_rpc"),
                     "power_state": self.power_state(d),
                     "uuid": d.uuid.to_string(),
                 }),

@@ -450,6 +450,12 @@ impl Importer {
                 ops.push(Op::SetTag { qid: 0, tag, present: true });
             }
         }
+        // The fresh store holds the installer's explicit values; the imported host decides about those too.
+        for (name, _) in App::INSTALLER_GLOBALS {
+            if !self.globals.iter().any(|(n, _)| n == name) {
+                ops.push(Op::SetGlobalProp { name: name.to_string(), value: None });
+            }
+        }
         for (name, value) in self.globals.drain(..) {
             ops.push(Op::SetGlobalProp { name, value: Some(value) });
         }
@@ -816,6 +822,9 @@ impl Importer {
             for (name, value) in &dom0.props {
                 app.apply(Op::SetProp { qid: 0, name: name.clone(), value: Some(value.clone()) });
             }
+        }
+        for (name, _) in App::INSTALLER_GLOBALS {
+            app.apply(Op::SetGlobalProp { name: name.to_string(), value: None });
         }
         for (name, value) in &self.globals {
             app.apply(Op::SetGlobalProp { name: name.clone(), value: Some(value.clone()) });

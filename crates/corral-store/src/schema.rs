@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use crate::{Result, StoreError};
 
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,6 +73,13 @@ const V3: &str = "
 ALTER TABLE users ADD COLUMN service_key_sha256 TEXT;
 ";
 
+/// Stores from before fresh ones set `default_pool_kernel` (as Qubes' installer does) got `linux-kernel`
+/// from its default rule, which now follows `default_pool` as upstream's: keep their value by setting it.
+const V4: &str = "
+INSERT OR IGNORE INTO global_properties(name, value)
+    SELECT 'default_pool_kernel', 'linux-kernel' WHERE EXISTS (SELECT 1 FROM pools WHERE name = 'linux-kernel');
+";
+
 pub fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > VERSION {
@@ -87,6 +94,9 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     if version < 3 {
         conn.execute_batch(&format!("BEGIN; {V3} PRAGMA user_version = 3; COMMIT;"))?;
     }
+    if version < 4 {
+        conn.execute_batch(&format!("BEGIN; {V4} PRAGMA user_version = 4; COMMIT;"))?;
+    }
     Ok(())
 }
 
@@ -96,6 +106,33 @@ mod tests {
 
     use super::*;
     use crate::{Durability, Store};
+
+    /// A version-3 store without an explicit kernel pool keeps `linux-kernel`, now set; one whose
+    /// `linux-kernel` pool is gone keeps following `default_pool`.
+    #[test]
+    fn a_version_3_database_keeps_its_kernel_pool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (with, without) = (dir.path().join("with.sqlite"), dir.path().join("without.sqlite"));
+        for (path, pool) in [(&with, "linux-kernel"), (&without, "other")] {
+            let conn = Connection::open(path).expect("open");
+            conn.execute_batch(&format!("BEGIN; {V1} {V2} {V3} PRAGMA user_version = 3; COMMIT;")).expect("v3");
+            conn.execute(
+                "INSERT INTO pools(name, seq, driver, dir_path, revisions_to_keep, ephemeral_volatile) \
+                 VALUES (?1, 1, 'linux-kernel', '/k', 0, 0)",
+                [pool],
+            )
+            .expect("pool");
+        }
+
+        let kernel_pool = |path: &std::path::Path| {
+            let store = Store::open(path, Durability::default()).expect("migrated");
+            let (app, _) = store.load(HostInfo { memory_mib: 1024, cpus: 1 }).expect("load");
+            app.global_explicit("default_pool_kernel").map(str::to_string)
+        };
+
+        assert_eq!(kernel_pool(&with).as_deref(), Some("linux-kernel"));
+        assert_eq!(kernel_pool(&without), None);
+    }
 
     /// A database a version-2 daemon wrote (users without service keys) opens, keeps its users, and takes
     /// service keys from then on.

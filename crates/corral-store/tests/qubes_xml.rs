@@ -99,7 +99,7 @@ fn fixture_imports_into_the_expected_model() {
     );
 
     let names: Vec<&str> = app.domains().map(|d| d.name.as_str()).collect();
-    assert_eq!(names, ["default-dvm", "dom0", "fedora-40", "sys-firewall", "sys-net", "sys-usb", "work"]);
+    assert_eq!(names, ["dom0", "default-dvm", "fedora-40", "sys-firewall", "sys-net", "sys-usb", "work"]);
 
     let dom0 = domain(&app, "dom0");
     assert_eq!(dom0.qid, 0);
@@ -300,10 +300,34 @@ fn malformed_xml_is_an_error() {
     assert!(matches!(qubes_xml::import(&deep), Err(XmlError::TooDeep { .. })));
 }
 
+/// Only what the fresh store has that a host may not: the installer's explicit kernel pool.
 #[test]
-fn an_empty_qubes_xml_changes_nothing() {
+fn an_empty_qubes_xml_only_unsets_the_installer_values() {
     let imported = qubes_xml::import("<qubes/>").expect("import");
-    assert!(imported.ops.is_empty() && imported.warnings.is_empty());
+    assert!(imported.warnings.is_empty());
+    assert_eq!(imported.ops, [corral_core::Op::SetGlobalProp { name: "default_pool_kernel".into(), value: None }]);
+}
+
+#[test]
+fn a_remote_vm_and_its_relay_are_imported() {
+    let xml = r#"<qubes><domains>
+        <domain id="domain-0" class="AdminVM"><properties><property name="label">black</property></properties></domain>
+        <domain id="domain-1" class="StandaloneVM"><properties><property name="qid">1</property>
+            <property name="name">relay</property><property name="label">red</property>
+            <property name="uuid">5b7a1bcc-0e1d-4a8e-9d1a-7d0a9a3f0101</property></properties></domain>
+        <domain id="domain-2" class="RemoteVM"><properties><property name="qid">2</property>
+            <property name="name">far</property><property name="label">green</property>
+            <property name="uuid">5b7a1bcc-0e1d-4a8e-9d1a-7d0a9a3f0102</property>
+            <property name="relayvm">relay</property><property name="transport_rpc">qubesair.SSHProxy</property>
+            </properties></domain>
+    </domains></qubes>"#;
+    let (app, w) = import_into_fresh_store(xml);
+
+    assert!(w.iter().all(|w| w.contains("firewall")), "{w:?}");
+    let far = domain(&app, "far");
+    assert_eq!(far.class, corral_core::Class::RemoteVM);
+    assert_eq!(props(far), [("label", "green"), ("relayvm", "relay"), ("transport_rpc", "qubesair.SSHProxy")]);
+    assert!(far.volumes.is_empty());
 }
 
 #[test]
@@ -338,7 +362,7 @@ fn invalid_items_are_skipped_with_warnings() {
 
     // Qubes that cannot be imported at all, including one whose template is missing, which in turn
     // invalidates a reference to it.
-    assert!(warned(&w, &["qube remote", "RemoteVM", "not supported"]));
+    assert!(warned(&w, &["qube remote", "NetVM", "not supported"]));
     assert!(warned(&w, &["qube 1bad", "invalid name"]));
     assert!(warned(&w, &["qube dupe", "already used"]));
     assert!(warned(&w, &["qube orphan", "template=\"missing\""]));
@@ -348,7 +372,7 @@ fn invalid_items_are_skipped_with_warnings() {
     assert!(warned(&w, &["qube client", "no uuid"]));
     assert!(warned(&w, &["qube client", "label \"label-9\" does not exist"]));
     let names: Vec<&str> = app.domains().map(|d| d.name.as_str()).collect();
-    assert_eq!(names, ["client", "dom0", "fedora", "sys-net"]);
+    assert_eq!(names, ["dom0", "client", "fedora", "sys-net"]);
 
     // Properties, features, tags and volumes of a qube that is imported.
     let fedora = domain(&app, "fedora");
@@ -394,5 +418,11 @@ fn a_second_admin_vm_is_refused() {
     </domains></qubes>"#;
     let imported = qubes_xml::import(xml).expect("import");
     assert!(warned(&imported.warnings, &["qube dom1", "only one AdminVM"]));
-    assert_eq!(imported.ops, [corral_core::Op::SetProp { qid: 0, name: "label".into(), value: Some("red".into()) }]);
+    assert_eq!(
+        imported.ops,
+        [
+            corral_core::Op::SetProp { qid: 0, name: "label".into(), value: Some("red".into()) },
+            corral_core::Op::SetGlobalProp { name: "default_pool_kernel".into(), value: None },
+        ]
+    );
 }

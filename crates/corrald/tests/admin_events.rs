@@ -52,6 +52,22 @@ fn stream_with_argument_is_protocol_error() {
     assert_eq!(shown(&reply), shown(b"2\0ProtocolError\0\0unexpected argument\0"));
 }
 
+/// A RemoteVM has nothing on disk: upstream creates no storage for it, so no `domain-create-on-disk`.
+#[test]
+fn create_of_a_remote_vm_fires_no_create_on_disk() {
+    let d = Daemon::start();
+    let mut events = Events::around(&d, || d.ok("admin.vm.Create.RemoteVM", "dom0", b"name=far label=red"));
+
+    let seen = events.until_marker(&d, "far");
+
+    assert_eq!(
+        seen,
+        frames(
+            &[b"1\0\0domain-add\0vm\0far\0\0", b"1\0far\0domain-tag-add:created-by-dom0\0tag\0created-by-dom0\0\0",]
+        )
+    );
+}
+
 #[test]
 fn create_fires_domain_add_then_created_by_tag_then_create_on_disk() {
     let d = Daemon::start();

@@ -986,7 +986,7 @@ fn global_get_all_lists_every_global_property() {
              default_kernel default=True type=str \n\
              default_netvm default=True type=vm \n\
              default_pool default=True type=str varlibqubes\n\
-             default_pool_kernel default=True type=str linux-kernel\n\
+             default_pool_kernel default=False type=str linux-kernel\n\
              default_pool_private default=True type=str varlibqubes\n\
              default_pool_root default=True type=str varlibqubes\n\
              default_pool_volatile default=True type=str varlibqubes\n\
@@ -3109,4 +3109,255 @@ fn tags_of_one_qube_do_not_leak_to_another() {
     let r = call(&d, "admin.vm.tag.Get+mytag", "tpl", b"");
 
     assert_eq!(r, ok("0"));
+}
+
+// =========================================================================================================
+// What real clients tripped over: dom0's identity, a fresh store's globals, RemoteVM
+// =========================================================================================================
+
+#[test]
+fn dom0_identity_properties_are_defaults() {
+    let d = Daemon::start();
+
+    let got: Vec<Reply> =
+        ["qid", "name", "uuid"].iter().map(|p| call(&d, &format!("admin.vm.property.Get+{p}"), "dom0", b"")).collect();
+
+    assert_eq!(
+        got,
+        vec![
+            ok("default=True type=int 0"),
+            ok("default=True type=str dom0"),
+            ok("default=True type=str 00000000-0000-0000-0000-000000000000"),
+        ]
+    );
+}
+
+#[test]
+fn fresh_store_sets_the_kernel_pool_as_the_installer_does() {
+    let d = Daemon::start();
+
+    let r = call(&d, "admin.property.Get+default_pool_kernel", "dom0", b"");
+
+    assert_eq!(r, ok("default=False type=str linux-kernel"));
+}
+
+#[test]
+fn kernel_pool_default_follows_default_pool_as_upstream() {
+    let d = Daemon::start();
+
+    let r = call(&d, "admin.property.GetDefault+default_pool_kernel", "dom0", b"");
+
+    assert_eq!(r, ok("type=str varlibqubes"));
+}
+
+#[test]
+fn store_written_before_the_kernel_pool_was_set_keeps_linux_kernel_after_restart() {
+    let mut d = Daemon::start();
+    d.kill9();
+    {
+        let conn = rusqlite::Connection::open(d.state.join("corral.sqlite")).expect("open");
+        conn.execute("DELETE FROM global_properties WHERE name = 'default_pool_kernel'", []).expect("delete");
+        conn.pragma_update(None, "user_version", 3).expect("version 3");
+    }
+    d.spawn();
+
+    let r = call(&d, "admin.property.Get+default_pool_kernel", "dom0", b"");
+
+    assert_eq!(r, ok("default=False type=str linux-kernel"));
+}
+
+const REMOTEVM_PROPS: &str =
+    "icon\ninclude_in_backups\nklass\nlabel\nname\nqid\nremote_name\ntransport_rpc\nuuid\nrelayvm\n";
+
+fn with_remote(d: Daemon) -> Daemon {
+    d.ok("admin.vm.Create.RemoteVM", "dom0", b"name=far label=green");
+    d
+}
+
+#[test]
+fn remote_vm_is_created_and_listed_running() {
+    let d = with_remote(Daemon::start());
+    let uuid = d.uuid("far");
+
+    let r = call(&d, "admin.vm.List", "far", b"");
+
+    assert_eq!(r, ok(&format!("far class=RemoteVM state=Running uuid={uuid}\n")));
+}
+
+#[test]
+fn remote_vm_has_only_its_own_properties() {
+    let d = with_remote(Daemon::start());
+
+    let r = call(&d, "admin.vm.property.List", "far", b"");
+
+    assert_eq!(r, ok(REMOTEVM_PROPS));
+}
+
+#[test]
+fn remote_vm_property_defaults() {
+    let d = with_remote(Daemon::start());
+
+    let r = call(&d, "admin.vm.property.GetAll", "far", b"");
+
+    let uuid = d.uuid("far");
+    assert_eq!(
+        r,
+        ok(&format!(
+            "icon default=True type=str remotevm-green\n\
+             include_in_backups default=True type=bool False\n\
+             klass default=True type=str RemoteVM\n\
+             label default=False type=label green\n\
+             name default=False type=str far\n\
+             qid default=False type=int 1\n\
+             remote_name default=True type=str \n\
+             transport_rpc default=True type=str \n\
+             uuid default=False type=str {uuid}\n\
+             relayvm default=True type=vm \n"
+        ))
+    );
+}
+
+#[test]
+fn remote_vm_relayvm_names_a_local_qube_and_tags_it() {
+    let d = with_remote(Daemon::start().with_appvm());
+    d.ok("admin.vm.property.Set+relayvm", "far", b"work");
+    d.ok("admin.vm.property.Set+transport_rpc", "far", b"qubesair.SSHProxy");
+
+    let r = call(&d, "admin.vm.tag.List", "far", b"");
+
+    assert_eq!(r, ok("created-by-dom0\nrelayvm-work\n"));
+}
+
+#[test]
+fn remote_vm_relayvm_cannot_be_another_remote_vm() {
+    let d = with_remote(Daemon::start());
+    d.ok("admin.vm.Create.RemoteVM", "dom0", b"name=farther label=green");
+
+    let r = call(&d, "admin.vm.property.Set+relayvm", "far", b"farther");
+
+    assert_eq!(
+        r,
+        exc("QubesPropertyValueError", "wrong VM class: domains['farther'] is of type RemoteVM and not LocalVM")
+    );
+}
+
+#[test]
+fn remote_vm_relay_blocks_removing_the_relay() {
+    let d = with_remote(Daemon::start().with_appvm());
+    d.ok("admin.vm.property.Set+relayvm", "far", b"work");
+
+    let r = call(&d, "admin.vm.Remove", "work", b"");
+
+    assert_eq!(
+        r,
+        exc("QubesVMInUseError", "Domain is in use: 'work';  see 'journalctl -u qubesd -e' in dom0 for details")
+    );
+}
+
+#[test]
+fn remote_vm_has_no_volumes_and_no_devices() {
+    let d = with_remote(Daemon::start());
+
+    let got: Vec<Reply> = [
+        "admin.vm.volume.List",
+        "admin.vm.device.pci.Available",
+        "admin.vm.device.block.Assigned",
+        "admin.vm.device.denied.List",
+    ]
+    .iter()
+    .map(|m| call(&d, m, "far", b""))
+    .collect();
+
+    assert_eq!(got, vec![ok(""), ok(""), ok(""), ok("")]);
+}
+
+#[test]
+fn remote_vm_cannot_be_started_or_stopped() {
+    let d = with_remote(Daemon::start());
+
+    let got: Vec<Reply> =
+        ["admin.vm.Start", "admin.vm.Shutdown", "admin.vm.Kill", "admin.vm.Pause", "admin.vm.Suspend"]
+            .iter()
+            .map(|m| call(&d, m, "far", b""))
+            .collect();
+
+    assert_eq!(
+        got,
+        vec![
+            exc("QubesVMNotHaltedError", "Cannot start a RemoteVM."),
+            exc("QubesVMError", "Cannot shutdown a RemoteVM."),
+            exc("QubesVMError", "Cannot kill a RemoteVM."),
+            exc("QubesVMError", "Cannot pause a RemoteVM."),
+            exc("QubesVMError", "Cannot suspend a RemoteVM."),
+        ]
+    );
+}
+
+#[test]
+fn remote_vm_current_state_is_running_without_memory() {
+    let d = with_remote(Daemon::start());
+
+    let r = call(&d, "admin.vm.CurrentState", "far", b"");
+
+    assert_eq!(r, ok("mem=0 mem_static_max=0 cputime=0 power_state=Running"));
+}
+
+#[test]
+fn remote_vm_is_created_in_pool_without_volumes() {
+    let d = Daemon::start();
+    d.ok("admin.vm.CreateInPool.RemoteVM", "dom0", b"name=far label=green pool=varlibqubes");
+
+    let r = call(&d, "admin.vm.volume.List", "far", b"");
+
+    assert_eq!(r, ok(""));
+}
+
+#[test]
+fn remote_vm_in_unknown_pool_is_refused() {
+    let d = Daemon::start();
+
+    let r = call(&d, "admin.vm.CreateInPool.RemoteVM", "dom0", b"name=far label=green pool=nosuch");
+
+    assert_eq!(r, exc("QubesException", "Unknown storage pool nosuch"));
+}
+
+#[test]
+fn remote_vm_cannot_be_based_on_a_template() {
+    let d = Daemon::start().with_template();
+
+    let r = call(&d, "admin.vm.Create.RemoteVM+tpl", "dom0", b"name=far label=green");
+
+    assert_eq!(r, exc("ProtocolError", "RemoteVM cannot be based on template"));
+}
+
+#[test]
+fn remote_vm_is_removed_although_running() {
+    let d = with_remote(Daemon::start());
+    d.ok("admin.vm.Remove", "far", b"");
+
+    let r = vm_list(&d);
+
+    assert_eq!(r, ok("dom0 class=AdminVM state=Running uuid=00000000-0000-0000-0000-000000000000\n"));
+}
+
+#[test]
+fn remote_vm_survives_a_restart() {
+    let mut d = with_remote(Daemon::start().with_appvm());
+    d.ok("admin.vm.property.Set+relayvm", "far", b"work");
+    d.ok("admin.vm.property.Set+remote_name", "far", b"work-on-host2");
+    d.restart();
+
+    let got: Vec<Reply> = ["klass", "relayvm", "remote_name"]
+        .iter()
+        .map(|p| call(&d, &format!("admin.vm.property.Get+{p}"), "far", b""))
+        .collect();
+
+    assert_eq!(
+        got,
+        vec![
+            ok("default=True type=str RemoteVM"),
+            ok("default=False type=vm work"),
+            ok("default=False type=str work-on-host2"),
+        ]
+    );
 }

@@ -496,7 +496,7 @@ fn vmclass_list_names_every_class_one_per_line() {
 
     let r = call(&d, "admin.vmclass.List", "dom0", b"");
 
-    assert_eq!(r, ok("AdminVM\nAppVM\nDispVM\nStandaloneVM\nTemplateVM\n"));
+    assert_eq!(r, ok("AdminVM\nAppVM\nDispVM\nRemoteVM\nStandaloneVM\nTemplateVM\n"));
 }
 
 #[test]
@@ -509,7 +509,7 @@ fn vm_list_of_fresh_install_is_dom0_only() {
 }
 
 #[test]
-fn vm_list_to_dom0_lists_all_qubes_sorted_by_name() {
+fn vm_list_to_dom0_lists_dom0_first_then_the_qubes_by_name() {
     let d = Daemon::start();
     create_template(&d, "zulu");
     create_appvm(&d, "alpha", "zulu");
@@ -521,7 +521,7 @@ fn vm_list_to_dom0_lists_all_qubes_sorted_by_name() {
     assert_eq!(
         r,
         ok(&format!(
-            "alpha class=AppVM state=Halted uuid={alpha}\n{DOM0_LINE}mike class=AppVM state=Halted uuid={mike}\n\
+            "{DOM0_LINE}alpha class=AppVM state=Halted uuid={alpha}\nmike class=AppVM state=Halted uuid={mike}\n\
              zulu class=TemplateVM state=Halted uuid={zulu}\n"
         ))
     );

@@ -642,6 +642,20 @@ fn pool_remove_of_pool_holding_volumes_is_pool_in_use() {
     assert_eq!(shown(&reply), err_reply("QubesPoolInUseError", "Storage pool is in use: 'pool1'"));
 }
 
+/// `pool=` moves the read-write volumes that are not snapshots; the read-only kernel volume stays in
+/// `default_pool_kernel`, as upstream.
+#[test]
+fn create_in_pool_leaves_the_kernel_volume_in_the_kernel_pool() {
+    let d = Daemon::start();
+    add_file_pool(&d, "pool1");
+    d.ok("admin.vm.CreateInPool.TemplateVM", "dom0", b"name=tpl label=red pool=pool1");
+
+    let pools: Vec<String> =
+        ["root", "private", "volatile", "kernel"].iter().map(|v| volume_field(&d, "tpl", v, "pool")).collect();
+
+    assert_eq!(pools, ["pool1", "pool1", "pool1", "linux-kernel"]);
+}
+
 #[test]
 fn pool_remove_unknown_pool_is_permission_denied() {
     let d = Daemon::start();
@@ -1497,6 +1511,37 @@ fn system_info_describes_dom0() {
             "transport_rpc": null,
             "power_state": "Running",
             "uuid": "00000000-0000-0000-0000-000000000000",
+        })
+    );
+}
+
+/// qrexec's policy daemon routes calls to a RemoteVM through its relay: `relayvm` and `transport_rpc` are
+/// its properties, no longer always null.
+#[test]
+fn system_info_describes_a_remote_vm() {
+    let d = Daemon::start().with_appvm();
+    d.ok("admin.vm.Create.RemoteVM", "dom0", b"name=far label=green");
+    d.ok("admin.vm.property.Set+relayvm", "far", b"work");
+    d.ok("admin.vm.property.Set+transport_rpc", "far", b"qubesair.SSHProxy");
+    let uuid = d.uuid("far");
+
+    let far = system_info(&d)["domains"]["far"].clone();
+
+    assert_eq!(
+        far,
+        serde_json::json!({
+            "internal": null,
+            "tags": ["created-by-dom0", "relayvm-work"],
+            "type": "RemoteVM",
+            "template_for_dispvms": false,
+            "default_dispvm": null,
+            "icon": "appvm-green",
+            "label": "0x73d216",
+            "guivm": null,
+            "relayvm": "work",
+            "transport_rpc": "qubesair.SSHProxy",
+            "power_state": "Running",
+            "uuid": uuid,
         })
     );
 }

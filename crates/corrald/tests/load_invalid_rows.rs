@@ -49,7 +49,7 @@ fn unknown_class_and_bad_feature_rows_are_skipped() {
     let mut d = seeded();
     corrupt(
         &d,
-        "UPDATE domains SET class = 'RemoteVM' WHERE name = 'broken';
+        "UPDATE domains SET class = 'NetVM' WHERE name = 'broken';
          UPDATE features SET name = 'bad name' WHERE name = 'gui';",
     );
 
