@@ -50,6 +50,8 @@ pub struct Config {
     pub host: HostInfo,
     /// `None` serves everything but running qubes.
     pub hypervisor: Option<Arc<dyn Hypervisor>>,
+    /// The host address the qubes' graphical consoles (VNC) listen on.
+    pub vnc_listen: std::net::IpAddr,
 }
 
 pub struct Service {
@@ -78,6 +80,8 @@ pub struct Service {
     throttle: users::LoginThrottle,
     /// Background preparations of qubes' next-start overlays.
     preparing: Mutex<std::collections::HashMap<uuid::Uuid, std::thread::JoinHandle<()>>>,
+    /// Every qube's graphical console as it starts: locked with a password made for this daemon run.
+    graphics: corral_core::hv::GraphicsSpec,
 }
 
 /// A cached rendering and the model generation it was made from.
@@ -122,6 +126,7 @@ impl Service {
             verified: users::Verified::default(),
             throttle: users::LoginThrottle::default(),
             preparing: Mutex::new(std::collections::HashMap::new()),
+            graphics: lifecycle::locked_graphics(config.vnc_listen),
             model: RwLock::new(app),
             store: Mutex::new(store),
             storage,
