@@ -535,7 +535,7 @@ impl Service {
             .map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))
     }
 
-    /// Where a running qube's graphical console answers.
+    /// Where a running qube's graphical console answers; none for a halted one.
     pub fn console_address(&self, d: &Domain) -> Option<ConsoleAddress> {
         self.runtime.get(&d.uuid).and_then(|r| r.console)
     }

@@ -193,11 +193,11 @@ pub fn vm_node(ctx: &Ctx, service: &Service, app: &App, d: &Domain) -> Node {
     vm.with_leaf("stateless", "false").child(Node::new("usb").with_leaf("enabled", "false"))
 }
 
-/// The vm's VNC console: where a running one answers (no TLS port: VNC is plain). A new client takes the
-/// console over from the one connected, hence `allow_override`.
+/// The vm's VNC console: where it answers while the vm runs (no TLS port: VNC is plain). A new client may
+/// take the console over from the one connected, hence `allow_override`.
 fn display(service: &Service, d: &Domain) -> Node {
     let mut display = Node::new("display").with_leaf("type", "vnc");
-    if let Some(console) = service.console_address(d).filter(|_| service.power(d).is_active()) {
+    if let Some(console) = service.console_address(d) {
         display = display.with_leaf("address", console.address).with_leaf("port", console.port.to_string());
     }
     display.with_leaf("monitors", "1").with_leaf("allow_override", "true").with_leaf("smartcard_enabled", "false")
