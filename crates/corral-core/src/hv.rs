@@ -93,6 +93,26 @@ pub struct DomainSpec {
     /// Without a kernel: the devices to boot from, in order (libvirt's `hd`, `cdrom`, `network`); empty is
     /// the disk.
     pub boot: Vec<BootDevice>,
+    /// The graphical console, when the qube has one.
+    pub graphics: Option<GraphicsSpec>,
+}
+
+/// A qube's graphical console: a VNC server on a port the hypervisor picks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphicsSpec {
+    /// The host address the server listens on.
+    pub listen: std::net::IpAddr,
+    /// The password the domain starts with. It is defined as already expired, so nobody can log in until a
+    /// ticket sets a password of its own; being unknown as well, it is no way in should the expiry be lost.
+    pub locked_password: String,
+}
+
+/// Where a running domain's graphical console answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleAddress {
+    /// The host address the server listens on, as the hypervisor reports it.
+    pub address: String,
+    pub port: u16,
 }
 
 /// A device a domain without a kernel boots from.
@@ -198,6 +218,18 @@ pub trait Hypervisor: Send + Sync {
     fn change_media(&self, uuid: &Uuid, iso: Option<&str>) -> Result<(), HvError> {
         let _ = (uuid, iso);
         Err(HvError::new("This hypervisor cannot change media"))
+    }
+    /// Where the running domain's graphical console answers; `None` when it has none or no port yet.
+    fn console_address(&self, uuid: &Uuid) -> Result<Option<ConsoleAddress>, HvError> {
+        let _ = uuid;
+        Ok(None)
+    }
+    /// Sets the password of the running domain's graphical console, valid until `valid_to` (seconds since
+    /// the epoch); it replaces the one before. A VNC console checks only the first 8 characters, as VNC
+    /// clients send no more.
+    fn set_console_password(&self, uuid: &Uuid, password: &str, valid_to: u64) -> Result<(), HvError> {
+        let _ = (uuid, password, valid_to);
+        Err(HvError::new("This hypervisor cannot set console passwords"))
     }
     /// What a running domain's disk `target` (`xvda`…) has read and written since it started.
     fn block_stats(&self, uuid: &Uuid, target: &str) -> Result<BlockStats, HvError> {

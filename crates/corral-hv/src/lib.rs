@@ -13,7 +13,8 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::Mutex;
 
 use corral_core::hv::{
-    BlockStats, DomainInfo, DomainSpec, HvError, HvEvent, Hypervisor, InterfaceStats, KeycodeSet, PowerState,
+    BlockStats, ConsoleAddress, DomainInfo, DomainSpec, HvError, HvEvent, Hypervisor, InterfaceStats, KeycodeSet,
+    PowerState,
 };
 use uuid::Uuid;
 use virt::connect::Connect;
@@ -197,6 +198,23 @@ impl Hypervisor for Libvirt {
         Ok(console_path(&xml))
     }
 
+    fn console_address(&self, uuid: &Uuid) -> Result<Option<ConsoleAddress>, HvError> {
+        let xml = self.domain(uuid)?.xml_desc(0).map_err(|e| err("Cannot read the domain XML", e))?;
+        Ok(vnc_server(&xml).and_then(|v| Some(ConsoleAddress { address: v.listen?, port: v.port? })))
+    }
+
+    fn set_console_password(&self, uuid: &Uuid, password: &str, valid_to: u64) -> Result<(), HvError> {
+        let d = self.domain(uuid)?;
+        let live = d.xml_desc(0).map_err(|e| err("Cannot read the domain XML", e))?;
+        let vnc = vnc_server(&live).ok_or_else(|| HvError::new("The domain has no graphical console"))?;
+        let listen = vnc.listen.ok_or_else(|| HvError::new("The graphical console listens on no address"))?;
+        d.update_device_flags(
+            &xml::graphics_password_xml(&listen, password, valid_to),
+            virt::sys::VIR_DOMAIN_AFFECT_LIVE,
+        )
+        .map_err(|e| err("Cannot set the console password", e))
+    }
+
     fn set_memory(&self, uuid: &Uuid, mib: u64) -> Result<(), HvError> {
         self.domain(uuid)?.set_memory(mib * 1024).map_err(|e| err("Cannot change memory", e))
     }
@@ -286,9 +304,57 @@ fn console_path(xml: &str) -> Option<String> {
     }
 }
 
+/// A domain's VNC server as its live XML shows it.
+#[derive(Debug, PartialEq, Eq)]
+struct VncServer {
+    listen: Option<String>,
+    /// `None` until the server has a port (libvirt shows `-1` before one is picked, and the test driver
+    /// never picks one).
+    port: Option<u16>,
+}
+
+/// The first `<graphics type='vnc'>` of a domain XML.
+fn vnc_server(xml: &str) -> Option<VncServer> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e))
+                if e.name().as_ref() == b"graphics" =>
+            {
+                let attr = |name: &str| {
+                    e.try_get_attribute(name)
+                        .ok()
+                        .flatten()
+                        .and_then(|a| a.unescape_value().ok())
+                        .map(|v| v.into_owned())
+                };
+                if attr("type").as_deref() != Some("vnc") {
+                    continue;
+                }
+                let port = attr("port").and_then(|p| p.parse::<u16>().ok()).filter(|p| *p > 0);
+                return Some(VncServer { listen: attr("listen"), port });
+            }
+            Ok(quick_xml::events::Event::Eof) | Err(_) => return None,
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vnc_server_comes_from_the_live_xml() {
+        let live = "<domain><devices><graphics type='spice' port='5901' listen='10.0.0.1'/>\
+                    <graphics type='vnc' port='5903' autoport='yes' listen='::1'>\
+                    <listen type='address' address='::1'/></graphics></devices></domain>";
+        assert_eq!(vnc_server(live), Some(VncServer { listen: Some("::1".into()), port: Some(5903) }));
+        let test_driver = "<domain><devices><graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>\
+                           </devices></domain>";
+        assert_eq!(vnc_server(test_driver), Some(VncServer { listen: Some("127.0.0.1".into()), port: None }));
+        assert_eq!(vnc_server("<domain><devices/></domain>"), None);
+    }
 
     #[test]
     fn console_pty_comes_from_the_live_xml() {

@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use corral_core::hv::{DomainSpec, NetworkDef};
+use corral_core::hv::{DomainSpec, GraphicsSpec, NetworkDef};
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
@@ -57,6 +57,38 @@ pub fn cdrom_xml(iso: Option<&str>) -> String {
     let mut w = Writer::new(Cursor::new(Vec::new()));
     cdrom(&mut w, iso);
     String::from_utf8_lossy(&w.into_inner().into_inner()).into_owned()
+}
+
+/// A time long past: a password valid until then is expired from the start.
+const EXPIRED: u64 = 0;
+
+/// The VNC server. libvirt picks a free port; `passwd` and `passwdValidTo` are what QEMU checks a client's
+/// password against (libvirt shows them only in the secure XML).
+fn graphics(w: &mut W, listen: &str, password: &str, valid_to: u64) {
+    let valid_to = corral_core::text::iso_utc(valid_to);
+    let attrs =
+        [("type", "vnc"), ("autoport", "yes"), ("listen", listen), ("passwd", password), ("passwdValidTo", &valid_to)];
+    open(w, "graphics", &attrs);
+    empty(w, "listen", &[("type", "address"), ("address", listen)]);
+    close(w, "graphics");
+}
+
+/// VNC authentication keys DES with the first 8 characters of a password and clients send no more; libvirt
+/// refuses longer ones.
+const VNC_PASSWORD_CHARS: usize = 8;
+
+/// The `<graphics>` of a console password change: the live server's own `listen` (libvirt refuses a change of
+/// address) with the new password and its expiry (seconds since the epoch).
+pub fn graphics_password_xml(listen: &str, password: &str, valid_to: u64) -> String {
+    let password: String = password.chars().take(VNC_PASSWORD_CHARS).collect();
+    let mut w = Writer::new(Cursor::new(Vec::new()));
+    graphics(&mut w, listen, &password, valid_to);
+    String::from_utf8_lossy(&w.into_inner().into_inner()).into_owned()
+}
+
+/// The server as a domain is defined: locked until a ticket sets a password.
+fn locked_graphics(w: &mut W, g: &GraphicsSpec) {
+    graphics(w, &g.listen.to_string(), &g.locked_password, EXPIRED);
 }
 
 /// libvirt's XML of a new isolated network: a bridge libvirt names, no forwarding.
@@ -141,6 +173,9 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     open(&mut w, "console", &[("type", "pty")]);
     empty(&mut w, "target", &[("type", "serial"), ("port", "0")]);
     close(&mut w, "console");
+    if let Some(g) = &spec.graphics {
+        locked_graphics(&mut w, g);
+    }
     close(&mut w, "devices");
     close(&mut w, "domain");
     String::from_utf8_lossy(&w.into_inner().into_inner()).into_owned()
@@ -177,6 +212,7 @@ mod tests {
             console_log: Some("/var/log/corral/work.console".into()),
             cdrom: None,
             boot: Vec::new(),
+            graphics: Some(GraphicsSpec { listen: "127.0.0.1".parse().expect("ip"), locked_password: "s3cr&t".into() }),
         }
     }
 
@@ -229,7 +265,18 @@ mod tests {
         s.initrd = None;
         s.network = None;
         s.console_log = None;
+        s.graphics = None;
         insta::assert_snapshot!(domain_xml(&s));
+    }
+
+    #[test]
+    fn a_ticket_sets_at_most_8_characters_on_the_same_listen_address_until_its_expiry() {
+        assert_eq!(
+            graphics_password_xml("::1", "abcdefgh1234", 1_795_662_245),
+            "<graphics type=\"vnc\" autoport=\"yes\" listen=\"::1\" passwd=\"abcdefgh\" \
+             passwdValidTo=\"2026-11-26T03:04:05\"><listen type=\"address\" address=\"::1\"/></graphics>"
+        );
+        assert!(graphics_password_xml("127.0.0.1", "<&'\">", 0).contains("passwd=\"&lt;&amp;&apos;&quot;&gt;\""));
     }
 
     #[test]

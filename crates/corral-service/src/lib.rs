@@ -51,6 +51,8 @@ pub struct Config {
     /// Without one everything but running qubes is served; the error says why there is none and what would
     /// fix it, and is what a call that needs the hypervisor answers.
     pub hypervisor: std::result::Result<Arc<dyn Hypervisor>, String>,
+    /// The host address the qubes' graphical consoles (VNC) listen on.
+    pub vnc_listen: std::net::IpAddr,
 }
 
 pub struct Service {
@@ -81,6 +83,8 @@ pub struct Service {
     throttle: users::LoginThrottle,
     /// Background preparations of qubes' next-start overlays.
     preparing: Mutex<std::collections::HashMap<uuid::Uuid, std::thread::JoinHandle<()>>>,
+    /// Every qube's graphical console as it starts: locked with a password made for this daemon run.
+    graphics: corral_core::hv::GraphicsSpec,
 }
 
 /// A cached rendering and the model generation it was made from.
@@ -129,6 +133,7 @@ impl Service {
             verified: users::Verified::default(),
             throttle: users::LoginThrottle::default(),
             preparing: Mutex::new(std::collections::HashMap::new()),
+            graphics: lifecycle::locked_graphics(config.vnc_listen),
             model: RwLock::new(app),
             store: Mutex::new(store),
             storage,

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use corral_core::domain::{Class, Domain};
 use corral_core::hv::{
-    BootDevice, DiskSpec, DomainSpec, HvEvent, KeycodeSet, LifecycleEvent, NetworkSpec, PowerState, MAX_KEYS_AT_ONCE,
+    BootDevice, ConsoleAddress, DiskSpec, DomainSpec, GraphicsSpec, HvEvent, KeycodeSet, LifecycleEvent, NetworkSpec,
+    PowerState, MAX_KEYS_AT_ONCE,
 };
 use corral_core::volume::{Pool, Volume};
 use corral_core::{Error, ErrorKind, Event, Result};
@@ -39,6 +40,24 @@ pub fn bridge_mac(d: &Domain) -> String {
     let b = d.uuid.as_bytes();
     // 00:16:3e is the Xen OUI Qubes uses; the rest comes from the uuid.
     format!("00:16:3e:{:02x}:{:02x}:{:02x}", b[13] & 0x7f, b[14], b[15])
+}
+
+/// Characters of a console ticket the daemon makes up: all a VNC password holds.
+const TICKET_CHARS: usize = 8;
+
+/// The longest console ticket a caller may give (VNC checks its first 8 characters only).
+const MAX_TICKET_CHARS: usize = 64;
+
+/// 9999-12-31T23:59:59: libvirt takes an expiry in four-digit years.
+const LAST_EXPIRY: u64 = 253_402_300_799;
+
+fn random_password(chars: usize) -> String {
+    rand::Rng::sample_iter(rand::thread_rng(), &rand::distributions::Alphanumeric).take(chars).map(char::from).collect()
+}
+
+/// The graphical console every qube starts with: on `listen`, locked by an expired password nobody is told.
+pub(crate) fn locked_graphics(listen: std::net::IpAddr) -> GraphicsSpec {
+    GraphicsSpec { listen, locked_password: random_password(TICKET_CHARS) }
 }
 
 /// Ends a [`Service::lend_cause`].
@@ -290,6 +309,7 @@ impl Service {
             console_log: Some(self.console_log(&d.name).display().to_string()),
             cdrom,
             boot: plan.boot.clone(),
+            graphics: Some(self.graphics.clone()),
         };
         self.publish(Event::on(&d.name, "domain-pre-spawn").arg("start_guid", "True"));
         let _loan = self.lend_cause(d.uuid);
@@ -298,8 +318,13 @@ impl Service {
         }
         let info = hv.info(&d.uuid).ok();
         let state = info.map(|i| i.state).filter(|s| s.is_active()).unwrap_or(PowerState::Running);
-        let running =
-            Running { state, start_time: now(), xid: info.and_then(|i| i.id), cdrom_drive: Some(spec.cdrom.is_some()) };
+        let running = Running {
+            state,
+            start_time: now(),
+            xid: info.and_then(|i| i.id),
+            cdrom_drive: Some(spec.cdrom.is_some()),
+            console: console_address(hv, &d.uuid),
+        };
         self.runtime.set_running(d.uuid, running);
         self.bump();
         self.prepare_next_start(plan);
@@ -521,6 +546,47 @@ impl Service {
             .map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))
     }
 
+    /// Where a running qube's graphical console answers; none for a halted one.
+    pub fn console_address(&self, d: &Domain) -> Option<ConsoleAddress> {
+        self.runtime.get(&d.uuid).and_then(|r| r.console)
+    }
+
+    /// Lets a client log in to a running qube's graphical console for `valid_for` with `ticket`, or with a
+    /// random ticket when none is given, and answers the ticket. It replaces the ticket before; once it
+    /// expires, nobody can log in until the next.
+    pub fn console_ticket(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        ticket: Option<&str>,
+        valid_for: Duration,
+    ) -> Result<String> {
+        self.auth(caller, "corral.vm.ConsoleTicket", "", vm)?;
+        let ticket = match ticket {
+            None => random_password(TICKET_CHARS),
+            Some(t) if t.is_empty() || t.len() > MAX_TICKET_CHARS || !t.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
+                return Err(Error::value(format!(
+                    "A console ticket is 1 to {MAX_TICKET_CHARS} printable ASCII characters"
+                )));
+            }
+            Some(t) => t.to_string(),
+        };
+        let d = self.vm_snapshot(vm)?;
+        if d.is_admin() || !self.settled_power(&d).is_active() {
+            return Err(not_started(&d.name));
+        }
+        let valid_to = std::time::SystemTime::now()
+            .checked_add(valid_for)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|t| t.as_secs())
+            .filter(|t| *t <= LAST_EXPIRY)
+            .ok_or_else(|| Error::value("A console ticket cannot last beyond the year 9999"))?;
+        self.hypervisor()?
+            .set_console_password(&d.uuid, &ticket, valid_to)
+            .map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        Ok(ticket)
+    }
+
     /// libvirt's figures for a running qube; zeros when halted or without a hypervisor.
     pub fn domain_info(&self, d: &Domain) -> corral_core::hv::DomainInfo {
         match &self.hv {
@@ -687,7 +753,13 @@ impl Service {
                 let app = self.read();
                 for (uuid, info) in domains {
                     if info.state.is_active() && app.domain_by_uuid(&uuid).is_some_and(|d| !d.is_admin()) {
-                        let running = Running { state: info.state, start_time: now(), xid: info.id, cdrom_drive: None };
+                        let running = Running {
+                            state: info.state,
+                            start_time: now(),
+                            xid: info.id,
+                            cdrom_drive: None,
+                            console: console_address(hv.as_ref(), &uuid),
+                        };
                         self.runtime.set_running(uuid, running);
                     }
                 }
@@ -705,6 +777,14 @@ fn refuse_remote(d: &Domain, action: &str, kind: ErrorKind) -> Result<()> {
         return Err(Error::new(kind, format!("Cannot {action} a RemoteVM.")));
     }
     Ok(())
+}
+
+/// Where a running domain's graphical console answers, as libvirt shows it now; one it cannot show is none.
+fn console_address(hv: &dyn corral_core::hv::Hypervisor, uuid: &Uuid) -> Option<ConsoleAddress> {
+    hv.console_address(uuid).unwrap_or_else(|e| {
+        tracing::debug!(%uuid, error = %e, "cannot read the graphical console's address");
+        None
+    })
 }
 
 /// The guest device of a volume. KVM guests see virtio disks: the class's volumes are `vda`..`vdd` as Qubes

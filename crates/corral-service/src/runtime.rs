@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use corral_core::hv::PowerState;
+use corral_core::hv::{ConsoleAddress, PowerState};
 use parking_lot::Mutex;
 use uuid::Uuid;
 
@@ -16,6 +16,8 @@ pub struct Running {
     /// Whether the domain has a cdrom drive: known for a start this daemon made, `None` for one it found
     /// running (libvirt then answers a media change itself).
     pub cdrom_drive: Option<bool>,
+    /// Where its graphical console answers, read from libvirt once it runs.
+    pub console: Option<ConsoleAddress>,
 }
 
 #[derive(Default)]
@@ -41,7 +43,7 @@ impl Runtime {
         match qubes.get_mut(&uuid) {
             Some(r) => std::mem::replace(&mut r.state, state),
             None => {
-                qubes.insert(uuid, Running { state, start_time: now(), xid: None, cdrom_drive: None });
+                qubes.insert(uuid, Running { state, start_time: now(), xid: None, cdrom_drive: None, console: None });
                 PowerState::Halted
             }
         }

@@ -136,38 +136,4 @@ pub(crate) fn now_epoch() -> u64 {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` in UTC, the form upstream prints revision times in.
-pub(crate) fn iso_utc(epoch: u64) -> String {
-    let days = epoch / 86_400;
-    let secs = epoch % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
-}
-
-/// Gregorian date of a day count since 1970-01-01, computed in 400-year eras (146097 days each) whose years start
-/// in March so the leap day falls at the end.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso_dates() {
-        assert_eq!(iso_utc(0), "1970-01-01T00:00:00");
-        assert_eq!(iso_utc(951_782_400), "2000-02-29T00:00:00");
-        assert_eq!(iso_utc(1_795_662_245), "2026-11-26T03:04:05");
-        assert_eq!(iso_utc(4_107_542_399), "2100-02-28T23:59:59");
-        assert_eq!(iso_utc(4_107_542_400), "2100-03-01T00:00:00");
-    }
-}
+pub(crate) use corral_core::text::iso_utc;

@@ -43,6 +43,9 @@ struct Cli {
     /// TOML file with any of these settings (keys as the flags, with underscores).
     #[arg(long, env = "CORRAL_CONFIG")]
     config: Option<PathBuf>,
+    /// Host address the qubes' graphical consoles (VNC) listen on.
+    #[arg(long, env = "CORRAL_VNC_LISTEN")]
+    vnc_listen: Option<std::net::IpAddr>,
     /// fsync every commit (survives power loss, not only a crash of the daemon).
     #[arg(long, env = "CORRAL_SYNC_COMMITS")]
     sync_commits: Option<bool>,
@@ -63,6 +66,7 @@ struct File {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_self_signed: Option<bool>,
+    vnc_listen: Option<std::net::IpAddr>,
     sync_commits: Option<bool>,
     log_level: Option<String>,
 }
@@ -77,6 +81,8 @@ pub struct Config {
     /// `None` when the HTTP door is off.
     pub http: Option<String>,
     pub tls: Tls,
+    /// Where the qubes' VNC servers listen: the host's loopback unless configured.
+    pub vnc_listen: std::net::IpAddr,
     sync_commits: bool,
     log_level: String,
 }
@@ -136,6 +142,7 @@ impl Config {
                 cli.tls_key.or(file.tls_key),
                 cli.tls_self_signed.or(file.tls_self_signed).unwrap_or(false),
             )?,
+            vnc_listen: cli.vnc_listen.or(file.vnc_listen).unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
             sync_commits: cli.sync_commits.or(file.sync_commits).unwrap_or(false),
             log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
         })

@@ -60,6 +60,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         durability: config.durability(),
         host: config::host_info(),
         hypervisor: connect_hypervisor(&uri, config.domain_type.as_deref()).await,
+        vnc_listen: config.vnc_listen,
     };
     let service: Arc<Service> =
         Service::open(service_config, Box::new(QrexecAdmitted)).context("Cannot open the daemon's state")?;

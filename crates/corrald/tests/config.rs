@@ -25,3 +25,51 @@ fn relative_state_dir_works_like_an_absolute_one() {
 
     assert_eq!(reply, b"0\0");
 }
+
+/// The `listen` of the VNC server of a started qube, as libvirt has it.
+fn vnc_listen(d: &support::Daemon) -> String {
+    d.add_user("admin", "secret");
+    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    d.ok("admin.vm.Start", "work", b"");
+    let r = reqwest::blocking::Client::new()
+        .get(d.url("/libvirt/domains/by-name/work/xml_desc"))
+        .header("X-Auth-Username", "admin")
+        .header("X-Auth-Key", "secret")
+        .send()
+        .expect("xml_desc");
+    let v: serde_json::Value = r.json().expect("envelope");
+    let xml = v["results"][0].as_str().unwrap_or_default();
+    let graphics = xml.split("<graphics ").nth(1).unwrap_or_else(|| panic!("no graphics: {xml}"));
+    graphics.split(" listen='").nth(1).and_then(|l| l.split('\'').next()).unwrap_or_default().to_string()
+}
+
+#[test]
+fn vnc_listen_comes_from_the_flag_over_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("corrald.toml");
+    std::fs::write(&file, "vnc_listen = \"127.0.0.2\"\n").expect("config file");
+    let file = file.to_str().expect("utf-8 path");
+
+    let from_file = support::Daemon::start_with_args(&["--config", file]);
+    let from_flag = support::Daemon::start_with_args(&["--config", file, "--vnc-listen", "::1"]);
+
+    assert_eq!(vnc_listen(&from_file), "127.0.0.2");
+    assert_eq!(vnc_listen(&from_flag), "::1");
+}
+
+#[test]
+fn vnc_listen_is_an_ip_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_corrald"))
+        .current_dir(dir.path())
+        .args(["--admin-socket", "a.sock", "--internal-socket", "i.sock", "--state-dir", "state"])
+        .args(["--libvirt-uri", "test:///default", "--http", "off", "--vnc-listen", "localhost"])
+        .output()
+        .expect("run corrald");
+
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--vnc-listen"), "{out:?}");
+    assert!(!dir.path().join("a.sock").exists());
+}

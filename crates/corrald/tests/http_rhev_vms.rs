@@ -663,3 +663,96 @@ fn deleting_a_vm_but_keeping_its_disks_is_409_and_keeps_the_vm() {
     assert!(text(r).contains("no floating disks"));
     assert!(d.ok("admin.vm.List", "dom0", b"").contains("work class=AppVM"));
 }
+
+/// The `<graphics>` element of a domain XML.
+fn graphics(xml: &str) -> String {
+    let start = xml.find("<graphics").unwrap_or_else(|| panic!("no graphics: {xml}"));
+    let end = xml[start..].find("</graphics>").map_or(xml.len(), |e| start + e);
+    xml[start..end].to_string()
+}
+
+/// The secure domain XML (passwords shown), through virthttp.
+fn secure_xml(d: &Daemon, c: &Client, vm: &str) -> String {
+    let r = c
+        .get(d.url(&format!("/libvirt/domains/by-name/{vm}/xml_desc?options=secure")))
+        .header("X-Auth-Username", "admin")
+        .header("X-Auth-Key", "secret")
+        .send()
+        .expect("xml_desc request");
+    let v: serde_json::Value = r.json().expect("virthttp envelope");
+    v["results"][0].as_str().unwrap_or_default().to_string()
+}
+
+fn attr<'a>(element: &'a str, name: &str) -> Option<&'a str> {
+    let start = element.find(&format!(" {name}='"))? + name.len() + 3;
+    element[start..].split('\'').next()
+}
+
+#[test]
+fn a_started_vm_has_a_vnc_server_on_loopback_locked_by_an_expired_unknown_password() {
+    let d = with_work().with_running("work");
+    let c = Client::new();
+
+    let public = graphics(&live_xml(&d, &c, "work"));
+    let secure = graphics(&secure_xml(&d, &c, "work"));
+
+    assert_eq!(attr(&public, "type"), Some("vnc"), "{public}");
+    assert_eq!(attr(&public, "autoport"), Some("yes"), "{public}");
+    assert_eq!(attr(&public, "listen"), Some("127.0.0.1"), "{public}");
+    assert!(public.contains("<listen type='address' address='127.0.0.1'/>"), "{public}");
+    assert_eq!(attr(&public, "passwdValidTo"), Some("1970-01-01T00:00:00"), "{public}");
+    assert_eq!(attr(&public, "passwd"), None, "libvirt shows passwords only in the secure XML: {public}");
+    let password = attr(&secure, "passwd").unwrap_or_else(|| panic!("no password: {secure}"));
+    assert!(password.len() == 8 && password.bytes().all(|b| b.is_ascii_alphanumeric()), "{secure}");
+}
+
+#[test]
+fn display_is_vnc_without_an_address_while_the_vm_is_down() {
+    let d = with_work();
+    let c = Client::new();
+
+    let body = text(sdk(c.get(d.url(&format!("/api/vms/{}", d.uuid("work"))))).send().unwrap());
+
+    let doc = roxmltree::Document::parse(&body).expect("vm XML");
+    let display = doc.descendants().find(|n| n.has_tag_name("display")).unwrap_or_else(|| panic!("{body}"));
+    let leaves: Vec<(String, String)> = display
+        .children()
+        .filter(|n| n.is_element())
+        .map(|n| (n.tag_name().name().to_string(), n.text().unwrap_or_default().to_string()))
+        .collect();
+    let expected = [("type", "vnc"), ("monitors", "1"), ("allow_override", "true"), ("smartcard_enabled", "false")];
+    assert_eq!(leaves, expected.map(|(k, v)| (k.to_string(), v.to_string())), "{body}");
+}
+
+#[test]
+fn ticket_on_a_halted_vm_is_409_and_sets_nothing() {
+    let d = with_work();
+    let c = Client::new();
+    let id = d.uuid("work");
+
+    let r = sdk(c.post(d.url(&format!("/api/vms/{id}/ticket"))))
+        .body("<action><ticket><expiry>5</expiry></ticket></action>")
+        .send()
+        .unwrap();
+
+    assert_eq!(r.status(), 409);
+    let body = text(r);
+    assert!(body.contains("<fault>") && body.contains("powered off"), "{body}");
+    assert!(!body.contains("<ticket>"), "{body}");
+}
+
+#[test]
+fn ticket_values_are_1_to_64_printable_ascii_characters() {
+    let d = with_work().with_running("work");
+    let c = Client::new();
+    let id = d.uuid("work");
+    let before = secure_xml(&d, &c, "work");
+
+    for value in ["tab\there", "new\nline", &"x".repeat(65), "caf\u{e9}"] {
+        let body = format!("<action><ticket><value>{value}</value></ticket></action>");
+        let r = sdk(c.post(d.url(&format!("/api/vms/{id}/ticket")))).body(body).send().unwrap();
+        assert_eq!(r.status(), 400, "{value:?}: {}", text(r));
+    }
+
+    assert_eq!(secure_xml(&d, &c, "work"), before);
+}

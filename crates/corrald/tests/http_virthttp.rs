@@ -197,8 +197,10 @@ fn a_service_key_reads_and_runs_power_actions() {
 
     let list = with_service_key(&d, "GET", "/libvirt/domains", &key, Value::Null);
     let start = with_service_key(&d, "PATCH", "/libvirt/domains/by-name/work", &key, json!({"power_mgt": "start"}));
+    let xml = with_service_key(&d, "GET", "/libvirt/domains/by-name/work/xml_desc", &key, Value::Null);
 
     assert_eq!(envelope(list)["results"][0]["name"], "work");
+    assert!(envelope(xml)["results"][0].as_str().is_some_and(|x| x.contains("<graphics type='vnc'")));
     assert_eq!(envelope(start), succeeded(json!([]), json!([{"start": "Domain started"}])));
     assert_eq!(power_state(&d, "work"), "Running");
 }
@@ -216,6 +218,9 @@ fn a_service_key_may_do_nothing_else_and_nothing_changes() {
         ("DELETE", "/libvirt/domains/by-name/work", Value::Null),
         ("POST", "/libvirt/domains", json!("<domain><name>x</name></domain>")),
         ("PATCH", "/libvirt/networks/by-name/default", json!({"autostart": true})),
+        // The secure XML has the console's password.
+        ("GET", "/libvirt/domains/by-name/work/xml_desc?options=secure", Value::Null),
+        ("GET", "/libvirt/domains/by-name/work/xml_desc?options=inactive,Secure", Value::Null),
     ] {
         let r = with_service_key(&d, method, path, &key, body.clone());
 

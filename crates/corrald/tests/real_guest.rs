@@ -4,7 +4,8 @@
 
 mod support;
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver};
@@ -237,4 +238,179 @@ fn a_running_guests_cdrom_media_change_over_http() {
     assert!(!drive.contains("<source file") && !drive.contains(".iso"), "{drive}");
     assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "cd", b"").0, "QubesFeatureNotFoundError");
     d.ok("admin.vm.Kill", "cd", b"");
+}
+
+/// How a VNC server answered a login.
+#[derive(Debug, PartialEq, Eq)]
+enum Login {
+    Accepted,
+    /// With the server's reason.
+    Refused(String),
+}
+
+fn read_u32(s: &mut TcpStream) -> u32 {
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b).expect("read from the VNC server");
+    u32::from_be_bytes(b)
+}
+
+fn read_reason(s: &mut TcpStream) -> String {
+    let len = read_u32(s);
+    let mut reason = vec![0u8; len.min(4096) as usize];
+    s.read_exact(&mut reason).expect("read the reason");
+    String::from_utf8_lossy(&reason).into_owned()
+}
+
+/// VNC authentication's answer to a challenge: each 8-byte half DES-encrypted with the password's first 8
+/// bytes (zero-padded) as the key, every key byte's bits mirrored, as VNC has always done it.
+fn vnc_response(password: &str, mut challenge: [u8; 16]) -> [u8; 16] {
+    use des::cipher::{BlockEncrypt, KeyInit};
+    let mut key = [0u8; 8];
+    for (k, b) in key.iter_mut().zip(password.bytes()) {
+        *k = b.reverse_bits();
+    }
+    let cipher = des::Des::new_from_slice(&key).expect("an 8-byte key");
+    for half in challenge.chunks_exact_mut(8) {
+        cipher.encrypt_block(half.into());
+    }
+    challenge
+}
+
+/// Logs in to the VNC server at `server` with `password`: the RFB 3.8 handshake with VNC authentication,
+/// up to the SecurityResult. The server must offer VNC authentication only (no unauthenticated access).
+fn vnc_login(server: SocketAddr, password: &str) -> Login {
+    let mut s = TcpStream::connect_timeout(&server, Duration::from_secs(10)).expect("connect to the VNC server");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut version = [0u8; 12];
+    s.read_exact(&mut version).expect("ProtocolVersion");
+    assert_eq!(&version, b"RFB 003.008\n", "{}", String::from_utf8_lossy(&version));
+    s.write_all(b"RFB 003.008\n").expect("send ProtocolVersion");
+    let mut count = [0u8; 1];
+    s.read_exact(&mut count).expect("number of security types");
+    if count[0] == 0 {
+        panic!("the VNC server refused the connection: {}", read_reason(&mut s));
+    }
+    let mut types = vec![0u8; usize::from(count[0])];
+    s.read_exact(&mut types).expect("security types");
+    assert_eq!(types, [2], "security types offered (2 = VNC authentication, 1 = none)");
+    s.write_all(&[2]).expect("choose VNC authentication");
+    let mut challenge = [0u8; 16];
+    s.read_exact(&mut challenge).expect("challenge");
+    s.write_all(&vnc_response(password, challenge)).expect("send the response");
+    match read_u32(&mut s) {
+        0 => Login::Accepted,
+        _ => Login::Refused(read_reason(&mut s)),
+    }
+}
+
+/// The secure domain XML (passwords shown) of a qube's domain, through virthttp.
+fn secure_xml(d: &Daemon, vm: &str) -> String {
+    let r = reqwest::blocking::Client::new()
+        .get(d.url(&format!("/libvirt/domains/by-name/{vm}/xml_desc?options=secure")))
+        .basic_auth("admin", Some("secret"))
+        .send()
+        .expect("xml_desc");
+    let v: serde_json::Value = r.json().expect("envelope");
+    v["results"][0].as_str().unwrap_or_else(|| panic!("no XML: {v}")).to_string()
+}
+
+/// Attribute `name` of the `<graphics>` element of a domain XML.
+fn graphics_attr(xml: &str, name: &str) -> String {
+    let graphics = xml.split("<graphics ").nth(1).unwrap_or_else(|| panic!("no graphics: {xml}"));
+    let graphics = graphics.split('>').next().unwrap_or_default();
+    let value = graphics.split(&format!(" {name}='")).nth(1).unwrap_or_else(|| panic!("no {name}: {graphics}"));
+    value.split('\'').next().unwrap_or_default().to_string()
+}
+
+/// The address of a vm's console as its `<display>` shows it, and the whole display.
+fn display(d: &Daemon, id: &str) -> (Option<SocketAddr>, String) {
+    let body = reqwest::blocking::Client::new()
+        .get(d.url(&format!("/api/vms/{id}")))
+        .basic_auth("admin@internal", Some("secret"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("GET vm");
+    let doc = roxmltree::Document::parse(&body).expect("vm XML");
+    let display = doc.descendants().find(|n| n.has_tag_name("display")).unwrap_or_else(|| panic!("{body}"));
+    let leaf = |name: &str| display.children().find(|n| n.has_tag_name(name)).and_then(|n| n.text());
+    let address = leaf("address").map(|a| a.parse::<IpAddr>().expect("an IP address"));
+    let port = leaf("port").map(|p| p.parse::<u16>().expect("a port"));
+    let text = body[display.range()].to_string();
+    (address.zip(port).map(SocketAddr::from), text)
+}
+
+/// Posts a ticket action; the status and the answered ticket value.
+fn ticket(d: &Daemon, id: &str, body: &str) -> (u16, Option<String>) {
+    let r = reqwest::blocking::Client::new()
+        .post(d.url(&format!("/api/vms/{id}/ticket")))
+        .basic_auth("admin@internal", Some("secret"))
+        .header("Content-Type", "application/xml")
+        .body(body.to_string())
+        .send()
+        .expect("POST ticket");
+    let status = r.status().as_u16();
+    let body = r.text().expect("body");
+    let value = roxmltree::Document::parse(&body)
+        .ok()
+        .and_then(|doc| doc.descendants().find(|n| n.has_tag_name("value")).and_then(|n| n.text()).map(String::from));
+    (status, value)
+}
+
+#[test]
+fn a_running_guests_vnc_console_opens_with_its_ticket_only_until_it_expires() {
+    let Some((uri, assets)) = guest_env() else {
+        eprintln!("SKIP: CORRAL_REAL_GUEST_URI/CORRAL_GUEST_DIR not set (tests/guest/run.sh sets them)");
+        return;
+    };
+    let mut d = Daemon::start_with_uri(&uri);
+    d.add_user("admin", "secret");
+    let kernels = d.state.join("vm-kernels");
+    std::fs::create_dir_all(&kernels).expect("kernels dir");
+    std::os::unix::fs::symlink(&assets, kernels.join("tiny")).expect("kernel link");
+    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=vnc label=red");
+    for (prop, value) in [("kernel", "tiny"), ("memory", "128"), ("vcpus", "1")] {
+        d.ok(&format!("admin.vm.property.Set+{prop}"), "vnc", value.as_bytes());
+    }
+    let id = d.uuid("vnc");
+    assert_eq!(ticket(&d, &id, "<action/>").0, 409, "a halted vm has no console");
+    assert_eq!(display(&d, &id).0, None);
+
+    d.ok("admin.vm.Start", "vnc", b"");
+    let (server, shown) = display(&d, &id);
+    let server = server.unwrap_or_else(|| panic!("no console address: {shown}"));
+    assert_eq!(server.ip().to_string(), "127.0.0.1", "{shown}");
+    assert_eq!(server.port().to_string(), graphics_attr(&live_xml(&d, "vnc"), "port"), "the port libvirt picked");
+    assert!(!shown.contains("secure_port"), "{shown}");
+
+    // Before any ticket even the password the domain was defined with is refused: it expired in 1970.
+    let locked = graphics_attr(&secure_xml(&d, "vnc"), "passwd");
+    assert!(matches!(vnc_login(server, &locked), Login::Refused(_)));
+
+    let (status, made_up) = ticket(&d, &id, "<action><ticket><expiry>1</expiry></ticket></action>");
+    assert_eq!(status, 200);
+    let made_up = made_up.expect("a ticket value");
+    assert_eq!(made_up.len(), 8, "{made_up}");
+    assert_eq!(vnc_login(server, &made_up), Login::Accepted);
+    assert!(matches!(vnc_login(server, "wrong"), Login::Refused(_)));
+
+    // A given value longer than VNC's 8 characters: a VNC client sends its first 8, and they open the console.
+    let given = "oVirt-ticket-0042";
+    let body = format!("<action><ticket><value>{given}</value><expiry>1</expiry></ticket></action>");
+    let issued = Instant::now();
+    assert_eq!(ticket(&d, &id, &body), (200, Some(given.to_string())));
+    assert_eq!(vnc_login(server, given), Login::Accepted);
+    assert!(matches!(vnc_login(server, &made_up), Login::Refused(_)), "the new ticket replaces the old one");
+
+    // A restarted daemon finds the console where it was.
+    d.kill9();
+    d.spawn();
+    assert_eq!(display(&d, &id).0, Some(server));
+
+    std::thread::sleep((issued + Duration::from_secs(62)).saturating_duration_since(Instant::now()));
+    match vnc_login(server, given) {
+        Login::Refused(reason) => eprintln!("an expired ticket is refused: {reason}"),
+        Login::Accepted => panic!("the ticket outlived its expiry"),
+    }
+    d.ok("admin.vm.Kill", "vnc", b"");
 }

@@ -163,7 +163,7 @@ representations! {
         Leaf("force", "Delete: `true` stops a running vm first"),
         Leaf("pause", "Start: `true` pauses the vm once it runs"),
         Obj("vm", "Start: run once with `<os><kernel/><cmdline/></os>`"),
-        Obj("ticket", "Ticket: `<value>` (answered) and `<expiry>` in seconds"),
+        Obj("ticket", "Ticket: `<value>` (given or made up, answered) and `<expiry>` in minutes"),
         Leaf("fence_type", "Host fence: `manual` or `status`"),
         Obj("power_management", "Host fence `status`: `<status><state/></status>`"),
         Leaf("detach", "Disk delete: `true` asks to detach instead"),

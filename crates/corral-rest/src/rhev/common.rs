@@ -177,7 +177,7 @@ pub fn vm_node(ctx: &Ctx, service: &Service, app: &App, d: &Domain) -> Node {
     }
     vm = vm.child(os);
     vm = vm.child(Node::new("high_availability").with_leaf("enabled", "false").with_leaf("priority", "0"));
-    vm = vm.child(Node::new("display").with_leaf("type", "vnc").with_leaf("monitors", "1"));
+    vm = vm.child(display(service, d));
     vm = vm.child(reference(ctx, "cluster", "clusters", cluster_id()));
     let template = match d.class {
         Class::AppVM | Class::DispVM => app.template_of(d).map(|t| t.uuid.to_string()).unwrap_or_else(|| BLANK.into()),
@@ -191,6 +191,16 @@ pub fn vm_node(ctx: &Ctx, service: &Service, app: &App, d: &Domain) -> Node {
         vm = vm.child(reference(ctx, "host", "hosts", host_id()));
     }
     vm.with_leaf("stateless", "false").child(Node::new("usb").with_leaf("enabled", "false"))
+}
+
+/// The vm's VNC console: where it answers while the vm runs (no TLS port: VNC is plain). A new client may
+/// take the console over from the one connected, hence `allow_override`.
+fn display(service: &Service, d: &Domain) -> Node {
+    let mut display = Node::new("display").with_leaf("type", "vnc");
+    if let Some(console) = service.console_address(d) {
+        display = display.with_leaf("address", console.address).with_leaf("port", console.port.to_string());
+    }
+    display.with_leaf("monitors", "1").with_leaf("allow_override", "true").with_leaf("smartcard_enabled", "false")
 }
 
 /// A field of a qube as the search language names it.

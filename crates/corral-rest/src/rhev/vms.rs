@@ -360,7 +360,9 @@ impl AsyncActions {
     summary = "Run a vm action",
     description = "`start` (`<pause>`, and run-once `<vm>` settings for this start only: `<os>` with `<kernel/>`, \
         `<cmdline/>` and ordered `<boot dev/>`s, and `<cdroms><cdrom><file id/></cdrom></cdroms>`), `stop` (kill), \
-        `shutdown`, `suspend`, `reboot`, `ticket` (a console password, only issued), or `clone` (`<vm><name/></vm>`: \
+        `shutdown`, `suspend`, `reboot`, `ticket` (the password of a running vm's VNC console, \
+        `<ticket><value/><expiry/></ticket>`: a given value or a random one, for `expiry` minutes, 120 by default; \
+        VNC checks the first 8 characters), or `clone` (`<vm><name/></vm>`: \
         a copy as `qvm-clone` makes, answered with the new `<vm>`).",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("action" = String, Path, description = "`start`, `stop`, `shutdown`, `suspend`, `reboot`, `ticket` or `clone`")),
@@ -396,6 +398,7 @@ async fn action(
             .filter(|m| *m > 0)
             .ok_or_else(|| ApiError::bad_request(format!("Invalid ticket expiry: {e} (minutes, from 1)")))?,
     };
+    let ticket = params.path("ticket/value").and_then(|v| v.text.clone());
     let who = user.and_then(|Extension(u)| u.reference(&rest));
     let (log, vm_ref) = (rest.clone(), Some((id.clone(), vm.clone())));
     let record = move |code: u32, severity: &'static str, what: &str| {
@@ -442,11 +445,8 @@ async fn action(
                 service.start_vm(&c, &vm)?;
             }
             _ => {
-                // A one-time console password; the serial console has none to set, so it is only issued.
-                let value: String = rand::Rng::sample_iter(rand::thread_rng(), &rand::distributions::Alphanumeric)
-                    .take(12)
-                    .map(char::from)
-                    .collect();
+                let valid_for = Duration::from_secs(u64::from(expiry) * 60);
+                let value = service.console_ticket(&c, &vm, ticket.as_deref(), valid_for)?;
                 return Ok(vec![Node::new("ticket").with_leaf("value", value).with_leaf("expiry", expiry.to_string())]);
             }
         }

@@ -48,6 +48,7 @@ impl Door {
             durability: Default::default(),
             host: corral_core::HostInfo { memory_mib: 4096, cpus: 2 },
             hypervisor: Err("these tests run without libvirt".into()),
+            vnc_listen: std::net::Ipv4Addr::LOCALHOST.into(),
         };
         let service = Service::open(config, Box::new(QrexecAdmitted)).expect("service");
         service.user_add(USER, PASSWORD).expect("user");
