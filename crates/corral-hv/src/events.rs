@@ -39,6 +39,7 @@ fn map(event: c_int, detail: c_int) -> Option<LifecycleEvent> {
         sys::VIR_DOMAIN_EVENT_SUSPENDED => LifecycleEvent::Paused,
         sys::VIR_DOMAIN_EVENT_RESUMED => LifecycleEvent::Resumed,
         sys::VIR_DOMAIN_EVENT_SHUTDOWN => LifecycleEvent::ShuttingDown,
+        sys::VIR_DOMAIN_EVENT_STOPPED if detail == sys::VIR_DOMAIN_EVENT_STOPPED_SAVED => LifecycleEvent::Saved,
         sys::VIR_DOMAIN_EVENT_STOPPED => LifecycleEvent::Stopped {
             crashed: detail == sys::VIR_DOMAIN_EVENT_STOPPED_CRASHED || detail == sys::VIR_DOMAIN_EVENT_STOPPED_FAILED,
         },

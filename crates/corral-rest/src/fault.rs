@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use corral_core::hv::{PowerAction, PowerState};
 use corral_core::{Error, ErrorKind};
 
 use crate::repr::Node;
@@ -40,9 +41,38 @@ impl ApiError {
     }
 }
 
+/// oVirt's words for a vm in `state`, as its faults use them.
+fn state_words(state: PowerState) -> &'static str {
+    match state {
+        PowerState::Halted | PowerState::Crashed => "down",
+        PowerState::Running => "running",
+        PowerState::Paused => "paused",
+        PowerState::Suspended | PowerState::Saved => "suspended",
+        PowerState::Halting | PowerState::Dying => "powering down",
+        PowerState::Transient => "powering up",
+        PowerState::NA => "in an unknown state",
+    }
+}
+
+/// The RHEV action a refused power action was asked as.
+fn action_name(action: PowerAction) -> &'static str {
+    match action {
+        PowerAction::Start => "start",
+        PowerAction::Stop => "stop",
+        PowerAction::Shutdown => "shutdown",
+        PowerAction::Reboot => "reboot",
+        PowerAction::Pause => "pause",
+        PowerAction::Unpause | PowerAction::Resume => "resume",
+        PowerAction::Save => "suspend",
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         use ErrorKind::*;
+        if let Some(c) = e.conflict {
+            return ApiError::conflict(format!("Cannot {} VM. VM is {}.", action_name(c.action), state_words(c.state)));
+        }
         let status = match e.kind {
             QubesVMNotFoundError
             | QubesNoSuchPropertyError
