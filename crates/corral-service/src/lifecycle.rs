@@ -332,7 +332,7 @@ impl Service {
         self.starting.lock().remove(&d.uuid);
         restored.map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
         self.runtime.set_xid(d.uuid, hv.info(&d.uuid).ok().and_then(|i| i.id));
-        self.publish_runtime_props(&d.name);
+        self.publish_xid_reset(&d.name);
         Ok(())
     }
 
@@ -353,7 +353,7 @@ impl Service {
             self.transition(d.uuid, PowerState::Saved);
         }
         self.runtime.set_xid(d.uuid, None);
-        self.publish_runtime_props(&d.name);
+        self.publish_xid_reset(&d.name);
         Ok(())
     }
 
@@ -378,6 +378,11 @@ impl Service {
             PowerState::Paused | PowerState::Suspended | PowerState::Saved => self.kill_vm(caller, vm),
             _ => self.shutdown_vm(caller, vm, false, false),
         }
+    }
+
+    /// A saved qube has no xid, a restored one a new one; its start_time stays that of its start.
+    fn publish_xid_reset(&self, name: &str) {
+        self.publish(Event::on(name, "property-reset:xid").arg("name", "xid"));
     }
 
     /// xid and start_time are computed from the power state: their values change with it.
