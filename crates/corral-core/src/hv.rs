@@ -401,3 +401,17 @@ pub struct InterfaceStats {
     pub rx_errors: u64,
     pub tx_errors: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_qube_is_suspended_to_the_admin_api_and_not_halted_but_has_no_process() {
+        assert_eq!(PowerState::Saved.as_str(), "Suspended");
+        assert!(PowerState::Saved.is_active());
+        assert!(!PowerState::Saved.is_live());
+        assert!(PowerState::Paused.is_live() && PowerState::Suspended.is_live());
+        assert!(!PowerState::Halted.is_live());
+    }
+}

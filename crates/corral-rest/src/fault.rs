@@ -120,3 +120,27 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_for_the_vm_state_is_a_409_that_says_why() {
+        let e = Error::new(ErrorKind::QubesVMNotHaltedError, "Domain is not powered off: 'web'")
+            .refusing(PowerAction::Start, PowerState::Running);
+
+        let api = ApiError::from(e);
+
+        assert_eq!(api.status, StatusCode::CONFLICT);
+        let xml = String::from_utf8(api.node().to_xml()).expect("utf-8");
+        assert!(xml.contains("<detail>[Cannot start VM. VM is running.]</detail>"), "{xml}");
+    }
+
+    #[test]
+    fn a_saved_vm_is_suspended_in_a_fault() {
+        let e = Error::new(ErrorKind::QubesVMNotRunningError, "x").refusing(PowerAction::Save, PowerState::Saved);
+
+        assert_eq!(ApiError::from(e).detail, "Cannot suspend VM. VM is suspended.");
+    }
+}

@@ -1,6 +1,7 @@
 //! Running qubes: start (network providers first), shutdown, kill, pause, suspend, save to disk and
-//! resume, and what libvirt reports back. A refusal because of the qube's state names the action and the
-//! state ([`Error::refusing`]), so that every door can say why in its own words. Hypervisor calls block, so they are made without holding the model lock.
+//! resume, and what libvirt reports back. Hypervisor calls block, so they are made without holding the
+//! model lock. A refusal because of the qube's state names the action and the state
+//! ([`Error::refusing`]), so that every door can say why in its own words.
 //!
 //! A power transition fires its events exactly once, whoever notices it first: the call that caused it
 //! or the libvirt event that reports it (a guest that powers itself off, a QEMU that dies).
@@ -327,7 +328,12 @@ impl Service {
         }
         let restored = {
             let _loan = self.lend_cause(d.uuid);
-            hv.restore(&d.uuid).map(|()| self.transition(d.uuid, PowerState::Running))
+            let restored = hv.restore(&d.uuid);
+            if restored.is_ok() {
+                // Still marked as starting: libvirt's own report of the start is left out.
+                self.transition(d.uuid, PowerState::Running);
+            }
+            restored
         };
         self.starting.lock().remove(&d.uuid);
         restored.map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
