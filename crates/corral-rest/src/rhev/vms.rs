@@ -420,19 +420,16 @@ async fn action(
                 service.clone_vm(&c, &vm, &clone_name, uuid)?;
                 return Ok(vec![common::reference(&clone_ctx, "vm", "vms", &uuid.to_string())]);
             }
-            "suspend" => match service.save_vm(&c, &vm) {
-                Ok(()) => {
-                    record(501, "normal", "suspending initiated");
-                    record(503, "normal", "suspended");
+            "suspend" => {
+                record(501, "normal", "suspending initiated");
+                match service.save_vm(&c, &vm) {
+                    Ok(()) => record(503, "normal", "suspended"),
+                    Err(e) => {
+                        record(502, "error", "failed to suspend");
+                        return Err(e.into());
+                    }
                 }
-                // A suspend the vm's state does not allow was never initiated, as in oVirt.
-                Err(e) if e.conflict.is_some() => return Err(e.into()),
-                Err(e) => {
-                    record(501, "normal", "suspending initiated");
-                    record(502, "error", "failed to suspend");
-                    return Err(e.into());
-                }
-            },
+            }
             "reboot" => service.reboot_vm(&c, &vm)?,
             _ => {
                 // A one-time console password; the serial console has none to set, so it is only issued.
