@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::hv::{PowerAction, PowerState, StateConflict};
+
 /// One variant per exception class a qubesd client can receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
@@ -90,11 +92,19 @@ impl ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
+    /// Set when a power action was refused because of the qube's state, for doors that say so in
+    /// their own words (the message is the Admin API's).
+    pub conflict: Option<StateConflict>,
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self { kind, message: message.into(), conflict: None }
+    }
+    /// This error refuses `action` because the qube is in `state`.
+    pub fn refusing(mut self, action: PowerAction, state: PowerState) -> Self {
+        self.conflict = Some(StateConflict { action, state });
+        self
     }
     pub fn protocol(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::ProtocolError, message)

@@ -12,7 +12,11 @@ pub enum PowerState {
     Transient,
     Running,
     Paused,
+    /// Suspended by the guest itself (ACPI S3), still in the hypervisor's memory.
     Suspended,
+    /// Saved to disk and stopped (libvirt's managed save): no process, no memory; the next start resumes
+    /// it. The Admin API knows no such state and calls it `Suspended`.
+    Saved,
     Halting,
     Dying,
     Crashed,
@@ -26,7 +30,7 @@ impl PowerState {
             PowerState::Transient => "Transient",
             PowerState::Running => "Running",
             PowerState::Paused => "Paused",
-            PowerState::Suspended => "Suspended",
+            PowerState::Suspended | PowerState::Saved => "Suspended",
             PowerState::Halting => "Halting",
             PowerState::Dying => "Dying",
             PowerState::Crashed => "Crashed",
@@ -34,10 +38,39 @@ impl PowerState {
         }
     }
 
-    /// libvirt's "active": a paused or suspended qube still counts as running.
+    /// Not halted: a paused, suspended or saved qube still counts as running, as its disks are in use
+    /// and its state is not to be changed under it.
     pub fn is_active(self) -> bool {
         !matches!(self, PowerState::Halted | PowerState::NA)
     }
+
+    /// The domain has a process (libvirt's "active"): running, paused, suspended in memory, stopping.
+    /// A saved qube is active but not live.
+    pub fn is_live(self) -> bool {
+        self.is_active() && self != PowerState::Saved
+    }
+}
+
+/// A request to change a qube's power state, by what it does (each door has its own name for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PowerAction {
+    Start,
+    /// Power off at once (kill, destroy).
+    Stop,
+    Shutdown,
+    Reboot,
+    Pause,
+    Unpause,
+    /// Save to disk and stop (managed save).
+    Save,
+    Resume,
+}
+
+/// Why a power action was refused: the qube's state does not fit it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StateConflict {
+    pub action: PowerAction,
+    pub state: PowerState,
 }
 
 /// A running domain's figures, as libvirt reports them.
@@ -164,6 +197,8 @@ pub enum LifecycleEvent {
         crashed: bool,
     },
     PmSuspended,
+    /// The domain was saved to disk and stopped (managed save).
+    Saved,
     Crashed,
 }
 
@@ -196,15 +231,20 @@ impl std::error::Error for HvError {}
 pub trait Hypervisor: Send + Sync {
     fn uri(&self) -> String;
     fn domain_type(&self) -> String;
-    /// Defines (replacing an older definition) and starts the domain.
+    /// Defines (replacing an older definition) and boots the domain afresh: a saved image is discarded.
     fn start(&self, spec: &DomainSpec) -> Result<(), HvError>;
     /// Asks the guest to power off (ACPI); returns at once.
     fn shutdown(&self, uuid: &Uuid) -> Result<(), HvError>;
+    /// Powers off a running domain at once, or discards a saved one's image.
     fn kill(&self, uuid: &Uuid) -> Result<(), HvError>;
     fn pause(&self, uuid: &Uuid) -> Result<(), HvError>;
     fn unpause(&self, uuid: &Uuid) -> Result<(), HvError>;
     fn pm_suspend(&self, uuid: &Uuid) -> Result<(), HvError>;
     fn pm_wakeup(&self, uuid: &Uuid) -> Result<(), HvError>;
+    /// Saves the running domain's memory to disk and stops it; it stays defined with that image.
+    fn save(&self, uuid: &Uuid) -> Result<(), HvError>;
+    /// Starts a saved domain from its image, without redefining it: its disks are those it was saved with.
+    fn restore(&self, uuid: &Uuid) -> Result<(), HvError>;
     /// The domain's state; `Halted` when libvirt does not know it.
     fn info(&self, uuid: &Uuid) -> Result<DomainInfo, HvError>;
     /// Every domain libvirt knows, for reconciling after a daemon restart.
@@ -392,4 +432,18 @@ pub struct InterfaceStats {
     pub tx_bytes: u64,
     pub rx_errors: u64,
     pub tx_errors: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_qube_is_suspended_to_the_admin_api_and_not_halted_but_has_no_process() {
+        assert_eq!(PowerState::Saved.as_str(), "Suspended");
+        assert!(PowerState::Saved.is_active());
+        assert!(!PowerState::Saved.is_live());
+        assert!(PowerState::Paused.is_live() && PowerState::Suspended.is_live());
+        assert!(!PowerState::Halted.is_live());
+    }
 }

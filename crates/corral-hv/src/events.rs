@@ -39,6 +39,7 @@ fn map(event: c_int, detail: c_int) -> Option<LifecycleEvent> {
         sys::VIR_DOMAIN_EVENT_SUSPENDED => LifecycleEvent::Paused,
         sys::VIR_DOMAIN_EVENT_RESUMED => LifecycleEvent::Resumed,
         sys::VIR_DOMAIN_EVENT_SHUTDOWN => LifecycleEvent::ShuttingDown,
+        sys::VIR_DOMAIN_EVENT_STOPPED if detail == sys::VIR_DOMAIN_EVENT_STOPPED_SAVED => LifecycleEvent::Saved,
         sys::VIR_DOMAIN_EVENT_STOPPED => LifecycleEvent::Stopped {
             crashed: detail == sys::VIR_DOMAIN_EVENT_STOPPED_CRASHED || detail == sys::VIR_DOMAIN_EVENT_STOPPED_FAILED,
         },
@@ -107,4 +108,22 @@ pub fn register_lifecycle(conn: &Connect, tx: Sender<HvEvent>) -> Result<(), HvE
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(e: u32, d: u32) -> Option<LifecycleEvent> {
+        map(c_int::try_from(e).ok()?, c_int::try_from(d).ok()?)
+    }
+
+    #[test]
+    fn a_stop_after_a_managed_save_is_a_save() {
+        let saved = event(sys::VIR_DOMAIN_EVENT_STOPPED, sys::VIR_DOMAIN_EVENT_STOPPED_SAVED);
+        let destroyed = event(sys::VIR_DOMAIN_EVENT_STOPPED, sys::VIR_DOMAIN_EVENT_STOPPED_DESTROYED);
+
+        assert_eq!(saved, Some(LifecycleEvent::Saved));
+        assert_eq!(destroyed, Some(LifecycleEvent::Stopped { crashed: false }));
+    }
 }

@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use corral_core::hv::{PowerAction, PowerState};
 use corral_core::{Error, ErrorKind};
 
 use crate::repr::Node;
@@ -40,9 +41,38 @@ impl ApiError {
     }
 }
 
+/// oVirt's words for a vm in `state`, as its faults use them.
+fn state_words(state: PowerState) -> &'static str {
+    match state {
+        PowerState::Halted | PowerState::Crashed => "down",
+        PowerState::Running => "running",
+        PowerState::Paused => "paused",
+        PowerState::Suspended | PowerState::Saved => "suspended",
+        PowerState::Halting | PowerState::Dying => "powering down",
+        PowerState::Transient => "powering up",
+        PowerState::NA => "in an unknown state",
+    }
+}
+
+/// The RHEV action a refused power action was asked as.
+fn action_name(action: PowerAction) -> &'static str {
+    match action {
+        PowerAction::Start => "start",
+        PowerAction::Stop => "stop",
+        PowerAction::Shutdown => "shutdown",
+        PowerAction::Reboot => "reboot",
+        PowerAction::Pause => "pause",
+        PowerAction::Unpause | PowerAction::Resume => "resume",
+        PowerAction::Save => "suspend",
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         use ErrorKind::*;
+        if let Some(c) = e.conflict {
+            return ApiError::conflict(format!("Cannot {} VM. VM is {}.", action_name(c.action), state_words(c.state)));
+        }
         let status = match e.kind {
             QubesVMNotFoundError
             | QubesNoSuchPropertyError
@@ -90,3 +120,27 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_for_the_vm_state_is_a_409_that_says_why() {
+        let e = Error::new(ErrorKind::QubesVMNotHaltedError, "Domain is not powered off: 'web'")
+            .refusing(PowerAction::Start, PowerState::Running);
+
+        let api = ApiError::from(e);
+
+        assert_eq!(api.status, StatusCode::CONFLICT);
+        let xml = String::from_utf8(api.node().to_xml()).expect("utf-8");
+        assert!(xml.contains("<detail>[Cannot start VM. VM is running.]</detail>"), "{xml}");
+    }
+
+    #[test]
+    fn a_saved_vm_is_suspended_in_a_fault() {
+        let e = Error::new(ErrorKind::QubesVMNotRunningError, "x").refusing(PowerAction::Save, PowerState::Saved);
+
+        assert_eq!(ApiError::from(e).detail, "Cannot suspend VM. VM is suspended.");
+    }
+}

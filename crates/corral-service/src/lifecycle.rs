@@ -1,5 +1,7 @@
-//! Running qubes: start (network providers first), shutdown, kill, pause, suspend, and what libvirt
-//! reports back. Hypervisor calls block, so they are made without holding the model lock.
+//! Running qubes: start (network providers first), shutdown, kill, pause, suspend, save to disk and
+//! resume, and what libvirt reports back. Hypervisor calls block, so they are made without holding the
+//! model lock. A refusal because of the qube's state names the action and the state
+//! ([`Error::refusing`]), so that every door can say why in its own words.
 //!
 //! A power transition fires its events exactly once, whoever notices it first: the call that caused it
 //! or the libvirt event that reports it (a guest that powers itself off, a QEMU that dies).
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use corral_core::domain::{Class, Domain};
 use corral_core::hv::{
     BootDevice, ConsoleAddress, DiskSpec, DomainSpec, GraphicsSpec, HvEvent, KeycodeSet, LifecycleEvent, NetworkSpec,
-    PowerState, MAX_KEYS_AT_ONCE,
+    PowerAction, PowerState, MAX_KEYS_AT_ONCE,
 };
 use corral_core::volume::{Pool, Volume};
 use corral_core::{Error, ErrorKind, Event, Result};
@@ -133,16 +135,28 @@ impl Service {
         Ok(resolve_in(&self.read(), vm)?.clone())
     }
 
+    /// qubesd's start: a qube that is up already is left as it is (and the call succeeds); a saved one
+    /// resumes from disk.
     pub fn start_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
-        self.start_vm_once(caller, vm, &RunOnce::default())
+        self.auth(caller, "admin.vm.Start", "", vm)?;
+        let d = self.vm_snapshot(vm)?;
+        refuse_remote(&d, "start", ErrorKind::QubesVMNotHaltedError)?;
+        self.start_one(&d.name, 0, &RunOnce::default())
     }
 
-    /// A start whose kernel and command line differ for this run only (RHEV's "run once").
+    /// A start that refuses a qube already up, as oVirt's run and libvirt's create do: a halted qube boots
+    /// (with settings that differ for this run only, RHEV's "run once"), a saved one resumes from disk, a
+    /// paused or sleeping one wakes up.
     pub fn start_vm_once(&self, caller: &Caller, vm: &str, once: &RunOnce) -> Result<()> {
         self.auth(caller, "admin.vm.Start", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "start", ErrorKind::QubesVMNotHaltedError)?;
-        self.start_one(&d.name, 0, once)
+        match self.settled_power(&d) {
+            PowerState::Halted | PowerState::Saved => self.start_one(&d.name, 0, once),
+            PowerState::Paused => self.unpause_vm(caller, vm),
+            PowerState::Suspended => self.resume_vm(caller, vm),
+            state => Err(Error::not_halted(&d.name).refusing(PowerAction::Start, state)),
+        }
     }
 
     fn plan_start(&self, name: &str) -> Result<StartPlan> {
@@ -227,8 +241,10 @@ impl Service {
         if d.is_admin() {
             return Err(Error::new(ErrorKind::QubesVMNotHaltedError, "Cannot start Dom0 fake domain!"));
         }
-        if self.settled_power(d) != PowerState::Halted {
-            return Ok(());
+        match self.settled_power(d) {
+            PowerState::Halted => {}
+            PowerState::Saved => return self.restore(d),
+            _ => return Ok(()),
         }
         // An empty rationale does not prohibit, as upstream's truth test of the feature value.
         if let Some(reason) = d.features.get("prohibit-start").filter(|r| !r.is_empty()) {
@@ -336,6 +352,77 @@ impl Service {
         Ok(())
     }
 
+    /// Starts saved qube `d` from its image: the guest goes on where it was, on the disks it was saved with.
+    fn restore(&self, d: &Domain) -> Result<()> {
+        let hv = self.hypervisor()?;
+        if !self.starting.lock().insert(d.uuid) {
+            return Ok(());
+        }
+        let restored = {
+            let _loan = self.lend_cause(d.uuid);
+            let restored = hv.restore(&d.uuid);
+            if restored.is_ok() {
+                // Still marked as starting: libvirt's own report of the start is left out.
+                self.transition(d.uuid, PowerState::Running);
+            }
+            restored
+        };
+        self.starting.lock().remove(&d.uuid);
+        restored.map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        self.runtime.set_xid(d.uuid, hv.info(&d.uuid).ok().and_then(|i| i.id));
+        self.publish_xid_reset(&d.name);
+        Ok(())
+    }
+
+    /// Saves a running qube's memory to disk and stops it (libvirt's managed save): it shows as suspended,
+    /// uses no memory, and a start or resume goes on where it was. Its disks stay as they are meanwhile.
+    pub fn save_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+        self.auth(caller, "corral.vm.Save", "", vm)?;
+        let d = self.vm_snapshot(vm)?;
+        let state = self.settled_power(&d);
+        if d.is_admin() || state != PowerState::Running {
+            return Err(not_running(&d.name).refusing(PowerAction::Save, state));
+        }
+        let hv = self.hypervisor()?;
+        self.publish(Event::on(&d.name, "domain-pre-paused"));
+        {
+            let _loan = self.lend_cause(d.uuid);
+            hv.save(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+            self.transition(d.uuid, PowerState::Saved);
+        }
+        self.runtime.set_xid(d.uuid, None);
+        self.publish_xid_reset(&d.name);
+        Ok(())
+    }
+
+    /// Shuts a running qube down, waits until it stopped and starts it again.
+    pub fn reboot_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+        self.auth(caller, "admin.vm.Shutdown", "", vm)?;
+        let d = self.vm_snapshot(vm)?;
+        let state = self.settled_power(&d);
+        if d.is_admin() || state != PowerState::Running {
+            return Err(not_running(&d.name).refusing(PowerAction::Reboot, state));
+        }
+        self.shutdown_vm(caller, vm, false, true)?;
+        self.start_vm(caller, vm)
+    }
+
+    /// oVirt's shutdown: a running qube is asked to power off; one that cannot act on the request
+    /// (paused, asleep, saved to disk) is powered off at once.
+    pub fn shutdown_or_kill_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+        self.auth(caller, "admin.vm.Shutdown", "", vm)?;
+        let d = self.vm_snapshot(vm)?;
+        match self.settled_power(&d) {
+            PowerState::Paused | PowerState::Suspended | PowerState::Saved => self.kill_vm(caller, vm),
+            _ => self.shutdown_vm(caller, vm, false, false),
+        }
+    }
+
+    /// A saved qube has no xid, a restored one a new one; its start_time stays that of its start.
+    fn publish_xid_reset(&self, name: &str) {
+        self.publish(Event::on(name, "property-reset:xid").arg("name", "xid"));
+    }
+
     /// xid and start_time are computed from the power state: their values change with it.
     fn publish_runtime_props(&self, name: &str) {
         for prop in ["xid", "start_time"] {
@@ -418,7 +505,7 @@ impl Service {
         }
         let state = self.settled_power(&d);
         if !state.is_active() {
-            return Err(not_started(&d.name));
+            return Err(not_started(&d.name).refusing(PowerAction::Shutdown, state));
         }
         let hv = self.hypervisor()?;
         self.publish(Event::on(&d.name, "domain-pre-shutdown").arg("force", corral_core::text::format_bool(force)));
@@ -428,12 +515,18 @@ impl Service {
             self.publish(Event::on(&d.name, "domain-shutdown-failed").arg("reason", &e.message));
             e
         };
-        if state == PowerState::Paused && !force {
-            return Err(failed(not_running(&d.name)));
+        // A saved qube has no guest to ask either: only a forced shutdown ends it, discarding its image.
+        let asleep = matches!(state, PowerState::Paused | PowerState::Saved);
+        if asleep && !force {
+            return Err(failed(not_running(&d.name).refusing(PowerAction::Shutdown, state)));
         }
-        let outcome = if state == PowerState::Paused { hv.kill(&d.uuid) } else { hv.shutdown(&d.uuid) };
+        let outcome = if asleep { hv.kill(&d.uuid) } else { hv.shutdown(&d.uuid) };
         if let Err(e) = outcome {
             return Err(failed(Error::new(ErrorKind::QubesVMError, e.message)));
+        }
+        if asleep {
+            // Killed by now; libvirt reports no event when it discards a saved image.
+            self.transition(d.uuid, PowerState::Halted);
         }
         if wait {
             let timeout = {
@@ -462,10 +555,12 @@ impl Service {
         if d.is_admin() {
             return Err(Error::new(ErrorKind::QubesVMError, "Cannot kill Dom0 fake domain!"));
         }
-        if !self.settled_power(&d).is_active() {
-            return Err(not_started(&d.name));
+        let state = self.settled_power(&d);
+        if !state.is_active() {
+            return Err(not_started(&d.name).refusing(PowerAction::Stop, state));
         }
         let _loan = self.lend_cause(d.uuid);
+        // A saved qube's image is discarded: it is halted then, as a killed one is.
         self.hypervisor()?.kill(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
         // Waits for libvirt's event thread if it is firing this stop's events: they come before the reply.
         self.transition(d.uuid, PowerState::Halted);
@@ -476,8 +571,9 @@ impl Service {
         self.auth(caller, "admin.vm.Pause", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "pause", ErrorKind::QubesVMError)?;
-        if d.is_admin() || self.power(&d) != PowerState::Running {
-            return Err(not_running(&d.name));
+        let state = self.power(&d);
+        if d.is_admin() || state != PowerState::Running {
+            return Err(not_running(&d.name).refusing(PowerAction::Pause, state));
         }
         self.publish(Event::on(&d.name, "domain-pre-paused"));
         let _loan = self.lend_cause(d.uuid);
@@ -489,8 +585,9 @@ impl Service {
     pub fn unpause_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Unpause", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        if self.power(&d) != PowerState::Paused {
-            return Err(not_paused(&d.name));
+        let state = self.power(&d);
+        if state != PowerState::Paused {
+            return Err(not_paused(&d.name).refusing(PowerAction::Unpause, state));
         }
         self.publish(Event::on(&d.name, "domain-pre-unpaused"));
         let _loan = self.lend_cause(d.uuid);
@@ -504,8 +601,9 @@ impl Service {
         self.auth(caller, "admin.vm.Suspend", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "suspend", ErrorKind::QubesVMError)?;
-        if d.is_admin() || self.power(&d) != PowerState::Running {
-            return Err(not_running(&d.name));
+        let state = self.power(&d);
+        if d.is_admin() || state != PowerState::Running {
+            return Err(not_running(&d.name).refusing(PowerAction::Pause, state));
         }
         self.publish(Event::on(&d.name, "domain-pre-paused"));
         let _loan = self.lend_cause(d.uuid);
@@ -514,11 +612,17 @@ impl Service {
         Ok(())
     }
 
+    /// A paused or sleeping qube wakes up; one saved to disk (which the Admin API shows as `Suspended` too)
+    /// is started from its image.
     pub fn resume_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Resume", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        if !matches!(self.power(&d), PowerState::Paused | PowerState::Suspended) {
-            return Err(not_paused(&d.name));
+        let state = self.settled_power(&d);
+        if state == PowerState::Saved {
+            return self.restore(&d);
+        }
+        if !matches!(state, PowerState::Paused | PowerState::Suspended) {
+            return Err(not_paused(&d.name).refusing(PowerAction::Resume, state));
         }
         self.publish(Event::on(&d.name, "domain-pre-unpaused"));
         let _loan = self.lend_cause(d.uuid);
@@ -538,7 +642,7 @@ impl Service {
             ));
         }
         let d = self.vm_snapshot(vm)?;
-        if d.is_admin() || !self.power(&d).is_active() {
+        if d.is_admin() || !self.power(&d).is_live() {
             return Err(not_running(&d.name));
         }
         self.hypervisor()?
@@ -631,7 +735,7 @@ impl Service {
         self.auth(caller, "admin.vm.Console", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "open the console of", ErrorKind::QubesVMError)?;
-        if d.is_admin() || !self.power(&d).is_active() {
+        if d.is_admin() || !self.power(&d).is_live() {
             return Err(not_running(&d.name));
         }
         let pty =
@@ -649,7 +753,7 @@ impl Service {
             let qubes: Vec<Domain> = app
                 .domains()
                 .filter(|d| d.class.runs_here() && (dest == "dom0" || d.name == dest))
-                .filter(|d| self.power(d).is_active())
+                .filter(|d| self.power(d).is_live())
                 .cloned()
                 .collect();
             (qubes, Duration::from_secs(interval.max(1)))
@@ -657,7 +761,7 @@ impl Service {
         let Some(hv) = &self.hv else { return (Vec::new(), interval) };
         let samples = qubes
             .into_iter()
-            .filter_map(|d| hv.info(&d.uuid).ok().filter(|i| i.state.is_active()).map(|i| (d.name, i)))
+            .filter_map(|d| hv.info(&d.uuid).ok().filter(|i| i.state.is_live()).map(|i| (d.name, i)))
             .collect();
         (samples, interval)
     }
@@ -671,6 +775,7 @@ impl Service {
             LifecycleEvent::ShuttingDown => PowerState::Halting,
             LifecycleEvent::Stopped { .. } => PowerState::Halted,
             LifecycleEvent::PmSuspended => PowerState::Suspended,
+            LifecycleEvent::Saved => PowerState::Saved,
             LifecycleEvent::Crashed => PowerState::Crashed,
         };
         // A qube being started is reported by the start itself, once libvirt has it running.
@@ -717,11 +822,13 @@ impl Service {
         self.bump();
         match (previous, state) {
             (p, PowerState::Halted) if p.is_active() => self.stopped(&d),
-            (PowerState::Running, PowerState::Paused | PowerState::Suspended) => {
+            (PowerState::Running, PowerState::Paused | PowerState::Suspended | PowerState::Saved) => {
                 self.publish(Event::on(&d.name, "domain-paused"));
             }
             (PowerState::Paused, PowerState::Running) => self.publish(Event::on(&d.name, "domain-unpaused")),
-            (PowerState::Suspended, PowerState::Running) => self.publish(Event::on(&d.name, "domain-resumed")),
+            (PowerState::Suspended | PowerState::Saved, PowerState::Running) => {
+                self.publish(Event::on(&d.name, "domain-resumed"));
+            }
             _ => {}
         }
     }
@@ -744,8 +851,8 @@ impl Service {
         }
     }
 
-    /// After a daemon restart: qubes libvirt runs are shown running; nothing is started, stopped or
-    /// redefined.
+    /// After a daemon restart: qubes libvirt runs are shown running, those it holds saved as suspended;
+    /// nothing is started, stopped or redefined.
     pub(crate) fn reconcile(&self) {
         let Some(hv) = &self.hv else { return };
         match hv.list() {

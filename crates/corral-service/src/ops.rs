@@ -171,7 +171,7 @@ impl Service {
             let d = domain(app, vm)?;
             self.require_halted_for_prop(d, name)?;
             let plan = app.plan_vm_prop_set(d, name, &value)?;
-            let live = matches!(name, "memory" | "vcpus") && self.power(d).is_active();
+            let live = matches!(name, "memory" | "vcpus") && self.power(d).is_live();
             Ok((plan, live.then(|| (d.uuid, d.name.clone()))))
         })?;
         if let Some((uuid, vm_name)) = changed {
@@ -221,7 +221,7 @@ impl Service {
                 let p = app.plan_vm_prop_set(d, name, value)?;
                 all.ops.extend(p.ops);
                 all.events.extend(p.events);
-                if matches!(*name, "memory" | "vcpus") && self.power(d).is_active() {
+                if matches!(*name, "memory" | "vcpus") && self.power(d).is_live() {
                     live.push((d.uuid, d.name.clone(), name.to_string(), value.clone()));
                 }
             }

@@ -83,7 +83,7 @@ impl Service {
             };
             (d, path)
         };
-        if d.is_admin() || !self.power(&d).is_active() {
+        if d.is_admin() || !self.power(&d).is_live() {
             return Err(Error::new(ErrorKind::QubesVMNotRunningError, format!("Domain is powered off: '{}'", d.name)));
         }
         let drive = self.runtime.get(&d.uuid).and_then(|r| r.cdrom_drive);
@@ -123,7 +123,7 @@ impl Service {
         if d.volume(volume).is_none() {
             return Err(no_volume(&d.name, volume));
         }
-        if !self.power(&d).is_active() {
+        if !self.power(&d).is_live() {
             return Ok(None);
         }
         let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
@@ -142,7 +142,7 @@ impl Service {
             let connected = app.vm_prop(&d, "netvm").is_some_and(|n| !n.is_empty());
             (d, mac, connected)
         };
-        if !connected || !self.power(&d).is_active() {
+        if !connected || !self.power(&d).is_live() {
             return Ok(None);
         }
         let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;

@@ -49,6 +49,13 @@ impl Runtime {
         }
     }
 
+    /// A saved qube has no xid; a restored one gets a new one.
+    pub fn set_xid(&self, uuid: Uuid, xid: Option<u32>) {
+        if let Some(r) = self.qubes.lock().get_mut(&uuid) {
+            r.xid = xid;
+        }
+    }
+
     pub fn set_running(&self, uuid: Uuid, running: Running) {
         self.qubes.lock().insert(uuid, running);
     }

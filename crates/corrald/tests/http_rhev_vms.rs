@@ -756,3 +756,155 @@ fn ticket_values_are_1_to_64_printable_ascii_characters() {
 
     assert_eq!(secure_xml(&d, &c, "work"), before);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Power actions and the vm's state
+
+/// POSTs action `name` with an empty `<action/>` to vm `id`: (status, body).
+fn act(d: &Daemon, id: &str, name: &str) -> (u16, String) {
+    let r = sdk(Client::new().post(d.url(&format!("/api/vms/{id}/{name}")))).body("<action/>").send().expect("request");
+    (r.status().as_u16(), text(r))
+}
+
+fn vm_state(d: &Daemon, id: &str) -> String {
+    let body = text(sdk(Client::new().get(d.url(&format!("/api/vms/{id}")))).send().expect("request"));
+    let status = body.split("<status>").nth(1).unwrap_or_default();
+    status.split("<state>").nth(1).and_then(|s| s.split('<').next()).unwrap_or_default().to_string()
+}
+
+fn fault_detail(body: &str) -> &str {
+    body.split("<detail>").nth(1).and_then(|s| s.split("</detail>").next()).unwrap_or_default()
+}
+
+#[test]
+fn start_of_a_running_vm_is_409_and_says_why() {
+    let d = with_work().with_running("work");
+    let id = d.uuid("work");
+
+    let (status, body) = act(&d, &id, "start");
+
+    assert_eq!(status, 409, "{body}");
+    assert!(body.starts_with(DECL), "{body}");
+    assert_eq!(fault_detail(&body), "[Cannot start VM. VM is running.]");
+    assert_eq!(vm_state(&d, &id), "up");
+}
+
+#[test]
+fn actions_that_need_a_running_vm_are_409_on_a_down_one_and_change_nothing() {
+    let d = with_work();
+    let id = d.uuid("work");
+
+    for action in ["stop", "shutdown", "suspend", "reboot"] {
+        let (status, body) = act(&d, &id, action);
+
+        assert_eq!(status, 409, "{action}: {body}");
+        assert_eq!(fault_detail(&body), format!("[Cannot {action} VM. VM is down.]"), "{action}");
+        assert_eq!(vm_state(&d, &id), "down", "{action}");
+    }
+}
+
+#[test]
+fn suspend_saves_the_vm_to_disk_and_start_resumes_it() {
+    let d = with_work().with_running("work");
+    let id = d.uuid("work");
+
+    let (suspended, body) = act(&d, &id, "suspend");
+    let while_saved = (vm_state(&d, &id), d.ok("admin.vm.CurrentState", "work", b""));
+    let listed = d.ok("admin.vm.List", "work", b"");
+    let (again, again_body) = act(&d, &id, "suspend");
+    let (started, _) = act(&d, &id, "start");
+
+    assert_eq!(suspended, 200, "{body}");
+    assert_eq!(while_saved.0, "suspended");
+    assert_eq!(while_saved.1, "mem=0 mem_static_max=0 cputime=0 power_state=Suspended");
+    assert!(listed.contains("state=Suspended"), "{listed}");
+    assert_eq!(again, 409);
+    assert_eq!(fault_detail(&again_body), "[Cannot suspend VM. VM is suspended.]");
+    assert_eq!(started, 200);
+    assert_eq!(vm_state(&d, &id), "up");
+    let events = text(sdk(Client::new().get(d.url("/api/events"))).send().unwrap());
+    assert!(events.contains("<code>501</code>") && events.contains("<code>503</code>"), "{events}");
+}
+
+#[test]
+fn a_saved_vm_is_suspended_to_the_admin_api_which_resumes_kills_or_keeps_it() {
+    let d = with_work().with_running("work");
+    let id = d.uuid("work");
+    act(&d, &id, "suspend");
+
+    let removed = d.err("admin.vm.Remove", "work", b"");
+    d.ok("admin.vm.Start", "work", b"");
+    let after_start = d.ok("admin.vm.CurrentState", "work", b"");
+    act(&d, &id, "suspend");
+    d.ok("admin.vm.Resume", "work", b"");
+    let after_resume = vm_state(&d, &id);
+    act(&d, &id, "suspend");
+    d.ok("admin.vm.Kill", "work", b"");
+
+    assert_eq!(removed, ("QubesVMNotHaltedError".into(), "Domain is not powered off: 'work'".into()));
+    assert!(after_start.ends_with("power_state=Running"), "{after_start}");
+    assert_eq!(after_resume, "up");
+    assert_eq!(vm_state(&d, &id), "down");
+    d.ok("admin.vm.Remove", "work", b"");
+}
+
+#[test]
+fn stop_or_shutdown_of_a_suspended_or_paused_vm_powers_it_off() {
+    let d = with_work().with_running("work");
+    let id = d.uuid("work");
+
+    act(&d, &id, "suspend");
+    let (stopped, stop_body) = act(&d, &id, "stop");
+    let after_stop = vm_state(&d, &id);
+    act(&d, &id, "start");
+    act(&d, &id, "suspend");
+    let (shut, shut_body) = act(&d, &id, "shutdown");
+    let after_shutdown = vm_state(&d, &id);
+    act(&d, &id, "start");
+    d.ok("admin.vm.Pause", "work", b"");
+    let (shut_paused, _) = act(&d, &id, "shutdown");
+
+    assert_eq!((stopped, after_stop.as_str()), (200, "down"), "{stop_body}");
+    assert_eq!((shut, after_shutdown.as_str()), (200, "down"), "{shut_body}");
+    assert_eq!((shut_paused, vm_state(&d, &id).as_str()), (200, "down"));
+}
+
+#[test]
+fn start_of_a_paused_vm_resumes_it() {
+    let d = with_work().with_running("work");
+    let id = d.uuid("work");
+    d.ok("admin.vm.Pause", "work", b"");
+
+    let (status, body) = act(&d, &id, "start");
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(vm_state(&d, &id), "up");
+}
+
+#[test]
+fn a_saved_vm_is_still_suspended_after_a_daemon_restart() {
+    // libvirt's test driver keeps its domains in the daemon's memory; a node file stands for what
+    // libvirt keeps across the restart: the qube's domain, shut off with a managed save image.
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node.xml");
+    std::fs::write(&node, "<node/>").unwrap();
+    let mut d = Daemon::start_with_uri(&format!("test://{}", node.display())).with_user().with_appvm();
+    let id = d.uuid("work");
+    std::fs::write(
+        &node,
+        format!(
+            "<node><domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>\
+             <name>work</name><uuid>{id}</uuid><memory>65536</memory><os><type>hvm</type></os>\
+             <test:runstate>5</test:runstate><test:hasmanagedsave>yes</test:hasmanagedsave></domain></node>"
+        ),
+    )
+    .unwrap();
+
+    d.restart();
+
+    assert_eq!(vm_state(&d, &id), "suspended");
+    assert!(d.ok("admin.vm.List", "work", b"").contains("state=Suspended"));
+    let (started, body) = act(&d, &id, "start");
+    assert_eq!(started, 200, "{body}");
+    assert_eq!(vm_state(&d, &id), "up");
+}

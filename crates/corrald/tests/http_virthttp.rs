@@ -886,6 +886,59 @@ fn resume_of_a_running_domain_is_211() {
 }
 
 #[test]
+fn a_flag_the_request_does_not_take_is_301_whatever_the_state() {
+    // Each request in the state that fails its precondition, with a flag it does not take: the value and
+    // its flags are checked first.
+    let cases = [
+        ("start", "graceful", true),
+        ("shutdown", "paused", false),
+        ("destroy", "paused", false),
+        ("reboot", "paused", false),
+        ("reset", "graceful", false),
+        ("suspend", "graceful", false),
+        ("resume", "graceful", true),
+        ("destroy", "no_such_flag", false),
+    ];
+    let halted = with_qube();
+    let running = with_running();
+
+    for (request, flag, on_running) in cases {
+        let d = if on_running { &running } else { &halted };
+        let body = json!({"power_mgt": {"request": request, "type": flag}});
+
+        let answer = patch(d, "/libvirt/domains/by-name/work", body);
+
+        assert_eq!(answer, failed(json!([error(301, "Invalid flag")]), json!([])), "{request} {flag}");
+    }
+    assert_eq!(power_state(&halted, "work"), "Halted");
+    assert_eq!(power_state(&running, "work"), "Running");
+}
+
+#[test]
+fn a_qube_saved_to_disk_is_shut_off_with_a_managed_save_and_start_resumes_it() {
+    let d = with_running();
+    let id = d.uuid("work");
+    let saved = authed(Client::new().post(d.url(&format!("/api/vms/{id}/suspend"))))
+        .basic_auth("admin@internal", Some("secret"))
+        .header("Content-Type", "application/xml")
+        .body("<action/>")
+        .send()
+        .expect("request");
+    assert_eq!(saved.status(), 200);
+
+    let info = get(&d, "/libvirt/domains/by-name/work");
+    let listed = get(&d, "/libvirt/domains?state=managed_save");
+    let destroyed = patch(&d, "/libvirt/domains/by-name/work", json!({"power_mgt": "destroy"}));
+    let started = patch(&d, "/libvirt/domains/by-name/work", json!({"power_mgt": "start"}));
+
+    assert_eq!(info["results"][0]["status"], "Shutoff");
+    assert_eq!(listed["results"][0]["name"], "work");
+    assert_eq!(destroyed, failed(json!([error(210, "Domain is not active")]), json!([])));
+    assert_eq!(started, succeeded(json!([]), json!([{"start": "Domain started"}])));
+    assert_eq!(power_state(&d, "work"), "Running");
+}
+
+#[test]
 fn an_unknown_power_request_is_300() {
     let d = with_qube();
 

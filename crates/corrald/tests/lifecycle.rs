@@ -849,6 +849,54 @@ fn unpause_fires_pre_unpaused_then_unpaused_once() {
     assert_eq!(seen, frames(&[b"1\0work\0domain-pre-unpaused\0\0", b"1\0work\0domain-unpaused\0\0"]));
 }
 
+/// Saves `vm` to disk through the HTTP door's `suspend`, the one door that asks for it.
+fn save(d: &Daemon, vm: &str) {
+    let r = reqwest::blocking::Client::new()
+        .post(d.url(&format!("/api/vms/{}/suspend", d.uuid(vm))))
+        .basic_auth("admin@internal", Some("secret"))
+        .header("Content-Type", "application/xml")
+        .body("<action/>")
+        .send()
+        .expect("suspend");
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn a_save_to_disk_fires_paused_a_start_resumed_and_a_kill_stopped_once() {
+    let d = with_running().with_user();
+    let xid_reset = &b"1\0work\0property-reset:xid\0name\0xid\0\0"[..];
+
+    let saved = Events::around(&d, || save(&d, "work")).until_marker(&d, "work");
+    let resumed = Events::around(&d, || d.ok("admin.vm.Start", "work", b"")).until_marker(&d, "work");
+    save(&d, "work");
+    let killed = Events::around(&d, || d.ok("admin.vm.Kill", "work", b"")).until_marker(&d, "work");
+
+    assert_eq!(saved, frames(&[b"1\0work\0domain-pre-paused\0\0", b"1\0work\0domain-paused\0\0", xid_reset]));
+    assert_eq!(resumed, frames(&[b"1\0work\0domain-resumed\0\0", xid_reset]));
+    assert_eq!(killed, frames(&STOP_EVENTS));
+}
+
+#[test]
+fn a_qube_saved_to_disk_is_suspended_without_memory_or_xid_and_no_console() {
+    let d = with_running().with_user();
+    save(&d, "work");
+
+    let state = d.call("admin.vm.CurrentState", "work", b"");
+    let xid = d.ok("admin.vm.property.Get+xid", "work", b"");
+    let console = d.err("admin.vm.Console", "work", b"");
+    let paused = d.err("admin.vm.Pause", "work", b"");
+    let shutdown = d.err("admin.vm.Shutdown", "work", b"");
+
+    assert_eq!(shown(&state), ok_reply("mem=0 mem_static_max=0 cputime=0 power_state=Suspended"));
+    assert_eq!(xid, "default=True type=int -1");
+    assert_eq!(console.0, "QubesVMNotRunningError");
+    assert_eq!(paused.0, "QubesVMNotRunningError");
+    assert_eq!(shutdown.0, "QubesVMNotRunningError");
+    assert_eq!(power_state(&d, "work"), "Suspended");
+    d.ok("admin.vm.Shutdown+force+wait", "work", b"");
+    assert_eq!(power_state(&d, "work"), "Halted");
+}
+
 #[test]
 fn kill_fires_stopped_then_shutdown_once() {
     let d = with_running();

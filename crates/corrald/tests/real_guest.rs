@@ -414,3 +414,89 @@ fn a_running_guests_vnc_console_opens_with_its_ticket_only_until_it_expires() {
     }
     d.ok("admin.vm.Kill", "vnc", b"");
 }
+
+/// What the console log holds that `before` (its content at an earlier moment) did not: the log restarts
+/// empty when a new QEMU opens it, and grows while the same one runs.
+fn console_since(d: &Daemon, vm: &str, before: &str) -> String {
+    let now = std::fs::read_to_string(d.state.join("logs").join(format!("{vm}.console"))).unwrap_or_default();
+    now.strip_prefix(before).unwrap_or(&now).to_string()
+}
+
+#[test]
+fn a_suspended_guest_is_saved_to_disk_and_resumes_where_it_was() {
+    let Some((uri, assets)) = guest_env() else {
+        eprintln!("SKIP: CORRAL_REAL_GUEST_URI/CORRAL_GUEST_DIR not set (tests/guest/run.sh sets them)");
+        return;
+    };
+    let mut d = Daemon::start_with_uri(&uri);
+    d.add_user("admin", "secret");
+    let kernels = d.state.join("vm-kernels");
+    std::fs::create_dir_all(&kernels).expect("kernels dir");
+    std::os::unix::fs::symlink(&assets, kernels.join("tiny")).expect("kernel link");
+    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=saver label=red");
+    for (prop, value) in [("kernel", "tiny"), ("memory", "128"), ("vcpus", "1")] {
+        d.ok(&format!("admin.vm.property.Set+{prop}"), "saver", value.as_bytes());
+    }
+    let http = reqwest::blocking::Client::new();
+    let action = |d: &Daemon, name: &str| {
+        let r = http
+            .post(d.url(&format!("/api/vms/{}/{name}", d.uuid("saver"))))
+            .basic_auth("admin@internal", Some("secret"))
+            .header("Content-Type", "application/xml")
+            .body("<action/>")
+            .send()
+            .expect("action");
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    // libvirt's state with its reason, and whether it holds a saved image.
+    let libvirt_state = || {
+        let virsh = |args: &[&str]| {
+            let out = std::process::Command::new("virsh").args(["-c", &uri]).args(args).output().expect("virsh");
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        let info = virsh(&["dominfo", "saver"]);
+        let saved = info.lines().find_map(|l| l.strip_prefix("Managed save:")).unwrap_or_default().trim().to_string();
+        format!("{}, managed save: {saved}", virsh(&["domstate", "saver", "--reason"]).trim())
+    };
+
+    d.ok("admin.vm.Start", "saver", b"");
+    let booted = wait_marker(&d, "saver");
+    let console = console_since(&d, "saver", "");
+
+    let (status, body) = action(&d, "suspend");
+    assert_eq!(status, 200, "{body}");
+    assert!(d.ok("admin.vm.CurrentState", "saver", b"").ends_with("power_state=Suspended"));
+    assert_eq!(libvirt_state(), "shut off (saved), managed save: yes");
+    // The saved state is libvirt's: a restarted daemon finds it.
+    d.kill9();
+    d.spawn();
+    assert!(d.ok("admin.vm.List", "saver", b"").contains("state=Suspended"), "after restart");
+
+    let (status, body) = action(&d, "start");
+    assert_eq!(status, 200, "{body}");
+    assert!(d.ok("admin.vm.CurrentState", "saver", b"").ends_with("power_state=Running"));
+    assert!(libvirt_state().starts_with("running (restored"), "{}", libvirt_state());
+    // A guest that boots again prints the kernel's banner and the marker within about `booted`; the restored
+    // one goes on from where it was and prints neither.
+    std::thread::sleep((booted * 2).max(Duration::from_secs(5)));
+    let since = console_since(&d, "saver", &console);
+    assert!(!since.contains(MARKER) && !since.contains("Linux version"), "the guest booted again: {since}");
+    // Its acpid still runs: the power button powers it off.
+    d.ok("admin.vm.Shutdown+wait", "saver", b"");
+    assert!(d.ok("admin.vm.CurrentState", "saver", b"").ends_with("power_state=Halted"));
+
+    // Stop discards a saved state: the next start boots afresh.
+    d.ok("admin.vm.Start", "saver", b"");
+    wait_marker(&d, "saver");
+    assert_eq!(action(&d, "suspend").0, 200);
+    assert_eq!(action(&d, "stop").0, 200);
+    let after_stop = libvirt_state();
+    assert!(after_stop.starts_with("shut off") && after_stop.ends_with("managed save: no"), "{after_stop}");
+    assert!(d.ok("admin.vm.CurrentState", "saver", b"").ends_with("power_state=Halted"));
+    d.ok("admin.vm.Start", "saver", b"");
+    wait_marker(&d, "saver");
+    d.ok("admin.vm.Kill", "saver", b"");
+    // Removing a qube leaves its libvirt definition; a later run defines `saver` with another uuid.
+    let _ = std::process::Command::new("virsh").args(["-c", &uri, "undefine", "saver", "--managed-save"]).output();
+}

@@ -115,7 +115,7 @@ pub fn vm_state(state: PowerState) -> &'static str {
         PowerState::Halted => "down",
         PowerState::Running => "up",
         PowerState::Paused => "paused",
-        PowerState::Suspended => "suspended",
+        PowerState::Suspended | PowerState::Saved => "suspended",
         PowerState::Transient => "powering_up",
         PowerState::Halting | PowerState::Dying => "powering_down",
         PowerState::Crashed => "down",
@@ -155,7 +155,7 @@ pub fn int(app: &App, d: &Domain, prop: &str) -> u64 {
 /// How many vms there are (every qube but dom0), and how many of them are running.
 pub fn vm_counts(service: &Service, app: &App) -> (usize, usize) {
     let vms: Vec<&Domain> = app.domains().filter(|d| !d.is_admin()).collect();
-    (vms.len(), vms.iter().filter(|d| service.power(d).is_active()).count())
+    (vms.len(), vms.iter().filter(|d| service.power(d).is_live()).count())
 }
 
 /// A qube as a RHEV vm.
@@ -187,7 +187,7 @@ pub fn vm_node(ctx: &Ctx, service: &Service, app: &App, d: &Domain) -> Node {
     if let Some(start) = app.vm_prop(d, "start_time").filter(|s| !s.is_empty()).and_then(|s| s.parse::<f64>().ok()) {
         vm = vm.with_leaf("start_time", xsd_time(start as u64));
     }
-    if service.power(d).is_active() {
+    if service.power(d).is_live() {
         vm = vm.child(reference(ctx, "host", "hosts", host_id()));
     }
     vm.with_leaf("stateless", "false").child(Node::new("usb").with_leaf("enabled", "false"))

@@ -590,7 +590,7 @@ async fn update_cdrom(
         .ok_or_else(|| ApiError::bad_request("cdrom [file] required for update"))?;
     // `;current` (a bare flag or `=true`) changes a running qube's media now; otherwise at the next start.
     let current = ctx.param("current").is_some_and(|v| !v.eq_ignore_ascii_case("false"));
-    set_cdrom_file(&rest, &d, file, current && rest.service.power(&d).is_active()).await?;
+    set_cdrom_file(&rest, &d, file, current && rest.service.power(&d).is_live()).await?;
     let d = find(&rest.service, &id)?;
     Ok(ctx.ok(&cdrom_node(&ctx, &d, &format!("/vms/{id}"))))
 }
@@ -612,7 +612,7 @@ async fn eject_cdrom(
 ) -> ApiResult<Response> {
     let d = vm_cdrom(&rest.service, &id, &c)?;
     optional_body(&ctx, &body, &["action", "cdrom"])?;
-    let now = rest.service.power(&d).is_active();
+    let now = rest.service.power(&d).is_live();
     set_cdrom_file(&rest, &d, String::new(), now).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -359,11 +359,14 @@ impl AsyncActions {
 #[utoipa::path(post, path = "/api/vms/{id}/{action}", operation_id = "vm_action", tag = "vms",
     summary = "Run a vm action",
     description = "`start` (`<pause>`, and run-once `<vm>` settings for this start only: `<os>` with `<kernel/>`, \
-        `<cmdline/>` and ordered `<boot dev/>`s, and `<cdroms><cdrom><file id/></cdrom></cdroms>`), `stop` (kill), \
-        `shutdown`, `suspend`, `reboot`, `ticket` (the password of a running vm's VNC console, \
+        `<cmdline/>` and ordered `<boot dev/>`s, and `<cdroms><cdrom><file id/></cdrom></cdroms>`; a paused vm is \
+        unpaused, a suspended one resumed), `stop` (kill; a suspended vm's saved state is discarded), `shutdown` (a \
+        paused or suspended vm is stopped instead), `suspend` (memory saved to disk and the vm stopped: libvirt's \
+        managed save), `reboot`, `ticket` (the password of a running vm's VNC console, \
         `<ticket><value/><expiry/></ticket>`: a given value or a random one, for `expiry` minutes, 120 by default; \
-        VNC checks the first 8 characters), or `clone` (`<vm><name/></vm>`: \
-        a copy as `qvm-clone` makes, answered with the new `<vm>`).",
+        VNC checks the first 8 characters), or `clone` (`<vm><name/></vm>`: a copy as `qvm-clone` makes, answered \
+        with the new `<vm>`). An action the vm's state does not allow (`start` of a running vm, `stop` of a down \
+        one...) is a 409 fault that says why.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("action" = String, Path, description = "`start`, `stop`, `shutdown`, `suspend`, `reboot`, `ticket` or `clone`")),
     request_body(description = "Optional: the `<action>` parameters",
@@ -424,7 +427,7 @@ async fn action(
                 service.kill_vm(&c, &vm)?;
                 record(33, "normal", "powered off");
             }
-            "shutdown" => service.shutdown_vm(&c, &vm, false, false)?,
+            "shutdown" => service.shutdown_or_kill_vm(&c, &vm)?,
             "clone" => {
                 let uuid = uuid::Uuid::new_v4();
                 service.clone_vm(&c, &vm, &clone_name, uuid)?;
@@ -432,7 +435,7 @@ async fn action(
             }
             "suspend" => {
                 record(501, "normal", "suspending initiated");
-                match service.suspend_vm(&c, &vm) {
+                match service.save_vm(&c, &vm) {
                     Ok(()) => record(503, "normal", "suspended"),
                     Err(e) => {
                         record(502, "error", "failed to suspend");
@@ -440,10 +443,7 @@ async fn action(
                     }
                 }
             }
-            "reboot" => {
-                service.shutdown_vm(&c, &vm, false, true)?;
-                service.start_vm(&c, &vm)?;
-            }
+            "reboot" => service.reboot_vm(&c, &vm)?,
             _ => {
                 let valid_for = Duration::from_secs(u64::from(expiry) * 60);
                 let value = service.console_ticket(&c, &vm, ticket.as_deref(), valid_for)?;
@@ -559,7 +559,7 @@ const MIN_WINDOW: Duration = Duration::from_millis(100);
 async fn cpu_current(service: Arc<Service>, d: Domain) -> ApiResult<(corral_core::hv::DomainInfo, f64)> {
     let sample = |service: Arc<Service>, d: Domain| blocking(move || Ok((service.domain_info(&d), Instant::now())));
     let (mut info, mut at) = sample(service.clone(), d.clone()).await?;
-    if !info.state.is_active() {
+    if !info.state.is_live() {
         LAST_CPU.lock().remove(&d.uuid);
         return Ok((info, 0.0));
     }

@@ -93,19 +93,19 @@ fn list_flags(t: &Target) -> Option<u32> {
 }
 
 /// libvirt's list filter: flags of one group are alternatives, groups must all match. Every qube is
-/// persistent, none has a managed save or libvirt snapshots.
+/// persistent, none has libvirt snapshots; one saved to disk is a shut-off domain with a managed save.
 fn listed(flags: u32, state: PowerState, autostart: bool) -> bool {
     let f = |name| LIST_DOMAINS.bit(name);
     let state_bit = match state {
         PowerState::Running => f("running"),
         PowerState::Paused => f("paused"),
-        PowerState::Halted => f("shutoff"),
+        PowerState::Halted | PowerState::Saved => f("shutoff"),
         _ => f("other"),
     };
-    let facts = if state.is_active() { f("active") } else { f("inactive") }
+    let facts = if state.is_live() { f("active") } else { f("inactive") }
         | f("persistent")
         | state_bit
-        | f("no_managed_save")
+        | if state == PowerState::Saved { f("managed_save") } else { f("no_managed_save") }
         | if autostart { f("autostart") } else { f("no_autostart") }
         | f("no_snapshot");
     let groups = [
@@ -127,7 +127,7 @@ fn status(state: PowerState) -> &'static str {
         PowerState::Suspended => "Power Management Suspended",
         PowerState::Halting | PowerState::Dying => "Shutting down",
         PowerState::Crashed => "Crashed",
-        PowerState::Halted => "Shutoff",
+        PowerState::Halted | PowerState::Saved => "Shutoff",
         PowerState::Transient | PowerState::NA => "No State",
     }
 }
@@ -142,7 +142,7 @@ fn info(req: &Req<'_>, d: &Domain) -> Value {
     };
     let state = req.service.power(d);
     let live = req.service.domain_info(d);
-    let (id, ram, ram_max, cpu) = if state.is_active() && live.state.is_active() {
+    let (id, ram, ram_max, cpu) = if state.is_live() && live.state.is_live() {
         (live.id.map_or(-1, i64::from), live.memory_kib, live.max_memory_kib, u64::from(live.vcpus))
     } else {
         (-1, memory * 1024, memory.max(maxmem) * 1024, vcpus)
@@ -247,7 +247,7 @@ fn alter(req: &Req<'_>, d: &Domain, action: &Json, env: &mut Envelope) -> Outcom
             let Some((codeset, hold_ms, keys)) = keys_request(value) else {
                 return syntax_error(env);
             };
-            if !req.service.power(d).is_active() {
+            if !req.service.power(d).is_live() {
                 env.error(210);
                 return Outcome::Failure;
             }
@@ -354,12 +354,13 @@ impl Power {
         }
     }
 
-    /// The error when the qube is not in the state the action needs.
+    /// The error when the qube is not in the state the action needs, as libvirt sees it: a qube saved to
+    /// disk is an inactive domain (which a start resumes).
     fn unmet(self, state: PowerState) -> Option<i32> {
         match self {
-            Power::Start => state.is_active().then_some(203),
+            Power::Start => state.is_live().then_some(203),
             Power::Shutdown | Power::Reboot | Power::Suspend => (state != PowerState::Running).then_some(201),
-            Power::Destroy | Power::Reset => (!state.is_active()).then_some(210),
+            Power::Destroy | Power::Reset => (!state.is_live()).then_some(210),
             Power::Resume => (state != PowerState::Paused).then_some(211),
         }
     }
@@ -389,8 +390,8 @@ impl Power {
     }
 }
 
-/// `power_mgt`: a request name, or `{"request": NAME, "type": FLAG or [FLAGS]}`. The state is checked
-/// before the flags, as virthttp does.
+/// `power_mgt`: a request name, or `{"request": NAME, "type": FLAG or [FLAGS]}`. The request and its
+/// flags are checked before the qube's state: a malformed request is refused whatever the state.
 fn power(req: &Req<'_>, d: &Domain, value: &Json, env: &mut Envelope) -> Outcome {
     let (request, type_flags) = match value {
         Json::Str(s) => (Some(s.as_str()), None),
@@ -401,10 +402,6 @@ fn power(req: &Req<'_>, d: &Domain, value: &Json, env: &mut Envelope) -> Outcome
         env.error(300);
         return Outcome::Failure;
     };
-    if let Some(code) = action.unmet(req.service.power(d)) {
-        env.error(code);
-        return Outcome::Failure;
-    }
     let flags = match (action.flags(), type_flags) {
         (_, None) => 0,
         (Some(known), Some(given)) => match known.parse_json(given) {
@@ -419,6 +416,10 @@ fn power(req: &Req<'_>, d: &Domain, value: &Json, env: &mut Envelope) -> Outcome
             return Outcome::Failure;
         }
     };
+    if let Some(code) = action.unmet(req.service.power(d)) {
+        env.error(code);
+        return Outcome::Failure;
+    }
     let (s, c, vm) = (req.service, caller(), d.name.as_str());
     // Flags other than `paused` ask libvirt for things the daemon does on its own terms (how to shut
     // down, how to boot): they are accepted and change nothing.
@@ -432,7 +433,7 @@ fn power(req: &Req<'_>, d: &Domain, value: &Json, env: &mut Envelope) -> Outcome
         }),
         Power::Shutdown => s.shutdown_vm(&c, vm, false, false),
         Power::Destroy => s.kill_vm(&c, vm),
-        Power::Reboot => s.shutdown_vm(&c, vm, false, true).and_then(|()| s.start_vm(&c, vm)),
+        Power::Reboot => s.reboot_vm(&c, vm),
         Power::Reset => s.kill_vm(&c, vm).and_then(|()| s.start_vm(&c, vm)),
         Power::Suspend => s.pause_vm(&c, vm),
         Power::Resume => s.unpause_vm(&c, vm),
@@ -731,11 +732,21 @@ mod tests {
     }
 
     #[test]
-    fn every_qube_is_persistent_without_managed_save_or_snapshots() {
+    fn every_qube_is_persistent_without_snapshots() {
         let f = |n| LIST_DOMAINS.bit(n);
 
         assert!(listed(f("persistent") | f("no_managed_save") | f("no_snapshot"), PowerState::Halted, false));
         assert!(!listed(f("transient"), PowerState::Halted, false));
         assert!(!listed(f("has_snapshot"), PowerState::Halted, false));
+    }
+
+    #[test]
+    fn a_saved_qube_is_an_inactive_shut_off_domain_with_a_managed_save() {
+        let f = |n| LIST_DOMAINS.bit(n);
+
+        assert!(listed(f("inactive") | f("shutoff") | f("managed_save"), PowerState::Saved, false));
+        assert!(!listed(f("no_managed_save"), PowerState::Saved, false));
+        assert!(!listed(f("managed_save"), PowerState::Halted, false));
+        assert!(!listed(f("active"), PowerState::Saved, false));
     }
 }
