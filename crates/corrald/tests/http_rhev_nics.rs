@@ -325,3 +325,20 @@ fn the_state_survives_a_restart() {
 
     assert_eq!(feature(&d, "work").as_deref(), Some("lab"));
 }
+
+#[test]
+fn joining_and_leaving_a_network_announces_the_netvm_default_moving() {
+    let d = daemon().with_default_netvm("sys-net");
+    with_lab(&d);
+    let mut events = support::events::Events::open(&d, "work");
+
+    d.ok("admin.vm.feature.Set+rest.network", "work", b"lab");
+    d.ok("admin.vm.feature.Remove+rest.network", "work", b"");
+    let seen = events.until_marker(&d, "work");
+
+    let resets: Vec<&String> = seen.iter().filter(|f| f.contains("property-reset:netvm")).collect();
+    assert_eq!(resets.len(), 2, "{seen:#?}");
+    assert!(resets[0].contains("oldvalue\\u{0}sys-net"), "{seen:#?}");
+    assert!(resets[1].contains("oldvalue\\u{0}None"), "{seen:#?}");
+    assert_eq!(netvm(&d, "work"), "default=True type=vm sys-net");
+}
