@@ -3,11 +3,12 @@
 //! feature [`NETWORK_FEATURE`]), or absent. The core keeps the two exclusive: a qube on a libvirt network
 //! has no netvm, by default and by refusal.
 //!
-//! The card is part of the domain libvirt is given at start: adding, moving or removing it needs the qube
-//! halted (no hot-plug), whichever door asks.
+//! A running qube's domain gets the change at once (hot-plug), before it is committed: the store never
+//! records a card the domain was refused. Where libvirt cannot plug it, the change is refused (the qube has
+//! to be halted for it).
 
 use corral_core::domain::{Domain, NETVM_NETWORK, NETWORK_FEATURE};
-use corral_core::hv::PowerState;
+use corral_core::hv::NetworkSpec;
 use corral_core::plan::Plan;
 use corral_core::props;
 use corral_core::{App, Error, ErrorKind, Result};
@@ -25,6 +26,18 @@ fn no_network(name: &str) -> Error {
     Error::value(format!("There is no libvirt network named {name}"))
 }
 
+/// The card qube `d` has in model `app`, as libvirt is given it.
+fn card(app: &App, d: &Domain) -> Option<NetworkSpec> {
+    app.nic_network(d).map(|network| NetworkSpec { mac: crate::lifecycle::bridge_mac(d), network })
+}
+
+fn unpluggable(d: &Domain, why: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::QubesVMNotHaltedError,
+        format!("Cannot change the network card of {} while it runs ({why}): shut it down first", d.name),
+    )
+}
+
 impl Service {
     /// Refuses when libvirt has no network `name`, or cannot say (no hypervisor). Blocks on libvirt.
     pub(crate) fn require_network(&self, name: &str) -> Result<()> {
@@ -39,21 +52,79 @@ impl Service {
         }
     }
 
-    /// The card of a running (or paused, suspended) qube cannot change: libvirt was given it at start.
-    pub(crate) fn require_halted_for_card(&self, d: &Domain) -> Result<()> {
-        if !d.is_admin() && self.power(d) != PowerState::Halted {
-            return Err(Error::new(
-                ErrorKind::QubesVMNotHaltedError,
-                format!("Cannot change the network card of {} while it runs: shut it down first", d.name),
-            ));
+    /// Commits `plan`, a change of qube `vm`'s card, and applies it. A running qube's domain has its old
+    /// card unplugged and the new one plugged first (under the write lock, so no other change interleaves);
+    /// should the commit fail, the old card is plugged back.
+    fn commit_card_change(&self, model: &mut App, vm: &str, plan: Plan) -> Result<()> {
+        let d = resolve_in(model, vm)?.clone();
+        let live = !d.is_admin() && self.power(&d).is_active();
+        let (before, after) = if live {
+            let mut next = model.clone();
+            for op in plan.ops.clone() {
+                next.apply(op);
+            }
+            let after = resolve_in(&next, vm).ok().and_then(|n| card(&next, n));
+            (card(model, &d), after)
+        } else {
+            (None, None)
+        };
+        let replug = before != after;
+        if replug {
+            self.replug(&d, before.as_ref(), after.as_ref())?;
+        }
+        if let Err(e) = self.store.lock().commit(&plan.ops) {
+            if replug {
+                if let Err(undo) = self.replug(&d, after.as_ref(), before.as_ref()) {
+                    tracing::warn!(vm = %d.name, error = %undo.message, "cannot plug the old network card back");
+                }
+            }
+            return Err(crate::store_error(e));
+        }
+        self.apply_ops(model, plan.ops);
+        self.events.publish_all(plan.events);
+        Ok(())
+    }
+
+    /// Moves running qube `d`'s card from `from` to `to`: unplugs one, plugs the other; if the new one
+    /// cannot be plugged, the old one goes back.
+    fn replug(&self, d: &Domain, from: Option<&NetworkSpec>, to: Option<&NetworkSpec>) -> Result<()> {
+        let hv = self.hv.as_ref().ok_or_else(|| unpluggable(d, "no hypervisor connection"))?;
+        if let Some(old) = from {
+            hv.detach_interface(&d.uuid, old).map_err(|e| unpluggable(d, e.message))?;
+        }
+        if let Some(new) = to {
+            if let Err(e) = hv.attach_interface(&d.uuid, new) {
+                if let Some(old) = from {
+                    if let Err(undo) = hv.attach_interface(&d.uuid, old) {
+                        tracing::warn!(vm = %d.name, error = %undo, "cannot plug the old network card back");
+                    }
+                }
+                return Err(unpluggable(d, e.message));
+            }
         }
         Ok(())
     }
 
-    /// Gives qube `vm` (halted) its one network card. Without `network`, or with libvirt's `default`, the
-    /// card is behind the global `default_netvm` when there is one (a qube behind a netvm is on `default`),
-    /// else directly on `default`; any other libvirt network is joined directly, without a netvm. `mac`, when
-    /// given, becomes the qube's `mac` property in the same transaction.
+    /// `admin.vm.feature.Set`/`Remove` of [`NETWORK_FEATURE`] (`None`: remove), already authorized: the
+    /// card moves, at once on a running qube.
+    pub(crate) fn set_network_feature(&self, vm: &str, value: Option<&str>) -> Result<()> {
+        if let Some(name) = value.filter(|v| !v.is_empty()) {
+            self.require_network(name)?;
+        }
+        let mut model = self.model.write();
+        let d = resolve_in(&model, vm)?;
+        let plan = match value {
+            Some(v) => model.plan_feature_set(d, NETWORK_FEATURE, v)?,
+            None => model.plan_feature_remove(d, NETWORK_FEATURE)?,
+        };
+        self.commit_card_change(&mut model, vm, plan)
+    }
+
+    /// Gives qube `vm` its one network card (plugged at once into a running qube). Without `network`, or
+    /// with libvirt's `default`, the card is behind the global `default_netvm` when there is one (a qube
+    /// behind a netvm is on `default`), else directly on `default`; any other libvirt network is joined
+    /// directly, without a netvm. `mac`, when given, becomes the qube's `mac` property in the same
+    /// transaction.
     pub fn add_nic(&self, caller: &Caller, vm: &str, network: Option<&str>, mac: Option<&[u8]>) -> Result<()> {
         let (attachment, mac) = {
             let app = self.read();
@@ -84,59 +155,64 @@ impl Service {
         if mac.is_some() {
             self.auth(caller, "admin.vm.property.Set", "mac", vm)?;
         }
-        self.mutate(|app| {
-            let d = resolve_in(app, vm)?;
-            self.require_halted_for_card(d)?;
-            if d.is_admin() {
-                return Err(Error::value("dom0 has no network card to add"));
+        let mut model = self.model.write();
+        let app = &*model;
+        let d = resolve_in(app, vm)?;
+        if d.is_admin() {
+            return Err(Error::value("dom0 has no network card to add"));
+        }
+        if let Some(on) = app.nic_network(d) {
+            return Err(Error::new(
+                ErrorKind::QubesVMInUseError,
+                format!("{} already has its one network card (on the libvirt network {on})", d.name),
+            ));
+        }
+        let mut plan = match &attachment {
+            Attachment::Netvm(netvm) => {
+                // As upstream: a running qube is attached only to a running network provider.
+                let provider = app.domain(netvm).ok_or_else(|| Error::vm_not_found(netvm))?;
+                if self.power(d).is_active() && !self.power(provider).is_active() {
+                    return Err(Error::new(
+                        ErrorKind::QubesVMNotStartedError,
+                        format!("Cannot dynamically attach to stopped NetVM: {netvm}"),
+                    ));
+                }
+                app.plan_vm_prop_set(d, "netvm", netvm)?
             }
-            if let Some(on) = app.nic_network(d) {
-                return Err(Error::new(
-                    ErrorKind::QubesVMInUseError,
-                    format!("{} already has its one network card (on the libvirt network {on})", d.name),
-                ));
-            }
-            let mut plan = match &attachment {
-                Attachment::Netvm(netvm) => app.plan_vm_prop_set(d, "netvm", netvm)?,
-                Attachment::Network(name) => app.plan_feature_set(d, NETWORK_FEATURE, name)?,
-            };
-            if let Some(mac) = &mac {
-                extend(&mut plan, app.plan_vm_prop_set(d, "mac", mac)?);
-            }
-            Ok((plan, ()))
-        })
+            Attachment::Network(name) => app.plan_feature_set(d, NETWORK_FEATURE, name)?,
+        };
+        if let Some(mac) = &mac {
+            extend(&mut plan, app.plan_vm_prop_set(d, "mac", mac)?);
+        }
+        self.commit_card_change(&mut model, vm, plan)
     }
 
-    /// Takes qube `vm`'s (halted) card away: it is on no libvirt network and its netvm is none, explicitly,
-    /// so that it does not fall back to the global default.
+    /// Takes qube `vm`'s card away (unplugged at once from a running qube): it is on no libvirt network and
+    /// its netvm is none, explicitly, so that it does not fall back to the global default.
     pub fn remove_nic(&self, caller: &Caller, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.property.Set", "netvm", vm)?;
         let on_network = resolve_in(&self.read(), vm)?.libvirt_network().is_some();
         if on_network {
             self.auth(caller, "admin.vm.feature.Remove", NETWORK_FEATURE, vm)?;
         }
-        self.mutate(|app| {
-            let d = resolve_in(app, vm)?;
-            self.require_halted_for_card(d)?;
-            if app.nic_network(d).is_none() {
-                return Err(Error::new(
-                    ErrorKind::QubesFeatureNotFoundError,
-                    format!("{} has no network card", d.name),
-                ));
-            }
-            let mut plan = Plan::default();
-            if d.prop("netvm") != Some("") {
-                extend(&mut plan, app.plan_vm_prop_set(d, "netvm", "")?);
-            }
-            if d.libvirt_network().is_some() {
-                // Planned against the qube with its netvm already none, so that the netvm seen by clients
-                // goes straight to none instead of passing by the global default.
-                let mut after = d.clone();
-                after.props.insert("netvm".into(), String::new());
-                extend(&mut plan, app.plan_feature_remove(&after, NETWORK_FEATURE)?);
-            }
-            Ok((plan, ()))
-        })
+        let mut model = self.model.write();
+        let app = &*model;
+        let d = resolve_in(app, vm)?;
+        if app.nic_network(d).is_none() {
+            return Err(Error::new(ErrorKind::QubesFeatureNotFoundError, format!("{} has no network card", d.name)));
+        }
+        let mut plan = Plan::default();
+        if d.prop("netvm") != Some("") {
+            extend(&mut plan, app.plan_vm_prop_set(d, "netvm", "")?);
+        }
+        if d.libvirt_network().is_some() {
+            // Planned against the qube with its netvm already none, so that the netvm seen by clients goes
+            // straight to none instead of passing by the global default.
+            let mut after = d.clone();
+            after.props.insert("netvm".into(), String::new());
+            extend(&mut plan, app.plan_feature_remove(&after, NETWORK_FEATURE)?);
+        }
+        self.commit_card_change(&mut model, vm, plan)
     }
 
     /// The qubes whose card is on libvirt network `name`, by name.

@@ -299,29 +299,19 @@ impl Service {
             .ok_or_else(|| Error::protocol("Feature value contains non-ASCII characters"))?;
         plan::validate_feature(name, value)?;
         self.auth(caller, "admin.vm.feature.Set", name, vm)?;
-        let moves_card = name == NETWORK_FEATURE;
-        if moves_card && !value.is_empty() {
-            self.require_network(value)?;
+        if name == NETWORK_FEATURE {
+            return self.set_network_feature(vm, Some(value));
         }
-        self.mutate(|app| {
-            let d = domain(app, vm)?;
-            if moves_card {
-                self.require_halted_for_card(d)?;
-            }
-            Ok((app.plan_feature_set(d, name, value)?, ()))
-        })
+        self.mutate(|app| Ok((app.plan_feature_set(domain(app, vm)?, name, value)?, ())))
     }
 
     pub fn feature_remove(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
         plan::validate_feature_name(name)?;
         self.auth(caller, "admin.vm.feature.Remove", name, vm)?;
-        self.mutate(|app| {
-            let d = domain(app, vm)?;
-            if name == NETWORK_FEATURE && d.features.get(name).is_some() {
-                self.require_halted_for_card(d)?;
-            }
-            Ok((app.plan_feature_remove(d, name)?, ()))
-        })
+        if name == NETWORK_FEATURE {
+            return self.set_network_feature(vm, None);
+        }
+        self.mutate(|app| Ok((app.plan_feature_remove(domain(app, vm)?, name)?, ())))
     }
 
     pub fn tag_set(&self, caller: &Caller, vm: &str, tag: &str) -> Result<()> {

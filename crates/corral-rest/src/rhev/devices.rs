@@ -5,9 +5,9 @@
 //!   volumes it has, so adding, detaching or removing one is a conflict (409).
 //! - A qube has at most one network card, `nic1` (its MAC is the `mac` property): behind its `netvm`, on the
 //!   libvirt network `default`, or directly on a libvirt network named by its feature `rest.network` (then
-//!   it has no netvm). Adding a nic puts the halted qube behind the global `default_netvm` when the body
-//!   names no network or `default` and there is a default_netvm, else directly on the network named (or
-//!   `default`); removing it clears both. No hot-plug: a running qube's nic cannot be added or removed (409).
+//!   it has no netvm). Adding a nic puts the qube behind the global `default_netvm` when the body names no
+//!   network or `default` and there is a default_netvm, else directly on the network named (or `default`);
+//!   removing it clears both. A running qube's card is hot-plugged (409 where libvirt cannot).
 //! - The one cdrom (zero GUID) holds the name of an ISO image some `file` storage domain offers, kept as the
 //!   qube's feature `rest.cdrom`. A qube started with one has a read-only IDE cdrom drive holding it; `;current`
 //!   changes (or ejects) the media of that drive while the qube runs, and the choice stays for later starts.
@@ -408,7 +408,7 @@ fn check_interface(body: &Node) -> ApiResult<()> {
 
 #[utoipa::path(post, path = "/api/vms/{id}/nics", operation_id = "add_vm_nic", tag = "vm devices",
     summary = "Add a nic to a vm",
-    description = "A qube has one nic, `nic1`, and gets it while halted (409 while it runs: no hot-plug). \
+    description = "A qube has one nic, `nic1`; a running one gets it hot-plugged (409 where libvirt cannot). \
         Without a network, or on `default`, the nic is behind the global `default_netvm` (its `netvm`) when there \
         is one, else directly on the libvirt network `default`; any other network (by id or name) is joined \
         directly, without a netvm (the qube's feature `rest.network`). A `mac` address sets the `mac` property.",
@@ -482,8 +482,8 @@ async fn update_nic(
 
 #[utoipa::path(delete, path = "/api/vms/{id}/nics/{n}", operation_id = "remove_vm_nic", tag = "vm devices",
     summary = "Remove a vm's nic",
-    description = "Disconnects the halted qube (409 while it runs): it leaves its libvirt network and its \
-        `netvm` becomes none.",
+    description = "Disconnects the qube (a running one's card is unplugged; 409 where libvirt cannot): it \
+        leaves its libvirt network and its `netvm` becomes none.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("n" = String, Path, description = "The nic's id")),
     request_body(description = "Optional: an `<action>`",
