@@ -306,7 +306,7 @@ fn the_global_default_netvm_does_not_reach_a_qube_on_a_libvirt_network() {
 }
 
 #[test]
-fn the_admin_api_refuses_an_unknown_network_and_a_running_qubes_card() {
+fn the_admin_api_refuses_an_unknown_network_and_a_card_libvirt_cannot_hot_plug() {
     let d = daemon();
     with_lab(&d);
 
