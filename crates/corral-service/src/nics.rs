@@ -105,6 +105,33 @@ impl Service {
         Ok(())
     }
 
+    /// `admin.vm.property.Set`/`Reset` of `netvm` (`None`: reset), already authorized and sanitized: a
+    /// running qube's card is plugged or unplugged as it gains or loses a netvm (as upstream attaches and
+    /// detaches its network), and only a running netvm can be attached to.
+    pub(crate) fn set_netvm(&self, vm: &str, value: Option<&str>) -> Result<()> {
+        let mut model = self.model.write();
+        let d = resolve_in(&model, vm)?;
+        let plan = match value {
+            Some(v) => model.plan_vm_prop_set(d, "netvm", v)?,
+            None => model.plan_vm_prop_reset(d, "netvm")?,
+        };
+        if self.power(d).is_active() {
+            let mut probe = d.clone();
+            match value {
+                Some(v) => probe.props.insert("netvm".into(), v.to_string()),
+                None => probe.props.remove("netvm"),
+            };
+            let netvm = model.vm_prop(&probe, "netvm").filter(|n| !n.is_empty());
+            if let Some(netvm) = netvm.filter(|n| model.domain(n).is_some_and(|p| !self.power(p).is_active())) {
+                return Err(Error::new(
+                    ErrorKind::QubesVMNotStartedError,
+                    format!("Cannot dynamically attach to stopped NetVM: {netvm}"),
+                ));
+            }
+        }
+        self.commit_card_change(&mut model, vm, plan)
+    }
+
     /// `admin.vm.feature.Set`/`Remove` of [`NETWORK_FEATURE`] (`None`: remove), already authorized: the
     /// card moves, at once on a running qube.
     pub(crate) fn set_network_feature(&self, vm: &str, value: Option<&str>) -> Result<()> {

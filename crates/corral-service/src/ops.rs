@@ -166,6 +166,9 @@ impl Service {
         };
         let value = props::sanitize(ty, payload)?;
         self.auth(caller, "admin.vm.property.Set", name, vm)?;
+        if name == "netvm" {
+            return self.set_netvm(vm, Some(&value));
+        }
         let changed = self.mutate(|app| {
             let d = domain(app, vm)?;
             self.require_halted_for_prop(d, name)?;
@@ -238,6 +241,9 @@ impl Service {
 
     pub fn reset_vm_prop(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
         self.auth(caller, "admin.vm.property.Reset", name, vm)?;
+        if name == "netvm" {
+            return self.set_netvm(vm, None);
+        }
         self.mutate(|app| {
             let d = domain(app, vm)?;
             self.require_halted_for_prop(d, name)?;

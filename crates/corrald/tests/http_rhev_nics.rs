@@ -345,3 +345,27 @@ fn joining_and_leaving_a_network_announces_the_netvm_default_moving() {
     assert!(resets[1].contains("oldvalue\\u{0}None"), "{seen:#?}");
     assert_eq!(netvm(&d, "work"), "default=True type=vm sys-net");
 }
+
+/// As upstream: a running qube's netvm change attaches or detaches its network at once, only to a running
+/// netvm. Between two netvms the card stays the same (both are on `default`).
+#[test]
+fn a_running_qubes_netvm_change_replugs_its_card_only_when_it_gains_or_loses_one() {
+    let d = daemon().with_default_netvm("sys-net");
+    d.ok("admin.vm.Create.StandaloneVM", "dom0", b"name=sys-fw label=red");
+    d.ok("admin.vm.property.Set+provides_network", "sys-fw", b"True");
+    d.ok("admin.vm.Start", "work", b"");
+
+    let (stopped, message) = d.err("admin.vm.property.Set+netvm", "work", b"sys-fw");
+    assert_eq!(stopped, "QubesVMNotStartedError", "{message}");
+    d.ok("admin.vm.Start", "sys-fw", b"");
+    d.ok("admin.vm.property.Set+netvm", "work", b"sys-fw");
+    // Losing the netvm unplugs the card, which libvirt's test driver cannot do.
+    let (refused, message) = d.err("admin.vm.property.Set+netvm", "work", b"");
+
+    assert_eq!(refused, "QubesVMNotHaltedError", "{message}");
+    assert_eq!(netvm(&d, "work"), "default=False type=vm sys-fw");
+    assert_eq!(nics(&d, "work").len(), 1);
+    d.ok("admin.vm.Kill", "work", b"");
+    d.ok("admin.vm.property.Set+netvm", "work", b"");
+    assert!(nics(&d, "work").is_empty());
+}
