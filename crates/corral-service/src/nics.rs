@@ -13,6 +13,8 @@ use corral_core::plan::Plan;
 use corral_core::props;
 use corral_core::{App, Error, ErrorKind, Result};
 
+use parking_lot::RwLockUpgradableReadGuard;
+
 use crate::{resolve_in, Caller, Service};
 
 /// Where a new card goes.
@@ -52,11 +54,12 @@ impl Service {
         }
     }
 
-    /// Commits `plan`, a change of qube `vm`'s card, and applies it. A running qube's domain has its old
-    /// card unplugged and the new one plugged first (under the write lock, so no other change interleaves);
+    /// Commits `plan`, a change of qube `vm`'s card planned under `model`, and applies it. A running
+    /// qube's domain has its old card unplugged and the new one plugged first, still under the upgradable
+    /// lock: other writers wait, readers go on (an unplug waits for the guest to let go of the card);
     /// should the commit fail, the old card is plugged back.
-    fn commit_card_change(&self, model: &mut App, vm: &str, plan: Plan) -> Result<()> {
-        let d = resolve_in(model, vm)?.clone();
+    fn commit_card_change(&self, model: RwLockUpgradableReadGuard<'_, App>, vm: &str, plan: Plan) -> Result<()> {
+        let d = resolve_in(&model, vm)?.clone();
         let live = !d.is_admin() && self.power(&d).is_active();
         let (before, after) = if live {
             let mut next = model.clone();
@@ -64,7 +67,7 @@ impl Service {
                 next.apply(op);
             }
             let after = resolve_in(&next, vm).ok().and_then(|n| card(&next, n));
-            (card(model, &d), after)
+            (card(&model, &d), after)
         } else {
             (None, None)
         };
@@ -72,6 +75,7 @@ impl Service {
         if replug {
             self.replug(&d, before.as_ref(), after.as_ref())?;
         }
+        let mut model = RwLockUpgradableReadGuard::upgrade(model);
         if let Err(e) = self.store.lock().commit(&plan.ops) {
             if replug {
                 if let Err(undo) = self.replug(&d, after.as_ref(), before.as_ref()) {
@@ -80,7 +84,7 @@ impl Service {
             }
             return Err(crate::store_error(e));
         }
-        self.apply_ops(model, plan.ops);
+        self.apply_ops(&mut model, plan.ops);
         self.events.publish_all(plan.events);
         Ok(())
     }
@@ -109,7 +113,7 @@ impl Service {
     /// running qube's card is plugged or unplugged as it gains or loses a netvm (as upstream attaches and
     /// detaches its network), and only a running netvm can be attached to.
     pub(crate) fn set_netvm(&self, vm: &str, value: Option<&str>) -> Result<()> {
-        let mut model = self.model.write();
+        let model = self.model.upgradable_read();
         let d = resolve_in(&model, vm)?;
         let plan = match value {
             Some(v) => model.plan_vm_prop_set(d, "netvm", v)?,
@@ -129,7 +133,7 @@ impl Service {
                 ));
             }
         }
-        self.commit_card_change(&mut model, vm, plan)
+        self.commit_card_change(model, vm, plan)
     }
 
     /// `admin.vm.feature.Set`/`Remove` of [`NETWORK_FEATURE`] (`None`: remove), already authorized: the
@@ -138,13 +142,13 @@ impl Service {
         if let Some(name) = value.filter(|v| !v.is_empty()) {
             self.require_network(name)?;
         }
-        let mut model = self.model.write();
+        let model = self.model.upgradable_read();
         let d = resolve_in(&model, vm)?;
         let plan = match value {
             Some(v) => model.plan_feature_set(d, NETWORK_FEATURE, v)?,
             None => model.plan_feature_remove(d, NETWORK_FEATURE)?,
         };
-        self.commit_card_change(&mut model, vm, plan)
+        self.commit_card_change(model, vm, plan)
     }
 
     /// Gives qube `vm` its one network card (plugged at once into a running qube). Without `network`, or
@@ -182,7 +186,7 @@ impl Service {
         if mac.is_some() {
             self.auth(caller, "admin.vm.property.Set", "mac", vm)?;
         }
-        let mut model = self.model.write();
+        let model = self.model.upgradable_read();
         let app = &*model;
         let d = resolve_in(app, vm)?;
         if d.is_admin() {
@@ -211,7 +215,7 @@ impl Service {
         if let Some(mac) = &mac {
             extend(&mut plan, app.plan_vm_prop_set(d, "mac", mac)?);
         }
-        self.commit_card_change(&mut model, vm, plan)
+        self.commit_card_change(model, vm, plan)
     }
 
     /// Takes qube `vm`'s card away (unplugged at once from a running qube): it is on no libvirt network and
@@ -222,7 +226,7 @@ impl Service {
         if on_network {
             self.auth(caller, "admin.vm.feature.Remove", NETWORK_FEATURE, vm)?;
         }
-        let mut model = self.model.write();
+        let model = self.model.upgradable_read();
         let app = &*model;
         let d = resolve_in(app, vm)?;
         if app.nic_network(d).is_none() {
@@ -239,7 +243,7 @@ impl Service {
             after.props.insert("netvm".into(), String::new());
             extend(&mut plan, app.plan_feature_remove(&after, NETWORK_FEATURE)?);
         }
-        self.commit_card_change(&mut model, vm, plan)
+        self.commit_card_change(model, vm, plan)
     }
 
     /// The qubes whose card is on libvirt network `name`, by name.

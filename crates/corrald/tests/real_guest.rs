@@ -261,9 +261,13 @@ fn a_running_guests_nic_is_hot_plugged_on_a_libvirt_network_over_http() {
     std::fs::create_dir_all(&kernels).expect("kernels dir");
     std::os::unix::fs::symlink(&assets, kernels.join("tiny")).expect("kernel link");
     d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=plug label=red");
+    // Names of their own: the connection may be shared with other tests, and a killed qube's domain stays
+    // defined there.
+    let vm = format!("plug-{}", std::process::id());
+    let vm = vm.as_str();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", format!("name={vm} label=red").as_bytes());
     for (prop, value) in [("kernel", "tiny"), ("memory", "128"), ("vcpus", "1")] {
-        d.ok(&format!("admin.vm.property.Set+{prop}"), "plug", value.as_bytes());
+        d.ok(&format!("admin.vm.property.Set+{prop}"), vm, value.as_bytes());
     }
     let http = reqwest::blocking::Client::new();
     let send = |method: reqwest::Method, path: &str, body: &str| {
@@ -278,7 +282,6 @@ fn a_running_guests_nic_is_hot_plugged_on_a_libvirt_network_over_http() {
             .expect("request");
         (r.status().as_u16(), r.text().expect("body"))
     };
-    // A name of its own: the connection may be shared with other tests.
     let name = format!("corral-nic-{}", std::process::id());
     let (status, body) = send(
         reqwest::Method::POST,
@@ -288,27 +291,27 @@ fn a_running_guests_nic_is_hot_plugged_on_a_libvirt_network_over_http() {
     assert_eq!(status, 201, "{body}");
     let network =
         serde_json::from_str::<serde_json::Value>(&body).expect("json")["id"].as_str().expect("id").to_string();
-    let nics = format!("/api/vms/{}/nics", d.uuid("plug"));
-    d.ok("admin.vm.Start", "plug", b"");
-    wait_marker(&d, "plug");
-    assert!(interfaces(&live_xml(&d, "plug")).is_empty());
+    let nics = format!("/api/vms/{}/nics", d.uuid(vm));
+    d.ok("admin.vm.Start", vm, b"");
+    wait_marker(&d, vm);
+    assert!(interfaces(&live_xml(&d, vm)).is_empty());
 
     let (added, answer) = send(reqwest::Method::POST, &nics, &format!("<nic><network id=\"{network}\"/></nic>"));
 
     assert_eq!(added, 201, "{answer}");
-    let cards = interfaces(&live_xml(&d, "plug"));
+    let cards = interfaces(&live_xml(&d, vm));
     assert_eq!(cards.len(), 1, "{cards:?}");
     assert!(cards[0].contains(&format!("<source network='{name}'")), "{cards:?}");
-    assert_eq!(d.ok("admin.vm.feature.Get+rest.network", "plug", b""), name);
+    assert_eq!(d.ok("admin.vm.feature.Get+rest.network", vm, b""), name);
     let nic = serde_json::from_str::<serde_json::Value>(&answer).expect("json")["id"].as_str().expect("id").to_string();
     let (removed, answer) = send(reqwest::Method::DELETE, &format!("{nics}/{nic}"), "");
     assert_eq!(removed, 204, "{answer}");
     // The guest acknowledges the unplug (ACPI) in its own time.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !interfaces(&live_xml(&d, "plug")).is_empty() && Instant::now() < deadline {
+    while !interfaces(&live_xml(&d, vm)).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(interfaces(&live_xml(&d, "plug")).is_empty(), "{}", live_xml(&d, "plug"));
-    d.ok("admin.vm.Kill", "plug", b"");
+    assert!(interfaces(&live_xml(&d, vm)).is_empty(), "{}", live_xml(&d, vm));
+    d.ok("admin.vm.Kill", vm, b"");
     assert_eq!(send(reqwest::Method::DELETE, &format!("/api/networks/{network}"), "").0, 204);
 }
