@@ -276,6 +276,16 @@ impl App {
         d.template_name().and_then(|t| self.domain(t))
     }
 
+    /// The libvirt network the qube's one card is on: the one it names itself, else `default` when it is
+    /// behind a netvm; `None` when it has no card.
+    pub fn nic_network(&self, d: &Domain) -> Option<String> {
+        if let Some(network) = d.libvirt_network() {
+            return Some(network.to_string());
+        }
+        let netvm = self.vm_prop(d, "netvm").filter(|n| !n.is_empty());
+        netvm.map(|_| crate::domain::NETVM_NETWORK.to_string())
+    }
+
     /// The qubes a qube's traffic passes through, nearest first (stops at a loop).
     pub fn netvm_chain(&self, d: &Domain) -> Vec<String> {
         let mut chain: Vec<String> = Vec::new();

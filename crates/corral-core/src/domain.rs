@@ -142,6 +142,20 @@ impl Domain {
     pub fn is_remote(&self) -> bool {
         self.class == Class::RemoteVM
     }
+
+    /// The libvirt network the qube's card joins directly, without a netvm ([`NETWORK_FEATURE`]).
+    pub fn libvirt_network(&self) -> Option<&str> {
+        self.features.get(NETWORK_FEATURE).filter(|n| !n.is_empty())
+    }
 }
+
+/// The qube's feature naming the libvirt network its one card is on, without any netvm (a hypervisor
+/// network such as an isolated lab network, or libvirt's `default` itself). A qube on one has no netvm:
+/// its `netvm` defaults to none and cannot be set. Like `rest.cdrom`, the name is outside upstream's
+/// feature names so no Qubes extension reads it.
+pub const NETWORK_FEATURE: &str = "rest.network";
+
+/// The libvirt network the card of a qube behind a netvm joins.
+pub const NETVM_NETWORK: &str = "default";
 
 pub const DOM0_UUID: Uuid = Uuid::nil();

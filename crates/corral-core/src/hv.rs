@@ -271,6 +271,16 @@ pub trait Hypervisor: Send + Sync {
         let _ = (uuid, password, valid_to);
         Err(HvError::new("This hypervisor cannot set console passwords"))
     }
+    /// Plugs network card `net` into the running domain (its live definition: the next start builds its own).
+    fn attach_interface(&self, uuid: &Uuid, net: &NetworkSpec) -> Result<(), HvError> {
+        let _ = (uuid, net);
+        Err(HvError::new("This hypervisor cannot hot-plug network cards"))
+    }
+    /// Unplugs the running domain's network card `net`.
+    fn detach_interface(&self, uuid: &Uuid, net: &NetworkSpec) -> Result<(), HvError> {
+        let _ = (uuid, net);
+        Err(HvError::new("This hypervisor cannot hot-unplug network cards"))
+    }
     /// What a running domain's disk `target` (`xvda`…) has read and written since it started.
     fn block_stats(&self, uuid: &Uuid, target: &str) -> Result<BlockStats, HvError> {
         let _ = (uuid, target);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use crate::app::{App, Op};
-use crate::domain::{Class, Domain};
+use crate::domain::{Class, Domain, NETWORK_FEATURE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
 use crate::label::{Label, LAST_BUILTIN_INDEX};
@@ -588,7 +588,7 @@ impl App {
             let own_default = match prop {
                 "management_dispvm" => d.template_name().is_some(),
                 "default_dispvm" => d.class == Class::DispVM,
-                "netvm" => d.class == Class::TemplateVM,
+                "netvm" => d.class == Class::TemplateVM || d.libvirt_network().is_some(),
                 _ => false,
             };
             let follows = props::vm_prop_def(d.class, prop).is_some() && !d.props.contains_key(prop) && !own_default;
@@ -633,6 +633,18 @@ impl App {
 
     pub fn plan_feature_set(&self, d: &Domain, name: &str, value: &str) -> Result<Plan> {
         validate_feature(name, value)?;
+        if name == NETWORK_FEATURE && !value.is_empty() {
+            let explicit_netvm = d.prop("netvm").filter(|n| !n.is_empty());
+            if let Some(netvm) = explicit_netvm {
+                return Err(Error::value(format!(
+                    "{} is behind the netvm {netvm}: set its netvm to none before putting it on a libvirt network",
+                    d.name
+                )));
+            }
+            if d.is_admin() {
+                return Err(Error::value("dom0 has no card to put on a libvirt network"));
+            }
+        }
         let old = d.features.get(name);
         let mut plan = Plan::default();
         let mut ev =
@@ -644,7 +656,29 @@ impl App {
         plan.op(Op::SetFeature { qid: d.qid, name: name.into(), value: Some(value.into()) });
         ev.name = format!("domain-feature-set:{name}");
         plan.ev(ev);
+        if name == NETWORK_FEATURE {
+            let mut after = d.clone();
+            after.features.set(name, value);
+            self.announce_netvm_default(&mut plan, d, &after);
+        }
         Ok(plan)
+    }
+
+    /// A qube's netvm default follows its libvirt network ([`NETWORK_FEATURE`]): when that moves the
+    /// computed netvm, clients learn it as a reset of the property, as with a global default's change.
+    fn announce_netvm_default(&self, plan: &mut Plan, before: &Domain, after: &Domain) {
+        if before.props.contains_key("netvm") {
+            return;
+        }
+        let (old, new) = (self.vm_prop(before, "netvm"), self.vm_prop(after, "netvm"));
+        if old == new {
+            return;
+        }
+        let mut e = Event::on(&before.name, "property-reset:netvm").arg("name", "netvm");
+        if let Some(old) = &old {
+            e = e.arg("oldvalue", ev_value(PropType::Vm, old));
+        }
+        plan.ev(e);
     }
 
     pub fn plan_feature_remove(&self, d: &Domain, name: &str) -> Result<Plan> {
@@ -661,6 +695,11 @@ impl App {
         plan.ev(Event::on(&d.name, format!("domain-feature-pre-delete:{name}")).arg("feature", name));
         plan.op(Op::SetFeature { qid: d.qid, name: name.into(), value: None });
         plan.ev(Event::on(&d.name, format!("domain-feature-delete:{name}")).arg("feature", name));
+        if name == NETWORK_FEATURE {
+            let mut after = d.clone();
+            after.features.remove(name);
+            self.announce_netvm_default(&mut plan, d, &after);
+        }
         Ok(plan)
     }
 

@@ -176,7 +176,8 @@ fn d_keyboard_layout(app: &App, d: &Domain) -> Option<String> {
     }
 }
 fn d_netvm(app: &App, d: &Domain) -> Option<String> {
-    if d.class == Class::TemplateVM {
+    // A qube whose card is on a libvirt network of its own is behind no netvm.
+    if d.class == Class::TemplateVM || d.libvirt_network().is_some() {
         return none_vm();
     }
     // A network provider that is itself the global default would otherwise route through itself.
@@ -453,6 +454,14 @@ fn c_netvm(app: &App, d: &Domain, v: &str) -> Result<String> {
     }
     let target =
         app.domain(v).ok_or_else(|| invalid(d, "netvm", v, format!("Can't set netvm to non-existing qube {v}")))?;
+    if let Some(network) = d.libvirt_network() {
+        // One card, one network: the qube leaves the libvirt network first (feature rest.network).
+        return Err(Error::value(format!(
+            "{} is on the libvirt network {network} (feature {}): remove that feature before setting a netvm",
+            d.name,
+            crate::domain::NETWORK_FEATURE
+        )));
+    }
     if app.vm_prop(target, "provides_network").as_deref() != Some("True") {
         return Err(Error::value(format!("The {v} qube does not provide network")));
     }

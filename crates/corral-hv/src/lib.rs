@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use corral_core::hv::{
     BlockStats, ConsoleAddress, DomainInfo, DomainSpec, HvError, HvEvent, Hypervisor, InterfaceStats, KeycodeSet,
+    NetworkSpec,
     PowerState,
 };
 use uuid::Uuid;
@@ -274,6 +275,18 @@ impl Hypervisor for Libvirt {
         self.domain(uuid)?
             .update_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
             .map_err(|e| err("Cannot change the cdrom", e))
+    }
+
+    fn attach_interface(&self, uuid: &Uuid, net: &NetworkSpec) -> Result<(), HvError> {
+        self.domain(uuid)?
+            .attach_device_flags(&xml::interface_xml(net), virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+            .map_err(|e| err("Cannot plug the network card", e))
+    }
+
+    fn detach_interface(&self, uuid: &Uuid, net: &NetworkSpec) -> Result<(), HvError> {
+        self.domain(uuid)?
+            .detach_device_flags(&xml::interface_xml(net), virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+            .map_err(|e| err("Cannot unplug the network card", e))
     }
 
     fn send_keys(&self, uuid: &Uuid, codeset: KeycodeSet, hold_ms: u32, keys: &[u32]) -> Result<(), HvError> {

@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use corral_core::hv::{DomainSpec, GraphicsSpec, NetworkDef};
+use corral_core::hv::{DomainSpec, GraphicsSpec, NetworkDef, NetworkSpec};
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
@@ -91,6 +91,22 @@ fn locked_graphics(w: &mut W, g: &GraphicsSpec) {
     graphics(w, &g.listen.to_string(), &g.locked_password, EXPIRED);
 }
 
+/// A qube's one network card: virtio, on a libvirt network.
+fn interface(w: &mut W, net: &NetworkSpec) {
+    open(w, "interface", &[("type", "network")]);
+    empty(w, "mac", &[("address", &net.mac)]);
+    empty(w, "source", &[("network", &net.network)]);
+    empty(w, "model", &[("type", "virtio")]);
+    close(w, "interface");
+}
+
+/// The `<interface>` a hot-plug attaches or detaches: the same card a start defines.
+pub fn interface_xml(net: &NetworkSpec) -> String {
+    let mut w = Writer::new(Cursor::new(Vec::new()));
+    interface(&mut w, net);
+    String::from_utf8_lossy(&w.into_inner().into_inner()).into_owned()
+}
+
 /// libvirt's XML of a new isolated network: a bridge libvirt names, no forwarding.
 pub fn network_xml(def: &NetworkDef) -> String {
     let mut w = Writer::new_with_indent(Cursor::new(Vec::new()), b' ', 2);
@@ -158,11 +174,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         cdrom(&mut w, Some(iso));
     }
     if let Some(net) = &spec.network {
-        open(&mut w, "interface", &[("type", "network")]);
-        empty(&mut w, "mac", &[("address", &net.mac)]);
-        empty(&mut w, "source", &[("network", &net.network)]);
-        empty(&mut w, "model", &[("type", "virtio")]);
-        close(&mut w, "interface");
+        interface(&mut w, net);
     }
     open(&mut w, "serial", &[("type", "pty")]);
     if let Some(log) = &spec.console_log {
@@ -251,6 +263,22 @@ mod tests {
              <target dev=\"hdc\" bus=\"ide\"/><readonly/></disk>"
         );
         assert!(cdrom_xml(Some("/i/a&b.iso")).contains("<source file=\"/i/a&amp;b.iso\"/>"));
+    }
+
+    #[test]
+    fn a_hot_plugged_card_is_the_one_a_start_defines() {
+        let net = NetworkSpec { mac: "00:16:3e:01:02:03".into(), network: "lab&1".into() };
+        let mut s = spec();
+        s.network = Some(net.clone());
+
+        let card = interface_xml(&net);
+
+        assert_eq!(
+            card,
+            "<interface type=\"network\"><mac address=\"00:16:3e:01:02:03\"/><source network=\"lab&amp;1\"/>\
+             <model type=\"virtio\"/></interface>"
+        );
+        assert!(domain_xml(&s).contains("<source network=\"lab&amp;1\"/>"), "{}", domain_xml(&s));
     }
 
     #[test]

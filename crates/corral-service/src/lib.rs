@@ -4,6 +4,7 @@
 mod auth;
 mod events;
 mod lifecycle;
+mod nics;
 mod ops;
 pub mod rest_storage;
 pub mod rest_support;

@@ -75,7 +75,7 @@ impl Drop for CauseLoan<'_> {
 }
 
 /// The libvirt network a qube with a netvm joins.
-pub const QUBE_NETWORK: &str = "default";
+pub const QUBE_NETWORK: &str = corral_core::domain::NETVM_NETWORK;
 
 /// A chain of network providers deeper than this is a loop the model should have refused.
 const MAX_NETVM_DEPTH: usize = 8;
@@ -99,6 +99,8 @@ type StartVolume = (Pool, Volume, Option<(Pool, Volume)>);
 struct StartPlan {
     domain: Domain,
     netvm: Option<String>,
+    /// The libvirt network the qube's card joins (`None`: no card).
+    network: Option<String>,
     volumes: Vec<StartVolume>,
     kernel: Option<(Pool, String)>,
     memory: u64,
@@ -196,6 +198,7 @@ impl Service {
         let int = |p: &str| app.vm_prop(d, p).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         Ok(StartPlan {
             netvm: app.vm_prop(d, "netvm").filter(|n| !n.is_empty()),
+            network: app.nic_network(d),
             memory: int("memory"),
             maxmem: int("maxmem"),
             vcpus: u32::try_from(int("vcpus")).unwrap_or(1).max(1),
@@ -321,7 +324,7 @@ impl Service {
             initrd,
             kernel_cmdline: format!("{} console=ttyS0", plan.kernelopts).trim().to_string(),
             disks,
-            network: plan.netvm.as_ref().map(|_| NetworkSpec { mac: plan.mac.clone(), network: QUBE_NETWORK.into() }),
+            network: plan.network.as_ref().map(|n| NetworkSpec { mac: plan.mac.clone(), network: n.clone() }),
             console_log: Some(self.console_log(&d.name).display().to_string()),
             cdrom,
             boot: plan.boot.clone(),

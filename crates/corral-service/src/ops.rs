@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use corral_core::domain::{Class, Domain};
+use corral_core::domain::{Class, Domain, NETWORK_FEATURE};
 use corral_core::plan::{CreateSpec, Plan};
 use corral_core::props::{self, PropType};
 use corral_core::volume::{Driver, Pool};
@@ -167,6 +167,9 @@ impl Service {
         };
         let value = props::sanitize(ty, payload)?;
         self.auth(caller, "admin.vm.property.Set", name, vm)?;
+        if name == "netvm" {
+            return self.set_netvm(vm, Some(&value));
+        }
         let changed = self.mutate(|app| {
             let d = domain(app, vm)?;
             self.require_halted_for_prop(d, name)?;
@@ -239,6 +242,9 @@ impl Service {
 
     pub fn reset_vm_prop(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
         self.auth(caller, "admin.vm.property.Reset", name, vm)?;
+        if name == "netvm" {
+            return self.set_netvm(vm, None);
+        }
         self.mutate(|app| {
             let d = domain(app, vm)?;
             self.require_halted_for_prop(d, name)?;
@@ -300,6 +306,9 @@ impl Service {
             .ok_or_else(|| Error::protocol("Feature value contains non-ASCII characters"))?;
         plan::validate_feature(name, value)?;
         self.auth(caller, "admin.vm.feature.Set", name, vm)?;
+        if name == NETWORK_FEATURE {
+            return self.set_network_feature(vm, Some(value));
+        }
         self.mutate(|app| Ok((app.plan_feature_set(domain(app, vm)?, name, value)?, ())))
     }
 
@@ -318,6 +327,9 @@ impl Service {
     pub fn feature_remove(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
         plan::validate_feature_name(name)?;
         self.auth(caller, "admin.vm.feature.Remove", name, vm)?;
+        if name == NETWORK_FEATURE {
+            return self.set_network_feature(vm, None);
+        }
         self.mutate(|app| Ok((app.plan_feature_remove(domain(app, vm)?, name)?, ())))
     }
 

@@ -139,7 +139,7 @@ impl Service {
             let app = self.read();
             let d = resolve_in(&app, vm)?.clone();
             let mac = crate::lifecycle::bridge_mac(&d);
-            let connected = app.vm_prop(&d, "netvm").is_some_and(|n| !n.is_empty());
+            let connected = app.nic_network(&d).is_some();
             (d, mac, connected)
         };
         if !connected || !self.power(&d).is_live() {

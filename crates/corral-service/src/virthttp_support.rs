@@ -108,12 +108,33 @@ impl Service {
                 format!("Network {} is the one qubes with a netvm join", crate::lifecycle::QUBE_NETWORK),
             ));
         }
+        if let Some(name) = &name {
+            self.refuse_network_in_use(name)?;
+        }
         self.controlling_networks(|c| c.destroy_network(uuid))?.then_some(()).ok_or_else(|| network_not_found(uuid))
     }
 
-    /// Removes a network: undefines a persistent one, stops a transient one (see `NetworkControl`).
+    /// A network some qube's card is on stays: the qube would not start without it (as oVirt refuses to
+    /// remove a network vms use).
+    fn refuse_network_in_use(&self, name: &str) -> Result<()> {
+        let users = Service::network_users(&self.read(), name);
+        if users.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::QubesVMInUseError,
+            format!("Network {name} is in use by the network card of {}", users.join(", ")),
+        ))
+    }
+
+    /// Removes a network: undefines a persistent one, stops a transient one (see `NetworkControl`). A
+    /// network a qube's card is on is refused.
     pub fn remove_network(&self, caller: &Caller, uuid: &uuid::Uuid) -> Result<()> {
         self.auth(caller, "corral.network.Remove", "", "dom0")?;
+        let name = self.inspecting(|i| i.network_details())?.into_iter().find(|n| n.uuid == *uuid).map(|n| n.name);
+        if let Some(name) = &name {
+            self.refuse_network_in_use(name)?;
+        }
         self.controlling_networks(|c| c.remove_network(uuid))?.then_some(()).ok_or_else(|| network_not_found(uuid))
     }
 

@@ -1122,17 +1122,6 @@ fn adding_a_nic_connects_the_vm_to_the_default_netvm() {
 }
 
 #[test]
-fn adding_a_nic_without_a_default_netvm_is_409() {
-    let d = daemon();
-    let work = d.uuid("work");
-
-    let (status, body) = post_expect(&d, &format!("/api/vms/{work}/nics"), "<nic><name>nic1</name></nic>");
-
-    assert_eq!(status, 409);
-    assert!(body.contains("default_netvm"), "{body}");
-}
-
-#[test]
 fn adding_a_second_nic_is_409() {
     let d = with_netvm();
     let work = d.uuid("work");

@@ -500,3 +500,80 @@ fn a_suspended_guest_is_saved_to_disk_and_resumes_where_it_was() {
     // Removing a qube leaves its libvirt definition; a later run defines `saver` with another uuid.
     let _ = std::process::Command::new("virsh").args(["-c", &uri, "undefine", "saver", "--managed-save"]).output();
 }
+
+/// The `<interface>` elements of a domain XML.
+fn interfaces(xml: &str) -> Vec<String> {
+    xml.match_indices("<interface")
+        .map(|(start, _)| {
+            let end = xml[start..].find("</interface>").map_or(xml.len(), |e| start + e);
+            xml[start..end].to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_running_guests_nic_is_hot_plugged_on_a_libvirt_network_over_http() {
+    let Some((uri, assets)) = guest_env() else {
+        eprintln!("SKIP: CORRAL_REAL_GUEST_URI/CORRAL_GUEST_DIR not set (tests/guest/run.sh sets them)");
+        return;
+    };
+    let d = Daemon::start_with_uri(&uri);
+    d.add_user("admin", "secret");
+    let kernels = d.state.join("vm-kernels");
+    std::fs::create_dir_all(&kernels).expect("kernels dir");
+    std::os::unix::fs::symlink(&assets, kernels.join("tiny")).expect("kernel link");
+    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
+    // Names of their own: the connection may be shared with other tests, and a killed qube's domain stays
+    // defined there.
+    let vm = format!("plug-{}", std::process::id());
+    let vm = vm.as_str();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", format!("name={vm} label=red").as_bytes());
+    for (prop, value) in [("kernel", "tiny"), ("memory", "128"), ("vcpus", "1")] {
+        d.ok(&format!("admin.vm.property.Set+{prop}"), vm, value.as_bytes());
+    }
+    let http = reqwest::blocking::Client::new();
+    let send = |method: reqwest::Method, path: &str, body: &str| {
+        let r = http
+            .request(method, d.url(path))
+            .basic_auth("admin@internal", Some("secret"))
+            .header("Content-Type", "application/xml")
+            .header("Accept", "application/json")
+            .header("Expect", "201-created")
+            .body(body.to_string())
+            .send()
+            .expect("request");
+        (r.status().as_u16(), r.text().expect("body"))
+    };
+    let name = format!("corral-nic-{}", std::process::id());
+    let (status, body) = send(
+        reqwest::Method::POST,
+        "/api/networks",
+        &format!("<network><name>{name}</name><data_center><name>Default</name></data_center></network>"),
+    );
+    assert_eq!(status, 201, "{body}");
+    let network =
+        serde_json::from_str::<serde_json::Value>(&body).expect("json")["id"].as_str().expect("id").to_string();
+    let nics = format!("/api/vms/{}/nics", d.uuid(vm));
+    d.ok("admin.vm.Start", vm, b"");
+    wait_marker(&d, vm);
+    assert!(interfaces(&live_xml(&d, vm)).is_empty());
+
+    let (added, answer) = send(reqwest::Method::POST, &nics, &format!("<nic><network id=\"{network}\"/></nic>"));
+
+    assert_eq!(added, 201, "{answer}");
+    let cards = interfaces(&live_xml(&d, vm));
+    assert_eq!(cards.len(), 1, "{cards:?}");
+    assert!(cards[0].contains(&format!("<source network='{name}'")), "{cards:?}");
+    assert_eq!(d.ok("admin.vm.feature.Get+rest.network", vm, b""), name);
+    let nic = serde_json::from_str::<serde_json::Value>(&answer).expect("json")["id"].as_str().expect("id").to_string();
+    let (removed, answer) = send(reqwest::Method::DELETE, &format!("{nics}/{nic}"), "");
+    assert_eq!(removed, 204, "{answer}");
+    // The guest acknowledges the unplug (ACPI) in its own time.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !interfaces(&live_xml(&d, vm)).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(interfaces(&live_xml(&d, vm)).is_empty(), "{}", live_xml(&d, vm));
+    d.ok("admin.vm.Kill", vm, b"");
+    assert_eq!(send(reqwest::Method::DELETE, &format!("/api/networks/{network}"), "").0, 204);
+}

@@ -4,9 +4,11 @@
 //! - disks are the qube's volumes (see `storage`): they can grow. A vm gets further disks as volumes
 //!   `disk1`..`disk22` of a data domain and loses them again (while it is down); the volumes its class gives it go
 //!   only with it, and nothing is detached: there are no floating disks to keep a detached one (409).
-//! - A qube has one network card, `nic1`, when it has a `netvm`: its MAC is the `mac` property and it is on
-//!   the libvirt network `default`. Adding a nic connects the qube to the global `default_netvm`; removing it
-//!   sets `netvm` to none.
+//! - A qube has at most one network card, `nic1` (its MAC is the `mac` property): behind its `netvm`, on the
+//!   libvirt network `default`, or directly on a libvirt network named by its feature `rest.network` (then
+//!   it has no netvm). Adding a nic puts the qube behind the global `default_netvm` when the body names no
+//!   network or `default` and there is a default_netvm, else directly on the network named (or `default`);
+//!   removing it clears both. A running qube's card is hot-plugged (409 where libvirt cannot).
 //! - The one cdrom (zero GUID) holds the name of an ISO image some `file` storage domain offers, kept as the
 //!   qube's feature `rest.cdrom`. A qube started with one has a read-only IDE cdrom drive holding it; `;current`
 //!   changes (or ejects) the media of that drive while the qube runs, and the choice stays for later starts.
@@ -22,7 +24,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use corral_core::domain::Domain;
+use corral_core::domain::{Domain, NETVM_NETWORK};
 use corral_core::App;
 use corral_service::Service;
 use utoipa_axum::router::OpenApiRouter;
@@ -57,16 +59,33 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
         .routes(routes!(restore_snapshot))
 }
 
-/// The libvirt network a qube's card joins when it starts.
-const NETWORK: &str = "default";
+/// The libvirt networks as `/api/networks` shows them: (name, id) pairs.
+pub struct Networks(Vec<(String, String)>);
 
-/// The id `/api/networks` gives the libvirt network `default`: its libvirt uuid. Without a hypervisor (or
-/// without that network) a stable id stands in, so the reference is still well formed.
-pub async fn network_id(service: Arc<Service>) -> ApiResult<String> {
+impl Networks {
+    /// The id `/api/networks` gives libvirt network `name`: its libvirt uuid. Without a hypervisor (or
+    /// without that network) a stable id stands in, so the reference is still well formed.
+    fn id_of(&self, name: &str) -> String {
+        let found = self.0.iter().find(|(n, _)| n == name).map(|(_, id)| id.clone());
+        found.unwrap_or_else(|| stable_id(&format!("network/{name}")))
+    }
+
+    /// The network with id `id`, or with the stand-in id of `default` (whose nics exist without libvirt).
+    fn name_of(&self, id: &str) -> Option<String> {
+        let found = self.0.iter().find(|(_, i)| i == id).map(|(n, _)| n.clone());
+        found.or_else(|| (self.id_of(NETVM_NETWORK) == id).then(|| NETVM_NETWORK.to_string()))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        name == NETVM_NETWORK || self.0.iter().any(|(n, _)| n == name)
+    }
+}
+
+/// The networks a nic can refer to; none when the hypervisor cannot list them.
+pub async fn networks(service: Arc<Service>) -> ApiResult<Networks> {
     blocking(move || {
         let networks = service.networks().unwrap_or_default();
-        let found = networks.into_iter().find(|n| n.name == NETWORK).map(|n| n.uuid.to_string());
-        Ok(found.unwrap_or_else(|| stable_id(&format!("network/{NETWORK}"))))
+        Ok(Networks(networks.into_iter().map(|n| (n.name, n.uuid.to_string())).collect()))
     })
     .await
 }
@@ -287,18 +306,22 @@ fn nic_id(d: &Domain) -> String {
     stable_id(&format!("nic/{}/{NIC_NAME}", d.uuid))
 }
 
-/// The qube's network card under `base` (`/vms/{id}` or `/templates/{id}`), if it has a netvm.
-/// `network` is the id of the libvirt network it is on ([`network_id`]).
-pub fn nic_node(ctx: &Ctx, app: &App, d: &Domain, base: &str, network: &str) -> Option<Node> {
-    let netvm = app.vm_prop(d, "netvm").filter(|n| !n.is_empty())?;
+/// The qube's network card under `base` (`/vms/{id}` or `/templates/{id}`), if it has one: behind its netvm
+/// (then on the libvirt network `default`) or directly on a libvirt network.
+pub fn nic_node(ctx: &Ctx, app: &App, d: &Domain, base: &str, networks: &Networks) -> Option<Node> {
+    let network = app.nic_network(d)?;
+    let description = match app.vm_prop(d, "netvm").filter(|n| !n.is_empty()) {
+        Some(netvm) => format!("Network through {netvm}"),
+        None => format!("On the libvirt network {network}"),
+    };
     let id = nic_id(d);
     let nic = Node::new("nic")
         .attr("href", ctx.href(&format!("{base}/nics/{id}")))
         .attr("id", &id)
         .with_leaf("name", NIC_NAME)
-        .with_leaf("description", format!("Network through {netvm}"))
+        .with_leaf("description", description)
         .child(owner_ref(ctx, d, base))
-        .child(reference(ctx, "network", "networks", network))
+        .child(reference(ctx, "network", "networks", &networks.id_of(&network)))
         .with_leaf("interface", "virtio")
         .child(Node::new("mac").attr("address", corral_service::bridge_mac(d)))
         .with_leaf("plugged", "true")
@@ -369,7 +392,7 @@ async fn nic_statistic(
 /// The qube whose card `nic` is; 404 when it has none or the id is another's.
 fn nic_owner(service: &Service, id: &str, nic: &str) -> ApiResult<Domain> {
     let d = find(service, id)?;
-    let connected = service.read().vm_prop(&d, "netvm").is_some_and(|n| !n.is_empty());
+    let connected = service.read().nic_network(&d).is_some();
     if !connected || nic_id(&d) != nic {
         return Err(ApiError::not_found(&format!("nic {nic}")));
     }
@@ -387,10 +410,10 @@ async fn nics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -
 
 /// The `<nics>` of vm `d` (addressed as `/vms/{id}`): the sub-collection, and what `detail=nics` puts inline.
 pub(super) async fn nics_node(ctx: &Ctx, service: &Arc<Service>, d: &Domain, id: &str) -> ApiResult<Node> {
-    let network = network_id(service.clone()).await?;
+    let networks = networks(service.clone()).await?;
     let app = service.read();
     let mut out = Node::collection("nics");
-    if let Some(nic) = nic_node(ctx, &app, d, &format!("/vms/{id}"), &network) {
+    if let Some(nic) = nic_node(ctx, &app, d, &format!("/vms/{id}"), &networks) {
         out.push(nic);
     }
     Ok(out)
@@ -398,9 +421,9 @@ pub(super) async fn nics_node(ctx: &Ctx, service: &Arc<Service>, d: &Domain, id:
 
 async fn render_nic(ctx: &Ctx, service: &Arc<Service>, id: &str, nic: &str) -> ApiResult<Node> {
     let d = find(service, id)?;
-    let network = network_id(service.clone()).await?;
+    let networks = networks(service.clone()).await?;
     let app = service.read();
-    nic_node(ctx, &app, &d, &format!("/vms/{id}"), &network)
+    nic_node(ctx, &app, &d, &format!("/vms/{id}"), &networks)
         .filter(|n| n.attr_of("id") == Some(nic))
         .ok_or_else(|| ApiError::not_found(&format!("nic {nic}")))
 }
@@ -414,49 +437,68 @@ async fn nic(ctx: Ctx, State(rest): State<Arc<Rest>>, Path((id, nic)): Path<(Str
     Ok(ctx.ok(&render_nic(&ctx, &rest.service, &id, &nic).await?))
 }
 
-/// The network a nic body names must be `default`, the one network qubes join.
-async fn check_network(service: &Arc<Service>, body: &Node) -> ApiResult<()> {
-    let Some((nid, nname)) = ref_of(body, "network") else { return Ok(()) };
-    let network = network_id(service.clone()).await?;
-    let ours = nid.as_deref() == Some(network.as_str()) || nname.as_deref() == Some(NETWORK);
-    if !ours {
-        return Err(ApiError::bad_request("Entity not found: network"));
+/// The libvirt network a nic body names by id or name (`None`: it names none); 400 for one
+/// `/api/networks` does not show.
+async fn named_network(service: &Arc<Service>, body: &Node) -> ApiResult<Option<String>> {
+    let Some((id, name)) = ref_of(body, "network") else { return Ok(None) };
+    let networks = networks(service.clone()).await?;
+    let unknown = || ApiError::bad_request("Entity not found: network");
+    let by_id = id.map(|id| networks.name_of(&id).ok_or_else(unknown)).transpose()?;
+    match (by_id, name) {
+        (Some(by_id), Some(name)) if by_id != name => Err(unknown()),
+        (Some(found), _) => Ok(Some(found)),
+        (None, Some(name)) if networks.has(&name) => Ok(Some(name)),
+        (None, Some(_)) => Err(unknown()),
+        (None, None) => Err(ApiError::bad_request("nic [network.id|name] required")),
+    }
+}
+
+/// A qube's card is one virtio card named `nic1`; a body asking for another model is refused.
+fn check_interface(body: &Node) -> ApiResult<()> {
+    if body.text_of("interface").is_some_and(|t| t != "virtio") {
+        return Err(ApiError::conflict("Cannot use another card model: a qube has one virtio card"));
     }
     Ok(())
 }
 
 #[utoipa::path(post, path = "/api/vms/{id}/nics", operation_id = "add_vm_nic", tag = "vm devices",
-    summary = "Add a nic to a vm", description = "Connects the qube to the global `default_netvm`; a qube has one nic.",
+    summary = "Add a nic to a vm",
+    description = "A qube has one nic, `nic1`; a running one gets it hot-plugged (409 where libvirt cannot). \
+        Without a network, or on `default`, the nic is behind the global `default_netvm` (its `netvm`) when there \
+        is one, else directly on the libvirt network `default`; any other network (by id or name) is joined \
+        directly, without a netvm (the qube's feature `rest.network`). A `mac` address sets the `mac` property.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
-    request_body(description = "Optional: a `<nic>` (its network must be `default`)",
+    request_body(description = "Optional: a `<nic>`",
         content((Option<schema::Nic> = "application/xml"), (Option<schema::Nic> = "application/json"))),
     responses((status = 201, response = schema::Nic), (status = 400, response = BadRequest),
         (status = 404, response = NotFound), (status = 409, response = Conflict),
         (status = 500, response = ServerError)))]
 async fn add_nic(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
-    if let Some(body) = optional_body(&ctx, &body, &["nic"])? {
-        check_network(&rest.service, &body).await?;
-    }
-    let netvm = {
-        let app = rest.service.read();
-        if app.vm_prop(&d, "netvm").is_some_and(|n| !n.is_empty()) {
-            return Err(ApiError::conflict(format!("{} already has its one network interface, {NIC_NAME}", d.name)));
+    let (network, mac) = match optional_body(&ctx, &body, &["nic"])? {
+        Some(body) => {
+            check_interface(&body)?;
+            let mac = body.get("mac").and_then(|m| m.attr_of("address")).map(str::to_string);
+            (named_network(&rest.service, &body).await?, mac)
         }
-        app.global_prop("default_netvm").filter(|n| !n.is_empty()).ok_or_else(|| {
-            ApiError::conflict("There is no default_netvm to connect the vm to: set the global default_netvm first")
-        })?
+        None => (None, None),
     };
     let service = rest.service.clone();
     let vm = d.name.clone();
-    blocking(move || service.set_vm_prop(&caller(), &vm, "netvm", netvm.as_bytes()).map_err(ApiError::from)).await?;
+    blocking(move || {
+        let mac = mac.as_ref().map(String::as_bytes);
+        service.add_nic(&caller(), &vm, network.as_deref(), mac).map_err(ApiError::from)
+    })
+    .await?;
     let node = render_nic(&ctx, &rest.service, &id, &nic_id(&d)).await?;
     Ok(created(&ctx, node, &format!("/vms/{id}/nics/{}", nic_id(&d)), false))
 }
 
 /// The name, card model and network are fixed; the MAC address is the qube's `mac` property.
 #[utoipa::path(put, path = "/api/vms/{id}/nics/{n}", operation_id = "update_vm_nic", tag = "vm devices",
-    summary = "Update a vm's nic", description = "Sets the MAC address; the name, interface and network are fixed.",
+    summary = "Update a vm's nic",
+    description = "Sets the MAC address; the name, interface and network are fixed (remove the nic and add it \
+        on another network to move it).",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("n" = String, Path, description = "The nic's id")),
     request_body(description = "A `<nic>`",
@@ -472,10 +514,18 @@ async fn update_nic(
 ) -> ApiResult<Response> {
     let d = nic_owner(&rest.service, &id, &nic)?;
     let body = ctx.body(&body, "nic")?;
-    check_network(&rest.service, &body).await?;
-    let fixed = [("name", NIC_NAME), ("interface", "virtio")];
-    if let Some((field, _)) = fixed.iter().find(|(f, now)| body.text_of(f).is_some_and(|t| t != *now)) {
-        return Err(ApiError::conflict(format!("Cannot change the {field} of a nic: a qube has one virtio card")));
+    check_interface(&body)?;
+    if let Some(asked) = named_network(&rest.service, &body).await? {
+        let on = rest.service.read().nic_network(&d).unwrap_or_default();
+        if asked != on {
+            return Err(ApiError::conflict(format!(
+                "Cannot move the nic of {} to {asked} in place: remove it and add it on that network",
+                d.name
+            )));
+        }
+    }
+    if body.text_of("name").is_some_and(|t| t != NIC_NAME) {
+        return Err(ApiError::conflict(format!("Cannot rename a nic: a qube's one card is {NIC_NAME}")));
     }
     if let Some(mac) = body.get("mac").and_then(|m| m.attr_of("address")).map(str::to_string) {
         let service = rest.service.clone();
@@ -486,13 +536,16 @@ async fn update_nic(
 }
 
 #[utoipa::path(delete, path = "/api/vms/{id}/nics/{n}", operation_id = "remove_vm_nic", tag = "vm devices",
-    summary = "Remove a vm's nic", description = "Disconnects the qube (its `netvm` becomes none).",
+    summary = "Remove a vm's nic",
+    description = "Disconnects the qube (a running one's card is unplugged; 409 where libvirt cannot): it \
+        leaves its libvirt network and its `netvm` becomes none.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("n" = String, Path, description = "The nic's id")),
     request_body(description = "Optional: an `<action>`",
         content((Option<schema::Action> = "application/xml"), (Option<schema::Action> = "application/json"))),
     responses((status = 204, description = "Removed"), (status = 400, response = BadRequest),
-        (status = 404, response = NotFound), (status = 500, response = ServerError)))]
+        (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 500, response = ServerError)))]
 async fn remove_nic(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
@@ -502,8 +555,7 @@ async fn remove_nic(
     let d = nic_owner(&rest.service, &id, &nic)?;
     optional_body(&ctx, &body, &["action"])?;
     let service = rest.service.clone();
-    // An empty value is "none" for a vm property: the qube is disconnected, not returned to the default.
-    blocking(move || service.set_vm_prop(&caller(), &d.name, "netvm", b"").map_err(ApiError::from)).await?;
+    blocking(move || service.remove_nic(&caller(), &d.name).map_err(ApiError::from)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

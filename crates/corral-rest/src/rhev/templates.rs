@@ -318,11 +318,11 @@ async fn disk_statistic(
     responses((status = 200, response = schema::Nics), (status = 404, response = NotFound)))]
 async fn nics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let t = find(&rest.service, &id)?;
-    let network = super::devices::network_id(rest.service.clone()).await?;
+    let networks = super::devices::networks(rest.service.clone()).await?;
     let app = rest.service.read();
     let mut out = Node::collection("nics");
     let base = format!("/templates/{id}");
-    if let Some(nic) = t.as_ref().and_then(|d| super::devices::nic_node(&ctx, &app, d, &base, &network)) {
+    if let Some(nic) = t.as_ref().and_then(|d| super::devices::nic_node(&ctx, &app, d, &base, &networks)) {
         out.push(nic);
     }
     Ok(ctx.ok(&out))
