@@ -30,6 +30,7 @@ pub enum Op {
     SetFirewall { qid: u32, rules: Vec<Rule> },
     SetNotes { qid: u32, text: String },
     SetVolume { qid: u32, volume: Volume },
+    SetRevisionDescription { qid: u32, volume: String, revision: String, description: Option<String> },
     SetGlobalProp { name: String, value: Option<String> },
     InsertLabel(Label),
     DeleteLabel { index: u32 },
@@ -134,6 +135,14 @@ impl App {
                         Some(v) => *v = volume,
                         None => d.volumes.push(volume),
                     }
+                }
+            }
+            Op::SetRevisionDescription { qid, volume, revision, description } => {
+                if let Some(d) = self.by_qid_mut(qid) {
+                    match description {
+                        Some(text) => d.revision_descriptions.insert((volume, revision), text),
+                        None => d.revision_descriptions.remove(&(volume, revision)),
+                    };
                 }
             }
             Op::SetGlobalProp { name, value } => {

@@ -221,7 +221,7 @@ representations! {
     Cdroms = "cdroms", "A collection of cdroms" [Many("cdrom", "Cdrom", "The cdroms")];
     Snapshot = "snapshot", "A revision of the qube's private volume" [
         ID, HREF, ACTIONS,
-        Leaf("description", "The revision's id (a description given on add is not kept)"),
+        Leaf("description", "The description given on add (up to 4000 characters), else the revision's id"),
         Leaf("type", "`regular`"),
         Leaf("date", "When it was taken (xsd:dateTime)"),
         Leaf("snapshot_status", "`ok`"),
