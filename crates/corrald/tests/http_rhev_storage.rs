@@ -681,6 +681,54 @@ fn updating_a_template_sets_description_memory_and_cpus() {
     assert_eq!(d.ok("admin.vm.property.Get+vcpus", "tpl", b""), "default=False type=int 2");
 }
 
+/// Every updatable resource refuses a body naming another id than its URL (409, as oVirt), and changes
+/// nothing, even where the rest of the body would be applied.
+#[test]
+fn updates_naming_another_id_are_409_and_change_nothing() {
+    let d = with_netvm();
+    install_iso(&d, "install.iso");
+    let work = d.uuid("work");
+    let other = d.uuid("sys-net");
+    let tpl = template_id(&d, "tpl");
+    let disk = disk_id(&d, "work-private");
+    let nic = id(&get_json(&d, &format!("/api/vms/{work}/nics"))["nic"][0]);
+    let sd = sd_id(&d, "varlibqubes");
+    let big = 4 * 1024 * 1024 * 1024u64;
+    let state = |d: &Daemon| {
+        let mut out = d.ok("admin.vm.property.GetAll", "work", b"");
+        out += &d.ok("admin.vm.property.GetAll", "tpl", b"");
+        out += &d.ok("admin.vm.notes.Get", "tpl", b"");
+        out += &d.ok("admin.vm.feature.List", "work", b"");
+        out += &volume_field(d, "work", "private", "size");
+        out
+    };
+    let before = state(&d);
+
+    for (path, body) in [
+        (format!("/api/templates/{tpl}"), format!("<template id=\"{other}\"><description>x</description></template>")),
+        (format!("/api/storagedomains/{sd}"), format!("<storage_domain id=\"{other}\"/>")),
+        (
+            format!("/api/disks/{disk}"),
+            format!("<disk id=\"{other}\"><provisioned_size>{big}</provisioned_size></disk>"),
+        ),
+        (format!("/api/vms/{work}/disks/{disk}"), format!("<disk id=\"{other}\"><size>{big}</size></disk>")),
+        (
+            format!("/api/vms/{work}/nics/{nic}"),
+            format!("<nic id=\"{other}\"><mac address=\"00:16:3e:aa:bb:cc\"/></nic>"),
+        ),
+        (
+            format!("/api/vms/{work}/cdroms/{BLANK}"),
+            format!("<cdrom id=\"{other}\"><file id=\"install.iso\"/></cdrom>"),
+        ),
+    ] {
+        let (status, answer) = send(&d, Method::PUT, &path, &body);
+
+        assert_eq!(status, 409, "PUT {path}: {answer}");
+        assert!(is_fault(&answer), "PUT {path}: {answer}");
+    }
+    assert_eq!(state(&d), before);
+}
+
 #[test]
 fn template_disks_are_its_volumes() {
     let d = daemon();

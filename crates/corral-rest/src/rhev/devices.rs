@@ -28,7 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id, BLANK};
-use super::handler::{blocking, body_flag, caller, completed_action, created, optional_body, ref_of, refused};
+use super::handler::{blocking, body_flag, caller, completed_action, created, optional_body, ref_of, refused, same_id};
 use super::storage::{disk_at, disk_collection, disk_id, disk_statistics_reply, disk_volumes};
 use super::vms::find;
 use crate::auth::AuthUser;
@@ -417,6 +417,7 @@ async fn update_nic(
 ) -> ApiResult<Response> {
     let d = nic_owner(&rest.service, &id, &nic)?;
     let body = ctx.body(&body, "nic")?;
+    same_id(&body, "nic", &nic)?;
     check_network(&rest.service, &body).await?;
     let fixed = [("name", NIC_NAME), ("interface", "virtio")];
     if let Some((field, _)) = fixed.iter().find(|(f, now)| body.text_of(f).is_some_and(|t| t != *now)) {
@@ -529,6 +530,7 @@ async fn update_cdrom(
 ) -> ApiResult<Response> {
     let d = vm_cdrom(&rest.service, &id, &c)?;
     let body = ctx.body(&body, "cdrom")?;
+    same_id(&body, "cdrom", &c)?;
     let file = body
         .get("file")
         .map(|f| f.attr_of("id").unwrap_or_default().to_string())
