@@ -252,6 +252,8 @@ pub struct NetworkDetails {
 pub trait Inspect {
     /// The domain's XML, with libvirt's `virDomainXMLFlags`.
     fn domain_xml(&self, uuid: &Uuid, flags: u32) -> Result<Option<String>, HvError>;
+    /// The XML a start of `spec` would define.
+    fn spec_xml(&self, spec: &DomainSpec) -> String;
     /// The domain's CPU scheduler and the number of its parameters.
     fn scheduler_type(&self, uuid: &Uuid) -> Result<Option<(String, i32)>, HvError>;
     /// Every network of the connection, by name.
