@@ -31,6 +31,7 @@ pub enum Op {
     SetNotes { qid: u32, text: String },
     SetVolume { qid: u32, volume: Volume },
     DeleteVolume { qid: u32, name: String },
+    SetRevisionDescription { qid: u32, volume: String, revision: String, description: Option<String> },
     SetGlobalProp { name: String, value: Option<String> },
     InsertLabel(Label),
     DeleteLabel { index: u32 },
@@ -153,6 +154,14 @@ impl App {
             Op::DeleteVolume { qid, name } => {
                 if let Some(d) = self.by_qid_mut(qid) {
                     d.volumes.retain(|v| v.name != name);
+                }
+            }
+            Op::SetRevisionDescription { qid, volume, revision, description } => {
+                if let Some(d) = self.by_qid_mut(qid) {
+                    match description {
+                        Some(text) => d.revision_descriptions.insert((volume, revision), text),
+                        None => d.revision_descriptions.remove(&(volume, revision)),
+                    };
                 }
             }
             Op::SetGlobalProp { name, value } => {

@@ -101,6 +101,9 @@ pub struct Domain {
     pub firewall: Vec<Rule>,
     pub notes: String,
     pub volumes: Vec<Volume>,
+    /// Descriptions callers gave to revisions of its volumes, by (volume, revision id). A revision the pool
+    /// has dropped may keep its entry until the volume's next snapshot prunes it.
+    pub revision_descriptions: BTreeMap<(String, String), String>,
 }
 
 impl Domain {
@@ -116,6 +119,7 @@ impl Domain {
             firewall: crate::firewall::default_rules(),
             notes: String::new(),
             volumes: Vec::new(),
+            revision_descriptions: BTreeMap::new(),
         }
     }
 

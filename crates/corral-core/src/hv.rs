@@ -130,6 +130,9 @@ pub struct DomainSpec {
     pub graphics: Option<GraphicsSpec>,
 }
 
+/// libvirt's `VIR_DOMAIN_XML_SECURE`: domain XML with its secrets (console passwords).
+pub const XML_SECURE: u32 = 1;
+
 /// A qube's graphical console: a VNC server on a port the hypervisor picks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphicsSpec {
@@ -334,6 +337,8 @@ pub struct NetworkDetails {
 pub trait Inspect {
     /// The domain's XML, with libvirt's `virDomainXMLFlags`.
     fn domain_xml(&self, uuid: &Uuid, flags: u32) -> Result<Option<String>, HvError>;
+    /// The XML a start of `spec` would define.
+    fn spec_xml(&self, spec: &DomainSpec) -> String;
     /// The domain's CPU scheduler and the number of its parameters.
     fn scheduler_type(&self, uuid: &Uuid) -> Result<Option<(String, i32)>, HvError>;
     /// Every network of the connection, by name.

@@ -63,6 +63,23 @@ pub fn validate_tag(tag: &str) -> Result<()> {
     Ok(())
 }
 
+/// The longest description a volume revision (a REST snapshot) keeps, in characters (oVirt's limit).
+pub const MAX_REVISION_DESCRIPTION: usize = 4000;
+
+/// A revision's description: free text up to [`MAX_REVISION_DESCRIPTION`] characters, line breaks and tabs
+/// allowed but no other control characters (they cannot be written back in XML).
+pub fn validate_revision_description(text: &str) -> Result<()> {
+    if text.chars().count() > MAX_REVISION_DESCRIPTION {
+        return Err(Error::value(format!(
+            "A snapshot description can have at most {MAX_REVISION_DESCRIPTION} characters"
+        )));
+    }
+    if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(Error::value("A snapshot description cannot contain control characters"));
+    }
+    Ok(())
+}
+
 /// Names of features, pools and labels share one character set: `[A-Za-z0-9_.-]+`.
 pub fn is_safe_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
@@ -206,6 +223,18 @@ mod tests {
         assert!(validate_vm_name("Domain-0").is_err());
         assert!(validate_vm_name("sys-dm").unwrap_err().message.contains("-dm"));
         assert!(validate_vm_name("").is_err());
+    }
+
+    #[test]
+    fn revision_descriptions_take_text_and_line_breaks_but_no_other_controls() {
+        assert!(validate_revision_description("").is_ok());
+        assert!(validate_revision_description("before the upgrade\n\tété ✓").is_ok());
+        assert!(validate_revision_description(&"é".repeat(MAX_REVISION_DESCRIPTION)).is_ok());
+        let long = validate_revision_description(&"x".repeat(MAX_REVISION_DESCRIPTION + 1)).unwrap_err();
+        assert_eq!(long.kind, ErrorKind::QubesValueError);
+        assert!(validate_revision_description("bell \u{7}").is_err());
+        assert!(validate_revision_description("nul \0").is_err());
+        assert!(validate_revision_description("c1 \u{85}").is_err());
     }
 
     #[test]

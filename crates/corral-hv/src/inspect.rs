@@ -2,7 +2,7 @@
 //! scheduler, and the virtual networks with their details and XML. Reads only: nothing here changes
 //! libvirt's state.
 
-use corral_core::hv::{DhcpLease, HvError, Inspect, NetworkDetails};
+use corral_core::hv::{DhcpLease, DomainSpec, HvError, Inspect, NetworkDetails};
 use uuid::Uuid;
 use virt::network::Network;
 
@@ -38,6 +38,10 @@ impl Inspect for Libvirt {
     fn domain_xml(&self, uuid: &Uuid, flags: u32) -> Result<Option<String>, HvError> {
         let Some(d) = self.lookup(uuid)? else { return Ok(None) };
         d.xml_desc(flags).map(Some).map_err(|e| err("Cannot read the domain XML", e))
+    }
+
+    fn spec_xml(&self, spec: &DomainSpec) -> String {
+        crate::xml::domain_xml(spec)
     }
 
     fn scheduler_type(&self, uuid: &Uuid) -> Result<Option<(String, i32)>, HvError> {

@@ -14,8 +14,7 @@ use std::sync::Mutex;
 
 use corral_core::hv::{
     BlockStats, ConsoleAddress, DomainInfo, DomainSpec, HvError, HvEvent, Hypervisor, InterfaceStats, KeycodeSet,
-    NetworkSpec,
-    PowerState,
+    NetworkSpec, PowerState,
 };
 use uuid::Uuid;
 use virt::connect::Connect;

@@ -68,6 +68,8 @@ fn graphics(w: &mut W, listen: &str, password: &str, valid_to: u64) {
     let valid_to = corral_core::text::iso_utc(valid_to);
     let attrs =
         [("type", "vnc"), ("autoport", "yes"), ("listen", listen), ("passwd", password), ("passwdValidTo", &valid_to)];
+    // No password at all is how a definition without secrets (libvirt's non-secure XML) shows it.
+    let attrs: Vec<_> = attrs.into_iter().filter(|(k, v)| *k != "passwd" || !v.is_empty()).collect();
     open(w, "graphics", &attrs);
     empty(w, "listen", &[("type", "address"), ("address", listen)]);
     close(w, "graphics");

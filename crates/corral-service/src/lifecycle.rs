@@ -95,6 +95,13 @@ fn not_paused(vm: &str) -> Error {
 /// A volume to attach, its pool, and for a snapshot the origin it starts from.
 type StartVolume = (Pool, Volume, Option<(Pool, Volume)>);
 
+/// The files a domain boots with, besides its disks.
+struct BootFiles {
+    kernel: Option<String>,
+    initrd: Option<String>,
+    cdrom: Option<String>,
+}
+
 /// What a start needs from the model, copied out so the lock is not held across libvirt calls.
 struct StartPlan {
     domain: Domain,
@@ -290,45 +297,14 @@ impl Service {
         for (pool, v, origin) in &plan.volumes {
             let origin = origin.as_ref().map(|(p, o)| (p, o));
             match self.storage.start_volume(pool, v, origin) {
-                Ok(Some(a)) => disks.push(DiskSpec {
-                    target: disk_target(&v.name),
-                    path: a.path.display().to_string(),
-                    format: a.format.to_string(),
-                    read_only: a.read_only,
-                }),
+                Ok(Some(a)) => disks.push(disk_spec(&v.name, &a)),
                 Ok(None) => {}
                 Err(e) => return Err(fail(format!("volume {}: {e}", v.name))),
             }
         }
-        let (kernel, initrd) = match &plan.kernel {
-            Some((pool, name)) => match self.storage.kernel_files(pool, name) {
-                Some((k, i)) => (Some(k.display().to_string()), i.map(|i| i.display().to_string())),
-                None => return Err(fail(format!("kernel {name} is not installed"))),
-            },
-            None => (None, None),
-        };
-        let cdrom = match &plan.cdrom {
-            Some((_, Some(path))) => Some(path.display().to_string()),
-            Some((name, None)) => return Err(fail(crate::rest_storage::no_iso(name).message)),
-            None => None,
-        };
-        let spec = DomainSpec {
-            name: d.name.clone(),
-            uuid: d.uuid,
-            domain_type: hv.domain_type(),
-            memory_mib: plan.memory,
-            max_memory_mib: plan.maxmem,
-            vcpus: plan.vcpus,
-            virt_mode: String::new(),
-            kernel,
-            initrd,
-            kernel_cmdline: format!("{} console=ttyS0", plan.kernelopts).trim().to_string(),
-            disks,
-            network: plan.network.as_ref().map(|n| NetworkSpec { mac: plan.mac.clone(), network: n.clone() }),
-            console_log: Some(self.console_log(&d.name).display().to_string()),
-            cdrom,
-            boot: plan.boot.clone(),
-            graphics: Some(self.graphics.clone()),
+        let spec = match self.boot_files(plan) {
+            Ok(files) => self.domain_spec(plan, hv.domain_type(), disks, files),
+            Err(message) => return Err(fail(message)),
         };
         self.publish(Event::on(&d.name, "domain-pre-spawn").arg("start_guid", "True"));
         let _loan = self.lend_cause(d.uuid);
@@ -424,6 +400,66 @@ impl Service {
     /// A saved qube has no xid, a restored one a new one; its start_time stays that of its start.
     fn publish_xid_reset(&self, name: &str) {
         self.publish(Event::on(name, "property-reset:xid").arg("name", "xid"));
+    }
+
+    /// The kernel, initial RAM disk and cdrom image files a start of `plan` attaches; the error says which
+    /// one is missing.
+    fn boot_files(&self, plan: &StartPlan) -> std::result::Result<BootFiles, String> {
+        let (kernel, initrd) = match &plan.kernel {
+            Some((pool, name)) => match self.storage.kernel_files(pool, name) {
+                Some((k, i)) => (Some(k.display().to_string()), i.map(|i| i.display().to_string())),
+                None => return Err(format!("kernel {name} is not installed")),
+            },
+            None => (None, None),
+        };
+        let cdrom = match &plan.cdrom {
+            Some((_, Some(path))) => Some(path.display().to_string()),
+            Some((name, None)) => return Err(crate::rest_storage::no_iso(name).message),
+            None => None,
+        };
+        Ok(BootFiles { kernel, initrd, cdrom })
+    }
+
+    /// The domain a start of `plan` defines, with its disks and boot files.
+    fn domain_spec(&self, plan: &StartPlan, domain_type: String, disks: Vec<DiskSpec>, files: BootFiles) -> DomainSpec {
+        let d = &plan.domain;
+        DomainSpec {
+            name: d.name.clone(),
+            uuid: d.uuid,
+            domain_type,
+            memory_mib: plan.memory,
+            max_memory_mib: plan.maxmem,
+            vcpus: plan.vcpus,
+            virt_mode: String::new(),
+            kernel: files.kernel,
+            initrd: files.initrd,
+            kernel_cmdline: format!("{} console=ttyS0", plan.kernelopts).trim().to_string(),
+            disks,
+            network: plan.network.as_ref().map(|n| NetworkSpec { mac: plan.mac.clone(), network: n.clone() }),
+            console_log: Some(self.console_log(&d.name).display().to_string()),
+            cdrom: files.cdrom,
+            boot: plan.boot.clone(),
+            graphics: Some(self.graphics.clone()),
+        }
+    }
+
+    /// The domain a start of qube `name` would define now (without run-once settings), computed from the
+    /// model without the start's storage work: each disk where the start attaches it. What a halted qube's
+    /// libvirt XML is shown as.
+    pub(crate) fn next_start_spec(&self, name: &str) -> Result<DomainSpec> {
+        let plan = self.plan_start(name)?;
+        if plan.domain.is_admin() {
+            return Err(Error::new(ErrorKind::QubesVMError, "dom0 is not a libvirt domain"));
+        }
+        let hv = self.hypervisor()?;
+        let mut disks = Vec::new();
+        for (pool, v, _) in &plan.volumes {
+            let attached =
+                self.storage.attachment(pool, v).map_err(|e| Error::generic(format!("volume {}: {e}", v.name)))?;
+            disks.extend(attached.map(|a| disk_spec(&v.name, &a)));
+        }
+        let files = self.boot_files(&plan).map_err(Error::generic)?;
+        Ok(self.domain_spec(&plan, hv.domain_type(), disks, files))
     }
 
     /// xid and start_time are computed from the power state: their values change with it.
@@ -895,6 +931,16 @@ fn console_address(hv: &dyn corral_core::hv::Hypervisor, uuid: &Uuid) -> Option<
         tracing::debug!(%uuid, error = %e, "cannot read the graphical console's address");
         None
     })
+}
+
+/// Where a start attaches a volume, as the hypervisor gets it.
+fn disk_spec(volume: &str, a: &corral_storage::Attachment) -> DiskSpec {
+    DiskSpec {
+        target: disk_target(volume),
+        path: a.path.display().to_string(),
+        format: a.format.to_string(),
+        read_only: a.read_only,
+    }
 }
 
 /// The guest device of a volume. KVM guests see virtio disks: the class's volumes are `vda`..`vdd` as Qubes

@@ -6,7 +6,7 @@ use corral_core::domain::Class;
 use corral_core::hv::{BlockStats, InterfaceStats};
 use corral_core::plan::{CreateSpec, PoolChoice};
 use corral_core::volume::{Driver, Pool, Volume};
-use corral_core::{App, Error, ErrorKind, Result};
+use corral_core::{App, Error, ErrorKind, Op, Result};
 use corral_storage::Revision;
 
 use crate::{resolve_in, Caller, Service};
@@ -191,8 +191,19 @@ impl Service {
 
     /// Saves the current content of a halted qube's volume as a new revision and returns it: the volume is
     /// cloned onto itself (a clone token and `CloneTo`, as the Admin API does it), and the storage keeps the
-    /// replaced image, which holds the same content, as a revision per `revisions_to_keep`.
-    pub fn volume_snapshot(&self, caller: &Caller, vm: &str, name: &str) -> Result<Revision> {
+    /// replaced image, which holds the same content, as a revision per `revisions_to_keep`. The volume's
+    /// config, the revision's `description` and the removal of descriptions of revisions the pool dropped
+    /// are one commit.
+    pub fn volume_snapshot(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<Revision> {
+        if let Some(text) = description {
+            corral_core::text::validate_revision_description(text)?;
+        }
         let keeps = self.with_vm(caller, "admin.vm.volume.Info", name, vm, |_, d| {
             let v = d.volume(name).ok_or_else(|| no_volume(&d.name, name))?;
             Ok(v.save_on_stop && v.revisions_to_keep > 0)
@@ -203,10 +214,55 @@ impl Service {
             )));
         }
         let token = self.volume_clone_from(caller, vm, name)?;
-        self.volume_clone_to(caller, vm, name, token.as_bytes())?;
-        self.volume_revisions(caller, vm, name)?
-            .pop()
+        let mut newest = None;
+        self.volume_change_ops(caller, "admin.vm.volume.CloneTo", vm, name, |app, d, v| {
+            let (volume, event) = self.clone_onto(app, d, v, &token)?;
+            let pool = app.pool(&v.pool).ok_or_else(|| no_pool(&v.pool))?;
+            let revisions = self.storage.revisions(pool, v);
+            let described = |revision: &str, text: Option<&str>| Op::SetRevisionDescription {
+                qid: d.qid,
+                volume: name.to_string(),
+                revision: revision.to_string(),
+                description: text.map(str::to_string),
+            };
+            let mut ops = vec![Op::SetVolume { qid: d.qid, volume }];
+            ops.extend(
+                d.revision_descriptions
+                    .keys()
+                    .filter(|(vol, rev)| vol == name && !revisions.iter().any(|r| &r.id == rev))
+                    .map(|(_, rev)| described(rev, None)),
+            );
+            newest = revisions.last().cloned();
+            if let (Some(revision), Some(text)) = (&newest, description) {
+                ops.push(described(&revision.id, Some(text)));
+            }
+            Ok((ops, vec![event]))
+        })?;
+        newest
             .ok_or_else(|| Error::new(ErrorKind::StoragePoolException, format!("No revision of {vm}:{name} was kept")))
+    }
+
+    /// A volume's revisions as [`Service::volume_revisions`] lists them, each with the description a caller
+    /// gave it when it was made, if any.
+    pub fn volume_revisions_described(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        name: &str,
+    ) -> Result<Vec<(Revision, Option<String>)>> {
+        self.with_vm(caller, "admin.vm.volume.ListSnapshots", name, vm, |app, d| {
+            let v = d.volume(name).ok_or_else(|| no_volume(&d.name, name))?;
+            let pool = app.pool(&v.pool).ok_or_else(|| no_pool(&v.pool))?;
+            Ok(self
+                .storage
+                .revisions(pool, v)
+                .into_iter()
+                .map(|r| {
+                    let text = d.revision_descriptions.get(&(name.to_string(), r.id.clone())).cloned();
+                    (r, text)
+                })
+                .collect())
+        })
     }
 
     /// Makes a TemplateVM from a qube, as `qvm-clone` does: a new TemplateVM with the source's label, its

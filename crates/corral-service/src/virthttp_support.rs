@@ -2,11 +2,12 @@
 //! scheduler) and of the connection's virtual networks, asked through the daemon's one hypervisor
 //! connection, so that what a client sees is what the daemon runs.
 //!
-//! A qube's XML is libvirt's: the live definition while it runs, and the one corrald gave libvirt at its
-//! last start otherwise. The definition a *next* start would produce is computed only by that start
-//! (it needs the start's storage work: overlays, volatile images), so it is not offered here.
+//! A qube's XML is libvirt's while it is not halted (running, paused, suspended). A halted qube's is the
+//! one its next start would define, rendered from the model: corrald defines a qube's domain in libvirt
+//! only when it starts (as qubesd renders it from the qube's properties), so what libvirt may still hold
+//! from an earlier run can be out of date, and a qube that never ran has none.
 
-use corral_core::hv::{DhcpLease, HvError, Inspect, NetworkControl, NetworkDef, NetworkDetails};
+use corral_core::hv::{DhcpLease, HvError, Inspect, NetworkControl, NetworkDef, NetworkDetails, PowerState};
 use corral_core::{Error, ErrorKind, Result};
 
 use crate::{resolve_in, Caller, Service};
@@ -30,11 +31,21 @@ impl Service {
         f(inspect).map_err(hv_error)
     }
 
-    /// libvirt's XML of a qube's domain with `virDomainXMLFlags`. A qube that never started has no
-    /// libvirt domain yet (corrald defines it at start): `QubesVMNotStartedError`.
+    /// A qube's domain XML: libvirt's with `virDomainXMLFlags` unless the qube is halted, else the one its
+    /// next start would define (the flags change nothing there: it is an inactive definition already).
     pub fn domain_xml_of(&self, caller: &Caller, vm: &str, flags: u32) -> Result<String> {
         self.auth(caller, "corral.vm.DomainXML", "", vm)?;
         let d = resolve_in(&self.read(), vm)?.clone();
+        if self.power(&d) == PowerState::Halted {
+            let mut spec = self.next_start_spec(&d.name)?;
+            // As libvirt does, the console password is shown only in the secure XML.
+            if flags & corral_core::hv::XML_SECURE == 0 {
+                if let Some(g) = spec.graphics.as_mut() {
+                    g.locked_password.clear();
+                }
+            }
+            return self.inspecting(|i| Ok(i.spec_xml(&spec)));
+        }
         self.inspecting(|i| i.domain_xml(&d.uuid, flags))?.ok_or_else(|| never_defined(&d.name))
     }
 

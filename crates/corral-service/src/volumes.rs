@@ -109,17 +109,31 @@ impl Service {
         name: &str,
         change: impl FnOnce(&App, &Domain, &Volume) -> Result<(Option<Volume>, Vec<Event>)>,
     ) -> Result<()> {
+        self.volume_change_ops(caller, method, vm, name, |app, d, v| {
+            let (new, events) = change(app, d, v)?;
+            Ok((new.map(|volume| Op::SetVolume { qid: d.qid, volume }).into_iter().collect(), events))
+        })
+    }
+
+    /// Runs a storage step on one volume of a halted-or-not qube, then commits the ops it returns in one
+    /// transaction.
+    pub(crate) fn volume_change_ops(
+        &self,
+        caller: &Caller,
+        method: &str,
+        vm: &str,
+        name: &str,
+        change: impl FnOnce(&App, &Domain, &Volume) -> Result<(Vec<Op>, Vec<Event>)>,
+    ) -> Result<()> {
         self.auth(caller, method, name, vm)?;
         let guard = self.model.upgradable_read();
         let d = resolve_in(&guard, vm)?;
         let v = volume_of(d, name)?;
-        let (new, events) = change(&guard, d, v)?;
-        let qid = d.qid;
+        let (ops, events) = change(&guard, d, v)?;
         let mut model = RwLockUpgradableReadGuard::upgrade(guard);
-        if let Some(volume) = new {
-            let op = Op::SetVolume { qid, volume };
-            self.store.lock().commit(std::slice::from_ref(&op)).map_err(crate::store_error)?;
-            self.apply_ops(&mut model, vec![op]);
+        if !ops.is_empty() {
+            self.store.lock().commit(&ops).map_err(crate::store_error)?;
+            self.apply_ops(&mut model, ops);
         }
         self.events.publish_all(events);
         Ok(())
@@ -254,25 +268,29 @@ impl Service {
             .trim()
             .to_string();
         self.volume_change(caller, "admin.vm.volume.CloneTo", vm, name, |app, d, dst| {
-            let (src_vm, src_vol) = self.volumes.clone_tokens.lock().remove(&token).ok_or_else(|| {
-                // Upstream's exception is also a KeyError, whose str() quotes the message.
-                Error::new(
-                    ErrorKind::QubesVolumeCopyTokenNotFoundError,
-                    "'Token to clone volume of qube was not found'",
-                )
-            })?;
-            let src = app
-                .domain(&src_vm)
-                .and_then(|s| s.volume(&src_vol))
-                .ok_or_else(|| Error::new(ErrorKind::QubesVolumeNotFoundError, "Source volume no longer exists"))?;
-            if self.power_state(d) != "Halted" {
-                return Err(Error::not_halted(&d.name));
-            }
-            let size =
-                self.storage.clone_volume(pool_of(app, src)?, src, pool_of(app, dst)?, dst).map_err(storage_error)?;
-            let event = Event::on(&d.name, "domain-import-volume").arg("name", name).arg("source", &src.vid);
-            Ok((Some(Volume { size, ..dst.clone() }), vec![event]))
+            let (volume, event) = self.clone_onto(app, d, dst, &token)?;
+            Ok((Some(volume), vec![event]))
         })
+    }
+
+    /// The storage step of `CloneTo`: copies the volume a clone token names onto `dst` of halted qube `d`;
+    /// returns `dst`'s new config and the event to fire once it is committed.
+    pub(crate) fn clone_onto(&self, app: &App, d: &Domain, dst: &Volume, token: &str) -> Result<(Volume, Event)> {
+        let (src_vm, src_vol) = self.volumes.clone_tokens.lock().remove(token).ok_or_else(|| {
+            // Upstream's exception is also a KeyError, whose str() quotes the message.
+            Error::new(ErrorKind::QubesVolumeCopyTokenNotFoundError, "'Token to clone volume of qube was not found'")
+        })?;
+        let src = app
+            .domain(&src_vm)
+            .and_then(|s| s.volume(&src_vol))
+            .ok_or_else(|| Error::new(ErrorKind::QubesVolumeNotFoundError, "Source volume no longer exists"))?;
+        if self.power_state(d) != "Halted" {
+            return Err(Error::not_halted(&d.name));
+        }
+        let size =
+            self.storage.clone_volume(pool_of(app, src)?, src, pool_of(app, dst)?, dst).map_err(storage_error)?;
+        let event = Event::on(&d.name, "domain-import-volume").arg("name", &dst.name).arg("source", &src.vid);
+        Ok((Volume { size, ..dst.clone() }, event))
     }
 
     /// `internal.vm.volume.ImportBegin`: returns where the import service writes the data.

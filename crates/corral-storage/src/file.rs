@@ -345,6 +345,23 @@ pub(crate) fn is_outdated(pool: &Pool, vol: &Volume, origin_pool: &Pool, origin:
 /// The program that writes snapshot overlays, looked up in `PATH` like any tool the daemon runs.
 const QEMU_IMG: &str = "qemu-img";
 
+/// Where and how [`start_volume`] would attach `vol`, without the start's work (no overlay, no volatile image,
+/// no check that the files exist): what a start would define, to show before the qube runs.
+pub(crate) fn attachment(pool: &Pool, vol: &Volume) -> Result<Attachment, StorageError> {
+    let l = FileLayout::new(pool, &vol.vid)?;
+    Ok(match (vol.save_on_stop, vol.snap_on_start) {
+        (true, true) => {
+            return Err(StorageError::Unsupported(format!(
+                "file pool {} cannot start volume {}: it cannot be both saved on stop and snapshotted on start",
+                pool.name, vol.vid
+            )))
+        }
+        (true, false) => Attachment { path: l.image(), format: crate::FORMAT_RAW, read_only: !vol.rw },
+        (false, true) => Attachment { path: l.overlay(), format: crate::FORMAT_QCOW2, read_only: !vol.rw },
+        (false, false) => Attachment { path: l.image(), format: crate::FORMAT_RAW, read_only: false },
+    })
+}
+
 pub(crate) fn start_volume(
     pool: &Pool,
     vol: &Volume,

@@ -225,6 +225,15 @@ impl Storage {
     ///   nothing survives a restart; writable.
     ///
     /// A volume with both flags is [`StorageError::Unsupported`], as upstream's `file` driver has no such kind.
+    /// What [`Storage::start_volume`] would attach for `vol`, computed without doing the start's storage work
+    /// and without checking that the start could do it. `None` for `linux-kernel`.
+    pub fn attachment(&self, pool: &Pool, vol: &Volume) -> Result<Option<Attachment>, StorageError> {
+        match pool.driver {
+            Driver::File => file::attachment(pool, vol).map(Some),
+            Driver::LinuxKernel => Ok(None),
+        }
+    }
+
     pub fn start_volume(
         &self,
         pool: &Pool,

@@ -497,3 +497,26 @@ fn preparing_while_starting_never_attaches_a_half_made_overlay() {
     let left = tree(&fx.dir().join("appvms/work"));
     assert!(left.is_empty() || left == ["root-cow.qcow2.next"], "no temporary file left: {left:?}");
 }
+
+/// The attachment shown before a start is the one the start then makes, and computing it touches nothing.
+#[test]
+fn the_attachment_before_a_start_is_the_one_the_start_makes() {
+    require_qemu_img();
+    let (fx, origin, snap) = snapshot_fixture();
+    let own = private("work", MIB);
+    S.create(&fx.pool, &own).unwrap();
+    let scratch = volatile("work", MIB);
+    let before = tree(&fx.dir());
+
+    let shown: Vec<_> = [&own, &snap, &scratch].iter().map(|v| S.attachment(&fx.pool, v).unwrap().unwrap()).collect();
+
+    assert_eq!(tree(&fx.dir()), before, "computing attachments changed the pool");
+    let started = [
+        S.start_volume(&fx.pool, &own, None).unwrap().unwrap(),
+        S.start_volume(&fx.pool, &snap, Some((&fx.pool, &origin))).unwrap().unwrap(),
+        S.start_volume(&fx.pool, &scratch, None).unwrap().unwrap(),
+    ];
+    assert_eq!(shown, started);
+    let both = Volume { snap_on_start: true, ..own };
+    assert!(S.attachment(&fx.pool, &both).is_err());
+}

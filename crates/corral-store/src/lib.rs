@@ -125,6 +125,17 @@ fn write_op(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             for v in &d.volumes {
                 write_op(tx, &Op::SetVolume { qid: d.qid, volume: v.clone() })?;
             }
+            for ((volume, revision), text) in &d.revision_descriptions {
+                write_op(
+                    tx,
+                    &Op::SetRevisionDescription {
+                        qid: d.qid,
+                        volume: volume.clone(),
+                        revision: revision.clone(),
+                        description: Some(text.clone()),
+                    },
+                )?;
+            }
         }
         Op::DeleteDomain { qid } => {
             tx.prepare_cached("DELETE FROM domains WHERE qid = ?1")?.execute([qid])?;
@@ -190,6 +201,17 @@ fn write_op(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         }
         Op::DeleteVolume { qid, name } => {
             tx.prepare_cached("DELETE FROM volumes WHERE qid = ?1 AND name = ?2")?.execute(params![qid, name])?;
+        }
+        Op::SetRevisionDescription { qid, volume, revision, description: Some(text) } => {
+            tx.prepare_cached(
+                "INSERT INTO revision_descriptions(qid, volume, revision, description) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(qid, volume, revision) DO UPDATE SET description = excluded.description",
+            )?
+            .execute(params![qid, volume, revision, text])?;
+        }
+        Op::SetRevisionDescription { qid, volume, revision, description: None } => {
+            tx.prepare_cached("DELETE FROM revision_descriptions WHERE qid = ?1 AND volume = ?2 AND revision = ?3")?
+                .execute(params![qid, volume, revision])?;
         }
         Op::SetGlobalProp { name, value: Some(value) } => {
             tx.prepare_cached(

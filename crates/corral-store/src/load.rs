@@ -167,6 +167,7 @@ struct Children {
     features: BTreeMap<i64, Vec<(String, String)>>,
     tags: BTreeMap<i64, Vec<String>>,
     volumes: BTreeMap<i64, Vec<VolumeRow>>,
+    revision_descriptions: BTreeMap<i64, Vec<(String, String, String)>>,
 }
 
 impl Children {
@@ -176,6 +177,7 @@ impl Children {
             features: BTreeMap::new(),
             tags: BTreeMap::new(),
             volumes: BTreeMap::new(),
+            revision_descriptions: BTreeMap::new(),
         };
         let mut stmt = conn.prepare("SELECT qid, name, value FROM domain_properties")?;
         for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
@@ -215,6 +217,11 @@ impl Children {
         })? {
             let (qid, v) = row?;
             c.volumes.entry(qid).or_default().push(v);
+        }
+        let mut stmt = conn.prepare("SELECT qid, volume, revision, description FROM revision_descriptions")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))? {
+            let (qid, entry) = row?;
+            c.revision_descriptions.entry(qid).or_default().push(entry);
         }
         Ok(c)
     }
@@ -275,5 +282,15 @@ impl Children {
         }
         volumes.sort_by_key(|v| volume_order(&v.name));
         d.volumes = volumes;
+        for (volume, revision, text) in self.revision_descriptions.remove(&qid).unwrap_or_default() {
+            let ok = d.volume(&volume).is_some()
+                && text::is_safe_name(&revision)
+                && text::validate_revision_description(&text).is_ok();
+            if ok {
+                d.revision_descriptions.insert((volume, revision), text);
+            } else {
+                l.skip("revision_descriptions", format!("{}.{volume}.{revision}", d.name), "invalid description");
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use crate::{Result, StoreError};
 
-const VERSION: i64 = 4;
+const VERSION: i64 = 5;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -80,6 +80,17 @@ INSERT OR IGNORE INTO global_properties(name, value)
     SELECT 'default_pool_kernel', 'linux-kernel' WHERE EXISTS (SELECT 1 FROM pools WHERE name = 'linux-kernel');
 ";
 
+/// Snapshot descriptions given over HTTP, by revision.
+const V5: &str = "
+CREATE TABLE revision_descriptions (
+    qid INTEGER NOT NULL REFERENCES domains(qid) ON DELETE CASCADE,
+    volume TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    description TEXT NOT NULL,
+    PRIMARY KEY (qid, volume, revision)
+) WITHOUT ROWID;
+";
+
 pub fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > VERSION {
@@ -96,6 +107,9 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < 4 {
         conn.execute_batch(&format!("BEGIN; {V4} PRAGMA user_version = 4; COMMIT;"))?;
+    }
+    if version < 5 {
+        conn.execute_batch(&format!("BEGIN; {V5} PRAGMA user_version = 5; COMMIT;"))?;
     }
     Ok(())
 }
@@ -164,5 +178,51 @@ mod tests {
         let version: i64 =
             Connection::open(&path).expect("open").pragma_query_value(None, "user_version", |r| r.get(0)).expect("v");
         assert_eq!(version, VERSION);
+    }
+
+    /// A revision's description is written with the qube, set and removed by its op, and read back only for a
+    /// volume the qube has.
+    #[test]
+    fn revision_descriptions_round_trip_and_need_their_volume() {
+        use corral_core::domain::{Class, Domain};
+        use corral_core::volume::Volume;
+        use corral_core::{App, Op};
+
+        let host = HostInfo { memory_mib: 1024, cpus: 1 };
+        let mut store = Store::open_in_memory().expect("store");
+        store.commit(&App::initial_ops("/var/lib/corral", "/var/lib/corral/vm-kernels")).expect("initial");
+        let mut d = Domain::new(1, "work", uuid::Uuid::from_u128(7), Class::StandaloneVM);
+        d.volumes.push(Volume {
+            name: "private".into(),
+            pool: "varlibqubes".into(),
+            vid: "appvms/work/private".into(),
+            size: 1,
+            rw: true,
+            source: None,
+            save_on_stop: true,
+            snap_on_start: false,
+            revisions_to_keep: 1,
+            ephemeral: None,
+        });
+        d.revision_descriptions.insert(("private".into(), "1-back".into()), "first".into());
+        store.commit(&[Op::InsertDomain(Box::new(d))]).expect("insert");
+        let set = |revision: &str, volume: &str, text: Option<&str>| Op::SetRevisionDescription {
+            qid: 1,
+            volume: volume.into(),
+            revision: revision.into(),
+            description: text.map(str::to_string),
+        };
+        store
+            .commit(&[set("2-back", "private", Some("second \u{e9}\nline")), set("1-back", "private", None)])
+            .expect("set");
+        store.commit(&[set("3-back", "root", Some("no such volume"))]).expect("orphan");
+
+        let (app, warnings) = store.load(host).expect("load");
+
+        let work = app.domain("work").expect("work");
+        let kept: Vec<_> = work.revision_descriptions.iter().collect();
+        assert_eq!(kept, [(&("private".to_string(), "2-back".to_string()), &"second \u{e9}\nline".to_string())]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].table, "revision_descriptions");
     }
 }

@@ -109,6 +109,44 @@ fn every_json_href_answers_200_with_valid_json() {
     assert!(failures.is_empty(), "{}", report("GET with Accept: application/json", total, &failures));
 }
 
+/// The attributes the oVirt v3 SDK (`ovirtsdk.xml.params`, generated from the v3 XSD) reads with `int()`,
+/// whatever the element: one that is not an integer makes the SDK refuse the whole document. `id` is an
+/// integer only on `<vlan>`.
+const SDK_INTEGER_ATTRIBUTES: [&str; 15] = [
+    "major", "minor", "build", "revision", "cores", "sockets", "threads", "socket", "index", "vcpu", "percent",
+    "priority", "low", "high", "duration",
+];
+
+#[test]
+fn every_attribute_the_sdk_reads_as_an_integer_is_one() {
+    let f = populated();
+
+    let crawl = crawl(&f.d, XML, &["/api"], &|_| true);
+
+    let mut bad = Vec::new();
+    let mut versions = 0;
+    for (path, body) in &crawl.pages {
+        let doc = roxmltree::Document::parse(body).expect("the other crawl checks well-formedness");
+        for node in doc.descendants().filter(|n| n.is_element()) {
+            if node.has_attribute("major") {
+                versions += 1;
+            }
+            for a in node.attributes() {
+                let integer =
+                    SDK_INTEGER_ATTRIBUTES.contains(&a.name()) || (node.has_tag_name("vlan") && a.name() == "id");
+                if integer && a.value().parse::<i64>().is_err() {
+                    bad.push(format!("{path}: <{} {}=\"{}\">", node.tag_name().name(), a.name(), a.value()));
+                }
+            }
+        }
+    }
+    bad.sort();
+    bad.dedup();
+    assert!(bad.is_empty(), "attributes the SDK parses as integers are not:\n{}", bad.join("\n"));
+    // The entry point, capabilities, the host (its own and libvirt's version), clusters and data centers.
+    assert!(versions >= 6, "only {versions} version elements crawled");
+}
+
 /// The statuses an action may answer `<action/>` with: done, accepted, missing parameters, wrong state.
 const ACTION_STATUSES: [u16; 4] = [200, 202, 400, 409];
 

@@ -787,6 +787,24 @@ fn rename_tag_renames_it_on_every_qube() {
 }
 
 #[test]
+fn renaming_a_tag_through_another_tags_id_is_409_and_renames_nothing() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.tag.Set+finance", "work", b"");
+    d.ok("admin.vm.tag.Set+audit", "work", b"");
+    let (id, other) = (tag_id(&d, "finance"), tag_id(&d, "audit"));
+
+    let r = send(
+        Client::new().put(d.url(&format!("/api/tags/{id}"))),
+        &format!("<tag id=\"{other}\"><name>money</name></tag>"),
+    );
+
+    assert_eq!(r.status(), 409);
+    assert_eq!(d.ok("admin.vm.tag.Get+finance", "work", b""), "1");
+    assert_eq!(d.ok("admin.vm.tag.Get+audit", "work", b""), "1");
+    assert_eq!(d.ok("admin.vm.tag.Get+money", "work", b""), "0");
+}
+
+#[test]
 fn vm_tags_list_the_qubes_tags_with_a_vm_backlink() {
     let d = daemon_with_work();
     d.ok("admin.vm.tag.Set+finance", "work", b"");

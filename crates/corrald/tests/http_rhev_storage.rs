@@ -696,6 +696,54 @@ fn updating_a_template_sets_description_memory_and_cpus() {
     assert_eq!(d.ok("admin.vm.property.Get+vcpus", "tpl", b""), "default=False type=int 2");
 }
 
+/// Every updatable resource refuses a body naming another id than its URL (409, as oVirt), and changes
+/// nothing, even where the rest of the body would be applied.
+#[test]
+fn updates_naming_another_id_are_409_and_change_nothing() {
+    let d = with_netvm();
+    install_iso(&d, "install.iso");
+    let work = d.uuid("work");
+    let other = d.uuid("sys-net");
+    let tpl = template_id(&d, "tpl");
+    let disk = disk_id(&d, "work-private");
+    let nic = id(&get_json(&d, &format!("/api/vms/{work}/nics"))["nic"][0]);
+    let sd = sd_id(&d, "varlibqubes");
+    let big = 4 * 1024 * 1024 * 1024u64;
+    let state = |d: &Daemon| {
+        let mut out = d.ok("admin.vm.property.GetAll", "work", b"");
+        out += &d.ok("admin.vm.property.GetAll", "tpl", b"");
+        out += &d.ok("admin.vm.notes.Get", "tpl", b"");
+        out += &d.ok("admin.vm.feature.List", "work", b"");
+        out += &volume_field(d, "work", "private", "size");
+        out
+    };
+    let before = state(&d);
+
+    for (path, body) in [
+        (format!("/api/templates/{tpl}"), format!("<template id=\"{other}\"><description>x</description></template>")),
+        (format!("/api/storagedomains/{sd}"), format!("<storage_domain id=\"{other}\"/>")),
+        (
+            format!("/api/disks/{disk}"),
+            format!("<disk id=\"{other}\"><provisioned_size>{big}</provisioned_size></disk>"),
+        ),
+        (format!("/api/vms/{work}/disks/{disk}"), format!("<disk id=\"{other}\"><size>{big}</size></disk>")),
+        (
+            format!("/api/vms/{work}/nics/{nic}"),
+            format!("<nic id=\"{other}\"><mac address=\"00:16:3e:aa:bb:cc\"/></nic>"),
+        ),
+        (
+            format!("/api/vms/{work}/cdroms/{BLANK}"),
+            format!("<cdrom id=\"{other}\"><file id=\"install.iso\"/></cdrom>"),
+        ),
+    ] {
+        let (status, answer) = send(&d, Method::PUT, &path, &body);
+
+        assert_eq!(status, 409, "PUT {path}: {answer}");
+        assert!(is_fault(&answer), "PUT {path}: {answer}");
+    }
+    assert_eq!(state(&d), before);
+}
+
 #[test]
 fn template_disks_are_its_volumes() {
     let d = daemon();
@@ -1435,8 +1483,83 @@ fn taking_a_snapshot_makes_a_private_volume_revision() {
 
     assert_eq!(status, 201, "{body}");
     let revision = d.ok("admin.vm.volume.ListSnapshots+private", "work", b"");
-    assert!(body.contains(&format!("<description>{}</description>", revision.trim())), "{body}");
+    assert_eq!(revision.lines().count(), 1, "{revision:?}");
+    assert!(body.contains("<description>before</description>"), "{body}");
     assert!(body.contains("<snapshot_status>ok</snapshot_status>"), "{body}");
+}
+
+#[test]
+fn a_snapshot_keeps_its_description_across_a_restart() {
+    let mut d = daemon();
+    let work = d.uuid("work");
+    let (status, body) = post_expect(
+        &d,
+        &format!("/api/vms/{work}/snapshots"),
+        "<snapshot><description>before the upgrade \u{e9}t\u{e9} &amp; co</description></snapshot>",
+    );
+    assert_eq!(status, 201, "{body}");
+
+    d.restart();
+
+    let snapshots = get_json(&d, &format!("/api/vms/{work}/snapshots"));
+    assert_eq!(values(&snapshots, "snapshot", "description"), ["before the upgrade \u{e9}t\u{e9} & co"]);
+    let snapshot = id(&snapshots["snapshot"][0]);
+    let one = get_json(&d, &format!("/api/vms/{work}/snapshots/{snapshot}"));
+    assert_eq!(one["description"], "before the upgrade \u{e9}t\u{e9} & co");
+}
+
+#[test]
+fn a_new_snapshot_drops_the_description_of_the_revision_the_pool_dropped() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let snapshots = format!("/api/vms/{work}/snapshots");
+    post_expect(&d, &snapshots, "<snapshot><description>first one</description></snapshot>");
+    // Revision ids are times in seconds: the second snapshot must make a new one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    let (status, body) = post_expect(&d, &snapshots, "<snapshot><description>second one</description></snapshot>");
+
+    assert_eq!(status, 201, "{body}");
+    // The file pool keeps one revision.
+    assert_eq!(values(&get_json(&d, &snapshots), "snapshot", "description"), ["second one"]);
+    let db = support::state::db_dump(&d.state.join("corral.sqlite"));
+    assert!(db.contains("second one") && !db.contains("first one"), "{db}");
+}
+
+#[test]
+fn a_snapshot_description_with_control_characters_is_400_and_takes_no_snapshot() {
+    let d = daemon();
+    let work = d.uuid("work");
+
+    let r = Client::new()
+        .post(d.url(&format!("/api/vms/{work}/snapshots")))
+        .basic_auth("admin@internal", Some("secret"))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/xml")
+        .body(r#"{"description":"bell \u0007"}"#)
+        .send()
+        .expect("post");
+    let (status, body) = (r.status().as_u16(), r.text().expect("body"));
+
+    assert_eq!(status, 400, "{body}");
+    assert!(is_fault(&body), "{body}");
+    assert_eq!(d.ok("admin.vm.volume.ListSnapshots+private", "work", b""), "");
+}
+
+#[test]
+fn a_snapshot_description_too_long_is_400_and_takes_no_snapshot() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let long = "x".repeat(4001);
+
+    let (status, body) = post_expect(
+        &d,
+        &format!("/api/vms/{work}/snapshots"),
+        &format!("<snapshot><description>{long}</description></snapshot>"),
+    );
+
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(d.ok("admin.vm.volume.ListSnapshots+private", "work", b""), "");
 }
 
 #[test]

@@ -196,6 +196,50 @@ fn update_memory_and_description() {
 }
 
 #[test]
+fn update_naming_another_id_is_409_and_changes_nothing() {
+    let d = with_work();
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=other label=red");
+    let (id, other) = (d.uuid("work"), d.uuid("other"));
+    let (work_before, other_before) =
+        (d.ok("admin.vm.property.GetAll", "work", b""), d.ok("admin.vm.property.GetAll", "other", b""));
+    let c = Client::new();
+
+    let xml = sdk(c.put(d.url(&format!("/api/vms/{id}"))))
+        .body(format!("<vm id=\"{other}\"><memory>1073741824</memory><description>moved</description></vm>"))
+        .send()
+        .unwrap();
+    let json = c
+        .put(d.url(&format!("/api/vms/{id}")))
+        .basic_auth("admin@internal", Some("secret"))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/xml")
+        .body(format!(r#"{{"id":"{other}","memory":1073741824}}"#))
+        .send()
+        .unwrap();
+
+    assert_eq!(xml.status(), 409);
+    assert!(text(xml).contains("<fault>"));
+    assert_eq!(json.status(), 409);
+    assert_eq!(d.ok("admin.vm.property.GetAll", "work", b""), work_before);
+    assert_eq!(d.ok("admin.vm.property.GetAll", "other", b""), other_before);
+    assert_eq!(d.ok("admin.vm.notes.Get", "work", b""), "");
+}
+
+#[test]
+fn update_naming_its_own_id_is_200() {
+    let d = with_work();
+    let id = d.uuid("work");
+
+    let r = sdk(Client::new().put(d.url(&format!("/api/vms/{id}"))))
+        .body(format!("<vm id=\"{}\"><memory>1073741824</memory></vm>", id.to_uppercase()))
+        .send()
+        .unwrap();
+
+    assert_eq!(r.status(), 200);
+    assert_eq!(d.ok("admin.vm.property.Get+memory", "work", b""), "default=False type=int 1024");
+}
+
+#[test]
 fn update_of_the_name_is_409_and_an_invalid_value_changes_nothing() {
     let d = with_work();
     let id = d.uuid("work");

@@ -615,24 +615,75 @@ fn xml_desc_of_a_running_qube_is_libvirts() {
     assert!(xml.contains(&format!("<uuid>{}</uuid>", d.uuid("work"))), "{xml}");
 }
 
-#[test]
-fn xml_desc_of_a_qube_halted_after_a_run_is_its_last_definition() {
-    let d = with_running();
-    d.ok("admin.vm.Kill", "work", b"");
-
-    let answer = get(&d, "/libvirt/domains/by-name/work/xml_desc?options=inactive");
-
-    assert!(answer["results"][0].as_str().expect("an XML string").contains("<name>work</name>"), "{answer}");
+/// The facts of a domain XML two renderings of the same domain share: name, uuid, vcpus, memory in KiB and
+/// the disks' files with their targets.
+fn domain_facts(xml: &str) -> (String, String, String, u64, Vec<(String, String)>) {
+    let doc = roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("{e}: {xml}"));
+    let root = doc.root_element();
+    let text = |name: &str| {
+        root.children().find(|n| n.has_tag_name(name)).and_then(|n| n.text()).unwrap_or_default().trim().to_string()
+    };
+    let memory = root.children().find(|n| n.has_tag_name("memory")).expect("memory");
+    let amount: u64 = memory.text().unwrap_or_default().trim().parse().expect("memory amount");
+    let kib = match memory.attribute("unit").unwrap_or("KiB") {
+        "KiB" => amount,
+        "MiB" => amount * 1024,
+        other => panic!("memory unit {other}"),
+    };
+    let disks = root
+        .descendants()
+        .filter(|n| n.has_tag_name("disk"))
+        .map(|disk| {
+            let child = |tag: &str, attr: &str| {
+                disk.children().find(|n| n.has_tag_name(tag)).and_then(|n| n.attribute(attr)).unwrap_or_default()
+            };
+            (child("source", "file").to_string(), child("target", "dev").to_string())
+        })
+        .collect();
+    (text("name"), text("uuid"), text("vcpu"), kib, disks)
 }
 
 #[test]
-fn xml_desc_of_a_qube_never_started_is_an_error_saying_why() {
+fn xml_desc_of_a_qube_never_started_is_the_domain_its_start_defines() {
     let d = with_qube();
+
+    let before = get(&d, "/libvirt/domains/by-name/work/xml_desc");
+    d.ok("admin.vm.Start", "work", b"");
+    let defined = get(&d, "/libvirt/domains/by-name/work/xml_desc?options=inactive");
+
+    let before = domain_facts(before["results"][0].as_str().unwrap_or_else(|| panic!("an XML string: {before}")));
+    let defined = domain_facts(defined["results"][0].as_str().expect("libvirt's XML"));
+    assert_eq!(before, defined);
+    assert_eq!(before.0, "work");
+    assert_eq!(before.1, d.uuid("work"));
+    assert_eq!(before.3, 400 * 1024);
+    assert!(!before.4.is_empty(), "a StandaloneVM has disks");
+}
+
+#[test]
+fn xml_desc_of_a_halted_qube_is_what_its_next_start_defines() {
+    let d = with_running();
+    d.ok("admin.vm.Kill", "work", b"");
+    d.ok("admin.vm.property.Set+memory", "work", b"800");
+    d.ok("admin.vm.property.Set+maxmem", "work", b"800");
 
     let answer = get(&d, "/libvirt/domains/by-name/work/xml_desc");
 
-    let why = "Domain not found: 'work' has no libvirt domain yet; corrald defines it when the qube first starts";
-    assert_eq!(answer, failed(json!([{"code": -2, "message": "Unknown error", "libvirt": why}]), json!([])));
+    let (name, _, _, memory_kib, _) = domain_facts(answer["results"][0].as_str().expect("an XML string"));
+    assert_eq!((name.as_str(), memory_kib), ("work", 800 * 1024));
+}
+
+#[test]
+fn xml_desc_of_a_halted_qube_shows_its_console_password_only_when_secure() {
+    let d = with_qube();
+
+    let plain = get(&d, "/libvirt/domains/by-name/work/xml_desc");
+    let secure = get(&d, "/libvirt/domains/by-name/work/xml_desc?options=secure");
+
+    let plain = plain["results"][0].as_str().expect("an XML string").to_string();
+    let secure = secure["results"][0].as_str().expect("an XML string").to_string();
+    assert!(plain.contains("<graphics type=\"vnc\"") && !plain.contains("passwd="), "{plain}");
+    assert!(secure.contains(" passwd=\""), "{secure}");
 }
 
 #[test]

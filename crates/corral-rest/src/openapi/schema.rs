@@ -137,7 +137,11 @@ representations! {
     Api = "api", "The entry point: links to every collection, the product and a summary" [
         LINKS,
         Obj("special_objects", "Links to the Blank template and the root tag"),
-        Obj("product_info", "`name`, `vendor` and `version` (`major`, `minor`, `build`, `revision` attributes)"),
+        Obj(
+            "product_info",
+            "`name`, `vendor`, `version` (integer `major`, `minor`, `build`, `revision` attributes: the engine level \
+             spoken; `full_version`: Corral's own version) and `full_version`",
+        ),
         Obj("summary", "`vms`, `hosts`, `users`, `storage_domains`, each with `total` and `active`"),
         Leaf("time", "The engine's time (xsd:dateTime)"),
     ];
@@ -217,7 +221,7 @@ representations! {
     Cdroms = "cdroms", "A collection of cdroms" [Many("cdrom", "Cdrom", "The cdroms")];
     Snapshot = "snapshot", "A revision of the qube's private volume" [
         ID, HREF, ACTIONS,
-        Leaf("description", "The revision's id (a description given on add is not kept)"),
+        Leaf("description", "The description given on add (up to 4000 characters), else the revision's id"),
         Leaf("type", "`regular`"),
         Leaf("date", "When it was taken (xsd:dateTime)"),
         Leaf("snapshot_status", "`ok`"),

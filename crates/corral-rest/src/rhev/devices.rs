@@ -31,7 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id, BLANK};
-use super::handler::{blocking, body_flag, caller, completed_action, created, optional_body, ref_of, refused};
+use super::handler::{blocking, body_flag, caller, completed_action, created, optional_body, ref_of, refused, same_id};
 use super::storage::{disk_at, disk_collection, disk_id, disk_statistics_reply, disk_volumes};
 use super::vms::find;
 use crate::auth::AuthUser;
@@ -514,6 +514,7 @@ async fn update_nic(
 ) -> ApiResult<Response> {
     let d = nic_owner(&rest.service, &id, &nic)?;
     let body = ctx.body(&body, "nic")?;
+    same_id(&body, "nic", &nic)?;
     check_interface(&body)?;
     if let Some(asked) = named_network(&rest.service, &body).await? {
         let on = rest.service.read().nic_network(&d).unwrap_or_default();
@@ -636,6 +637,7 @@ async fn update_cdrom(
 ) -> ApiResult<Response> {
     let d = vm_cdrom(&rest.service, &id, &c)?;
     let body = ctx.body(&body, "cdrom")?;
+    same_id(&body, "cdrom", &c)?;
     let file = body
         .get("file")
         .map(|f| f.attr_of("id").unwrap_or_default().to_string())
@@ -676,42 +678,53 @@ fn snapshot_id(d: &Domain, revision: &str) -> String {
     stable_id(&format!("snapshot/{}/{revision}", d.uuid))
 }
 
-/// (id, timestamp) of the qube's private volume revisions, oldest first.
-async fn revisions(service: Arc<Service>, d: &Domain) -> ApiResult<Vec<(String, String)>> {
+/// A revision of the qube's private volume as a snapshot: its id, time and the description given on add.
+struct Snap {
+    revision: String,
+    timestamp: String,
+    description: Option<String>,
+}
+
+/// The qube's private volume revisions, oldest first.
+async fn revisions(service: Arc<Service>, d: &Domain) -> ApiResult<Vec<Snap>> {
     let vm = d.name.clone();
     blocking(move || {
-        let revs = service.volume_revisions(&caller(), &vm, SNAPSHOT_VOLUME)?;
-        Ok(revs.into_iter().map(|r| (r.id, r.timestamp)).collect())
+        let revs = service.volume_revisions_described(&caller(), &vm, SNAPSHOT_VOLUME)?;
+        Ok(revs
+            .into_iter()
+            .map(|(r, description)| Snap { revision: r.id, timestamp: r.timestamp, description })
+            .collect())
     })
     .await
 }
 
-fn snapshot_node(ctx: &Ctx, d: &Domain, revision: &str, timestamp: &str) -> Node {
+fn snapshot_node(ctx: &Ctx, d: &Domain, snap: &Snap) -> Node {
     let vm = d.uuid.to_string();
-    let id = snapshot_id(d, revision);
+    let id = snapshot_id(d, &snap.revision);
     let base = format!("/vms/{vm}/snapshots/{id}");
+    // A revision made without a description (or through the Admin API) is described by its id.
     let node = Node::new("snapshot")
         .attr("href", ctx.href(&base))
         .attr("id", &id)
         .child(common::actions(ctx, &base, &["restore"]))
-        .with_leaf("description", revision);
+        .with_leaf("description", snap.description.as_deref().unwrap_or(&snap.revision));
     common::links(ctx, node, &base, &["disks"])
         .with_leaf("type", "regular")
         // Revision times are UTC without a zone suffix.
-        .with_leaf("date", format!("{timestamp}.000Z"))
+        .with_leaf("date", format!("{}.000Z", snap.timestamp))
         .with_leaf("snapshot_status", "ok")
         .child(reference(ctx, "vm", "vms", &vm))
 }
 
 /// The qube and revision behind a snapshot id.
-async fn find_snapshot(service: &Arc<Service>, id: &str, s: &str) -> ApiResult<(Domain, String, String)> {
+async fn find_snapshot(service: &Arc<Service>, id: &str, s: &str) -> ApiResult<(Domain, Snap)> {
     let d = find(service, id)?;
-    let (rev, ts) = revisions(service.clone(), &d)
+    let snap = revisions(service.clone(), &d)
         .await?
         .into_iter()
-        .find(|(r, _)| snapshot_id(&d, r) == s)
+        .find(|snap| snapshot_id(&d, &snap.revision) == s)
         .ok_or_else(|| ApiError::not_found(&format!("snapshot {s}")))?;
-    Ok((d, rev, ts))
+    Ok((d, snap))
 }
 
 #[utoipa::path(get, path = "/api/vms/{id}/snapshots", operation_id = "list_vm_snapshots", tag = "vm devices",
@@ -722,8 +735,8 @@ async fn find_snapshot(service: &Arc<Service>, id: &str, s: &str) -> ApiResult<(
 async fn snapshots(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     let mut out = Node::collection("snapshots");
-    for (rev, ts) in revisions(rest.service.clone(), &d).await? {
-        out.push(snapshot_node(&ctx, &d, &rev, &ts));
+    for snap in revisions(rest.service.clone(), &d).await? {
+        out.push(snapshot_node(&ctx, &d, &snap));
     }
     Ok(ctx.ok(&out))
 }
@@ -739,8 +752,8 @@ async fn snapshot(
     State(rest): State<Arc<Rest>>,
     Path((id, s)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (d, rev, ts) = find_snapshot(&rest.service, &id, &s).await?;
-    Ok(ctx.ok(&snapshot_node(&ctx, &d, &rev, &ts)))
+    let (d, snap) = find_snapshot(&rest.service, &id, &s).await?;
+    Ok(ctx.ok(&snapshot_node(&ctx, &d, &snap)))
 }
 
 /// The disk a snapshot holds: the private volume as it is now (its content at the snapshot is the revision).
@@ -755,7 +768,7 @@ async fn snapshot_disks(
     State(rest): State<Arc<Rest>>,
     Path((id, s)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (d, _, _) = find_snapshot(&rest.service, &id, &s).await?;
+    let (d, _) = find_snapshot(&rest.service, &id, &s).await?;
     let owners = move |_: &App| {
         let mut d = d.clone();
         d.volumes.retain(|v| v.name == SNAPSHOT_VOLUME);
@@ -774,7 +787,7 @@ async fn snapshot_disks(
     summary = "Take a snapshot of a vm",
     description = "Saves the private volume as a new revision; the vm must be halted and keep revisions.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
-    request_body(description = "Optional: a `<snapshot>` (its description is not kept)",
+    request_body(description = "Optional: a `<snapshot>` with a `description` (up to 4000 characters, kept)",
         content((Option<schema::Snapshot> = "application/xml"), (Option<schema::Snapshot> = "application/json"))),
     responses((status = 201, response = schema::Snapshot), (status = 400, response = BadRequest),
         (status = 404, response = NotFound), (status = 409, response = Conflict),
@@ -787,13 +800,14 @@ async fn take_snapshot(
     body: Bytes,
 ) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
-    // The description is not kept: a revision has only its id and time.
+    let mut description = None;
     if let Some(snapshot) = optional_body(&ctx, &body, &["snapshot"])? {
         if body_flag(&snapshot, "persist_memorystate")? == Some(true) {
             return Err(ApiError::bad_request(
                 "Cannot save a vm's memory with a snapshot: a snapshot is a revision of its private volume",
             ));
         }
+        description = snapshot.text_of("description").map(str::to_string);
     }
     let keeps = d.volume(SNAPSHOT_VOLUME).is_some_and(|v| v.save_on_stop && v.revisions_to_keep > 0);
     if !keeps {
@@ -811,12 +825,15 @@ async fn take_snapshot(
         rest.events.record(code, severity, format!("Snapshot of VM {} {what}.", d.name), vm_ref, who.clone());
     };
     record(45, "normal", &format!("was initiated{by}"));
-    let rev = blocking(move || service.volume_snapshot(&caller(), &vm, SNAPSHOT_VOLUME).map_err(ApiError::from))
-        .await
-        .inspect_err(|_| record(69, "error", "failed"))?;
+    let text = description.clone();
+    let rev = blocking(move || {
+        service.volume_snapshot(&caller(), &vm, SNAPSHOT_VOLUME, text.as_deref()).map_err(ApiError::from)
+    })
+    .await
+    .inspect_err(|_| record(69, "error", "failed"))?;
     record(68, "normal", "has been completed");
-    let node = snapshot_node(&ctx, &d, &rev.id, &rev.timestamp);
     let href = format!("/vms/{id}/snapshots/{}", snapshot_id(&d, &rev.id));
+    let node = snapshot_node(&ctx, &d, &Snap { revision: rev.id, timestamp: rev.timestamp, description });
     Ok(created(&ctx, node, &href, false))
 }
 
@@ -827,7 +844,7 @@ async fn take_snapshot(
     responses((status = 404, response = NotFound), (status = 409, response = Conflict),
         (status = 500, response = ServerError)))]
 async fn remove_snapshot(State(rest): State<Arc<Rest>>, Path((id, s)): Path<(String, String)>) -> ApiResult<Response> {
-    refused(find_snapshot(&rest.service, &id, &s).await, |(d, _, _)| {
+    refused(find_snapshot(&rest.service, &id, &s).await, |(d, _)| {
         format!(
             "Cannot remove a snapshot of {}: revisions are dropped by the pool as new ones are made \
              (revisions_to_keep)",
@@ -852,7 +869,8 @@ async fn restore_snapshot(
     Path((id, s)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (d, rev, _) = find_snapshot(&rest.service, &id, &s).await?;
+    let (d, snap) = find_snapshot(&rest.service, &id, &s).await?;
+    let rev = snap.revision;
     optional_body(&ctx, &body, &["action"])?;
     let service = rest.service.clone();
     let vm = d.name.clone();

@@ -40,6 +40,18 @@ pub fn optional_body(ctx: &Ctx, bytes: &[u8], roots: &[&str]) -> ApiResult<Optio
     Ok(Some(node))
 }
 
+/// An update's body may repeat the id of the resource its URL names, never another one: ids are fixed, and
+/// oVirt refuses such an update (409) rather than applying it to the URL's resource. Ids compare without
+/// case, as GUIDs do.
+pub fn same_id(body: &Node, kind: &str, id: &str) -> ApiResult<()> {
+    match body.attr_of("id").or_else(|| body.text_of("id")).map(str::trim) {
+        Some(given) if !given.eq_ignore_ascii_case(id) => Err(ApiError::conflict(format!(
+            "Cannot change the id of a {kind}: the body names {given}, the URL {id}, and ids are fixed"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The parameters of an action: an empty body asks for none.
 /// The fields every action takes (`async`, `grace_period/expiry` in ms) are checked here, whether the
 /// action uses them or not.

@@ -93,13 +93,20 @@ async fn entry_point(ctx: Ctx, axum::extract::State(rest): axum::extract::State<
             ),
     );
     api.push(
-        Node::new("product_info").with_leaf("name", "Corral").with_leaf("vendor", "Corral").child(
-            Node::new("version")
-                .attr("major", "3")
-                .attr("minor", "3")
-                .attr("build", "0")
-                .attr("revision", env!("CARGO_PKG_VERSION")),
-        ),
+        // The numbers are the engine level this API speaks (clients compare them, and the SDK parses them
+        // as integers); Corral's own version is the string beside them.
+        Node::new("product_info")
+            .with_leaf("name", "Corral")
+            .with_leaf("vendor", "Corral")
+            .child(
+                Node::new("version")
+                    .attr("major", "3")
+                    .attr("minor", "3")
+                    .attr("build", "0")
+                    .attr("revision", "0")
+                    .attr("full_version", env!("CARGO_PKG_VERSION")),
+            )
+            .with_leaf("full_version", env!("CARGO_PKG_VERSION")),
     );
     let (vms, active, users) = {
         let app = rest.service.read();

@@ -28,7 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id};
-use super::handler::{blocking, caller, collection, created, creation, optional_body, ref_of, refused};
+use super::handler::{blocking, caller, collection, created, creation, optional_body, ref_of, refused, same_id};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -241,6 +241,7 @@ async fn creation_status(
 async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let pool = find_pool(&rest.service, &id)?;
     let body = ctx.body(&body, "storage_domain")?;
+    same_id(&body, "storage domain", &id)?;
     if body.text_of("name").is_some_and(|n| n != pool.name) {
         return Err(ApiError::conflict("Cannot change the name of a storage domain: pool names are fixed"));
     }
@@ -647,6 +648,7 @@ pub(super) async fn update_disk_of(
     body: &[u8],
 ) -> ApiResult<()> {
     let body = ctx.body(body, "disk")?;
+    same_id(&body, "disk", &disk_id(d, &v.name))?;
     let alias = format!("{}-{}", d.name, v.name);
     let fixed = [
         ("alias", alias.clone()),

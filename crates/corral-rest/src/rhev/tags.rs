@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::common::{self, BLANK};
-use super::handler::{blocking, caller, collection, created, optional_body};
+use super::handler::{blocking, caller, collection, created, optional_body, same_id};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -194,6 +194,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
 async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let Some(old) = find(&rest, &id)? else { return Err(ApiError::conflict("The root tag cannot be changed")) };
     let body = ctx.body(&body, "tag")?;
+    same_id(&body, "tag", &id)?;
     check_parent(&body)?;
     if body.text_of("description").is_some_and(|d| d != old) {
         return Err(ApiError::conflict("A tag's description cannot be changed: Qubes tags have none"));

@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, int, reference, BLANK};
-use super::handler::{blocking, caller, collection, created, creation, optional_body, ref_of};
+use super::handler::{blocking, caller, collection, created, creation, optional_body, ref_of, same_id};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -208,6 +208,7 @@ fn blank_is_fixed() -> ApiError {
 async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let t = find(&rest.service, &id)?.ok_or_else(blank_is_fixed)?;
     let body = ctx.body(&body, "template")?;
+    same_id(&body, "template", &id)?;
     if body.text_of("name").is_some_and(|n| n != t.name) {
         return Err(ApiError::conflict("Cannot change the name of a template: qube names are fixed at creation"));
     }

@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 use super::common::{self, vm_field, vm_node, Stat, BLANK};
 use super::handler::{
     action_node, action_params, blocking, body_flag, caller, completed_action, created, creation, param_flag, ref_of,
+    same_id,
 };
 use crate::auth::AuthUser;
 use crate::ctx::Ctx;
@@ -232,6 +233,7 @@ async fn creation_status(
 async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     let body = ctx.body(&body, "vm")?;
+    same_id(&body, "vm", &id)?;
     if body.text_of("name").is_some_and(|n| n != d.name) {
         return Err(ApiError::conflict("Cannot change the name of a vm: qube names are fixed at creation"));
     }

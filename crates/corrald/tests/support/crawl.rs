@@ -88,6 +88,8 @@ pub struct Crawl {
     /// `<actions>` hrefs seen, each once, with the page that held it first.
     pub actions: Vec<(String, String)>,
     pub failures: Vec<Failure>,
+    /// The path and body of every 200 answer.
+    pub pages: Vec<(String, String)>,
 }
 
 /// The hrefs of one body: the ones to follow, and the `<actions>` ones.
@@ -159,6 +161,9 @@ pub fn crawl(d: &Daemon, accept: &str, starts: &[&str], follow: &dyn Fn(&str) ->
                 continue;
             }
         };
+        if status == 200 {
+            out.pages.push((path.clone(), body));
+        }
         for href in links.hrefs.into_iter().filter(|h| !h.contains('{')) {
             match local_path(&origin, &href) {
                 Ok(p) if follow(&p) && seen.insert(p.clone()) => queue.push_back((p, path.clone())),
