@@ -86,6 +86,12 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     text(&mut w, "currentMemory", &[("unit", "MiB")], &spec.memory_mib.to_string());
     text(&mut w, "vcpu", &[("placement", "static")], &spec.vcpus.to_string());
 
+    // A chosen boot disk gets libvirt's per-device boot order, which libvirt refuses beside `<os><boot dev>`;
+    // an asked order (run once) names device kinds and wins for that start.
+    let boot_disk = match (&spec.kernel, spec.boot.is_empty()) {
+        (None, true) => spec.disks.iter().position(|d| d.bootable),
+        _ => None,
+    };
     open(&mut w, "os", &[]);
     text(&mut w, "type", &[("arch", "x86_64")], "hvm");
     if let Some(kernel) = &spec.kernel {
@@ -94,6 +100,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
             text(&mut w, "initrd", &[], initrd);
         }
         text(&mut w, "cmdline", &[], &spec.kernel_cmdline);
+    } else if boot_disk.is_some() {
     } else if spec.boot.is_empty() {
         empty(&mut w, "boot", &[("dev", "hd")]);
     } else {
@@ -112,11 +119,14 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     text(&mut w, "on_crash", &[], "destroy");
 
     open(&mut w, "devices", &[]);
-    for disk in &spec.disks {
+    for (i, disk) in spec.disks.iter().enumerate() {
         open(&mut w, "disk", &[("type", "file"), ("device", "disk")]);
         empty(&mut w, "driver", &[("name", "qemu"), ("type", &disk.format)]);
         empty(&mut w, "source", &[("file", &disk.path)]);
         empty(&mut w, "target", &[("dev", &disk.target), ("bus", "virtio")]);
+        if boot_disk == Some(i) {
+            empty(&mut w, "boot", &[("order", "1")]);
+        }
         if disk.read_only {
             empty(&mut w, "readonly", &[]);
         }
@@ -170,8 +180,15 @@ mod tests {
                     path: "/p/root.qcow2".into(),
                     format: "qcow2".into(),
                     read_only: false,
+                    bootable: false,
                 },
-                DiskSpec { target: "vdd".into(), path: "/p/k.img".into(), format: "raw".into(), read_only: true },
+                DiskSpec {
+                    target: "vdd".into(),
+                    path: "/p/k.img".into(),
+                    format: "raw".into(),
+                    read_only: true,
+                    bootable: false,
+                },
             ],
             network: Some(NetworkSpec { mac: "00:16:3e:5e:6c:00".into(), network: "default".into() }),
             console_log: Some("/var/log/corral/work.console".into()),
@@ -201,6 +218,30 @@ mod tests {
         let xml = domain_xml(&s);
 
         assert!(xml.contains("<boot dev=\"cdrom\"/>\n    <boot dev=\"hd\"/>"), "{xml}");
+    }
+
+    /// A chosen boot disk boots by its own boot order, with no `<os><boot dev>` (libvirt refuses both); with a
+    /// kernel, or for a start with an asked order, it is an ordinary disk.
+    #[test]
+    fn without_a_kernel_the_boot_disk_has_the_first_boot_order() {
+        let mut s = spec();
+        s.kernel = None;
+        s.initrd = None;
+        s.disks.push(DiskSpec {
+            target: "vde".into(),
+            path: "/p/disk1.img".into(),
+            format: "raw".into(),
+            read_only: false,
+            bootable: true,
+        });
+
+        insta::assert_snapshot!(domain_xml(&s));
+        s.boot = vec![BootDevice::Network, BootDevice::Disk];
+        let once = domain_xml(&s);
+        assert!(once.contains("<boot dev=\"network\"/>\n    <boot dev=\"hd\"/>") && !once.contains("order"), "{once}");
+        s.boot.clear();
+        s.kernel = Some("/k".into());
+        assert!(!domain_xml(&s).contains("<boot"));
     }
 
     #[test]

@@ -255,6 +255,7 @@ impl Service {
                     path: a.path.display().to_string(),
                     format: a.format.to_string(),
                     read_only: a.read_only,
+                    bootable: v.bootable,
                 }),
                 Ok(None) => {}
                 Err(e) => return Err(fail(format!("volume {}: {e}", v.name))),

@@ -226,14 +226,10 @@ impl Service {
                 let Some(v) = src.volume(name) else { continue };
                 copies.push((origin_of(&app, &src.name, v), name.to_string(), None));
             }
-            // Further disks are data like private: the template gets its own copies (same number, pool, size).
+            // Further disks are data like private: the template gets its own copies (see `further_disk`).
             for v in &src.volumes {
                 if let Some(n) = corral_core::volume::extra_disk_index(&v.name) {
-                    copies.push((
-                        (src.name.clone(), v.name.clone()),
-                        v.name.clone(),
-                        Some((n, v.pool.clone(), v.size)),
-                    ));
+                    copies.push(((src.name.clone(), v.name.clone()), v.name.clone(), Some(further_disk(v, n))));
                 }
             }
             let props: Vec<(String, String)> =
@@ -252,8 +248,8 @@ impl Service {
         self.create_vm(caller, "admin.vm.Create.TemplateVM", spec)?;
         let filled = (|| {
             for ((src_vm, src_vol), name, further) in &copies {
-                if let Some((n, pool, size)) = further {
-                    self.volume_add(caller, t.name, pool, *size, Some(*n))?;
+                if let Some(new) = further {
+                    self.volume_add(caller, t.name, new)?;
                 }
                 let token = self.volume_clone_from(caller, src_vm, src_vol)?;
                 self.volume_clone_to(caller, t.name, name, token.as_bytes())?;
@@ -273,6 +269,17 @@ impl Service {
             return Err(e);
         }
         Ok(())
+    }
+}
+
+/// A copy's further disk `n` like `v`: the same number, pool and size, boot flag and allocation.
+fn further_disk(v: &corral_core::volume::Volume, n: u32) -> corral_core::volume::NewDisk {
+    corral_core::volume::NewDisk {
+        pool: v.pool.clone(),
+        size: v.size,
+        index: Some(n),
+        bootable: v.bootable,
+        preallocated: v.preallocated,
     }
 }
 
@@ -306,10 +313,10 @@ impl Service {
         };
         self.create_vm(caller, &format!("admin.vm.Create.{}", src.class.name()), spec)?;
         let filled = (|| {
-            // Further disks come with the copy: the same number, pool and size, then their content below.
+            // Further disks come with the copy (see `further_disk`), then their content below.
             for v in &src.volumes {
                 if let Some(n) = corral_core::volume::extra_disk_index(&v.name) {
-                    self.volume_add(caller, name, &v.pool, v.size, Some(n))?;
+                    self.volume_add(caller, name, &further_disk(v, n))?;
                 }
             }
             for v in src.volumes.iter().filter(|v| v.save_on_stop) {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use corral_core::domain::Domain;
-use corral_core::volume::{Pool, Volume};
+use corral_core::volume::{NewDisk, Pool, Volume};
 use corral_core::{App, Error, ErrorKind, Event, Op, Result};
 use parking_lot::{Mutex, RwLockUpgradableReadGuard};
 use rand::distributions::Alphanumeric;
@@ -354,12 +354,12 @@ impl Service {
     /// Gives halted qube `vm` a further disk: a new empty volume of `size` bytes in file pool `pool`, named
     /// `disk<index>` (by default the lowest free number). Its image exists before the commit and is removed
     /// again if the commit fails. Returns the volume's name.
-    pub fn volume_add(&self, caller: &Caller, vm: &str, pool: &str, size: u64, index: Option<u32>) -> Result<String> {
-        self.auth(caller, "corral.vm.volume.Add", pool, vm)?;
+    pub fn volume_add(&self, caller: &Caller, vm: &str, new: &NewDisk) -> Result<String> {
+        self.auth(caller, "corral.vm.volume.Add", &new.pool, vm)?;
         let mut model = self.model.write();
         let d = resolve_in(&model, vm)?;
         self.halted_for_disks(d)?;
-        let (plan, v) = model.plan_volume_add(d, pool, size, index)?;
+        let (plan, v) = model.plan_volume_add(d, new)?;
         let pool = pool_of(&model, &v)?;
         // Files at the planned place that no volume owns are leftovers of a crash between a removal's commit
         // and its cleanup: they would hand old data or revisions to the new disk.
@@ -378,6 +378,13 @@ impl Service {
         self.apply_ops(&mut model, plan.ops);
         self.events.publish_all(plan.events);
         Ok(v.name)
+    }
+
+    /// Makes further disk `name` of qube `vm` the disk it boots from without a kernel (or, `false`, no longer):
+    /// a setting for its next starts, so the qube may be running.
+    pub fn volume_set_bootable(&self, caller: &Caller, vm: &str, name: &str, bootable: bool) -> Result<()> {
+        self.auth(caller, "corral.vm.volume.SetBootable", name, vm)?;
+        self.mutate(|app| Ok((app.plan_volume_bootable(resolve_in(app, vm)?, name, bootable)?, ())))
     }
 
     /// Disks change only on a halted qube whose start is not under way (a start reads its volumes first).

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use crate::{Result, StoreError};
 
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,6 +73,11 @@ const V3: &str = "
 ALTER TABLE users ADD COLUMN service_key_sha256 TEXT;
 ";
 
+const V4: &str = "
+ALTER TABLE volumes ADD COLUMN bootable INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE volumes ADD COLUMN preallocated INTEGER NOT NULL DEFAULT 0;
+";
+
 pub fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > VERSION {
@@ -86,6 +91,9 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < 3 {
         conn.execute_batch(&format!("BEGIN; {V3} PRAGMA user_version = 3; COMMIT;"))?;
+    }
+    if version < 4 {
+        conn.execute_batch(&format!("BEGIN; {V4} PRAGMA user_version = 4; COMMIT;"))?;
     }
     Ok(())
 }

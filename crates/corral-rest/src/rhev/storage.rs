@@ -21,14 +21,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use corral_core::domain::Domain;
-use corral_core::volume::{Driver, Pool, Volume};
+use corral_core::volume::{Driver, NewDisk, Pool, Volume};
 use corral_core::{App, ErrorKind};
 use corral_service::Service;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id};
-use super::handler::{blocking, caller, collection, created, creation, optional_body, ref_of, refused};
+use super::handler::{blocking, body_flag, caller, collection, created, creation, optional_body, ref_of, refused};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -344,6 +344,11 @@ pub fn find_disk(app: &App, id: &str) -> Option<(Domain, Volume)> {
         .find_map(|d| disk_volumes(d).find(|v| disk_id(d, &v.name) == id).map(|v| (d.clone(), v.clone())))
 }
 
+/// Whether qube `d` boots from volume `v` when it boots from a disk.
+pub fn boots_from(d: &Domain, v: &Volume) -> bool {
+    d.boot_volume().is_some_and(|b| b.name == v.name)
+}
+
 /// A volume as a disk at `href` (under `/disks` or a vm's `/disks`).
 pub fn disk_node(ctx: &Ctx, app: &App, d: &Domain, v: &Volume, usage: u64, href: &str) -> Node {
     let id = disk_id(d, &v.name);
@@ -364,8 +369,8 @@ pub fn disk_node(ctx: &Ctx, app: &App, d: &Domain, v: &Volume, usage: u64, href:
         .child(Node::new("status").with_leaf("state", "ok"))
         .with_leaf("interface", "virtio")
         .with_leaf("format", if v.snap_on_start { "cow" } else { "raw" })
-        .with_leaf("sparse", "true")
-        .with_leaf("bootable", (v.name == "root").to_string())
+        .with_leaf("sparse", (!v.preallocated).to_string())
+        .with_leaf("bootable", boots_from(d, v).to_string())
         .with_leaf("shareable", "false")
         .with_leaf("wipe_after_delete", "false")
         .with_leaf("propagate_errors", "false")
@@ -417,25 +422,20 @@ pub fn disk_field(d: &Domain, v: &Volume, field: &str) -> Option<String> {
         "status" => "ok".into(),
         "size" | "provisioned_size" => v.size.to_string(),
         "format" => if v.snap_on_start { "cow" } else { "raw" }.into(),
-        "bootable" => (v.name == "root").to_string(),
+        "bootable" => boots_from(d, v).to_string(),
+        "sparse" => (!v.preallocated).to_string(),
         "storage" | "storage_domain" | "storage_domain.name" => v.pool.clone(),
         _ => return None,
     })
 }
 
-/// What a `POST /vms/{id}/disks` body asks for: a new disk of `size` bytes in pool `pool`, numbered `index`
-/// when the body names it.
-pub(super) struct NewDisk {
-    pub pool: String,
-    pub size: u64,
-    pub index: Option<u32>,
-}
-
 /// Reads a new disk's `<disk>` for qube `d`. Required: `storage_domains/storage_domain` (id or name) and
-/// `provisioned_size` (or `size`), as oVirt requires for an image disk. What a `file` pool makes is fixed: a
-/// sparse raw image on virtio that is neither bootable nor shared, so asking for anything else is a 400 rather
-/// than a silently different disk. A `name`/`alias` chooses the disk's number: it must be the alias the disk
-/// gets, `<qube>-disk<N>` (or `disk<N>`).
+/// `provisioned_size` (or `size`), as oVirt requires for an image disk. A `file` pool makes raw images on virtio,
+/// not shareable: thin (`sparse`, the default) or fully allocated (`sparse=false`). oVirt's thin format `cow` is
+/// accepted for a thin disk and answered with the format the image really has, `raw`; `cow` with `sparse=false`
+/// is refused as oVirt refuses it on file domains. `bootable` makes it the disk the qube boots from without a
+/// kernel. Anything else is a 400 rather than a silently different disk. A `name`/`alias` chooses the disk's
+/// number: it must be the alias the disk gets, `<qube>-disk<N>` (or `disk<N>`).
 pub(super) fn new_disk(app: &App, d: &Domain, body: &Node) -> ApiResult<NewDisk> {
     let required = |what: &str| ApiError::bad_request(format!("disk [{what}] required for add"));
     let (sd_id, sd_name) = body
@@ -460,16 +460,33 @@ pub(super) fn new_disk(app: &App, d: &Domain, body: &Node) -> ApiResult<NewDisk>
         .ok()
         .filter(|s| *s > 0)
         .ok_or_else(|| ApiError::bad_request(format!("Invalid disk size: {size} (bytes, more than 0)")))?;
-    let offered =
-        [("interface", "virtio"), ("format", "raw"), ("sparse", "true"), ("bootable", "false"), ("shareable", "false")];
-    for (field, only) in offered {
+    for (field, only) in [("interface", "virtio"), ("shareable", "false")] {
         if let Some(asked) = body.text_of(field).filter(|t| !t.trim().eq_ignore_ascii_case(only)) {
             return Err(ApiError::bad_request(format!(
-                "Cannot add a disk with {field} {asked}: disks of a file storage domain are sparse raw images on \
-                 virtio, neither bootable (the qube boots from its root volume) nor shareable ({field} {only})"
+                "Cannot add a disk with {field} {asked}: disks of a file storage domain are virtio images that are \
+                 not shareable ({field} {only})"
             )));
         }
     }
+    let sparse = body_flag(body, "sparse")?.unwrap_or(true);
+    let format = body.text_of("format").map(|f| f.trim().to_ascii_lowercase());
+    match format.as_deref() {
+        None | Some("raw") => {}
+        Some("cow") if sparse => {}
+        Some("cow") => {
+            return Err(ApiError::bad_request(
+                "Cannot add a disk with format cow and sparse false: a thin-provisioned (cow) disk is not \
+                 preallocated; ask for format raw to get a fully allocated disk",
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Cannot add a disk with format {other}: a file storage domain makes raw images (format raw, or cow \
+                 for a thin disk, which is a sparse raw image)"
+            )))
+        }
+    }
+    let bootable = body_flag(body, "bootable")?.unwrap_or(false);
     if body.get("lun_storage").is_some() {
         return Err(ApiError::bad_request("Cannot add a direct LUN disk: disks are images in a storage domain"));
     }
@@ -490,7 +507,7 @@ pub(super) fn new_disk(app: &App, d: &Domain, body: &Node) -> ApiResult<NewDisk>
         }
         index = Some(n);
     }
-    Ok(NewDisk { pool: pool.name.clone(), size, index })
+    Ok(NewDisk { pool: pool.name.clone(), size, index, bootable, preallocated: !sparse })
 }
 
 /// Disks of `owners` as a collection; `href` gives each disk's address.
@@ -652,14 +669,18 @@ pub(super) async fn update_disk_of(
         ("alias", alias.clone()),
         ("name", alias),
         ("interface", "virtio".to_string()),
-        ("bootable", (v.name == "root").to_string()),
         ("shareable", "false".to_string()),
+        ("sparse", (!v.preallocated).to_string()),
     ];
     if let Some((field, _)) = fixed.iter().find(|(f, now)| body.text_of(f).is_some_and(|t| t != now)) {
         return Err(ApiError::conflict(format!(
             "Cannot change the {field} of a disk: it is fixed by the {} volume of qube {}",
             v.name, d.name
         )));
+    }
+    if let Some(bootable) = body_flag(&body, "bootable")? {
+        let (vm, name, service) = (d.name.clone(), v.name.clone(), service.clone());
+        blocking(move || service.volume_set_bootable(&caller(), &vm, &name, bootable).map_err(ApiError::from)).await?;
     }
     let Some(size) = body.text_of("provisioned_size").or_else(|| body.text_of("size")).map(str::to_string) else {
         return Ok(());
@@ -683,8 +704,10 @@ pub(super) async fn update_disk_of(
 }
 
 #[utoipa::path(put, path = "/api/disks/{id}", operation_id = "update_disk", tag = "disks", summary = "Update a disk",
-    description = "A larger `provisioned_size` (or `size`) grows the volume; the name, alias, interface, bootable and \
-        shareable are fixed (409), as is what the storage refuses (shrinking).",
+    description = "A larger `provisioned_size` (or `size`) grows the volume (a preallocated one stays fully allocated); \
+        `bootable` true makes a further disk the one the vm boots from when it has no kernel (409 while another is), \
+        false gives that back to the root volume. The name, alias, interface, shareable and sparse are fixed (409), \
+        as is what the storage refuses (shrinking, more than the free space for a preallocated disk).",
     params(("id" = String, Path, description = "The disk's id")),
     request_body(description = "A `<disk>`",
         content((schema::Disk = "application/xml"), (schema::Disk = "application/json"))),
