@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use corral_core::hv::{DomainSpec, NetworkDef};
+use corral_core::hv::{BootDevice, DomainSpec, NetworkDef};
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
@@ -39,15 +39,51 @@ fn text(w: &mut W, name: &str, attrs: &[(&str, &str)], value: &str) {
 /// what runs, and a halted qube is simply not defined as running.
 /// The cdrom drive: IDE, which every machine type QEMU starts by default has, read-only; without `iso`
 /// it is empty (the form a media change takes to eject).
-fn cdrom(w: &mut W, iso: Option<&str>) {
+fn cdrom(w: &mut W, iso: Option<&str>, boot: Option<u32>) {
     open(w, "disk", &[("type", "file"), ("device", "cdrom")]);
     empty(w, "driver", &[("name", "qemu"), ("type", "raw")]);
     if let Some(iso) = iso {
         empty(w, "source", &[("file", iso)]);
     }
     empty(w, "target", &[("dev", CDROM_TARGET), ("bus", "ide")]);
+    boot_order(w, boot);
     empty(w, "readonly", &[]);
     close(w, "disk");
+}
+
+fn boot_order(w: &mut W, order: Option<u32>) {
+    if let Some(order) = order {
+        empty(w, "boot", &[("order", &order.to_string())]);
+    }
+}
+
+/// libvirt's per-device boot orders, which a chosen boot disk needs: `<os><boot dev='hd'>` boots the first disk
+/// the firmware finds (the root volume), and libvirt refuses `<os><boot>` beside per-device orders. An asked
+/// order (run once) is translated device kind by device kind, the disk kind meaning the chosen disk.
+#[derive(Default)]
+struct BootOrders {
+    disk: Option<(usize, u32)>,
+    cdrom: Option<u32>,
+    network: Option<u32>,
+}
+
+fn boot_orders(spec: &DomainSpec) -> Option<BootOrders> {
+    if spec.kernel.is_some() {
+        return None;
+    }
+    let disk = spec.disks.iter().position(|d| d.bootable)?;
+    if spec.boot.is_empty() {
+        return Some(BootOrders { disk: Some((disk, 1)), ..BootOrders::default() });
+    }
+    let mut orders = BootOrders::default();
+    for (n, dev) in (1..).zip(&spec.boot) {
+        match dev {
+            BootDevice::Disk => _ = orders.disk.get_or_insert((disk, n)),
+            BootDevice::Cdrom => _ = orders.cdrom.get_or_insert(n),
+            BootDevice::Network => _ = orders.network.get_or_insert(n),
+        }
+    }
+    Some(orders)
 }
 
 const CDROM_TARGET: &str = "hdc";
@@ -55,7 +91,7 @@ const CDROM_TARGET: &str = "hdc";
 /// The `<disk>` of a media change: the same drive with `iso`, or empty.
 pub fn cdrom_xml(iso: Option<&str>) -> String {
     let mut w = Writer::new(Cursor::new(Vec::new()));
-    cdrom(&mut w, iso);
+    cdrom(&mut w, iso, None);
     String::from_utf8_lossy(&w.into_inner().into_inner()).into_owned()
 }
 
@@ -86,12 +122,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     text(&mut w, "currentMemory", &[("unit", "MiB")], &spec.memory_mib.to_string());
     text(&mut w, "vcpu", &[("placement", "static")], &spec.vcpus.to_string());
 
-    // A chosen boot disk gets libvirt's per-device boot order, which libvirt refuses beside `<os><boot dev>`;
-    // an asked order (run once) names device kinds and wins for that start.
-    let boot_disk = match (&spec.kernel, spec.boot.is_empty()) {
-        (None, true) => spec.disks.iter().position(|d| d.bootable),
-        _ => None,
-    };
+    let orders = boot_orders(spec);
     open(&mut w, "os", &[]);
     text(&mut w, "type", &[("arch", "x86_64")], "hvm");
     if let Some(kernel) = &spec.kernel {
@@ -100,7 +131,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
             text(&mut w, "initrd", &[], initrd);
         }
         text(&mut w, "cmdline", &[], &spec.kernel_cmdline);
-    } else if boot_disk.is_some() {
+    } else if orders.is_some() {
     } else if spec.boot.is_empty() {
         empty(&mut w, "boot", &[("dev", "hd")]);
     } else {
@@ -124,22 +155,21 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         empty(&mut w, "driver", &[("name", "qemu"), ("type", &disk.format)]);
         empty(&mut w, "source", &[("file", &disk.path)]);
         empty(&mut w, "target", &[("dev", &disk.target), ("bus", "virtio")]);
-        if boot_disk == Some(i) {
-            empty(&mut w, "boot", &[("order", "1")]);
-        }
+        boot_order(&mut w, orders.as_ref().and_then(|o| o.disk.filter(|(d, _)| *d == i)).map(|(_, n)| n));
         if disk.read_only {
             empty(&mut w, "readonly", &[]);
         }
         close(&mut w, "disk");
     }
     if let Some(iso) = &spec.cdrom {
-        cdrom(&mut w, Some(iso));
+        cdrom(&mut w, Some(iso), orders.as_ref().and_then(|o| o.cdrom));
     }
     if let Some(net) = &spec.network {
         open(&mut w, "interface", &[("type", "network")]);
         empty(&mut w, "mac", &[("address", &net.mac)]);
         empty(&mut w, "source", &[("network", &net.network)]);
         empty(&mut w, "model", &[("type", "virtio")]);
+        boot_order(&mut w, orders.as_ref().and_then(|o| o.network));
         close(&mut w, "interface");
     }
     open(&mut w, "serial", &[("type", "pty")]);
@@ -158,7 +188,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
 
 #[cfg(test)]
 mod tests {
-    use corral_core::hv::{BootDevice, DiskSpec, NetworkSpec};
+    use corral_core::hv::{DiskSpec, NetworkSpec};
 
     use super::*;
 
@@ -220,8 +250,8 @@ mod tests {
         assert!(xml.contains("<boot dev=\"cdrom\"/>\n    <boot dev=\"hd\"/>"), "{xml}");
     }
 
-    /// A chosen boot disk boots by its own boot order, with no `<os><boot dev>` (libvirt refuses both); with a
-    /// kernel, or for a start with an asked order, it is an ordinary disk.
+    /// A chosen boot disk boots by its own boot order, with no `<os><boot dev>` (libvirt refuses both); an asked
+    /// order becomes per-device orders, `hd` meaning that disk; with a kernel it is an ordinary disk.
     #[test]
     fn without_a_kernel_the_boot_disk_has_the_first_boot_order() {
         let mut s = spec();
@@ -236,9 +266,18 @@ mod tests {
         });
 
         insta::assert_snapshot!(domain_xml(&s));
-        s.boot = vec![BootDevice::Network, BootDevice::Disk];
+        s.boot = vec![BootDevice::Cdrom, BootDevice::Network, BootDevice::Disk];
+        s.cdrom = Some("/i/install.iso".into());
         let once = domain_xml(&s);
-        assert!(once.contains("<boot dev=\"network\"/>\n    <boot dev=\"hd\"/>") && !once.contains("order"), "{once}");
+        assert!(!once.contains("<boot dev"), "{once}");
+        assert!(once.contains("<target dev=\"hdc\" bus=\"ide\"/>\n      <boot order=\"1\"/>"), "{once}");
+        assert!(once.contains("<model type=\"virtio\"/>\n      <boot order=\"2\"/>"), "{once}");
+        assert!(once.contains("<target dev=\"vde\" bus=\"virtio\"/>\n      <boot order=\"3\"/>"), "{once}");
+        assert_eq!(once.matches("<boot ").count(), 3, "{once}");
+        // Without a chosen disk an asked order stays libvirt's os/boot list.
+        s.disks[2].bootable = false;
+        let plain = domain_xml(&s);
+        assert!(plain.contains("<boot dev=\"cdrom\"/>") && !plain.contains("order"), "{plain}");
         s.boot.clear();
         s.kernel = Some("/k".into());
         assert!(!domain_xml(&s).contains("<boot"));

@@ -1021,7 +1021,7 @@ fn disk_xml<'a>(xml: &'a str, dev: &str) -> &'a str {
 }
 
 #[test]
-fn a_qube_without_kernel_boots_its_bootable_disk_and_run_once_boot_order_wins_for_that_start() {
+fn a_qube_without_kernel_boots_its_bootable_disk_also_as_the_hd_of_a_run_once_boot_order() {
     let d = daemon();
     let work = d.uuid("work");
     add_disk(&d, "work", GIB, "");
@@ -1037,8 +1037,12 @@ fn a_qube_without_kernel_boots_its_bootable_disk_and_run_once_boot_order_wins_fo
     d.ok("admin.vm.Start", "work", b"");
     let from_disk = live_xml(&d, "work");
     d.ok("admin.vm.Kill", "work", b"");
+    install_iso(&d, "installer.iso");
     let r = request(&d, Method::POST, &format!("/api/vms/{work}/start"))
-        .body("<action><vm><os><boot dev=\"network\"/><boot dev=\"hd\"/></os></vm></action>")
+        .body(
+            "<action><vm><os><boot dev=\"cdrom\"/><boot dev=\"hd\"/></os>\
+             <cdroms><cdrom><file id=\"installer.iso\"/></cdrom></cdroms></vm></action>",
+        )
         .send()
         .expect("start");
     assert_eq!(r.status(), 200);
@@ -1047,8 +1051,10 @@ fn a_qube_without_kernel_boots_its_bootable_disk_and_run_once_boot_order_wins_fo
     assert!(with_kernel.contains("<kernel>") && !with_kernel.contains("<boot order"), "{with_kernel}");
     assert!(disk_xml(&from_disk, "vdf").contains("<boot order='1'/>"), "{from_disk}");
     assert_eq!(from_disk.matches("<boot ").count(), 1, "only the boot disk, no os/boot: {from_disk}");
-    assert!(once.contains("<boot dev='network'/>\n    <boot dev='hd'/>"), "{once}");
-    assert!(!once.contains("<boot order"), "{once}");
+    // The asked order holds for that start, its `hd` being the chosen disk.
+    assert!(disk_xml(&once, "hdc").contains("<boot order='1'/>"), "{once}");
+    assert!(disk_xml(&once, "vdf").contains("<boot order='2'/>"), "{once}");
+    assert!(!once.contains("<boot dev"), "{once}");
 }
 
 #[test]

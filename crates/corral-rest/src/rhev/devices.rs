@@ -171,7 +171,7 @@ async fn disk_statistic(
         makes a thin image, false allocates all of it (409 when the domain has not that much free space). `format` \
         raw, or oVirt's thin `cow`, which is answered as what it is, a sparse raw image (`cow` with `sparse` false \
         is 400). `bootable` true makes it the disk the vm boots from when it has no kernel (a vm with a kernel boots \
-        the kernel; a run-once boot order wins for that start); a vm has one: 409 while another disk is. The vm \
+        the kernel; a run-once boot order's `hd` means this disk); a vm has one: 409 while another disk is. The vm \
         must be down. Attaching an existing disk by id is refused: every disk belongs to its vm. 201 with \
         `Location` on `Expect: 201-created`, else 202 with a complete `creation_status`.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
