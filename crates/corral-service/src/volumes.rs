@@ -54,6 +54,13 @@ fn pool_of<'a>(app: &'a App, v: &Volume) -> Result<&'a Pool> {
         .ok_or_else(|| Error::new(ErrorKind::QubesPoolNotFoundError, format!("Pool not found: {}", v.pool)))
 }
 
+/// A volume size in the Admin API's payload form: decimal bytes.
+fn parse_size(payload: &[u8]) -> Result<u64> {
+    let size = corral_core::text::validate_number(payload.trim_ascii(), "volume size", false)?;
+    // validate_number without allow_negative never returns a negative value.
+    Ok(u64::try_from(size).unwrap_or_default())
+}
+
 fn storage_error(e: corral_storage::StorageError) -> Error {
     let kind = match e {
         corral_storage::StorageError::RevisionNotFound { .. } => ErrorKind::QubesVolumeRevisionNotFoundError,
@@ -126,31 +133,61 @@ impl Service {
     }
 
     pub fn volume_resize(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
-        let size = corral_core::text::validate_number(payload.trim_ascii(), "volume size", false)?;
-        // validate_number without allow_negative never returns a negative value.
-        let size = u64::try_from(size).unwrap_or_default();
+        let size = parse_size(payload)?;
         self.volume_change(caller, "admin.vm.volume.Resize", vm, name, |app, _, v| {
-            if !v.rw {
-                return Err(Error::new(
-                    ErrorKind::StoragePoolException,
-                    format!("Can not resize readonly volume {}", v.vid),
-                ));
-            }
-            if v.snap_on_start {
-                return Err(Error::new(
-                    ErrorKind::StoragePoolException,
-                    // qubesd's file driver message, missing space included.
-                    "Cannot resize volume based on a template - resizethe template instead",
-                ));
-            }
-            if size < v.size {
-                return Err(Error::new(
-                    ErrorKind::StoragePoolException,
-                    format!("For your own safety, shrinking of {} is disabled ({} < {})", v.name, size, v.size),
-                ));
-            }
-            self.storage.resize(pool_of(app, v)?, v, size).map_err(storage_error)?;
+            self.grow(app, v, size)?;
             Ok((Some(Volume { size, ..v.clone() }), Vec::new()))
+        })
+    }
+
+    /// Gives volume `v`'s storage `size` bytes, which may not be less than it has.
+    fn grow(&self, app: &App, v: &Volume, size: u64) -> Result<()> {
+        if !v.rw {
+            return Err(Error::new(
+                ErrorKind::StoragePoolException,
+                format!("Can not resize readonly volume {}", v.vid),
+            ));
+        }
+        if v.snap_on_start {
+            return Err(Error::new(
+                ErrorKind::StoragePoolException,
+                // qubesd's file driver message, missing space included.
+                "Cannot resize volume based on a template - resizethe template instead",
+            ));
+        }
+        if size < v.size {
+            return Err(Error::new(
+                ErrorKind::StoragePoolException,
+                format!("For your own safety, shrinking of {} is disabled ({} < {})", v.name, size, v.size),
+            ));
+        }
+        self.storage.resize(pool_of(app, v)?, v, size).map_err(storage_error)
+    }
+
+    /// A disk's update over HTTP: whether it is the qube's boot disk and a new size (in the Admin API's payload
+    /// form), checked together and committed as one change. The boot flag may change while the qube runs: it
+    /// takes effect at the next start.
+    pub fn volume_update(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        name: &str,
+        size: Option<&[u8]>,
+        bootable: Option<bool>,
+    ) -> Result<()> {
+        let size = size.map(parse_size).transpose()?;
+        self.volume_change(caller, "corral.vm.volume.Update", vm, name, |app, d, v| {
+            let mut new = v.clone();
+            if let Some(bootable) = bootable {
+                if !app.plan_volume_bootable(d, name, bootable)?.ops.is_empty() {
+                    new.bootable = bootable;
+                }
+            }
+            if let Some(size) = size.filter(|s| *s != v.size) {
+                self.grow(app, v, size)?;
+                new.size = size;
+            }
+            Ok(((new != *v).then_some(new), Vec::new()))
         })
     }
 
@@ -378,13 +415,6 @@ impl Service {
         self.apply_ops(&mut model, plan.ops);
         self.events.publish_all(plan.events);
         Ok(v.name)
-    }
-
-    /// Makes further disk `name` of qube `vm` the disk it boots from without a kernel (or, `false`, no longer):
-    /// a setting for its next starts, so the qube may be running.
-    pub fn volume_set_bootable(&self, caller: &Caller, vm: &str, name: &str, bootable: bool) -> Result<()> {
-        self.auth(caller, "corral.vm.volume.SetBootable", name, vm)?;
-        self.mutate(|app| Ok((app.plan_volume_bootable(resolve_in(app, vm)?, name, bootable)?, ())))
     }
 
     /// Disks change only on a halted qube whose start is not under way (a start reads its volumes first).

@@ -1001,6 +1001,15 @@ fn the_boot_disk_changes_by_put_and_a_second_one_is_409() {
     assert_eq!(status, 409);
     assert_eq!((bootable("work-disk1"), bootable("work-disk2")), ("true".into(), "false".into()));
 
+    // One change: a shrink the storage refuses keeps the boot flag as it was too.
+    let (status, body) = send(
+        &d,
+        Method::PUT,
+        &format!("/api/disks/{first}"),
+        "<disk><bootable>false</bootable><provisioned_size>1024</provisioned_size></disk>",
+    );
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(bootable("work-disk1"), "true");
     let (status, body) = put(&first, false);
     assert_eq!(status, 200, "{body}");
     assert_eq!(disk_leaf(&body, "bootable"), "false");

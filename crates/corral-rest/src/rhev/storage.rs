@@ -678,19 +678,14 @@ pub(super) async fn update_disk_of(
             v.name, d.name
         )));
     }
-    if let Some(bootable) = body_flag(&body, "bootable")? {
-        let (vm, name, service) = (d.name.clone(), v.name.clone(), service.clone());
-        blocking(move || service.volume_set_bootable(&caller(), &vm, &name, bootable).map_err(ApiError::from)).await?;
-    }
-    let Some(size) = body.text_of("provisioned_size").or_else(|| body.text_of("size")).map(str::to_string) else {
-        return Ok(());
-    };
-    if size.trim() == v.size.to_string() {
+    let bootable = body_flag(&body, "bootable")?;
+    let size = body.text_of("provisioned_size").or_else(|| body.text_of("size")).map(str::to_string);
+    if bootable.is_none() && size.is_none() {
         return Ok(());
     }
     let (vm, name) = (d.name.clone(), v.name.clone());
     blocking(move || {
-        service.volume_resize(&caller(), &vm, &name, size.as_bytes()).map_err(|e| {
+        service.volume_update(&caller(), &vm, &name, size.as_deref().map(str::as_bytes), bootable).map_err(|e| {
             // The storage refuses what the request asks of this volume (shrinking it, growing a read-only or
             // template-based one): the request conflicts with the volume, it is not a server failure.
             if e.kind == ErrorKind::StoragePoolException {
