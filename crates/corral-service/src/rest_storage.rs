@@ -229,7 +229,8 @@ impl Service {
             // Further disks are data like private: the template gets its own copies (see `further_disk`).
             for v in &src.volumes {
                 if let Some(n) = corral_core::volume::extra_disk_index(&v.name) {
-                    copies.push(((src.name.clone(), v.name.clone()), v.name.clone(), Some(further_disk(v, n))));
+                    let further = (further_disk(v, n), v.preallocated);
+                    copies.push(((src.name.clone(), v.name.clone()), v.name.clone(), Some(further)));
                 }
             }
             let props: Vec<(String, String)> =
@@ -248,11 +249,14 @@ impl Service {
         self.create_vm(caller, "admin.vm.Create.TemplateVM", spec)?;
         let filled = (|| {
             for ((src_vm, src_vol), name, further) in &copies {
-                if let Some(new) = further {
+                if let Some((new, _)) = further {
                     self.volume_add(caller, t.name, new)?;
                 }
                 let token = self.volume_clone_from(caller, src_vm, src_vol)?;
                 self.volume_clone_to(caller, t.name, name, token.as_bytes())?;
+                if further.as_ref().is_some_and(|(_, preallocated)| *preallocated) {
+                    self.volume_preallocate(caller, t.name, name)?;
+                }
             }
             let mut all: Vec<(&str, &[u8])> = props
                 .iter()
@@ -272,14 +276,12 @@ impl Service {
     }
 }
 
-/// A copy's further disk `n` like `v`: the same number, pool and size, boot flag and allocation.
+/// A copy's further disk `n` like `v`: the same number, pool, size and boot flag. It starts thin: a preallocated
+/// one is allocated once its content is in (`volume_preallocate`).
 fn further_disk(v: &corral_core::volume::Volume, n: u32) -> corral_core::volume::NewDisk {
     corral_core::volume::NewDisk {
-        pool: v.pool.clone(),
-        size: v.size,
-        index: Some(n),
         bootable: v.bootable,
-        preallocated: v.preallocated,
+        ..corral_core::volume::NewDisk::thin(&v.pool, v.size, Some(n))
     }
 }
 
@@ -322,6 +324,9 @@ impl Service {
             for v in src.volumes.iter().filter(|v| v.save_on_stop) {
                 let token = self.volume_clone_from(caller, &src.name, &v.name)?;
                 self.volume_clone_to(caller, name, &v.name, token.as_bytes())?;
+                if v.preallocated {
+                    self.volume_preallocate(caller, name, &v.name)?;
+                }
             }
             let props: Vec<(&str, &[u8])> = src
                 .props

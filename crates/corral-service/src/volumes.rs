@@ -417,6 +417,19 @@ impl Service {
         Ok(v.name)
     }
 
+    /// Allocates all of further disk `name` of `vm` and records it as preallocated: how a copy of a preallocated
+    /// disk becomes one after its content was copied in (created so, its empty image would have been kept as a
+    /// revision, allocated for nothing).
+    pub(crate) fn volume_preallocate(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
+        self.volume_change(caller, "corral.vm.volume.Update", vm, name, |app, _, v| {
+            if v.preallocated {
+                return Ok((None, Vec::new()));
+            }
+            self.storage.preallocate(pool_of(app, v)?, v).map_err(storage_error)?;
+            Ok((Some(Volume { preallocated: true, ..v.clone() }), Vec::new()))
+        })
+    }
+
     /// Disks change only on a halted qube whose start is not under way (a start reads its volumes first).
     /// Hot-plugging is not offered: a qube's devices are fixed by its domain definition at start.
     fn halted_for_disks(&self, d: &Domain) -> Result<()> {

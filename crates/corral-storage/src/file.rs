@@ -62,6 +62,19 @@ pub(crate) fn create(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
     Ok(())
 }
 
+pub(crate) fn preallocate(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+    let image = FileLayout::new(pool, &vol.vid)?.image();
+    let file = match OpenOptions::new().write(true).open(&image) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::MissingImage(image)),
+        Err(e) => return Err(StorageError::io("open", &image)(e)),
+    };
+    let len = file.metadata().map_err(StorageError::io("inspect", &image))?.len();
+    // The free-space check counts all of it, blocks it has already too: it errs towards refusing.
+    allocate(&Volume { preallocated: true, ..vol.clone() }, &file, 0, len, &image)?;
+    file.sync_all().map_err(StorageError::io("sync", &image))
+}
+
 /// Allocates the blocks of a preallocated volume's image `file` (at `path`) up to `len`, of which the first
 /// `have` bytes are allocated already; thin volumes keep their holes. What the file system cannot hold is refused
 /// before anything is allocated: a failing allocation would first fill the file system for everybody.

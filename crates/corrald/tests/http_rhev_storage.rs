@@ -1094,6 +1094,14 @@ fn a_preallocated_disk_is_allocated_and_stays_so_when_it_grows_or_is_cloned() {
         .expect("clone");
     assert_eq!(r.status(), 200);
     assert!(allocated("copy").1 >= 32 * mib, "a clone of a preallocated disk is preallocated");
+    // ... once: the copy's files (image and any revision) do not hold the allocation twice.
+    let copy_files: u64 = std::fs::read_dir(d.state.join("appvms/copy"))
+        .expect("dir")
+        .map(|e| e.expect("entry"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with("disk1"))
+        .map(|e| std::os::unix::fs::MetadataExt::blocks(&e.metadata().expect("meta")) * 512)
+        .sum();
+    assert!(copy_files < 48 * mib, "{copy_files} bytes allocated for the copy");
     d.restart();
     let disks = get_json(&d, "/api/disks");
     assert_eq!(item(&disks, "disk", "alias", "copy-disk1")["sparse"], "false", "{disks}");
