@@ -135,6 +135,11 @@ impl Domain {
         self.volumes.iter().find(|v| v.name == name)
     }
 
+    /// The volume the qube boots from when it boots from a disk (no kernel): its chosen boot disk, else its root.
+    pub fn boot_volume(&self) -> Option<&Volume> {
+        self.volumes.iter().find(|v| v.bootable).or_else(|| self.volume("root"))
+    }
+
     pub fn volume_mut(&mut self, name: &str) -> Option<&mut Volume> {
         self.volumes.iter_mut().find(|v| v.name == name)
     }

@@ -99,6 +99,8 @@ pub struct DiskSpec {
     /// `raw` or `qcow2`.
     pub format: String,
     pub read_only: bool,
+    /// The disk to boot from when the domain boots without a kernel and without an asked boot order.
+    pub bootable: bool,
 }
 
 /// Everything needed to describe one qube to the hypervisor, computed from the model at start.

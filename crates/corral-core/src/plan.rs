@@ -12,7 +12,7 @@ use crate::event::Event;
 use crate::label::{Label, LAST_BUILTIN_INDEX};
 use crate::props::{self, Access, PropType};
 use crate::text::{format_bool, pyrepr};
-use crate::volume::{Driver, Pool, Volume, GIB};
+use crate::volume::{Driver, NewDisk, Pool, Volume, GIB};
 
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -262,6 +262,8 @@ impl App {
             // As upstream's file driver: content not saved on stop has no revisions to keep.
             revisions_to_keep: if save_on_stop { pool.revisions_to_keep } else { 0 },
             ephemeral: None,
+            bootable: false,
+            preallocated: false,
         };
         let snapshot_of = |name: &str, origin: &Volume| Volume {
             name: name.into(),
@@ -274,6 +276,8 @@ impl App {
             snap_on_start: true,
             revisions_to_keep: 0,
             ephemeral: None,
+            bootable: false,
+            preallocated: false,
         };
         let mut vols = Vec::new();
         let template_root = template.and_then(|t| t.volume("root"));
@@ -829,7 +833,8 @@ impl App {
     /// A further disk for qube `d`: a new empty rw volume of `size` bytes in `file` pool `pool`, kept across
     /// starts like `private`, named `disk<index>` (by default the lowest free number). Returns the volume too,
     /// whose image the caller creates before committing.
-    pub fn plan_volume_add(&self, d: &Domain, pool: &str, size: u64, index: Option<u32>) -> Result<(Plan, Volume)> {
+    pub fn plan_volume_add(&self, d: &Domain, new: &NewDisk) -> Result<(Plan, Volume)> {
+        let (pool, size, index) = (new.pool.as_str(), new.size, new.index);
         if d.is_admin() {
             return Err(Error::value("dom0 has no volumes: it cannot get disks"));
         }
@@ -876,10 +881,40 @@ impl App {
             snap_on_start: false,
             revisions_to_keep: pool.revisions_to_keep,
             ephemeral: None,
+            bootable: new.bootable,
+            preallocated: new.preallocated,
         };
+        if new.bootable {
+            check_no_boot_disk(d, &volume.name)?;
+        }
         let mut plan = Plan::default();
         plan.op(Op::SetVolume { qid: d.qid, volume: volume.clone() });
         Ok((plan, volume))
+    }
+
+    /// Makes further disk `name` of qube `d` the one it boots from without a kernel, or (`false`) no longer so,
+    /// which leaves the root volume to boot from. A qube has one boot disk: choosing a second one while another
+    /// is chosen is refused, as oVirt refuses it, rather than silently moving the choice.
+    pub fn plan_volume_bootable(&self, d: &Domain, name: &str, bootable: bool) -> Result<Plan> {
+        let v = d.volume(name).ok_or_else(|| {
+            Error::new(ErrorKind::QubesVolumeNotFoundError, format!("Volume {name} not found in {}", d.name))
+        })?;
+        let mut plan = Plan::default();
+        if d.boot_volume().is_some_and(|b| b.name == name) == bootable {
+            return Ok(plan);
+        }
+        if bootable {
+            check_no_boot_disk(d, name)?;
+        }
+        if crate::volume::extra_disk_index(name).is_none() {
+            return Err(Error::value(format!(
+                "The {name} volume of {} is not chosen to boot from: the root volume boots when no further disk is \
+                 chosen, so choose (or unchoose) one of its further disks instead",
+                d.name
+            )));
+        }
+        plan.op(Op::SetVolume { qid: d.qid, volume: Volume { bootable, ..v.clone() } });
+        Ok(plan)
     }
 
     /// Drops further disk `name` of qube `d`; the class's own volumes go only with the qube.
@@ -912,6 +947,17 @@ impl App {
         let mut plan = Plan::default();
         plan.op(Op::SetNotes { qid: d.qid, text });
         plan
+    }
+}
+
+/// Refuses a second boot disk: `d` must have no chosen boot disk but (possibly) `name` itself.
+fn check_no_boot_disk(d: &Domain, name: &str) -> Result<()> {
+    match d.volumes.iter().find(|v| v.bootable && v.name != name) {
+        Some(other) => Err(Error::new(
+            ErrorKind::QubesVMInUseError,
+            format!("{} boots from its disk {}-{} already: a qube has one boot disk", d.name, d.name, other.name),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -1070,21 +1116,33 @@ mod tests {
     fn further_disks_take_the_lowest_free_number_and_only_they_can_be_removed() {
         let mut app = app_with("web");
         let d = app.domain("web").unwrap().clone();
-        let (plan, v) = app.plan_volume_add(&d, "varlibqubes", GIB, None).unwrap();
+        let (plan, v) = app.plan_volume_add(&d, &NewDisk::thin("varlibqubes", GIB, None)).unwrap();
         assert_eq!((v.name.as_str(), v.vid.as_str(), v.size), ("disk1", "appvms/web/disk1", GIB));
         assert!(v.rw && v.save_on_stop && !v.snap_on_start && v.source.is_none());
         for op in plan.ops {
             app.apply(op);
         }
         let d = app.domain("web").unwrap().clone();
-        let (_, v) = app.plan_volume_add(&d, "varlibqubes", 1, None).unwrap();
+        let (_, v) = app.plan_volume_add(&d, &NewDisk::thin("varlibqubes", 1, None)).unwrap();
         assert_eq!(v.name, "disk2");
-        let taken = app.plan_volume_add(&d, "varlibqubes", 1, Some(1)).unwrap_err();
+        let taken = app.plan_volume_add(&d, &NewDisk::thin("varlibqubes", 1, Some(1))).unwrap_err();
         assert_eq!(taken.kind, ErrorKind::QubesValueError);
-        assert_eq!(app.plan_volume_add(&d, "varlibqubes", 0, None).unwrap_err().kind, ErrorKind::QubesValueError);
-        assert_eq!(app.plan_volume_add(&d, "varlibqubes", 1, Some(23)).unwrap_err().kind, ErrorKind::QubesValueError);
-        assert_eq!(app.plan_volume_add(&d, "linux-kernel", 1, None).unwrap_err().kind, ErrorKind::QubesValueError);
-        assert_eq!(app.plan_volume_add(&d, "nowhere", 1, None).unwrap_err().kind, ErrorKind::QubesPoolNotFoundError);
+        assert_eq!(
+            app.plan_volume_add(&d, &NewDisk::thin("varlibqubes", 0, None)).unwrap_err().kind,
+            ErrorKind::QubesValueError
+        );
+        assert_eq!(
+            app.plan_volume_add(&d, &NewDisk::thin("varlibqubes", 1, Some(23))).unwrap_err().kind,
+            ErrorKind::QubesValueError
+        );
+        assert_eq!(
+            app.plan_volume_add(&d, &NewDisk::thin("linux-kernel", 1, None)).unwrap_err().kind,
+            ErrorKind::QubesValueError
+        );
+        assert_eq!(
+            app.plan_volume_add(&d, &NewDisk::thin("nowhere", 1, None)).unwrap_err().kind,
+            ErrorKind::QubesPoolNotFoundError
+        );
         assert_eq!(app.plan_volume_remove(&d, "private").unwrap_err().kind, ErrorKind::QubesValueError);
         assert_eq!(app.plan_volume_remove(&d, "disk2").unwrap_err().kind, ErrorKind::QubesVolumeNotFoundError);
         for op in app.plan_volume_remove(&d, "disk1").unwrap().ops {
@@ -1092,6 +1150,45 @@ mod tests {
         }
         let names: Vec<_> = app.domain("web").unwrap().volumes.iter().map(|v| v.name.clone()).collect();
         assert_eq!(names, ["root", "private", "volatile", "kernel"]);
+    }
+
+    #[test]
+    fn a_qube_has_one_boot_disk_and_only_further_disks_are_chosen() {
+        let mut app = app_with("web");
+        let d = app.domain("web").unwrap().clone();
+        let boot = NewDisk { bootable: true, ..NewDisk::thin("varlibqubes", GIB, None) };
+        for op in app.plan_volume_add(&d, &boot).unwrap().0.ops {
+            app.apply(op);
+        }
+        let d = app.domain("web").unwrap().clone();
+        assert!(d.volume("disk1").unwrap().bootable);
+
+        assert_eq!(app.plan_volume_add(&d, &boot).unwrap_err().kind, ErrorKind::QubesVMInUseError);
+        for op in app.plan_volume_add(&d, &NewDisk::thin("varlibqubes", GIB, None)).unwrap().0.ops {
+            app.apply(op);
+        }
+        let d = app.domain("web").unwrap().clone();
+        assert_eq!(app.plan_volume_bootable(&d, "disk2", true).unwrap_err().kind, ErrorKind::QubesVMInUseError);
+        assert_eq!(app.plan_volume_bootable(&d, "root", true).unwrap_err().kind, ErrorKind::QubesVMInUseError);
+        assert!(app.plan_volume_bootable(&d, "disk1", true).unwrap().ops.is_empty());
+        assert!(app.plan_volume_bootable(&d, "root", false).unwrap().ops.is_empty());
+        for op in app.plan_volume_bootable(&d, "disk1", false).unwrap().ops {
+            app.apply(op);
+        }
+        let d = app.domain("web").unwrap().clone();
+        for op in app.plan_volume_bootable(&d, "disk2", true).unwrap().ops {
+            app.apply(op);
+        }
+        let d = app.domain("web").unwrap().clone();
+        let chosen: Vec<&str> = d.volumes.iter().filter(|v| v.bootable).map(|v| v.name.as_str()).collect();
+        assert_eq!(chosen, ["disk2"]);
+        assert_eq!(d.boot_volume().unwrap().name, "disk2");
+        for op in app.plan_volume_bootable(&d, "disk2", false).unwrap().ops {
+            app.apply(op);
+        }
+        let d = app.domain("web").unwrap();
+        assert_eq!(d.boot_volume().unwrap().name, "root");
+        assert_eq!(app.plan_volume_bootable(d, "root", false).unwrap_err().kind, ErrorKind::QubesValueError);
     }
 
     #[test]

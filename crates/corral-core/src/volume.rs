@@ -148,6 +148,10 @@ pub struct Volume {
     pub revisions_to_keep: i64,
     /// `None` follows the pool's `ephemeral_volatile` (for plain volatile volumes).
     pub ephemeral: Option<bool>,
+    /// The disk a qube without a kernel boots from (at most one per qube; with none, the root volume is).
+    pub bootable: bool,
+    /// Every block of the image is allocated (oVirt's `sparse=false`): it is created, grown and copied so.
+    pub preallocated: bool,
 }
 
 impl Volume {
@@ -164,6 +168,24 @@ impl Volume {
 }
 
 pub const GIB: u64 = 1024 * 1024 * 1024;
+
+/// What a new further disk of a qube is asked to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDisk {
+    pub pool: String,
+    pub size: u64,
+    /// `disk<N>`'s number; `None` takes the lowest free one.
+    pub index: Option<u32>,
+    pub bootable: bool,
+    pub preallocated: bool,
+}
+
+impl NewDisk {
+    /// A sparse disk that is not booted from.
+    pub fn thin(pool: &str, size: u64, index: Option<u32>) -> Self {
+        NewDisk { pool: pool.into(), size, index, bootable: false, preallocated: false }
+    }
+}
 
 /// Volume names a qube's class gives it, in the order `admin.vm.volume.List` prints them.
 pub const VOLUME_NAMES: [&str; 4] = ["root", "private", "volatile", "kernel"];

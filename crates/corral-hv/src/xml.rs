@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use corral_core::hv::{DomainSpec, GraphicsSpec, NetworkDef, NetworkSpec};
+use corral_core::hv::{BootDevice, DomainSpec, GraphicsSpec, NetworkDef, NetworkSpec};
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
@@ -39,15 +39,51 @@ fn text(w: &mut W, name: &str, attrs: &[(&str, &str)], value: &str) {
 /// what runs, and a halted qube is simply not defined as running.
 /// The cdrom drive: IDE, which every machine type QEMU starts by default has, read-only; without `iso`
 /// it is empty (the form a media change takes to eject).
-fn cdrom(w: &mut W, iso: Option<&str>) {
+fn cdrom(w: &mut W, iso: Option<&str>, boot: Option<u32>) {
     open(w, "disk", &[("type", "file"), ("device", "cdrom")]);
     empty(w, "driver", &[("name", "qemu"), ("type", "raw")]);
     if let Some(iso) = iso {
         empty(w, "source", &[("file", iso)]);
     }
     empty(w, "target", &[("dev", CDROM_TARGET), ("bus", "ide")]);
+    boot_order(w, boot);
     empty(w, "readonly", &[]);
     close(w, "disk");
+}
+
+fn boot_order(w: &mut W, order: Option<u32>) {
+    if let Some(order) = order {
+        empty(w, "boot", &[("order", &order.to_string())]);
+    }
+}
+
+/// libvirt's per-device boot orders, which a chosen boot disk needs: `<os><boot dev='hd'>` boots the first disk
+/// the firmware finds (the root volume), and libvirt refuses `<os><boot>` beside per-device orders. An asked
+/// order (run once) is translated device kind by device kind, the disk kind meaning the chosen disk.
+#[derive(Default)]
+struct BootOrders {
+    disk: Option<(usize, u32)>,
+    cdrom: Option<u32>,
+    network: Option<u32>,
+}
+
+fn boot_orders(spec: &DomainSpec) -> Option<BootOrders> {
+    if spec.kernel.is_some() {
+        return None;
+    }
+    let disk = spec.disks.iter().position(|d| d.bootable)?;
+    if spec.boot.is_empty() {
+        return Some(BootOrders { disk: Some((disk, 1)), ..BootOrders::default() });
+    }
+    let mut orders = BootOrders::default();
+    for (n, dev) in (1..).zip(&spec.boot) {
+        match dev {
+            BootDevice::Disk => _ = orders.disk.get_or_insert((disk, n)),
+            BootDevice::Cdrom => _ = orders.cdrom.get_or_insert(n),
+            BootDevice::Network => _ = orders.network.get_or_insert(n),
+        }
+    }
+    Some(orders)
 }
 
 const CDROM_TARGET: &str = "hdc";
@@ -55,7 +91,7 @@ const CDROM_TARGET: &str = "hdc";
 /// The `<disk>` of a media change: the same drive with `iso`, or empty.
 pub fn cdrom_xml(iso: Option<&str>) -> String {
     let mut w = Writer::new(Cursor::new(Vec::new()));
-    cdrom(&mut w, iso);
+    cdrom(&mut w, iso, None);
     String::from_utf8_lossy(&w.into_inner().into_inner()).into_owned()
 }
 
@@ -94,18 +130,19 @@ fn locked_graphics(w: &mut W, g: &GraphicsSpec) {
 }
 
 /// A qube's one network card: virtio, on a libvirt network.
-fn interface(w: &mut W, net: &NetworkSpec) {
+fn interface(w: &mut W, net: &NetworkSpec, boot: Option<u32>) {
     open(w, "interface", &[("type", "network")]);
     empty(w, "mac", &[("address", &net.mac)]);
     empty(w, "source", &[("network", &net.network)]);
     empty(w, "model", &[("type", "virtio")]);
+    boot_order(w, boot);
     close(w, "interface");
 }
 
 /// The `<interface>` a hot-plug attaches or detaches: the same card a start defines.
 pub fn interface_xml(net: &NetworkSpec) -> String {
     let mut w = Writer::new(Cursor::new(Vec::new()));
-    interface(&mut w, net);
+    interface(&mut w, net, None);
     String::from_utf8_lossy(&w.into_inner().into_inner()).into_owned()
 }
 
@@ -136,6 +173,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     text(&mut w, "currentMemory", &[("unit", "MiB")], &spec.memory_mib.to_string());
     text(&mut w, "vcpu", &[("placement", "static")], &spec.vcpus.to_string());
 
+    let orders = boot_orders(spec);
     open(&mut w, "os", &[]);
     text(&mut w, "type", &[("arch", "x86_64")], "hvm");
     if let Some(kernel) = &spec.kernel {
@@ -144,6 +182,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
             text(&mut w, "initrd", &[], initrd);
         }
         text(&mut w, "cmdline", &[], &spec.kernel_cmdline);
+    } else if orders.is_some() {
     } else if spec.boot.is_empty() {
         empty(&mut w, "boot", &[("dev", "hd")]);
     } else {
@@ -162,21 +201,22 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     text(&mut w, "on_crash", &[], "destroy");
 
     open(&mut w, "devices", &[]);
-    for disk in &spec.disks {
+    for (i, disk) in spec.disks.iter().enumerate() {
         open(&mut w, "disk", &[("type", "file"), ("device", "disk")]);
         empty(&mut w, "driver", &[("name", "qemu"), ("type", &disk.format)]);
         empty(&mut w, "source", &[("file", &disk.path)]);
         empty(&mut w, "target", &[("dev", &disk.target), ("bus", "virtio")]);
+        boot_order(&mut w, orders.as_ref().and_then(|o| o.disk.filter(|(d, _)| *d == i)).map(|(_, n)| n));
         if disk.read_only {
             empty(&mut w, "readonly", &[]);
         }
         close(&mut w, "disk");
     }
     if let Some(iso) = &spec.cdrom {
-        cdrom(&mut w, Some(iso));
+        cdrom(&mut w, Some(iso), orders.as_ref().and_then(|o| o.cdrom));
     }
     if let Some(net) = &spec.network {
-        interface(&mut w, net);
+        interface(&mut w, net, orders.as_ref().and_then(|o| o.network));
     }
     open(&mut w, "serial", &[("type", "pty")]);
     if let Some(log) = &spec.console_log {
@@ -197,7 +237,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
 
 #[cfg(test)]
 mod tests {
-    use corral_core::hv::{BootDevice, DiskSpec, NetworkSpec};
+    use corral_core::hv::{DiskSpec, NetworkSpec};
 
     use super::*;
 
@@ -219,8 +259,15 @@ mod tests {
                     path: "/p/root.qcow2".into(),
                     format: "qcow2".into(),
                     read_only: false,
+                    bootable: false,
                 },
-                DiskSpec { target: "vdd".into(), path: "/p/k.img".into(), format: "raw".into(), read_only: true },
+                DiskSpec {
+                    target: "vdd".into(),
+                    path: "/p/k.img".into(),
+                    format: "raw".into(),
+                    read_only: true,
+                    bootable: false,
+                },
             ],
             network: Some(NetworkSpec { mac: "00:16:3e:5e:6c:00".into(), network: "default".into() }),
             console_log: Some("/var/log/corral/work.console".into()),
@@ -251,6 +298,39 @@ mod tests {
         let xml = domain_xml(&s);
 
         assert!(xml.contains("<boot dev=\"cdrom\"/>\n    <boot dev=\"hd\"/>"), "{xml}");
+    }
+
+    /// A chosen boot disk boots by its own boot order, with no `<os><boot dev>` (libvirt refuses both); an asked
+    /// order becomes per-device orders, `hd` meaning that disk; with a kernel it is an ordinary disk.
+    #[test]
+    fn without_a_kernel_the_boot_disk_has_the_first_boot_order() {
+        let mut s = spec();
+        s.kernel = None;
+        s.initrd = None;
+        s.disks.push(DiskSpec {
+            target: "vde".into(),
+            path: "/p/disk1.img".into(),
+            format: "raw".into(),
+            read_only: false,
+            bootable: true,
+        });
+
+        insta::assert_snapshot!(domain_xml(&s));
+        s.boot = vec![BootDevice::Cdrom, BootDevice::Network, BootDevice::Disk];
+        s.cdrom = Some("/i/install.iso".into());
+        let once = domain_xml(&s);
+        assert!(!once.contains("<boot dev"), "{once}");
+        assert!(once.contains("<target dev=\"hdc\" bus=\"ide\"/>\n      <boot order=\"1\"/>"), "{once}");
+        assert!(once.contains("<model type=\"virtio\"/>\n      <boot order=\"2\"/>"), "{once}");
+        assert!(once.contains("<target dev=\"vde\" bus=\"virtio\"/>\n      <boot order=\"3\"/>"), "{once}");
+        assert_eq!(once.matches("<boot ").count(), 3, "{once}");
+        // Without a chosen disk an asked order stays libvirt's os/boot list.
+        s.disks[2].bootable = false;
+        let plain = domain_xml(&s);
+        assert!(plain.contains("<boot dev=\"cdrom\"/>") && !plain.contains("order"), "{plain}");
+        s.boot.clear();
+        s.kernel = Some("/k".into());
+        assert!(!domain_xml(&s).contains("<boot"));
     }
 
     #[test]

@@ -297,7 +297,7 @@ impl Service {
         for (pool, v, origin) in &plan.volumes {
             let origin = origin.as_ref().map(|(p, o)| (p, o));
             match self.storage.start_volume(pool, v, origin) {
-                Ok(Some(a)) => disks.push(disk_spec(&v.name, &a)),
+                Ok(Some(a)) => disks.push(disk_spec(v, &a)),
                 Ok(None) => {}
                 Err(e) => return Err(fail(format!("volume {}: {e}", v.name))),
             }
@@ -456,7 +456,7 @@ impl Service {
         for (pool, v, _) in &plan.volumes {
             let attached =
                 self.storage.attachment(pool, v).map_err(|e| Error::generic(format!("volume {}: {e}", v.name)))?;
-            disks.extend(attached.map(|a| disk_spec(&v.name, &a)));
+            disks.extend(attached.map(|a| disk_spec(v, &a)));
         }
         let files = self.boot_files(&plan).map_err(Error::generic)?;
         Ok(self.domain_spec(&plan, hv.domain_type(), disks, files))
@@ -934,12 +934,13 @@ fn console_address(hv: &dyn corral_core::hv::Hypervisor, uuid: &Uuid) -> Option<
 }
 
 /// Where a start attaches a volume, as the hypervisor gets it.
-fn disk_spec(volume: &str, a: &corral_storage::Attachment) -> DiskSpec {
+fn disk_spec(v: &corral_core::volume::Volume, a: &corral_storage::Attachment) -> DiskSpec {
     DiskSpec {
-        target: disk_target(volume),
+        target: disk_target(&v.name),
         path: a.path.display().to_string(),
         format: a.format.to_string(),
         read_only: a.read_only,
+        bootable: v.bootable,
     }
 }
 

@@ -282,14 +282,11 @@ impl Service {
                 let Some(v) = src.volume(name) else { continue };
                 copies.push((origin_of(&app, &src.name, v), name.to_string(), None));
             }
-            // Further disks are data like private: the template gets its own copies (same number, pool, size).
+            // Further disks are data like private: the template gets its own copies (see `further_disk`).
             for v in &src.volumes {
                 if let Some(n) = corral_core::volume::extra_disk_index(&v.name) {
-                    copies.push((
-                        (src.name.clone(), v.name.clone()),
-                        v.name.clone(),
-                        Some((n, v.pool.clone(), v.size)),
-                    ));
+                    let further = (further_disk(v, n), v.preallocated);
+                    copies.push(((src.name.clone(), v.name.clone()), v.name.clone(), Some(further)));
                 }
             }
             let props: Vec<(String, String)> =
@@ -308,11 +305,14 @@ impl Service {
         self.create_vm(caller, "admin.vm.Create.TemplateVM", spec)?;
         let filled = (|| {
             for ((src_vm, src_vol), name, further) in &copies {
-                if let Some((n, pool, size)) = further {
-                    self.volume_add(caller, t.name, pool, *size, Some(*n))?;
+                if let Some((new, _)) = further {
+                    self.volume_add(caller, t.name, new)?;
                 }
                 let token = self.volume_clone_from(caller, src_vm, src_vol)?;
                 self.volume_clone_to(caller, t.name, name, token.as_bytes())?;
+                if further.as_ref().is_some_and(|(_, preallocated)| *preallocated) {
+                    self.volume_preallocate(caller, t.name, name)?;
+                }
             }
             let mut all: Vec<(&str, &[u8])> = props
                 .iter()
@@ -329,6 +329,15 @@ impl Service {
             return Err(e);
         }
         Ok(())
+    }
+}
+
+/// A copy's further disk `n` like `v`: the same number, pool, size and boot flag. It starts thin: a preallocated
+/// one is allocated once its content is in (`volume_preallocate`).
+fn further_disk(v: &corral_core::volume::Volume, n: u32) -> corral_core::volume::NewDisk {
+    corral_core::volume::NewDisk {
+        bootable: v.bootable,
+        ..corral_core::volume::NewDisk::thin(&v.pool, v.size, Some(n))
     }
 }
 
@@ -362,15 +371,18 @@ impl Service {
         };
         self.create_vm(caller, &format!("admin.vm.Create.{}", src.class.name()), spec)?;
         let filled = (|| {
-            // Further disks come with the copy: the same number, pool and size, then their content below.
+            // Further disks come with the copy (see `further_disk`), then their content below.
             for v in &src.volumes {
                 if let Some(n) = corral_core::volume::extra_disk_index(&v.name) {
-                    self.volume_add(caller, name, &v.pool, v.size, Some(n))?;
+                    self.volume_add(caller, name, &further_disk(v, n))?;
                 }
             }
             for v in src.volumes.iter().filter(|v| v.save_on_stop) {
                 let token = self.volume_clone_from(caller, &src.name, &v.name)?;
                 self.volume_clone_to(caller, name, &v.name, token.as_bytes())?;
+                if v.preallocated {
+                    self.volume_preallocate(caller, name, &v.name)?;
+                }
             }
             let props: Vec<(&str, &[u8])> = src
                 .props

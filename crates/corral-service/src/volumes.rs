@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use corral_core::domain::Domain;
-use corral_core::volume::{Pool, Volume};
+use corral_core::volume::{NewDisk, Pool, Volume};
 use corral_core::{App, Error, ErrorKind, Event, Op, Result};
 use parking_lot::{Mutex, RwLockUpgradableReadGuard};
 use rand::distributions::Alphanumeric;
@@ -52,6 +52,13 @@ fn internal_volume_of<'a>(d: &'a Domain, name: &str) -> Result<&'a Volume> {
 fn pool_of<'a>(app: &'a App, v: &Volume) -> Result<&'a Pool> {
     app.pool(&v.pool)
         .ok_or_else(|| Error::new(ErrorKind::QubesPoolNotFoundError, format!("Pool not found: {}", v.pool)))
+}
+
+/// A volume size in the Admin API's payload form: decimal bytes.
+fn parse_size(payload: &[u8]) -> Result<u64> {
+    let size = corral_core::text::validate_number(payload.trim_ascii(), "volume size", false)?;
+    // validate_number without allow_negative never returns a negative value.
+    Ok(u64::try_from(size).unwrap_or_default())
 }
 
 fn storage_error(e: corral_storage::StorageError) -> Error {
@@ -140,31 +147,61 @@ impl Service {
     }
 
     pub fn volume_resize(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
-        let size = corral_core::text::validate_number(payload.trim_ascii(), "volume size", false)?;
-        // validate_number without allow_negative never returns a negative value.
-        let size = u64::try_from(size).unwrap_or_default();
+        let size = parse_size(payload)?;
         self.volume_change(caller, "admin.vm.volume.Resize", vm, name, |app, _, v| {
-            if !v.rw {
-                return Err(Error::new(
-                    ErrorKind::StoragePoolException,
-                    format!("Can not resize readonly volume {}", v.vid),
-                ));
-            }
-            if v.snap_on_start {
-                return Err(Error::new(
-                    ErrorKind::StoragePoolException,
-                    // qubesd's file driver message, missing space included.
-                    "Cannot resize volume based on a template - resizethe template instead",
-                ));
-            }
-            if size < v.size {
-                return Err(Error::new(
-                    ErrorKind::StoragePoolException,
-                    format!("For your own safety, shrinking of {} is disabled ({} < {})", v.name, size, v.size),
-                ));
-            }
-            self.storage.resize(pool_of(app, v)?, v, size).map_err(storage_error)?;
+            self.grow(app, v, size)?;
             Ok((Some(Volume { size, ..v.clone() }), Vec::new()))
+        })
+    }
+
+    /// Gives volume `v`'s storage `size` bytes, which may not be less than it has.
+    fn grow(&self, app: &App, v: &Volume, size: u64) -> Result<()> {
+        if !v.rw {
+            return Err(Error::new(
+                ErrorKind::StoragePoolException,
+                format!("Can not resize readonly volume {}", v.vid),
+            ));
+        }
+        if v.snap_on_start {
+            return Err(Error::new(
+                ErrorKind::StoragePoolException,
+                // qubesd's file driver message, missing space included.
+                "Cannot resize volume based on a template - resizethe template instead",
+            ));
+        }
+        if size < v.size {
+            return Err(Error::new(
+                ErrorKind::StoragePoolException,
+                format!("For your own safety, shrinking of {} is disabled ({} < {})", v.name, size, v.size),
+            ));
+        }
+        self.storage.resize(pool_of(app, v)?, v, size).map_err(storage_error)
+    }
+
+    /// A disk's update over HTTP: whether it is the qube's boot disk and a new size (in the Admin API's payload
+    /// form), checked together and committed as one change. The boot flag may change while the qube runs: it
+    /// takes effect at the next start.
+    pub fn volume_update(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        name: &str,
+        size: Option<&[u8]>,
+        bootable: Option<bool>,
+    ) -> Result<()> {
+        let size = size.map(parse_size).transpose()?;
+        self.volume_change(caller, "corral.vm.volume.Update", vm, name, |app, d, v| {
+            let mut new = v.clone();
+            if let Some(bootable) = bootable {
+                if !app.plan_volume_bootable(d, name, bootable)?.ops.is_empty() {
+                    new.bootable = bootable;
+                }
+            }
+            if let Some(size) = size.filter(|s| *s != v.size) {
+                self.grow(app, v, size)?;
+                new.size = size;
+            }
+            Ok(((new != *v).then_some(new), Vec::new()))
         })
     }
 
@@ -372,12 +409,12 @@ impl Service {
     /// Gives halted qube `vm` a further disk: a new empty volume of `size` bytes in file pool `pool`, named
     /// `disk<index>` (by default the lowest free number). Its image exists before the commit and is removed
     /// again if the commit fails. Returns the volume's name.
-    pub fn volume_add(&self, caller: &Caller, vm: &str, pool: &str, size: u64, index: Option<u32>) -> Result<String> {
-        self.auth(caller, "corral.vm.volume.Add", pool, vm)?;
+    pub fn volume_add(&self, caller: &Caller, vm: &str, new: &NewDisk) -> Result<String> {
+        self.auth(caller, "corral.vm.volume.Add", &new.pool, vm)?;
         let mut model = self.model.write();
         let d = resolve_in(&model, vm)?;
         self.halted_for_disks(d)?;
-        let (plan, v) = model.plan_volume_add(d, pool, size, index)?;
+        let (plan, v) = model.plan_volume_add(d, new)?;
         let pool = pool_of(&model, &v)?;
         // Files at the planned place that no volume owns are leftovers of a crash between a removal's commit
         // and its cleanup: they would hand old data or revisions to the new disk.
@@ -396,6 +433,19 @@ impl Service {
         self.apply_ops(&mut model, plan.ops);
         self.events.publish_all(plan.events);
         Ok(v.name)
+    }
+
+    /// Allocates all of further disk `name` of `vm` and records it as preallocated: how a copy of a preallocated
+    /// disk becomes one after its content was copied in (created so, its empty image would have been kept as a
+    /// revision, allocated for nothing).
+    pub(crate) fn volume_preallocate(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
+        self.volume_change(caller, "corral.vm.volume.Update", vm, name, |app, _, v| {
+            if v.preallocated {
+                return Ok((None, Vec::new()));
+            }
+            self.storage.preallocate(pool_of(app, v)?, v).map_err(storage_error)?;
+            Ok((Some(Volume { preallocated: true, ..v.clone() }), Vec::new()))
+        })
     }
 
     /// Disks change only on a halted qube whose start is not under way (a start reads its volumes first).

@@ -38,6 +38,9 @@ pub enum StorageError {
     Unsupported(String),
     #[error("Pool directory {path} is not usable: {source}")]
     PoolNotUsable { path: PathBuf, source: io::Error },
+    /// A preallocated image does not fit in what its file system has left; nothing was allocated for it.
+    #[error("Not enough space for preallocated volume {vid}: it needs {needed} bytes, {available} are free")]
+    NoSpace { vid: String, needed: u64, available: u64 },
     #[error("Cannot {action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: io::Error },
 }

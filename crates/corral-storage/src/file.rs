@@ -13,7 +13,7 @@ use corral_core::volume::{Driver, Pool, Volume};
 
 use crate::fsutil::{self, Pending};
 use crate::layout::{self, FileLayout};
-use crate::{copy, qcow2, Attachment, Revision, StorageError};
+use crate::{copy, qcow2, sys, Attachment, Revision, StorageError};
 
 pub(crate) fn path(pool: &Pool, vol: &Volume) -> PathBuf {
     let own = FileLayout::new(pool, &vol.vid).map(|l| l.image());
@@ -54,11 +54,48 @@ pub(crate) fn create(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
     let file = pending.file();
     file.set_permissions(Permissions::from_mode(fsutil::IMAGE_MODE))
         .and_then(|()| file.set_len(vol.size))
-        .and_then(|()| file.sync_all())
         .map_err(StorageError::io("write", &image))?;
+    allocate(vol, file, 0, vol.size, &image)?;
+    file.sync_all().map_err(StorageError::io("write", &image))?;
     fsutil::fsync_dir(l.dir())?;
     pending.keep();
     Ok(())
+}
+
+pub(crate) fn preallocate(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+    let image = FileLayout::new(pool, &vol.vid)?.image();
+    let file = match OpenOptions::new().write(true).open(&image) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::MissingImage(image)),
+        Err(e) => return Err(StorageError::io("open", &image)(e)),
+    };
+    let len = file.metadata().map_err(StorageError::io("inspect", &image))?.len();
+    // The free-space check counts all of it, blocks it has already too: it errs towards refusing.
+    allocate(&Volume { preallocated: true, ..vol.clone() }, &file, 0, len, &image)?;
+    file.sync_all().map_err(StorageError::io("sync", &image))
+}
+
+/// Allocates the blocks of a preallocated volume's image `file` (at `path`) up to `len`, of which the first
+/// `have` bytes are allocated already; thin volumes keep their holes. What the file system cannot hold is refused
+/// before anything is allocated: a failing allocation would first fill the file system for everybody.
+fn allocate(vol: &Volume, file: &fs::File, have: u64, len: u64, path: &Path) -> Result<(), StorageError> {
+    if !vol.preallocated || len <= have {
+        return Ok(());
+    }
+    let needed = len - have;
+    let dir = path.parent().unwrap_or(path);
+    let available = sys::available(dir).map_err(StorageError::io("inspect", dir))?;
+    let no_space = || StorageError::NoSpace { vid: vol.vid.clone(), needed, available };
+    if needed > available {
+        return Err(no_space());
+    }
+    sys::allocate(file, len).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            no_space()
+        } else {
+            StorageError::io("allocate", path)(e)
+        }
+    })
 }
 
 pub(crate) fn remove(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
@@ -154,6 +191,13 @@ pub(crate) fn resize(pool: &Pool, vol: &Volume, new_size: u64) -> Result<(), Sto
     }
     if let Some(f) = file {
         if new_size != on_disk {
+            if let Err(e) = allocate(vol, &f, on_disk, new_size, &image) {
+                // An allocation cut short may have grown the file: the volume keeps its size.
+                if let Err(undo) = f.set_len(on_disk) {
+                    tracing::warn!(vid = %vol.vid, error = %undo, "cannot undo a failed allocation");
+                }
+                return Err(e);
+            }
             f.set_len(new_size).and_then(|()| f.sync_all()).map_err(StorageError::io("resize", &image))?;
         }
     }
@@ -171,6 +215,7 @@ pub(crate) fn clear(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
     };
     let pending = new_pending(&l)?;
     pending.file().set_len(size).map_err(StorageError::io("write", pending.path()))?;
+    allocate(vol, pending.file(), 0, size, pending.path())?;
     commit(&l, pending.path(), keep(vol))?;
     pending.keep();
     Ok(())
@@ -199,6 +244,8 @@ pub(crate) fn clone_volume(src_pool: &Pool, src: &Volume, dst_pool: &Pool, dst: 
     let tmp = pending.file();
     copy::copy_into(&src_file, tmp).map_err(StorageError::io("copy to", pending.path()))?;
     let size = tmp.metadata().map_err(StorageError::io("inspect", pending.path()))?.len();
+    // The copy keeps holes (or shares extents): a preallocated volume gets its own blocks for all of it.
+    allocate(dst, tmp, 0, size, pending.path())?;
     commit(&dst_l, pending.path(), keep(dst))?;
     pending.keep();
     Ok(size)
@@ -277,7 +324,11 @@ pub(crate) fn import_end(pool: &Pool, vol: &Volume, success: bool) -> Result<Opt
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NoImportInProgress(vol.vid.clone())),
         Err(e) => return Err(StorageError::io("inspect", &path)(e)),
     };
-    if let Err(e) = commit(&l, &path, keep(vol)) {
+    let allocated = match OpenOptions::new().write(true).open(&path) {
+        Ok(f) => allocate(vol, &f, 0, size, &path),
+        Err(e) => Err(StorageError::io("open", &path)(e)),
+    };
+    if let Err(e) = allocated.and_then(|()| commit(&l, &path, keep(vol))) {
         // The caller forgets the import either way; a leftover file would block every later one.
         if let Err(cleanup) = fsutil::remove_file_if_exists(&path) {
             tracing::warn!(vid = %vol.vid, error = %cleanup, "cannot remove failed import");
@@ -722,6 +773,8 @@ mod tests {
             snap_on_start: true,
             revisions_to_keep: 0,
             ephemeral: None,
+            bootable: false,
+            preallocated: false,
         };
         start_snapshot(&pool, &vol, &l, &backing, OsStr::new("false")).unwrap_err();
         assert!(!l.cow().exists(), "a qube that did not start must not look started");

@@ -77,6 +77,15 @@ impl Storage {
         }
     }
 
+    /// `file`: allocates every block of `vol`'s image, which becomes what a preallocated volume's is (refused
+    /// with [`StorageError::NoSpace`] when the file system has not that much free). Unsupported for `linux-kernel`.
+    pub fn preallocate(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::preallocate(pool, vol),
+            Driver::LinuxKernel => Err(unsupported(pool, "preallocate")),
+        }
+    }
+
     /// Removes the image, its revisions, start marker, overlay, prepared overlay, import and temporary files, then
     /// the qube's volume directory (`appvms/<qube>`) once empty. Missing files are fine. A no-op for `linux-kernel`.
     pub fn remove(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {

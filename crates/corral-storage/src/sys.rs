@@ -40,6 +40,37 @@ pub(crate) fn statvfs(path: &Path) -> io::Result<(u64, u64)> {
     Ok((frsize.saturating_mul(blocks), frsize.saturating_mul(blocks.saturating_sub(free))))
 }
 
+/// Bytes an unprivileged writer may still allocate on the filesystem holding `path` (statvfs's `f_bavail`).
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn available(path: &Path) -> io::Result<u64> {
+    let c_path = CString::new(path.as_os_str().as_bytes())?;
+    let mut buf = MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: as in `statvfs`.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), buf.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned success, which means it filled in the whole struct.
+    let st = unsafe { buf.assume_init() };
+    Ok((st.f_frsize as u64).saturating_mul(st.f_bavail as u64))
+}
+
+/// Allocates the blocks of `file` up to `len`, extending it if shorter: afterwards writes there cannot fail for
+/// lack of space. (`set_len` only makes holes.)
+pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: posix_fallocate only acts on the descriptor, open because `file` is borrowed. It returns the error
+    // number instead of setting errno.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
 /// Start of the first data region at or after `from`; `None` when only a hole follows.
 pub(crate) fn seek_data(file: &File, from: u64) -> io::Result<Option<u64>> {
     match lseek(file, from, libc::SEEK_DATA) {

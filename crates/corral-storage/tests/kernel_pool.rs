@@ -24,6 +24,8 @@ fn kernel(vid: &str) -> Volume {
         snap_on_start: false,
         revisions_to_keep: 0,
         ephemeral: None,
+        bootable: false,
+        preallocated: false,
     }
 }
 

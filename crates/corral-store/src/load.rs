@@ -159,7 +159,7 @@ fn domain_row(l: &mut Loader, qid: i64, name: &str, uuid: &str, class: &str) -> 
     }
 }
 
-type VolumeRow = (String, String, String, i64, bool, Option<String>, bool, bool, i64, Option<bool>);
+type VolumeRow = (String, String, String, i64, bool, Option<String>, bool, bool, i64, Option<bool>, bool, bool);
 
 /// Child rows of all qubes, read in one pass per table and handed out by qid.
 struct Children {
@@ -195,7 +195,8 @@ impl Children {
             c.tags.entry(qid).or_default().push(t);
         }
         let mut stmt = conn.prepare(
-            "SELECT qid, name, pool, vid, size, rw, source, save_on_stop, snap_on_start, revisions_to_keep, ephemeral
+            "SELECT qid, name, pool, vid, size, rw, source, save_on_stop, snap_on_start, revisions_to_keep, ephemeral,
+                    bootable, preallocated
              FROM volumes",
         )?;
         for row in stmt.query_map([], |r| {
@@ -212,6 +213,8 @@ impl Children {
                     r.get(8)?,
                     r.get(9)?,
                     r.get(10)?,
+                    r.get(11)?,
+                    r.get(12)?,
                 ),
             ))
         })? {
@@ -258,8 +261,20 @@ impl Children {
             }
         }
         let mut volumes: Vec<Volume> = Vec::new();
-        for (name, pool, vid, size, rw, source, save_on_stop, snap_on_start, revisions_to_keep, ephemeral) in
-            self.volumes.remove(&qid).unwrap_or_default()
+        for (
+            name,
+            pool,
+            vid,
+            size,
+            rw,
+            source,
+            save_on_stop,
+            snap_on_start,
+            revisions_to_keep,
+            ephemeral,
+            bootable,
+            preallocated,
+        ) in self.volumes.remove(&qid).unwrap_or_default()
         {
             let vid_ok = !vid.starts_with('/') && !vid.split('/').any(|c| c == "..");
             let ok = is_volume_name(&name) && app.pool(&pool).is_some() && size >= 0 && vid_ok;
@@ -278,6 +293,8 @@ impl Children {
                 snap_on_start,
                 revisions_to_keep,
                 ephemeral,
+                bootable,
+                preallocated,
             });
         }
         volumes.sort_by_key(|v| volume_order(&v.name));

@@ -198,6 +198,13 @@ fn export_volume(w: &mut Writer, v: &Volume) {
     if let Some(s) = &v.source {
         attrs.push(("source", s.as_str()));
     }
+    // Corral's own attributes of further disks, written only when set so that other files stay as upstream's.
+    if v.bootable {
+        attrs.push(("bootable", text::format_bool(true)));
+    }
+    if v.preallocated {
+        attrs.push(("preallocated", text::format_bool(true)));
+    }
     w.leaf(4, "volume", &attrs, None);
 }
 
@@ -800,6 +807,8 @@ impl Importer {
             snap_on_start: flag("snap_on_start")?.unwrap_or(false),
             revisions_to_keep,
             ephemeral: flag("ephemeral")?,
+            bootable: flag("bootable")?.unwrap_or(false),
+            preallocated: flag("preallocated")?.unwrap_or(false),
         })
     }
 

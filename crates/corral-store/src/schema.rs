@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use crate::{Result, StoreError};
 
-const VERSION: i64 = 5;
+const VERSION: i64 = 6;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -91,6 +91,12 @@ CREATE TABLE revision_descriptions (
 ) WITHOUT ROWID;
 ";
 
+/// Further disks over HTTP: the one a qube boots from, and fully allocated ones.
+const V6: &str = "
+ALTER TABLE volumes ADD COLUMN bootable INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE volumes ADD COLUMN preallocated INTEGER NOT NULL DEFAULT 0;
+";
+
 pub fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > VERSION {
@@ -110,6 +116,9 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < 5 {
         conn.execute_batch(&format!("BEGIN; {V5} PRAGMA user_version = 5; COMMIT;"))?;
+    }
+    if version < 6 {
+        conn.execute_batch(&format!("BEGIN; {V6} PRAGMA user_version = 6; COMMIT;"))?;
     }
     Ok(())
 }
@@ -203,6 +212,8 @@ mod tests {
             snap_on_start: false,
             revisions_to_keep: 1,
             ephemeral: None,
+            bootable: false,
+            preallocated: false,
         });
         d.revision_descriptions.insert(("private".into(), "1-back".into()), "first".into());
         store.commit(&[Op::InsertDomain(Box::new(d))]).expect("insert");

@@ -3,7 +3,7 @@
 use corral_core::domain::{Class, Domain};
 use corral_core::label::Label;
 use corral_core::props::GLOBAL_PROPS;
-use corral_core::volume::{Driver, Pool, Volume, GIB};
+use corral_core::volume::{Driver, NewDisk, Pool, Volume, GIB};
 use corral_core::{App, HostInfo};
 use corral_store::qubes_xml::{self, XmlError};
 use corral_store::Store;
@@ -60,6 +60,8 @@ fn vol(name: &str, pool: &str, vid: &str, size: u64) -> Volume {
         snap_on_start: false,
         revisions_to_keep: 0,
         ephemeral: None,
+        bootable: false,
+        preallocated: false,
     }
 }
 
@@ -214,7 +216,7 @@ fn further_disks_survive_export_and_import_in_order() {
     let (mut app, _) = import_into_fresh_store(FIXTURE);
     let work = domain(&app, "work").clone();
     for n in [10, 2] {
-        let (plan, _) = app.plan_volume_add(&work, "varlibqubes", GIB, Some(n)).expect("plan");
+        let (plan, _) = app.plan_volume_add(&work, &NewDisk::thin("varlibqubes", GIB, Some(n))).expect("plan");
         for op in plan.ops {
             app.apply(op);
         }
@@ -227,6 +229,26 @@ fn further_disks_survive_export_and_import_in_order() {
     let (again, _) = import_into_fresh_store(&xml);
     let names: Vec<&str> = domain(&again, "work").volumes.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["root", "private", "volatile", "kernel", "disk2", "disk10"]);
+    assert_eq!(domain(&again, "work"), domain(&app, "work"));
+}
+
+/// A further disk's boot flag and full allocation are Corral's own volume attributes: written when set, read back.
+#[test]
+fn a_boot_disks_flags_survive_export_and_import() {
+    let (mut app, _) = import_into_fresh_store(FIXTURE);
+    let work = domain(&app, "work").clone();
+    let new = NewDisk { bootable: true, preallocated: true, ..NewDisk::thin("varlibqubes", GIB, Some(3)) };
+    let (plan, _) = app.plan_volume_add(&work, &new).expect("plan");
+    for op in plan.ops {
+        app.apply(op);
+    }
+
+    let xml = qubes_xml::export(&app);
+
+    assert!(xml.contains("size=\"1073741824\" bootable=\"True\" preallocated=\"True\"/>"), "{xml}");
+    let (again, _) = import_into_fresh_store(&xml);
+    let disk = domain(&again, "work").volume("disk3").expect("disk3");
+    assert!(disk.bootable && disk.preallocated);
     assert_eq!(domain(&again, "work"), domain(&app, "work"));
 }
 

@@ -942,7 +942,7 @@ fn adding_and_removing_disks_are_events_78_and_80_naming_the_user_and_vm() {
 }
 
 #[test]
-fn a_new_disk_needs_a_data_domain_and_a_size_and_is_a_sparse_raw_virtio_image() {
+fn a_new_disk_needs_a_data_domain_and_a_size_and_is_a_raw_virtio_image() {
     let d = daemon();
     let work = d.uuid("work");
     let data = sd_id(&d, "varlibqubes");
@@ -953,9 +953,9 @@ fn a_new_disk_needs_a_data_domain_and_a_size_and_is_a_sparse_raw_virtio_image() 
         (format!("<disk><storage_domains><storage_domain id=\"{data}\"/></storage_domains></disk>"), "size"),
         (new_disk(&data, 0, ""), "size"),
         (new_disk(&iso, GIB, ""), "iso"),
-        (new_disk(&data, GIB, "<format>cow</format>"), "format cow"),
-        (new_disk(&data, GIB, "<sparse>false</sparse>"), "sparse false"),
-        (new_disk(&data, GIB, "<bootable>true</bootable>"), "bootable true"),
+        (new_disk(&data, GIB, "<format>cow</format><sparse>false</sparse>"), "preallocated"),
+        (new_disk(&data, GIB, "<format>qcow2</format>"), "format qcow2"),
+        (new_disk(&data, GIB, "<sparse>maybe</sparse>"), "sparse"),
         (new_disk(&data, GIB, "<interface>ide</interface>"), "interface ide"),
         (new_disk(&data, GIB, "<alias>mydisk</alias>"), "work-disk1"),
         (new_disk(&data, GIB, "<name>work-disk23</name>"), "work-disk1"),
@@ -967,6 +967,239 @@ fn a_new_disk_needs_a_data_domain_and_a_size_and_is_a_sparse_raw_virtio_image() 
     }
     assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel"]);
     assert!(!d.state.join("appvms/work/disk1.img").exists());
+}
+
+/// The disk the oVirt v3 SDK's everyday `vm.disks.add(params.Disk(storage_domains=…, size=8 GiB, status=None,
+/// interface='virtio', format='cow', sparse=True, bootable=True))` asks for, as it serializes it.
+fn sdk_disk(sd: &str) -> String {
+    format!(
+        "<disk><storage_domains><storage_domain id=\"{sd}\"/></storage_domains><size>{}</size>\
+         <interface>virtio</interface><format>cow</format><sparse>true</sparse><bootable>true</bootable></disk>",
+        8 * GIB
+    )
+}
+
+/// The text of element `name` in the first `<disk>` of `body`.
+fn disk_leaf(body: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let start = body.find(&open).unwrap_or_else(|| panic!("no {name} in {body}")) + open.len();
+    body[start..start + body[start..].find('<').expect("leaf end")].to_string()
+}
+
+#[test]
+fn the_sdks_thin_bootable_disk_is_added_as_a_sparse_raw_image_that_becomes_the_boot_disk() {
+    let mut d = daemon();
+    let work = d.uuid("work");
+    let sd = sd_id(&d, "varlibqubes");
+
+    for expect in [true, false] {
+        let mut r = request(&d, Method::POST, &format!("/api/vms/{work}/disks")).body(sdk_disk(&sd));
+        if expect {
+            r = r.header("Expect", "201-created");
+        }
+        let r = r.send().expect("post");
+        let status = r.status().as_u16();
+        let body = r.text().expect("body");
+        if expect {
+            assert_eq!(status, 201, "{body}");
+            // A thin disk of a file domain is a sparse raw image, and the answer says so.
+            assert_eq!(disk_leaf(&body, "format"), "raw", "{body}");
+            assert_eq!(disk_leaf(&body, "sparse"), "true", "{body}");
+            assert_eq!(disk_leaf(&body, "bootable"), "true", "{body}");
+            assert_eq!(disk_leaf(&body, "size"), (8 * GIB).to_string(), "{body}");
+        } else {
+            // The same call again: the vm has its boot disk already, as oVirt says.
+            assert_eq!(status, 409, "{body}");
+            assert!(is_fault(&body) && body.contains("work-disk1"), "{body}");
+        }
+    }
+    let image = volume_path(&d, "work", "disk1");
+    let meta = std::fs::metadata(&image).expect("image");
+    assert_eq!(meta.len(), 8 * GIB);
+    assert!(std::os::unix::fs::MetadataExt::blocks(&meta) * 512 < GIB, "a thin disk is sparse");
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel", "disk1"]);
+    d.restart();
+    let disks = get_json(&d, &format!("/api/vms/{work}/disks"));
+    assert_eq!(item(&disks, "disk", "alias", "work-disk1")["bootable"], "true", "{disks}");
+    // One boot disk per vm: the root volume no longer is.
+    assert_eq!(item(&disks, "disk", "alias", "work-root")["bootable"], "false", "{disks}");
+}
+
+#[test]
+fn the_boot_disk_changes_by_put_and_a_second_one_is_409() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let first = add_disk(&d, "work", GIB, "<bootable>true</bootable>");
+    let second = add_disk(&d, "work", GIB, "");
+    let root = disk_id(&d, "work-root");
+    let put = |disk: &str, value: bool| {
+        send(
+            &d,
+            Method::PUT,
+            &format!("/api/vms/{work}/disks/{disk}"),
+            &format!("<disk><bootable>{value}</bootable></disk>"),
+        )
+    };
+    let bootable = |alias: &str| item(&get_json(&d, "/api/disks"), "disk", "alias", alias)["bootable"].clone();
+
+    let (status, body) = put(&second, true);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("work-disk1"), "{body}");
+    let (status, _) = put(&root, true);
+    assert_eq!(status, 409);
+    assert_eq!((bootable("work-disk1"), bootable("work-disk2")), ("true".into(), "false".into()));
+
+    // One change: a shrink the storage refuses keeps the boot flag as it was too.
+    let (status, body) = send(
+        &d,
+        Method::PUT,
+        &format!("/api/disks/{first}"),
+        "<disk><bootable>false</bootable><provisioned_size>1024</provisioned_size></disk>",
+    );
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(bootable("work-disk1"), "true");
+    let (status, body) = put(&first, false);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(disk_leaf(&body, "bootable"), "false");
+    assert_eq!(bootable("work-root"), "true", "without a chosen disk the qube boots its root volume");
+    let (status, body) = put(&second, true);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((bootable("work-disk2"), bootable("work-root")), ("true".into(), "false".into()));
+    // The root volume is the boot disk only by default: it is not taken away on its own.
+    let (status, _) = put(&first, false);
+    assert_eq!(status, 200);
+}
+
+/// The `<disk>` element of `xml` whose target is `dev`.
+fn disk_xml<'a>(xml: &'a str, dev: &str) -> &'a str {
+    let target = xml.find(&format!("<target dev='{dev}'")).unwrap_or_else(|| panic!("no {dev} in {xml}"));
+    let start = xml[..target].rfind("<disk").expect("disk start");
+    &xml[start..target + xml[target..].find("</disk>").expect("disk end")]
+}
+
+#[test]
+fn a_qube_without_kernel_boots_its_bootable_disk_also_as_the_hd_of_a_run_once_boot_order() {
+    let d = daemon();
+    let work = d.uuid("work");
+    add_disk(&d, "work", GIB, "");
+    add_disk(&d, "work", GIB, "<bootable>true</bootable>");
+
+    // With a kernel the kernel boots: no disk is asked to.
+    install_kernel(&d, "k1");
+    d.ok("admin.vm.property.Set+kernel", "work", b"k1");
+    d.ok("admin.vm.Start", "work", b"");
+    let with_kernel = live_xml(&d, "work");
+    d.ok("admin.vm.Kill", "work", b"");
+    d.ok("admin.vm.property.Set+kernel", "work", b"");
+    d.ok("admin.vm.Start", "work", b"");
+    let from_disk = live_xml(&d, "work");
+    d.ok("admin.vm.Kill", "work", b"");
+    install_iso(&d, "installer.iso");
+    let r = request(&d, Method::POST, &format!("/api/vms/{work}/start"))
+        .body(
+            "<action><vm><os><boot dev=\"cdrom\"/><boot dev=\"hd\"/></os>\
+             <cdroms><cdrom><file id=\"installer.iso\"/></cdrom></cdroms></vm></action>",
+        )
+        .send()
+        .expect("start");
+    assert_eq!(r.status(), 200);
+    let once = live_xml(&d, "work");
+
+    assert!(with_kernel.contains("<kernel>") && !with_kernel.contains("<boot order"), "{with_kernel}");
+    assert!(disk_xml(&from_disk, "vdf").contains("<boot order='1'/>"), "{from_disk}");
+    assert_eq!(from_disk.matches("<boot ").count(), 1, "only the boot disk, no os/boot: {from_disk}");
+    // The asked order holds for that start, its `hd` being the chosen disk.
+    assert!(disk_xml(&once, "hdc").contains("<boot order='1'/>"), "{once}");
+    assert!(disk_xml(&once, "vdf").contains("<boot order='2'/>"), "{once}");
+    assert!(!once.contains("<boot dev"), "{once}");
+}
+
+#[test]
+fn a_preallocated_disk_is_allocated_and_stays_so_when_it_grows_or_is_cloned() {
+    let mut d = daemon();
+    let work = d.uuid("work");
+    let mib = 1024 * 1024;
+
+    let disk = add_disk(&d, "work", 16 * mib, "<format>raw</format><sparse>false</sparse>");
+
+    let allocated = |vm: &str| {
+        let meta = std::fs::metadata(volume_path(&d, vm, "disk1")).expect("image");
+        (meta.len(), std::os::unix::fs::MetadataExt::blocks(&meta) * 512)
+    };
+    let (len, used) = allocated("work");
+    assert_eq!(len, 16 * mib);
+    assert!(used >= 16 * mib, "{used} bytes allocated");
+    let (status, body) = get(&d, &format!("/api/vms/{work}/disks/{disk}"));
+    assert_eq!(status, 200);
+    assert_eq!(disk_leaf(&body, "sparse"), "false", "{body}");
+    let (status, body) =
+        send(&d, Method::PUT, &format!("/api/disks/{disk}"), &format!("<disk><size>{}</size></disk>", 32 * mib));
+    assert_eq!(status, 200, "{body}");
+    assert!(allocated("work").1 >= 32 * mib, "the grown part is allocated too");
+    let r = request(&d, Method::POST, &format!("/api/vms/{work}/clone"))
+        .body("<action><vm><name>copy</name></vm></action>")
+        .send()
+        .expect("clone");
+    assert_eq!(r.status(), 200);
+    assert!(allocated("copy").1 >= 32 * mib, "a clone of a preallocated disk is preallocated");
+    // ... once: the copy's files (image and any revision) do not hold the allocation twice.
+    let copy_files: u64 = std::fs::read_dir(d.state.join("appvms/copy"))
+        .expect("dir")
+        .map(|e| e.expect("entry"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with("disk1"))
+        .map(|e| std::os::unix::fs::MetadataExt::blocks(&e.metadata().expect("meta")) * 512)
+        .sum();
+    assert!(copy_files < 48 * mib, "{copy_files} bytes allocated for the copy");
+    d.restart();
+    let disks = get_json(&d, "/api/disks");
+    assert_eq!(item(&disks, "disk", "alias", "copy-disk1")["sparse"], "false", "{disks}");
+    assert_eq!(item(&disks, "disk", "alias", "work-disk1")["sparse"], "false", "{disks}");
+    assert_eq!(item(&disks, "disk", "alias", "work-private")["sparse"], "true", "{disks}");
+}
+
+#[test]
+fn a_preallocated_disk_larger_than_the_free_space_is_refused_and_leaves_nothing() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let sd = sd_id(&d, "varlibqubes");
+    let domain = get_json(&d, &format!("/api/storagedomains/{sd}"));
+    let available: u64 = domain["available"].as_str().expect("available").parse().expect("number");
+
+    let body = new_disk(&sd, available + 64 * GIB, "<sparse>false</sparse>");
+    let (status, reply) = post_expect(&d, &format!("/api/vms/{work}/disks"), &body);
+
+    assert_eq!(status, 409, "{reply}");
+    assert!(is_fault(&reply) && reply.contains("space"), "{reply}");
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel"]);
+    let leftovers: Vec<_> = std::fs::read_dir(d.state.join("appvms/work"))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("disk1"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The space is there again for a thin disk.
+    add_disk(&d, "work", GIB, "<sparse>true</sparse>");
+}
+
+#[test]
+fn a_disks_boot_flag_and_allocation_go_with_a_clone_and_a_template() {
+    let d = daemon();
+    let work = d.uuid("work");
+    add_disk(&d, "work", GIB, "<bootable>true</bootable>");
+
+    let r = request(&d, Method::POST, &format!("/api/vms/{work}/clone"))
+        .body("<action><vm><name>copy</name></vm></action>")
+        .send()
+        .expect("clone");
+    assert_eq!(r.status(), 200);
+    let (status, body) = post_expect(&d, "/api/templates", &template_body("gold", &work));
+    assert_eq!(status, 201, "{body}");
+
+    let disks = get_json(&d, "/api/disks");
+    for alias in ["copy-disk1", "gold-disk1"] {
+        assert_eq!(item(&disks, "disk", "alias", alias)["bootable"], "true", "{alias}: {disks}");
+    }
+    assert_eq!(item(&disks, "disk", "alias", "copy-root")["bootable"], "false", "{disks}");
 }
 
 #[test]

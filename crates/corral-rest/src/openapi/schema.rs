@@ -185,7 +185,7 @@ representations! {
         Elem("host", "Reference", "The host measured"),
     ];
     Statistics = "statistics", "A collection of statistics" [Many("statistic", "Statistic", "The statistics")];
-    Disk = "disk", "A volume of a qube (root, private or volatile) as a disk" [
+    Disk = "disk", "A volume of a qube (root, private, volatile or a further disk `disk<N>`) as a disk" [
         ID, HREF,
         Leaf("name", "`<qube>-<volume>` (fixed)"),
         Leaf("alias", "Same as the name (fixed)"),
@@ -193,9 +193,12 @@ representations! {
         Leaf("size", "Size in bytes"),
         Leaf("provisioned_size", "Size in bytes; a larger one in a PUT grows the volume"),
         Leaf("actual_size", "Bytes in use"),
-        Leaf("format", "`cow` (snapshot on start) or `raw`"),
+        Leaf("format", "The image's format: `cow` (snapshot on start) or `raw`; a new disk asked as `cow` is a sparse raw \
+            image and shows `raw`"),
+        Leaf("sparse", "`false` when every block of the image is allocated (a disk added with `sparse` false)"),
         Leaf("interface", "`virtio` (fixed)"),
-        Leaf("bootable", "`true` for the root volume (fixed)"),
+        Leaf("bootable", "The disk the qube boots from when it has no kernel: a further disk chosen so, else the root \
+            volume; at most one"),
         Leaf("read_only", "Whether the qube cannot write it"),
         STATUS,
         Elem("vm", "Reference", "The qube the volume belongs to"),

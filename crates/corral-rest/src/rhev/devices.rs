@@ -184,11 +184,15 @@ async fn disk_statistic(
 /// refused. The vm must be down: its devices are fixed when it starts, there is no hot-plug.
 #[utoipa::path(post, path = "/api/vms/{id}/disks", operation_id = "add_vm_disk", tag = "vm devices",
     summary = "Add a disk to a vm",
-    description = "Creates a new empty disk (a sparse raw image on virtio) in a data storage domain as a further \
+    description = "Creates a new empty disk (a raw image on virtio) in a data storage domain as a further \
         volume `disk<N>` of the qube (alias `<vm>-disk<N>`, the guest's `vd` device after `vdd`, `disk1` = `vde`). \
-        Required: `storage_domains/storage_domain` and `provisioned_size` (or `size`). The vm must be down. \
-        Attaching an existing disk by id is refused: every disk belongs to its vm. 201 with `Location` on \
-        `Expect: 201-created`, else 202 with a complete `creation_status`.",
+        Required: `storage_domains/storage_domain` and `provisioned_size` (or `size`). `sparse` true (the default) \
+        makes a thin image, false allocates all of it (409 when the domain has not that much free space). `format` \
+        raw, or oVirt's thin `cow`, which is answered as what it is, a sparse raw image (`cow` with `sparse` false \
+        is 400). `bootable` true makes it the disk the vm boots from when it has no kernel (a vm with a kernel boots \
+        the kernel; a run-once boot order's `hd` means this disk); a vm has one: 409 while another disk is. The vm \
+        must be down. Attaching an existing disk by id is refused: every disk belongs to its vm. 201 with \
+        `Location` on `Expect: 201-created`, else 202 with a complete `creation_status`.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
     request_body(description = "A `<disk>`",
         content((schema::Disk = "application/xml"), (schema::Disk = "application/json"))),
@@ -217,9 +221,18 @@ async fn add_disk(
     let new = super::storage::new_disk(&rest.service.read(), &d, &body)?;
     let service = rest.service.clone();
     let vm = d.name.clone();
-    let name =
-        blocking(move || service.volume_add(&caller(), &vm, &new.pool, new.size, new.index).map_err(ApiError::from))
-            .await?;
+    let name = blocking(move || {
+        service.volume_add(&caller(), &vm, &new).map_err(|e| {
+            // The storage cannot make what was asked (a preallocated disk larger than the free space): the request
+            // conflicts with the storage domain's state, it is not a server failure.
+            if e.kind == corral_core::ErrorKind::StoragePoolException {
+                ApiError::conflict(e.message)
+            } else {
+                ApiError::from(e)
+            }
+        })
+    })
+    .await?;
     let who = user.and_then(|Extension(u)| u.reference(&rest));
     let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
     let what = format!("Disk {}-{name} was added to VM {}{by}.", d.name, d.name);
@@ -232,7 +245,8 @@ async fn add_disk(
 }
 
 #[utoipa::path(put, path = "/api/vms/{id}/disks/{d}", operation_id = "update_vm_disk", tag = "vm devices",
-    summary = "Update a vm's disk", description = "As `PUT /api/disks/{id}`: a larger size grows the volume.",
+    summary = "Update a vm's disk",
+    description = "As `PUT /api/disks/{id}`: a larger size grows the volume, `bootable` chooses the boot disk.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("d" = String, Path, description = "The disk's id")),
     request_body(description = "A `<disk>`",

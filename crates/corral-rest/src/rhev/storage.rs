@@ -21,14 +21,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use corral_core::domain::Domain;
-use corral_core::volume::{Driver, Pool, Volume};
+use corral_core::volume::{Driver, NewDisk, Pool, Volume};
 use corral_core::{App, ErrorKind};
 use corral_service::Service;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id};
-use super::handler::{blocking, caller, collection, created, creation, optional_body, ref_of, refused, same_id};
+use super::handler::{
+    blocking, body_flag, caller, collection, created, creation, optional_body, ref_of, refused, same_id,
+};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -345,6 +347,11 @@ pub fn find_disk(app: &App, id: &str) -> Option<(Domain, Volume)> {
         .find_map(|d| disk_volumes(d).find(|v| disk_id(d, &v.name) == id).map(|v| (d.clone(), v.clone())))
 }
 
+/// Whether qube `d` boots from volume `v` when it boots from a disk.
+pub fn boots_from(d: &Domain, v: &Volume) -> bool {
+    d.boot_volume().is_some_and(|b| b.name == v.name)
+}
+
 /// A volume as a disk at `href` (under `/disks` or a vm's `/disks`).
 pub fn disk_node(ctx: &Ctx, app: &App, d: &Domain, v: &Volume, usage: u64, href: &str) -> Node {
     let id = disk_id(d, &v.name);
@@ -365,8 +372,8 @@ pub fn disk_node(ctx: &Ctx, app: &App, d: &Domain, v: &Volume, usage: u64, href:
         .child(Node::new("status").with_leaf("state", "ok"))
         .with_leaf("interface", "virtio")
         .with_leaf("format", if v.snap_on_start { "cow" } else { "raw" })
-        .with_leaf("sparse", "true")
-        .with_leaf("bootable", (v.name == "root").to_string())
+        .with_leaf("sparse", (!v.preallocated).to_string())
+        .with_leaf("bootable", boots_from(d, v).to_string())
         .with_leaf("shareable", "false")
         .with_leaf("wipe_after_delete", "false")
         .with_leaf("propagate_errors", "false")
@@ -418,25 +425,20 @@ pub fn disk_field(d: &Domain, v: &Volume, field: &str) -> Option<String> {
         "status" => "ok".into(),
         "size" | "provisioned_size" => v.size.to_string(),
         "format" => if v.snap_on_start { "cow" } else { "raw" }.into(),
-        "bootable" => (v.name == "root").to_string(),
+        "bootable" => boots_from(d, v).to_string(),
+        "sparse" => (!v.preallocated).to_string(),
         "storage" | "storage_domain" | "storage_domain.name" => v.pool.clone(),
         _ => return None,
     })
 }
 
-/// What a `POST /vms/{id}/disks` body asks for: a new disk of `size` bytes in pool `pool`, numbered `index`
-/// when the body names it.
-pub(super) struct NewDisk {
-    pub pool: String,
-    pub size: u64,
-    pub index: Option<u32>,
-}
-
 /// Reads a new disk's `<disk>` for qube `d`. Required: `storage_domains/storage_domain` (id or name) and
-/// `provisioned_size` (or `size`), as oVirt requires for an image disk. What a `file` pool makes is fixed: a
-/// sparse raw image on virtio that is neither bootable nor shared, so asking for anything else is a 400 rather
-/// than a silently different disk. A `name`/`alias` chooses the disk's number: it must be the alias the disk
-/// gets, `<qube>-disk<N>` (or `disk<N>`).
+/// `provisioned_size` (or `size`), as oVirt requires for an image disk. A `file` pool makes raw images on virtio,
+/// not shareable: thin (`sparse`, the default) or fully allocated (`sparse=false`). oVirt's thin format `cow` is
+/// accepted for a thin disk and answered with the format the image really has, `raw`; `cow` with `sparse=false`
+/// is refused as oVirt refuses it on file domains. `bootable` makes it the disk the qube boots from without a
+/// kernel. Anything else is a 400 rather than a silently different disk. A `name`/`alias` chooses the disk's
+/// number: it must be the alias the disk gets, `<qube>-disk<N>` (or `disk<N>`).
 pub(super) fn new_disk(app: &App, d: &Domain, body: &Node) -> ApiResult<NewDisk> {
     let required = |what: &str| ApiError::bad_request(format!("disk [{what}] required for add"));
     let (sd_id, sd_name) = body
@@ -461,16 +463,33 @@ pub(super) fn new_disk(app: &App, d: &Domain, body: &Node) -> ApiResult<NewDisk>
         .ok()
         .filter(|s| *s > 0)
         .ok_or_else(|| ApiError::bad_request(format!("Invalid disk size: {size} (bytes, more than 0)")))?;
-    let offered =
-        [("interface", "virtio"), ("format", "raw"), ("sparse", "true"), ("bootable", "false"), ("shareable", "false")];
-    for (field, only) in offered {
+    for (field, only) in [("interface", "virtio"), ("shareable", "false")] {
         if let Some(asked) = body.text_of(field).filter(|t| !t.trim().eq_ignore_ascii_case(only)) {
             return Err(ApiError::bad_request(format!(
-                "Cannot add a disk with {field} {asked}: disks of a file storage domain are sparse raw images on \
-                 virtio, neither bootable (the qube boots from its root volume) nor shareable ({field} {only})"
+                "Cannot add a disk with {field} {asked}: disks of a file storage domain are virtio images that are \
+                 not shareable ({field} {only})"
             )));
         }
     }
+    let sparse = body_flag(body, "sparse")?.unwrap_or(true);
+    let format = body.text_of("format").map(|f| f.trim().to_ascii_lowercase());
+    match format.as_deref() {
+        None | Some("raw") => {}
+        Some("cow") if sparse => {}
+        Some("cow") => {
+            return Err(ApiError::bad_request(
+                "Cannot add a disk with format cow and sparse false: a thin-provisioned (cow) disk is not \
+                 preallocated; ask for format raw to get a fully allocated disk",
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Cannot add a disk with format {other}: a file storage domain makes raw images (format raw, or cow \
+                 for a thin disk, which is a sparse raw image)"
+            )))
+        }
+    }
+    let bootable = body_flag(body, "bootable")?.unwrap_or(false);
     if body.get("lun_storage").is_some() {
         return Err(ApiError::bad_request("Cannot add a direct LUN disk: disks are images in a storage domain"));
     }
@@ -491,7 +510,7 @@ pub(super) fn new_disk(app: &App, d: &Domain, body: &Node) -> ApiResult<NewDisk>
         }
         index = Some(n);
     }
-    Ok(NewDisk { pool: pool.name.clone(), size, index })
+    Ok(NewDisk { pool: pool.name.clone(), size, index, bootable, preallocated: !sparse })
 }
 
 /// Disks of `owners` as a collection; `href` gives each disk's address.
@@ -654,8 +673,8 @@ pub(super) async fn update_disk_of(
         ("alias", alias.clone()),
         ("name", alias),
         ("interface", "virtio".to_string()),
-        ("bootable", (v.name == "root").to_string()),
         ("shareable", "false".to_string()),
+        ("sparse", (!v.preallocated).to_string()),
     ];
     if let Some((field, _)) = fixed.iter().find(|(f, now)| body.text_of(f).is_some_and(|t| t != now)) {
         return Err(ApiError::conflict(format!(
@@ -663,15 +682,14 @@ pub(super) async fn update_disk_of(
             v.name, d.name
         )));
     }
-    let Some(size) = body.text_of("provisioned_size").or_else(|| body.text_of("size")).map(str::to_string) else {
-        return Ok(());
-    };
-    if size.trim() == v.size.to_string() {
+    let bootable = body_flag(&body, "bootable")?;
+    let size = body.text_of("provisioned_size").or_else(|| body.text_of("size")).map(str::to_string);
+    if bootable.is_none() && size.is_none() {
         return Ok(());
     }
     let (vm, name) = (d.name.clone(), v.name.clone());
     blocking(move || {
-        service.volume_resize(&caller(), &vm, &name, size.as_bytes()).map_err(|e| {
+        service.volume_update(&caller(), &vm, &name, size.as_deref().map(str::as_bytes), bootable).map_err(|e| {
             // The storage refuses what the request asks of this volume (shrinking it, growing a read-only or
             // template-based one): the request conflicts with the volume, it is not a server failure.
             if e.kind == ErrorKind::StoragePoolException {
@@ -685,8 +703,10 @@ pub(super) async fn update_disk_of(
 }
 
 #[utoipa::path(put, path = "/api/disks/{id}", operation_id = "update_disk", tag = "disks", summary = "Update a disk",
-    description = "A larger `provisioned_size` (or `size`) grows the volume; the name, alias, interface, bootable and \
-        shareable are fixed (409), as is what the storage refuses (shrinking).",
+    description = "A larger `provisioned_size` (or `size`) grows the volume (a preallocated one stays fully allocated); \
+        `bootable` true makes a further disk the one the vm boots from when it has no kernel (409 while another is), \
+        false gives that back to the root volume. The name, alias, interface, shareable and sparse are fixed (409), \
+        as is what the storage refuses (shrinking, more than the free space for a preallocated disk).",
     params(("id" = String, Path, description = "The disk's id")),
     request_body(description = "A `<disk>`",
         content((schema::Disk = "application/xml"), (schema::Disk = "application/json"))),

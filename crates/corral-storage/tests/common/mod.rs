@@ -39,6 +39,8 @@ pub fn private(vm: &str, size: u64) -> Volume {
         snap_on_start: false,
         revisions_to_keep: 1,
         ephemeral: None,
+        bootable: false,
+        preallocated: false,
     }
 }
 
