@@ -250,6 +250,12 @@ pub trait Hypervisor: Send + Sync {
     fn save(&self, uuid: &Uuid) -> Result<(), HvError>;
     /// Starts a saved domain from its image, without redefining it: its disks are those it was saved with.
     fn restore(&self, uuid: &Uuid) -> Result<(), HvError>;
+    /// Drops the definition of a halted domain, with any saved image: its qube is gone, and a qube made later
+    /// under the same name defines its own. A domain never defined is nothing to drop.
+    fn forget(&self, uuid: &Uuid) -> Result<(), HvError> {
+        let _ = uuid;
+        Ok(())
+    }
     /// The domain's state; `Halted` when libvirt does not know it.
     fn info(&self, uuid: &Uuid) -> Result<DomainInfo, HvError>;
     /// Every domain libvirt knows, for reconciling after a daemon restart.

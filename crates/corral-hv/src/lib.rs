@@ -166,6 +166,15 @@ impl Hypervisor for Libvirt {
         d.destroy().map_err(|e| err("Kill failed", e))
     }
 
+    fn forget(&self, uuid: &Uuid) -> Result<(), HvError> {
+        if let Ok(mut defined) = self.defined.lock() {
+            defined.remove(uuid);
+        }
+        let Some(d) = self.lookup(uuid)? else { return Ok(()) };
+        let flags = virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | virt::sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA;
+        d.undefine_flags(flags).map_err(|e| err("Cannot undefine the domain", e))
+    }
+
     fn save(&self, uuid: &Uuid) -> Result<(), HvError> {
         self.domain(uuid)?.managed_save(0).map_err(|e| err("Suspend failed", e))
     }

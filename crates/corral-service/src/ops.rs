@@ -483,10 +483,17 @@ impl Service {
             }
         })?;
         let volumes = d.volumes.clone();
-        let name = d.name.clone();
+        let (name, uuid) = (d.name.clone(), d.uuid);
         self.store.lock().commit(&plan.ops).map_err(crate::store_error)?;
         self.apply_ops(&mut model, plan.ops);
         self.volumes.forget_vm(&name);
+        // Its libvirt definition would keep the name from a qube made later (libvirt refuses a second
+        // domain of that name); like its files it goes after the commit, and a failure only leaves it behind.
+        if let Some(hv) = &self.hv {
+            if let Err(e) = hv.forget(&uuid) {
+                tracing::warn!(vm = %name, error = %e, "cannot drop the removed qube's libvirt domain");
+            }
+        }
         // Under the lock, so that a qube created next with the same name cannot lose its new files.
         self.remove_volume_files(&model, &volumes);
         self.events.publish_all(plan.events);

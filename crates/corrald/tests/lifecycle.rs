@@ -1154,3 +1154,16 @@ fn kill_of_dispvm_without_auto_cleanup_keeps_it() {
 
     assert_eq!(shown(&reply), ok_reply(&format!("disp1 class=DispVM state=Halted uuid={uuid}\n")));
 }
+
+#[test]
+fn a_removed_qubes_name_can_be_used_again_and_started() {
+    let d = with_running();
+    d.ok("admin.vm.Kill", "work", b"");
+    d.ok("admin.vm.Remove", "work", b"");
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+
+    let reply = d.call("admin.vm.Start", "work", b"");
+
+    assert_eq!(reply, b"0\0", "{}", String::from_utf8_lossy(&reply));
+    assert!(power_state(&d, "work").contains("Running"));
+}

@@ -497,8 +497,11 @@ fn a_suspended_guest_is_saved_to_disk_and_resumes_where_it_was() {
     d.ok("admin.vm.Start", "saver", b"");
     wait_marker(&d, "saver");
     d.ok("admin.vm.Kill", "saver", b"");
-    // Removing a qube leaves its libvirt definition; a later run defines `saver` with another uuid.
-    let _ = std::process::Command::new("virsh").args(["-c", &uri, "undefine", "saver", "--managed-save"]).output();
+    // Removing the qube drops its libvirt domain: a later run defines `saver` with another uuid.
+    d.ok("admin.vm.Remove", "saver", b"");
+    let listed = std::process::Command::new("virsh").args(["-c", &uri, "list", "--all", "--name"]).output();
+    let listed = String::from_utf8_lossy(&listed.expect("virsh").stdout).to_string();
+    assert!(!listed.lines().any(|l| l == "saver"), "{listed}");
 }
 
 /// The `<interface>` elements of a domain XML.
