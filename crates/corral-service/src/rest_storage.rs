@@ -189,7 +189,7 @@ impl Service {
         })
     }
 
-    /// Saves the current content of a halted qube's volume as a new revision and returns it: the volume is
+    /// Saves the current content of a halted (or saved to disk) qube's volume as a new revision and returns it: the volume is
     /// cloned onto itself (a clone token and `CloneTo`, as the Admin API does it), and the storage keeps the
     /// replaced image, which holds the same content, as a revision per `revisions_to_keep`. The volume's
     /// config, the revision's `description` and the removal of descriptions of revisions the pool dropped
@@ -216,7 +216,7 @@ impl Service {
         let token = self.volume_clone_from(caller, vm, name)?;
         let mut newest = None;
         self.volume_change_ops(caller, "admin.vm.volume.CloneTo", vm, name, |app, d, v| {
-            let (volume, event) = self.clone_onto(app, d, v, &token)?;
+            let (volume, event) = self.clone_onto(app, d, v, &token, true)?;
             let pool = app.pool(&v.pool).ok_or_else(|| no_pool(&v.pool))?;
             let revisions = self.storage.revisions(pool, v);
             let described = |revision: &str, text: Option<&str>| Op::SetRevisionDescription {

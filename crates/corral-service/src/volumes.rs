@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use corral_core::domain::Domain;
+use corral_core::hv::PowerState;
 use corral_core::volume::{NewDisk, Pool, Volume};
 use corral_core::{App, Error, ErrorKind, Event, Op, Result};
 use parking_lot::{Mutex, RwLockUpgradableReadGuard};
@@ -305,14 +306,24 @@ impl Service {
             .trim()
             .to_string();
         self.volume_change(caller, "admin.vm.volume.CloneTo", vm, name, |app, d, dst| {
-            let (volume, event) = self.clone_onto(app, d, dst, &token)?;
+            let (volume, event) = self.clone_onto(app, d, dst, &token, false)?;
             Ok((Some(volume), vec![event]))
         })
     }
 
     /// The storage step of `CloneTo`: copies the volume a clone token names onto `dst` of halted qube `d`;
     /// returns `dst`'s new config and the event to fire once it is committed.
-    pub(crate) fn clone_onto(&self, app: &App, d: &Domain, dst: &Volume, token: &str) -> Result<(Volume, Event)> {
+    /// Copies the volume a clone token names onto `dst` of halted qube `d`. `saved_too` also takes a qube saved
+    /// to disk (suspended over HTTP): its writable volumes are the images it runs on and nothing writes them
+    /// until it resumes, so a copy is as consistent as a halted qube's.
+    pub(crate) fn clone_onto(
+        &self,
+        app: &App,
+        d: &Domain,
+        dst: &Volume,
+        token: &str,
+        saved_too: bool,
+    ) -> Result<(Volume, Event)> {
         let (src_vm, src_vol) = self.volumes.clone_tokens.lock().remove(token).ok_or_else(|| {
             // Upstream's exception is also a KeyError, whose str() quotes the message.
             Error::new(ErrorKind::QubesVolumeCopyTokenNotFoundError, "'Token to clone volume of qube was not found'")
@@ -321,7 +332,8 @@ impl Service {
             .domain(&src_vm)
             .and_then(|s| s.volume(&src_vol))
             .ok_or_else(|| Error::new(ErrorKind::QubesVolumeNotFoundError, "Source volume no longer exists"))?;
-        if self.power_state(d) != "Halted" {
+        let power = self.power(d);
+        if !(power == PowerState::Halted || (saved_too && power == PowerState::Saved)) {
             return Err(Error::not_halted(&d.name));
         }
         let size =

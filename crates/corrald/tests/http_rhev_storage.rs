@@ -1838,6 +1838,31 @@ fn taking_a_snapshot_of_a_running_vm_is_409() {
 }
 
 #[test]
+fn a_suspended_vm_can_be_snapshotted_and_resumes_after() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let private = volume_path(&d, "work", "private");
+    write_at_start(&private, b"saved!");
+    d.ok("admin.vm.Start", "work", b"");
+    let (status, body) = send(&d, Method::POST, &format!("/api/vms/{work}/suspend"), "<action/>");
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = post_expect(
+        &d,
+        &format!("/api/vms/{work}/snapshots"),
+        "<snapshot><description>while suspended</description></snapshot>",
+    );
+
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("<description>while suspended</description>"), "{body}");
+    assert_eq!(d.ok("admin.vm.volume.ListSnapshots+private", "work", b"").lines().count(), 1);
+    assert_eq!(read_start(&volume_path(&d, "work", "private"), 6), b"saved!");
+    let (status, body) = send(&d, Method::POST, &format!("/api/vms/{work}/start"), "<action/>");
+    assert_eq!(status, 200, "{body}");
+    assert!(d.ok("admin.vm.CurrentState", "work", b"").ends_with("power_state=Running"));
+}
+
+#[test]
 fn taking_a_snapshot_when_no_revisions_are_kept_is_409() {
     let d = daemon();
     let work = d.uuid("work");

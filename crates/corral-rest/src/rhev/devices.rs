@@ -14,7 +14,7 @@
 //!   changes (or ejects) the media of that drive while the qube runs, and the choice stays for later starts.
 //! - Snapshots are the revisions of the qube's private volume (its data; the root belongs to the template or
 //!   is rebuilt from it). Taking one saves the private volume's current content as a new revision (the qube
-//!   must be halted; file pools keep one revision, so a new snapshot replaces the previous one); restoring
+//!   must be halted or suspended, whose disks nothing writes; file pools keep one revision, so a new snapshot replaces the previous one); restoring
 //!   reverts the volume to it. Revisions are dropped by the pool as new ones are made, not one by one.
 
 use std::sync::Arc;
@@ -799,7 +799,7 @@ async fn snapshot_disks(
 
 #[utoipa::path(post, path = "/api/vms/{id}/snapshots", operation_id = "add_vm_snapshot", tag = "vm devices",
     summary = "Take a snapshot of a vm",
-    description = "Saves the private volume as a new revision; the vm must be halted and keep revisions.",
+    description = "Saves the private volume as a new revision; the vm must be down or suspended and keep revisions.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
     request_body(description = "Optional: a `<snapshot>` with a `description` (up to 4000 characters, kept)",
         content((Option<schema::Snapshot> = "application/xml"), (Option<schema::Snapshot> = "application/json"))),
