@@ -21,10 +21,8 @@ pub(crate) fn ficlone(dst: &File, src: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// (size, used) in bytes of the filesystem holding `path`.
-// The field types differ between targets, hence casts that are no-ops on some.
-#[allow(clippy::unnecessary_cast)]
-pub(crate) fn statvfs(path: &Path) -> io::Result<(u64, u64)> {
+/// The figures of the filesystem holding `path`.
+fn statvfs_of(path: &Path) -> io::Result<libc::statvfs> {
     let c_path = CString::new(path.as_os_str().as_bytes())?;
     let mut buf = MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: `c_path` is NUL-terminated and outlives the call; `buf` is writable and sized for a `statvfs`.
@@ -33,7 +31,14 @@ pub(crate) fn statvfs(path: &Path) -> io::Result<(u64, u64)> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: statvfs returned success, which means it filled in the whole struct.
-    let st = unsafe { buf.assume_init() };
+    Ok(unsafe { buf.assume_init() })
+}
+
+/// (size, used) in bytes of the filesystem holding `path`.
+// The field types differ between targets, hence casts that are no-ops on some.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn statvfs(path: &Path) -> io::Result<(u64, u64)> {
+    let st = statvfs_of(path)?;
     let frsize = st.f_frsize as u64;
     let blocks = st.f_blocks as u64;
     let free = st.f_bfree as u64;
@@ -43,15 +48,7 @@ pub(crate) fn statvfs(path: &Path) -> io::Result<(u64, u64)> {
 /// Bytes an unprivileged writer may still allocate on the filesystem holding `path` (statvfs's `f_bavail`).
 #[allow(clippy::unnecessary_cast)]
 pub(crate) fn available(path: &Path) -> io::Result<u64> {
-    let c_path = CString::new(path.as_os_str().as_bytes())?;
-    let mut buf = MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: as in `statvfs`.
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), buf.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: statvfs returned success, which means it filled in the whole struct.
-    let st = unsafe { buf.assume_init() };
+    let st = statvfs_of(path)?;
     Ok((st.f_frsize as u64).saturating_mul(st.f_bavail as u64))
 }
 
