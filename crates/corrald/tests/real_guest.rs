@@ -83,6 +83,18 @@ fn wait_event(rx: &Receiver<(String, String)>, vm: &str, name: &str, limit: Dura
     panic!("event {name} of {vm} not seen within {limit:?}");
 }
 
+/// Installs the tiny guest's kernel as `tiny` and makes qube `vm` (an AppVM of a template `tpl`) boot it.
+fn tiny_guest(d: &Daemon, assets: &std::path::Path, vm: &str) {
+    let kernels = d.state.join("vm-kernels");
+    std::fs::create_dir_all(&kernels).expect("kernels dir");
+    std::os::unix::fs::symlink(assets, kernels.join("tiny")).expect("kernel link");
+    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", format!("name={vm} label=red").as_bytes());
+    for (prop, value) in [("kernel", "tiny"), ("memory", "128"), ("vcpus", "1")] {
+        d.ok(&format!("admin.vm.property.Set+{prop}"), vm, value.as_bytes());
+    }
+}
+
 fn wait_marker(d: &Daemon, vm: &str) -> Duration {
     let log = d.state.join("logs").join(format!("{vm}.console"));
     let start = Instant::now();
@@ -114,14 +126,7 @@ fn tiny_guest_runs_as_a_qube_through_its_whole_lifecycle() {
         return;
     };
     let mut d = Daemon::start_with_uri(&uri);
-    let kernels = d.state.join("vm-kernels");
-    std::fs::create_dir_all(&kernels).expect("kernels dir");
-    std::os::unix::fs::symlink(&assets, kernels.join("tiny")).expect("kernel link");
-    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=guest label=red");
-    for (prop, value) in [("kernel", "tiny"), ("memory", "128"), ("vcpus", "1")] {
-        d.ok(&format!("admin.vm.property.Set+{prop}"), "guest", value.as_bytes());
-    }
+    tiny_guest(&d, &assets, "guest");
     let rx = events(&d);
 
     let t = Instant::now();
@@ -198,14 +203,7 @@ fn a_running_guests_cdrom_media_change_over_http() {
     };
     let d = Daemon::start_with_uri(&uri);
     d.add_user("admin", "secret");
-    let kernels = d.state.join("vm-kernels");
-    std::fs::create_dir_all(&kernels).expect("kernels dir");
-    std::os::unix::fs::symlink(&assets, kernels.join("tiny")).expect("kernel link");
-    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=cd label=red");
-    for (prop, value) in [("kernel", "tiny"), ("memory", "128"), ("vcpus", "1")] {
-        d.ok(&format!("admin.vm.property.Set+{prop}"), "cd", value.as_bytes());
-    }
+    tiny_guest(&d, &assets, "cd");
     for iso in ["first.iso", "second.iso"] {
         std::fs::write(d.state.join(iso), vec![0u8; 2048 * 16]).expect("iso");
     }
@@ -364,14 +362,7 @@ fn a_running_guests_vnc_console_opens_with_its_ticket_only_until_it_expires() {
     };
     let mut d = Daemon::start_with_uri(&uri);
     d.add_user("admin", "secret");
-    let kernels = d.state.join("vm-kernels");
-    std::fs::create_dir_all(&kernels).expect("kernels dir");
-    std::os::unix::fs::symlink(&assets, kernels.join("tiny")).expect("kernel link");
-    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=vnc label=red");
-    for (prop, value) in [("kernel", "tiny"), ("memory", "128"), ("vcpus", "1")] {
-        d.ok(&format!("admin.vm.property.Set+{prop}"), "vnc", value.as_bytes());
-    }
+    tiny_guest(&d, &assets, "vnc");
     let id = d.uuid("vnc");
     assert_eq!(ticket(&d, &id, "<action/>").0, 409, "a halted vm has no console");
     assert_eq!(display(&d, &id).0, None);
@@ -430,14 +421,7 @@ fn a_suspended_guest_is_saved_to_disk_and_resumes_where_it_was() {
     };
     let mut d = Daemon::start_with_uri(&uri);
     d.add_user("admin", "secret");
-    let kernels = d.state.join("vm-kernels");
-    std::fs::create_dir_all(&kernels).expect("kernels dir");
-    std::os::unix::fs::symlink(&assets, kernels.join("tiny")).expect("kernel link");
-    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=saver label=red");
-    for (prop, value) in [("kernel", "tiny"), ("memory", "128"), ("vcpus", "1")] {
-        d.ok(&format!("admin.vm.property.Set+{prop}"), "saver", value.as_bytes());
-    }
+    tiny_guest(&d, &assets, "saver");
     let http = reqwest::blocking::Client::new();
     let action = |d: &Daemon, name: &str| {
         let r = http
@@ -522,18 +506,10 @@ fn a_running_guests_nic_is_hot_plugged_on_a_libvirt_network_over_http() {
     };
     let d = Daemon::start_with_uri(&uri);
     d.add_user("admin", "secret");
-    let kernels = d.state.join("vm-kernels");
-    std::fs::create_dir_all(&kernels).expect("kernels dir");
-    std::os::unix::fs::symlink(&assets, kernels.join("tiny")).expect("kernel link");
-    d.ok("admin.vm.Create.TemplateVM", "dom0", b"name=tpl label=black");
-    // Names of their own: the connection may be shared with other tests, and a killed qube's domain stays
-    // defined there.
+    // Names of their own: the connection may be shared with other tests.
     let vm = format!("plug-{}", std::process::id());
     let vm = vm.as_str();
-    d.ok("admin.vm.Create.AppVM+tpl", "dom0", format!("name={vm} label=red").as_bytes());
-    for (prop, value) in [("kernel", "tiny"), ("memory", "128"), ("vcpus", "1")] {
-        d.ok(&format!("admin.vm.property.Set+{prop}"), vm, value.as_bytes());
-    }
+    tiny_guest(&d, &assets, vm);
     let http = reqwest::blocking::Client::new();
     let send = |method: reqwest::Method, path: &str, body: &str| {
         let r = http
