@@ -186,8 +186,9 @@ async fn disk_statistic(
 #[utoipa::path(post, path = "/api/vms/{id}/disks", operation_id = "add_vm_disk", tag = "vm devices",
     summary = "Add a disk to a vm",
     description = "Creates a new empty disk (a raw image on virtio) in a data storage domain as a further \
-        volume `disk<N>` of the qube (alias `<vm>-disk<N>`, the guest's `vd` device after `vdd`, `disk1` = `vde`). \
-        Required: `storage_domains/storage_domain` and `provisioned_size` (or `size`). `sparse` true (the default) \
+        volume `disk<N>` of the qube (the guest's `vd` device after `vdd`, `disk1` = `vde`). Its `alias` (or \
+        `name`, the same in oVirt 3) is kept as given: a line of text up to 255 characters, which other disks may \
+        share; without one it is `<vm>-disk<N>`, which given chooses `N`. Required: `storage_domains/storage_domain` and `provisioned_size` (or `size`). `sparse` true (the default) \
         makes a thin image, false allocates all of it (409 when the domain has not that much free space). `format` \
         raw, or oVirt's thin `cow`, which is answered as what it is, a sparse raw image (`cow` with `sparse` false \
         is 400). `bootable` true makes it the disk the vm boots from when it has no kernel (a vm with a kernel boots \
@@ -247,7 +248,8 @@ async fn add_disk(
 
 #[utoipa::path(put, path = "/api/vms/{id}/disks/{d}", operation_id = "update_vm_disk", tag = "vm devices",
     summary = "Update a vm's disk",
-    description = "As `PUT /api/disks/{id}`: a larger size grows the volume, `bootable` chooses the boot disk.",
+    description = "As `PUT /api/disks/{id}`: a larger size grows the volume, `bootable` chooses the boot disk, \
+        `alias` (or `name`) renames a further disk.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("d" = String, Path, description = "The disk's id")),
     request_body(description = "A `<disk>`",

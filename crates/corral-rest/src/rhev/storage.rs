@@ -718,8 +718,10 @@ pub(super) async fn update_disk_of(
 #[utoipa::path(put, path = "/api/disks/{id}", operation_id = "update_disk", tag = "disks", summary = "Update a disk",
     description = "A larger `provisioned_size` (or `size`) grows the volume (a preallocated one stays fully allocated); \
         `bootable` true makes a further disk the one the vm boots from when it has no kernel (409 while another is), \
-        false gives that back to the root volume. The name, alias, interface, shareable and sparse are fixed (409), \
-        as is what the storage refuses (shrinking, more than the free space for a preallocated disk).",
+        false gives that back to the root volume. A new `alias` (or `name`, the same in oVirt 3: the one of the two \
+        that differs from the disk's) renames a further disk: a line of text up to 255 characters (400 otherwise); \
+        the volumes of the vm's class keep `<vm>-<volume>` (409). The interface, shareable and sparse are fixed \
+        (409), as is what the storage refuses (shrinking, more than the free space for a preallocated disk).",
     params(("id" = String, Path, description = "The disk's id")),
     request_body(description = "A `<disk>`",
         content((schema::Disk = "application/xml"), (schema::Disk = "application/json"))),
