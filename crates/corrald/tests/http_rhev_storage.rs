@@ -1252,10 +1252,11 @@ fn a_preallocated_disk_larger_than_the_free_space_is_refused_and_leaves_nothing(
 }
 
 #[test]
-fn a_disks_boot_flag_and_allocation_go_with_a_clone_and_a_template() {
+fn a_disks_boot_flag_allocation_and_name_go_with_a_clone_and_a_template() {
     let d = daemon();
     let work = d.uuid("work");
     add_disk(&d, "work", GIB, "<bootable>true</bootable>");
+    add_disk(&d, "work", GIB, "<name>scratch</name>");
 
     let r = request(&d, Method::POST, &format!("/api/vms/{work}/clone"))
         .body("<action><vm><name>copy</name></vm></action>")
@@ -1270,6 +1271,15 @@ fn a_disks_boot_flag_and_allocation_go_with_a_clone_and_a_template() {
         assert_eq!(item(&disks, "disk", "alias", alias)["bootable"], "true", "{alias}: {disks}");
     }
     assert_eq!(item(&disks, "disk", "alias", "copy-root")["bootable"], "false", "{disks}");
+    // A named disk keeps its name in the copies, a default one follows the copy's name.
+    let named = |vm: &str| {
+        let disks = get_json(&d, &format!("/api/vms/{}/disks?search=name%3Dscratch", d.uuid(vm)));
+        values(&disks, "disk", "alias")
+    };
+    assert_eq!(named("work"), ["scratch"]);
+    assert_eq!(named("copy"), ["scratch"]);
+    let gold = get_json(&d, &format!("/api/templates/{}/disks", template_id(&d, "gold")));
+    assert_eq!(values(&gold, "disk", "alias"), ["gold-disk1", "gold-private", "gold-root", "gold-volatile", "scratch"]);
 }
 
 #[test]
