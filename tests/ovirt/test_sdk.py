@@ -165,15 +165,38 @@ def test_add_a_disk(api):
 
     assert disk.get_size() == GIB or disk.get_provisioned_size() == GIB
     assert len(the_vm(api).disks.list()) == before + 1
+    # The name given is kept (oVirt 3 shows it as both name and alias); the qube's volume is disk1.
+    assert disk.get_name() == "sdk-data" and disk.get_alias() == "sdk-data"
+    assert "sdk-data" in [d.get_alias() for d in the_vm(api).disks.list()]
+
+
+def test_rename_a_disk(api):
+    disk = the_vm(api).disks.get(name="sdk-data")
+
+    disk.set_alias("sdk-logs")
+    renamed = disk.update()
+
+    assert renamed.get_alias() == "sdk-logs" and renamed.get_name() == "sdk-logs"
+    assert the_vm(api).disks.get(name="sdk-logs").get_id() == disk.get_id()
 
 
 def test_add_a_nic(api):
     vm = the_vm(api)
 
-    nic = vm.nics.add(params.NIC(name="nic1", network=params.Network(name="default"), interface="virtio"))
+    nic = vm.nics.add(params.NIC(name="eth0", network=params.Network(name="default"), interface="virtio"))
 
-    assert nic.get_name() == "nic1"
-    assert [n.get_name() for n in the_vm(api).nics.list()] == ["nic1"]
+    assert nic.get_name() == "eth0"
+    assert [n.get_name() for n in the_vm(api).nics.list()] == ["eth0"]
+
+
+def test_rename_a_nic(api):
+    nic = the_vm(api).nics.get(name="eth0")
+
+    nic.set_name("uplink")
+    renamed = nic.update()
+
+    assert renamed.get_name() == "uplink"
+    assert [(n.get_id(), n.get_name()) for n in the_vm(api).nics.list()] == [(nic.get_id(), "uplink")]
 
 
 def test_start(api):

@@ -156,7 +156,24 @@ impl Domain {
     pub fn libvirt_network(&self) -> Option<&str> {
         self.features.get(NETWORK_FEATURE).filter(|n| !n.is_empty())
     }
+
+    /// The name of the qube's network card: the one a user gave it ([`NIC_NAME_FEATURE`]), else [`NIC_NAME`].
+    pub fn nic_name(&self) -> &str {
+        self.features.get(NIC_NAME_FEATURE).filter(|n| !n.is_empty()).unwrap_or(NIC_NAME)
+    }
+
+    /// The name of volume `v`'s disk: the alias a user gave it, else `<qube>-<volume>`.
+    pub fn disk_alias(&self, v: &Volume) -> String {
+        v.alias.clone().unwrap_or_else(|| format!("{}-{}", self.name, v.name))
+    }
 }
+
+/// The qube's feature holding the name a user gave its network card (oVirt names cards freely); without it
+/// the card is [`NIC_NAME`]. It goes with the card.
+pub const NIC_NAME_FEATURE: &str = "rest.nic-name";
+
+/// The name of a qube's card nobody named.
+pub const NIC_NAME: &str = "nic1";
 
 /// The qube's feature naming the libvirt network its one card is on, without any netvm (a hypervisor
 /// network such as an isolated lab network, or libvirt's `default` itself). A qube on one has no netvm:

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use crate::app::{App, Op};
-use crate::domain::{Class, Domain, NETWORK_FEATURE};
+use crate::domain::{Class, Domain, NETWORK_FEATURE, NIC_NAME_FEATURE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
 use crate::label::{Label, LAST_BUILTIN_INDEX};
@@ -264,6 +264,7 @@ impl App {
             ephemeral: None,
             bootable: false,
             preallocated: false,
+            alias: None,
         };
         let snapshot_of = |name: &str, origin: &Volume| Volume {
             name: name.into(),
@@ -278,6 +279,7 @@ impl App {
             ephemeral: None,
             bootable: false,
             preallocated: false,
+            alias: None,
         };
         let mut vols = Vec::new();
         let template_root = template.and_then(|t| t.volume("root"));
@@ -636,6 +638,15 @@ impl App {
     }
 
     pub fn plan_feature_set(&self, d: &Domain, name: &str, value: &str) -> Result<Plan> {
+        if name == NIC_NAME_FEATURE {
+            // A card's name is a feature value, which Qubes keeps to printable ASCII.
+            crate::volume::check_device_name("network card", value)?;
+            if !value.is_ascii() {
+                return Err(Error::value(format!(
+                    "Invalid network card name {value:?}: only ASCII letters, digits, spaces and punctuation"
+                )));
+            }
+        }
         validate_feature(name, value)?;
         if name == NETWORK_FEATURE && !value.is_empty() {
             let explicit_netvm = d.prop("netvm").filter(|n| !n.is_empty());
@@ -883,7 +894,9 @@ impl App {
             ephemeral: None,
             bootable: new.bootable,
             preallocated: new.preallocated,
+            alias: None,
         };
+        let volume = Volume { alias: disk_alias(d, &volume.name, new.alias.as_deref())?, ..volume };
         if new.bootable {
             check_no_boot_disk(d, &volume.name)?;
         }
@@ -948,6 +961,24 @@ impl App {
         plan.op(Op::SetNotes { qid: d.qid, text });
         plan
     }
+}
+
+/// The alias to store for further disk `volume` of `d` named `alias` by a user (`None`: not named): checked as a
+/// device name, and `None` again when it is the default `<qube>-<volume>`, which then follows the qube's name.
+/// The class's volumes keep the name their qube gives them.
+pub fn disk_alias(d: &Domain, volume: &str, alias: Option<&str>) -> Result<Option<String>> {
+    let Some(alias) = alias else { return Ok(None) };
+    if alias == format!("{}-{volume}", d.name) {
+        return Ok(None);
+    }
+    if crate::volume::extra_disk_index(volume).is_none() {
+        return Err(Error::value(format!(
+            "The {volume} volume of {0} is named {0}-{volume} by its qube: only further disks take other names",
+            d.name
+        )));
+    }
+    crate::volume::check_device_name("disk", alias)?;
+    Ok(Some(alias.to_string()))
 }
 
 /// Refuses a second boot disk: `d` must have no chosen boot disk but (possibly) `name` itself.
@@ -1150,6 +1181,23 @@ mod tests {
         }
         let names: Vec<_> = app.domain("web").unwrap().volumes.iter().map(|v| v.name.clone()).collect();
         assert_eq!(names, ["root", "private", "volatile", "kernel"]);
+    }
+
+    #[test]
+    fn a_further_disk_keeps_the_name_a_user_gives_it() {
+        let app = app_with("web");
+        let d = app.domain("web").unwrap();
+        let named = NewDisk { alias: Some("sdk-data".into()), ..NewDisk::thin("varlibqubes", GIB, None) };
+        let (_, v) = app.plan_volume_add(d, &named).unwrap();
+        assert_eq!((v.name.as_str(), v.alias.as_deref()), ("disk1", Some("sdk-data")));
+        assert_eq!(d.disk_alias(&v), "sdk-data");
+        let default = NewDisk { alias: Some("web-disk1".into()), ..NewDisk::thin("varlibqubes", GIB, None) };
+        let (_, v) = app.plan_volume_add(d, &default).unwrap();
+        assert_eq!((v.alias.clone(), d.disk_alias(&v)), (None, "web-disk1".to_string()));
+        let bad = NewDisk { alias: Some("two\nlines".into()), ..NewDisk::thin("varlibqubes", GIB, None) };
+        assert_eq!(app.plan_volume_add(d, &bad).unwrap_err().kind, ErrorKind::QubesValueError);
+        assert_eq!(disk_alias(d, "root", Some("system")).unwrap_err().kind, ErrorKind::QubesValueError);
+        assert_eq!(disk_alias(d, "root", Some("web-root")).unwrap(), None);
     }
 
     #[test]

@@ -152,6 +152,9 @@ pub struct Volume {
     pub bootable: bool,
     /// Every block of the image is allocated (oVirt's `sparse=false`): it is created, grown and copied so.
     pub preallocated: bool,
+    /// The name a user gave a further disk (oVirt's alias); `None` is the default, `<qube>-<volume>`, which
+    /// follows the qube's name.
+    pub alias: Option<String>,
 }
 
 impl Volume {
@@ -178,13 +181,33 @@ pub struct NewDisk {
     pub index: Option<u32>,
     pub bootable: bool,
     pub preallocated: bool,
+    /// The name the user gives it; `None` keeps the default alias.
+    pub alias: Option<String>,
 }
 
 impl NewDisk {
-    /// A sparse disk that is not booted from.
+    /// A sparse disk that is not booted from, with the default alias.
     pub fn thin(pool: &str, size: u64, index: Option<u32>) -> Self {
-        NewDisk { pool: pool.into(), size, index, bootable: false, preallocated: false }
+        NewDisk { pool: pool.into(), size, index, bootable: false, preallocated: false, alias: None }
     }
+}
+
+/// The longest name a user may give a disk or a network card (oVirt's limit for names).
+pub const MAX_DEVICE_NAME: usize = 255;
+
+/// Checks a name a user gives a disk or a network card (`what` says which, for the message): not empty, at
+/// most [`MAX_DEVICE_NAME`] characters, no control characters (they would break the lines of listings).
+pub fn check_device_name(what: &str, name: &str) -> Result<()> {
+    let why = if name.trim().is_empty() {
+        "it is empty"
+    } else if name.chars().count() > MAX_DEVICE_NAME {
+        "it is longer than 255 characters"
+    } else if name.chars().any(char::is_control) {
+        "it contains control characters"
+    } else {
+        return Ok(());
+    };
+    Err(Error::value(format!("Invalid {what} name {name:?}: {why}")))
 }
 
 /// Volume names a qube's class gives it, in the order `admin.vm.volume.List` prints them.
@@ -236,5 +259,15 @@ mod tests {
         let mut names = vec!["disk10", "kernel", "disk2", "root", "volatile", "private"];
         names.sort_by_key(|n| volume_order(n));
         assert_eq!(names, ["root", "private", "volatile", "kernel", "disk2", "disk10"]);
+    }
+
+    #[test]
+    fn device_names_are_free_text_of_one_line() {
+        for ok in ["sdk-data", "Data disk", "données", "eth0", &"x".repeat(255)] {
+            assert!(check_device_name("disk", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "  ", "a\nb", "tab\there", "\u{7f}", &"x".repeat(256)] {
+            assert!(check_device_name("disk", bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -73,6 +73,12 @@ impl Node {
         self.get(name).and_then(|c| c.text.as_deref())
     }
 
+    /// The text of child `name` when it is given, an empty element being an empty text (for names, where an
+    /// empty one is refused rather than read as no name at all).
+    pub fn given_text(&self, name: &str) -> Option<&str> {
+        self.get(name).map(|c| c.text.as_deref().unwrap_or_default())
+    }
+
     /// Text at a `/`-separated path of child elements.
     pub fn path(&self, path: &str) -> Option<&Node> {
         path.split('/').try_fold(self, |node, part| node.get(part))

@@ -7,7 +7,7 @@
 //! records a card the domain was refused. Where libvirt cannot plug it, the change is refused (the qube has
 //! to be halted for it).
 
-use corral_core::domain::{Domain, NETVM_NETWORK, NETWORK_FEATURE};
+use corral_core::domain::{Domain, NETVM_NETWORK, NETWORK_FEATURE, NIC_NAME, NIC_NAME_FEATURE};
 use corral_core::hv::NetworkSpec;
 use corral_core::plan::Plan;
 use corral_core::props;
@@ -154,9 +154,16 @@ impl Service {
     /// Gives qube `vm` its one network card (plugged at once into a running qube). Without `network`, or
     /// with libvirt's `default`, the card is behind the global `default_netvm` when there is one (a qube
     /// behind a netvm is on `default`), else directly on `default`; any other libvirt network is joined
-    /// directly, without a netvm. `mac`, when given, becomes the qube's `mac` property in the same
-    /// transaction.
-    pub fn add_nic(&self, caller: &Caller, vm: &str, network: Option<&str>, mac: Option<&[u8]>) -> Result<()> {
+    /// directly, without a netvm. `mac`, when given, becomes the qube's `mac` property, and `name` the card's
+    /// name ([`NIC_NAME_FEATURE`]), in the same transaction.
+    pub fn add_nic(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        network: Option<&str>,
+        mac: Option<&[u8]>,
+        name: Option<&str>,
+    ) -> Result<()> {
         let (attachment, mac) = {
             let app = self.read();
             let d = resolve_in(&app, vm)?;
@@ -185,6 +192,9 @@ impl Service {
         }
         if mac.is_some() {
             self.auth(caller, "admin.vm.property.Set", "mac", vm)?;
+        }
+        if name.is_some() {
+            self.auth(caller, "admin.vm.feature.Set", NIC_NAME_FEATURE, vm)?;
         }
         let model = self.model.upgradable_read();
         let app = &*model;
@@ -215,16 +225,62 @@ impl Service {
         if let Some(mac) = &mac {
             extend(&mut plan, app.plan_vm_prop_set(d, "mac", mac)?);
         }
+        extend(&mut plan, plan_nic_name(app, d, name.unwrap_or(NIC_NAME))?);
         self.commit_card_change(model, vm, plan)
+    }
+
+    /// Renames qube `vm`'s card and (`mac`) sets the qube's `mac` property, in one transaction. Neither moves a
+    /// running qube's card: the name is only its label, and a new MAC applies at the next start, as the
+    /// property's does.
+    pub fn update_nic(&self, caller: &Caller, vm: &str, name: Option<&str>, mac: Option<&[u8]>) -> Result<()> {
+        let mac = match mac {
+            Some(payload) => {
+                let app = self.read();
+                let d = resolve_in(&app, vm)?;
+                let def = props::vm_prop_def(d.class, "mac").ok_or_else(|| Error::no_such_property(&d.name, "mac"))?;
+                Some(props::sanitize(def.ty, payload)?)
+            }
+            None => None,
+        };
+        if name.is_some() {
+            self.auth(caller, "admin.vm.feature.Set", NIC_NAME_FEATURE, vm)?;
+        }
+        if mac.is_some() {
+            self.auth(caller, "admin.vm.property.Set", "mac", vm)?;
+        }
+        self.mutate(|app| {
+            let d = resolve_in(app, vm)?;
+            if app.nic_network(d).is_none() {
+                return Err(Error::new(
+                    ErrorKind::QubesFeatureNotFoundError,
+                    format!("{} has no network card", d.name),
+                ));
+            }
+            let mut plan = Plan::default();
+            if let Some(name) = name {
+                extend(&mut plan, plan_nic_name(app, d, name)?);
+            }
+            if let Some(mac) = &mac {
+                extend(&mut plan, app.plan_vm_prop_set(d, "mac", mac)?);
+            }
+            Ok((plan, ()))
+        })
     }
 
     /// Takes qube `vm`'s card away (unplugged at once from a running qube): it is on no libvirt network and
     /// its netvm is none, explicitly, so that it does not fall back to the global default.
     pub fn remove_nic(&self, caller: &Caller, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.property.Set", "netvm", vm)?;
-        let on_network = resolve_in(&self.read(), vm)?.libvirt_network().is_some();
+        let (on_network, named) = {
+            let app = self.read();
+            let d = resolve_in(&app, vm)?;
+            (d.libvirt_network().is_some(), d.features.get(NIC_NAME_FEATURE).is_some())
+        };
         if on_network {
             self.auth(caller, "admin.vm.feature.Remove", NETWORK_FEATURE, vm)?;
+        }
+        if named {
+            self.auth(caller, "admin.vm.feature.Remove", NIC_NAME_FEATURE, vm)?;
         }
         let model = self.model.upgradable_read();
         let app = &*model;
@@ -243,6 +299,9 @@ impl Service {
             after.props.insert("netvm".into(), String::new());
             extend(&mut plan, app.plan_feature_remove(&after, NETWORK_FEATURE)?);
         }
+        if d.features.get(NIC_NAME_FEATURE).is_some() {
+            extend(&mut plan, app.plan_feature_remove(d, NIC_NAME_FEATURE)?);
+        }
         self.commit_card_change(model, vm, plan)
     }
 
@@ -250,6 +309,21 @@ impl Service {
     pub(crate) fn network_users(app: &App, name: &str) -> Vec<String> {
         app.domains().filter(|d| app.nic_network(d).as_deref() == Some(name)).map(|d| d.name.clone()).collect()
     }
+}
+
+/// Names qube `d`'s card `name`: the default name is the absence of the feature, so that it stays as it was for
+/// qubes nobody named a card of.
+fn plan_nic_name(app: &App, d: &Domain, name: &str) -> Result<Plan> {
+    if name == NIC_NAME {
+        if d.features.get(NIC_NAME_FEATURE).is_some() {
+            return app.plan_feature_remove(d, NIC_NAME_FEATURE);
+        }
+        return Ok(Plan::default());
+    }
+    if d.features.get(NIC_NAME_FEATURE).is_some_and(|n| n == name) {
+        return Ok(Plan::default());
+    }
+    app.plan_feature_set(d, NIC_NAME_FEATURE, name)
 }
 
 fn extend(plan: &mut Plan, more: Plan) {

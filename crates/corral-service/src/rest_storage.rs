@@ -332,11 +332,12 @@ impl Service {
     }
 }
 
-/// A copy's further disk `n` like `v`: the same number, pool, size and boot flag. It starts thin: a preallocated
+/// A copy's further disk `n` like `v`: the same number, pool, size, boot flag and given name. It starts thin: a preallocated
 /// one is allocated once its content is in (`volume_preallocate`).
 fn further_disk(v: &corral_core::volume::Volume, n: u32) -> corral_core::volume::NewDisk {
     corral_core::volume::NewDisk {
         bootable: v.bootable,
+        alias: v.alias.clone(),
         ..corral_core::volume::NewDisk::thin(&v.pool, v.size, Some(n))
     }
 }

@@ -179,8 +179,8 @@ impl Service {
         self.storage.resize(pool_of(app, v)?, v, size).map_err(storage_error)
     }
 
-    /// A disk's update over HTTP: whether it is the qube's boot disk and a new size (in the Admin API's payload
-    /// form), checked together and committed as one change. The boot flag may change while the qube runs: it
+    /// A disk's update over HTTP: whether it is the qube's boot disk, a new size (in the Admin API's payload
+    /// form) and the name a user gives a further disk, checked together and committed as one change. The boot flag may change while the qube runs: it
     /// takes effect at the next start.
     pub fn volume_update(
         &self,
@@ -189,10 +189,14 @@ impl Service {
         name: &str,
         size: Option<&[u8]>,
         bootable: Option<bool>,
+        alias: Option<&str>,
     ) -> Result<()> {
         let size = size.map(parse_size).transpose()?;
         self.volume_change(caller, "corral.vm.volume.Update", vm, name, |app, d, v| {
             let mut new = v.clone();
+            if let Some(alias) = alias {
+                new.alias = corral_core::plan::disk_alias(d, name, Some(alias))?;
+            }
             if let Some(bootable) = bootable {
                 if !app.plan_volume_bootable(d, name, bootable)?.ops.is_empty() {
                     new.bootable = bootable;

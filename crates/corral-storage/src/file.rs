@@ -775,6 +775,7 @@ mod tests {
             ephemeral: None,
             bootable: false,
             preallocated: false,
+            alias: None,
         };
         start_snapshot(&pool, &vol, &l, &backing, OsStr::new("false")).unwrap_err();
         assert!(!l.cow().exists(), "a qube that did not start must not look started");

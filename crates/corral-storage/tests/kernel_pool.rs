@@ -26,6 +26,7 @@ fn kernel(vid: &str) -> Volume {
         ephemeral: None,
         bootable: false,
         preallocated: false,
+        alias: None,
     }
 }
 

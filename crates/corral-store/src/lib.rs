@@ -178,13 +178,13 @@ fn write_op(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         Op::SetVolume { qid, volume: v } => {
             tx.prepare_cached(
                 "INSERT INTO volumes(qid, name, pool, vid, size, rw, source, save_on_stop, snap_on_start,
-                                     revisions_to_keep, ephemeral, bootable, preallocated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                                     revisions_to_keep, ephemeral, bootable, preallocated, alias)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT(qid, name) DO UPDATE SET pool = excluded.pool, vid = excluded.vid, size = excluded.size,
                     rw = excluded.rw, source = excluded.source, save_on_stop = excluded.save_on_stop,
                     snap_on_start = excluded.snap_on_start, revisions_to_keep = excluded.revisions_to_keep,
                     ephemeral = excluded.ephemeral, bootable = excluded.bootable,
-                    preallocated = excluded.preallocated",
+                    preallocated = excluded.preallocated, alias = excluded.alias",
             )?
             .execute(params![
                 qid,
@@ -199,7 +199,8 @@ fn write_op(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 v.revisions_to_keep,
                 v.ephemeral,
                 v.bootable,
-                v.preallocated
+                v.preallocated,
+                v.alias
             ])?;
         }
         Op::DeleteVolume { qid, name } => {

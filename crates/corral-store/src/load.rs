@@ -159,7 +159,8 @@ fn domain_row(l: &mut Loader, qid: i64, name: &str, uuid: &str, class: &str) -> 
     }
 }
 
-type VolumeRow = (String, String, String, i64, bool, Option<String>, bool, bool, i64, Option<bool>, bool, bool);
+type VolumeRow =
+    (String, String, String, i64, bool, Option<String>, bool, bool, i64, Option<bool>, bool, bool, Option<String>);
 
 /// Child rows of all qubes, read in one pass per table and handed out by qid.
 struct Children {
@@ -196,7 +197,7 @@ impl Children {
         }
         let mut stmt = conn.prepare(
             "SELECT qid, name, pool, vid, size, rw, source, save_on_stop, snap_on_start, revisions_to_keep, ephemeral,
-                    bootable, preallocated
+                    bootable, preallocated, alias
              FROM volumes",
         )?;
         for row in stmt.query_map([], |r| {
@@ -215,6 +216,7 @@ impl Children {
                     r.get(10)?,
                     r.get(11)?,
                     r.get(12)?,
+                    r.get(13)?,
                 ),
             ))
         })? {
@@ -274,6 +276,7 @@ impl Children {
             ephemeral,
             bootable,
             preallocated,
+            alias,
         ) in self.volumes.remove(&qid).unwrap_or_default()
         {
             let vid_ok = !vid.starts_with('/') && !vid.split('/').any(|c| c == "..");
@@ -295,6 +298,7 @@ impl Children {
                 ephemeral,
                 bootable,
                 preallocated,
+                alias,
             });
         }
         volumes.sort_by_key(|v| volume_order(&v.name));

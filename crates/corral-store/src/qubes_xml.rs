@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use corral_core::domain::{Class, Domain, DOM0_UUID};
 use corral_core::label::{builtin_labels, parse_label_color, validate_label_name, Label, LAST_BUILTIN_INDEX};
 use corral_core::props::{self, Access, PropType};
-use corral_core::volume::{is_volume_name, parse_revisions_to_keep, volume_order, Driver, Pool, Volume};
+use corral_core::volume::{
+    extra_disk_index, is_volume_name, parse_revisions_to_keep, volume_order, Driver, Pool, Volume,
+};
 use corral_core::{plan, text, App, HostInfo, Op};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
@@ -204,6 +206,9 @@ fn export_volume(w: &mut Writer, v: &Volume) {
     }
     if v.preallocated {
         attrs.push(("preallocated", text::format_bool(true)));
+    }
+    if let Some(alias) = &v.alias {
+        attrs.push(("alias", alias.as_str()));
     }
     w.leaf(4, "volume", &attrs, None);
 }
@@ -796,6 +801,16 @@ impl Importer {
             None => 0,
             Some(raw) => parse_revisions_to_keep(raw).map_err(|_| format!("invalid revisions_to_keep {raw:?}"))?,
         };
+        let alias = match v.attr("alias") {
+            None => None,
+            Some(alias) if extra_disk_index(name).is_none() => {
+                return Err(format!("alias {alias:?} on a volume its qube's class gives it"))
+            }
+            Some(alias) => {
+                corral_core::volume::check_device_name("disk", alias).map_err(|e| e.message)?;
+                Some(alias.to_string())
+            }
+        };
         Ok(Volume {
             name: name.to_string(),
             pool: pool.to_string(),
@@ -809,6 +824,7 @@ impl Importer {
             ephemeral: flag("ephemeral")?,
             bootable: flag("bootable")?.unwrap_or(false),
             preallocated: flag("preallocated")?.unwrap_or(false),
+            alias,
         })
     }
 

@@ -91,10 +91,11 @@ CREATE TABLE revision_descriptions (
 ) WITHOUT ROWID;
 ";
 
-/// Further disks over HTTP: the one a qube boots from, and fully allocated ones.
+/// Further disks over HTTP: the one a qube boots from, fully allocated ones, and the names users gave them.
 const V6: &str = "
 ALTER TABLE volumes ADD COLUMN bootable INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE volumes ADD COLUMN preallocated INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE volumes ADD COLUMN alias TEXT;
 ";
 
 pub fn migrate(conn: &Connection) -> Result<()> {
@@ -214,6 +215,7 @@ mod tests {
             ephemeral: None,
             bootable: false,
             preallocated: false,
+            alias: None,
         });
         d.revision_descriptions.insert(("private".into(), "1-back".into()), "first".into());
         store.commit(&[Op::InsertDomain(Box::new(d))]).expect("insert");

@@ -62,6 +62,7 @@ fn vol(name: &str, pool: &str, vid: &str, size: u64) -> Volume {
         ephemeral: None,
         bootable: false,
         preallocated: false,
+        alias: None,
     }
 }
 
@@ -232,12 +233,18 @@ fn further_disks_survive_export_and_import_in_order() {
     assert_eq!(domain(&again, "work"), domain(&app, "work"));
 }
 
-/// A further disk's boot flag and full allocation are Corral's own volume attributes: written when set, read back.
+/// A further disk's boot flag, full allocation and given name are Corral's own volume attributes: written when
+/// set, read back.
 #[test]
 fn a_boot_disks_flags_survive_export_and_import() {
     let (mut app, _) = import_into_fresh_store(FIXTURE);
     let work = domain(&app, "work").clone();
-    let new = NewDisk { bootable: true, preallocated: true, ..NewDisk::thin("varlibqubes", GIB, Some(3)) };
+    let new = NewDisk {
+        bootable: true,
+        preallocated: true,
+        alias: Some("Data & <logs>".into()),
+        ..NewDisk::thin("varlibqubes", GIB, Some(3))
+    };
     let (plan, _) = app.plan_volume_add(&work, &new).expect("plan");
     for op in plan.ops {
         app.apply(op);
@@ -245,10 +252,14 @@ fn a_boot_disks_flags_survive_export_and_import() {
 
     let xml = qubes_xml::export(&app);
 
-    assert!(xml.contains("size=\"1073741824\" bootable=\"True\" preallocated=\"True\"/>"), "{xml}");
+    assert!(
+        xml.contains("size=\"1073741824\" bootable=\"True\" preallocated=\"True\" alias=\"Data &amp; &lt;logs&gt;\"/>"),
+        "{xml}"
+    );
     let (again, _) = import_into_fresh_store(&xml);
     let disk = domain(&again, "work").volume("disk3").expect("disk3");
     assert!(disk.bootable && disk.preallocated);
+    assert_eq!(disk.alias.as_deref(), Some("Data & <logs>"));
     assert_eq!(domain(&again, "work"), domain(&app, "work"));
 }
 

@@ -3161,7 +3161,8 @@ fn store_written_before_the_kernel_pool_was_set_keeps_linux_kernel_after_restart
         conn.execute_batch(
             "DROP TABLE revision_descriptions;
              ALTER TABLE volumes DROP COLUMN bootable;
-             ALTER TABLE volumes DROP COLUMN preallocated;",
+             ALTER TABLE volumes DROP COLUMN preallocated;
+             ALTER TABLE volumes DROP COLUMN alias;",
         )
         .expect("back to version 3");
         conn.pragma_update(None, "user_version", 3).expect("version 3");

@@ -214,6 +214,77 @@ fn where_libvirt_cannot_hot_plug_a_running_vms_nic_is_409_and_unchanged() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Names
+
+/// The qube's feature holding its card's name, `None` when unset.
+fn nic_name_feature(d: &Daemon, vm: &str) -> Option<String> {
+    let reply = d.call("admin.vm.feature.Get+rest.nic-name", vm, b"");
+    reply.strip_prefix(b"0\0").map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+#[test]
+fn a_new_nic_keeps_the_name_it_is_given_and_loses_it_with_the_card() {
+    let mut d = daemon();
+
+    let (status, answer) = add_nic(&d, "work", "<nic><name>eth0</name><interface>virtio</interface></nic>");
+
+    assert_eq!(status, 201, "{answer}");
+    assert!(answer.contains("<name>eth0</name>"), "{answer}");
+    assert_eq!(nics(&d, "work")[0]["name"], "eth0");
+    assert_eq!(nic_name_feature(&d, "work").as_deref(), Some("eth0"));
+    d.restart();
+    assert_eq!(nics(&d, "work")[0]["name"], "eth0");
+    // The card goes with its name: a new one is nic1 again.
+    assert_eq!(remove_nic(&d, "work"), 204);
+    assert_eq!(nic_name_feature(&d, "work"), None);
+    assert_eq!(add_nic(&d, "work", "<nic/>").0, 201);
+    assert_eq!(nics(&d, "work")[0]["name"], "nic1");
+    assert_eq!(nic_name_feature(&d, "work"), None);
+}
+
+#[test]
+fn a_nic_is_renamed_with_put_and_keeps_its_id() {
+    let d = daemon();
+    assert_eq!(add_nic(&d, "work", "<nic/>").0, 201);
+    let nic = nics(&d, "work")[0]["id"].as_str().expect("id").to_string();
+    let path = format!("/api/vms/{}/nics/{nic}", d.uuid("work"));
+
+    let (status, answer) = send(&d, Method::PUT, &path, "<nic><name>uplink</name></nic>");
+
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("<name>uplink</name>") && answer.contains(&format!("id=\"{nic}\"")), "{answer}");
+    assert_eq!(nics(&d, "work")[0]["name"], "uplink");
+    assert_eq!(nic_name_feature(&d, "work").as_deref(), Some("uplink"));
+    // Back to the default name: nothing is kept for it.
+    let (status, answer) = send(&d, Method::PUT, &path, "<nic><name>nic1</name></nic>");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(nic_name_feature(&d, "work"), None);
+}
+
+#[test]
+fn a_bad_nic_name_is_400_and_changes_nothing() {
+    let d = daemon();
+    let long = "n".repeat(256);
+    for name in ["", "two&#10;lines", long.as_str(), "carte-réseau"] {
+        let (status, answer) = add_nic(&d, "work", &format!("<nic><name>{name}</name></nic>"));
+        assert_eq!(status, 400, "{name}: {answer}");
+        assert!(answer.contains("network card name"), "{name}: {answer}");
+    }
+    assert!(nics(&d, "work").is_empty());
+    assert_eq!(feature(&d, "work"), None);
+
+    assert_eq!(add_nic(&d, "work", "<nic><name>eth0</name></nic>").0, 201);
+    let nic = nics(&d, "work")[0]["id"].as_str().expect("id").to_string();
+    let path = format!("/api/vms/{}/nics/{nic}", d.uuid("work"));
+    let body = "<nic><name>two&#10;lines</name><mac address=\"00:16:3e:00:00:42\"/></nic>";
+    let (status, answer) = send(&d, Method::PUT, &path, body);
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(nics(&d, "work")[0]["name"], "eth0");
+    let mac = d.ok("admin.vm.property.Get+mac", "work", b"");
+    assert!(!mac.contains("00:16:3e:00:00:42"), "{mac}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Removing
 
 #[test]

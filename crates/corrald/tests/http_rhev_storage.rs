@@ -874,6 +874,75 @@ fn adding_a_disk_makes_a_further_volume_the_admin_api_shows() {
 }
 
 #[test]
+fn a_new_disk_keeps_the_name_it_is_given() {
+    let mut d = daemon();
+    let work = d.uuid("work");
+    let sd = sd_id(&d, "varlibqubes");
+    // What the oVirt v3 SDK sends for `params.Disk(name="sdk-data", size=…, interface="virtio", format="raw", …)`.
+    let body = format!(
+        "<disk><name>sdk-data</name><storage_domains><storage_domain id=\"{sd}\"/></storage_domains>\
+         <size>{GIB}</size><interface>virtio</interface><format>raw</format></disk>"
+    );
+
+    let (status, answer) = post_expect(&d, &format!("/api/vms/{work}/disks"), &body);
+
+    assert_eq!(status, 201, "{answer}");
+    assert!(answer.contains("<name>sdk-data</name>") && answer.contains("<alias>sdk-data</alias>"), "{answer}");
+    // The qube's volume keeps the scheme's name.
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel", "disk1"]);
+    let found = get_json(&d, "/api/disks?search=alias%3Dsdk-data");
+    assert_eq!(values(&found, "disk", "name"), ["sdk-data"]);
+    d.restart();
+    let disks = get_json(&d, &format!("/api/vms/{work}/disks"));
+    assert_eq!(values(&disks, "disk", "alias"), ["sdk-data", "work-private", "work-root", "work-volatile"]);
+    // oVirt lets two disks have the same alias; the next free number is taken, the name kept.
+    add_disk(&d, "work", GIB, "<alias>sdk-data</alias>");
+    assert_eq!(volumes(&d, "work"), ["root", "private", "volatile", "kernel", "disk1", "disk2"]);
+    let found = get_json(&d, "/api/disks?search=name%3Dsdk-data");
+    assert_eq!(values(&found, "disk", "alias"), ["sdk-data", "sdk-data"]);
+}
+
+#[test]
+fn a_further_disk_is_renamed_with_put_the_class_volumes_are_not() {
+    let d = daemon();
+    let work = d.uuid("work");
+    let disk = add_disk(&d, "work", GIB, "");
+    let path = format!("/api/vms/{work}/disks/{disk}");
+
+    let (status, answer) = send(&d, Method::PUT, &path, "<disk><alias>Scratch space</alias></disk>");
+
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("<alias>Scratch space</alias>") && answer.contains("<name>Scratch space</name>"));
+    assert_eq!(disk_id(&d, "Scratch space"), disk);
+    // The SDK sends back what it read with one of name and alias changed: that one wins.
+    let body = "<disk><name>logs</name><alias>Scratch space</alias></disk>";
+    let (status, answer) = send(&d, Method::PUT, &format!("/api/disks/{disk}"), body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(disk_id(&d, "logs"), disk);
+    // Bad names change nothing, nor does anything else of the same request.
+    for (body, says) in [
+        ("<disk><alias>  </alias><provisioned_size>3221225472</provisioned_size></disk>", "empty"),
+        ("<disk><alias>a&#9;b</alias></disk>", "control characters"),
+        ("<disk><alias>a</alias><name>b</name></disk>", "differ"),
+    ] {
+        let (status, answer) = send(&d, Method::PUT, &path, body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(is_fault(&answer) && answer.contains(says), "{body}: {answer}");
+    }
+    assert_eq!(disk_id(&d, "logs"), disk);
+    assert_eq!(volume_field(&d, "work", "disk1", "size"), GIB.to_string());
+    // Its default name back: it follows the vm's name again.
+    let (status, _) = send(&d, Method::PUT, &path, "<disk><alias>work-disk1</alias></disk>");
+    assert_eq!(status, 200);
+    assert_eq!(disk_id(&d, "work-disk1"), disk);
+
+    let private = disk_id(&d, "work-private");
+    let (status, answer) = send(&d, Method::PUT, &format!("/api/disks/{private}"), "<disk><alias>data</alias></disk>");
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(disk_id(&d, "work-private"), private);
+}
+
+#[test]
 fn an_added_disk_keeps_revisions_and_reverts_like_private() {
     let d = daemon();
     add_disk(&d, "work", GIB, "");
@@ -957,8 +1026,9 @@ fn a_new_disk_needs_a_data_domain_and_a_size_and_is_a_raw_virtio_image() {
         (new_disk(&data, GIB, "<format>qcow2</format>"), "format qcow2"),
         (new_disk(&data, GIB, "<sparse>maybe</sparse>"), "sparse"),
         (new_disk(&data, GIB, "<interface>ide</interface>"), "interface ide"),
-        (new_disk(&data, GIB, "<alias>mydisk</alias>"), "work-disk1"),
-        (new_disk(&data, GIB, "<name>work-disk23</name>"), "work-disk1"),
+        (new_disk(&data, GIB, "<alias>a</alias><name>b</name>"), "differ"),
+        (new_disk(&data, GIB, "<alias>two&#10;lines</alias>"), "control characters"),
+        (new_disk(&data, GIB, &format!("<name>{}</name>", "x".repeat(256))), "longer than 255"),
     ];
     for (body, says) in cases {
         let (status, reply) = post_expect(&d, &format!("/api/vms/{work}/disks"), &body);
@@ -1182,10 +1252,11 @@ fn a_preallocated_disk_larger_than_the_free_space_is_refused_and_leaves_nothing(
 }
 
 #[test]
-fn a_disks_boot_flag_and_allocation_go_with_a_clone_and_a_template() {
+fn a_disks_boot_flag_allocation_and_name_go_with_a_clone_and_a_template() {
     let d = daemon();
     let work = d.uuid("work");
     add_disk(&d, "work", GIB, "<bootable>true</bootable>");
+    add_disk(&d, "work", GIB, "<name>scratch</name>");
 
     let r = request(&d, Method::POST, &format!("/api/vms/{work}/clone"))
         .body("<action><vm><name>copy</name></vm></action>")
@@ -1200,6 +1271,15 @@ fn a_disks_boot_flag_and_allocation_go_with_a_clone_and_a_template() {
         assert_eq!(item(&disks, "disk", "alias", alias)["bootable"], "true", "{alias}: {disks}");
     }
     assert_eq!(item(&disks, "disk", "alias", "copy-root")["bootable"], "false", "{disks}");
+    // A named disk keeps its name in the copies, a default one follows the copy's name.
+    let named = |vm: &str| {
+        let disks = get_json(&d, &format!("/api/vms/{}/disks?search=name%3Dscratch", d.uuid(vm)));
+        values(&disks, "disk", "alias")
+    };
+    assert_eq!(named("work"), ["scratch"]);
+    assert_eq!(named("copy"), ["scratch"]);
+    let gold = get_json(&d, &format!("/api/templates/{}/disks", template_id(&d, "gold")));
+    assert_eq!(values(&gold, "disk", "alias"), ["gold-disk1", "gold-private", "gold-root", "gold-volatile", "scratch"]);
 }
 
 #[test]
@@ -1209,7 +1289,7 @@ fn a_disk_number_in_use_or_a_named_pool_is_honoured() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (status, body) = post_expect(&d, "/api/storagedomains", &pool_body("fast", "data", "localfs", dir.path()));
     assert_eq!(status, 201, "{body}");
-    add_disk(&d, "work", GIB, "<alias>disk2</alias>");
+    add_disk(&d, "work", GIB, "<alias>work-disk2</alias>");
 
     let body = format!(
         "<disk><storage_domains><storage_domain><name>fast</name></storage_domain></storage_domains>\

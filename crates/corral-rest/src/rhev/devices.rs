@@ -4,7 +4,8 @@
 //! - disks are the qube's volumes (see `storage`): they can grow. A vm gets further disks as volumes
 //!   `disk1`..`disk22` of a data domain and loses them again (while it is down); the volumes its class gives it go
 //!   only with it, and nothing is detached: there are no floating disks to keep a detached one (409).
-//! - A qube has at most one network card, `nic1` (its MAC is the `mac` property): behind its `netvm`, on the
+//! - A qube has at most one network card, named `nic1` unless a user named it otherwise (the qube's feature
+//!   `rest.nic-name`; its id stays the same) and its MAC is the `mac` property: behind its `netvm`, on the
 //!   libvirt network `default`, or directly on a libvirt network named by its feature `rest.network` (then
 //!   it has no netvm). Adding a nic puts the qube behind the global `default_netvm` when the body names no
 //!   network or `default` and there is a default_netvm, else directly on the network named (or `default`);
@@ -24,7 +25,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use corral_core::domain::{Domain, NETVM_NETWORK};
+use corral_core::domain::{Domain, NETVM_NETWORK, NIC_NAME};
 use corral_core::App;
 use corral_service::Service;
 use utoipa_axum::router::OpenApiRouter;
@@ -185,8 +186,9 @@ async fn disk_statistic(
 #[utoipa::path(post, path = "/api/vms/{id}/disks", operation_id = "add_vm_disk", tag = "vm devices",
     summary = "Add a disk to a vm",
     description = "Creates a new empty disk (a raw image on virtio) in a data storage domain as a further \
-        volume `disk<N>` of the qube (alias `<vm>-disk<N>`, the guest's `vd` device after `vdd`, `disk1` = `vde`). \
-        Required: `storage_domains/storage_domain` and `provisioned_size` (or `size`). `sparse` true (the default) \
+        volume `disk<N>` of the qube (the guest's `vd` device after `vdd`, `disk1` = `vde`). Its `alias` (or \
+        `name`, the same in oVirt 3) is kept as given: a line of text up to 255 characters, which other disks may \
+        share; without one it is `<vm>-disk<N>`, which given chooses `N`. Required: `storage_domains/storage_domain` and `provisioned_size` (or `size`). `sparse` true (the default) \
         makes a thin image, false allocates all of it (409 when the domain has not that much free space). `format` \
         raw, or oVirt's thin `cow`, which is answered as what it is, a sparse raw image (`cow` with `sparse` false \
         is 400). `bootable` true makes it the disk the vm boots from when it has no kernel (a vm with a kernel boots \
@@ -233,12 +235,12 @@ async fn add_disk(
         })
     })
     .await?;
-    let who = user.and_then(|Extension(u)| u.reference(&rest));
-    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
-    let what = format!("Disk {}-{name} was added to VM {}{by}.", d.name, d.name);
-    rest.events.record(78, "normal", what, Some((id.clone(), d.name.clone())), who);
     let disk = disk_id(&d, &name);
     let (d, v) = vm_disk(&rest.service, &id, &disk)?;
+    let who = user.and_then(|Extension(u)| u.reference(&rest));
+    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
+    let what = format!("Disk {} was added to VM {}{by}.", d.disk_alias(&v), d.name);
+    rest.events.record(78, "normal", what, Some((id.clone(), d.name.clone())), who);
     let href = format!("/vms/{id}/disks/{disk}");
     let node = disk_at(ctx.clone(), rest.service.clone(), d, v, href.clone()).await?;
     Ok(created(&ctx, node, &href, true))
@@ -246,7 +248,8 @@ async fn add_disk(
 
 #[utoipa::path(put, path = "/api/vms/{id}/disks/{d}", operation_id = "update_vm_disk", tag = "vm devices",
     summary = "Update a vm's disk",
-    description = "As `PUT /api/disks/{id}`: a larger size grows the volume, `bootable` chooses the boot disk.",
+    description = "As `PUT /api/disks/{id}`: a larger size grows the volume, `bootable` chooses the boot disk, \
+        `alias` (or `name`) renames a further disk.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("d" = String, Path, description = "The disk's id")),
     request_body(description = "A `<disk>`",
@@ -306,15 +309,13 @@ async fn remove_disk(
     blocking(move || service.volume_remove(&caller(), &vm, &name).map_err(ApiError::from)).await?;
     let who = user.and_then(|Extension(u)| u.reference(&rest));
     let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
-    let what = format!("Disk {}-{} was removed from VM {}{by}.", d.name, v.name, d.name);
+    let what = format!("Disk {} was removed from VM {}{by}.", d.disk_alias(&v), d.name);
     rest.events.record(80, "normal", what, Some((id.clone(), d.name.clone())), who);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Nics
-
-const NIC_NAME: &str = "nic1";
 
 fn nic_id(d: &Domain) -> String {
     stable_id(&format!("nic/{}/{NIC_NAME}", d.uuid))
@@ -332,7 +333,7 @@ pub fn nic_node(ctx: &Ctx, app: &App, d: &Domain, base: &str, networks: &Network
     let nic = Node::new("nic")
         .attr("href", ctx.href(&format!("{base}/nics/{id}")))
         .attr("id", &id)
-        .with_leaf("name", NIC_NAME)
+        .with_leaf("name", d.nic_name())
         .with_leaf("description", description)
         .child(owner_ref(ctx, d, base))
         .child(reference(ctx, "network", "networks", &networks.id_of(&network)))
@@ -467,7 +468,7 @@ async fn named_network(service: &Arc<Service>, body: &Node) -> ApiResult<Option<
     }
 }
 
-/// A qube's card is one virtio card named `nic1`; a body asking for another model is refused.
+/// A qube's card is one virtio card; a body asking for another model is refused.
 fn check_interface(body: &Node) -> ApiResult<()> {
     if body.text_of("interface").is_some_and(|t| t != "virtio") {
         return Err(ApiError::conflict("Cannot use another card model: a qube has one virtio card"));
@@ -477,7 +478,8 @@ fn check_interface(body: &Node) -> ApiResult<()> {
 
 #[utoipa::path(post, path = "/api/vms/{id}/nics", operation_id = "add_vm_nic", tag = "vm devices",
     summary = "Add a nic to a vm",
-    description = "A qube has one nic, `nic1`; a running one gets it hot-plugged (409 where libvirt cannot). \
+    description = "A qube has one nic, named as the body's `name` says (`nic1` by default: the qube's feature \
+        `rest.nic-name` keeps another name); a running one gets it hot-plugged (409 where libvirt cannot). \
         Without a network, or on `default`, the nic is behind the global `default_netvm` (its `netvm`) when there \
         is one, else directly on the libvirt network `default`; any other network (by id or name) is joined \
         directly, without a netvm (the qube's feature `rest.network`). A `mac` address sets the `mac` property.",
@@ -489,30 +491,32 @@ fn check_interface(body: &Node) -> ApiResult<()> {
         (status = 500, response = ServerError)))]
 async fn add_nic(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
-    let (network, mac) = match optional_body(&ctx, &body, &["nic"])? {
+    let (network, mac, name) = match optional_body(&ctx, &body, &["nic"])? {
         Some(body) => {
             check_interface(&body)?;
             let mac = body.get("mac").and_then(|m| m.attr_of("address")).map(str::to_string);
-            (named_network(&rest.service, &body).await?, mac)
+            let name = body.given_text("name").map(str::to_string);
+            (named_network(&rest.service, &body).await?, mac, name)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let service = rest.service.clone();
     let vm = d.name.clone();
     blocking(move || {
         let mac = mac.as_ref().map(String::as_bytes);
-        service.add_nic(&caller(), &vm, network.as_deref(), mac).map_err(ApiError::from)
+        service.add_nic(&caller(), &vm, network.as_deref(), mac, name.as_deref()).map_err(ApiError::from)
     })
     .await?;
     let node = render_nic(&ctx, &rest.service, &id, &nic_id(&d)).await?;
     Ok(created(&ctx, node, &format!("/vms/{id}/nics/{}", nic_id(&d)), false))
 }
 
-/// The name, card model and network are fixed; the MAC address is the qube's `mac` property.
+/// The card model and network are fixed; the name is the qube's feature `rest.nic-name`, the MAC address its
+/// `mac` property.
 #[utoipa::path(put, path = "/api/vms/{id}/nics/{n}", operation_id = "update_vm_nic", tag = "vm devices",
     summary = "Update a vm's nic",
-    description = "Sets the MAC address; the name, interface and network are fixed (remove the nic and add it \
-        on another network to move it).",
+    description = "Renames the nic (`name`; the qube's feature `rest.nic-name`, `nic1` by default) and sets its \
+        MAC address; the interface and network are fixed (remove the nic and add it on another network to move it).",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("n" = String, Path, description = "The nic's id")),
     request_body(description = "A `<nic>`",
@@ -539,13 +543,16 @@ async fn update_nic(
             )));
         }
     }
-    if body.text_of("name").is_some_and(|t| t != NIC_NAME) {
-        return Err(ApiError::conflict(format!("Cannot rename a nic: a qube's one card is {NIC_NAME}")));
-    }
-    if let Some(mac) = body.get("mac").and_then(|m| m.attr_of("address")).map(str::to_string) {
+    let name = body.given_text("name").filter(|t| *t != d.nic_name()).map(str::to_string);
+    let mac = body.get("mac").and_then(|m| m.attr_of("address")).map(str::to_string);
+    if name.is_some() || mac.is_some() {
         let service = rest.service.clone();
         let vm = d.name.clone();
-        blocking(move || service.set_vm_prop(&caller(), &vm, "mac", mac.as_bytes()).map_err(ApiError::from)).await?;
+        blocking(move || {
+            let mac = mac.as_ref().map(String::as_bytes);
+            service.update_nic(&caller(), &vm, name.as_deref(), mac).map_err(ApiError::from)
+        })
+        .await?;
     }
     Ok(ctx.ok(&render_nic(&ctx, &rest.service, &id, &nic).await?))
 }

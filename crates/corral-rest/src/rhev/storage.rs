@@ -9,8 +9,8 @@
 //!   holding the pool; `committed` is the provisioned size of the volumes in it.
 //! - `POST /storagedomains` adds a pool: `data` makes a `file` pool, `iso` a `linux-kernel` one.
 //! - A disk is one volume of one qube (root, private, volatile, and the further disks `disk<N>` added to it; the
-//!   kernel is not a disk). Its id is a UUIDv5 of the qube's uuid and the volume name, its alias
-//!   `<qube>-<volume>`. A volume belongs to its qube, so a disk cannot be created, attached or detached on its
+//!   kernel is not a disk). Its id is a UUIDv5 of the qube's uuid and the volume name, its alias (also its
+//!   name, as in oVirt 3) `<qube>-<volume>`, or for a further disk the name a user gave it. A volume belongs to its qube, so a disk cannot be created, attached or detached on its
 //!   own (409); it can grow, and a further disk can be removed (here or under its vm).
 
 use std::sync::Arc;
@@ -355,7 +355,7 @@ pub fn boots_from(d: &Domain, v: &Volume) -> bool {
 /// A volume as a disk at `href` (under `/disks` or a vm's `/disks`).
 pub fn disk_node(ctx: &Ctx, app: &App, d: &Domain, v: &Volume, usage: u64, href: &str) -> Node {
     let id = disk_id(d, &v.name);
-    let alias = format!("{}-{}", d.name, v.name);
+    let alias = d.disk_alias(v);
     let mut disk = Node::new("disk").attr("href", ctx.href(href)).attr("id", &id);
     disk = disk
         .with_leaf("name", &alias)
@@ -419,7 +419,7 @@ async fn disk_statistics_node(
 
 pub fn disk_field(d: &Domain, v: &Volume, field: &str) -> Option<String> {
     Some(match field {
-        "alias" | "name" => format!("{}-{}", d.name, v.name),
+        "alias" | "name" => d.disk_alias(v),
         "id" => disk_id(d, &v.name),
         "vm" | "vm.name" => d.name.clone(),
         "status" => "ok".into(),
@@ -437,8 +437,9 @@ pub fn disk_field(d: &Domain, v: &Volume, field: &str) -> Option<String> {
 /// not shareable: thin (`sparse`, the default) or fully allocated (`sparse=false`). oVirt's thin format `cow` is
 /// accepted for a thin disk and answered with the format the image really has, `raw`; `cow` with `sparse=false`
 /// is refused as oVirt refuses it on file domains. `bootable` makes it the disk the qube boots from without a
-/// kernel. Anything else is a 400 rather than a silently different disk. A `name`/`alias` chooses the disk's
-/// number: it must be the alias the disk gets, `<qube>-disk<N>` (or `disk<N>`).
+/// kernel. Anything else is a 400 rather than a silently different disk. The `alias` (or the older `name`) is
+/// the disk's name, any line of text; the default alias `<qube>-disk<N>` chooses the volume's number too.
+/// Both given and different is a 400.
 pub(super) fn new_disk(app: &App, d: &Domain, body: &Node) -> ApiResult<NewDisk> {
     let required = |what: &str| ApiError::bad_request(format!("disk [{what}] required for add"));
     let (sd_id, sd_name) = body
@@ -493,24 +494,16 @@ pub(super) fn new_disk(app: &App, d: &Domain, body: &Node) -> ApiResult<NewDisk>
     if body.get("lun_storage").is_some() {
         return Err(ApiError::bad_request("Cannot add a direct LUN disk: disks are images in a storage domain"));
     }
-    let mut index = None;
-    for field in ["alias", "name"] {
-        let Some(alias) = body.text_of(field) else { continue };
-        let volume = alias.strip_prefix(&format!("{}-", d.name)).unwrap_or(alias);
-        let n = corral_core::volume::extra_disk_index(volume).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "Invalid disk {field} {alias}: a vm's further disks are named {0}-disk1 to {0}-disk{1} (the \
-                 qube's volumes disk1 to disk{1}); leave it out to get the next free one",
-                d.name,
-                corral_core::volume::MAX_EXTRA_DISKS
-            ))
-        })?;
-        if index.is_some_and(|i| i != n) {
-            return Err(ApiError::bad_request("The disk's alias and name differ"));
+    let alias = match (body.given_text("alias"), body.given_text("name")) {
+        (Some(alias), Some(name)) if alias != name => {
+            return Err(ApiError::bad_request(format!("The disk's alias {alias} and name {name} differ")))
         }
-        index = Some(n);
-    }
-    Ok(NewDisk { pool: pool.name.clone(), size, index, bootable, preallocated: !sparse })
+        (alias, name) => alias.or(name),
+    };
+    let index =
+        alias.and_then(|a| a.strip_prefix(&format!("{}-", d.name))).and_then(corral_core::volume::extra_disk_index);
+    let alias = if index.is_some() { None } else { alias.map(str::to_string) };
+    Ok(NewDisk { pool: pool.name.clone(), size, index, bootable, preallocated: !sparse, alias })
 }
 
 /// Disks of `owners` as a collection; `href` gives each disk's address.
@@ -631,7 +624,7 @@ async fn remove_disk(
     blocking(move || service.volume_remove(&caller(), &vm, &name).map_err(ApiError::from)).await?;
     let who = user.and_then(|Extension(u)| u.reference(&rest));
     let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
-    let what = format!("Disk {}-{} was removed from VM {}{by}.", d.name, v.name, d.name);
+    let what = format!("Disk {} was removed from VM {}{by}.", d.disk_alias(&v), d.name);
     rest.events.record(80, "normal", what, Some((d.uuid.to_string(), d.name.clone())), who);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -658,7 +651,8 @@ async fn disk_statistic(
     disk_statistics_reply(&ctx, &rest, floating(&rest.service, &id)?, "disks", Some(&sid)).await
 }
 
-/// A disk PUT: the size may grow (a volume resize); the disk's identity and kind are fixed by the qube.
+/// A disk PUT: the size may grow (a volume resize), a further disk may be renamed, the boot disk chosen; the
+/// disk's kind is fixed by the qube.
 pub(super) async fn update_disk_of(
     ctx: &Ctx,
     service: Arc<Service>,
@@ -668,10 +662,7 @@ pub(super) async fn update_disk_of(
 ) -> ApiResult<()> {
     let body = ctx.body(body, "disk")?;
     same_id(&body, "disk", &disk_id(d, &v.name))?;
-    let alias = format!("{}-{}", d.name, v.name);
     let fixed = [
-        ("alias", alias.clone()),
-        ("name", alias),
         ("interface", "virtio".to_string()),
         ("shareable", "false".to_string()),
         ("sparse", (!v.preallocated).to_string()),
@@ -682,14 +673,36 @@ pub(super) async fn update_disk_of(
             v.name, d.name
         )));
     }
+    // The SDK sends back both alias and name of the disk it read, one of them changed: that one is the new name.
+    let current = d.disk_alias(v);
+    let renamed: Vec<&str> =
+        ["alias", "name"].iter().filter_map(|f| body.given_text(f)).filter(|t| *t != current).collect();
+    let alias = match renamed[..] {
+        [] => None,
+        [one] => Some(one.to_string()),
+        [alias, name] if alias == name => Some(alias.to_string()),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "The disk's new alias {} and name {} differ",
+                renamed[0], renamed[1]
+            )))
+        }
+    };
+    if alias.is_some() && corral_core::volume::extra_disk_index(&v.name).is_none() {
+        return Err(ApiError::conflict(format!(
+            "Cannot rename the {} volume of {}: the volumes a qube's class gives it are named after the qube",
+            v.name, d.name
+        )));
+    }
     let bootable = body_flag(&body, "bootable")?;
     let size = body.text_of("provisioned_size").or_else(|| body.text_of("size")).map(str::to_string);
-    if bootable.is_none() && size.is_none() {
+    if bootable.is_none() && size.is_none() && alias.is_none() {
         return Ok(());
     }
     let (vm, name) = (d.name.clone(), v.name.clone());
     blocking(move || {
-        service.volume_update(&caller(), &vm, &name, size.as_deref().map(str::as_bytes), bootable).map_err(|e| {
+        let size = size.as_deref().map(str::as_bytes);
+        service.volume_update(&caller(), &vm, &name, size, bootable, alias.as_deref()).map_err(|e| {
             // The storage refuses what the request asks of this volume (shrinking it, growing a read-only or
             // template-based one): the request conflicts with the volume, it is not a server failure.
             if e.kind == ErrorKind::StoragePoolException {
@@ -705,8 +718,10 @@ pub(super) async fn update_disk_of(
 #[utoipa::path(put, path = "/api/disks/{id}", operation_id = "update_disk", tag = "disks", summary = "Update a disk",
     description = "A larger `provisioned_size` (or `size`) grows the volume (a preallocated one stays fully allocated); \
         `bootable` true makes a further disk the one the vm boots from when it has no kernel (409 while another is), \
-        false gives that back to the root volume. The name, alias, interface, shareable and sparse are fixed (409), \
-        as is what the storage refuses (shrinking, more than the free space for a preallocated disk).",
+        false gives that back to the root volume. A new `alias` (or `name`, the same in oVirt 3: the one of the two \
+        that differs from the disk's) renames a further disk: a line of text up to 255 characters (400 otherwise); \
+        the volumes of the vm's class keep `<vm>-<volume>` (409). The interface, shareable and sparse are fixed \
+        (409), as is what the storage refuses (shrinking, more than the free space for a preallocated disk).",
     params(("id" = String, Path, description = "The disk's id")),
     request_body(description = "A `<disk>`",
         content((schema::Disk = "application/xml"), (schema::Disk = "application/json"))),

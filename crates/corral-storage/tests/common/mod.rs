@@ -41,6 +41,7 @@ pub fn private(vm: &str, size: u64) -> Volume {
         ephemeral: None,
         bootable: false,
         preallocated: false,
+        alias: None,
     }
 }
 
