@@ -170,6 +170,27 @@ def test_add_a_disk(api):
     assert "sdk-data" in [d.get_alias() for d in the_vm(api).disks.list()]
 
 
+def test_add_a_bootable_thin_disk_as_the_sdk_examples_do(api):
+    vm = the_vm(api)
+
+    disk = vm.disks.add(
+        params.Disk(
+            storage_domains=params.StorageDomains(storage_domain=[api.storagedomains.get("varlibqubes")]),
+            size=GIB,
+            status=None,
+            interface="virtio",
+            format="cow",
+            sparse=True,
+            bootable=True,
+        )
+    )
+
+    assert disk.get_bootable() is True
+    assert disk.get_sparse() is True
+    # A file pool's thin disk is a sparse raw image, and the answer says so.
+    assert disk.get_format() == "raw"
+
+
 def test_rename_a_disk(api):
     disk = the_vm(api).disks.get(name="sdk-data")
 
@@ -219,6 +240,17 @@ def test_suspend(api):
     assert wait_for_state(api, "suspended") == "suspended"
 
 
+def test_snapshot_keeps_its_description(api):
+    # A snapshot is a revision of the vm's private volume: corrald takes it of a halted or suspended vm.
+    vm = the_vm(api)
+
+    snapshot = vm.snapshots.add(params.Snapshot(description=SNAPSHOT_DESCRIPTION))
+
+    assert snapshot.get_description() == SNAPSHOT_DESCRIPTION
+    listed = [s.get_description() for s in the_vm(api).snapshots.list()]
+    assert listed == [SNAPSHOT_DESCRIPTION]
+
+
 def test_start_after_suspend(api):
     the_vm(api).start()
 
@@ -229,17 +261,6 @@ def test_stop(api):
     the_vm(api).stop()
 
     assert wait_for_state(api, "down") == "down"
-
-
-def test_snapshot_keeps_its_description(api):
-    # A snapshot is a revision of the vm's private volume: corrald takes it of a halted vm.
-    vm = the_vm(api)
-
-    snapshot = vm.snapshots.add(params.Snapshot(description=SNAPSHOT_DESCRIPTION))
-
-    assert snapshot.get_description() == SNAPSHOT_DESCRIPTION
-    listed = [s.get_description() for s in the_vm(api).snapshots.list()]
-    assert listed == [SNAPSHOT_DESCRIPTION]
 
 
 def test_every_document_parses_with_the_sdk():
