@@ -110,8 +110,15 @@ impl Ctx {
 
     /// A request body in the format its Content-Type says, as the element `root`.
     pub fn body(&self, bytes: &[u8], root: &str) -> Result<Node, crate::fault::ApiError> {
-        let node = if self.content_json { Node::parse_json(bytes, root) } else { Node::parse_xml(bytes) }
-            .map_err(|e| crate::fault::ApiError::bad_request(e.0))?;
+        let parse = || if self.content_json { Node::parse_json(bytes, root) } else { Node::parse_xml(bytes) };
+        // Parsing is linear within the limits, but a body near MAX_BODY still takes a while: on the
+        // multi-threaded runtime it leaves this worker so the tasks queued behind it (other connections,
+        // the Admin API on the same runtime) move to another one meanwhile.
+        let off_executor = bytes.len() > LARGE_BODY
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let parsed = if off_executor { tokio::task::block_in_place(parse) } else { parse() };
+        let node = parsed.map_err(|e| crate::fault::ApiError::bad_request(e.0))?;
         if node.name != root {
             return Err(crate::fault::ApiError::bad_request(format!(
                 "Expected a <{root}> element, got <{}>",
@@ -121,6 +128,9 @@ impl Ctx {
         Ok(node)
     }
 }
+
+/// Bodies above this size are parsed off the async worker (see `Ctx::body`).
+const LARGE_BODY: usize = 64 * 1024;
 
 /// The `detail` parameters of an `Accept` header: `+`-joined, repeated, or both; case-insensitive.
 fn parse_details(headers: &HeaderMap) -> Vec<String> {

@@ -9,6 +9,11 @@ use serde_json::{Map, Value};
 
 /// Deeper request bodies are refused; real ones nest a handful of levels.
 const MAX_DEPTH: usize = 32;
+/// A request body's elements at most: the largest real ones (a vm with its devices) have a few hundred.
+const MAX_ELEMENTS: usize = 10_000;
+/// An element's attributes at most: RHEV's carry a handful. quick-xml checks every attribute against the ones
+/// before it for duplicates, so an unbounded count costs the square of it (60,000 took seconds of CPU).
+const MAX_ATTRIBUTES: usize = 32;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
@@ -245,8 +250,19 @@ impl Node {
         let mut stack: Vec<Node> = Vec::new();
         let mut root: Option<Node> = None;
         let mut buf = Vec::new();
+        let mut elements = 0usize;
+        let mut count_element = || {
+            elements += 1;
+            if elements > MAX_ELEMENTS {
+                return Err(ReprError(format!("XML with more than {MAX_ELEMENTS} elements is not accepted")));
+            }
+            Ok(())
+        };
         loop {
             let event = reader.read_event_into(&mut buf).map_err(|e| ReprError(format!("Malformed XML: {e}")))?;
+            if matches!(event, Event::Start(_) | Event::Empty(_)) {
+                count_element()?;
+            }
             match event {
                 Event::Start(e) => {
                     if stack.len() >= MAX_DEPTH {
@@ -293,14 +309,19 @@ impl Node {
     /// A JSON body as the element `root`: objects become elements, arrays repeat their key, scalars become text.
     pub fn parse_json(body: &[u8], root: &str) -> Result<Node, ReprError> {
         let value: Value = serde_json::from_slice(body).map_err(|e| ReprError(format!("Malformed JSON: {e}")))?;
-        json_node(root, &value, 0)
+        let mut budget = MAX_ELEMENTS;
+        json_node(root, &value, 0, &mut budget)
     }
 }
 
-fn json_node(name: &str, value: &Value, depth: usize) -> Result<Node, ReprError> {
+/// `budget` is how many more elements the body may make.
+fn json_node(name: &str, value: &Value, depth: usize, budget: &mut usize) -> Result<Node, ReprError> {
     if depth > MAX_DEPTH {
         return Err(ReprError("JSON nests too deeply".into()));
     }
+    *budget = budget
+        .checked_sub(1)
+        .ok_or_else(|| ReprError(format!("JSON with more than {MAX_ELEMENTS} elements is not accepted")))?;
     let mut node = Node::new(name.to_string());
     match value {
         Value::Object(map) => {
@@ -308,13 +329,13 @@ fn json_node(name: &str, value: &Value, depth: usize) -> Result<Node, ReprError>
                 match v {
                     Value::Array(items) => {
                         for item in items {
-                            node.push(json_node(k, item, depth + 1)?);
+                            node.push(json_node(k, item, depth + 1, budget)?);
                         }
                     }
                     Value::String(s) if matches!(k.as_str(), "id" | "href") => {
                         node.attrs.push((Cow::Owned(k.clone()), s.clone()))
                     }
-                    _ => node.push(json_node(k, v, depth + 1)?),
+                    _ => node.push(json_node(k, v, depth + 1, budget)?),
                 }
             }
         }
@@ -329,7 +350,12 @@ fn json_node(name: &str, value: &Value, depth: usize) -> Result<Node, ReprError>
 
 fn start_node(e: &BytesStart<'_>) -> Result<Node, ReprError> {
     let mut node = Node::new(utf8_name(e.name().as_ref())?);
-    for a in e.attributes() {
+    for (i, a) in e.attributes().enumerate() {
+        if i == MAX_ATTRIBUTES {
+            return Err(ReprError(format!(
+                "An XML element with more than {MAX_ATTRIBUTES} attributes is not accepted"
+            )));
+        }
         let a = a.map_err(|err| ReprError(format!("Malformed XML attribute: {err}")))?;
         let value = a.unescape_value().map_err(|err| ReprError(format!("Malformed XML attribute: {err}")))?;
         xml_chars(&value)?;
@@ -611,6 +637,19 @@ mod tests {
         assert!(Node::parse_xml(b"<!DOCTYPE x [<!ENTITY a 'b'>]><vm/>").is_err());
         let deep = "<a>".repeat(40) + &"</a>".repeat(40);
         assert!(Node::parse_xml(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn bodies_beyond_the_element_and_attribute_limits_are_refused() {
+        let attrs = |n: usize| -> String { (0..n).map(|i| format!(" a{i}=\"\"")).collect() };
+        assert!(Node::parse_xml(format!("<vm{}/>", attrs(MAX_ATTRIBUTES)).as_bytes()).is_ok());
+        assert!(Node::parse_xml(format!("<vm{}/>", attrs(MAX_ATTRIBUTES + 1)).as_bytes()).is_err());
+        let elements = |n: usize| format!("<vm>{}</vm>", "<t/>".repeat(n - 1));
+        assert!(Node::parse_xml(elements(MAX_ELEMENTS).as_bytes()).is_ok());
+        assert!(Node::parse_xml(elements(MAX_ELEMENTS + 1).as_bytes()).is_err());
+        let array = |n: usize| format!("{{\"t\":[{}]}}", vec!["1"; n - 1].join(","));
+        assert!(Node::parse_json(array(MAX_ELEMENTS).as_bytes(), "vm").is_ok());
+        assert!(Node::parse_json(array(MAX_ELEMENTS + 1).as_bytes(), "vm").is_err());
     }
 
     #[test]
