@@ -19,8 +19,18 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| config.log_filter().into()),
         )
         .init();
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(config))
+}
+
+/// Every connection holds a descriptor, and systemd's soft limit of 1,024 let a thousand idle clients starve
+/// both doors and libvirt: the soft limit goes up to the hard one, which is the administrator's to set.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
 }
 
 /// libvirt is optional: without it everything but running qubes is served. The error explains why there is

@@ -73,3 +73,31 @@ fn vnc_listen_is_an_ip_address() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--vnc-listen"), "{out:?}");
     assert!(!dir.path().join("a.sock").exists());
 }
+
+/// The soft open-files limit of the running daemon, from /proc.
+fn soft_nofile(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("open files line").to_string();
+    line.split_whitespace().nth(3).unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = support::Reaped(
+        Command::new("prlimit")
+            .arg("--nofile=1024:8192")
+            .arg(env!("CARGO_BIN_EXE_corrald"))
+            .current_dir(dir.path())
+            .args(["--admin-socket", "a.sock", "--internal-socket", "i.sock", "--state-dir", "state"])
+            .args(["--libvirt-uri", "test:///default", "--http", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn corrald under prlimit"),
+    );
+    support::wait_for_socket(&dir.path().join("a.sock"));
+
+    // prlimit execs corrald in place, so the child's pid is the daemon's.
+    assert_eq!(soft_nofile(child.0.id()), "8192");
+}
