@@ -61,6 +61,8 @@ struct Quarantined {
     qids: std::collections::BTreeSet<i64>,
     names: std::collections::BTreeSet<String>,
     uuids: std::collections::BTreeSet<String>,
+    label_indexes: std::collections::BTreeSet<i64>,
+    label_names: std::collections::BTreeSet<String>,
 }
 
 pub const MAX_QID: u32 = 10000;
@@ -366,6 +368,21 @@ impl App {
         self.quarantined.qids.extend(qid);
         self.quarantined.names.extend(name.map(str::to_string));
         self.quarantined.uuids.extend(uuid.map(|u| u.to_ascii_lowercase()));
+    }
+
+    /// The same for a quarantined label row.
+    pub fn quarantine_label_keys(&mut self, index: Option<i64>, name: Option<&str>) {
+        self.quarantined.label_indexes.extend(index);
+        self.quarantined.label_names.extend(name.map(str::to_string));
+    }
+
+    /// The highest label index a quarantined row holds, which new labels must pass.
+    pub fn quarantined_label_index(&self) -> Option<i64> {
+        self.quarantined.label_indexes.last().copied()
+    }
+
+    pub fn is_quarantined_label_name(&self, name: &str) -> bool {
+        self.quarantined.label_names.contains(name)
     }
 
     /// A qube row with this name is in the store but was quarantined at load.

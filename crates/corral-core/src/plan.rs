@@ -801,13 +801,14 @@ impl App {
     }
 
     pub fn plan_label_create(&self, name: &str, color: &str) -> Result<Plan> {
-        if self.labels().any(|l| l.name == name) {
+        if self.labels().any(|l| l.name == name) || self.is_quarantined_label_name(name) {
             return Err(Error::new(
                 ErrorKind::QubesLabelInUseError,
                 format!("Label is still in use: {}", pyrepr(name)),
             ));
         }
-        let index = self.labels().map(|l| l.index).max().unwrap_or(0).max(LAST_BUILTIN_INDEX) + 1;
+        let quarantined = self.quarantined_label_index().and_then(|i| u32::try_from(i).ok()).unwrap_or(0);
+        let index = self.labels().map(|l| l.index).max().unwrap_or(0).max(LAST_BUILTIN_INDEX).max(quarantined) + 1;
         let mut plan = Plan::default();
         plan.op(Op::InsertLabel(Label { index, name: name.into(), color: color.into() }));
         Ok(plan)

@@ -88,6 +88,7 @@ pub fn load(conn: &Connection, host: HostInfo) -> Result<(App, Vec<LoadWarning>)
     let rows = stmt.query_map([], |r| Ok((int(r, 0)?, text(r, 1)?, text(r, 2)?, shown(r, 1)?)))?;
     for row in rows {
         let (idx, name, color, key) = row?;
+        let keys = (idx, name.clone());
         let valid = idx.and_then(|i| u32::try_from(i).ok()).filter(|i| *i > 0).zip(
             name.zip(color).filter(|(name, _)| corral_core::label::validate_label_name(name, false).is_ok()).and_then(
                 |(name, color)| corral_core::label::parse_label_color(color.as_bytes()).ok().map(|c| (name, c)),
@@ -95,7 +96,10 @@ pub fn load(conn: &Connection, host: HostInfo) -> Result<(App, Vec<LoadWarning>)
         );
         match valid {
             Some((index, (name, color))) => app.apply(Op::InsertLabel(Label { index, name, color })),
-            None => l.skip("labels", key, "invalid label"),
+            None => {
+                app.quarantine_label_keys(keys.0, keys.1.as_deref());
+                l.skip("labels", key, "invalid label")
+            }
         }
     }
 
@@ -525,4 +529,114 @@ fn volume_row(row: VolumeRow) -> Option<Volume> {
         preallocated: preallocated?,
         alias: alias?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use corral_core::domain::{Class, Domain};
+    use corral_core::volume::Volume;
+
+    use super::*;
+    use crate::{Durability, Store};
+
+    const HOST: HostInfo = HostInfo { memory_mib: 1024, cpus: 1 };
+
+    fn volume(name: &str, pool: &str, vid: &str) -> Volume {
+        Volume {
+            name: name.into(),
+            pool: pool.into(),
+            vid: vid.into(),
+            size: 1,
+            rw: true,
+            source: None,
+            save_on_stop: true,
+            snap_on_start: false,
+            revisions_to_keep: 0,
+            ephemeral: None,
+            bootable: false,
+            preallocated: false,
+            alias: None,
+        }
+    }
+
+    /// A store with dom0, `a` (qid 1) and `b` (qid 2), both standalone with a private and a kernel volume.
+    fn store(dir: &std::path::Path) -> Connection {
+        let path = dir.join("corral.sqlite");
+        let mut store = Store::open(&path, Durability::default()).expect("store");
+        store.commit(&App::initial_ops("/var/lib/corral", "/var/lib/corral/vm-kernels")).expect("initial");
+        for (qid, name) in [(1, "a"), (2, "b")] {
+            let mut d = Domain::new(qid, name, Uuid::from_u128(u128::from(qid)), Class::StandaloneVM);
+            d.props.insert("label".into(), "red".into());
+            d.volumes.push(volume("private", "varlibqubes", &format!("appvms/{name}/private")));
+            d.volumes.push(volume("kernel", "linux-kernel", "6.1"));
+            store.commit(&[Op::InsertDomain(Box::new(d))]).expect("insert");
+        }
+        Connection::open(&path).expect("open")
+    }
+
+    fn tables(warnings: &[LoadWarning]) -> Vec<&str> {
+        warnings.iter().map(|w| w.table).collect()
+    }
+
+    #[test]
+    fn a_quarantined_qubes_keys_are_not_given_to_new_qubes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = store(dir.path());
+        conn.execute_batch("UPDATE domains SET class = X'00' WHERE name = 'a'").expect("corrupt");
+
+        let (app, warnings) = load(&conn, HOST).expect("load");
+
+        assert!(app.domain("a").is_none());
+        assert_eq!(app.free_qid(), Some(3));
+        assert!(app.is_quarantined_name("a"));
+        assert!(app.is_quarantined_uuid(&Uuid::from_u128(1)));
+        assert!(tables(&warnings).contains(&"domains"), "{warnings:?}");
+    }
+
+    #[test]
+    fn values_that_are_not_text_quarantine_their_row_in_every_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = store(dir.path());
+        conn.execute_batch(
+            "INSERT INTO features(qid, name, value, seq) VALUES (1, 'f', X'FF', 1);
+             INSERT INTO tags(qid, tag) VALUES (1, X'6869');
+             INSERT INTO domain_properties(qid, name, value) VALUES (1, 'memory', CAST(X'FF' AS TEXT));
+             INSERT INTO global_properties(name, value) VALUES (X'00', 'x');
+             INSERT INTO labels(idx, name, color) VALUES (20, 'odd', X'00');
+             UPDATE pools SET dir_path = X'2F' WHERE name = 'varlibqubes';
+             UPDATE volumes SET size = 'big' WHERE qid = 2 AND name = 'private';",
+        )
+        .expect("corrupt");
+
+        let (app, warnings) = load(&conn, HOST).expect("load");
+
+        let a = app.domain("a").expect("a");
+        assert!(a.features.get("f").is_none() && a.tags.is_empty() && a.prop("memory").is_none());
+        let label = app.plan_label_create("new", "0x123456").expect("label");
+        assert!(matches!(&label.ops[..], [Op::InsertLabel(l)] if l.index == 21), "{:?}", label.ops);
+        assert!(app.plan_label_create("odd", "0x123456").is_err());
+        assert!(app.domain("b").expect("b").volume("private").is_none());
+        let mut seen = tables(&warnings);
+        seen.sort();
+        seen.dedup();
+        for table in ["domain_properties", "features", "global_properties", "labels", "pools", "tags", "volumes"] {
+            assert!(seen.contains(&table), "{table} not reported: {warnings:?}");
+        }
+    }
+
+    #[test]
+    fn a_second_volume_on_one_image_is_quarantined_and_kernels_are_shared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = store(dir.path());
+        conn.execute_batch("UPDATE volumes SET vid = 'appvms/a/private' WHERE qid = 2 AND name = 'private'")
+            .expect("corrupt");
+
+        let (app, warnings) = load(&conn, HOST).expect("load");
+
+        assert!(app.domain("a").expect("a").volume("private").is_some());
+        let b = app.domain("b").expect("b");
+        assert!(b.volume("private").is_none());
+        assert!(b.volume("kernel").is_some());
+        assert_eq!(tables(&warnings), ["volumes"], "{warnings:?}");
+    }
 }
