@@ -183,3 +183,44 @@ fn a_volume_sharing_another_qubes_image_is_quarantined() {
     d.ok("admin.vm.Remove", "work", b"");
     assert!(d.state.join("appvms/broken/private.img").exists());
 }
+
+fn corrald(d: &Daemon, extra: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_corrald"));
+    cmd.arg("--admin-socket").arg(&d.admin).arg("--internal-socket").arg(&d.internal);
+    cmd.arg("--state-dir").arg(&d.state).args(["--libvirt-uri", "test:///default", "--http", "off"]).args(extra);
+    cmd
+}
+
+/// A state database that lost its content (a WAL cut to nothing) beside the qubes' images is not
+/// silently replaced by an empty one: corrald refuses to start and says what it found and how to go on.
+#[test]
+fn an_empty_store_beside_qube_images_is_refused() {
+    let d = seeded();
+    for file in ["corral.sqlite", "corral.sqlite-wal", "corral.sqlite-shm"] {
+        let _ = std::fs::remove_file(d.state.join(file));
+    }
+    assert!(d.state.join("appvms/work").is_dir());
+    // The killed daemon left its socket behind.
+    std::fs::remove_file(&d.admin).expect("stale socket");
+
+    let out = corrald(&d, &[]).output().expect("run corrald");
+
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("appvms/work") && stderr.contains("--accept-empty-store"), "{stderr}");
+    assert!(!d.admin.exists());
+
+    // Accepted once, the decision is kept: the next start needs no flag.
+    for extra in [&["--accept-empty-store"][..], &[]] {
+        let mut started = corrald(&d, extra).stderr(std::process::Stdio::null()).spawn().expect("spawn corrald");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !d.admin.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = started.kill();
+        let _ = started.wait();
+        assert!(d.admin.exists(), "not started with {extra:?}");
+        std::fs::remove_file(&d.admin).expect("socket");
+    }
+    assert!(d.state.join("appvms/work").is_dir());
+}
