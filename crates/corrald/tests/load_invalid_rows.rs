@@ -203,10 +203,24 @@ fn an_empty_store_beside_qube_images_is_refused() {
     // The killed daemon left its socket behind.
     std::fs::remove_file(&d.admin).expect("stale socket");
 
-    let out = corrald(&d, &[]).output().expect("run corrald");
+    let log = d.dir.path().join("refused.log");
+    let mut refused =
+        corrald(&d, &[]).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("spawn corrald");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = refused.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = refused.kill();
+            let _ = refused.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
 
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(status.is_some_and(|s| !s.success()), "corrald started on an empty store: {status:?}");
+    let stderr = std::fs::read_to_string(&log).expect("log");
     assert!(stderr.contains("appvms/work") && stderr.contains("--accept-empty-store"), "{stderr}");
     assert!(!d.admin.exists());
 
