@@ -178,10 +178,18 @@ pub fn load(conn: &Connection, host: HostInfo) -> Result<(App, Vec<LoadWarning>)
             app.quarantine_keys(qid, name.as_deref(), uuid.as_deref());
             continue;
         };
-        d.notes = notes.unwrap_or_else(|| {
-            l.skip("domains.notes", &key, "notes are not text; shown empty");
-            String::new()
-        });
+        // As Set does: unsafe characters become `_`; too long or not text is reported and shown empty.
+        d.notes = match notes.map(|n| plan::sanitize_notes(n.as_bytes())) {
+            Some(Ok(notes)) => notes,
+            Some(Err(e)) => {
+                l.skip("domains.notes", &key, format!("{}; shown empty", e.message));
+                String::new()
+            }
+            None => {
+                l.skip("domains.notes", &key, "notes are not text; shown empty");
+                String::new()
+            }
+        };
         let parsed = fw.as_deref().map(|fw| (fw.is_empty(), firewall::parse_rules(fw.as_bytes(), 0)));
         d.firewall = match parsed {
             Some((_, Ok(rules))) => rules,
@@ -446,10 +454,7 @@ impl Children {
         }
         for ((name, value), key) in self.features.remove(&qid).unwrap_or_default() {
             match (name, value) {
-                (Some(name), Some(value))
-                    if plan::validate_feature_name(&name).is_ok()
-                        && value.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
-                {
+                (Some(name), Some(value)) if stored_feature_ok(&name, &value) => {
                     d.features.set(&name, &value);
                 }
                 _ => l.skip("features", format!("{}.{key}", d.name), "invalid feature"),
@@ -491,6 +496,14 @@ impl Children {
             }
         }
     }
+}
+
+/// A client's Set rules, except that the features the daemon keeps for itself (which clients may not set)
+/// load.
+fn stored_feature_ok(name: &str, value: &str) -> bool {
+    let kept_by_daemon = plan::PROTECTED_FEATURES.contains(&name);
+    let checked_as = if kept_by_daemon { "x-protected" } else { name };
+    plan::validate_feature(checked_as, value).is_ok()
 }
 
 fn volume_row(row: VolumeRow) -> Option<Volume> {
@@ -598,7 +611,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = store(dir.path());
         conn.execute_batch(
-            "INSERT INTO features(qid, name, value, seq) VALUES (1, 'f', X'FF', 1);
+            "INSERT INTO features(qid, name, value, seq) VALUES (1, 'f', X'FF', 1), (1, 'service.a/b', '1', 2),
+                 (1, 'preload-dispvm', 'disp1', 3);
              INSERT INTO tags(qid, tag) VALUES (1, X'6869');
              INSERT INTO domain_properties(qid, name, value) VALUES (1, 'memory', CAST(X'FF' AS TEXT));
              INSERT INTO global_properties(name, value) VALUES (X'00', 'x');
@@ -612,6 +626,8 @@ mod tests {
 
         let a = app.domain("a").expect("a");
         assert!(a.features.get("f").is_none() && a.tags.is_empty() && a.prop("memory").is_none());
+        assert!(a.features.get("service.a/b").is_none());
+        assert_eq!(a.features.get("preload-dispvm"), Some("disp1"));
         let label = app.plan_label_create("new", "0x123456").expect("label");
         assert!(matches!(&label.ops[..], [Op::InsertLabel(l)] if l.index == 21), "{:?}", label.ops);
         assert!(app.plan_label_create("odd", "0x123456").is_err());
