@@ -54,3 +54,27 @@ pub fn refuse_lost_store(state_dir: &Path, accept: bool) -> anyhow::Result<()> {
         state_dir.display()
     )
 }
+
+/// Image directories no loaded qube's volume points into: what a partly lost database (or a quarantined
+/// qube) left behind. Nothing is deleted; the operator is told, once, at start.
+pub fn warn_unowned_images(state_dir: &Path, app: &corral_core::App) {
+    let owned: std::collections::HashSet<PathBuf> = app
+        .domains()
+        .flat_map(|d| d.volumes.iter())
+        .filter_map(|v| {
+            let pool = app.pool(&v.pool).filter(|p| p.driver == corral_core::volume::Driver::File)?;
+            let mut parts = v.vid.split('/');
+            Some(Path::new(&pool.dir_path).join(parts.next()?).join(parts.next()?))
+        })
+        .collect();
+    let unowned: Vec<String> =
+        image_dirs(state_dir).into_iter().filter(|p| !owned.contains(p)).map(|p| p.display().to_string()).collect();
+    if !unowned.is_empty() {
+        tracing::warn!(
+            directories = %unowned.join(", "),
+            "{} qube image directories belong to no loaded qube: the state database may have lost those qubes \
+             (restore it from a backup) or holds them quarantined (see above); the images are left as they are",
+            unowned.len()
+        );
+    }
+}

@@ -238,3 +238,17 @@ fn an_empty_store_beside_qube_images_is_refused() {
     }
     assert!(d.state.join("appvms/work").is_dir());
 }
+
+/// Qubes lost from a database that still holds others leave images no qube owns: the start says so.
+#[test]
+fn images_of_qubes_the_store_lost_are_reported() {
+    let mut d = seeded();
+    corrupt(&d, "DELETE FROM domains WHERE name = 'work';");
+
+    d.spawn();
+
+    let log = d.log();
+    let warning = log.lines().find(|l| l.contains("belong to no loaded qube")).expect("warning");
+    assert!(warning.contains("appvms/work") && !warning.contains("appvms/broken"), "{warning}");
+    assert!(d.state.join("appvms/work").is_dir());
+}
