@@ -42,6 +42,8 @@ fn property_row_with_invalid_value_falls_back_to_the_default() {
 
     assert_eq!(d.ok("admin.vm.property.Get+memory", "work", b""), "default=True type=int 400");
     assert_eq!(d.ok("admin.vm.feature.Get+gui", "work", b""), "1");
+    // Every image directory has its qube: nothing to warn about.
+    assert!(!d.log().contains("belong to no loaded qube"), "{}", d.log());
 }
 
 #[test]
