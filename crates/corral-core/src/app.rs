@@ -50,7 +50,19 @@ pub struct App {
     pools: Vec<Pool>,
     props: BTreeMap<String, String>,
     users: BTreeMap<String, crate::user::User>,
+    quarantined: Quarantined,
     pub host: HostInfo,
+}
+
+/// Keys held by qube rows the store keeps but could not load. They stay in the database for the operator
+/// to repair, so a new qube must not take them (the database would refuse the write).
+#[derive(Debug, Clone, Default)]
+struct Quarantined {
+    qids: std::collections::BTreeSet<i64>,
+    names: std::collections::BTreeSet<String>,
+    uuids: std::collections::BTreeSet<String>,
+    label_indexes: std::collections::BTreeSet<i64>,
+    label_names: std::collections::BTreeSet<String>,
 }
 
 pub const MAX_QID: u32 = 10000;
@@ -65,6 +77,7 @@ impl App {
             pools: Vec::new(),
             props: BTreeMap::new(),
             users: BTreeMap::new(),
+            quarantined: Quarantined::default(),
             host,
         }
     }
@@ -345,9 +358,40 @@ impl App {
         tags
     }
 
-    /// Lowest free qid ≥ 1.
+    /// Lowest free qid ≥ 1, passing over those of quarantined rows.
     pub fn free_qid(&self) -> Option<u32> {
-        (1..=MAX_QID).find(|q| !self.by_qid.contains_key(q))
+        (1..=MAX_QID).find(|q| !self.by_qid.contains_key(q) && !self.quarantined.qids.contains(&i64::from(*q)))
+    }
+
+    /// Keeps a quarantined qube row's keys (as stored, whatever they are) out of new qubes' reach.
+    pub fn quarantine_keys(&mut self, qid: Option<i64>, name: Option<&str>, uuid: Option<&str>) {
+        self.quarantined.qids.extend(qid);
+        self.quarantined.names.extend(name.map(str::to_string));
+        self.quarantined.uuids.extend(uuid.map(|u| u.to_ascii_lowercase()));
+    }
+
+    /// The same for a quarantined label row.
+    pub fn quarantine_label_keys(&mut self, index: Option<i64>, name: Option<&str>) {
+        self.quarantined.label_indexes.extend(index);
+        self.quarantined.label_names.extend(name.map(str::to_string));
+    }
+
+    /// The highest label index a quarantined row holds, which new labels must pass.
+    pub fn quarantined_label_index(&self) -> Option<i64> {
+        self.quarantined.label_indexes.last().copied()
+    }
+
+    pub fn is_quarantined_label_name(&self, name: &str) -> bool {
+        self.quarantined.label_names.contains(name)
+    }
+
+    /// A qube row with this name is in the store but was quarantined at load.
+    pub fn is_quarantined_name(&self, name: &str) -> bool {
+        self.quarantined.names.contains(name)
+    }
+
+    pub fn is_quarantined_uuid(&self, uuid: &Uuid) -> bool {
+        self.quarantined.uuids.contains(&uuid.to_string())
     }
 
     /// Qubes whose properties reference `name` in a way that blocks its removal, with the property.

@@ -80,6 +80,18 @@ impl App {
                 format!("Qube already exists: {}", spec.name),
             ));
         }
+        if self.is_quarantined_name(&spec.name) {
+            return Err(Error::new(
+                ErrorKind::QubesVMAlreadyExistsError,
+                format!(
+                    "Qube already exists: {} (in the state database, but quarantined at load: see the daemon's log)",
+                    spec.name
+                ),
+            ));
+        }
+        if self.domain_by_uuid(&spec.uuid).is_some() || self.is_quarantined_uuid(&spec.uuid) {
+            return Err(Error::generic(format!("UUID {} is already taken", spec.uuid)));
+        }
         let no_default = || Error::value("Template for the qube not specified, nor default template set.");
         let template = match (&spec.template, spec.class) {
             (Some(t), _) => Some(self.domain(t).ok_or_else(|| Error::vm_not_found(t))?),
@@ -356,25 +368,7 @@ impl App {
     pub fn plan_vm_prop_set(&self, d: &Domain, name: &str, value: &str) -> Result<Plan> {
         let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
         self.check_writable(d, def.access, name)?;
-        // `template` names the class it wants in its own check.
-        if name != "template" {
-            self.refuse_remote_target(def.ty, value)?;
-        }
-        let mut value = value.to_string();
-        if def.ty == PropType::Vm && value.is_empty() && !def.allow_none {
-            return Err(Error::new(
-                ErrorKind::QubesPropertyValueError,
-                format!("Invalid value '' for property {} of {}", pyrepr(name), pyrepr(&d.name)),
-            ));
-        }
-        if def.ty == PropType::Label {
-            value = self.label(&value).map(|l| l.name.clone()).ok_or_else(|| {
-                Error::new(ErrorKind::QubesLabelNotFoundError, format!("Label does not exist: {value}"))
-            })?;
-        }
-        if let Some(check) = def.check {
-            value = check(self, d, &value)?;
-        }
+        let value = self.checked_vm_prop_value(d, def, value, true)?;
         let old = self.vm_prop(d, name);
         let mut plan = Plan::default();
         let mut pre = Event::on(&d.name, format!("property-pre-set:{name}"))
@@ -399,6 +393,56 @@ impl App {
             }
         }
         Ok(plan)
+    }
+
+    /// A value's checks once it has passed [`props::sanitize`], shared by Set and the load of stored values.
+    /// `transition` runs the checks that judge a change against the qubes using this one (a
+    /// `provides_network=False` while others name it): a stored value is judged from those qubes instead.
+    fn checked_vm_prop_value(&self, d: &Domain, def: &props::PropDef, value: &str, transition: bool) -> Result<String> {
+        let name = def.name;
+        // `template` names the class it wants in its own check.
+        if name != "template" {
+            self.refuse_remote_target(def.ty, value)?;
+        }
+        let mut value = value.to_string();
+        if def.ty == PropType::Vm && value.is_empty() && !def.allow_none {
+            return Err(Error::new(
+                ErrorKind::QubesPropertyValueError,
+                format!("Invalid value '' for property {} of {}", pyrepr(name), pyrepr(&d.name)),
+            ));
+        }
+        if def.ty == PropType::Label {
+            value = self.label(&value).map(|l| l.name.clone()).ok_or_else(|| {
+                Error::new(ErrorKind::QubesLabelNotFoundError, format!("Label does not exist: {value}"))
+            })?;
+        }
+        let guards_users = matches!(name, "provides_network" | "template_for_dispvms");
+        if let Some(check) = def.check.filter(|_| transition || !guards_users) {
+            value = check(self, d, &value)?;
+        }
+        Ok(value)
+    }
+
+    /// Whether a value read from the store is one Set would have accepted, against the whole model
+    /// (references must name qubes that exist). Write-once values are stored at creation and pass.
+    pub fn check_stored_vm_prop(&self, d: &Domain, name: &str, value: &str) -> Result<String> {
+        let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
+        // Only `dispid` of the write-once properties is kept as a row; name, qid and uuid are columns.
+        if is_read_only(d, def.access, name) || (def.access == Access::WriteOnce && name != "dispid") {
+            return Err(Error::value(format!("property {name} is not stored")));
+        }
+        let value = props::sanitize(def.ty, value.as_bytes())?;
+        self.checked_vm_prop_value(d, def, &value, false)
+    }
+
+    /// Whether a stored global value is one Set would have accepted, against the whole model.
+    pub fn check_stored_global_prop(&self, name: &str, value: &str) -> Result<String> {
+        let def = props::global_prop_def(name).ok_or_else(|| Error::no_such_property("Qubes", name))?;
+        if def.access != Access::ReadWrite {
+            return Err(Error::value(format!("property {name} is not stored")));
+        }
+        let value = props::sanitize(def.ty, value.as_bytes())?;
+        self.checked_global_value(def, &value)
     }
 
     pub fn plan_vm_prop_reset(&self, d: &Domain, name: &str) -> Result<Plan> {
@@ -536,19 +580,7 @@ impl App {
                 format!("property {} on Qubes instance cannot be set", pyrepr(name)),
             ));
         }
-        if def.ty == PropType::Vm && !value.is_empty() && self.domain(value).is_none() {
-            return Err(Error::new(
-                ErrorKind::QubesPropertyValueError,
-                format!("Can't set {name} to non-existing qube {value}"),
-            ));
-        }
-        if name != "default_template" {
-            self.refuse_remote_target(def.ty, value)?;
-        }
-        let mut value = value.to_string();
-        if let Some(check) = def.check {
-            value = check(self, &value)?;
-        }
+        let value = self.checked_global_value(def, value)?;
         let old = self.global_prop(name);
         let mut plan = Plan::default();
         let mut pre = Event::global(format!("property-pre-set:{name}"))
@@ -608,6 +640,23 @@ impl App {
             }
             plan.ev(e);
             self.auto_tag_events(plan, d, prop, old.as_deref(), new.as_deref());
+        }
+    }
+
+    fn checked_global_value(&self, def: &props::GlobalPropDef, value: &str) -> Result<String> {
+        let name = def.name;
+        if def.ty == PropType::Vm && !value.is_empty() && self.domain(value).is_none() {
+            return Err(Error::new(
+                ErrorKind::QubesPropertyValueError,
+                format!("Can't set {name} to non-existing qube {value}"),
+            ));
+        }
+        if name != "default_template" {
+            self.refuse_remote_target(def.ty, value)?;
+        }
+        match def.check {
+            Some(check) => check(self, value),
+            None => Ok(value.to_string()),
         }
     }
 
@@ -752,13 +801,14 @@ impl App {
     }
 
     pub fn plan_label_create(&self, name: &str, color: &str) -> Result<Plan> {
-        if self.labels().any(|l| l.name == name) {
+        if self.labels().any(|l| l.name == name) || self.is_quarantined_label_name(name) {
             return Err(Error::new(
                 ErrorKind::QubesLabelInUseError,
                 format!("Label is still in use: {}", pyrepr(name)),
             ));
         }
-        let index = self.labels().map(|l| l.index).max().unwrap_or(0).max(LAST_BUILTIN_INDEX) + 1;
+        let quarantined = self.quarantined_label_index().and_then(|i| u32::try_from(i).ok()).unwrap_or(0);
+        let index = self.labels().map(|l| l.index).max().unwrap_or(0).max(LAST_BUILTIN_INDEX).max(quarantined) + 1;
         let mut plan = Plan::default();
         plan.op(Op::InsertLabel(Label { index, name: name.into(), color: color.into() }));
         Ok(plan)

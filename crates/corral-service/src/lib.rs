@@ -103,7 +103,16 @@ impl Service {
         let store = open_store(&config.state_dir, config.durability)?;
         let (app, warnings) = store.load(config.host)?;
         for w in &warnings {
-            tracing::warn!(table = w.table, key = %w.key, reason = %w.reason, "skipped invalid row at load");
+            tracing::warn!(table = w.table, key = %w.key, reason = %w.reason, "quarantined invalid row at load");
+        }
+        if !warnings.is_empty() {
+            tracing::warn!(
+                rows = warnings.len(),
+                "{} rows of the state database could not be loaded: they are kept in the database as they \
+                 are, not served, and new objects avoid their names and ids; repair or delete them with \
+                 sqlite3 while corrald is stopped",
+                warnings.len()
+            );
         }
         let storage = Storage;
         for pool in app.pools() {

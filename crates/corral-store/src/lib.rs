@@ -73,6 +73,25 @@ impl Store {
         Ok(v.is_some())
     }
 
+    /// Qube rows other than dom0's, whether they load or not.
+    pub fn qube_rows(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM domains WHERE qid != 0", [], |r| r.get(0))?)
+    }
+
+    /// Whether the operator chose to run this store although it held no qubes beside existing images.
+    pub fn empty_store_accepted(&self) -> Result<bool> {
+        let v: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'empty_store_accepted'", [], |r| r.get(0))
+            .optional()?;
+        Ok(v.is_some())
+    }
+
+    pub fn accept_empty_store(&mut self) -> Result<()> {
+        self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('empty_store_accepted', '1')", [])?;
+        Ok(())
+    }
+
     /// Reads the whole model. Invalid rows are skipped and reported, never fatal.
     pub fn load(&self, host: HostInfo) -> Result<(App, Vec<LoadWarning>)> {
         load::load(&self.conn, host)

@@ -49,6 +49,11 @@ pub enum XmlError {
     UnexpectedRoot(String),
     #[error("unsupported structure: elements nested deeper than {limit} levels")]
     TooDeep { limit: usize },
+    #[error(
+        "qubes {first} and {second} both name the image {pool}:{vid}: starting one would overwrite the other's \
+         data and removing one would delete it; give each its own volume in qubes.xml, then import again"
+    )]
+    SharedImage { pool: String, vid: String, first: String, second: String },
 }
 
 /// The result of [`import`]: ops to commit on a fresh store, and what was left out and why.
@@ -71,6 +76,7 @@ pub fn import(xml: &str) -> Result<Imported, XmlError> {
     }
     let mut im = Importer::new();
     im.run(&root);
+    im.refuse_shared_images()?;
     Ok(im.finish())
 }
 
@@ -443,6 +449,31 @@ impl Importer {
                  the default firewall (accept all)",
             );
         }
+    }
+
+    /// One image, one volume: unlike an invalid item, which is left out with a warning, two qubes naming
+    /// the same image cannot be told apart here (which one owns it?), so the whole import stops.
+    fn refuse_shared_images(&self) -> Result<(), XmlError> {
+        // The built-in kernel pool keeps this host's definition, whatever the file says.
+        let kernel_pools: BTreeSet<&str> = std::iter::once("linux-kernel")
+            .chain(self.pools.iter().filter(|p| p.driver == Driver::LinuxKernel).map(|p| p.name.as_str()))
+            .collect();
+        let mut qubes: Vec<&Domain> = self.qubes.iter().collect();
+        qubes.sort_by_key(|d| d.qid);
+        let mut owners: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+        for d in qubes {
+            for v in d.volumes.iter().filter(|v| !kernel_pools.contains(v.pool.as_str())) {
+                if let Some(first) = owners.insert((&v.pool, &v.vid), &d.name) {
+                    return Err(XmlError::SharedImage {
+                        pool: v.pool.clone(),
+                        vid: v.vid.clone(),
+                        first: first.to_string(),
+                        second: d.name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn finish(mut self) -> Imported {

@@ -459,3 +459,21 @@ fn a_second_admin_vm_is_refused() {
         ]
     );
 }
+
+/// Two qubes naming one image would overwrite and delete each other's data: the import is refused as a
+/// whole, naming both. Kernel volumes share their kernel by design.
+#[test]
+fn two_qubes_sharing_an_image_are_refused() {
+    let shared = FIXTURE.replacen("vid=\"appvms/sys-net/private\"", "vid=\"vm-templates/fedora-40/private\"", 1);
+    assert_ne!(shared, FIXTURE);
+
+    match qubes_xml::import(&shared) {
+        Err(e @ XmlError::SharedImage { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("fedora-40") && message.contains("sys-net"), "{message}");
+            assert!(message.contains("varlibqubes:vm-templates/fedora-40/private"), "{message}");
+        }
+        other => panic!("accepted or wrong error: {other:?}"),
+    }
+    assert!(qubes_xml::import(FIXTURE).is_ok());
+}

@@ -52,6 +52,10 @@ struct Cli {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `corral_service=debug`.
     #[arg(long, env = "CORRAL_LOG_LEVEL")]
     log_level: Option<String>,
+    /// Start although the state database holds no qubes while qube images are in the state directory
+    /// (a lost or damaged database); a flag, not a configuration key, since it is a one-time decision.
+    #[arg(long)]
+    accept_empty_store: bool,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -85,6 +89,7 @@ pub struct Config {
     pub vnc_listen: std::net::IpAddr,
     sync_commits: bool,
     log_level: String,
+    pub accept_empty_store: bool,
 }
 
 /// How the HTTP door is served.
@@ -145,6 +150,7 @@ impl Config {
             vnc_listen: cli.vnc_listen.or(file.vnc_listen).unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
             sync_commits: cli.sync_commits.or(file.sync_commits).unwrap_or(false),
             log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+            accept_empty_store: cli.accept_empty_store,
         })
     }
 

@@ -1,6 +1,7 @@
 //! `corrald`: the Corral daemon. Loads the state, then serves the Admin API sockets until SIGTERM/SIGINT.
 
 mod config;
+mod lost_store;
 mod tls;
 
 use std::sync::Arc;
@@ -64,6 +65,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     if lock.try_lock().is_err() {
         anyhow::bail!("{} is in use by another corrald", config.state_dir.display());
     }
+    lost_store::refuse_lost_store(&config.state_dir, config.accept_empty_store)?;
     let tls = if config.http.is_some() { tls::load(&config.tls, &config.state_dir)? } else { None };
     let service_config = corral_service::Config {
         state_dir: config.state_dir.clone(),
@@ -74,6 +76,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     };
     let service: Arc<Service> =
         Service::open(service_config, Box::new(QrexecAdmitted)).context("Cannot open the daemon's state")?;
+    lost_store::warn_unowned_images(&config.state_dir, &service.read());
 
     // Sockets appear only once the state is loaded, so a client that connects is served.
     let mut tasks = Vec::new();

@@ -904,7 +904,7 @@ fn acknowledged_mutations_survive_kill_9() {
     let log = daemon.log();
     daemon.kill9();
     assert!(!log.contains("panicked"), "the daemon panicked:\n{}", log_tail(&log_path));
-    assert!(!log.contains("skipped invalid row"), "rows were skipped at load:\n{}", log_tail(&log_path));
+    assert!(!log.contains("quarantined invalid row"), "rows were quarantined at load:\n{}", log_tail(&log_path));
 
     let conn = rusqlite::Connection::open(daemon.state.join("corral.sqlite")).expect("open the state database");
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity_check");
