@@ -10,7 +10,8 @@
 //! - a full slot means waiting (at most `MAX_WAIT`), never a refusal;
 //! - concurrent first logins with the same credentials share one check;
 //! - failures lock out a (name, source address) pair and, more leniently, a source address, each for a
-//!   bounded, doubling wait: a guesser locks out only itself, never the user it guesses at;
+//!   bounded, doubling wait: a guesser locks out only itself, never the user it guesses at (an address's
+//!   failures are forgotten only after a quiet while, not by a success);
 //! - each source address has at most `MAX_CHECKS_PER_SOURCE` checks running or waiting.
 
 use std::collections::HashMap;
@@ -179,8 +180,9 @@ impl LoginThrottle {
         self.by_name.failed(&(name.to_string(), source), now);
     }
 
+    /// Clears the pair's failures; the address's stay, so that a guesser holding one account cannot reset
+    /// its address's count by logging in between guesses at other names.
     fn succeeded(&self, name: &str, source: IpAddr) {
-        self.by_source.succeeded(&source);
         self.by_name.succeeded(&(name.to_string(), source));
     }
 
@@ -420,8 +422,9 @@ mod tests {
         let start = Instant::now();
         for i in 0..FREE_SOURCE_FAILURES {
             t.failed(&format!("name{i}"), HERE, start);
+            t.succeeded("mine", HERE);
         }
-        assert!(!t.admits("someone", HERE, start));
+        assert!(!t.admits("someone", HERE, start), "logging in between guesses does not reset the count");
         assert!(t.admits("someone", THERE, start));
         assert!(t.admits("someone", HERE, start + Duration::from_secs(1)));
     }
