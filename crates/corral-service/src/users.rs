@@ -213,6 +213,15 @@ impl LoginThrottle {
     }
 }
 
+/// The address failures are counted against: IPv4 (also when mapped into IPv6) as it is, IPv6 by its /64,
+/// the block one host or customer usually gets, so that a guesser cannot step through its own addresses.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        v4 => v4,
+    }
+}
+
 fn lock_for(failures_beyond_free: u32) -> Duration {
     (Duration::from_secs(1) * (1u32 << failures_beyond_free.min(6))).min(MAX_LOCK)
 }
@@ -350,6 +359,7 @@ impl Service {
             return Ok(user);
         }
         let throttle = &self.throttle;
+        let source = source_key(source);
         let Some(_ticket) = throttle.ticket(source) else { return Err(denied()) };
         let (name, domain) = login.split_once('@').unwrap_or((login, LOCAL_DOMAIN));
         let key = fingerprint(name, domain, password);
@@ -440,6 +450,18 @@ mod tests {
             t.failed("alice", THERE, start);
         }
         assert!(t.admits("alice", THERE, start + MAX_LOCK));
+    }
+
+    #[test]
+    fn ipv6_sources_count_by_their_64_block() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        let other: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(source_key(a), source_key(b));
+        assert_ne!(source_key(a), source_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("ip");
+        assert_eq!(source_key(mapped), THERE);
+        assert_eq!(source_key(HERE), HERE);
     }
 
     #[test]
