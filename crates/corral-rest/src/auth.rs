@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use corral_service::LoginRefused;
 use parking_lot::Mutex;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -161,13 +162,18 @@ fn is_public(path: &str) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub IpAddr);
 
-async fn check_password(rest: &Arc<Rest>, user: String, password: String, source: IpAddr) -> Option<String> {
+async fn check_password(
+    rest: &Arc<Rest>,
+    user: String,
+    password: String,
+    source: IpAddr,
+) -> Result<String, LoginRefused> {
     if let Some(known) = rest.service.recently_verified(&user, &password) {
-        return Some(known.name);
+        return Ok(known.name);
     }
     let service = rest.service.clone();
     let verified = tokio::task::spawn_blocking(move || service.authenticate(&user, &password, source)).await;
-    verified.ok().and_then(Result::ok).map(|u| u.name)
+    verified.unwrap_or(Err(LoginRefused::Denied)).map(|u| u.name)
 }
 
 pub async fn require_auth(State(rest): State<Arc<Rest>>, mut req: Request, next: Next) -> Response {
@@ -185,15 +191,20 @@ pub async fn require_auth(State(rest): State<Arc<Rest>>, mut req: Request, next:
     if user.is_some() && !not_cross_site(req.method(), headers) {
         let why = "A change made with the session cookie needs an XML or JSON body (Content-Type), or, without \
                    a body, a Prefer header";
-        return ApiError::new(axum::http::StatusCode::FORBIDDEN, "Operation Failed", why).into_response();
+        return ApiError::new(StatusCode::FORBIDDEN, "Operation Failed", why).into_response();
     }
     let mut new_session = None;
+    let mut busy = false;
     if user.is_none() {
         let credentials = if virthttp { virthttp_key(headers).or_else(|| basic(headers)) } else { basic(headers) };
         if let Some((login, password)) = credentials {
             // Requests handed to the application without a listener (tests) count as local.
             let source = req.extensions().get::<Peer>().map_or(IpAddr::from([127, 0, 0, 1]), |p| p.0);
-            user = check_password(&rest, login, password, source).await;
+            match check_password(&rest, login, password, source).await {
+                Ok(name) => user = Some(name),
+                Err(LoginRefused::Busy) => busy = true,
+                Err(LoginRefused::Denied) => {}
+            }
             if user.is_some() && persistent && !virthttp {
                 new_session = user.as_deref().map(|u| rest.sessions.open(u, ttl));
                 if let Some(u) = user.as_deref() {
@@ -210,6 +221,13 @@ pub async fn require_auth(State(rest): State<Arc<Rest>>, mut req: Request, next:
         }
     }
     let Some(name) = user else {
+        if busy && !virthttp {
+            // The password was not checked: say so rather than call it wrong.
+            let why = "Too many logins are being checked; try again shortly";
+            let mut r = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Operation Failed", why).into_response();
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return r;
+        }
         return if virthttp { crate::virthttp::unauthorized() } else { ApiError::unauthorized().into_response() };
     };
     req.extensions_mut().insert(AuthUser { name: name.clone(), service_key });

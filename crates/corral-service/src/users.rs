@@ -99,16 +99,17 @@ impl<K: Hash + Eq + Clone> Failures<K> {
 struct Slots {
     free: Mutex<Vec<Vec<Block>>>,
     freed: Condvar,
+    max_wait: Duration,
 }
 
 impl Slots {
-    fn new(n: usize) -> Self {
-        Slots { free: Mutex::new((0..n).map(|_| Vec::new()).collect()), freed: Condvar::new() }
+    fn new(n: usize, max_wait: Duration) -> Self {
+        Slots { free: Mutex::new((0..n).map(|_| Vec::new()).collect()), freed: Condvar::new(), max_wait }
     }
 
-    /// Runs `check` in a free slot, waiting for one up to `MAX_WAIT`; `None` when none came free.
+    /// Runs `check` in a free slot, waiting for one up to `max_wait`; `None` when none came free.
     fn run(&self, check: impl FnOnce(&mut Vec<Block>) -> bool) -> Option<bool> {
-        let deadline = Instant::now() + MAX_WAIT;
+        let deadline = Instant::now() + self.max_wait;
         let mut memory = {
             let mut free = self.free.lock();
             loop {
@@ -144,8 +145,8 @@ impl Default for LoginThrottle {
         LoginThrottle {
             by_name: Failures::new(FREE_FAILURES),
             by_source: Failures::new(FREE_SOURCE_FAILURES),
-            known: Slots::new(KNOWN_SLOTS),
-            unknown: Slots::new(UNKNOWN_SLOTS),
+            known: Slots::new(KNOWN_SLOTS, MAX_WAIT),
+            unknown: Slots::new(UNKNOWN_SLOTS, MAX_WAIT),
             in_flight: Mutex::new(HashMap::new()),
             per_source: Mutex::new(HashMap::new()),
         }
@@ -280,8 +281,13 @@ fn fingerprint(name: &str, domain: &str, password: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn denied() -> Error {
-    Error::denied("Invalid user name or password")
+/// Why a login was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefused {
+    /// Wrong name or password, or this name or address is throttled after failures (not told apart).
+    Denied,
+    /// No check slot came free within `MAX_WAIT`: the credentials were not checked; try again later.
+    Busy,
 }
 
 impl Service {
@@ -351,16 +357,16 @@ impl Service {
         Ok(())
     }
 
-    /// Checks `user@domain` + password sent from `source`; `PermissionDenied` on any mismatch, without
+    /// Checks `user@domain` + password sent from `source`; `Denied` on any mismatch, without
     /// saying which part, while this name or address is throttled after failures (a password verified
-    /// before still works then), and when no check slot came free in time.
-    pub fn authenticate(&self, login: &str, password: &str, source: IpAddr) -> Result<User> {
+    /// before still works then); `Busy` when no check slot came free in time.
+    pub fn authenticate(&self, login: &str, password: &str, source: IpAddr) -> std::result::Result<User, LoginRefused> {
         if let Some(user) = self.recently_verified(login, password) {
             return Ok(user);
         }
         let throttle = &self.throttle;
         let source = source_key(source);
-        let Some(_ticket) = throttle.ticket(source) else { return Err(denied()) };
+        let Some(_ticket) = throttle.ticket(source) else { return Err(LoginRefused::Denied) };
         let (name, domain) = login.split_once('@').unwrap_or((login, LOCAL_DOMAIN));
         let key = fingerprint(name, domain, password);
         throttle.single_flight(key, || {
@@ -369,19 +375,19 @@ impl Service {
                 return Ok(user);
             }
             if !throttle.admits(name, source, Instant::now()) {
-                return Err(denied());
+                return Err(LoginRefused::Denied);
             }
             let user = self.read().user(name).cloned().filter(|u| u.domain == domain);
             let matches = match &user {
                 Some(u) => throttle.known.run(|memory| verify_in(memory, &u.password_hash, password.as_bytes())),
                 None => throttle.unknown.run(|memory| verify_in(memory, &NO_USER_HASH, password.as_bytes())),
             };
-            let Some(matches) = matches else { return Err(denied()) };
+            let Some(matches) = matches else { return Err(LoginRefused::Busy) };
             let user = match (matches, user) {
                 (true, Some(user)) => user,
                 _ => {
                     throttle.failed(name, source, Instant::now());
-                    return Err(denied());
+                    return Err(LoginRefused::Denied);
                 }
             };
             throttle.succeeded(name, source);
@@ -487,7 +493,7 @@ mod tests {
 
     #[test]
     fn a_full_slot_means_waiting_not_refusal() {
-        let slots = Arc::new(Slots::new(1));
+        let slots = Arc::new(Slots::new(1, MAX_WAIT));
         let (entered_tx, entered_rx) = std::sync::mpsc::channel();
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let first = {
@@ -510,6 +516,14 @@ mod tests {
         release_tx.send(()).expect("release");
         assert_eq!(first.join().expect("join"), Some(true));
         assert_eq!(second.join().expect("join"), Some(true));
+    }
+
+    #[test]
+    fn a_wait_for_a_slot_is_bounded() {
+        let slots = Slots::new(1, Duration::from_millis(50));
+        let inner = slots.run(|_| slots.run(|_| true).is_none());
+        assert_eq!(inner, Some(true), "a check that found no free slot in time did not run");
+        assert_eq!(slots.run(|_| true), Some(true), "the slot is free again");
     }
 
     #[test]
