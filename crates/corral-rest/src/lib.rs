@@ -20,7 +20,6 @@ use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use axum::ServiceExt;
 use corral_service::Service;
 use tower::Layer;
 
@@ -231,7 +230,20 @@ fn service(rest: Arc<Rest>) -> tower::util::MapRequest<axum::routing::RouterInto
 
 /// Serves HTTP on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, rest: Arc<Rest>) -> std::io::Result<()> {
-    axum::serve(listener, ServiceExt::<Request>::into_make_service(service(rest))).await
+    let app = service(rest);
+    let make = tower::service_fn(move |incoming: axum::serve::IncomingStream<'_, tokio::net::TcpListener>| {
+        std::future::ready(Ok::<_, std::convert::Infallible>(with_peer(app.clone(), incoming.remote_addr().ip())))
+    });
+    axum::serve(listener, make).await
+}
+
+/// `app` with the client's address in each request's extensions, for the login throttle.
+fn with_peer<S>(app: S, ip: std::net::IpAddr) -> tower::util::MapRequest<S, impl Fn(Request) -> Request + Clone> {
+    tower::util::MapRequestLayer::new(move |mut req: Request| {
+        req.extensions_mut().insert(auth::Peer(ip));
+        req
+    })
+    .layer(app)
 }
 
 /// Serves HTTPS on `listener` until the task is dropped. Each connection's handshake runs in its own task
@@ -241,11 +253,14 @@ pub async fn serve_tls(
     rest: Arc<Rest>,
     config: Arc<rustls::ServerConfig>,
 ) -> std::io::Result<()> {
-    let service = tower::util::MapRequestLayer::new(into_body).layer(service(rest));
+    let service = service(rest);
     let acceptor =
         axum_server::tls_rustls::RustlsAcceptor::new(axum_server::tls_rustls::RustlsConfig::from_config(config));
     axum_server::Server::<std::net::SocketAddr>::from_listener(listener)
         .acceptor(acceptor)
-        .serve(ServiceExt::<axum::http::Request<_>>::into_make_service(service))
+        .serve(tower::service_fn(move |peer: std::net::SocketAddr| {
+            let app = tower::util::MapRequestLayer::new(into_body).layer(with_peer(service.clone(), peer.ip()));
+            std::future::ready(Ok::<_, std::convert::Infallible>(app))
+        }))
         .await
 }

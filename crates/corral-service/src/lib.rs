@@ -28,6 +28,7 @@ pub use auth::{Authorizer, Call, QrexecAdmitted};
 pub use events::{current_cause, with_cause, EventBus};
 pub use lifecycle::{bridge_mac, RunOnce};
 pub use ops::{now_epoch, parse_bool_payload, FeatureLookup, PropView, VmSummary};
+pub use users::LoginRefused;
 pub use volumes::VolumeInfo;
 
 /// The qube a request comes from. dom0's tools connect directly; other qubes arrive through qrexec.

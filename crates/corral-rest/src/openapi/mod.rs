@@ -30,9 +30,10 @@ const DESCRIPTION: &str = "Corral's HTTP door: two APIs over the same service.
 `application/json` only; request bodies are XML, or JSON with `Content-Type: application/json`. Every `/api` \
 path is also served under `/ovirt-engine` (`/ovirt-engine/api/...`). Parameters shown here as query parameters \
 may also be given as matrix parameters on the path (`/api/vms;max=5`), except `search`. `Expect: 201-created` \
-makes a create answer 201 instead of 202. `Prefer: persistent-auth` (with `Session-TTL` in minutes) opens a \
-session: the `JSESSIONID` cookie then stands for the credentials; a request that sends the cookie without \
-`Prefer: persistent-auth` ends it. Faults are `<fault>` elements (or their JSON twin).
+makes a create answer 201 instead of 202. `Prefer: persistent-auth` (with `Session-TTL` in minutes, at most \
+1440) opens a session: the `JSESSIONID` cookie then stands for the credentials; a request that sends the cookie \
+without `Prefer: persistent-auth` ends it, and a change sent with the cookie needs an XML or JSON body, or, \
+without a body, the `Prefer` header (403 otherwise). Faults are `<fault>` elements (or their JSON twin).
 
 `/libvirt` is a virthttp-style JSON API. Every well-formed request is answered HTTP 200 with an envelope, \
 errors included; `HEAD` answers 200 with no body; other methods and targets with `..` are a 400 HTML page. \
