@@ -52,6 +52,9 @@ struct Cli {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `corral_service=debug`.
     #[arg(long, env = "CORRAL_LOG_LEVEL")]
     log_level: Option<String>,
+    /// Seconds SIGTERM/SIGINT waits for the calls in flight to be answered (default 10).
+    #[arg(long, env = "CORRAL_SHUTDOWN_GRACE")]
+    shutdown_grace: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -69,6 +72,7 @@ struct File {
     vnc_listen: Option<std::net::IpAddr>,
     sync_commits: Option<bool>,
     log_level: Option<String>,
+    shutdown_grace: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -85,6 +89,7 @@ pub struct Config {
     pub vnc_listen: std::net::IpAddr,
     sync_commits: bool,
     log_level: String,
+    shutdown_grace: std::time::Duration,
 }
 
 /// How the HTTP door is served.
@@ -145,6 +150,7 @@ impl Config {
             vnc_listen: cli.vnc_listen.or(file.vnc_listen).unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
             sync_commits: cli.sync_commits.or(file.sync_commits).unwrap_or(false),
             log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+            shutdown_grace: std::time::Duration::from_secs(cli.shutdown_grace.or(file.shutdown_grace).unwrap_or(10)),
         })
     }
 
@@ -154,6 +160,11 @@ impl Config {
         } else {
             Durability::ProcessCrash
         }
+    }
+
+    /// How long a stop waits for the calls in flight.
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        self.shutdown_grace
     }
 
     pub fn log_filter(&self) -> &str {
