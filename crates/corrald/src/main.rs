@@ -1,6 +1,7 @@
 //! `corrald`: the Corral daemon. Loads the state, then serves the Admin API sockets until SIGTERM/SIGINT.
 
 mod config;
+mod privs;
 mod tls;
 
 use std::sync::Arc;
@@ -19,6 +20,8 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| config.log_filter().into()),
         )
         .init();
+    // Before any thread exists, so every thread of the daemon runs without them.
+    privs::drop_unused_capabilities();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let outcome = runtime.block_on(run(config));
     // A call abandoned at the end of the grace period may still hold a blocking thread: not waited for.
@@ -51,8 +54,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let uri = config.libvirt_uri();
     tracing::info!(state_dir = %config.state_dir.display(), libvirt_uri = %uri, "starting corrald");
     // One daemon per state directory; offline tools (qubes.xml import) take the same lock.
-    std::fs::create_dir_all(&config.state_dir)
-        .with_context(|| format!("Cannot create {}", config.state_dir.display()))?;
+    privs::prepare_state_dir(&config.state_dir)
+        .with_context(|| format!("Cannot prepare {}", config.state_dir.display()))?;
+    privs::private_umask();
     let lock = std::fs::File::create(config.state_dir.join("corral.lock"))?;
     if lock.try_lock().is_err() {
         anyhow::bail!("{} is in use by another corrald", config.state_dir.display());
