@@ -31,16 +31,22 @@ pub fn prepare_state_dir(dir: &Path) -> io::Result<()> {
     for name in ["corral.sqlite", "corral.sqlite-wal", "corral.sqlite-shm", "corral.lock", "http-address", "logs"] {
         restrict(&dir.join(name), 0o077)?;
     }
-    match fs::read_dir(dir.join("logs")) {
-        Ok(entries) => {
-            for entry in entries {
-                restrict(&entry?.path(), 0o077)?;
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    for_each_entry(&dir.join("logs"), |p| restrict(p, 0o077))?;
+    // The default pool's directories, made listable by older versions: their entries are the qubes' names.
+    for layout in ["appvms", "vm-templates", "vm-kernels"] {
+        let layout = dir.join(layout);
+        restrict(&layout, 0o044)?;
+        for_each_entry(&layout, |p| if p.is_dir() { restrict(p, 0o044) } else { Ok(()) })?;
     }
     Ok(())
+}
+
+fn for_each_entry(dir: &Path, mut f: impl FnMut(&Path) -> io::Result<()>) -> io::Result<()> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries.into_iter().try_for_each(|entry| f(&entry?.path())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Clears the permission bits `remove` of `path` if any is set; a missing path is nothing to do. Symlinks

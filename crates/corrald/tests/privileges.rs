@@ -34,12 +34,25 @@ fn a_new_state_directory_is_readable_by_the_daemon_only() {
 }
 
 #[test]
+fn a_qubes_images_are_not_readable_nor_its_pool_directories_listable_by_others() {
+    let d = Daemon::start().with_appvm();
+    let private = support::volumes::volume_path(&d, "work", "private");
+
+    assert_eq!(mode(&private), 0o660);
+    for dir in private.ancestors().skip(1).take_while(|p| p.starts_with(&d.state)) {
+        assert_eq!(mode(dir) & 0o066, 0, "{}", dir.display());
+    }
+}
+
+#[test]
 fn an_existing_world_readable_state_directory_is_tightened_at_start_and_logged() {
-    let mut d = Daemon::start().with_user();
+    let mut d = Daemon::start().with_user().with_appvm();
     d.kill9();
     for (path, m) in [(d.state.clone(), 0o755), (d.state.join("corral.sqlite"), 0o644), (d.state.join("logs"), 0o755)] {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
     }
+    std::fs::set_permissions(d.state.join("appvms/work"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(d.state.join("appvms"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(d.state.join("logs/old.console"), "guest output").unwrap();
     std::fs::set_permissions(d.state.join("logs/old.console"), std::fs::Permissions::from_mode(0o644)).unwrap();
 
@@ -48,6 +61,7 @@ fn an_existing_world_readable_state_directory_is_tightened_at_start_and_logged()
     assert_eq!(mode(&d.state), 0o711);
     assert_eq!(state_files(&d), private(&d));
     assert_eq!(mode(&d.state.join("logs/old.console")), 0o600);
+    assert_eq!((mode(&d.state.join("appvms")), mode(&d.state.join("appvms/work"))), (0o711, 0o711));
     assert!(d.log().contains("tightened the permissions"), "{}", d.log());
 }
 
