@@ -204,10 +204,10 @@ impl Service {
         };
         let int = |p: &str| app.vm_prop(d, p).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         // Checked when set; a stored count that still does not fit is refused rather than started as 1.
+        // (dom0 has no count of its own; it is refused as not halted further on.)
         let vcpus = u32::try_from(int("vcpus"))
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| Error::generic(format!("Qube {} has a vcpu count libvirt cannot take", d.name)))?;
+            .map_err(|_| Error::generic(format!("Qube {} has a vcpu count libvirt cannot take", d.name)))?
+            .max(1);
         Ok(StartPlan {
             netvm: app.vm_prop(d, "netvm").filter(|n| !n.is_empty()),
             network: app.nic_network(d),
