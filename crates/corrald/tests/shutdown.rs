@@ -56,13 +56,13 @@ fn sigterm_in_a_burst_answers_every_call_it_took_and_keeps_every_acknowledged_cr
         .map(|i| {
             let socket = socket.clone();
             std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(5 * i));
+                std::thread::sleep(Duration::from_millis(10 * i));
                 let name = format!("burst{i}");
                 (name.clone(), create(&socket, &name))
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(60));
+    std::thread::sleep(Duration::from_millis(100));
     let pid = d.pid();
     terminate(pid);
     wait_exit(pid);
