@@ -56,21 +56,54 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves one bound socket until the task is dropped.
-pub async fn serve(service: Arc<Service>, listener: UnixListener, door: Door) {
+/// Tells the servers to stop: they take no new connections, answer the calls they have, and close event
+/// streams.
+pub type Stop = tokio::sync::watch::Receiver<bool>;
+
+async fn stopped(stop: &mut Stop) {
+    // A dropped sender means the daemon is going away as well.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Serves one bound socket until `stop`, then answers every call already accepted and returns. The caller
+/// removes the socket's file first, so nobody connects meanwhile; what was already connected is still
+/// accepted and answered rather than left with an empty reply.
+pub async fn serve(service: Arc<Service>, listener: UnixListener, door: Door, mut stop: Stop) {
     let table = Arc::new(Table::new(door));
+    let mut calls = tokio::task::JoinSet::new();
+    let for_calls = stop.clone();
+    let spawn = |calls: &mut tokio::task::JoinSet<()>, stream| {
+        let (service, table, stop) = (service.clone(), table.clone(), for_calls.clone());
+        calls.spawn(async move { handle(service, table, stream, stop).await });
+    };
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let (service, table) = (service.clone(), table.clone());
-                tokio::spawn(async move { handle(service, table, stream).await });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+        tokio::select! {
+            _ = stopped(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => spawn(&mut calls, stream),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+            // Finished calls are reaped as they go, so the set holds only those in flight.
+            Some(_) = calls.join_next(), if !calls.is_empty() => {}
         }
     }
+    // Connections that were waiting in the backlog when the stop came: accepted directly from the socket, as
+    // the reactor may not have seen them yet.
+    match listener.into_std() {
+        Ok(backlog) => {
+            while let Ok((stream, _)) = backlog.accept() {
+                match stream.set_nonblocking(true).and_then(|()| UnixStream::from_std(stream)) {
+                    Ok(stream) => spawn(&mut calls, stream),
+                    Err(e) => tracing::warn!(error = %e, "cannot serve a connection made before the stop"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot take the connections made before the stop"),
+    }
+    while calls.join_next().await.is_some() {}
 }
 
 async fn read_request(stream: &mut UnixStream) -> io::Result<Option<Vec<u8>>> {
@@ -88,13 +121,24 @@ async fn read_request(stream: &mut UnixStream) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-async fn handle(service: Arc<Service>, table: Arc<Table>, mut stream: UnixStream) {
+async fn handle(service: Arc<Service>, table: Arc<Table>, mut stream: UnixStream, mut stop: Stop) {
     let Ok(Some(buf)) = read_request(&mut stream).await else { return };
     let Ok(request) = frame::parse(&buf) else { return };
     let reply = match prepare(&service, &table, &request) {
         Err(e) => Wire::Bytes(frame::exception(&e)),
-        Ok(Prepared::Events { caller, dest }) => return stream_events(&service, &mut stream, &caller, &dest).await,
-        Ok(Prepared::Stats { caller, dest }) => return stream_stats(service, &mut stream, &caller, &dest).await,
+        // Streams never end by themselves: at stop they are closed, not waited for.
+        Ok(Prepared::Events { caller, dest }) => {
+            return tokio::select! {
+                _ = stream_events(&service, &mut stream, &caller, &dest) => {}
+                _ = stopped(&mut stop) => {}
+            }
+        }
+        Ok(Prepared::Stats { caller, dest }) => {
+            return tokio::select! {
+                _ = stream_stats(service.clone(), &mut stream, &caller, &dest) => {}
+                _ = stopped(&mut stop) => {}
+            }
+        }
         Ok(Prepared::Call { method, caller, dest }) => {
             run(service.clone(), method, caller, dest, request.arg.to_string(), request.payload.to_vec()).await
         }

@@ -328,11 +328,26 @@ fn c_positive(prop: &'static str) -> impl Fn(&App, &Domain, &str) -> Result<Stri
         _ => Err(invalid(d, prop, v, format!("{prop} must be positive"))),
     }
 }
+/// The largest memory size in MiB libvirt takes: it keeps sizes in KiB and refuses more than 2^53 - 1 of them.
+pub const MAX_MEMORY_MIB: i64 = ((1 << 53) - 1) / 1024;
+/// The largest vcpu count: libvirt and QEMU count vcpus in an unsigned 32-bit integer.
+pub const MAX_VCPUS: i64 = u32::MAX as i64;
+
+/// A positive number of at most `max`: a larger one would not fit where the hypervisor keeps it, and
+/// would otherwise be cut down silently at start.
+fn c_bounded(prop: &'static str, min: i64, max: i64) -> impl Fn(&App, &Domain, &str) -> Result<String> {
+    move |_, d, v| match v.parse::<i64>() {
+        Ok(n) if n > max => Err(invalid(d, prop, v, format!("{prop} must be at most {max}"))),
+        Ok(n) if n >= min => Ok(n.to_string()),
+        _ if min > 0 => Err(invalid(d, prop, v, format!("{prop} must be positive"))),
+        _ => Err(invalid(d, prop, v, format!("{prop} must be positive or zero"))),
+    }
+}
 fn c_memory(app: &App, d: &Domain, v: &str) -> Result<String> {
-    c_positive("memory")(app, d, v)
+    c_bounded("memory", 1, MAX_MEMORY_MIB)(app, d, v)
 }
 fn c_vcpus(app: &App, d: &Domain, v: &str) -> Result<String> {
-    c_positive("vcpus")(app, d, v)
+    c_bounded("vcpus", 1, MAX_VCPUS)(app, d, v)
 }
 fn c_qrexec_timeout(app: &App, d: &Domain, v: &str) -> Result<String> {
     c_positive("qrexec_timeout")(app, d, v)
@@ -340,11 +355,8 @@ fn c_qrexec_timeout(app: &App, d: &Domain, v: &str) -> Result<String> {
 fn c_shutdown_timeout(app: &App, d: &Domain, v: &str) -> Result<String> {
     c_positive("shutdown_timeout")(app, d, v)
 }
-fn c_non_negative(_: &App, d: &Domain, v: &str) -> Result<String> {
-    match v.parse::<i64>() {
-        Ok(n) if n >= 0 => Ok(n.to_string()),
-        _ => Err(invalid(d, "maxmem", v, "maxmem must be positive or zero".to_string())),
-    }
+fn c_non_negative(app: &App, d: &Domain, v: &str) -> Result<String> {
+    c_bounded("maxmem", 0, MAX_MEMORY_MIB)(app, d, v)
 }
 fn c_kernel(_: &App, d: &Domain, v: &str) -> Result<String> {
     if v.contains('/') {

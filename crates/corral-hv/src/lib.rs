@@ -253,7 +253,10 @@ impl Hypervisor for Libvirt {
     }
 
     fn set_memory(&self, uuid: &Uuid, mib: u64) -> Result<(), HvError> {
-        self.domain(uuid)?.set_memory(mib * 1024).map_err(|e| err("Cannot change memory", e))
+        let kib = mib
+            .checked_mul(1024)
+            .ok_or_else(|| HvError::new(format!("Cannot change memory: {mib} MiB is too large")))?;
+        self.domain(uuid)?.set_memory(kib).map_err(|e| err("Cannot change memory", e))
     }
 
     fn set_vcpus(&self, uuid: &Uuid, vcpus: u32) -> Result<(), HvError> {

@@ -228,13 +228,17 @@ fn service(rest: Arc<Rest>) -> tower::util::MapRequest<axum::routing::RouterInto
     tower::util::MapRequestLayer::new(strip_matrix as fn(Request) -> Request).layer(app(rest))
 }
 
-/// Serves HTTP on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, rest: Arc<Rest>) -> std::io::Result<()> {
+/// Serves HTTP on `listener` until `stop`, then answers the requests in flight and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    rest: Arc<Rest>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = service(rest);
     let make = tower::service_fn(move |incoming: axum::serve::IncomingStream<'_, tokio::net::TcpListener>| {
         std::future::ready(Ok::<_, std::convert::Infallible>(with_peer(app.clone(), incoming.remote_addr().ip())))
     });
-    axum::serve(listener, make).await
+    axum::serve(listener, make).with_graceful_shutdown(stop).await
 }
 
 /// `app` with the client's address in each request's extensions, for the login throttle.
@@ -246,18 +250,28 @@ fn with_peer<S>(app: S, ip: std::net::IpAddr) -> tower::util::MapRequest<S, impl
     .layer(app)
 }
 
-/// Serves HTTPS on `listener` until the task is dropped. Each connection's handshake runs in its own task
-/// (10 s limit), so a slow client does not hold up the accepts of others.
+/// Serves HTTPS on `listener` until `stop`, then answers the requests in flight and returns. Each
+/// connection's handshake runs in its own task (10 s limit), so a slow client does not hold up the accepts of
+/// others.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     rest: Arc<Rest>,
     config: Arc<rustls::ServerConfig>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let service = service(rest);
     let acceptor =
         axum_server::tls_rustls::RustlsAcceptor::new(axum_server::tls_rustls::RustlsConfig::from_config(config));
+    let handle = axum_server::Handle::new();
+    let on_stop = handle.clone();
+    tokio::spawn(async move {
+        stop.await;
+        // The daemon bounds the wait for answers itself.
+        on_stop.graceful_shutdown(None);
+    });
     axum_server::Server::<std::net::SocketAddr>::from_listener(listener)
         .acceptor(acceptor)
+        .handle(handle)
         .serve(tower::service_fn(move |peer: std::net::SocketAddr| {
             let app = tower::util::MapRequestLayer::new(into_body).layer(with_peer(service.clone(), peer.ip()));
             std::future::ready(Ok::<_, std::convert::Infallible>(app))

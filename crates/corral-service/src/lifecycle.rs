@@ -203,12 +203,17 @@ impl Service {
             Some((pool, kernel_name))
         };
         let int = |p: &str| app.vm_prop(d, p).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // Checked when set; a stored count that still does not fit is refused rather than started as 1.
+        // (dom0 has no count of its own; it is refused as not halted further on.)
+        let vcpus = u32::try_from(int("vcpus"))
+            .map_err(|_| Error::generic(format!("Qube {} has a vcpu count libvirt cannot take", d.name)))?
+            .max(1);
         Ok(StartPlan {
             netvm: app.vm_prop(d, "netvm").filter(|n| !n.is_empty()),
             network: app.nic_network(d),
             memory: int("memory"),
             maxmem: int("maxmem"),
-            vcpus: u32::try_from(int("vcpus")).unwrap_or(1).max(1),
+            vcpus,
             kernelopts: app.vm_prop(d, "kernelopts").unwrap_or_default(),
             mac: bridge_mac(d),
             cdrom: d

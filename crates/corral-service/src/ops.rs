@@ -189,7 +189,11 @@ impl Service {
         let Some(hv) = &self.hv else { return };
         let outcome = match (name, value.parse::<u64>()) {
             ("memory", Ok(mib)) => hv.set_memory(&uuid, mib),
-            ("vcpus", Ok(n)) => hv.set_vcpus(&uuid, u32::try_from(n).unwrap_or(u32::MAX)),
+            ("vcpus", Ok(n)) => match u32::try_from(n) {
+                Ok(n) => hv.set_vcpus(&uuid, n),
+                // The property's check keeps counts within u32; nothing is applied live otherwise.
+                Err(_) => return,
+            },
             _ => return,
         };
         if let Err(e) = outcome {

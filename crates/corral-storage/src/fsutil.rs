@@ -10,8 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::StorageError;
 
-/// Pool and volume directories: world-readable like upstream's `/var/lib/qubes` tree.
-pub(crate) const DIR_MODE: u32 = 0o755;
+/// Pool and volume directories: others may pass through (under `qemu:///system` a distribution's libvirtd
+/// runs QEMU as its own user and hands it the image files, not the directories on the way) but not list
+/// them, which would show every qube's name.
+pub(crate) const DIR_MODE: u32 = 0o711;
 /// Images hold qube data, so nobody but the daemon and its group may read them.
 pub(crate) const IMAGE_MODE: u32 = 0o660;
 /// Files still being written (imports, temporary copies) are private to the daemon's user until committed.

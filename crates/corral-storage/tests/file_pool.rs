@@ -48,8 +48,8 @@ fn create_makes_a_sparse_image_and_private_dirs() {
     assert_eq!(len(&img), 64 * MIB);
     assert_eq!(allocated(&img), 0, "a new image must not allocate blocks");
     assert_eq!(mode(&img), 0o660);
-    assert_eq!(mode(&fx.dir().join("appvms/work")), 0o755);
-    assert_eq!(mode(&fx.dir().join("appvms")), 0o755);
+    assert_eq!(mode(&fx.dir().join("appvms/work")), 0o711);
+    assert_eq!(mode(&fx.dir().join("appvms")), 0o711);
     assert_eq!(tree(&fx.dir()), ["appvms/", "appvms/work/", "appvms/work/private.img"]);
 }
 
@@ -540,7 +540,7 @@ fn setup_pool_creates_the_layout() {
     let fx = file_fixture();
     S.setup_pool(&fx.pool).unwrap();
     assert_eq!(tree(&fx.dir()), ["appvms/", "vm-templates/"]);
-    assert_eq!(mode(&fx.dir()), 0o755);
+    assert_eq!(mode(&fx.dir()), 0o711);
     S.setup_pool(&fx.pool).unwrap();
 }
 

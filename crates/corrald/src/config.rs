@@ -56,6 +56,9 @@ struct Cli {
     /// (a lost or damaged database); a flag, not a configuration key, since it is a one-time decision.
     #[arg(long)]
     accept_empty_store: bool,
+    /// Seconds SIGTERM/SIGINT waits for the calls in flight to be answered (default 10).
+    #[arg(long, env = "CORRAL_SHUTDOWN_GRACE")]
+    shutdown_grace: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -73,6 +76,7 @@ struct File {
     vnc_listen: Option<std::net::IpAddr>,
     sync_commits: Option<bool>,
     log_level: Option<String>,
+    shutdown_grace: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -90,6 +94,7 @@ pub struct Config {
     sync_commits: bool,
     log_level: String,
     pub accept_empty_store: bool,
+    shutdown_grace: std::time::Duration,
 }
 
 /// How the HTTP door is served.
@@ -151,6 +156,7 @@ impl Config {
             sync_commits: cli.sync_commits.or(file.sync_commits).unwrap_or(false),
             log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
             accept_empty_store: cli.accept_empty_store,
+            shutdown_grace: std::time::Duration::from_secs(cli.shutdown_grace.or(file.shutdown_grace).unwrap_or(10)),
         })
     }
 
@@ -160,6 +166,11 @@ impl Config {
         } else {
             Durability::ProcessCrash
         }
+    }
+
+    /// How long a stop waits for the calls in flight.
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        self.shutdown_grace
     }
 
     pub fn log_filter(&self) -> &str {

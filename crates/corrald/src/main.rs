@@ -2,6 +2,7 @@
 
 mod config;
 mod lost_store;
+mod privs;
 mod tls;
 
 use std::sync::Arc;
@@ -20,9 +21,14 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| config.log_filter().into()),
         )
         .init();
+    // Before any thread exists, so every thread of the daemon runs without them.
+    privs::drop_unused_capabilities();
     raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(run(config))
+    let outcome = runtime.block_on(run(config));
+    // A call abandoned at the end of the grace period may still hold a blocking thread: not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 /// Every connection holds a descriptor, and systemd's soft limit of 1,024 let a thousand idle clients starve
@@ -59,8 +65,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let uri = config.libvirt_uri();
     tracing::info!(state_dir = %config.state_dir.display(), libvirt_uri = %uri, "starting corrald");
     // One daemon per state directory; offline tools (qubes.xml import) take the same lock.
-    std::fs::create_dir_all(&config.state_dir)
-        .with_context(|| format!("Cannot create {}", config.state_dir.display()))?;
+    privs::prepare_state_dir(&config.state_dir)
+        .with_context(|| format!("Cannot prepare {}", config.state_dir.display()))?;
+    privs::private_umask();
     let lock = std::fs::File::create(config.state_dir.join("corral.lock"))?;
     if lock.try_lock().is_err() {
         anyhow::bail!("{} is in use by another corrald", config.state_dir.display());
@@ -80,10 +87,11 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
 
     // Sockets appear only once the state is loaded, so a client that connects is served.
     let mut tasks = Vec::new();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     for (path, door) in [(&config.admin_socket, Door::Admin), (&config.internal_socket, Door::Internal)] {
         let listener = corral_admin::bind(path).with_context(|| format!("Cannot listen on {}", path.display()))?;
         tracing::info!(socket = %path.display(), ?door, "serving");
-        tasks.push(tokio::spawn(corral_admin::serve(service.clone(), listener, door)));
+        tasks.push(tokio::spawn(corral_admin::serve(service.clone(), listener, door, stopping.clone())));
     }
 
     if let Some(addr) = &config.http {
@@ -103,10 +111,14 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             Some(tls) => corral_rest::Rest::new_tls(service.clone(), tls.certificate_pem.clone()),
             None => corral_rest::Rest::new(service.clone(), false),
         };
+        let mut stopping = stopping.clone();
+        let stop_http = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        };
         tasks.push(tokio::spawn(async move {
             let served = match tls {
-                Some(tls) => corral_rest::serve_tls(listener, rest, tls.config).await,
-                None => corral_rest::serve(listener, rest).await,
+                Some(tls) => corral_rest::serve_tls(listener, rest, tls.config, stop_http).await,
+                None => corral_rest::serve(listener, rest, stop_http).await,
             };
             if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP server stopped");
@@ -120,11 +132,26 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
         _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
     }
-    for t in &tasks {
-        t.abort();
-    }
+    // The socket files go first, so a client arriving now finds no daemon rather than one that will not
+    // answer; calls already made are answered (bounded: a stuck call must not keep the daemon alive).
     for path in [&config.admin_socket, &config.internal_socket] {
         let _ = std::fs::remove_file(path);
     }
+    let _ = stop.send(true);
+    let grace = config.shutdown_grace();
+    let all = join_all(&mut tasks);
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!(seconds = grace.as_secs(), "calls still running at shutdown were abandoned");
+        for t in &tasks {
+            t.abort();
+        }
+    }
     Ok(())
+}
+
+/// Waits for every server task to finish.
+async fn join_all(tasks: &mut [tokio::task::JoinHandle<()>]) {
+    for t in tasks {
+        let _ = t.await;
+    }
 }

@@ -1371,6 +1371,24 @@ fn negative_vcpus_is_property_value_error() {
 }
 
 #[test]
+fn counts_that_do_not_fit_are_refused_not_wrapped() {
+    let d = Daemon::start().with_appvm();
+    let before = d.ok("admin.vm.property.GetAll", "work", b"");
+
+    let vcpus = call(&d, "admin.vm.property.Set+vcpus", "work", b"4294967297");
+    let huge = call(&d, "admin.vm.property.Set+vcpus", "work", b"99999999999999999999");
+    let memory = call(&d, "admin.vm.property.Set+memory", "work", b"9223372036854775807");
+    let maxmem = call(&d, "admin.vm.property.Set+maxmem", "work", b"9223372036854775807");
+
+    assert_eq!(vcpus, exc("QubesPropertyValueError", "vcpus must be at most 4294967295"));
+    assert_eq!(huge, exc("QubesValueError", "Failed to parse property value as int"));
+    assert_eq!(memory, exc("QubesPropertyValueError", "memory must be at most 8796093022207"));
+    assert_eq!(maxmem, exc("QubesPropertyValueError", "maxmem must be at most 8796093022207"));
+    assert_eq!(d.ok("admin.vm.property.GetAll", "work", b""), before);
+    d.ok("admin.vm.property.Set+vcpus", "work", b"4294967295");
+}
+
+#[test]
 fn negative_maxmem_is_property_value_error() {
     let d = Daemon::start().with_appvm();
 

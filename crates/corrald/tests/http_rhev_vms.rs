@@ -258,6 +258,27 @@ fn update_of_the_name_is_409_and_an_invalid_value_changes_nothing() {
 }
 
 #[test]
+fn a_cpu_topology_too_large_for_a_vcpu_count_is_400_and_changes_nothing() {
+    let d = with_work();
+    let id = d.uuid("work");
+    let before = d.ok("admin.vm.property.GetAll", "work", b"");
+    let c = Client::new();
+    let put = |topology: &str| {
+        sdk(c.put(d.url(&format!("/api/vms/{id}"))))
+            .body(format!("<vm><cpu><topology {topology}/></cpu></vm>"))
+            .send()
+            .unwrap()
+    };
+
+    let wraps_u32 = put("sockets=\"65537\" cores=\"65536\"");
+    let wraps_u64 = put("sockets=\"4294967296\" cores=\"4294967296\" threads=\"2\"");
+
+    assert_eq!(wraps_u32.status(), 400);
+    assert_eq!(wraps_u64.status(), 400);
+    assert_eq!(d.ok("admin.vm.property.GetAll", "work", b""), before);
+}
+
+#[test]
 fn start_action_returns_complete_action_and_the_qube_runs() {
     let d = with_work();
     let id = d.uuid("work");

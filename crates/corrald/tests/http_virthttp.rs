@@ -1388,6 +1388,18 @@ fn post_of_text_that_is_not_xml_is_105() {
 }
 
 #[test]
+fn post_with_a_vcpu_count_that_does_not_fit_is_105_and_creates_nothing() {
+    let d = daemon();
+    let xml = "<domain><name>web</name><memory unit='MiB'>512</memory><vcpu>4294967297</vcpu></domain>";
+
+    let answer = send(&d, "POST", "/libvirt/domains", json!(xml));
+
+    let why = "vcpus must be at most 4294967295";
+    assert_eq!(answer, failed(json!([{"code": 105, "message": "Failed to create domain", "libvirt": why}]), json!([])));
+    assert!(!d.ok("admin.vm.List", "dom0", b"").contains("web "));
+}
+
+#[test]
 fn post_with_an_invalid_name_is_105() {
     let d = daemon();
 

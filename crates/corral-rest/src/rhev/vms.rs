@@ -118,7 +118,12 @@ pub(super) fn property_changes(body: &Node) -> ApiResult<Vec<(&'static str, Stri
                 .map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid cpu {k}: {v}"))))
                 .transpose()
         };
-        let vcpus = n("sockets")?.unwrap_or(1) * n("cores")?.unwrap_or(1) * n("threads")?.unwrap_or(1);
+        let (sockets, cores, threads) =
+            (n("sockets")?.unwrap_or(1), n("cores")?.unwrap_or(1), n("threads")?.unwrap_or(1));
+        // A product too large for any count is refused here; the qube's own limit is checked where it is set.
+        let vcpus = sockets.checked_mul(cores).and_then(|v| v.checked_mul(threads)).ok_or_else(|| {
+            ApiError::bad_request(format!("Invalid cpu topology: {sockets} x {cores} x {threads} vcpus"))
+        })?;
         out.push(("vcpus", vcpus.to_string()));
     }
     if let Some(k) = body.path("os/kernel").and_then(|k| k.text.as_deref()) {
