@@ -109,7 +109,7 @@ fn clone_between_kernel_volumes_is_a_no_op() {
 
     let files = Fixture::new(Driver::File);
     let private = private("work", MIB);
-    S.create(&files.pool, &private).unwrap();
+    create_owned(&files.pool, &private);
     let err = S.clone_volume(&files.pool, &private, &fx.pool, &kernel("6.6.1")).unwrap_err();
     assert_eq!(err.to_string(), "Cannot clone a file volume into a linux-kernel volume");
     let err = S.clone_volume(&fx.pool, &kernel("6.6.1"), &files.pool, &private).unwrap_err();
