@@ -74,6 +74,21 @@ fn vnc_listen_is_an_ip_address() {
     assert!(!dir.path().join("a.sock").exists());
 }
 
+/// Runs a daemon expected to refuse to start; one that serves instead is killed and reported.
+fn exits_soon(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn corrald");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("corrald started instead of refusing: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// A socket option naming a file, a directory or a symlink by mistake: the daemon refuses to start and the
 /// thing stays as it was. Only a stale socket is replaced.
 #[test]
@@ -91,12 +106,12 @@ fn a_socket_path_that_is_no_socket_is_refused_and_left_alone() {
             }
             let (admin, internal) = if flag == "--admin-socket" { ("x.sock", "i.sock") } else { ("a.sock", "x.sock") };
 
-            let out = Command::new(env!("CARGO_BIN_EXE_corrald"))
-                .current_dir(dir.path())
-                .args(["--admin-socket", admin, "--internal-socket", internal, "--state-dir", "state"])
-                .args(["--libvirt-uri", "test:///default", "--http", "off"])
-                .output()
-                .expect("run corrald");
+            let out = exits_soon(
+                Command::new(env!("CARGO_BIN_EXE_corrald"))
+                    .current_dir(dir.path())
+                    .args(["--admin-socket", admin, "--internal-socket", internal, "--state-dir", "state"])
+                    .args(["--libvirt-uri", "test:///default", "--http", "off"]),
+            );
 
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{flag} {kind}: {out:?}");
