@@ -143,3 +143,18 @@ fn kernel_files_name_the_kernel_and_its_initramfs() {
     }
     assert_eq!(S.kernel_files(&Fixture::new(Driver::File).pool, "6.6.1"), None, "file pools hold no kernels");
 }
+
+/// Whoever may write to a kernel pool's directory could plant the kernel qubes boot: such a pool is refused and
+/// offers no kernels until fixed.
+#[test]
+fn a_kernel_pool_others_can_write_to_offers_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = kernel_fixture();
+    fs::set_permissions(fx.dir(), fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(matches!(S.setup_pool(&fx.pool), Err(StorageError::UnsafePath { .. })));
+    assert!(S.kernels(&fx.pool).is_empty());
+    assert_eq!(S.kernel_files(&fx.pool, "6.6.1"), None);
+    fs::set_permissions(fx.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(S.kernels(&fx.pool), ["5.15.2", "6.6.1"]);
+    assert!(S.kernel_files(&fx.pool, "6.6.1").is_some());
+}
