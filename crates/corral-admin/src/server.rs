@@ -36,16 +36,35 @@ impl Table {
     }
 }
 
-/// Binds a socket, replacing a stale file only when nobody answers on it.
+/// Binds a socket, replacing a stale socket only when nobody answers on it. Anything else at `path` (a file,
+/// a directory, a symlink) is refused and left alone: a mistyped option must not cost the user a file.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is served by another daemon", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Ok(meta) => {
+            let what = if meta.file_type().is_symlink() {
+                "a symlink"
+            } else if meta.is_dir() {
+                "a directory"
+            } else {
+                "a file that is not a socket"
+            };
             return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("{} is served by another daemon", path.display()),
+                io::ErrorKind::AlreadyExists,
+                format!("{} is {what}; refusing to replace it with a socket", path.display()),
             ));
         }
-        std::fs::remove_file(path)?;
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

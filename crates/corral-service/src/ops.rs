@@ -408,6 +408,7 @@ impl Service {
             self.remove_volume_files(&model, &created);
             return Err(crate::store_error(e));
         }
+        self.own_volume_files(&model, &created);
         self.apply_ops(&mut model, plan.ops);
         self.events.publish_all(plan.events);
         Ok(())
@@ -433,6 +434,7 @@ impl Service {
             self.remove_volume_files(&model, &created);
             return Err(crate::store_error(e));
         }
+        self.own_volume_files(&model, &created);
         self.apply_ops(&mut model, plan.ops);
         self.events.publish_all(plan.events);
         Ok(name)
@@ -444,21 +446,49 @@ impl Service {
         let mut created = Vec::new();
         for v in &d.volumes {
             let Some(pool) = app.pool(&v.pool) else { continue };
-            // A crash between creating a qube's files and its commit (or between a removal's commit and its
-            // cleanup) leaves files no qube owns; they would block the name for good or hand old revisions
-            // to the new qube, so unowned leftovers at the planned place are cleared first.
             if !app.domains().any(|o| o.volumes.iter().any(|ov| ov.pool == v.pool && ov.vid == v.vid)) {
-                if let Err(e) = self.storage.remove(pool, v) {
-                    tracing::warn!(vid = %v.vid, error = %e, "failed to remove leftover volume files");
-                }
+                self.discard_orphan(pool, v);
             }
             if let Err(e) = self.storage.create(pool, v) {
                 self.remove_volume_files(app, &created);
-                return Err(Error::generic(format!("Failed to create volume {} of {}: {e}", v.name, d.name)));
+                return Err(create_error(&d.name, v, e));
             }
             created.push(v.clone());
         }
         Ok(created)
+    }
+
+    /// Leftovers of an interrupted create or removal at the place of `v`, which no qube owns, are removed; files
+    /// anyone else put there stay, and the create then refuses.
+    pub(crate) fn discard_orphan(&self, pool: &corral_core::volume::Pool, v: &corral_core::volume::Volume) {
+        match self.storage.discard_orphan(pool, v) {
+            Ok(true) => tracing::info!(vid = %v.vid, "removed files an interrupted create or removal left"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(vid = %v.vid, error = %e, "failed to remove leftover volume files"),
+        }
+    }
+
+    /// The commit made the new volumes' files a qube's.
+    pub(crate) fn own_volume_files(&self, app: &App, volumes: &[corral_core::volume::Volume]) {
+        for v in volumes {
+            if let Some(pool) = app.pool(&v.pool) {
+                if let Err(e) = self.storage.own(pool, v) {
+                    tracing::warn!(vid = %v.vid, error = %e, "cannot mark volume files as owned");
+                }
+            }
+        }
+    }
+
+    /// Before a removal's commit: a crash between it and the files' removal then leaves files a later create of
+    /// the same name may clear. Failing that, such a create refuses, which loses nothing.
+    pub(crate) fn disown_volume_files(&self, app: &App, volumes: &[corral_core::volume::Volume]) {
+        for v in volumes {
+            if let Some(pool) = app.pool(&v.pool) {
+                if let Err(e) = self.storage.disown(pool, v) {
+                    tracing::warn!(vid = %v.vid, error = %e, "cannot mark volume files for removal");
+                }
+            }
+        }
     }
 
     fn remove_volume_files(&self, app: &App, volumes: &[corral_core::volume::Volume]) {
@@ -488,6 +518,7 @@ impl Service {
         })?;
         let volumes = d.volumes.clone();
         let (name, uuid) = (d.name.clone(), d.uuid);
+        self.disown_volume_files(&model, &volumes);
         self.store.lock().commit(&plan.ops).map_err(crate::store_error)?;
         self.apply_ops(&mut model, plan.ops);
         self.volumes.forget_vm(&name);
@@ -629,4 +660,20 @@ pub fn parse_bool_payload(payload: &[u8]) -> Result<bool> {
 
 pub fn now_epoch() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A volume that could not be created. Data already at its place is named in the log as well as in the reply: an
+/// operator has to decide whether it is a user's (keep it, pick another name) or a leftover (remove it).
+pub(crate) fn create_error(vm: &str, v: &corral_core::volume::Volume, e: corral_storage::StorageError) -> Error {
+    if let corral_storage::StorageError::AlreadyExists(path) = &e {
+        tracing::warn!(
+            vm,
+            vid = %v.vid,
+            path = %path.display(),
+            "refusing to create a volume over files no qube owns: placed there by hand or left by an older \
+             Corral; move them away to create it"
+        );
+        return Error::new(ErrorKind::StoragePoolException, e.to_string());
+    }
+    Error::new(ErrorKind::StoragePoolException, format!("Failed to create volume {} of {vm}: {e}", v.name))
 }

@@ -33,7 +33,8 @@ pub struct TemplateFrom<'a> {
 }
 
 /// Where the ISO image `name` lies: the first `file` pool (in the pools' order) holding it directly in its
-/// directory. A name with a path separator or without the `.iso` suffix names nothing.
+/// directory as a regular file (a symlink is no ISO). A name with a path separator or without the `.iso` suffix
+/// names nothing.
 pub(crate) fn no_iso(name: &str) -> Error {
     Error::value(format!("The cdrom file {name} is in no storage domain"))
 }
@@ -46,7 +47,9 @@ pub(crate) fn iso_path(app: &App, name: &str) -> Option<std::path::PathBuf> {
         .iter()
         .filter(|p| p.driver == Driver::File)
         .map(|p| std::path::Path::new(&p.dir_path).join(name))
-        .find(|path| path.is_file())
+        // Not followed: a symlink there could hand a qube any file of the host (`/etc/shadow`), and the listing of
+        // a pool's files does not show one either.
+        .find(|path| std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()))
 }
 
 impl Service {

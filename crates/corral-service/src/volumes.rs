@@ -432,20 +432,20 @@ impl Service {
         self.halted_for_disks(d)?;
         let (plan, v) = model.plan_volume_add(d, new)?;
         let pool = pool_of(&model, &v)?;
-        // Files at the planned place that no volume owns are leftovers of a crash between a removal's commit
-        // and its cleanup: they would hand old data or revisions to the new disk.
         if !model.domains().any(|o| o.volumes.iter().any(|ov| ov.pool == v.pool && ov.vid == v.vid)) {
-            if let Err(e) = self.storage.remove(pool, &v) {
-                tracing::warn!(vid = %v.vid, error = %e, "failed to remove leftover volume files");
-            }
+            self.discard_orphan(pool, &v);
         }
-        self.storage.create(pool, &v).map_err(storage_error)?;
+        self.storage.create(pool, &v).map_err(|e| match e {
+            corral_storage::StorageError::AlreadyExists(_) => crate::ops::create_error(&d.name, &v, e),
+            e => storage_error(e),
+        })?;
         if let Err(e) = self.store.lock().commit(&plan.ops) {
             if let Err(undo) = self.storage.remove(pool, &v) {
                 tracing::warn!(vid = %v.vid, error = %undo, "failed to remove the image of an uncommitted disk");
             }
             return Err(crate::store_error(e));
         }
+        self.own_volume_files(&model, std::slice::from_ref(&v));
         self.apply_ops(&mut model, plan.ops);
         self.events.publish_all(plan.events);
         Ok(v.name)
@@ -482,6 +482,7 @@ impl Service {
         let plan = model.plan_volume_remove(d, name)?;
         let v = volume_of(d, name)?.clone();
         let vm_name = d.name.clone();
+        self.disown_volume_files(&model, std::slice::from_ref(&v));
         self.store.lock().commit(&plan.ops).map_err(crate::store_error)?;
         self.apply_ops(&mut model, plan.ops);
         self.volumes.clone_tokens.lock().retain(|_, (tv, tn)| !(*tv == vm_name && tn == name));

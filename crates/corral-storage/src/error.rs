@@ -8,6 +8,10 @@ pub enum StorageError {
     /// A vid or pool directory that could name something outside the pool.
     #[error("Refusing unsafe volume path: {0}")]
     InvalidPath(String),
+    /// A directory or file in a pool that could let someone else redirect what the daemon writes or deletes: a
+    /// symlink, or a directory others may write to. Nothing was done through it.
+    #[error("Refusing to use {path}: {why}")]
+    UnsafePath { path: PathBuf, why: &'static str },
     #[error("Volume {0} already exists")]
     AlreadyExists(PathBuf),
     #[error("Missing image file: {0}")]

@@ -4,7 +4,7 @@ use std::ffi::OsStr;
 use std::fs::{self, OpenOptions, Permissions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
@@ -40,31 +40,89 @@ fn check_importable(vol: &Volume) -> Result<(), StorageError> {
 }
 
 pub(crate) fn create(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     if vol.snap_on_start {
         return Ok(());
     }
-    fsutil::create_dirs(l.dir())?;
+    // Data already at this place is someone's (a user's image, or an old revision or import that a new qube must
+    // not inherit); only `discard_orphan` may clear it, and only when it is provably Corral's leftover.
     let image = l.image();
-    let pending = match Pending::create(image.clone()) {
+    let mut data = vec![image.clone(), l.import()];
+    data.extend(revision_epochs(&l)?.into_iter().map(|e| l.revision(e)));
+    for path in data {
+        if fsutil::exists_no_follow(&path)? {
+            return Err(StorageError::AlreadyExists(path));
+        }
+    }
+    fsutil::create_dirs(l.dir())?;
+    // The marker is durable before the image exists, so a crash before the caller's commit leaves files that
+    // `discard_orphan` recognises.
+    let marker = l.unowned();
+    fsutil::touch(&marker)?;
+    fsutil::fsync_dir(l.dir())?;
+    let made = create_image(vol, &l, &image);
+    if made.is_err() {
+        // Whatever is at the image's name now (a file that appeared meanwhile) is not ours to mark.
+        if let Err(e) = fsutil::remove_file_if_exists(&marker) {
+            tracing::warn!(vid = %vol.vid, error = %e, "cannot remove the marker of a failed create");
+        }
+    }
+    made
+}
+
+fn create_image(vol: &Volume, l: &FileLayout, image: &Path) -> Result<(), StorageError> {
+    let pending = match Pending::create(image.to_path_buf()) {
         Ok(p) => p,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(StorageError::AlreadyExists(image)),
-        Err(e) => return Err(StorageError::io("create", &image)(e)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(StorageError::AlreadyExists(image.to_path_buf()))
+        }
+        Err(e) => return Err(StorageError::io("create", image)(e)),
     };
     let file = pending.file();
     file.set_permissions(Permissions::from_mode(fsutil::IMAGE_MODE))
         .and_then(|()| file.set_len(vol.size))
-        .map_err(StorageError::io("write", &image))?;
-    allocate(vol, file, 0, vol.size, &image)?;
-    file.sync_all().map_err(StorageError::io("write", &image))?;
+        .map_err(StorageError::io("write", image))?;
+    allocate(vol, file, 0, vol.size, image)?;
+    file.sync_all().map_err(StorageError::io("write", image))?;
     fsutil::fsync_dir(l.dir())?;
     pending.keep();
     Ok(())
 }
 
+/// The volume's qube is committed: its files stop being leftovers. Not synced: a marker a crash brings back sits
+/// on a volume a qube owns, where nothing looks at it, and goes with the volume's other files at its removal.
+pub(crate) fn own(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+    let l = FileLayout::checked(pool, &vol.vid)?;
+    fsutil::remove_file_if_exists(&l.unowned())?;
+    Ok(())
+}
+
+/// About to commit the removal of the volume's qube (or of the volume): marks its files as Corral's leftovers,
+/// durably, so a crash before they are removed does not leave them looking like a user's. If the commit fails the
+/// marker stays on an owned volume, which is harmless (see [`own`]).
+pub(crate) fn disown(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+    let l = FileLayout::checked(pool, &vol.vid)?;
+    if vol.snap_on_start || !fsutil::exists_no_follow(l.dir())? {
+        return Ok(());
+    }
+    fsutil::touch(&l.unowned())?;
+    fsutil::fsync_dir(l.dir())
+}
+
+/// Removes the files of a volume no qube owns if they carry the marker of [`create`] or [`disown`]; says whether
+/// it did. Anything else is left alone: it may be a user's.
+pub(crate) fn discard_orphan(pool: &Pool, vol: &Volume) -> Result<bool, StorageError> {
+    let l = FileLayout::checked(pool, &vol.vid)?;
+    if !fsutil::exists_no_follow(&l.unowned())? {
+        return Ok(false);
+    }
+    remove(pool, vol)?;
+    Ok(true)
+}
+
 pub(crate) fn preallocate(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
-    let image = FileLayout::new(pool, &vol.vid)?.image();
-    let file = match OpenOptions::new().write(true).open(&image) {
+    let image = FileLayout::checked(pool, &vol.vid)?.image();
+    let file = match fsutil::open_no_follow(&image, true) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::MissingImage(image)),
         Err(e) => return Err(StorageError::io("open", &image)(e)),
@@ -99,7 +157,7 @@ fn allocate(vol: &Volume, file: &fs::File, have: u64, len: u64, path: &Path) -> 
 }
 
 pub(crate) fn remove(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     let mut removed = false;
     // A snapshot's overlay is normally gone at stop, but a crash while its qube ran leaves it behind.
     for path in [l.image(), l.import(), l.cow(), l.overlay()] {
@@ -114,6 +172,8 @@ pub(crate) fn remove(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
     // the temporary files catches those that finished meanwhile. That only narrows the race; `prepare_next` must
     // still not overlap a removal (see there).
     removed |= fsutil::remove_file_if_exists(&l.prepared_overlay())?;
+    // After everything it vouches for: a crash midway leaves the rest still marked.
+    removed |= fsutil::remove_file_if_exists(&l.unowned())?;
     if removed {
         fsutil::fsync_dir(l.dir())?;
     }
@@ -143,13 +203,13 @@ fn dir_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>, StorageError> {
 }
 
 pub(crate) fn usage(pool: &Pool, vol: &Volume) -> Option<u64> {
-    let l = FileLayout::new(pool, &vol.vid).ok()?;
+    let l = FileLayout::checked(pool, &vol.vid).ok()?;
     // The origin's blocks are the origin's usage; a snapshot only owns what it wrote since start, which is in its
     // overlay while the qube runs (the marker is empty and only stands in when there is no overlay). A prepared
     // overlay holds no data of the qube's, only qcow2 metadata, so it does not count.
     let paths = if vol.snap_on_start { vec![l.overlay(), l.cow()] } else { vec![l.image()] };
     for path in paths {
-        match fs::metadata(path) {
+        match fs::symlink_metadata(path) {
             Ok(m) => return Some(fsutil::allocated(&m)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(_) => return None,
@@ -160,7 +220,7 @@ pub(crate) fn usage(pool: &Pool, vol: &Volume) -> Option<u64> {
 }
 
 pub(crate) fn resize(pool: &Pool, vol: &Volume, new_size: u64) -> Result<(), StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     if !vol.rw {
         return Err(StorageError::ReadOnly(vol.vid.clone()));
     }
@@ -168,7 +228,7 @@ pub(crate) fn resize(pool: &Pool, vol: &Volume, new_size: u64) -> Result<(), Sto
     let file = if vol.snap_on_start {
         None
     } else {
-        match OpenOptions::new().write(true).open(&image) {
+        match fsutil::open_no_follow(&image, true) {
             Ok(f) => Some(f),
             // A volatile image only exists while its qube runs and is recreated at the configured size.
             Err(e) if e.kind() == io::ErrorKind::NotFound && !vol.save_on_stop => None,
@@ -205,14 +265,10 @@ pub(crate) fn resize(pool: &Pool, vol: &Volume, new_size: u64) -> Result<(), Sto
 }
 
 pub(crate) fn clear(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     check_importable(vol)?;
     let image = l.image();
-    let size = match fs::metadata(&image) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => vol.size,
-        Err(e) => return Err(StorageError::io("inspect", &image)(e)),
-    };
+    let size = fsutil::regular_file(&image)?.map_or(vol.size, |m| m.len());
     let pending = new_pending(&l)?;
     pending.file().set_len(size).map_err(StorageError::io("write", pending.path()))?;
     allocate(vol, pending.file(), 0, size, pending.path())?;
@@ -222,8 +278,8 @@ pub(crate) fn clear(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
 }
 
 pub(crate) fn clone_volume(src_pool: &Pool, src: &Volume, dst_pool: &Pool, dst: &Volume) -> Result<u64, StorageError> {
-    let src_l = FileLayout::new(src_pool, &src.vid)?;
-    let dst_l = FileLayout::new(dst_pool, &dst.vid)?;
+    let src_l = FileLayout::checked(src_pool, &src.vid)?;
+    let dst_l = FileLayout::checked(dst_pool, &dst.vid)?;
     if src.snap_on_start {
         return Err(StorageError::Unsupported(format!(
             "Can not import snapshot volume {} in to pool {}",
@@ -235,7 +291,7 @@ pub(crate) fn clone_volume(src_pool: &Pool, src: &Volume, dst_pool: &Pool, dst: 
         return Ok(dst.size);
     }
     let src_image = src_l.image();
-    let src_file = match fs::File::open(&src_image) {
+    let src_file = match fsutil::open_no_follow(&src_image, false) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::MissingImage(src_image)),
         Err(e) => return Err(StorageError::io("open", &src_image)(e)),
@@ -270,7 +326,7 @@ fn visible_revisions(l: &FileLayout, vol: &Volume) -> Result<Vec<u64>, StorageEr
 }
 
 pub(crate) fn revisions(pool: &Pool, vol: &Volume) -> Result<Vec<Revision>, StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     Ok(visible_revisions(&l, vol)?
         .into_iter()
         .map(|epoch| Revision { id: layout::revision_id(epoch), timestamp: fsutil::iso_utc(epoch) })
@@ -278,7 +334,7 @@ pub(crate) fn revisions(pool: &Pool, vol: &Volume) -> Result<Vec<Revision>, Stor
 }
 
 pub(crate) fn revert(pool: &Pool, vol: &Volume, revision: &str) -> Result<(), StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     let not_found = || StorageError::RevisionNotFound { vid: vol.vid.clone(), revision: revision.to_string() };
     let epoch = layout::parse_revision_id(revision).ok_or_else(not_found)?;
     if !visible_revisions(&l, vol)?.contains(&epoch) {
@@ -288,12 +344,12 @@ pub(crate) fn revert(pool: &Pool, vol: &Volume, revision: &str) -> Result<(), St
 }
 
 pub(crate) fn prune_revisions(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     prune(&l, if vol.snap_on_start { 0 } else { keep(vol) })
 }
 
 pub(crate) fn import_begin(pool: &Pool, vol: &Volume, size: u64) -> Result<PathBuf, StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     check_importable(vol)?;
     fsutil::create_dirs(l.dir())?;
     let path = l.import();
@@ -311,7 +367,7 @@ pub(crate) fn import_begin(pool: &Pool, vol: &Volume, size: u64) -> Result<PathB
 }
 
 pub(crate) fn import_end(pool: &Pool, vol: &Volume, success: bool) -> Result<Option<u64>, StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     let path = l.import();
     if !success {
         if fsutil::remove_file_if_exists(&path)? {
@@ -319,12 +375,11 @@ pub(crate) fn import_end(pool: &Pool, vol: &Volume, success: bool) -> Result<Opt
         }
         return Ok(None);
     }
-    let size = match fs::metadata(&path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NoImportInProgress(vol.vid.clone())),
-        Err(e) => return Err(StorageError::io("inspect", &path)(e)),
+    let size = match fsutil::regular_file(&path)? {
+        Some(m) => m.len(),
+        None => return Err(StorageError::NoImportInProgress(vol.vid.clone())),
     };
-    let allocated = match OpenOptions::new().write(true).open(&path) {
+    let allocated = match fsutil::open_no_follow(&path, true) {
         Ok(f) => allocate(vol, &f, 0, size, &path),
         Err(e) => Err(StorageError::io("open", &path)(e)),
     };
@@ -340,7 +395,7 @@ pub(crate) fn import_end(pool: &Pool, vol: &Volume, success: bool) -> Result<Opt
 
 /// Removes temporary and import files left by an interrupted operation, e.g. after a daemon crash.
 pub(crate) fn discard_pending(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     let mut removed = fsutil::remove_file_if_exists(&l.import())?;
     for name in dir_entries(l.dir())? {
         if l.is_temp(&name) {
@@ -354,7 +409,7 @@ pub(crate) fn discard_pending(pool: &Pool, vol: &Volume) -> Result<(), StorageEr
 }
 
 pub(crate) fn mark_started(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     if !vol.snap_on_start {
         return Ok(());
     }
@@ -364,6 +419,7 @@ pub(crate) fn mark_started(pool: &Pool, vol: &Volume) -> Result<(), StorageError
         .write(true)
         .create(true)
         .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&cow)
         .map_err(StorageError::io("create", &cow))?;
     // Not synced, file or directory: the marker is only an mtime for `is_outdated` to compare while the qube runs,
@@ -372,7 +428,7 @@ pub(crate) fn mark_started(pool: &Pool, vol: &Volume) -> Result<(), StorageError
 }
 
 pub(crate) fn mark_stopped(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     // Not synced, like its creation: a marker a crash brings back is no different from one a crash during the
     // qube's run leaves, and the next start replaces it either way.
     fsutil::remove_file_if_exists(&l.cow())?;
@@ -383,10 +439,11 @@ pub(crate) fn is_outdated(pool: &Pool, vol: &Volume, origin_pool: &Pool, origin:
     if !vol.snap_on_start || origin_pool.driver != Driver::File {
         return false;
     }
-    let (Ok(l), Ok(origin_l)) = (FileLayout::new(pool, &vol.vid), FileLayout::new(origin_pool, &origin.vid)) else {
+    let (Ok(l), Ok(origin_l)) = (FileLayout::checked(pool, &vol.vid), FileLayout::checked(origin_pool, &origin.vid))
+    else {
         return false;
     };
-    let mtime = |p: PathBuf| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mtime = |p: PathBuf| fs::symlink_metadata(p).and_then(|m| m.modified()).ok();
     match (mtime(l.cow()), mtime(origin_l.image())) {
         (Some(started), Some(changed)) => changed > started,
         _ => false,
@@ -418,7 +475,7 @@ pub(crate) fn start_volume(
     vol: &Volume,
     origin: Option<(&Pool, &Volume)>,
 ) -> Result<Option<Attachment>, StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     let attachment = match (vol.save_on_stop, vol.snap_on_start) {
         (true, true) => {
             return Err(StorageError::Unsupported(format!(
@@ -428,7 +485,7 @@ pub(crate) fn start_volume(
         }
         (true, false) => {
             let image = l.image();
-            if !fsutil::exists(&image)? {
+            if fsutil::regular_file(&image)?.is_none() {
                 return Err(StorageError::MissingImage(image));
             }
             Attachment { path: image, format: crate::FORMAT_RAW, read_only: !vol.rw }
@@ -458,9 +515,9 @@ fn origin_image(origin_pool: &Pool, origin: &Volume) -> Result<PathBuf, StorageE
             origin_pool.name
         )));
     }
-    let image = FileLayout::new(origin_pool, &origin.vid)?.image();
+    let image = FileLayout::checked(origin_pool, &origin.vid)?.image();
     // qemu-img would fail too, but with a message about the overlay rather than the actual culprit.
-    if !fsutil::exists(&image)? {
+    if fsutil::regular_file(&image)?.is_none() {
         return Err(StorageError::MissingImage(image));
     }
     Ok(image)
@@ -513,11 +570,11 @@ fn take_prepared(l: &FileLayout, backing: &Path) -> bool {
 /// by exactly `backing` as raw, showing the guest the origin's current length. Unreadable or malformed files do not
 /// fit; the caller then makes a new one, which reports any real I/O problem.
 fn overlay_fits(path: &Path, backing: &Path) -> bool {
-    let Some(header) = fs::File::open(path).and_then(|f| qcow2::read(&f)).ok().flatten() else {
+    let Some(header) = fsutil::open_no_follow(path, false).and_then(|f| qcow2::read(&f)).ok().flatten() else {
         return false;
     };
     // The origin's length now, not when the overlay was made: a resized origin must show its new size.
-    let Ok(origin) = fs::metadata(backing) else { return false };
+    let Ok(origin) = fs::symlink_metadata(backing) else { return false };
     header.backing == backing.as_os_str().as_bytes()
         && header.backing_format.as_deref() == Some(crate::FORMAT_RAW.as_bytes())
         && header.virtual_size == origin.len()
@@ -525,12 +582,12 @@ fn overlay_fits(path: &Path, backing: &Path) -> bool {
 
 /// The origin image an overlay was made over, if it is one of ours (absolute name, raw format) and still there.
 fn overlay_backing(path: &Path) -> Option<PathBuf> {
-    let header = fs::File::open(path).and_then(|f| qcow2::read(&f)).ok().flatten()?;
+    let header = fsutil::open_no_follow(path, false).and_then(|f| qcow2::read(&f)).ok().flatten()?;
     if header.backing_format.as_deref() != Some(crate::FORMAT_RAW.as_bytes()) || !header.backing.starts_with(b"/") {
         return None;
     }
     let backing = PathBuf::from(OsStr::from_bytes(&header.backing));
-    backing.is_file().then_some(backing)
+    fs::symlink_metadata(&backing).is_ok_and(|m| m.is_file()).then_some(backing)
 }
 
 /// Writes a fresh, empty overlay over `backing`, replacing whatever a crashed run or a stale prepared overlay left
@@ -568,13 +625,13 @@ fn run_qemu_img(qemu_img: &OsStr, backing: &Path, target: &Path) -> Result<(), S
 /// Gives a file qemu-img wrote the image mode. Reopened by name: whatever qemu-img did to the file, this is what
 /// QEMU will open.
 fn set_image_mode(path: &Path) -> Result<fs::File, StorageError> {
-    let file = fs::File::open(path).map_err(StorageError::io("open", path))?;
+    let file = fsutil::open_no_follow(path, false).map_err(StorageError::io("open", path))?;
     file.set_permissions(Permissions::from_mode(fsutil::IMAGE_MODE)).map_err(StorageError::io("write", path))?;
     Ok(file)
 }
 
 pub(crate) fn prepare_next(pool: &Pool, vol: &Volume, origin: Option<(&Pool, &Volume)>) -> Result<(), StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     if !vol.snap_on_start || vol.save_on_stop {
         return Ok(());
     }
@@ -632,7 +689,7 @@ fn start_volatile(l: &FileLayout, size: u64) -> Result<(), StorageError> {
 }
 
 pub(crate) fn stop_volume(pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
-    let l = FileLayout::new(pool, &vol.vid)?;
+    let l = FileLayout::checked(pool, &vol.vid)?;
     if vol.snap_on_start {
         // The origin the overlay was made over is the one the next start most likely uses (the caller passes it
         // to start_volume only, and the model may resolve it to another volume than `vol.source` names).
@@ -651,7 +708,7 @@ pub(crate) fn stop_volume(pool: &Pool, vol: &Volume) -> Result<(), StorageError>
     }
     let image = l.image();
     // Syncing needs no write access, so an origin image made read-only by hand is no obstacle.
-    let file = match OpenOptions::new().read(true).write(!vol.save_on_stop).open(&image) {
+    let file = match fsutil::open_no_follow(&image, !vol.save_on_stop) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(StorageError::io("open", &image)(e)),
@@ -676,7 +733,7 @@ fn new_pending(l: &FileLayout) -> Result<Pending, StorageError> {
 /// allows. The image path names either the old or the new content at every instant, so a crash never loses both.
 fn commit(l: &FileLayout, new: &Path, keep: usize) -> Result<(), StorageError> {
     {
-        let file = OpenOptions::new().write(true).open(new).map_err(StorageError::io("open", new))?;
+        let file = fsutil::open_no_follow(new, true).map_err(StorageError::io("open", new))?;
         // The mtime marks when the content changed, which is what `is_outdated` compares; a reverted revision
         // would otherwise carry its old time.
         file.set_permissions(Permissions::from_mode(fsutil::IMAGE_MODE))
@@ -685,7 +742,7 @@ fn commit(l: &FileLayout, new: &Path, keep: usize) -> Result<(), StorageError> {
             .map_err(StorageError::io("write", new))?;
     }
     let image = l.image();
-    if keep > 0 && fsutil::exists(&image)? {
+    if keep > 0 && fsutil::regular_file(&image)?.is_some() {
         // Epochs name revisions, so two commits within a second must still get distinct, ordered names.
         let next = revision_epochs(l)?.last().map_or(0, |e| e.saturating_add(1));
         let saved = l.revision(fsutil::now_epoch().max(next));
@@ -716,11 +773,14 @@ fn prune(l: &FileLayout, keep: usize) -> Result<(), StorageError> {
 pub(crate) fn setup_pool(pool: &Pool) -> Result<(), StorageError> {
     let dir = layout::pool_dir(pool)?;
     let not_usable = |source: io::Error| StorageError::PoolNotUsable { path: dir.clone(), source };
-    for sub in layout::FILE_POOL_SUBDIRS {
-        fsutil::create_dirs(&dir.join(sub)).map_err(|e| match e {
+    // The directory is checked before anything is made in it, each subdirectory before it is used.
+    for sub in [None].into_iter().chain(layout::FILE_POOL_SUBDIRS.map(Some)) {
+        let path = sub.map_or_else(|| dir.clone(), |sub| dir.join(sub));
+        fsutil::create_dirs(&path).map_err(|e| match e {
             StorageError::Io { source, .. } => not_usable(source),
             other => other,
         })?;
+        fsutil::check_pool_tree(&dir, &path)?;
     }
     // Creating a file is the only reliable test: permission bits say nothing about read-only mounts or ACLs.
     let probe = dir.join(layout::write_probe_name(fsutil::next_unique()));

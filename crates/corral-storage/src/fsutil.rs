@@ -21,6 +21,68 @@ pub(crate) const PENDING_MODE: u32 = 0o600;
 
 const SECTOR: u64 = 512;
 
+/// Refuses a directory of a pool that someone other than root or the daemon's user could change: anyone who can
+/// rename or create entries there could swap an image for a symlink and have the daemon write or delete
+/// through it.
+pub(crate) fn check_private_dir(path: &Path, meta: &fs::Metadata) -> Result<(), StorageError> {
+    let unsafe_path = |why| Err(StorageError::UnsafePath { path: path.to_path_buf(), why });
+    if !meta.is_dir() {
+        return unsafe_path("it is not a directory");
+    }
+    if meta.mode() & 0o022 != 0 {
+        return unsafe_path("it is writable by group or others (chmod go-w)");
+    }
+    if meta.uid() != 0 && meta.uid() != crate::sys::euid() {
+        return unsafe_path("it is owned by another user");
+    }
+    Ok(())
+}
+
+/// Checks the pool directory `root` (followed if it is a symlink: that is the administrator's configuration)
+/// and every directory from it down to `dir` (never followed). Directories not there yet are fine: they are
+/// created with [`DIR_MODE`].
+pub(crate) fn check_pool_tree(root: &Path, dir: &Path) -> Result<(), StorageError> {
+    match fs::metadata(root) {
+        Ok(meta) => check_private_dir(root, &meta)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageError::io("inspect", root)(e)),
+    }
+    let Ok(below) = dir.strip_prefix(root) else {
+        return Err(StorageError::InvalidPath(dir.display().to_string()));
+    };
+    let mut cur = root.to_path_buf();
+    for part in below.components() {
+        cur.push(part);
+        match fs::symlink_metadata(&cur) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(StorageError::UnsafePath { path: cur, why: "it is a symlink inside a pool" })
+            }
+            Ok(meta) => check_private_dir(&cur, &meta)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StorageError::io("inspect", &cur)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Opens an existing file of a pool without following a symlink at its name.
+pub(crate) fn open_no_follow(path: &Path, write: bool) -> io::Result<File> {
+    let file = OpenOptions::new().read(true).write(write).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    Ok(file)
+}
+
+/// The metadata of the file at `path` itself, a symlink refused (`None`: nothing there).
+pub(crate) fn regular_file(path: &Path) -> Result<Option<fs::Metadata>, StorageError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            Err(StorageError::UnsafePath { path: path.to_path_buf(), why: "it is a symlink inside a pool" })
+        }
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io("inspect", path)(e)),
+    }
+}
+
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io("sync", dir))
 }
@@ -73,8 +135,26 @@ pub(crate) fn remove_file_if_exists(path: &Path) -> Result<bool, StorageError> {
     }
 }
 
-pub(crate) fn exists(path: &Path) -> Result<bool, StorageError> {
-    path.try_exists().map_err(StorageError::io("inspect", path))
+/// Whether anything, a dangling symlink included, is at `path`.
+pub(crate) fn exists_no_follow(path: &Path) -> Result<bool, StorageError> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StorageError::io("inspect", path)(e)),
+    }
+}
+
+/// Creates an empty file, or leaves one that is there; never follows a symlink at `path`. The directory is not
+/// synced here.
+pub(crate) fn touch(path: &Path) -> Result<(), StorageError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(PENDING_MODE)
+        .open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(StorageError::io("create", path))
 }
 
 /// Bytes the file system allocated, which for sparse images is far less than their length.

@@ -44,11 +44,25 @@ pub(crate) fn setup_pool(pool: &Pool) -> Result<(), StorageError> {
     fsutil::create_dirs(&dir).map_err(|e| match e {
         StorageError::Io { source, .. } => StorageError::PoolNotUsable { path: dir.clone(), source },
         other => other,
-    })
+    })?;
+    // Whoever could write there could plant a kernel every qube using the pool boots.
+    fsutil::check_pool_tree(&dir, &dir)
+}
+
+/// The pool directory when it is safe to take kernels from (see `setup_pool`).
+fn safe_dir(pool: &Pool) -> Option<PathBuf> {
+    let dir = layout::pool_dir(pool).ok()?;
+    match fsutil::check_pool_tree(&dir, &dir) {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            tracing::warn!(pool = %pool.name, error = %e, "not using kernels of an unsafe pool directory");
+            None
+        }
+    }
 }
 
 pub(crate) fn kernels(pool: &Pool) -> Vec<String> {
-    let Ok(dir) = layout::pool_dir(pool) else { return Vec::new() };
+    let Some(dir) = safe_dir(pool) else { return Vec::new() };
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) => {
@@ -67,6 +81,7 @@ pub(crate) fn kernels(pool: &Pool) -> Vec<String> {
 }
 
 pub(crate) fn kernel_files(pool: &Pool, name: &str) -> Option<(PathBuf, Option<PathBuf>)> {
+    safe_dir(pool)?;
     let (vmlinuz, initramfs) = layout::kernel_files(pool, name).ok()??;
     // `is_file` follows symlinks, as distributions link `vmlinuz` to a versioned file.
     if !vmlinuz.is_file() {

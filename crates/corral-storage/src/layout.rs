@@ -3,8 +3,11 @@
 //! A vid is a relative, `/`-separated path inside the pool directory `D` (`pool.dir_path`, which must be
 //! absolute). It must not be absolute itself, every component must be non-empty and neither `.` nor `..`, and it
 //! may hold no whitespace or control characters (import paths travel in space-separated replies). Anything else is
-//! [`StorageError::InvalidPath`], so no vid can reach outside `D`. `D` itself is trusted (root-owned configuration):
-//! symlinks inside it are followed like any other path.
+//! [`StorageError::InvalidPath`], so no vid can reach outside `D`. `D` itself is configuration and may be a
+//! symlink, but below it nothing is followed: a symlink as a directory on the way to a volume's files, or as one
+//! of those files, is refused ([`StorageError::UnsafePath`]), and so are `D` and directories below it that
+//! group or others may write to or that belong to another user than root or the daemon's, since whoever can
+//! change entries there could plant such a symlink between a check and its use.
 //!
 //! `file` driver, for a volume with vid `V` (typically `appvms/<qube>/<volume>` or `vm-templates/<qube>/<volume>`):
 //!
@@ -17,6 +20,7 @@
 //! | `D/V-cow.img`           | `snap_on_start` volumes: exists while the qube runs, its mtime is the start time   |
 //! | `D/V-cow.qcow2`         | `snap_on_start` volumes: the qcow2 overlay the qube writes to while it runs        |
 //! | `D/V-cow.qcow2.next`    | `snap_on_start` volumes: the overlay prepared for the next start (see below)        |
+//! | `D/V.img.unowned`       | marker: these files are Corral's and no committed qube owns them (see below)       |
 //! | `D/<source>.img`        | what `path` reports for a `snap_on_start` volume: its origin's image                |
 //!
 //! What each kind of volume attaches when its qube starts ([`Storage::start_volume`](crate::Storage::start_volume)):
@@ -48,6 +52,14 @@
 //! Temporary files: a new image (clone, clear, volatile start) is renamed over `D/V.img`, a prepared overlay to
 //! `D/V-cow.qcow2.next`.
 //!
+//! Ownership: a new image is only ever created where none of the volume's data files (image, revisions, import)
+//! exist, since one there may be a user's (say, moved over from Qubes). To still let a create interrupted by a
+//! crash be retried, `create` writes `D/V.img.unowned` (synced) before the image and the caller removes it once
+//! the qube is committed ([`Storage::own`](crate::Storage::own)); a removal writes it before its commit
+//! ([`Storage::disown`](crate::Storage::disown)). Files that carry the marker and belong to no qube in the store
+//! are thus leftovers of Corral's own and may go ([`Storage::discard_orphan`](crate::Storage::discard_orphan));
+//! files without it are never removed by a create.
+//!
 //! Pool setup creates `D/appvms` and `D/vm-templates` (where upstream puts qube and template volumes) and briefly
 //! `D/.corral-write-probe-<pid>-<n>` to check that `D` is writable.
 //!
@@ -63,7 +75,7 @@ use std::path::{Path, PathBuf};
 
 use corral_core::volume::Pool;
 
-use crate::StorageError;
+use crate::{fsutil, StorageError};
 
 const IMAGE_SUFFIX: &str = ".img";
 const REVISION_SUFFIX: &str = "-back";
@@ -72,6 +84,7 @@ const TEMP_INFIX: &str = ".tmp-";
 const COW_SUFFIX: &str = "-cow.img";
 const OVERLAY_SUFFIX: &str = "-cow.qcow2";
 const PREPARED_SUFFIX: &str = ".next";
+const UNOWNED_SUFFIX: &str = ".unowned";
 
 /// Subdirectories a `file` pool starts with.
 pub(crate) const FILE_POOL_SUBDIRS: [&str; 2] = ["appvms", "vm-templates"];
@@ -133,6 +146,14 @@ impl FileLayout {
         Ok(FileLayout { dir, stem: stem.to_string(), dir_is_private })
     }
 
+    /// [`Self::new`] for code about to touch the volume's files: also refuses when the pool directory or a
+    /// directory below it on the way to the volume's is unsafe (see [`fsutil::check_pool_tree`]).
+    pub(crate) fn checked(pool: &Pool, vid: &str) -> Result<Self, StorageError> {
+        let l = Self::new(pool, vid)?;
+        fsutil::check_pool_tree(&pool_dir(pool)?, &l.dir)?;
+        Ok(l)
+    }
+
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
@@ -167,6 +188,11 @@ impl FileLayout {
     /// The overlay prepared for a `snap_on_start` volume's next start.
     pub(crate) fn prepared_overlay(&self) -> PathBuf {
         self.dir.join(format!("{}{OVERLAY_SUFFIX}{PREPARED_SUFFIX}", self.stem))
+    }
+
+    /// The marker saying the volume's files are Corral's and no committed qube owns them (see module docs).
+    pub(crate) fn unowned(&self) -> PathBuf {
+        self.dir.join(format!("{}{UNOWNED_SUFFIX}", self.image_name()))
     }
 
     pub(crate) fn temp(&self, unique: u64) -> PathBuf {
@@ -261,6 +287,7 @@ mod tests {
         assert_eq!(l.overlay(), Path::new("/var/lib/qubes/appvms/work/private-cow.qcow2"));
         assert_eq!(l.prepared_overlay(), Path::new("/var/lib/qubes/appvms/work/private-cow.qcow2.next"));
         assert_eq!(l.revision(17), Path::new("/var/lib/qubes/appvms/work/private.img.17-back"));
+        assert_eq!(l.unowned(), Path::new("/var/lib/qubes/appvms/work/private.img.unowned"));
         assert_eq!(l.private_dir(), Some(Path::new("/var/lib/qubes/appvms/work")));
         assert_eq!(FileLayout::new(&pool(), "appvms/private").unwrap().private_dir(), None);
         assert_eq!(FileLayout::new(&pool(), "private").unwrap().private_dir(), None);
@@ -281,6 +308,8 @@ mod tests {
         assert!(!l.is_temp(l.overlay().file_name().unwrap()));
         assert_eq!(l.revision_epoch(l.prepared_overlay().file_name().unwrap()), None);
         assert!(!l.is_temp(l.prepared_overlay().file_name().unwrap()));
+        assert_eq!(l.revision_epoch(l.unowned().file_name().unwrap()), None);
+        assert!(!l.is_temp(l.unowned().file_name().unwrap()));
     }
 
     #[test]

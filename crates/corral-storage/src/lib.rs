@@ -68,12 +68,41 @@ impl Storage {
     }
 
     /// `file`: creates a sparse image of `vol.size` bytes and any missing parent directories; `snap_on_start`
-    /// volumes have no image. Fails with [`StorageError::AlreadyExists`] rather than overwrite an image.
+    /// volumes have no image. Fails with [`StorageError::AlreadyExists`], touching nothing, when an image, revision
+    /// or import of the volume is there. The new files stay marked as not owned until [`Storage::own`].
     /// `linux-kernel`: only checks that the chosen kernel exists.
     pub fn create(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
         match pool.driver {
             Driver::File => file::create(pool, vol),
             Driver::LinuxKernel => kernel::create(pool, vol),
+        }
+    }
+
+    /// The qube owning `vol` is committed, so its files are no longer leftovers [`Storage::discard_orphan`] may
+    /// remove (see [`layout`], "Ownership"). A no-op for `linux-kernel`.
+    pub fn own(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::own(pool, vol),
+            Driver::LinuxKernel => Ok(()),
+        }
+    }
+
+    /// Call before committing the removal of `vol` (or its qube): if a crash comes between that commit and
+    /// [`Storage::remove`], the files left are recognised as Corral's own. A no-op for `linux-kernel`.
+    pub fn disown(&self, pool: &Pool, vol: &Volume) -> Result<(), StorageError> {
+        match pool.driver {
+            Driver::File => file::disown(pool, vol),
+            Driver::LinuxKernel => Ok(()),
+        }
+    }
+
+    /// For a volume no qube owns: removes the files at its place if an interrupted create or removal left them
+    /// (they carry the marker [`Storage::create`] and [`Storage::disown`] write) and says whether it did. Files
+    /// without the marker are left alone, since they may be a user's; [`Storage::create`] then refuses.
+    pub fn discard_orphan(&self, pool: &Pool, vol: &Volume) -> Result<bool, StorageError> {
+        match pool.driver {
+            Driver::File => file::discard_orphan(pool, vol),
+            Driver::LinuxKernel => Ok(false),
         }
     }
 
@@ -326,7 +355,9 @@ impl Storage {
     }
 
     /// Makes a newly added (or, at start-up, configured) pool usable: creates its directory (mode 0755) and, for
-    /// `file` pools, `appvms` and `vm-templates` inside, then checks a file can be created there.
+    /// `file` pools, `appvms` and `vm-templates` inside, then checks a file can be created there. Refuses
+    /// ([`StorageError::UnsafePath`]) a directory group or others may write to, one another user owns, or a
+    /// symlinked subdirectory: every operation refuses those too, so such a pool is unusable until fixed.
     pub fn setup_pool(&self, pool: &Pool) -> Result<(), StorageError> {
         match pool.driver {
             Driver::File => file::setup_pool(pool),

@@ -43,7 +43,7 @@ fn path_follows_the_layout() {
 fn create_makes_a_sparse_image_and_private_dirs() {
     let fx = file_fixture();
     let vol = private("work", 64 * MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     let img = S.path(&fx.pool, &vol);
     assert_eq!(len(&img), 64 * MIB);
     assert_eq!(allocated(&img), 0, "a new image must not allocate blocks");
@@ -57,12 +57,102 @@ fn create_makes_a_sparse_image_and_private_dirs() {
 fn create_refuses_to_overwrite() {
     let fx = file_fixture();
     let vol = private("work", MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     let img = S.path(&fx.pool, &vol);
     write_at(&img, 0, b"data");
     let err = S.create(&fx.pool, &vol).unwrap_err();
     assert!(matches!(err, StorageError::AlreadyExists(ref p) if *p == img), "{err:?}");
     assert_eq!(read_at(&img, 0, 4), b"data");
+}
+
+/// Until `own`, a new volume's files are marked as Corral's leftovers: `discard_orphan` clears them (what a create
+/// cut short by a crash left), but never files without the mark (a user's, or an owned volume's).
+#[test]
+fn only_marked_leftovers_are_discarded() {
+    let fx = file_fixture();
+    let vol = private("work", MIB);
+    let img = S.path(&fx.pool, &vol);
+    S.create(&fx.pool, &vol).unwrap();
+    assert_eq!(
+        tree(&fx.dir()),
+        ["appvms/", "appvms/work/", "appvms/work/private.img", "appvms/work/private.img.unowned"]
+    );
+
+    assert!(S.discard_orphan(&fx.pool, &vol).unwrap());
+    assert_eq!(tree(&fx.dir()), ["appvms/"]);
+
+    create_owned(&fx.pool, &vol);
+    assert!(!S.discard_orphan(&fx.pool, &vol).unwrap(), "an owned volume's files stay");
+    assert!(img.exists());
+
+    // A removal marks them before its commit; a crash before the files go leaves them discardable.
+    S.disown(&fx.pool, &vol).unwrap();
+    assert!(S.discard_orphan(&fx.pool, &vol).unwrap());
+    assert_eq!(tree(&fx.dir()), ["appvms/"]);
+
+    fs::create_dir_all(img.parent().unwrap()).unwrap();
+    fs::write(&img, b"user data").unwrap();
+    assert!(!S.discard_orphan(&fx.pool, &vol).unwrap());
+    assert!(matches!(S.create(&fx.pool, &vol), Err(StorageError::AlreadyExists(_))));
+    assert_eq!(fs::read(&img).unwrap(), b"user data");
+    assert_eq!(tree(&fx.dir()), ["appvms/", "appvms/work/", "appvms/work/private.img"], "no marker on a user's file");
+}
+
+/// A revision or import no qube owns would be handed to the new volume: create refuses it as it refuses an image.
+#[test]
+fn create_refuses_over_an_unowned_revision() {
+    let fx = file_fixture();
+    let vol = private("work", MIB);
+    let img = S.path(&fx.pool, &vol);
+    fs::create_dir_all(img.parent().unwrap()).unwrap();
+    let revision = img.with_file_name("private.img.1700000000-back");
+    fs::write(&revision, b"old").unwrap();
+    let err = S.create(&fx.pool, &vol).unwrap_err();
+    assert!(matches!(err, StorageError::AlreadyExists(ref p) if *p == revision), "{err:?}");
+    assert!(!img.exists());
+}
+
+/// Nothing under a pool directory is followed, and directories others may write to are refused.
+#[test]
+fn symlinks_and_shared_directories_in_a_pool_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = file_fixture();
+    S.setup_pool(&fx.pool).unwrap();
+    let outside = fx.tmp.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("victim"), b"keep").unwrap();
+    std::os::unix::fs::symlink(&outside, fx.dir().join("appvms/work")).unwrap();
+    let vol = private("work", MIB);
+    for err in [
+        S.create(&fx.pool, &vol).unwrap_err(),
+        S.clear(&fx.pool, &vol).unwrap_err(),
+        S.resize(&fx.pool, &vol, 2 * MIB).unwrap_err(),
+        S.remove(&fx.pool, &vol).unwrap_err(),
+        S.import_begin(&fx.pool, &vol, MIB).unwrap_err(),
+        S.start_volume(&fx.pool, &volatile("work", MIB), None).unwrap_err(),
+    ] {
+        assert!(matches!(err, StorageError::UnsafePath { .. }), "{err:?}");
+    }
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+    assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep");
+
+    fs::remove_file(fx.dir().join("appvms/work")).unwrap();
+    fs::set_permissions(fx.dir().join("appvms"), fs::Permissions::from_mode(0o775)).unwrap();
+    assert!(matches!(S.create(&fx.pool, &vol), Err(StorageError::UnsafePath { .. })));
+    assert!(matches!(S.setup_pool(&fx.pool), Err(StorageError::UnsafePath { .. })));
+    fs::set_permissions(fx.dir().join("appvms"), fs::Permissions::from_mode(0o755)).unwrap();
+    S.setup_pool(&fx.pool).unwrap();
+    create_owned(&fx.pool, &vol);
+
+    // The image itself swapped for a symlink: written through by nothing.
+    let img = S.path(&fx.pool, &vol);
+    fs::remove_file(&img).unwrap();
+    std::os::unix::fs::symlink(outside.join("victim"), &img).unwrap();
+    assert!(S.resize(&fx.pool, &vol, 2 * MIB).is_err());
+    assert!(S.clear(&fx.pool, &vol).is_err());
+    assert!(S.start_volume(&fx.pool, &vol, None).is_err());
+    S.remove(&fx.pool, &vol).unwrap();
+    assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep");
 }
 
 #[test]
@@ -104,8 +194,8 @@ fn relative_pool_dirs_are_refused() {
 fn remove_deletes_everything_and_the_empty_dir() {
     let fx = file_fixture();
     let (vol, other) = (private("work", MIB), volatile("work", MIB));
-    S.create(&fx.pool, &vol).unwrap();
-    S.create(&fx.pool, &other).unwrap();
+    create_owned(&fx.pool, &vol);
+    create_owned(&fx.pool, &other);
     let dir = fx.dir().join("appvms/work");
     S.clear(&fx.pool, &vol).unwrap(); // leaves a revision
     S.import_begin(&fx.pool, &vol, MIB).unwrap();
@@ -131,7 +221,7 @@ fn remove_deletes_everything_and_the_empty_dir() {
 fn removing_a_snapshot_leaves_the_origin_alone() {
     let fx = file_fixture();
     let origin = template_root("fedora", MIB);
-    S.create(&fx.pool, &origin).unwrap();
+    create_owned(&fx.pool, &origin);
     let snap = snapshot_root("work", "fedora", MIB);
     S.mark_started(&fx.pool, &snap).unwrap();
     S.remove(&fx.pool, &snap).unwrap();
@@ -144,7 +234,7 @@ fn usage_counts_allocated_blocks() {
     let fx = file_fixture();
     let vol = private("work", 16 * MIB);
     assert_eq!(S.usage(&fx.pool, &vol), Some(0), "missing image");
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     assert_eq!(S.usage(&fx.pool, &vol), Some(0));
     write_at(&S.path(&fx.pool, &vol), 4 * MIB, &vec![1u8; MIB as usize]);
     let used = S.usage(&fx.pool, &vol).unwrap();
@@ -158,7 +248,7 @@ fn usage_counts_allocated_blocks() {
 fn resize_grows_sparsely() {
     let fx = file_fixture();
     let vol = private("work", MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     let img = S.path(&fx.pool, &vol);
     write_at(&img, 0, b"keep me");
     let before = allocated(&img);
@@ -174,7 +264,7 @@ fn resize_grows_sparsely() {
 fn resize_refuses_to_shrink() {
     let fx = file_fixture();
     let vol = private("work", 2 * MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     let img = S.path(&fx.pool, &vol);
     let err = S.resize(&fx.pool, &vol, MIB).unwrap_err();
     assert_eq!(
@@ -211,7 +301,7 @@ fn resize_without_an_image() {
 fn resize_refuses_read_only() {
     let fx = file_fixture();
     let vol = Volume { rw: false, ..private("work", MIB) };
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     assert!(matches!(S.resize(&fx.pool, &vol, 2 * MIB), Err(StorageError::ReadOnly(_))));
     assert_eq!(len(&S.path(&fx.pool, &vol)), MIB);
 }
@@ -220,7 +310,7 @@ fn resize_refuses_read_only() {
 fn clear_zeroes_and_keeps_the_old_content_as_revision() {
     let fx = file_fixture();
     let vol = private("work", 4 * MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     let img = S.path(&fx.pool, &vol);
     write_at(&img, MIB, &[7u8; 4096]);
     S.clear(&fx.pool, &vol).unwrap();
@@ -239,7 +329,7 @@ fn clear_zeroes_and_keeps_the_old_content_as_revision() {
 fn clear_without_revisions() {
     let fx = file_fixture();
     let vol = Volume { revisions_to_keep: 0, ..private("work", MIB) };
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     write_at(&S.path(&fx.pool, &vol), 0, b"x");
     S.clear(&fx.pool, &vol).unwrap();
     assert_eq!(tree(&fx.dir().join("appvms/work")), ["private.img"]);
@@ -249,7 +339,7 @@ fn clear_without_revisions() {
 fn clear_refuses_volumes_without_own_data() {
     let fx = file_fixture();
     let vol = volatile("work", MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     assert!(matches!(S.clear(&fx.pool, &vol), Err(StorageError::Unsupported(_))));
     let snap = snapshot_root("work", "fedora", MIB);
     assert!(matches!(S.clear(&fx.pool, &snap), Err(StorageError::Unsupported(_))));
@@ -259,8 +349,8 @@ fn clear_refuses_volumes_without_own_data() {
 fn clone_copies_content_size_and_keeps_a_revision() {
     let fx = file_fixture();
     let (src, dst) = (private("a", 64 * MIB), private("b", MIB));
-    S.create(&fx.pool, &src).unwrap();
-    S.create(&fx.pool, &dst).unwrap();
+    create_owned(&fx.pool, &src);
+    create_owned(&fx.pool, &dst);
     let (src_img, dst_img) = (S.path(&fx.pool, &src), S.path(&fx.pool, &dst));
     write_at(&src_img, 0, b"hello");
     write_at(&src_img, 17 * MIB + 3, &[0xab; 100_000]);
@@ -286,8 +376,8 @@ fn clone_copies_content_size_and_keeps_a_revision() {
 fn clone_can_shrink_the_destination() {
     let fx = file_fixture();
     let (src, dst) = (private("a", MIB), Volume { revisions_to_keep: 0, ..private("b", 8 * MIB) });
-    S.create(&fx.pool, &src).unwrap();
-    S.create(&fx.pool, &dst).unwrap();
+    create_owned(&fx.pool, &src);
+    create_owned(&fx.pool, &dst);
     write_at(&S.path(&fx.pool, &dst), 7 * MIB, b"gone");
     assert_eq!(S.clone_volume(&fx.pool, &src, &fx.pool, &dst).unwrap(), MIB);
     assert_eq!(len(&S.path(&fx.pool, &dst)), MIB);
@@ -300,7 +390,7 @@ fn clone_across_pools_creates_missing_dirs() {
     let fx = file_fixture();
     let other = Fixture::new(Driver::File);
     let src = private("a", 2 * MIB);
-    S.create(&fx.pool, &src).unwrap();
+    create_owned(&fx.pool, &src);
     write_at(&S.path(&fx.pool, &src), MIB, b"across");
     let dst = Volume { pool: other.pool.name.clone(), ..private("b", 2 * MIB) };
     assert_eq!(S.clone_volume(&fx.pool, &src, &other.pool, &dst).unwrap(), 2 * MIB);
@@ -312,7 +402,7 @@ fn clone_across_pools_creates_missing_dirs() {
 fn failed_clone_leaves_destination_intact() {
     let fx = file_fixture();
     let (src, dst) = (private("a", MIB), private("b", MIB));
-    S.create(&fx.pool, &dst).unwrap();
+    create_owned(&fx.pool, &dst);
     write_at(&S.path(&fx.pool, &dst), 0, b"precious");
     let err = S.clone_volume(&fx.pool, &src, &fx.pool, &dst).unwrap_err();
     assert!(matches!(err, StorageError::MissingImage(_)), "{err:?}");
@@ -324,7 +414,7 @@ fn failed_clone_leaves_destination_intact() {
 fn clone_follows_upstream_for_snapshots_and_volatile() {
     let fx = file_fixture();
     let origin = template_root("fedora", MIB);
-    S.create(&fx.pool, &origin).unwrap();
+    create_owned(&fx.pool, &origin);
     let snap = snapshot_root("work", "fedora", MIB);
     let err = S.clone_volume(&fx.pool, &snap, &fx.pool, &private("b", MIB)).unwrap_err();
     assert!(matches!(err, StorageError::Unsupported(_)), "{err:?}");
@@ -339,7 +429,7 @@ fn clone_follows_upstream_for_snapshots_and_volatile() {
 fn back_to_back_commits_keep_one_distinct_revision() {
     let fx = file_fixture();
     let vol = private("work", MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     import_bytes(&fx, &vol, b"first", MIB);
     let first = S.revisions(&fx.pool, &vol);
     import_bytes(&fx, &vol, b"second", MIB);
@@ -356,7 +446,7 @@ fn back_to_back_commits_keep_one_distinct_revision() {
 fn revisions_show_the_newest_kept_and_are_pruned() {
     let fx = file_fixture();
     let vol = private("work", MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     let dir = fx.dir().join("appvms/work");
     for name in ["private.img.1795575845-back", "private.img.200-back", "private.img.bogus-back", "root.img.300-back"] {
         fs::write(dir.join(name), b"").unwrap();
@@ -385,7 +475,7 @@ fn revisions_show_the_newest_kept_and_are_pruned() {
 fn revert_swaps_current_and_revision() {
     let fx = file_fixture();
     let vol = private("work", MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     let img = S.path(&fx.pool, &vol);
     write_at(&img, 0, b"v1");
     import_bytes(&fx, &vol, b"v2", 2 * MIB);
@@ -408,7 +498,7 @@ fn revert_swaps_current_and_revision() {
 fn revert_without_keeping_drops_the_current_image() {
     let fx = file_fixture();
     let vol = private("work", MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     write_at(&S.path(&fx.pool, &vol), 0, b"v1");
     import_bytes(&fx, &vol, b"v2", MIB);
     let rev = S.revisions(&fx.pool, &vol).remove(0);
@@ -423,7 +513,7 @@ fn revert_without_keeping_drops_the_current_image() {
 fn revert_unknown_revision() {
     let fx = file_fixture();
     let vol = private("work", MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     write_at(&S.path(&fx.pool, &vol), 0, b"v1");
     for id in ["1-back", "old", "../../private.img", "", "01-back"] {
         let err = S.revert(&fx.pool, &vol, id).unwrap_err();
@@ -436,7 +526,7 @@ fn revert_unknown_revision() {
 fn import_commits_the_new_data() {
     let fx = file_fixture();
     let vol = private("work", MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     let img = S.path(&fx.pool, &vol);
     write_at(&img, 0, b"before");
 
@@ -464,7 +554,7 @@ fn import_commits_the_new_data() {
 fn failed_import_removes_the_import_file() {
     let fx = file_fixture();
     let vol = private("work", MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     write_at(&S.path(&fx.pool, &vol), 0, b"intact");
     let path = S.import_begin(&fx.pool, &vol, MIB).unwrap();
     write_at(&path, 0, b"partial");
@@ -481,7 +571,7 @@ fn failed_import_removes_the_import_file() {
 fn import_without_revisions() {
     let fx = file_fixture();
     let vol = Volume { revisions_to_keep: -1, ..private("work", MIB) };
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     import_bytes(&fx, &vol, b"new", MIB);
     assert_eq!(tree(&fx.dir().join("appvms/work")), ["private.img"]);
 }
@@ -499,7 +589,7 @@ fn import_refuses_volumes_without_own_data() {
 fn discard_pending_cleans_interrupted_operations() {
     let fx = file_fixture();
     let vol = private("work", MIB);
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     S.import_begin(&fx.pool, &vol, MIB).unwrap();
     fs::write(fx.dir().join("appvms/work/private.img.tmp-99-0"), b"").unwrap();
     S.discard_pending(&fx.pool, &vol).unwrap();
@@ -511,7 +601,7 @@ fn discard_pending_cleans_interrupted_operations() {
 fn outdated_snapshots() {
     let fx = file_fixture();
     let origin = template_root("fedora", MIB);
-    S.create(&fx.pool, &origin).unwrap();
+    create_owned(&fx.pool, &origin);
     let snap = snapshot_root("work", "fedora", MIB);
     assert!(!S.is_outdated(&fx.pool, &snap, &fx.pool, &origin), "not started");
 
@@ -579,8 +669,8 @@ fn clone_shares_extents_on_reflink_file_systems() {
     let tmp = tempfile::tempdir_in(base).unwrap();
     let pool = corral_core::volume::Pool::new("p", Driver::File, tmp.path().to_str().unwrap());
     let (src, dst) = (private("a", 64 * MIB), private("b", MIB));
-    S.create(&pool, &src).unwrap();
-    S.create(&pool, &dst).unwrap();
+    create_owned(&pool, &src);
+    create_owned(&pool, &dst);
     write_at(&S.path(&pool, &src), 0, &vec![0xab; 48 * MIB as usize]);
     let (_, used_before) = S.pool_usage(&pool).unwrap();
     assert_eq!(S.clone_volume(&pool, &src, &pool, &dst).unwrap(), 64 * MIB);

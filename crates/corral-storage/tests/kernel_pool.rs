@@ -109,7 +109,7 @@ fn clone_between_kernel_volumes_is_a_no_op() {
 
     let files = Fixture::new(Driver::File);
     let private = private("work", MIB);
-    S.create(&files.pool, &private).unwrap();
+    create_owned(&files.pool, &private);
     let err = S.clone_volume(&files.pool, &private, &fx.pool, &kernel("6.6.1")).unwrap_err();
     assert_eq!(err.to_string(), "Cannot clone a file volume into a linux-kernel volume");
     let err = S.clone_volume(&fx.pool, &kernel("6.6.1"), &files.pool, &private).unwrap_err();
@@ -142,4 +142,19 @@ fn kernel_files_name_the_kernel_and_its_initramfs() {
         assert_eq!(S.kernel_files(&fx.pool, name), None, "{name:?}");
     }
     assert_eq!(S.kernel_files(&Fixture::new(Driver::File).pool, "6.6.1"), None, "file pools hold no kernels");
+}
+
+/// Whoever may write to a kernel pool's directory could plant the kernel qubes boot: such a pool is refused and
+/// offers no kernels until fixed.
+#[test]
+fn a_kernel_pool_others_can_write_to_offers_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = kernel_fixture();
+    fs::set_permissions(fx.dir(), fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(matches!(S.setup_pool(&fx.pool), Err(StorageError::UnsafePath { .. })));
+    assert!(S.kernels(&fx.pool).is_empty());
+    assert_eq!(S.kernel_files(&fx.pool, "6.6.1"), None);
+    fs::set_permissions(fx.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(S.kernels(&fx.pool), ["5.15.2", "6.6.1"]);
+    assert!(S.kernel_files(&fx.pool, "6.6.1").is_some());
 }

@@ -34,7 +34,7 @@ fn summary(label: &str, mut samples: Vec<Duration>) {
 fn start_stop_cycles() {
     let fx = Fixture::new(Driver::File);
     let origin = template_root("fedora", 10 * GIB);
-    S.create(&fx.pool, &origin).unwrap();
+    create_owned(&fx.pool, &origin);
     let snap = snapshot_root("work", "fedora", 10 * GIB);
     let vol = volatile("work", 10 * GIB);
     let o = Some((&fx.pool, &origin));

@@ -61,7 +61,7 @@ fn same_content(a: &Path, b: &Path) -> bool {
 fn snapshot_fixture() -> (Fixture, Volume, Volume) {
     let fx = Fixture::new(Driver::File);
     let origin = template_root("fedora", 4 * MIB);
-    S.create(&fx.pool, &origin).unwrap();
+    create_owned(&fx.pool, &origin);
     write_at(&S.path(&fx.pool, &origin), MIB, b"template data");
     (fx, origin, snapshot_root("work", "fedora", 4 * MIB))
 }
@@ -122,7 +122,7 @@ fn an_origin_attaches_its_own_image() {
     let err = S.start_volume(&fx.pool, &vol, None).unwrap_err();
     assert!(matches!(err, StorageError::MissingImage(ref p) if *p == image), "{err:?}");
 
-    S.create(&fx.pool, &vol).unwrap();
+    create_owned(&fx.pool, &vol);
     write_at(&image, 0, b"kept");
     let att = S.start_volume(&fx.pool, &vol, None).unwrap().unwrap();
     assert_eq!(att, Attachment { path: image.clone(), format: "raw", read_only: false });
@@ -359,7 +359,7 @@ fn a_prepared_overlay_over_another_origin_is_replaced() {
     require_qemu_img();
     let (fx, origin, snap) = snapshot_fixture();
     let other = template_root("debian", 4 * MIB);
-    S.create(&fx.pool, &other).unwrap();
+    create_owned(&fx.pool, &other);
     let next = prepared_path(&fx);
     S.prepare_next(&fx.pool, &snap, Some((&fx.pool, &other))).unwrap();
     let (_held, stale) = hold(&next);
@@ -504,7 +504,7 @@ fn the_attachment_before_a_start_is_the_one_the_start_makes() {
     require_qemu_img();
     let (fx, origin, snap) = snapshot_fixture();
     let own = private("work", MIB);
-    S.create(&fx.pool, &own).unwrap();
+    create_owned(&fx.pool, &own);
     let scratch = volatile("work", MIB);
     let before = tree(&fx.dir());
 

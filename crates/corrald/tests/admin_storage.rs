@@ -1810,3 +1810,162 @@ fn import_service_failure_keeps_the_volume() {
 
     assert_eq!(size, (2 * GIB).to_string());
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Creating over files already there
+
+fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// An image a user put where a new qube's would go (as one moving over from Qubes does) is refused as upstream's
+/// file pool refuses it, and nothing changes: no qube, the image as it was, no further file.
+#[test]
+fn creating_a_qube_over_a_placed_image_refuses_and_keeps_the_image() {
+    let d = Daemon::start().with_template();
+    let dir = d.state.join("appvms/work");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let placed = dir.join("private.img");
+    std::fs::write(&placed, b"years of mail").expect("placed image");
+
+    let (kind, msg) = d.err("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+
+    assert_eq!((kind.as_str(), msg), ("StoragePoolException", format!("Volume {} already exists", placed.display())));
+    assert_eq!(std::fs::read(&placed).expect("read"), b"years of mail");
+    assert_eq!(dir_names(&dir), ["private.img"]);
+    assert!(!d.ok("admin.vm.List", "dom0", b"").contains("work "), "no qube was made");
+    assert!(d.log().contains("refusing to create a volume over files no qube owns"), "{}", d.log());
+}
+
+/// A volume created before the one refused is the create's own and goes again; the placed file stays.
+#[test]
+fn a_create_refused_at_its_second_volume_removes_its_first_and_keeps_the_placed_one() {
+    let d = Daemon::start().with_template();
+    let dir = d.state.join("appvms/work");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("volatile.img"), b"swap").expect("placed image");
+
+    let (kind, _) = d.err("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+
+    assert_eq!(kind, "StoragePoolException");
+    assert_eq!(dir_names(&dir), ["volatile.img"]);
+    assert_eq!(std::fs::read(dir.join("volatile.img")).expect("read"), b"swap");
+}
+
+/// What a create cut short by `kill -9` leaves (its image and the marker written before it) is Corral's own: the
+/// retried create clears it and starts empty.
+#[test]
+fn files_a_crashed_create_left_are_cleared_by_the_retry() {
+    let d = Daemon::start().with_template();
+    let dir = d.state.join("appvms/work");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("private.img"), b"half made").expect("leftover");
+    std::fs::write(dir.join("private.img.unowned"), b"").expect("marker");
+
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+
+    let image = volume_path(&d, "work", "private");
+    assert_eq!(image, dir.join("private.img"));
+    assert_eq!(read_start(&image, 9), [0u8; 9]);
+    assert_eq!(dir_names(&dir), ["private.img", "volatile.img"], "the marker went with the commit");
+}
+
+/// A qube created and removed leaves nothing, and a qube of the same name can be made again.
+#[test]
+fn a_removed_qube_name_can_be_created_again() {
+    let d = Daemon::start().with_appvm();
+    d.ok("admin.vm.Remove", "work", b"");
+    assert!(!d.state.join("appvms/work").exists());
+    d.ok("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+    assert_eq!(dir_names(&d.state.join("appvms/work")), ["private.img", "volatile.img"]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Symlinks and directories others can write to
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Whoever can write to a pool's directory could plant symlinks there: upstream would follow them, Corral refuses
+/// the pool.
+#[test]
+fn a_pool_directory_others_can_write_to_is_refused_at_add() {
+    let d = Daemon::start();
+    let dir = new_pool_dir(&d, "shared");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    chmod(&dir, 0o777);
+
+    let (kind, msg) =
+        d.err("admin.pool.Add+file", "dom0", format!("name=shared\ndir_path={}\n", dir.display()).as_bytes());
+
+    assert_eq!(kind, "StoragePoolException");
+    assert_eq!(msg, format!("Refusing to use {}: it is writable by group or others (chmod go-w)", dir.display()));
+    assert!(!d.ok("admin.pool.List", "dom0", b"").lines().any(|l| l == "shared"));
+    assert!(!dir.join("appvms").exists(), "nothing made in it");
+}
+
+/// A pool whose directory became writable by others while the daemon was down is reported at start and
+/// refuses every volume operation until fixed.
+#[test]
+fn a_pool_made_writable_by_others_is_unusable_after_a_restart() {
+    let mut d = Daemon::start().with_template();
+    let dir = add_file_pool(&d, "p2");
+    d.ok("admin.vm.CreateInPool.AppVM+tpl", "dom0", b"name=x label=red pool=p2");
+    chmod(&dir.join("appvms"), 0o777);
+    d.restart();
+
+    let (kind, msg) = d.err("admin.vm.volume.Resize+private", "x", b"3221225472");
+
+    assert_eq!(kind, "StoragePoolException");
+    assert!(msg.contains("writable by group or others"), "{msg}");
+    assert!(d.log().contains("pool directory is not usable"), "{}", d.log());
+    chmod(&dir.join("appvms"), 0o755);
+    d.ok("admin.vm.volume.Resize+private", "x", b"3221225472");
+}
+
+/// A qube's directory swapped for a symlink to elsewhere: nothing is created, cleared or deleted there.
+#[test]
+fn a_symlinked_qube_directory_is_never_followed() {
+    let d = Daemon::start().with_template();
+    let outside = d.dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("private.img"), b"not yours").expect("victim");
+    std::os::unix::fs::symlink(&outside, d.state.join("appvms/work")).expect("symlink");
+
+    let (kind, msg) = d.err("admin.vm.Create.AppVM+tpl", "dom0", b"name=work label=red");
+
+    assert_eq!(kind, "StoragePoolException", "{msg}");
+    assert!(msg.contains("symlink"), "{msg}");
+    assert_eq!(dir_names(&outside), ["private.img"]);
+    assert_eq!(std::fs::read(outside.join("private.img")).expect("read"), b"not yours");
+}
+
+/// An image swapped for a symlink to a file outside the pool: resizing, clearing, starting and removing the
+/// qube leave that file as it was.
+#[test]
+fn a_symlinked_image_is_never_followed() {
+    let d = Daemon::start().with_appvm();
+    let victim = d.dir.path().join("victim");
+    std::fs::write(&victim, b"root:secret").expect("victim");
+    let image = d.state.join("appvms/work/private.img");
+    std::fs::remove_file(&image).expect("rm");
+    std::os::unix::fs::symlink(&victim, &image).expect("symlink");
+
+    let (kind, _) = d.err("admin.vm.volume.Resize+private", "work", b"3221225472");
+    assert_eq!(kind, "StoragePoolException");
+    d.ok("admin.vm.volume.Set.revisions_to_keep+private", "work", b"1");
+    let (kind, msg) = d.err("admin.vm.volume.Clear+private", "work", b"");
+    assert_eq!(kind, "StoragePoolException", "{msg}");
+    assert!(msg.contains("symlink"), "{msg}");
+    assert!(d.call("admin.vm.Start", "work", b"").starts_with(b"2\0"), "a start refuses it");
+    d.ok("admin.vm.Remove", "work", b"");
+
+    assert_eq!(std::fs::read(&victim).expect("victim"), b"root:secret");
+}

@@ -101,3 +101,77 @@ fn the_open_files_limit_is_raised_to_the_hard_one() {
     // prlimit execs corrald in place, so the child's pid is the daemon's.
     assert_eq!(soft_nofile(child.0.id()), "8192");
 }
+
+/// Runs a daemon expected to refuse to start; one that serves instead is killed and reported.
+fn exits_soon(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn corrald");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("corrald started instead of refusing: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// A socket option naming a file, a directory or a symlink by mistake: the daemon refuses to start and the
+/// thing stays as it was. Only a stale socket is replaced.
+#[test]
+fn a_socket_path_that_is_no_socket_is_refused_and_left_alone() {
+    for flag in ["--admin-socket", "--internal-socket"] {
+        for kind in ["file", "directory", "symlink"] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let target = dir.path().join("precious");
+            std::fs::write(&target, b"keep me").expect("file");
+            let path = dir.path().join("x.sock");
+            match kind {
+                "file" => std::fs::write(&path, b"notes").expect("file"),
+                "directory" => std::fs::create_dir(&path).expect("dir"),
+                _ => std::os::unix::fs::symlink(&target, &path).expect("symlink"),
+            }
+            let (admin, internal) = if flag == "--admin-socket" { ("x.sock", "i.sock") } else { ("a.sock", "x.sock") };
+
+            let out = exits_soon(
+                Command::new(env!("CARGO_BIN_EXE_corrald"))
+                    .current_dir(dir.path())
+                    .args(["--admin-socket", admin, "--internal-socket", internal, "--state-dir", "state"])
+                    .args(["--libvirt-uri", "test:///default", "--http", "off"]),
+            );
+
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{flag} {kind}: {out:?}");
+            assert!(stderr.contains("x.sock") && stderr.contains("refusing"), "{flag} {kind}: {stderr}");
+            let meta = std::fs::symlink_metadata(&path).expect("still there");
+            match kind {
+                "file" => assert_eq!(std::fs::read(&path).expect("read"), b"notes"),
+                "directory" => assert!(meta.is_dir()),
+                _ => assert!(meta.file_type().is_symlink()),
+            }
+            assert_eq!(std::fs::read(&target).expect("read"), b"keep me", "{flag} {kind}");
+        }
+    }
+}
+
+/// A socket a killed daemon left is stale and replaced.
+#[test]
+fn a_stale_socket_is_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stale = std::os::unix::net::UnixListener::bind(dir.path().join("a.sock")).expect("bind");
+    drop(stale);
+    let _child = support::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_corrald"))
+            .current_dir(dir.path())
+            .args(["--admin-socket", "a.sock", "--internal-socket", "i.sock", "--state-dir", "state"])
+            .args(["--libvirt-uri", "test:///default", "--http", "off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn corrald"),
+    );
+    support::wait_for_socket(&dir.path().join("i.sock"));
+    let reply = support::raw(&dir.path().join("a.sock"), b"admin.vm.List dom0 name dom0\0", b"");
+    assert!(reply.starts_with(b"0\0"), "{reply:?}");
+}

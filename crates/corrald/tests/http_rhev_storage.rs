@@ -962,12 +962,13 @@ fn an_added_disk_keeps_revisions_and_reverts_like_private() {
 }
 
 /// A crash between a removal's commit and its cleanup (or an add's image and its commit) leaves an image no
-/// volume owns: the next disk at that place starts empty, not with the old data.
+/// volume owns, marked as Corral's: the next disk at that place starts empty, not with the old data.
 #[test]
 fn a_new_disk_starts_empty_even_over_a_leftover_image() {
     let d = daemon();
     let leftover = d.state.join("appvms/work/disk1.img");
     std::fs::write(&leftover, b"old secrets").expect("leftover");
+    std::fs::write(d.state.join("appvms/work/disk1.img.unowned"), b"").expect("marker");
 
     add_disk(&d, "work", GIB, "");
 
@@ -975,6 +976,23 @@ fn a_new_disk_starts_empty_even_over_a_leftover_image() {
     assert_eq!(image, leftover);
     assert_eq!(read_start(&image, 11), [0u8; 11]);
     assert_eq!(std::fs::metadata(&image).expect("image").len(), GIB);
+    assert!(!d.state.join("appvms/work/disk1.img.unowned").exists());
+}
+
+/// An image without that mark may be a user's: adding a disk there is refused and the image kept.
+#[test]
+fn a_new_disk_is_refused_over_an_image_someone_put_there() {
+    let d = daemon();
+    let placed = d.state.join("appvms/work/disk1.img");
+    std::fs::write(&placed, b"their data").expect("placed");
+
+    let sd = sd_id(&d, "varlibqubes");
+    let (status, body) = post_expect(&d, &format!("/api/vms/{}/disks", d.uuid("work")), &new_disk(&sd, GIB, ""));
+
+    assert_ne!(status, 201, "{body}");
+    assert!(body.contains("already exists"), "{body}");
+    assert_eq!(std::fs::read(&placed).expect("read"), b"their data");
+    assert!(!volumes(&d, "work").iter().any(|v| v.starts_with("disk")), "no disk was added");
 }
 
 #[test]
@@ -1686,6 +1704,34 @@ fn inserting_what_is_no_iso_image_of_a_storage_domain_is_400() {
         assert!(body.contains(file), "{body}");
     }
     assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
+}
+
+/// A symlink in a pool directory is no ISO image, wherever it points: neither listed nor accepted as a cdrom, for
+/// later starts, now, or a single start.
+#[test]
+fn a_symlinked_iso_is_refused_as_a_cdrom() {
+    let d = daemon();
+    let secret = d.dir.path().join("shadow");
+    std::fs::write(&secret, b"root:$6$hash").expect("secret");
+    std::os::unix::fs::symlink(&secret, d.state.join("evil.iso")).expect("symlink");
+
+    let (status, body) = put_cdrom(&d, "work", false, "evil.iso");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("evil.iso"), "{body}");
+    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
+
+    let r = request(&d, Method::POST, &format!("/api/vms/{}/start", d.uuid("work")))
+        .body("<action><vm><cdroms><cdrom><file id=\"evil.iso\"/></cdrom></cdroms></vm></action>")
+        .send()
+        .expect("start");
+    assert_eq!(r.status(), 400, "{}", r.text().unwrap_or_default());
+    assert!(d.ok("admin.vm.List", "work", b"").contains("Halted"));
+
+    // Set behind the door's back (an older daemon accepted it): the start refuses it too.
+    d.ok("admin.vm.feature.Set+rest.cdrom", "work", b"evil.iso");
+    let (kind, message) = d.err("admin.vm.Start", "work", b"");
+    assert_eq!(kind, "QubesException");
+    assert!(message.contains("The cdrom file evil.iso is in no storage domain"), "{message}");
 }
 
 #[test]

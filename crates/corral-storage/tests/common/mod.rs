@@ -117,3 +117,10 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Creates `vol`'s files and takes them over, as the daemon does around the commit of a new qube.
+pub fn create_owned(pool: &Pool, vol: &Volume) {
+    let s = corral_storage::Storage;
+    s.create(pool, vol).unwrap();
+    s.own(pool, vol).unwrap();
+}
