@@ -2,21 +2,39 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
+
+/// corrald in `dir` (run through `wrapper` if given) with relative sockets `a.sock`/`i.sock`, state `state`,
+/// libvirt's test driver and HTTP on a free port.
+fn corrald_in(dir: &Path, wrapper: &[&str]) -> Command {
+    corrald_with_sockets(dir, wrapper, "a.sock", "i.sock")
+}
+
+fn corrald_with_sockets(dir: &Path, wrapper: &[&str], admin: &str, internal: &str) -> Command {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(env!("CARGO_BIN_EXE_corrald"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_corrald")),
+    };
+    cmd.current_dir(dir).args(["--admin-socket", admin, "--internal-socket", internal, "--state-dir", "state"]).args([
+        "--libvirt-uri",
+        "test:///default",
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    cmd
+}
 
 #[test]
 fn relative_state_dir_works_like_an_absolute_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A free port, not the default one: another daemon (or a parallel test) may hold 8006.
     let _child = support::Reaped(
-        Command::new(env!("CARGO_BIN_EXE_corrald"))
-            .current_dir(dir.path())
-            .args(["--admin-socket", "a.sock", "--internal-socket", "i.sock", "--state-dir", "state"])
-            .args(["--libvirt-uri", "test:///default", "--http", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn corrald"),
+        corrald_in(dir.path(), &[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn corrald"),
     );
     let socket = dir.path().join("a.sock");
     support::wait_for_socket(&socket);
@@ -62,12 +80,7 @@ fn vnc_listen_comes_from_the_flag_over_the_file() {
 fn vnc_listen_is_an_ip_address() {
     let dir = tempfile::tempdir().expect("tempdir");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_corrald"))
-        .current_dir(dir.path())
-        .args(["--admin-socket", "a.sock", "--internal-socket", "i.sock", "--state-dir", "state"])
-        .args(["--libvirt-uri", "test:///default", "--http", "off", "--vnc-listen", "localhost"])
-        .output()
-        .expect("run corrald");
+    let out = corrald_in(dir.path(), &[]).args(["--vnc-listen", "localhost"]).output().expect("run corrald");
 
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--vnc-listen"), "{out:?}");
@@ -85,12 +98,7 @@ fn soft_nofile(pid: u32) -> String {
 fn the_open_files_limit_is_raised_to_the_hard_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let child = support::Reaped(
-        Command::new("prlimit")
-            .arg("--nofile=1024:8192")
-            .arg(env!("CARGO_BIN_EXE_corrald"))
-            .current_dir(dir.path())
-            .args(["--admin-socket", "a.sock", "--internal-socket", "i.sock", "--state-dir", "state"])
-            .args(["--libvirt-uri", "test:///default", "--http", "127.0.0.1:0"])
+        corrald_in(dir.path(), &["prlimit", "--nofile=1024:8192"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -134,12 +142,7 @@ fn a_socket_path_that_is_no_socket_is_refused_and_left_alone() {
             }
             let (admin, internal) = if flag == "--admin-socket" { ("x.sock", "i.sock") } else { ("a.sock", "x.sock") };
 
-            let out = exits_soon(
-                Command::new(env!("CARGO_BIN_EXE_corrald"))
-                    .current_dir(dir.path())
-                    .args(["--admin-socket", admin, "--internal-socket", internal, "--state-dir", "state"])
-                    .args(["--libvirt-uri", "test:///default", "--http", "off"]),
-            );
+            let out = exits_soon(&mut corrald_with_sockets(dir.path(), &[], admin, internal));
 
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{flag} {kind}: {out:?}");
@@ -162,14 +165,7 @@ fn a_stale_socket_is_replaced() {
     let stale = std::os::unix::net::UnixListener::bind(dir.path().join("a.sock")).expect("bind");
     drop(stale);
     let _child = support::Reaped(
-        Command::new(env!("CARGO_BIN_EXE_corrald"))
-            .current_dir(dir.path())
-            .args(["--admin-socket", "a.sock", "--internal-socket", "i.sock", "--state-dir", "state"])
-            .args(["--libvirt-uri", "test:///default", "--http", "off"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn corrald"),
+        corrald_in(dir.path(), &[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn corrald"),
     );
     support::wait_for_socket(&dir.path().join("i.sock"));
     let reply = support::raw(&dir.path().join("a.sock"), b"admin.vm.List dom0 name dom0\0", b"");
