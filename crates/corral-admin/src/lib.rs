@@ -4,4 +4,4 @@ pub mod frame;
 pub mod methods;
 mod server;
 
-pub use server::{bind, serve, Door, Stop};
+pub use server::{bind, serve, Door, Limits, Stop};

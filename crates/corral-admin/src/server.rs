@@ -75,6 +75,20 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// What a connection may cost before it is closed.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a client has to send its whole request (to EOF). Connections that never finish would hold a
+    /// descriptor each until the daemon ran out; an accepted `admin.Events` stream is past this point.
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { request_timeout: std::time::Duration::from_secs(60) }
+    }
+}
+
 /// Tells the servers to stop: they take no new connections, answer the calls they have, and close event
 /// streams.
 pub type Stop = tokio::sync::watch::Receiver<bool>;
@@ -87,21 +101,22 @@ async fn stopped(stop: &mut Stop) {
 /// Serves one bound socket until `stop`, then answers every call already accepted and returns. The caller
 /// removes the socket's file first, so nobody connects meanwhile; what was already connected is still
 /// accepted and answered rather than left with an empty reply.
-pub async fn serve(service: Arc<Service>, listener: UnixListener, door: Door, mut stop: Stop) {
+pub async fn serve(service: Arc<Service>, listener: UnixListener, door: Door, mut stop: Stop, limits: Limits) {
     let table = Arc::new(Table::new(door));
     let mut calls = tokio::task::JoinSet::new();
     let for_calls = stop.clone();
     let spawn = |calls: &mut tokio::task::JoinSet<()>, stream| {
         let (service, table, stop) = (service.clone(), table.clone(), for_calls.clone());
-        calls.spawn(async move { handle(service, table, stream, stop).await });
+        calls.spawn(async move { handle(service, table, stream, stop, limits).await });
     };
+    let mut warnings = RateLimited::default();
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => spawn(&mut calls, stream),
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    warnings.warn(&e);
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
             },
@@ -140,8 +155,30 @@ async fn read_request(stream: &mut UnixStream) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-async fn handle(service: Arc<Service>, table: Arc<Table>, mut stream: UnixStream, mut stop: Stop) {
-    let Ok(Some(buf)) = read_request(&mut stream).await else { return };
+/// Accept failures (out of descriptors, mostly) come back every few milliseconds while they last: one
+/// warning a second, with the number of those not logged.
+#[derive(Default)]
+struct RateLimited {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimited {
+    fn warn(&mut self, e: &io::Error) {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1)) {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(error = %e, suppressed = self.suppressed, "accept failed");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+async fn handle(service: Arc<Service>, table: Arc<Table>, mut stream: UnixStream, mut stop: Stop, limits: Limits) {
+    let read = tokio::time::timeout(limits.request_timeout, read_request(&mut stream)).await;
+    let Ok(Ok(Some(buf))) = read else { return };
     let Ok(request) = frame::parse(&buf) else { return };
     let reply = match prepare(&service, &table, &request) {
         Err(e) => Wire::Bytes(frame::exception(&e)),

@@ -59,6 +59,9 @@ struct Cli {
     /// Seconds SIGTERM/SIGINT waits for the calls in flight to be answered (default 10).
     #[arg(long, env = "CORRAL_SHUTDOWN_GRACE")]
     shutdown_grace: Option<u64>,
+    /// Seconds an Admin API client has to send its whole request before the connection is closed (default 60).
+    #[arg(long, env = "CORRAL_REQUEST_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -77,6 +80,7 @@ struct File {
     sync_commits: Option<bool>,
     log_level: Option<String>,
     shutdown_grace: Option<u64>,
+    request_timeout: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -95,6 +99,8 @@ pub struct Config {
     log_level: String,
     pub accept_empty_store: bool,
     shutdown_grace: std::time::Duration,
+    /// What an Admin API connection may cost.
+    pub admin_limits: corral_admin::Limits,
 }
 
 /// How the HTTP door is served.
@@ -157,6 +163,11 @@ impl Config {
             log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
             accept_empty_store: cli.accept_empty_store,
             shutdown_grace: std::time::Duration::from_secs(cli.shutdown_grace.or(file.shutdown_grace).unwrap_or(10)),
+            admin_limits: match cli.request_timeout.or(file.request_timeout) {
+                Some(0) => anyhow::bail!("request_timeout must be at least 1 second"),
+                Some(secs) => corral_admin::Limits { request_timeout: std::time::Duration::from_secs(secs) },
+                None => corral_admin::Limits::default(),
+            },
         })
     }
 

@@ -91,7 +91,13 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     for (path, door) in [(&config.admin_socket, Door::Admin), (&config.internal_socket, Door::Internal)] {
         let listener = corral_admin::bind(path).with_context(|| format!("Cannot listen on {}", path.display()))?;
         tracing::info!(socket = %path.display(), ?door, "serving");
-        tasks.push(tokio::spawn(corral_admin::serve(service.clone(), listener, door, stopping.clone())));
+        tasks.push(tokio::spawn(corral_admin::serve(
+            service.clone(),
+            listener,
+            door,
+            stopping.clone(),
+            config.admin_limits,
+        )));
     }
 
     if let Some(addr) = &config.http {

@@ -565,3 +565,35 @@ fn current_state_of_dom0_is_running() {
 
     assert_eq!(r, ok(&format!("mem={kib} mem_static_max={kib} cputime=0 power_state=Running")));
 }
+
+/// Whether the daemon closed `s` within `limit` (a read returns end of file).
+fn closed_within(s: &mut std::os::unix::net::UnixStream, limit: std::time::Duration) -> bool {
+    s.set_read_timeout(Some(limit)).expect("timeout");
+    let mut byte = [0u8; 1];
+    matches!(std::io::Read::read(s, &mut byte), Ok(0))
+}
+
+#[test]
+fn a_connection_that_does_not_finish_its_request_in_time_is_closed() {
+    let d = Daemon::start_with_args(&["--request-timeout", "1"]);
+    let mut silent = std::os::unix::net::UnixStream::connect(&d.admin).expect("connect");
+    let mut halfway = std::os::unix::net::UnixStream::connect(&d.admin).expect("connect");
+    std::io::Write::write_all(&mut halfway, b"admin.vm.List dom0 na").expect("send");
+
+    assert!(closed_within(&mut silent, std::time::Duration::from_secs(5)), "an idle connection stayed open");
+    assert!(closed_within(&mut halfway, std::time::Duration::from_secs(5)), "an unfinished request stayed open");
+    assert!(d.ok("admin.vm.List", "dom0", b"").starts_with("dom0 "));
+}
+
+#[test]
+fn an_event_stream_outlives_the_request_timeout() {
+    let d = Daemon::start_with_args(&["--request-timeout", "1"]);
+    let mut events = std::os::unix::net::UnixStream::connect(&d.admin).expect("connect");
+    std::io::Write::write_all(&mut events, b"admin.Events dom0 name dom0\0").expect("send");
+    events.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let mut first = [0u8; 64];
+    let n = std::io::Read::read(&mut events, &mut first).expect("connection-established");
+    assert!(first[..n].starts_with(b"1\0"), "{:?}", String::from_utf8_lossy(&first[..n]));
+
+    assert!(!closed_within(&mut events, std::time::Duration::from_secs(3)), "the stream was closed");
+}
