@@ -3,6 +3,7 @@
 //! re-implements what the core does.
 
 pub mod auth;
+mod conns;
 pub mod ctx;
 pub mod events;
 pub mod fault;
@@ -228,17 +229,80 @@ fn service(rest: Arc<Rest>) -> tower::util::MapRequest<axum::routing::RouterInto
     tower::util::MapRequestLayer::new(strip_matrix as fn(Request) -> Request).layer(app(rest))
 }
 
-/// Serves HTTP on `listener` until `stop`, then answers the requests in flight and returns.
+pub use conns::Limits;
+
+/// Serves HTTP on `listener` until `stop`, then answers the requests in flight and returns. At most
+/// `limits.max_connections` are open at once (see `conns`), and hyper closes a connection whose request headers
+/// have not arrived within `limits.request_timeout`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     rest: Arc<Rest>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: Limits,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let app = service(rest);
-    let make = tower::service_fn(move |incoming: axum::serve::IncomingStream<'_, tokio::net::TcpListener>| {
-        std::future::ready(Ok::<_, std::convert::Infallible>(with_peer(app.clone(), incoming.remote_addr().ip())))
-    });
-    axum::serve(listener, make).with_graceful_shutdown(stop).await
+    let door = Arc::new(conns::Connections::new(limits.max_connections));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.request_timeout);
+    let builder = Arc::new(builder);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut warned: Option<std::time::Instant> = None;
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, mostly: it lasts a while and would log every few milliseconds.
+                    if warned.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(1)) {
+                        tracing::warn!(error = %e, "HTTP accept failed");
+                        warned = Some(std::time::Instant::now());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(admitted) = door.admit().await else {
+            // Every connection is serving a request: this one is closed unanswered.
+            continue;
+        };
+        let used = admitted.used.clone();
+        let app = tower::util::MapRequestLayer::new(move |req: Request| {
+            used.store(true, std::sync::atomic::Ordering::Relaxed);
+            req
+        })
+        .layer(with_peer(app.clone(), peer.ip()));
+        let hyper_service = hyper_util::service::TowerToHyperService::new(
+            tower::util::MapRequestLayer::new(into_body::<hyper::body::Incoming>).layer(app),
+        );
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service).into_owned();
+        let connection = graceful.watch(connection);
+        let door = door.clone();
+        let request_timeout = limits.request_timeout;
+        tokio::spawn(async move {
+            let mut admitted = admitted;
+            let used = admitted.used.clone();
+            // hyper's header timer starts with the first byte: a client that sends nothing is closed here.
+            let silent = async move {
+                tokio::time::sleep(request_timeout).await;
+                if used.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = connection => {}
+                // Evicted: dropping the connection closes it.
+                _ = &mut admitted.closed => {}
+                _ = silent => {}
+            }
+            door.remove(admitted.id);
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// `app` with the client's address in each request's extensions, for the login throttle.

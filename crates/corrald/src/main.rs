@@ -23,9 +23,9 @@ fn main() -> anyhow::Result<()> {
         .init();
     // Before any thread exists, so every thread of the daemon runs without them.
     privs::drop_unused_capabilities();
-    raise_open_files_limit();
+    let open_files = raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let outcome = runtime.block_on(run(config));
+    let outcome = runtime.block_on(run(config, open_files));
     // A call abandoned at the end of the grace period may still hold a blocking thread: not waited for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     outcome
@@ -33,11 +33,24 @@ fn main() -> anyhow::Result<()> {
 
 /// Every connection holds a descriptor, and systemd's soft limit of 1,024 let a thousand idle clients starve
 /// both doors and libvirt: the soft limit goes up to the hard one, which is the administrator's to set.
-fn raise_open_files_limit() {
+fn raise_open_files_limit() -> u64 {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::debug!(limit, "open files limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+        Ok(limit) => {
+            tracing::debug!(limit, "open files limit");
+            limit
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
     }
+}
+
+/// The HTTP door's share of the descriptors: half of what is left after a reserve for the Admin API, libvirt,
+/// SQLite and the guests' files, so that no HTTP traffic can take the Admin API's away.
+fn http_connection_cap(open_files: u64) -> usize {
+    let share = open_files.saturating_sub(256) / 2;
+    usize::try_from(share.clamp(16, 4096)).unwrap_or(4096)
 }
 
 /// libvirt is optional: without it everything but running qubes is served. The error explains why there is
@@ -61,7 +74,7 @@ async fn connect_hypervisor(uri: &str, domain_type: Option<&str>) -> Result<Arc<
     Err(why)
 }
 
-async fn run(config: config::Config) -> anyhow::Result<()> {
+async fn run(config: config::Config, open_files: u64) -> anyhow::Result<()> {
     let uri = config.libvirt_uri();
     tracing::info!(state_dir = %config.state_dir.display(), libvirt_uri = %uri, "starting corrald");
     // One daemon per state directory; offline tools (qubes.xml import) take the same lock.
@@ -112,7 +125,11 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             tracing::warn!(address = %local, "plain HTTP on a non-loopback address: passwords and session cookies \
                 cross the network in clear (use --tls-cert/--tls-key or --tls-self-signed)");
         }
-        tracing::info!(address = %local, tls = tls.is_some(), "serving HTTP");
+        let http_limits = corral_rest::Limits {
+            max_connections: http_connection_cap(open_files),
+            request_timeout: config.admin_limits.request_timeout,
+        };
+        tracing::info!(address = %local, tls = tls.is_some(), max_connections = http_limits.max_connections, "serving HTTP");
         let rest = match &tls {
             Some(tls) => corral_rest::Rest::new_tls(service.clone(), tls.certificate_pem.clone()),
             None => corral_rest::Rest::new(service.clone(), false),
@@ -124,7 +141,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let served = match tls {
                 Some(tls) => corral_rest::serve_tls(listener, rest, tls.config, stop_http).await,
-                None => corral_rest::serve(listener, rest, stop_http).await,
+                None => corral_rest::serve(listener, rest, stop_http, http_limits).await,
             };
             if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP server stopped");

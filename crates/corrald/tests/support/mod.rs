@@ -22,6 +22,8 @@ pub struct Daemon {
     uri: String,
     /// More `corrald` arguments, after the defaults (see `start_with_args`).
     extra: Vec<String>,
+    /// A command corrald runs under (e.g. `prlimit --nofile=…`), kept across `restart`.
+    wrapper: Vec<String>,
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub admin: PathBuf,
@@ -44,11 +46,21 @@ impl Daemon {
         Self::start_with(uri, &[])
     }
 
+    /// A daemon run under `wrapper`, a command that execs its arguments (so the child is corrald itself).
+    pub fn start_under(wrapper: &[&str]) -> Daemon {
+        Self::start_full("test:///default", &[], wrapper)
+    }
+
     fn start_with(uri: &str, extra: &[&str]) -> Daemon {
+        Self::start_full(uri, extra, &[])
+    }
+
+    fn start_full(uri: &str, extra: &[&str], wrapper: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut d = Daemon {
             uri: uri.to_string(),
             extra: extra.iter().map(|a| a.to_string()).collect(),
+            wrapper: wrapper.iter().map(|a| a.to_string()).collect(),
             child: None,
             admin: dir.path().join("qubesd.sock"),
             internal: dir.path().join("qubesd.internal.sock"),
@@ -69,7 +81,15 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("corrald.log"))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_corrald"))
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_corrald"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_corrald")),
+        };
+        let child = command
             .arg("--admin-socket")
             .arg(&self.admin)
             .arg("--internal-socket")
