@@ -232,15 +232,40 @@ fn service(rest: Arc<Rest>) -> tower::util::MapRequest<axum::routing::RouterInto
 pub use conns::Limits;
 
 /// Serves HTTP on `listener` until `stop`, then answers the requests in flight and returns. At most
-/// `limits.max_connections` are open at once (see `conns`), and hyper closes a connection whose request headers
-/// have not arrived within `limits.request_timeout`.
+/// `limits.max_connections` are open at once (see `conns`), and a connection whose request headers have not
+/// arrived within `limits.request_timeout` is closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     rest: Arc<Rest>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
     limits: Limits,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    serve_bounded(listener, rest, stop, limits, None).await
+}
+
+/// Serves HTTPS on `listener` as `serve` serves HTTP. Each connection's handshake runs in its own task (10 s
+/// limit), so a slow client does not hold up the accepts of others.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    rest: Arc<Rest>,
+    config: Arc<rustls::ServerConfig>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: Limits,
+) -> std::io::Result<()> {
+    serve_bounded(listener, rest, stop, limits, Some(tokio_rustls::TlsAcceptor::from(config))).await
+}
+
+/// How long a TLS client has for its handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn serve_bounded(
+    listener: tokio::net::TcpListener,
+    rest: Arc<Rest>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
     let app = service(rest);
     let door = Arc::new(conns::Connections::new(limits.max_connections));
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -278,31 +303,75 @@ pub async fn serve(
         let hyper_service = hyper_util::service::TowerToHyperService::new(
             tower::util::MapRequestLayer::new(into_body::<hyper::body::Incoming>).layer(app),
         );
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service).into_owned();
-        let connection = graceful.watch(connection);
-        let door = door.clone();
-        let request_timeout = limits.request_timeout;
-        tokio::spawn(async move {
-            let mut admitted = admitted;
-            let used = admitted.used.clone();
-            // hyper's header timer starts with the first byte: a client that sends nothing is closed here.
-            let silent = async move {
-                tokio::time::sleep(request_timeout).await;
-                if used.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::future::pending::<()>().await;
-                }
-            };
-            tokio::select! {
-                _ = connection => {}
-                // Evicted: dropping the connection closes it.
-                _ = &mut admitted.closed => {}
-                _ = silent => {}
+        let connection = Connection {
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            door: door.clone(),
+            admitted,
+            request_timeout: limits.request_timeout,
+        };
+        match &tls {
+            None => {
+                tokio::spawn(connection.serve(stream, hyper_service));
             }
-            door.remove(admitted.id);
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => connection.serve(stream, hyper_service).await,
+                        _ => connection.door.remove(connection.admitted.id),
+                    }
+                });
+            }
+        }
     }
     graceful.shutdown().await;
     Ok(())
+}
+
+/// An admitted connection about to be served.
+struct Connection {
+    builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    door: Arc<conns::Connections>,
+    admitted: conns::Admitted,
+    request_timeout: std::time::Duration,
+}
+
+impl Connection {
+    /// Serves `io` until the client is done, the door evicts it, or it sent no request in time.
+    async fn serve<I, S, B>(self, io: I, service: S)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Connection { builder, watcher, door, mut admitted, request_timeout } = self;
+        let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service).into_owned();
+        let connection = watcher.watch(connection);
+        let used = admitted.used.clone();
+        // hyper's header timer starts with the first byte: a client that sends nothing is closed here.
+        let silent = async move {
+            tokio::time::sleep(request_timeout).await;
+            if used.load(std::sync::atomic::Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = connection => {}
+            // Evicted: dropping the connection closes it.
+            _ = &mut admitted.closed => {}
+            _ = silent => {}
+        }
+        door.remove(admitted.id);
+    }
 }
 
 /// `app` with the client's address in each request's extensions, for the login throttle.
@@ -312,33 +381,4 @@ fn with_peer<S>(app: S, ip: std::net::IpAddr) -> tower::util::MapRequest<S, impl
         req
     })
     .layer(app)
-}
-
-/// Serves HTTPS on `listener` until `stop`, then answers the requests in flight and returns. Each
-/// connection's handshake runs in its own task (10 s limit), so a slow client does not hold up the accepts of
-/// others.
-pub async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    rest: Arc<Rest>,
-    config: Arc<rustls::ServerConfig>,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let service = service(rest);
-    let acceptor =
-        axum_server::tls_rustls::RustlsAcceptor::new(axum_server::tls_rustls::RustlsConfig::from_config(config));
-    let handle = axum_server::Handle::new();
-    let on_stop = handle.clone();
-    tokio::spawn(async move {
-        stop.await;
-        // The daemon bounds the wait for answers itself.
-        on_stop.graceful_shutdown(None);
-    });
-    axum_server::Server::<std::net::SocketAddr>::from_listener(listener)
-        .acceptor(acceptor)
-        .handle(handle)
-        .serve(tower::service_fn(move |peer: std::net::SocketAddr| {
-            let app = tower::util::MapRequestLayer::new(into_body).layer(with_peer(service.clone(), peer.ip()));
-            std::future::ready(Ok::<_, std::convert::Infallible>(app))
-        }))
-        .await
 }

@@ -140,7 +140,7 @@ async fn run(config: config::Config, open_files: u64) -> anyhow::Result<()> {
         };
         tasks.push(tokio::spawn(async move {
             let served = match tls {
-                Some(tls) => corral_rest::serve_tls(listener, rest, tls.config, stop_http).await,
+                Some(tls) => corral_rest::serve_tls(listener, rest, tls.config, stop_http, http_limits).await,
                 None => corral_rest::serve(listener, rest, stop_http, http_limits).await,
             };
             if let Err(e) = served {
