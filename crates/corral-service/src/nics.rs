@@ -151,6 +151,14 @@ impl Service {
         self.commit_card_change(model, vm, plan)
     }
 
+    /// A `mac` value for qube `vm`, checked as its property setter checks it.
+    fn sanitized_mac(&self, vm: &str, payload: &[u8]) -> Result<String> {
+        let app = self.read();
+        let d = resolve_in(&app, vm)?;
+        let def = props::vm_prop_def(d.class, "mac").ok_or_else(|| Error::no_such_property(&d.name, "mac"))?;
+        props::sanitize(def.ty, payload)
+    }
+
     /// Gives qube `vm` its one network card (plugged at once into a running qube). Without `network`, or
     /// with libvirt's `default`, the card is behind the global `default_netvm` when there is one (a qube
     /// behind a netvm is on `default`), else directly on `default`; any other libvirt network is joined
@@ -164,37 +172,27 @@ impl Service {
         mac: Option<&[u8]>,
         name: Option<&str>,
     ) -> Result<()> {
-        let (attachment, mac) = {
-            let app = self.read();
-            let d = resolve_in(&app, vm)?;
-            let mac = match mac {
-                Some(payload) => {
-                    let def =
-                        props::vm_prop_def(d.class, "mac").ok_or_else(|| Error::no_such_property(&d.name, "mac"))?;
-                    Some(props::sanitize(def.ty, payload)?)
-                }
-                None => None,
-            };
-            let default_netvm = app.global_prop("default_netvm").filter(|n| !n.is_empty());
-            let attachment = match (network, default_netvm) {
-                (None, Some(netvm)) => Attachment::Netvm(netvm),
-                (Some(n), Some(netvm)) if n == NETVM_NETWORK => Attachment::Netvm(netvm),
-                (n, _) => Attachment::Network(n.unwrap_or(NETVM_NETWORK).to_string()),
-            };
-            (attachment, mac)
+        // Where the card goes follows from the global default_netvm alone, so every check on the caller comes
+        // before anything about the qube is looked at.
+        let default_netvm = self.read().global_prop("default_netvm").filter(|n| !n.is_empty());
+        let attachment = match (network, default_netvm) {
+            (None, Some(netvm)) => Attachment::Netvm(netvm),
+            (Some(n), Some(netvm)) if n == NETVM_NETWORK => Attachment::Netvm(netvm),
+            (n, _) => Attachment::Network(n.unwrap_or(NETVM_NETWORK).to_string()),
         };
         match &attachment {
             Attachment::Netvm(_) => self.auth(caller, "admin.vm.property.Set", "netvm", vm)?,
-            Attachment::Network(name) => {
-                self.auth(caller, "admin.vm.feature.Set", NETWORK_FEATURE, vm)?;
-                self.require_network(name)?;
-            }
+            Attachment::Network(_) => self.auth(caller, "admin.vm.feature.Set", NETWORK_FEATURE, vm)?,
         }
         if mac.is_some() {
             self.auth(caller, "admin.vm.property.Set", "mac", vm)?;
         }
         if name.is_some() {
             self.auth(caller, "admin.vm.feature.Set", NIC_NAME_FEATURE, vm)?;
+        }
+        let mac = mac.map(|payload| self.sanitized_mac(vm, payload)).transpose()?;
+        if let Attachment::Network(name) = &attachment {
+            self.require_network(name)?;
         }
         let model = self.model.upgradable_read();
         let app = &*model;
@@ -233,21 +231,13 @@ impl Service {
     /// running qube's card: the name is only its label, and a new MAC applies at the next start, as the
     /// property's does.
     pub fn update_nic(&self, caller: &Caller, vm: &str, name: Option<&str>, mac: Option<&[u8]>) -> Result<()> {
-        let mac = match mac {
-            Some(payload) => {
-                let app = self.read();
-                let d = resolve_in(&app, vm)?;
-                let def = props::vm_prop_def(d.class, "mac").ok_or_else(|| Error::no_such_property(&d.name, "mac"))?;
-                Some(props::sanitize(def.ty, payload)?)
-            }
-            None => None,
-        };
         if name.is_some() {
             self.auth(caller, "admin.vm.feature.Set", NIC_NAME_FEATURE, vm)?;
         }
         if mac.is_some() {
             self.auth(caller, "admin.vm.property.Set", "mac", vm)?;
         }
+        let mac = mac.map(|payload| self.sanitized_mac(vm, payload)).transpose()?;
         self.mutate(|app| {
             let d = resolve_in(app, vm)?;
             if app.nic_network(d).is_none() {

@@ -304,13 +304,24 @@ async fn remove_disk(
     if let Some(why) = why {
         return Err(ApiError::conflict(format!("Cannot remove the {} volume of {}: {why}", v.name, d.name)));
     }
+    remove_added_disk(&rest, user, &d, &v).await
+}
+
+/// Removes disk `v` that was added to vm `d`, with its data, and records oVirt's event 80: what both addresses
+/// of a disk answer to `DELETE`.
+pub(crate) async fn remove_added_disk(
+    rest: &Arc<Rest>,
+    user: Option<Extension<AuthUser>>,
+    d: &Domain,
+    v: &corral_core::volume::Volume,
+) -> ApiResult<Response> {
     let service = rest.service.clone();
     let (vm, name) = (d.name.clone(), v.name.clone());
     blocking(move || service.volume_remove(&caller(), &vm, &name).map_err(ApiError::from)).await?;
-    let who = user.and_then(|Extension(u)| u.reference(&rest));
+    let who = user.and_then(|Extension(u)| u.reference(rest));
     let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
-    let what = format!("Disk {} was removed from VM {}{by}.", d.disk_alias(&v), d.name);
-    rest.events.record(80, "normal", what, Some((id.clone(), d.name.clone())), who);
+    let what = format!("Disk {} was removed from VM {}{by}.", d.disk_alias(v), d.name);
+    rest.events.record(80, "normal", what, Some((d.uuid.to_string(), d.name.clone())), who);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -619,14 +619,7 @@ async fn remove_disk(
             )
         });
     }
-    let service = rest.service.clone();
-    let (vm, name) = (d.name.clone(), v.name.clone());
-    blocking(move || service.volume_remove(&caller(), &vm, &name).map_err(ApiError::from)).await?;
-    let who = user.and_then(|Extension(u)| u.reference(&rest));
-    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
-    let what = format!("Disk {} was removed from VM {}{by}.", d.disk_alias(&v), d.name);
-    rest.events.record(80, "normal", what, Some((d.uuid.to_string(), d.name.clone())), who);
-    Ok(StatusCode::NO_CONTENT.into_response())
+    super::devices::remove_added_disk(&rest, user, &d, &v).await
 }
 
 #[utoipa::path(get, path = "/api/disks/{id}/statistics", operation_id = "list_disk_statistics", tag = "disks",
