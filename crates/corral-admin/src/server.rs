@@ -75,19 +75,10 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// What a connection may cost before it is closed.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// How long a client has to send its whole request (to EOF). Connections that never finish would hold a
-    /// descriptor each until the daemon ran out; an accepted `admin.Events` stream is past this point.
-    pub request_timeout: std::time::Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { request_timeout: std::time::Duration::from_secs(60) }
-    }
-}
+/// What the socket allows: connections in total and per uid, and how long a client may take to send its whole
+/// request (to EOF) or to read a reply or event. Connections that never finish would hold a descriptor each
+/// until the daemon ran out; an accepted `admin.Events` stream is busy, not idle, and is never evicted.
+pub use corral_conns::Limits;
 
 /// Tells the servers to stop: they take no new connections, answer the calls they have, and close event
 /// streams.
@@ -103,11 +94,28 @@ async fn stopped(stop: &mut Stop) {
 /// accepted and answered rather than left with an empty reply.
 pub async fn serve(service: Arc<Service>, listener: UnixListener, door: Door, mut stop: Stop, limits: Limits) {
     let table = Arc::new(Table::new(door));
+    let connections = corral_conns::Door::new(limits);
     let mut calls = tokio::task::JoinSet::new();
     let for_calls = stop.clone();
-    let spawn = |calls: &mut tokio::task::JoinSet<()>, stream| {
+    let mut refusals = RateLimited::default();
+    let mut spawn = |calls: &mut tokio::task::JoinSet<()>, stream: UnixStream| {
+        // Peers are told apart by uid: every dom0 tool and qrexec run as root, other local users do not.
+        let uid = stream.peer_cred().map_or(u32::MAX, |c| c.uid());
+        let mut admitted = match connections.admit(uid) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                refusals.warn(|suppressed| tracing::warn!(uid, ?refused, suppressed, "connection refused"));
+                return;
+            }
+        };
         let (service, table, stop) = (service.clone(), table.clone(), for_calls.clone());
-        calls.spawn(async move { handle(service, table, stream, stop, limits).await });
+        calls.spawn(async move {
+            let activity = admitted.activity.clone();
+            tokio::select! {
+                _ = handle(service, table, stream, stop, activity, limits.idle_timeout) => {}
+                _ = admitted.must_close() => {}
+            }
+        });
     };
     let mut warnings = RateLimited::default();
     loop {
@@ -116,7 +124,7 @@ pub async fn serve(service: Arc<Service>, listener: UnixListener, door: Door, mu
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => spawn(&mut calls, stream),
                 Err(e) => {
-                    warnings.warn(&e);
+                    warnings.warn(|suppressed| tracing::warn!(error = %e, suppressed, "accept failed"));
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
             },
@@ -155,8 +163,8 @@ async fn read_request(stream: &mut UnixStream) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// Accept failures (out of descriptors, mostly) come back every few milliseconds while they last: one
-/// warning a second, with the number of those not logged.
+/// Accept failures (out of descriptors, mostly) and refusals come back every few milliseconds while they last:
+/// one warning a second, with the number of those not logged.
 #[derive(Default)]
 struct RateLimited {
     last: Option<std::time::Instant>,
@@ -164,21 +172,31 @@ struct RateLimited {
 }
 
 impl RateLimited {
-    fn warn(&mut self, e: &io::Error) {
+    fn warn(&mut self, log: impl FnOnce(u64)) {
         let now = std::time::Instant::now();
         if self.last.is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1)) {
             self.suppressed += 1;
             return;
         }
-        tracing::warn!(error = %e, suppressed = self.suppressed, "accept failed");
+        log(self.suppressed);
         self.last = Some(now);
         self.suppressed = 0;
     }
 }
 
-async fn handle(service: Arc<Service>, table: Arc<Table>, mut stream: UnixStream, mut stop: Stop, limits: Limits) {
-    let read = tokio::time::timeout(limits.request_timeout, read_request(&mut stream)).await;
-    let Ok(Ok(Some(buf))) = read else { return };
+/// Serves one connection. Until its request has arrived it is idle (the door closes it after the idle timeout);
+/// from then on it is busy until the reply is written or the stream ends.
+async fn handle(
+    service: Arc<Service>,
+    table: Arc<Table>,
+    stream: UnixStream,
+    mut stop: Stop,
+    activity: Arc<corral_conns::Activity>,
+    write_timeout: std::time::Duration,
+) {
+    let mut stream = Timed { stream, timeout: write_timeout };
+    let Ok(Some(buf)) = read_request(&mut stream.stream).await else { return };
+    let _busy = activity.begin();
     let Ok(request) = frame::parse(&buf) else { return };
     let reply = match prepare(&service, &table, &request) {
         Err(e) => Wire::Bytes(frame::exception(&e)),
@@ -203,11 +221,33 @@ async fn handle(service: Arc<Service>, table: Arc<Table>, mut stream: UnixStream
         // An empty reply is an internal failure: close without answering, as qubesd does.
         Wire::Bytes(bytes) if bytes.is_empty() => return,
         Wire::Bytes(bytes) => stream.write_all(&bytes).await,
-        Wire::Ok(content) => write_ok(&mut stream, &content).await,
+        Wire::Ok(content) => within(stream.timeout, write_ok(&mut stream.stream, &content)).await,
     };
     if written.is_ok() {
-        let _ = stream.shutdown().await;
+        let _ = stream.stream.shutdown().await;
     }
+}
+
+/// A connection whose writes must finish within a time: a client that stops reading its reply or its events
+/// would otherwise hold the connection (and an event subscription) for ever.
+struct Timed {
+    stream: UnixStream,
+    timeout: std::time::Duration,
+}
+
+impl Timed {
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        within(self.timeout, self.stream.write_all(bytes)).await
+    }
+}
+
+async fn within<T>(
+    timeout: std::time::Duration,
+    write: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    tokio::time::timeout(timeout, write)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")))
 }
 
 /// A reply ready for the socket: encoded bytes, or shared OK content still to be framed.
@@ -315,7 +355,7 @@ async fn run(
 }
 
 /// `vm-stats` for every running qube (or only the destination) every `stats_interval` seconds.
-async fn stream_stats(service: Arc<Service>, stream: &mut UnixStream, caller: &Caller, dest: &str) {
+async fn stream_stats(service: Arc<Service>, stream: &mut Timed, caller: &Caller, dest: &str) {
     let call = corral_service::Call { caller, method: "admin.vm.Stats", arg: "", target: dest };
     if let Err(e) = service.authorize(&call) {
         let _ = stream.write_all(&frame::exception(&e)).await;
@@ -368,7 +408,7 @@ fn is_internal(name: &str) -> bool {
         || name == "domain-is-fully-usable"
 }
 
-async fn stream_events(service: &Service, stream: &mut UnixStream, caller: &Caller, dest: &str) {
+async fn stream_events(service: &Service, stream: &mut Timed, caller: &Caller, dest: &str) {
     if let Err(e) = service.authorize(&corral_service::Call { caller, method: "admin.Events", arg: "", target: dest }) {
         let _ = stream.write_all(&frame::exception(&e)).await;
         return;

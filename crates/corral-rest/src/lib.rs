@@ -215,25 +215,21 @@ pub fn app(rest: Arc<Rest>) -> axum::routing::RouterIntoService<Body> {
     routes.into_service()
 }
 
-/// axum-server hands requests with hyper's body; the application takes axum's.
-fn into_body<B>(req: axum::http::Request<B>) -> Request
-where
-    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    req.map(Body::new)
-}
-
 /// What both listeners serve: the application behind the matrix-parameter rewrite.
-fn service(rest: Arc<Rest>) -> tower::util::MapRequest<axum::routing::RouterIntoService<Body>, fn(Request) -> Request> {
+fn service(rest: Arc<Rest>) -> App {
     tower::util::MapRequestLayer::new(strip_matrix as fn(Request) -> Request).layer(app(rest))
 }
 
-pub use conns::Limits;
+pub use corral_conns::Limits;
 
-/// Serves HTTP on `listener` until `stop`, then answers the requests in flight and returns. At most
-/// `limits.max_connections` are open at once (see `conns`), and a connection whose request headers have not
-/// arrived within `limits.request_timeout` is closed.
+/// The longest request head a client may send. hyper's default (about 400 KiB) let a thousand clients that
+/// never finish their headers hold 400 MB; oVirt's clients send a few hundred bytes.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Serves HTTP on `listener` until `stop`, then answers the requests in flight and returns. Connections are
+/// admitted by `corral_conns` (caps in total and per client address, the oldest idle connection giving way), and
+/// `limits.idle_timeout` bounds how long a client may take to send a request's head or body and how long a
+/// connection may stay idle between requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     rest: Arc<Rest>,
@@ -267,12 +263,13 @@ async fn serve_bounded(
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioTimer};
     let app = service(rest);
-    let door = Arc::new(conns::Connections::new(limits.max_connections));
+    let door = corral_conns::Door::new(limits);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.request_timeout);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout).max_buf_size(MAX_HEAD);
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut warned: Option<std::time::Instant> = None;
+    let mut accept_warning = RateLimited::default();
+    let mut refusal_warning = RateLimited::default();
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
@@ -281,45 +278,39 @@ async fn serve_bounded(
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors, mostly: it lasts a while and would log every few milliseconds.
-                    if warned.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(1)) {
-                        tracing::warn!(error = %e, "HTTP accept failed");
-                        warned = Some(std::time::Instant::now());
-                    }
+                    accept_warning.warn(|suppressed| tracing::warn!(error = %e, suppressed, "HTTP accept failed"));
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 }
             },
         };
-        let Some(admitted) = door.admit().await else {
-            // Every connection is serving a request: this one is closed unanswered.
-            continue;
+        let admitted = match door.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                // Every connection it could replace is serving a request: this one is closed unanswered.
+                refusal_warning.warn(
+                    |suppressed| tracing::warn!(peer = %peer.ip(), ?refused, suppressed, "HTTP connection refused"),
+                );
+                continue;
+            }
         };
-        let used = admitted.used.clone();
-        let app = tower::util::MapRequestLayer::new(move |req: Request| {
-            used.store(true, std::sync::atomic::Ordering::Relaxed);
-            req
-        })
-        .layer(with_peer(app.clone(), peer.ip()));
-        let hyper_service = hyper_util::service::TowerToHyperService::new(
-            tower::util::MapRequestLayer::new(into_body::<hyper::body::Incoming>).layer(app),
-        );
         let connection = Connection {
             builder: builder.clone(),
             watcher: graceful.watcher(),
-            door: door.clone(),
+            app: app.clone(),
+            peer: peer.ip(),
             admitted,
-            request_timeout: limits.request_timeout,
+            request_timeout: limits.idle_timeout,
         };
         match &tls {
             None => {
-                tokio::spawn(connection.serve(stream, hyper_service));
+                tokio::spawn(connection.serve(stream));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => connection.serve(stream, hyper_service).await,
-                        _ => connection.door.remove(connection.admitted.id),
+                    if let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        connection.serve(stream).await;
                     }
                 });
             }
@@ -329,56 +320,70 @@ async fn serve_bounded(
     Ok(())
 }
 
+/// Warnings about a condition that lasts (out of descriptors, a full door) come back every few milliseconds
+/// while it lasts: one a second, with the number of those not logged.
+#[derive(Default)]
+struct RateLimited {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimited {
+    fn warn(&mut self, log: impl FnOnce(u64)) {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1)) {
+            self.suppressed += 1;
+            return;
+        }
+        log(self.suppressed);
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+type App = tower::util::MapRequest<axum::routing::RouterIntoService<Body>, fn(Request) -> Request>;
+
 /// An admitted connection about to be served.
 struct Connection {
     builder: Arc<hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
-    door: Arc<conns::Connections>,
-    admitted: conns::Admitted,
+    app: App,
+    peer: std::net::IpAddr,
+    admitted: corral_conns::Admitted<std::net::IpAddr>,
     request_timeout: std::time::Duration,
 }
 
 impl Connection {
-    /// Serves `io` until the client is done, the door evicts it, or it sent no request in time.
-    async fn serve<I, S, B>(self, io: I, service: S)
+    /// Serves `io` until the client is done, the door evicts it, or it stays idle too long.
+    async fn serve<I>(self, io: I)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-        S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<B>>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-        B: hyper::body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Connection { builder, watcher, door, mut admitted, request_timeout } = self;
+        let Connection { builder, watcher, app, peer, mut admitted, request_timeout } = self;
+        let activity = admitted.activity.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            // Busy from the moment the head is parsed until the answer's body has been sent.
+            let busy = activity.begin();
+            let app = app.clone();
+            let mut req = req.map(|body| {
+                Body::new(conns::WithDeadline {
+                    body,
+                    deadline: Box::pin(tokio::time::sleep(request_timeout)),
+                    timeout: request_timeout,
+                })
+            });
+            req.extensions_mut().insert(auth::Peer(peer));
+            async move {
+                let response = tower::ServiceExt::oneshot(app, req).await?;
+                Ok::<_, std::convert::Infallible>(response.map(|body| conns::WhileSending { body, _busy: busy }))
+            }
+        });
         let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service).into_owned();
         let connection = watcher.watch(connection);
-        let used = admitted.used.clone();
-        // hyper's header timer starts with the first byte: a client that sends nothing is closed here.
-        let silent = async move {
-            tokio::time::sleep(request_timeout).await;
-            if used.load(std::sync::atomic::Ordering::Relaxed) {
-                std::future::pending::<()>().await;
-            }
-        };
         tokio::select! {
             _ = connection => {}
-            // Evicted: dropping the connection closes it.
-            _ = &mut admitted.closed => {}
-            _ = silent => {}
+            // Evicted or idle too long: dropping the connection closes it.
+            _ = admitted.must_close() => {}
         }
-        door.remove(admitted.id);
     }
-}
-
-/// `app` with the client's address in each request's extensions, for the login throttle.
-fn with_peer<S>(app: S, ip: std::net::IpAddr) -> tower::util::MapRequest<S, impl Fn(Request) -> Request + Clone> {
-    tower::util::MapRequestLayer::new(move |mut req: Request| {
-        req.extensions_mut().insert(auth::Peer(ip));
-        req
-    })
-    .layer(app)
 }

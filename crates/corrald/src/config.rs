@@ -59,9 +59,24 @@ struct Cli {
     /// Seconds SIGTERM/SIGINT waits for the calls in flight to be answered (default 10).
     #[arg(long, env = "CORRAL_SHUTDOWN_GRACE")]
     shutdown_grace: Option<u64>,
-    /// Seconds an Admin API client has to send its whole request before the connection is closed (default 60).
+    /// Seconds a client of either door has to send a request (HTTP: its head, then its body), that a connection
+    /// may stay idle before or between requests, and that a client may take to read a reply (default 60).
     #[arg(long, env = "CORRAL_REQUEST_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout: Option<u64>,
+    /// Connections the HTTP door keeps open at once (default: half the descriptors left after a reserve of 256).
+    #[arg(long, env = "CORRAL_HTTP_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    http_max_connections: Option<u64>,
+    /// Connections one client address may keep open on the HTTP door (default: a quarter of the door's).
+    #[arg(long, env = "CORRAL_HTTP_MAX_CONNECTIONS_PER_PEER", value_parser = clap::value_parser!(u64).range(1..))]
+    http_max_connections_per_peer: Option<u64>,
+    /// Connections each Admin API socket keeps open at once (default: a quarter of the descriptors left after
+    /// the reserve).
+    #[arg(long, env = "CORRAL_ADMIN_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    admin_max_connections: Option<u64>,
+    /// Connections one local user (uid) may keep open on an Admin API socket (default: a quarter of the
+    /// socket's).
+    #[arg(long, env = "CORRAL_ADMIN_MAX_CONNECTIONS_PER_PEER", value_parser = clap::value_parser!(u64).range(1..))]
+    admin_max_connections_per_peer: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -81,6 +96,10 @@ struct File {
     log_level: Option<String>,
     shutdown_grace: Option<u64>,
     request_timeout: Option<u64>,
+    http_max_connections: Option<u64>,
+    http_max_connections_per_peer: Option<u64>,
+    admin_max_connections: Option<u64>,
+    admin_max_connections_per_peer: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -99,8 +118,32 @@ pub struct Config {
     log_level: String,
     pub accept_empty_store: bool,
     shutdown_grace: std::time::Duration,
-    /// What an Admin API connection may cost.
-    pub admin_limits: corral_admin::Limits,
+    /// How long a client may take over a request, and how long a connection may stay idle.
+    pub request_timeout: std::time::Duration,
+    pub http_connections: Caps,
+    pub admin_connections: Caps,
+}
+
+/// Connection caps of a door as configured; what is not configured follows from the descriptors available.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps {
+    pub max: Option<u64>,
+    pub per_peer: Option<u64>,
+}
+
+impl Caps {
+    /// The door's limits, given the descriptors it may use when nothing was configured.
+    pub fn limits(&self, share: u64, idle_timeout: std::time::Duration) -> corral_conns::Limits {
+        let mut limits = corral_conns::Limits::from_share(self.max.unwrap_or(share), idle_timeout);
+        if let Some(max) = self.max {
+            // Configured caps are taken as they are, not clamped to what a share would be.
+            limits.max_connections = usize::try_from(max).unwrap_or(usize::MAX);
+        }
+        if let Some(per_peer) = self.per_peer {
+            limits.max_per_peer = usize::try_from(per_peer).unwrap_or(usize::MAX);
+        }
+        limits
+    }
 }
 
 /// How the HTTP door is served.
@@ -163,10 +206,24 @@ impl Config {
             log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
             accept_empty_store: cli.accept_empty_store,
             shutdown_grace: std::time::Duration::from_secs(cli.shutdown_grace.or(file.shutdown_grace).unwrap_or(10)),
-            admin_limits: match cli.request_timeout.or(file.request_timeout) {
+            request_timeout: match cli.request_timeout.or(file.request_timeout) {
                 Some(0) => anyhow::bail!("request_timeout must be at least 1 second"),
-                Some(secs) => corral_admin::Limits { request_timeout: std::time::Duration::from_secs(secs) },
-                None => corral_admin::Limits::default(),
+                Some(secs) => std::time::Duration::from_secs(secs),
+                None => std::time::Duration::from_secs(60),
+            },
+            http_connections: Caps {
+                max: positive("http_max_connections", cli.http_max_connections.or(file.http_max_connections))?,
+                per_peer: positive(
+                    "http_max_connections_per_peer",
+                    cli.http_max_connections_per_peer.or(file.http_max_connections_per_peer),
+                )?,
+            },
+            admin_connections: Caps {
+                max: positive("admin_max_connections", cli.admin_max_connections.or(file.admin_max_connections))?,
+                per_peer: positive(
+                    "admin_max_connections_per_peer",
+                    cli.admin_max_connections_per_peer.or(file.admin_max_connections_per_peer),
+                )?,
             },
         })
     }
@@ -250,4 +307,12 @@ pub fn prepare_embedded_root(uri: &str) -> std::io::Result<()> {
     }
     std::fs::create_dir_all(&etc)?;
     std::fs::write(conf, "user = \"root\"\ngroup = \"root\"\nstdio_handler = \"file\"\n")
+}
+
+/// A count from the configuration file, where 0 would mean a door that takes nobody.
+fn positive(key: &str, value: Option<u64>) -> anyhow::Result<Option<u64>> {
+    match value {
+        Some(0) => anyhow::bail!("{key} must be at least 1"),
+        other => Ok(other),
+    }
 }

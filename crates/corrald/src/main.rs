@@ -46,11 +46,11 @@ fn raise_open_files_limit() -> u64 {
     }
 }
 
-/// The HTTP door's share of the descriptors: half of what is left after a reserve for the Admin API, libvirt,
-/// SQLite and the guests' files, so that no HTTP traffic can take the Admin API's away.
-fn http_connection_cap(open_files: u64) -> usize {
-    let share = open_files.saturating_sub(256) / 2;
-    usize::try_from(share.clamp(16, 4096)).unwrap_or(4096)
+/// The descriptors left to the doors after a reserve for libvirt, SQLite and the guests' files: half to the
+/// HTTP door, a quarter to each Admin API socket, so that no HTTP traffic can take the Admin API's away.
+fn door_shares(open_files: u64) -> (u64, u64) {
+    let left = open_files.saturating_sub(256);
+    (left / 2, left / 4)
 }
 
 /// libvirt is optional: without it everything but running qubes is served. The error explains why there is
@@ -101,16 +101,18 @@ async fn run(config: config::Config, open_files: u64) -> anyhow::Result<()> {
     // Sockets appear only once the state is loaded, so a client that connects is served.
     let mut tasks = Vec::new();
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (http_share, admin_share) = door_shares(open_files);
+    let admin_limits = config.admin_connections.limits(admin_share, config.request_timeout);
+    tracing::info!(
+        max_connections = admin_limits.max_connections,
+        per_uid = admin_limits.max_per_peer,
+        timeout_s = admin_limits.idle_timeout.as_secs(),
+        "Admin API limits"
+    );
     for (path, door) in [(&config.admin_socket, Door::Admin), (&config.internal_socket, Door::Internal)] {
         let listener = corral_admin::bind(path).with_context(|| format!("Cannot listen on {}", path.display()))?;
         tracing::info!(socket = %path.display(), ?door, "serving");
-        tasks.push(tokio::spawn(corral_admin::serve(
-            service.clone(),
-            listener,
-            door,
-            stopping.clone(),
-            config.admin_limits,
-        )));
+        tasks.push(tokio::spawn(corral_admin::serve(service.clone(), listener, door, stopping.clone(), admin_limits)));
     }
 
     if let Some(addr) = &config.http {
@@ -125,11 +127,14 @@ async fn run(config: config::Config, open_files: u64) -> anyhow::Result<()> {
             tracing::warn!(address = %local, "plain HTTP on a non-loopback address: passwords and session cookies \
                 cross the network in clear (use --tls-cert/--tls-key or --tls-self-signed)");
         }
-        let http_limits = corral_rest::Limits {
-            max_connections: http_connection_cap(open_files),
-            request_timeout: config.admin_limits.request_timeout,
-        };
-        tracing::info!(address = %local, tls = tls.is_some(), max_connections = http_limits.max_connections, "serving HTTP");
+        let http_limits = config.http_connections.limits(http_share, config.request_timeout);
+        tracing::info!(
+            address = %local,
+            tls = tls.is_some(),
+            max_connections = http_limits.max_connections,
+            per_address = http_limits.max_per_peer,
+            "serving HTTP"
+        );
         let rest = match &tls {
             Some(tls) => corral_rest::Rest::new_tls(service.clone(), tls.certificate_pem.clone()),
             None => corral_rest::Rest::new(service.clone(), false),

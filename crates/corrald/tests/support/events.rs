@@ -61,6 +61,21 @@ impl Events {
         }
     }
 
+    /// Whether the daemon ends the stream within `limit`; what it sent before is read and dropped.
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut chunk = [0u8; 65536];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+
     /// Frames up to and including the first one named `event`, shown for comparison.
     pub fn until(&mut self, event: &str) -> Vec<String> {
         let mut frames = Vec::new();

@@ -51,6 +51,11 @@ impl Daemon {
         Self::start_full("test:///default", &[], wrapper)
     }
 
+    /// A daemon run under `wrapper` with more arguments.
+    pub fn start_under_with_args(wrapper: &[&str], extra: &[&str]) -> Daemon {
+        Self::start_full("test:///default", extra, wrapper)
+    }
+
     fn start_with(uri: &str, extra: &[&str]) -> Daemon {
         Self::start_full(uri, extra, &[])
     }
@@ -126,6 +131,16 @@ impl Daemon {
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
+    }
+
+    /// The daemon's resident memory now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("daemon status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
     }
 
     pub fn pid(&self) -> u32 {
