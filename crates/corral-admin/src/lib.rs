@@ -2,6 +2,7 @@
 
 pub mod frame;
 pub mod methods;
+mod render;
 mod server;
 
 pub use server::{bind, serve, Door, Limits, Stop};

@@ -7,13 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use corral_core::{Error, Result};
-use corral_service::{Caller, Service};
+use corral_service::{Principal, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::frame::{self, Request, MAX_REQUEST};
-use crate::methods::{Cost, Ctx, Dest, Handler, Method, Want};
+use crate::methods::{Cost, Ctx, Dest, Method, Want};
 
 /// Which method table a socket serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +23,9 @@ pub enum Door {
 
 struct Table {
     methods: HashMap<String, Method>,
+    /// The reply to `admin.vm.List` of every qube and the model generation it shows: the most frequent and
+    /// largest reply, rendered once per change.
+    all_vms: crate::render::VmListCache,
 }
 
 impl Table {
@@ -32,7 +34,7 @@ impl Table {
             Door::Admin => crate::methods::admin_methods(),
             Door::Internal => crate::methods::internal_methods(),
         };
-        Table { methods: list.into_iter().map(|m| (m.name.clone(), m)).collect() }
+        Table { methods: list.into_iter().map(|m| (m.name.clone(), m)).collect(), all_vms: Default::default() }
     }
 }
 
@@ -200,21 +202,23 @@ async fn handle(
     let Ok(request) = frame::parse(&buf) else { return };
     let reply = match prepare(&service, &table, &request) {
         Err(e) => Wire::Bytes(frame::exception(&e)),
-        // Streams never end by themselves: at stop they are closed, not waited for.
-        Ok(Prepared::Events { caller, dest }) => {
-            return tokio::select! {
-                _ = stream_events(&service, &mut stream, &caller, &dest) => {}
-                _ = stopped(&mut stop) => {}
+        Ok(Prepared { caller, method, request }) => {
+            match answer(service.clone(), &table, caller.clone(), method, request).await {
+                Answer::Wire(wire) => wire,
+                // Streams never end by themselves: at stop they are closed, not waited for.
+                Answer::Events(mut subscription) => {
+                    return tokio::select! {
+                        _ = stream_events(&service, &mut stream, &mut subscription) => {}
+                        _ = stopped(&mut stop) => {}
+                    }
+                }
+                Answer::Stats(dest) => {
+                    return tokio::select! {
+                        _ = stream_stats(service.clone(), &mut stream, &dest) => {}
+                        _ = stopped(&mut stop) => {}
+                    }
+                }
             }
-        }
-        Ok(Prepared::Stats { caller, dest }) => {
-            return tokio::select! {
-                _ = stream_stats(service.clone(), &mut stream, &caller, &dest) => {}
-                _ = stopped(&mut stop) => {}
-            }
-        }
-        Ok(Prepared::Call { method, caller, dest }) => {
-            run(service.clone(), method, caller, dest, request.arg.to_string(), request.payload.to_vec()).await
         }
     };
     let written = match reply {
@@ -283,16 +287,20 @@ async fn write_ok(stream: &mut UnixStream, content: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-enum Prepared {
-    Call { method: Method, caller: Caller, dest: String },
-    Events { caller: Caller, dest: String },
-    Stats { caller: Caller, dest: String },
+/// A call that passed the gate and the framing checks, as its typed request.
+struct Prepared {
+    caller: Principal,
+    method: Method,
+    request: corral_service::Request,
 }
 
-/// Resolves the source and destination, finds the method, and applies the generic checks in
-/// qubesd's order: payload, argument, destination; all before any handler runs.
+/// Checks a call in qubesd's order, all before the service runs it: the caller may make it at all (asked
+/// with the destination as given, before anything is looked up, as qrexec's policy is asked before qubesd
+/// sees a call), then the destination exists, the method exists, and the payload, argument and destination
+/// fit the method; then the method's parser reads the argument and payload.
 fn prepare(service: &Service, table: &Table, r: &Request<'_>) -> Result<Prepared> {
-    let src = service.resolve(r.src)?;
+    let caller = Principal::from_source(&service.resolve(r.src)?);
+    service.authorize(&caller, &corral_core::Operation::new(r.method, r.arg, r.dest))?;
     let dest = service.resolve(r.dest)?;
     let Some(method) = table.methods.get(r.method) else {
         return Err(Error::protocol(format!("no such method: {}", corral_core::text::pyrepr(r.method))));
@@ -307,60 +315,51 @@ fn prepare(service: &Service, table: &Table, r: &Request<'_>) -> Result<Prepared
         (Want::No, false) => return Err(Error::protocol("unexpected argument")),
         _ => {}
     }
-    match (method.dest, dest == "dom0") {
+    match (method.dest, dest == corral_core::domain::DOM0) {
         (Dest::Admin, false) => return Err(Error::protocol("expected destination to be AdminVM")),
         (Dest::NotAdmin, true) => return Err(Error::protocol("expected destination to not be AdminVM")),
         _ => {}
     }
-    let caller = Caller { name: src };
-    Ok(match method.handler {
-        Handler::Events => Prepared::Events { caller, dest },
-        Handler::Stats => Prepared::Stats { caller, dest },
-        Handler::Call(_) | Handler::Shared(_) => Prepared::Call { method: method.clone(), caller, dest },
-    })
+    let ctx = Ctx { caller: &caller, method: &method.name, arg: r.arg, dest: &dest, payload: r.payload };
+    let request = (method.parse)(&ctx)?;
+    Ok(Prepared { caller, method: method.clone(), request })
 }
 
-async fn run(
+/// What the connection does with a call's outcome: write a reply, or stream.
+enum Answer {
+    Wire(Wire),
+    Events(corral_service::Subscription),
+    Stats(String),
+}
+
+/// Runs the request through the service's entry point (off the executor when it may block) and renders the
+/// answer.
+async fn answer(
     service: Arc<Service>,
+    table: &Table,
+    caller: Principal,
     method: Method,
-    caller: Caller,
-    dest: String,
-    arg: String,
-    payload: Vec<u8>,
-) -> Wire {
-    let f = match method.handler {
-        Handler::Call(f) => f,
-        Handler::Shared(f) => {
-            let ctx = Ctx { caller: &caller, method: &method.name, arg: &arg, dest: &dest, payload: &payload };
-            return match f(&service, &ctx) {
-                Ok(content) => Wire::Ok(content),
-                Err(e) => Wire::Bytes(frame::exception(&e)),
-            };
-        }
-        Handler::Events | Handler::Stats => return Wire::Bytes(Vec::new()),
-    };
-    let call = move || {
-        let ctx = Ctx { caller: &caller, method: &method.name, arg: &arg, dest: &dest, payload: &payload };
-        match f(&service, &ctx) {
-            Ok(content) => frame::ok(&content),
-            Err(e) => frame::exception(&e),
-        }
-    };
-    Wire::Bytes(match method.cost {
-        Cost::Memory => call(),
-        // A panic in a handler must not take the daemon down; the client sees an empty reply, as upstream
+    request: corral_service::Request,
+) -> Answer {
+    let outcome = match method.cost {
+        Cost::Memory => service.handle(&caller, request),
+        // A panic in the service must not take the daemon down; the client sees an empty reply, as upstream
         // clients see for unexpected internal errors.
-        Cost::Io => tokio::task::spawn_blocking(call).await.unwrap_or_default(),
-    })
+        Cost::Io => match tokio::task::spawn_blocking(move || service.handle(&caller, request)).await {
+            Ok(outcome) => outcome,
+            Err(_) => return Answer::Wire(Wire::Bytes(Vec::new())),
+        },
+    };
+    match outcome.and_then(|response| crate::render::render(response, &table.all_vms)) {
+        Ok(crate::render::Rendered::Content(content)) => Answer::Wire(Wire::Ok(content)),
+        Ok(crate::render::Rendered::Events(subscription)) => Answer::Events(subscription),
+        Ok(crate::render::Rendered::Stats(vm)) => Answer::Stats(vm),
+        Err(e) => Answer::Wire(Wire::Bytes(frame::exception(&e))),
+    }
 }
 
 /// `vm-stats` for every running qube (or only the destination) every `stats_interval` seconds.
-async fn stream_stats(service: Arc<Service>, stream: &mut Timed, caller: &Caller, dest: &str) {
-    let call = corral_service::Call { caller, method: "admin.vm.Stats", arg: "", target: dest };
-    if let Err(e) = service.authorize(&call) {
-        let _ = stream.write_all(&frame::exception(&e)).await;
-        return;
-    }
+async fn stream_stats(service: Arc<Service>, stream: &mut Timed, dest: &str) {
     let hello = corral_core::Event::global("connection-established");
     if stream.write_all(&frame::event(&hello)).await.is_err() {
         return;
@@ -399,41 +398,24 @@ async fn stream_stats(service: Arc<Service>, stream: &mut Timed, caller: &Caller
     }
 }
 
-/// Internal events that `admin.Events` never forwards.
-fn is_internal(name: &str) -> bool {
-    name.starts_with("admin-permission:")
-        || name.starts_with("device-get:")
-        || name.starts_with("device-list:")
-        || name.starts_with("device-list-attached:")
-        || name == "domain-is-fully-usable"
-}
-
-async fn stream_events(service: &Service, stream: &mut Timed, caller: &Caller, dest: &str) {
-    if let Err(e) = service.authorize(&corral_service::Call { caller, method: "admin.Events", arg: "", target: dest }) {
-        let _ = stream.write_all(&frame::exception(&e)).await;
-        return;
-    }
-    let mut rx = service.events().subscribe();
+/// Forwards what the subscription lets through until the client goes away or falls too far behind.
+async fn stream_events(service: &Service, stream: &mut Timed, subscription: &mut corral_service::Subscription) {
     let hello = corral_core::Event::global("connection-established");
     if stream.write_all(&frame::event(&hello)).await.is_err() {
         return;
     }
-    let all = dest == "dom0";
     loop {
-        match rx.recv().await {
+        match subscription.next(service).await {
             Ok(event) => {
-                if is_internal(&event.name) || !(all || event.subject.as_deref() == Some(dest)) {
-                    continue;
-                }
                 if stream.write_all(&frame::event(&event)).await.is_err() {
                     return;
                 }
             }
-            Err(RecvError::Lagged(n)) => {
+            Err(corral_service::SubscriptionEnded::FellBehind(n)) => {
                 tracing::warn!(missed = n, "event subscriber fell behind; closing its stream");
                 return;
             }
-            Err(RecvError::Closed) => return,
+            Err(corral_service::SubscriptionEnded::Closed) => return,
         }
     }
 }

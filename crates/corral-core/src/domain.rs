@@ -185,3 +185,6 @@ pub const NETWORK_FEATURE: &str = "rest.network";
 pub const NETVM_NETWORK: &str = "default";
 
 pub const DOM0_UUID: Uuid = Uuid::nil();
+
+/// The administrative qube's name: the host itself, and the destination of global calls.
+pub const DOM0: &str = "dom0";

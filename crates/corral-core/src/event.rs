@@ -17,8 +17,8 @@ pub struct Event {
 pub struct Cause {
     /// The client's tag for the request (RHEV's `Correlation-Id`).
     pub correlation_id: Option<String>,
-    /// The door's user who made the request.
-    pub user: Option<String>,
+    /// Who made the request, once the door knows.
+    pub principal: Option<crate::Principal>,
 }
 
 impl Event {

@@ -1,6 +1,7 @@
 //! Corral's model of a virtualization host, in the shape of the Qubes OS Admin API. No I/O happens here:
 //! the service layer reads and writes through `corral-store` and `corral-storage`.
 
+pub mod access;
 pub mod app;
 pub mod domain;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod text;
 pub mod user;
 pub mod volume;
 
+pub use access::{Credential, Operation, Principal};
 pub use app::{App, HostInfo, Op};
 pub use domain::{Class, Domain};
 pub use error::{Error, ErrorKind, Result};

@@ -40,7 +40,7 @@ pub enum PoolChoice {
     PerVolume(BTreeMap<String, String>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateSpec {
     pub class: Class,
     pub name: String,

@@ -193,9 +193,11 @@ pub async fn require_auth(State(rest): State<Arc<Rest>>, mut req: Request, next:
                    a body, a Prefer header";
         return ApiError::new(StatusCode::FORBIDDEN, "Operation Failed", why).into_response();
     }
+    let mut credential = corral_core::Credential::Session;
     let mut new_session = None;
     let mut busy = false;
     if user.is_none() {
+        credential = corral_core::Credential::Password;
         let credentials = if virthttp { virthttp_key(headers).or_else(|| basic(headers)) } else { basic(headers) };
         if let Some((login, password)) = credentials {
             // Requests handed to the application without a listener (tests) count as local.
@@ -218,6 +220,7 @@ pub async fn require_auth(State(rest): State<Arc<Rest>>, mut req: Request, next:
         if let Some(key) = headers.get("x-auth-user-service-key").and_then(|v| v.to_str().ok()) {
             user = rest.service.service_key_user(key.trim()).map(|u| u.name);
             service_key = user.is_some();
+            credential = corral_core::Credential::ServiceKey;
         }
     }
     let Some(name) = user else {
@@ -231,9 +234,10 @@ pub async fn require_auth(State(rest): State<Arc<Rest>>, mut req: Request, next:
         return if virthttp { crate::virthttp::unauthorized() } else { ApiError::unauthorized().into_response() };
     };
     req.extensions_mut().insert(AuthUser { name: name.clone(), service_key });
+    let principal = corral_core::Principal::User { name: name.clone(), credential };
     let cause = corral_core::Cause {
         correlation_id: crate::cause().and_then(|c| c.correlation_id.clone()),
-        user: Some(name.clone()),
+        principal: Some(principal),
     };
     let mut response = crate::CAUSE.scope(Some(Arc::new(cause)), next.run(req)).await;
     if let Some(token) = new_session {

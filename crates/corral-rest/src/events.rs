@@ -143,7 +143,7 @@ fn map(service: &Service, event: &Event) -> Option<RhevEvent> {
     let (uuid, user) = {
         let app = service.read();
         let uuid = app.domain(&vm_name).map(|d| d.uuid.to_string()).unwrap_or_default();
-        let name = event.cause.as_ref().and_then(|c| c.user.as_deref());
+        let name = event.cause.as_ref().and_then(|c| c.principal.as_ref()).and_then(|p| p.user_name());
         let user = name.and_then(|n| app.user(n)).map(|u| (u.id.to_string(), format!("{}@{}", u.name, u.domain)));
         (uuid, user)
     };

@@ -159,6 +159,16 @@ pub fn cause() -> Option<Arc<corral_core::Cause>> {
     CAUSE.try_with(Clone::clone).ok().flatten()
 }
 
+/// Who the request being served is from: the user its credentials named, as authentication recorded in its
+/// cause (on the request's task, or on the thread `rhev::handler::blocking` lends the cause to). A request
+/// that was not authenticated is anonymous, which every authorizer refuses.
+pub fn principal() -> corral_core::Principal {
+    cause()
+        .or_else(corral_service::current_cause)
+        .and_then(|c| c.principal.clone())
+        .unwrap_or(corral_core::Principal::Anonymous)
+}
+
 /// oVirt's rule for a `Correlation-Id`: up to 50 letters, digits, `-` and `_`.
 fn valid_correlation_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 50 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -175,7 +185,7 @@ async fn correlate(req: Request, next: Next) -> Response {
             return fault::ApiError::bad_request(why).into_response();
         }
     };
-    let cause = Arc::new(corral_core::Cause { correlation_id: id, user: None });
+    let cause = Arc::new(corral_core::Cause { correlation_id: id, principal: None });
     CAUSE.scope(Some(cause), next.run(req)).await
 }
 

@@ -1,31 +1,24 @@
 //! Authorization is one step of every request, before the model is consulted for anything that could
-//! reveal what exists. The qrexec policy engine will plug in here; until then the daemon trusts what
-//! reaches it, as qubesd does: dom0 is fully trusted and other qubes were already admitted by qrexec.
+//! reveal what exists. The policy engine will plug in here; until then the daemon trusts what reaches it, as
+//! qubesd does: dom0 is fully trusted, other qubes were already admitted by qrexec, and HTTP users are the
+//! host's administrators. Nobody unauthenticated is let through.
 
-use corral_core::Result;
-
-use crate::Caller;
-
-/// One call as the policy sees it: the Admin API method (the qrexec service name), its argument, and the
-/// qube it acts on (`dom0` for global calls).
-#[derive(Debug, Clone, Copy)]
-pub struct Call<'a> {
-    pub caller: &'a Caller,
-    pub method: &'a str,
-    pub arg: &'a str,
-    pub target: &'a str,
-}
+use corral_core::{Error, Operation, Principal, Result};
 
 pub trait Authorizer: Send + Sync {
-    /// `Err` with `PermissionDenied` refuses the call.
-    fn authorize(&self, call: &Call<'_>) -> Result<()>;
+    /// `Err` with `PermissionDenied` refuses `op` to `principal`.
+    fn authorize(&self, principal: &Principal, op: &Operation<'_>) -> Result<()>;
 }
 
-/// Every caller that reached the socket is allowed: dom0 directly, other qubes after qrexec's policy.
+/// Every authenticated caller is allowed: dom0 directly, other qubes after qrexec's policy, HTTP users after
+/// their password or key was checked.
 pub struct QrexecAdmitted;
 
 impl Authorizer for QrexecAdmitted {
-    fn authorize(&self, _call: &Call<'_>) -> Result<()> {
-        Ok(())
+    fn authorize(&self, principal: &Principal, _op: &Operation<'_>) -> Result<()> {
+        match principal {
+            Principal::Anonymous => Err(Error::denied("Not authenticated")),
+            _ => Ok(()),
+        }
     }
 }

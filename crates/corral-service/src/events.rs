@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use corral_core::{Cause, Event};
+use corral_core::{Cause, Event, Operation, Principal};
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 
 /// A subscriber that falls this far behind is disconnected rather than slowing the daemon down.
 const BACKLOG: usize = 16384;
@@ -27,6 +28,12 @@ impl EventBus {
         self.tx.subscribe()
     }
 
+    /// A subscription to the events of `vm` (of every qube, and the host's own, when `vm` is `dom0`) for
+    /// `principal`, who was allowed `admin.Events` on `vm`.
+    pub fn subscription(&self, principal: Principal, vm: String) -> Subscription {
+        Subscription { rx: self.tx.subscribe(), principal, vm }
+    }
+
     pub fn publish_all(&self, events: Vec<Event>) {
         let cause = current_cause();
         for mut e in events {
@@ -35,6 +42,60 @@ impl EventBus {
             }
             // No subscribers is the common case and not an error.
             let _ = self.tx.send(Arc::new(e));
+        }
+    }
+}
+
+/// An accepted `admin.Events` subscription.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: broadcast::Receiver<Arc<Event>>,
+    principal: Principal,
+    vm: String,
+}
+
+/// Why a subscription ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionEnded {
+    /// The subscriber read too slowly and this many events were dropped for it.
+    FellBehind(u64),
+    /// The daemon is going away.
+    Closed,
+}
+
+/// Internal events that `admin.Events` never forwards.
+fn is_internal(name: &str) -> bool {
+    name.starts_with("admin-permission:")
+        || name.starts_with("device-get:")
+        || name.starts_with("device-list:")
+        || name.starts_with("device-list-attached:")
+        || name == "domain-is-fully-usable"
+}
+
+impl Subscription {
+    /// The next event the subscriber may see: one about the qube it follows, or, following every qube, one
+    /// about a qube `admin.Events` is allowed on for it, or about the host.
+    pub async fn next(&mut self, service: &crate::Service) -> Result<Arc<Event>, SubscriptionEnded> {
+        let all = self.vm == corral_core::domain::DOM0;
+        loop {
+            let event = match self.rx.recv().await {
+                Ok(event) => event,
+                Err(RecvError::Lagged(n)) => return Err(SubscriptionEnded::FellBehind(n)),
+                Err(RecvError::Closed) => return Err(SubscriptionEnded::Closed),
+            };
+            if is_internal(&event.name) {
+                continue;
+            }
+            let visible = match event.subject.as_deref() {
+                Some(subject) if all => {
+                    service.authorize(&self.principal, &Operation::new("admin.Events", "", subject)).is_ok()
+                }
+                Some(subject) => subject == self.vm,
+                None => all,
+            };
+            if visible {
+                return Ok(event);
+            }
         }
     }
 }
@@ -67,7 +128,13 @@ mod cause_tests {
     use super::*;
 
     fn tagged(id: &str) -> Option<Arc<Cause>> {
-        Some(Arc::new(Cause { correlation_id: Some(id.into()), user: Some("admin".into()) }))
+        Some(Arc::new(Cause {
+            correlation_id: Some(id.into()),
+            principal: Some(corral_core::Principal::User {
+                name: "admin".into(),
+                credential: corral_core::Credential::Password,
+            }),
+        }))
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod events;
 mod lifecycle;
 mod nics;
 mod ops;
+mod request;
 pub mod rest_storage;
 pub mod rest_support;
 mod runtime;
@@ -24,27 +25,14 @@ use corral_storage::Storage;
 use corral_store::{Durability, Store};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
-pub use auth::{Authorizer, Call, QrexecAdmitted};
-pub use events::{current_cause, with_cause, EventBus};
+pub use auth::{Authorizer, QrexecAdmitted};
+pub use corral_core::{Credential, Operation, Principal};
+pub use events::{current_cause, with_cause, EventBus, Subscription, SubscriptionEnded};
 pub use lifecycle::{bridge_mac, RunOnce};
 pub use ops::{now_epoch, parse_bool_payload, FeatureLookup, PropView, VmSummary};
+pub use request::{CreateIn, DeviceListing, Request, Response, DEVICE_CLASSES};
 pub use users::LoginRefused;
 pub use volumes::VolumeInfo;
-
-/// The qube a request comes from. dom0's tools connect directly; other qubes arrive through qrexec.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub name: String,
-}
-
-impl Caller {
-    pub fn dom0() -> Self {
-        Caller { name: "dom0".into() }
-    }
-    pub fn is_dom0(&self) -> bool {
-        self.name == "dom0"
-    }
-}
 
 pub struct Config {
     pub state_dir: PathBuf,
@@ -67,6 +55,8 @@ pub struct Service {
     /// Bumped on every model change, so doors can cache what they render from it.
     generation: AtomicU64,
     rendered: Mutex<std::collections::HashMap<&'static str, Rendered>>,
+    /// Every qube's summary as of a model generation: `admin.vm.List` of all qubes, the most frequent call.
+    summaries: Mutex<Option<(u64, Arc<Vec<VmSummary>>)>>,
     hv: Option<Arc<dyn Hypervisor>>,
     /// Why `hv` is `None`, for the callers who need it.
     hv_missing: String,
@@ -153,6 +143,7 @@ impl Service {
             volumes: volumes::Transient::default(),
             generation: AtomicU64::new(0),
             rendered: Mutex::new(std::collections::HashMap::new()),
+            summaries: Mutex::new(None),
         });
         std::fs::create_dir_all(config.state_dir.join("logs"))?;
         service.reconcile();
@@ -183,8 +174,9 @@ impl Service {
         resolve_in(&app, token).map(|d| d.name.clone())
     }
 
-    pub fn authorize(&self, call: &Call<'_>) -> Result<()> {
-        self.auth.authorize(call)
+    /// Whether `principal` may do `op`: `Err` with `PermissionDenied` refuses it.
+    pub fn authorize(&self, principal: &Principal, op: &Operation<'_>) -> Result<()> {
+        self.auth.authorize(principal, op)
     }
 
     /// Plans against the current model, commits the plan's ops in one transaction, applies them, then
@@ -229,6 +221,25 @@ impl Service {
         let bytes = Arc::new(render(&app, previous_len));
         self.rendered.lock().insert(key, (generation, bytes.clone()));
         bytes
+    }
+
+    /// Every qube's summary and the model generation it was taken at, reused until the model changes.
+    pub(crate) fn all_summaries(&self) -> (Arc<Vec<VmSummary>>, u64) {
+        let app = self.model.read();
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((g, list)) = &*self.summaries.lock() {
+            if *g == generation {
+                return (list.clone(), generation);
+            }
+        }
+        let list = Arc::new(self.summaries(&app));
+        *self.summaries.lock() = Some((generation, list.clone()));
+        (list, generation)
+    }
+
+    /// The model generation: it changes whenever anything a rendering shows may have changed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn publish(&self, event: Event) {

@@ -19,7 +19,7 @@ use corral_core::{Error, ErrorKind, Event, Result};
 use uuid::Uuid;
 
 use crate::runtime::{now, Running};
-use crate::{resolve_in, Caller, Service};
+use crate::{resolve_in, Principal, Service};
 
 /// Settings that apply to one start only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,7 +146,7 @@ impl Service {
 
     /// qubesd's start: a qube that is up already is left as it is (and the call succeeds); a saved one
     /// resumes from disk.
-    pub fn start_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+    pub fn start_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Start", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "start", ErrorKind::QubesVMNotHaltedError)?;
@@ -156,7 +156,7 @@ impl Service {
     /// A start that refuses a qube already up, as oVirt's run and libvirt's create do: a halted qube boots
     /// (with settings that differ for this run only, RHEV's "run once"), a saved one resumes from disk, a
     /// paused or sleeping one wakes up.
-    pub fn start_vm_once(&self, caller: &Caller, vm: &str, once: &RunOnce) -> Result<()> {
+    pub fn start_vm_once(&self, caller: &Principal, vm: &str, once: &RunOnce) -> Result<()> {
         self.auth(caller, "admin.vm.Start", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "start", ErrorKind::QubesVMNotHaltedError)?;
@@ -360,7 +360,7 @@ impl Service {
 
     /// Saves a running qube's memory to disk and stops it (libvirt's managed save): it shows as suspended,
     /// uses no memory, and a start or resume goes on where it was. Its disks stay as they are meanwhile.
-    pub fn save_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+    pub fn save_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "corral.vm.Save", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         let state = self.settled_power(&d);
@@ -380,7 +380,7 @@ impl Service {
     }
 
     /// Shuts a running qube down, waits until it stopped and starts it again.
-    pub fn reboot_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+    pub fn reboot_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Shutdown", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         let state = self.settled_power(&d);
@@ -393,7 +393,7 @@ impl Service {
 
     /// oVirt's shutdown: a running qube is asked to power off; one that cannot act on the request
     /// (paused, asleep, saved to disk) is powered off at once.
-    pub fn shutdown_or_kill_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+    pub fn shutdown_or_kill_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Shutdown", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         match self.settled_power(&d) {
@@ -540,7 +540,7 @@ impl Service {
         self.state_dir.join("logs").join(format!("{name}.console"))
     }
 
-    pub fn shutdown_vm(&self, caller: &Caller, vm: &str, force: bool, wait: bool) -> Result<()> {
+    pub fn shutdown_vm(&self, caller: &Principal, vm: &str, force: bool, wait: bool) -> Result<()> {
         self.auth(caller, "admin.vm.Shutdown", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "shutdown", ErrorKind::QubesVMError)?;
@@ -592,7 +592,7 @@ impl Service {
         Ok(())
     }
 
-    pub fn kill_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+    pub fn kill_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Kill", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "kill", ErrorKind::QubesVMError)?;
@@ -611,7 +611,7 @@ impl Service {
         Ok(())
     }
 
-    pub fn pause_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+    pub fn pause_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Pause", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "pause", ErrorKind::QubesVMError)?;
@@ -626,7 +626,7 @@ impl Service {
         Ok(())
     }
 
-    pub fn unpause_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+    pub fn unpause_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Unpause", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         let state = self.power(&d);
@@ -641,7 +641,7 @@ impl Service {
     }
 
     /// Without a guest agent to prepare it, a suspend is a pause, as upstream does for such qubes.
-    pub fn suspend_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+    pub fn suspend_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Suspend", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "suspend", ErrorKind::QubesVMError)?;
@@ -658,7 +658,7 @@ impl Service {
 
     /// A paused or sleeping qube wakes up; one saved to disk (which the Admin API shows as `Suspended` too)
     /// is started from its image.
-    pub fn resume_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+    pub fn resume_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Resume", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         let state = self.settled_power(&d);
@@ -677,7 +677,14 @@ impl Service {
 
     /// Presses `keys` together on a running qube's keyboard for `hold_ms` (`virsh send-key`): 1 to 16
     /// codes of `codeset`.
-    pub fn send_keys(&self, caller: &Caller, vm: &str, codeset: KeycodeSet, hold_ms: u32, keys: &[u32]) -> Result<()> {
+    pub fn send_keys(
+        &self,
+        caller: &Principal,
+        vm: &str,
+        codeset: KeycodeSet,
+        hold_ms: u32,
+        keys: &[u32],
+    ) -> Result<()> {
         self.auth(caller, "corral.vm.SendKeys", "", vm)?;
         if keys.is_empty() || keys.len() > MAX_KEYS_AT_ONCE {
             return Err(Error::new(
@@ -704,7 +711,7 @@ impl Service {
     /// expires, nobody can log in until the next.
     pub fn console_ticket(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         vm: &str,
         ticket: Option<&str>,
         valid_for: Duration,
@@ -746,7 +753,7 @@ impl Service {
     }
 
     /// `mem=<KiB> mem_static_max=<KiB> cputime=<ns> power_state=<State>`.
-    pub fn current_state(&self, caller: &Caller, vm: &str) -> Result<String> {
+    pub fn current_state(&self, caller: &Principal, vm: &str) -> Result<String> {
         self.auth(caller, "admin.vm.CurrentState", "", vm)?;
         let (d, host_kib) = {
             let app = self.read();
@@ -775,7 +782,7 @@ impl Service {
         ))
     }
 
-    pub fn console_path(&self, caller: &Caller, vm: &str) -> Result<String> {
+    pub fn console_path(&self, caller: &Principal, vm: &str) -> Result<String> {
         self.auth(caller, "admin.vm.Console", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "open the console of", ErrorKind::QubesVMError)?;
@@ -889,7 +896,7 @@ impl Service {
             d.class == Class::DispVM && app.vm_prop(d, "auto_cleanup").as_deref() == Some("True")
         };
         if auto_cleanup {
-            if let Err(e) = self.remove_vm(&Caller::dom0(), &d.name) {
+            if let Err(e) = self.remove_vm(&Principal::AdminVm, &d.name) {
                 tracing::warn!(vm = %d.name, error = %e, "cannot remove a disposable after shutdown");
             }
         }

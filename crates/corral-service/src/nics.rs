@@ -15,7 +15,7 @@ use corral_core::{App, Error, ErrorKind, Result};
 
 use parking_lot::RwLockUpgradableReadGuard;
 
-use crate::{resolve_in, Caller, Service};
+use crate::{resolve_in, Principal, Service};
 
 /// Where a new card goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +166,7 @@ impl Service {
     /// name ([`NIC_NAME_FEATURE`]), in the same transaction.
     pub fn add_nic(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         vm: &str,
         network: Option<&str>,
         mac: Option<&[u8]>,
@@ -230,7 +230,7 @@ impl Service {
     /// Renames qube `vm`'s card and (`mac`) sets the qube's `mac` property, in one transaction. Neither moves a
     /// running qube's card: the name is only its label, and a new MAC applies at the next start, as the
     /// property's does.
-    pub fn update_nic(&self, caller: &Caller, vm: &str, name: Option<&str>, mac: Option<&[u8]>) -> Result<()> {
+    pub fn update_nic(&self, caller: &Principal, vm: &str, name: Option<&str>, mac: Option<&[u8]>) -> Result<()> {
         if name.is_some() {
             self.auth(caller, "admin.vm.feature.Set", NIC_NAME_FEATURE, vm)?;
         }
@@ -259,7 +259,7 @@ impl Service {
 
     /// Takes qube `vm`'s card away (unplugged at once from a running qube): it is on no libvirt network and
     /// its netvm is none, explicitly, so that it does not fall back to the global default.
-    pub fn remove_nic(&self, caller: &Caller, vm: &str) -> Result<()> {
+    pub fn remove_nic(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.property.Set", "netvm", vm)?;
         let (on_network, named) = {
             let app = self.read();

@@ -10,7 +10,7 @@ use corral_core::volume::{Driver, Pool};
 use corral_core::{firewall, label, plan, App, Error, ErrorKind, Event, Result};
 use serde_json::json;
 
-use crate::{resolve_in, Call, Caller, Service};
+use crate::{resolve_in, Operation, Principal, Service};
 
 /// One property as `Get` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +44,8 @@ fn domain<'a>(app: &'a App, vm: &str) -> Result<&'a Domain> {
 }
 
 impl Service {
-    pub(crate) fn auth(&self, caller: &Caller, method: &str, arg: &str, target: &str) -> Result<()> {
-        self.authorize(&Call { caller, method, arg, target })
+    pub(crate) fn auth(&self, caller: &Principal, method: &str, arg: &str, target: &str) -> Result<()> {
+        self.authorize(caller, &Operation::new(method, arg, target))
     }
 
     /// Until the hypervisor layer reports real states, dom0 runs and every qube is halted.
@@ -53,7 +53,7 @@ impl Service {
         self.power(d).as_str()
     }
 
-    pub fn list_vms(&self, caller: &Caller, dest: &str) -> Result<Vec<VmSummary>> {
+    pub fn list_vms(&self, caller: &Principal, dest: &str) -> Result<Vec<VmSummary>> {
         self.auth(caller, "admin.vm.List", "", dest)?;
         let app = self.read();
         if dest == "dom0" {
@@ -75,7 +75,7 @@ impl Service {
     /// Runs `f` over a read view of one qube after authorizing the call.
     pub fn with_vm<T>(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         method: &str,
         arg: &str,
         vm: &str,
@@ -88,7 +88,7 @@ impl Service {
 
     pub fn with_app<T>(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         method: &str,
         arg: &str,
         f: impl FnOnce(&App) -> Result<T>,
@@ -159,7 +159,7 @@ impl Service {
         Ok((def.default)(app).map(|v| (def.ty, v)))
     }
 
-    pub fn set_vm_prop(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub fn set_vm_prop(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let ty = {
             let app = self.read();
             let d = domain(&app, vm)?;
@@ -202,7 +202,7 @@ impl Service {
     }
 
     /// Several properties (and optionally the notes) of one qube in one transaction: all or nothing.
-    pub fn update_vm(&self, caller: &Caller, vm: &str, props: &[(&str, &[u8])], notes: Option<&[u8]>) -> Result<()> {
+    pub fn update_vm(&self, caller: &Principal, vm: &str, props: &[(&str, &[u8])], notes: Option<&[u8]>) -> Result<()> {
         let mut typed = Vec::new();
         {
             let app = self.read();
@@ -244,7 +244,7 @@ impl Service {
         Ok(())
     }
 
-    pub fn reset_vm_prop(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
+    pub fn reset_vm_prop(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
         self.auth(caller, "admin.vm.property.Reset", name, vm)?;
         if name == "netvm" {
             return self.set_netvm(vm, None);
@@ -263,21 +263,21 @@ impl Service {
         Ok(())
     }
 
-    pub fn set_global_prop(&self, caller: &Caller, name: &str, payload: &[u8]) -> Result<()> {
+    pub fn set_global_prop(&self, caller: &Principal, name: &str, payload: &[u8]) -> Result<()> {
         let def = props::global_prop_def(name).ok_or_else(|| Error::no_such_property("Qubes", name))?;
         let value = props::sanitize(def.ty, payload)?;
         self.auth(caller, "admin.property.Set", name, "dom0")?;
         self.mutate(|app| Ok((app.plan_global_prop_set(name, &value)?, ())))
     }
 
-    pub fn reset_global_prop(&self, caller: &Caller, name: &str) -> Result<()> {
+    pub fn reset_global_prop(&self, caller: &Principal, name: &str) -> Result<()> {
         self.auth(caller, "admin.property.Reset", name, "dom0")?;
         self.mutate(|app| Ok((app.plan_global_prop_reset(name)?, ())))
     }
 
     pub fn feature_get(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         method: &str,
         vm: &str,
         name: &str,
@@ -303,7 +303,7 @@ impl Service {
         })
     }
 
-    pub fn feature_set(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub fn feature_set(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let value = std::str::from_utf8(payload)
             .ok()
             .filter(|v| v.is_ascii())
@@ -316,19 +316,19 @@ impl Service {
         self.mutate(|app| Ok((app.plan_feature_set(domain(app, vm)?, name, value)?, ())))
     }
 
-    pub fn denied_add(&self, caller: &Caller, vm: &str, payload: &[u8]) -> Result<()> {
+    pub fn denied_add(&self, caller: &Principal, vm: &str, payload: &[u8]) -> Result<()> {
         let codes = plan::parse_denied_payload(payload, false)?.unwrap_or_default();
         self.auth(caller, "admin.vm.device.denied.Add", "", vm)?;
         self.mutate(|app| Ok((app.plan_denied_add(domain(app, vm)?, &codes)?, ())))
     }
 
-    pub fn denied_remove(&self, caller: &Caller, vm: &str, payload: &[u8]) -> Result<()> {
+    pub fn denied_remove(&self, caller: &Principal, vm: &str, payload: &[u8]) -> Result<()> {
         let codes = plan::parse_denied_payload(payload, true)?;
         self.auth(caller, "admin.vm.device.denied.Remove", "", vm)?;
         self.mutate(|app| Ok((app.plan_denied_remove(domain(app, vm)?, codes.as_deref())?, ())))
     }
 
-    pub fn feature_remove(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
+    pub fn feature_remove(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
         plan::validate_feature_name(name)?;
         self.auth(caller, "admin.vm.feature.Remove", name, vm)?;
         if name == NETWORK_FEATURE {
@@ -337,32 +337,32 @@ impl Service {
         self.mutate(|app| Ok((app.plan_feature_remove(domain(app, vm)?, name)?, ())))
     }
 
-    pub fn tag_set(&self, caller: &Caller, vm: &str, tag: &str) -> Result<()> {
+    pub fn tag_set(&self, caller: &Principal, vm: &str, tag: &str) -> Result<()> {
         corral_core::text::validate_tag(tag)?;
         self.auth(caller, "admin.vm.tag.Set", tag, vm)?;
-        self.mutate(|app| Ok((app.plan_tag_set(domain(app, vm)?, tag, caller.is_dom0())?, ())))
+        self.mutate(|app| Ok((app.plan_tag_set(domain(app, vm)?, tag, caller.may_mark_creators())?, ())))
     }
 
-    pub fn tag_remove(&self, caller: &Caller, vm: &str, tag: &str) -> Result<()> {
+    pub fn tag_remove(&self, caller: &Principal, vm: &str, tag: &str) -> Result<()> {
         corral_core::text::validate_tag(tag)?;
         self.auth(caller, "admin.vm.tag.Remove", tag, vm)?;
-        self.mutate(|app| Ok((app.plan_tag_remove(domain(app, vm)?, tag, caller.is_dom0())?, ())))
+        self.mutate(|app| Ok((app.plan_tag_remove(domain(app, vm)?, tag, caller.may_mark_creators())?, ())))
     }
 
-    pub fn label_create(&self, caller: &Caller, name: &str, color: &[u8]) -> Result<()> {
+    pub fn label_create(&self, caller: &Principal, name: &str, color: &[u8]) -> Result<()> {
         label::validate_label_name(name, true)?;
         let color = label::parse_label_color(color)?;
         self.auth(caller, "admin.label.Create", name, "dom0")?;
         self.mutate(|app| Ok((app.plan_label_create(name, &color)?, ())))
     }
 
-    pub fn label_remove(&self, caller: &Caller, name: &str) -> Result<()> {
+    pub fn label_remove(&self, caller: &Principal, name: &str) -> Result<()> {
         label::validate_label_name(name, false)?;
         self.auth(caller, "admin.label.Remove", name, "dom0")?;
         self.mutate(|app| Ok((app.plan_label_remove(name)?, ())))
     }
 
-    pub fn create_vm(&self, caller: &Caller, method: &str, spec: CreateSpec) -> Result<()> {
+    pub fn create_vm(&self, caller: &Principal, method: &str, spec: CreateSpec) -> Result<()> {
         self.create_vm_with(caller, method, spec, &[], None)
     }
 
@@ -371,7 +371,7 @@ impl Service {
     /// these separate calls itself).
     pub fn create_vm_with(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         method: &str,
         spec: CreateSpec,
         props: &[(&str, &[u8])],
@@ -415,20 +415,20 @@ impl Service {
     }
 
     /// Returns the new qube's name. Starting it is the caller's (qrexec's) next call.
-    pub fn create_disposable(&self, caller: &Caller, dest: &str) -> Result<String> {
+    pub fn create_disposable(&self, caller: &Principal, dest: &str) -> Result<String> {
         self.auth(caller, "admin.vm.CreateDisposable", "", dest)?;
         let mut model = self.model.write();
         let base_name = if dest == "dom0" {
-            let creator = domain(&model, &caller.name)?;
+            let creator = domain(&model, caller.source_qube())?;
             model
                 .vm_prop(creator, "default_dispvm")
                 .filter(|n| !n.is_empty())
-                .ok_or_else(|| Error::generic(format!("Qube {} has no default_dispvm", caller.name)))?
+                .ok_or_else(|| Error::generic(format!("Qube {} has no default_dispvm", caller.source_qube())))?
         } else {
             dest.to_string()
         };
         let base = domain(&model, &base_name)?;
-        let (plan, name) = model.plan_create_disposable(base, &caller.name, uuid::Uuid::new_v4())?;
+        let (plan, name) = model.plan_create_disposable(base, caller.source_qube(), uuid::Uuid::new_v4())?;
         let created = self.create_volumes(&model, &plan)?;
         if let Err(e) = self.store.lock().commit(&plan.ops) {
             self.remove_volume_files(&model, &created);
@@ -501,7 +501,7 @@ impl Service {
         }
     }
 
-    pub fn remove_vm(&self, caller: &Caller, vm: &str) -> Result<()> {
+    pub fn remove_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Remove", "", vm)?;
         let mut model = self.model.write();
         let d = domain(&model, vm)?;
@@ -535,26 +535,26 @@ impl Service {
         Ok(())
     }
 
-    pub fn firewall_set(&self, caller: &Caller, vm: &str, payload: &[u8]) -> Result<()> {
+    pub fn firewall_set(&self, caller: &Principal, vm: &str, payload: &[u8]) -> Result<()> {
         let rules = firewall::parse_rules(payload, now_epoch())?;
         self.auth(caller, "admin.vm.firewall.Set", "", vm)?;
         self.mutate(|app| Ok((app.plan_firewall_set(domain(app, vm)?, rules), ())))
     }
 
-    pub fn firewall_reload(&self, caller: &Caller, vm: &str) -> Result<()> {
+    pub fn firewall_reload(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.firewall.Reload", "", vm)?;
         let name = domain(&self.read(), vm)?.name.clone();
         self.publish(Event::on(&name, "firewall-changed"));
         Ok(())
     }
 
-    pub fn notes_set(&self, caller: &Caller, vm: &str, payload: &[u8]) -> Result<()> {
+    pub fn notes_set(&self, caller: &Principal, vm: &str, payload: &[u8]) -> Result<()> {
         let text = plan::sanitize_notes(payload)?;
         self.auth(caller, "admin.vm.notes.Set", "", vm)?;
         self.mutate(|app| Ok((app.plan_notes_set(domain(app, vm)?, text), ())))
     }
 
-    pub fn pool_add(&self, caller: &Caller, driver: &str, payload: &[u8]) -> Result<()> {
+    pub fn pool_add(&self, caller: &Principal, driver: &str, payload: &[u8]) -> Result<()> {
         let driver = Driver::from_name(driver).ok_or_else(|| Error::denied("Argument not in 'available drivers'"))?;
         let text = std::str::from_utf8(payload)
             .ok()
@@ -577,7 +577,7 @@ impl Service {
         })
     }
 
-    pub fn pool_remove(&self, caller: &Caller, pool: &str) -> Result<()> {
+    pub fn pool_remove(&self, caller: &Principal, pool: &str) -> Result<()> {
         self.auth(caller, "admin.pool.Remove", pool, "dom0")?;
         self.mutate(|app| {
             app.pool(pool).ok_or_else(|| Error::denied("Argument not in 'pools'"))?;
@@ -585,7 +585,7 @@ impl Service {
         })
     }
 
-    pub fn pool_set_revisions(&self, caller: &Caller, pool: &str, payload: &[u8]) -> Result<()> {
+    pub fn pool_set_revisions(&self, caller: &Principal, pool: &str, payload: &[u8]) -> Result<()> {
         let n = corral_core::text::validate_number(payload, "revisions to keep", true)?;
         if n < -1 {
             return Err(Error::protocol("Value can't be lower than -1"));
@@ -599,7 +599,7 @@ impl Service {
         })
     }
 
-    pub fn pool_set_ephemeral(&self, caller: &Caller, pool: &str, payload: &[u8]) -> Result<()> {
+    pub fn pool_set_ephemeral(&self, caller: &Principal, pool: &str, payload: &[u8]) -> Result<()> {
         let value = parse_bool_payload(payload)?;
         self.auth(caller, "admin.pool.Set.ephemeral_volatile", pool, "dom0")?;
         self.mutate(|app| {

@@ -9,7 +9,7 @@ use corral_core::volume::{Driver, Pool, Volume};
 use corral_core::{App, Error, ErrorKind, Op, Result};
 use corral_storage::Revision;
 
-use crate::{resolve_in, Caller, Service};
+use crate::{resolve_in, Principal, Service};
 
 /// Properties a template made from a qube takes over when the qube sets them, as `qvm-clone` copies the
 /// explicitly set ones (identity and references are the new qube's own).
@@ -55,7 +55,7 @@ pub(crate) fn iso_path(app: &App, name: &str) -> Option<std::path::PathBuf> {
 impl Service {
     /// Sets the ISO image (a file some `file` pool offers; empty: none) qube `vm`'s cdrom holds from its
     /// next start on; with `now`, a running qube's drive changes media at once too.
-    pub fn set_cdrom(&self, caller: &Caller, vm: &str, file: &str, now: bool) -> Result<()> {
+    pub fn set_cdrom(&self, caller: &Principal, vm: &str, file: &str, now: bool) -> Result<()> {
         if now {
             return self.change_cdrom_now(caller, vm, file);
         }
@@ -74,7 +74,7 @@ impl Service {
 
     /// Puts ISO image `file` (empty: none) in the cdrom drive of running qube `vm` now, and keeps it for
     /// later starts. The drive exists only in a qube started with one.
-    fn change_cdrom_now(&self, caller: &Caller, vm: &str, file: &str) -> Result<()> {
+    fn change_cdrom_now(&self, caller: &Principal, vm: &str, file: &str) -> Result<()> {
         self.auth(caller, "corral.vm.CdromChange", "", vm)?;
         let (d, path) = {
             let app = self.read();
@@ -120,7 +120,7 @@ impl Service {
 
     /// The counters of qube `vm`'s disk for volume `volume` while it runs (`None` while halted). Blocks
     /// on libvirt.
-    pub fn disk_counters(&self, caller: &Caller, vm: &str, volume: &str) -> Result<Option<BlockStats>> {
+    pub fn disk_counters(&self, caller: &Principal, vm: &str, volume: &str) -> Result<Option<BlockStats>> {
         self.auth(caller, "corral.vm.DiskStats", volume, vm)?;
         let d = resolve_in(&self.read(), vm)?.clone();
         if d.volume(volume).is_none() {
@@ -136,7 +136,7 @@ impl Service {
 
     /// The counters of qube `vm`'s network card while it runs (`None` while halted or unconnected).
     /// Blocks on libvirt.
-    pub fn nic_counters(&self, caller: &Caller, vm: &str) -> Result<Option<InterfaceStats>> {
+    pub fn nic_counters(&self, caller: &Principal, vm: &str) -> Result<Option<InterfaceStats>> {
         self.auth(caller, "corral.vm.NicStats", "", vm)?;
         let (d, mac, connected) = {
             let app = self.read();
@@ -184,7 +184,7 @@ impl Service {
     }
 
     /// A volume's revisions, oldest first, with the time each was made.
-    pub fn volume_revisions(&self, caller: &Caller, vm: &str, name: &str) -> Result<Vec<Revision>> {
+    pub fn volume_revisions(&self, caller: &Principal, vm: &str, name: &str) -> Result<Vec<Revision>> {
         self.with_vm(caller, "admin.vm.volume.ListSnapshots", name, vm, |app, d| {
             let v = d.volume(name).ok_or_else(|| no_volume(&d.name, name))?;
             let pool = app.pool(&v.pool).ok_or_else(|| no_pool(&v.pool))?;
@@ -199,7 +199,7 @@ impl Service {
     /// are one commit.
     pub fn volume_snapshot(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         vm: &str,
         name: &str,
         description: Option<&str>,
@@ -249,7 +249,7 @@ impl Service {
     /// gave it when it was made, if any.
     pub fn volume_revisions_described(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         vm: &str,
         name: &str,
     ) -> Result<Vec<(Revision, Option<String>)>> {
@@ -272,7 +272,7 @@ impl Service {
     /// root and private content (a snapshot volume's content comes from its origin, e.g. an AppVM's root from
     /// its template), copies of its further disks and its explicitly set memory, vcpus and kernel properties.
     /// A failure after the qube was created removes it again, so the template is made whole or not at all.
-    pub fn create_template_from(&self, caller: &Caller, t: &TemplateFrom<'_>) -> Result<()> {
+    pub fn create_template_from(&self, caller: &Principal, t: &TemplateFrom<'_>) -> Result<()> {
         corral_core::text::validate_vm_name(t.name)?;
         let (label, copies, props) = {
             let app = self.read();
@@ -302,7 +302,7 @@ impl Service {
             label,
             template: None,
             pools: PoolChoice::Defaults,
-            creator: caller.name.clone(),
+            creator: caller.source_qube().to_string(),
             uuid: t.uuid,
         };
         self.create_vm(caller, "admin.vm.Create.TemplateVM", spec)?;
@@ -354,7 +354,7 @@ impl Service {
     /// its explicitly set properties (not its MAC), features, tags (not `created-by-*`), firewall and notes,
     /// its further disks, and the content of the volumes it keeps across starts. A clone that cannot be
     /// completed is removed.
-    pub fn clone_vm(&self, caller: &Caller, source: &str, name: &str, uuid: uuid::Uuid) -> Result<()> {
+    pub fn clone_vm(&self, caller: &Principal, source: &str, name: &str, uuid: uuid::Uuid) -> Result<()> {
         corral_core::text::validate_vm_name(name)?;
         let src = {
             let app = self.read();
@@ -370,7 +370,7 @@ impl Service {
             label: src.prop("label").unwrap_or("red").to_string(),
             template: src.prop("template").map(str::to_string),
             pools: PoolChoice::Defaults,
-            creator: caller.name.clone(),
+            creator: caller.source_qube().to_string(),
             uuid,
         };
         self.create_vm(caller, &format!("admin.vm.Create.{}", src.class.name()), spec)?;

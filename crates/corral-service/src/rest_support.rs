@@ -6,7 +6,7 @@ use corral_core::hv::HvError;
 use corral_core::plan::Plan;
 use corral_core::{Error, ErrorKind, Result};
 
-use crate::{Caller, Service};
+use crate::{Principal, Service};
 
 /// A virtual network of the hypervisor connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ impl Service {
 
     /// Removes `tag` from every qube in one transaction, each removal authorized as `admin.vm.tag.Remove`.
     /// Returns how many qubes had it; none is `QubesTagNotFoundError`.
-    pub fn tag_remove_everywhere(&self, caller: &Caller, tag: &str) -> Result<usize> {
+    pub fn tag_remove_everywhere(&self, caller: &Principal, tag: &str) -> Result<usize> {
         corral_core::text::validate_tag(tag)?;
         let holders = self.tag_holders(tag)?;
         if holders.is_empty() {
@@ -64,14 +64,14 @@ impl Service {
             for vm in &holders {
                 // A qube removed or untagged since the check is simply skipped.
                 let Some(d) = app.domain(vm).filter(|d| d.tags.contains(tag)) else { continue };
-                merge(&mut plan, app.plan_tag_remove(d, tag, caller.is_dom0())?);
+                merge(&mut plan, app.plan_tag_remove(d, tag, caller.may_mark_creators())?);
             }
             Ok((plan, holders.len()))
         })
     }
 
     /// Renames `old` to `new` on every qube that has it, in one transaction (remove + set per qube).
-    pub fn tag_rename(&self, caller: &Caller, old: &str, new: &str) -> Result<()> {
+    pub fn tag_rename(&self, caller: &Principal, old: &str, new: &str) -> Result<()> {
         corral_core::text::validate_tag(old)?;
         corral_core::text::validate_tag(new)?;
         let holders = self.tag_holders(old)?;
@@ -86,8 +86,8 @@ impl Service {
             let mut plan = Plan::default();
             for vm in &holders {
                 let Some(d) = app.domain(vm).filter(|d| d.tags.contains(old)) else { continue };
-                merge(&mut plan, app.plan_tag_remove(d, old, caller.is_dom0())?);
-                merge(&mut plan, app.plan_tag_set(d, new, caller.is_dom0())?);
+                merge(&mut plan, app.plan_tag_remove(d, old, caller.may_mark_creators())?);
+                merge(&mut plan, app.plan_tag_set(d, new, caller.may_mark_creators())?);
             }
             Ok((plan, ()))
         })

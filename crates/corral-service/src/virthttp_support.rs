@@ -10,7 +10,7 @@
 use corral_core::hv::{DhcpLease, HvError, Inspect, NetworkControl, NetworkDef, NetworkDetails, PowerState};
 use corral_core::{Error, ErrorKind, Result};
 
-use crate::{resolve_in, Caller, Service};
+use crate::{resolve_in, Principal, Service};
 
 fn hv_error(e: HvError) -> Error {
     Error::new(ErrorKind::QubesVMError, e.message)
@@ -33,7 +33,7 @@ impl Service {
 
     /// A qube's domain XML: libvirt's with `virDomainXMLFlags` unless the qube is halted, else the one its
     /// next start would define (the flags change nothing there: it is an inactive definition already).
-    pub fn domain_xml_of(&self, caller: &Caller, vm: &str, flags: u32) -> Result<String> {
+    pub fn domain_xml_of(&self, caller: &Principal, vm: &str, flags: u32) -> Result<String> {
         self.auth(caller, "corral.vm.DomainXML", "", vm)?;
         let d = resolve_in(&self.read(), vm)?.clone();
         if self.power(&d) == PowerState::Halted {
@@ -50,26 +50,26 @@ impl Service {
     }
 
     /// The CPU scheduler libvirt runs a qube's domain with, and the number of its parameters.
-    pub fn scheduler_type(&self, caller: &Caller, vm: &str) -> Result<(String, i32)> {
+    pub fn scheduler_type(&self, caller: &Principal, vm: &str) -> Result<(String, i32)> {
         self.auth(caller, "corral.vm.SchedulerType", "", vm)?;
         let d = resolve_in(&self.read(), vm)?.clone();
         self.inspecting(|i| i.scheduler_type(&d.uuid))?.ok_or_else(|| never_defined(&d.name))
     }
 
     /// Every virtual network of the connection with its state, by name.
-    pub fn network_details(&self, caller: &Caller) -> Result<Vec<NetworkDetails>> {
+    pub fn network_details(&self, caller: &Principal) -> Result<Vec<NetworkDetails>> {
         self.auth(caller, "corral.network.List", "", "dom0")?;
         self.inspecting(|i| i.network_details())
     }
 
     /// A network's XML with `virNetworkXMLFlags`.
-    pub fn network_xml(&self, caller: &Caller, uuid: &uuid::Uuid, flags: u32) -> Result<String> {
+    pub fn network_xml(&self, caller: &Principal, uuid: &uuid::Uuid, flags: u32) -> Result<String> {
         self.auth(caller, "corral.network.XML", "", "dom0")?;
         self.inspecting(|i| i.network_xml(uuid, flags))?.ok_or_else(|| network_not_found(uuid))
     }
 
     /// The DHCP leases a network handed out, only those of `mac` (`aa:bb:cc:dd:ee:ff`) when given.
-    pub fn dhcp_leases(&self, caller: &Caller, uuid: &uuid::Uuid, mac: Option<&str>) -> Result<Vec<DhcpLease>> {
+    pub fn dhcp_leases(&self, caller: &Principal, uuid: &uuid::Uuid, mac: Option<&str>) -> Result<Vec<DhcpLease>> {
         self.auth(caller, "corral.network.DHCPLeases", "", "dom0")?;
         if let Some(mac) = mac {
             validate_mac(mac)?;
@@ -78,14 +78,14 @@ impl Service {
     }
 
     /// Creates and starts a transient network from libvirt network XML (libvirt validates it).
-    pub fn create_network(&self, caller: &Caller, xml: &str) -> Result<NetworkDetails> {
+    pub fn create_network(&self, caller: &Principal, xml: &str) -> Result<NetworkDetails> {
         self.auth(caller, "corral.network.Create", "", "dom0")?;
         self.controlling_networks(|c| c.create_network(xml))
     }
 
     /// Defines, starts and autostarts a persistent isolated network. Its name is checked here: libvirt
     /// takes almost any text.
-    pub fn define_network(&self, caller: &Caller, def: &NetworkDef) -> Result<NetworkDetails> {
+    pub fn define_network(&self, caller: &Principal, def: &NetworkDef) -> Result<NetworkDetails> {
         self.auth(caller, "corral.network.Define", "", "dom0")?;
         let valid = !def.name.is_empty()
             && def.name.len() <= 64
@@ -110,7 +110,7 @@ impl Service {
     }
 
     /// Stops and undefines a network: it is gone. The network qubes join (`default`) is refused.
-    pub fn destroy_network(&self, caller: &Caller, uuid: &uuid::Uuid) -> Result<()> {
+    pub fn destroy_network(&self, caller: &Principal, uuid: &uuid::Uuid) -> Result<()> {
         self.auth(caller, "corral.network.Destroy", "", "dom0")?;
         let name = self.inspecting(|i| i.network_details())?.into_iter().find(|n| n.uuid == *uuid).map(|n| n.name);
         if name.as_deref() == Some(crate::lifecycle::QUBE_NETWORK) {
@@ -140,7 +140,7 @@ impl Service {
 
     /// Removes a network: undefines a persistent one, stops a transient one (see `NetworkControl`). A
     /// network a qube's card is on is refused.
-    pub fn remove_network(&self, caller: &Caller, uuid: &uuid::Uuid) -> Result<()> {
+    pub fn remove_network(&self, caller: &Principal, uuid: &uuid::Uuid) -> Result<()> {
         self.auth(caller, "corral.network.Remove", "", "dom0")?;
         let name = self.inspecting(|i| i.network_details())?.into_iter().find(|n| n.uuid == *uuid).map(|n| n.name);
         if let Some(name) = &name {
@@ -150,7 +150,7 @@ impl Service {
     }
 
     /// Whether a (persistent) network starts with the hypervisor.
-    pub fn set_network_autostart(&self, caller: &Caller, uuid: &uuid::Uuid, autostart: bool) -> Result<()> {
+    pub fn set_network_autostart(&self, caller: &Principal, uuid: &uuid::Uuid, autostart: bool) -> Result<()> {
         self.auth(caller, "corral.network.SetAutostart", "", "dom0")?;
         self.controlling_networks(|c| c.set_network_autostart(uuid, autostart))?
             .then_some(())

@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLockUpgradableReadGuard};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-use crate::{resolve_in, Caller, Service};
+use crate::{resolve_in, Principal, Service};
 
 /// State that lives only in memory, as upstream keeps it: clone tokens and imports under way.
 #[derive(Default)]
@@ -71,7 +71,7 @@ fn storage_error(e: corral_storage::StorageError) -> Error {
 }
 
 impl Service {
-    pub fn volume_info(&self, caller: &Caller, vm: &str, name: &str) -> Result<VolumeInfo> {
+    pub fn volume_info(&self, caller: &Principal, vm: &str, name: &str) -> Result<VolumeInfo> {
         self.with_vm(caller, "admin.vm.volume.Info", name, vm, |app, d| {
             let v = volume_of(d, name)?;
             let pool = pool_of(app, v)?;
@@ -101,7 +101,7 @@ impl Service {
         })
     }
 
-    pub fn volume_snapshots(&self, caller: &Caller, vm: &str, name: &str) -> Result<Vec<String>> {
+    pub fn volume_snapshots(&self, caller: &Principal, vm: &str, name: &str) -> Result<Vec<String>> {
         self.with_vm(caller, "admin.vm.volume.ListSnapshots", name, vm, |app, d| {
             let v = volume_of(d, name)?;
             Ok(self.storage.revisions(pool_of(app, v)?, v).into_iter().map(|r| r.id).collect())
@@ -111,7 +111,7 @@ impl Service {
     /// Runs a storage step on one volume of a halted-or-not qube, then commits the volume's new config.
     fn volume_change(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         method: &str,
         vm: &str,
         name: &str,
@@ -127,7 +127,7 @@ impl Service {
     /// transaction.
     pub(crate) fn volume_change_ops(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         method: &str,
         vm: &str,
         name: &str,
@@ -147,7 +147,7 @@ impl Service {
         Ok(())
     }
 
-    pub fn volume_resize(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub fn volume_resize(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let size = parse_size(payload)?;
         self.volume_change(caller, "admin.vm.volume.Resize", vm, name, |app, _, v| {
             self.grow(app, v, size)?;
@@ -184,7 +184,7 @@ impl Service {
     /// takes effect at the next start.
     pub fn volume_update(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         vm: &str,
         name: &str,
         size: Option<&[u8]>,
@@ -210,7 +210,7 @@ impl Service {
         })
     }
 
-    pub fn volume_revert(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub fn volume_revert(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let revision =
             std::str::from_utf8(payload).map_err(|_| Error::protocol("Invalid revision"))?.trim().to_string();
         let ok = !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_alphanumeric() || b":_.-".contains(&b));
@@ -233,7 +233,7 @@ impl Service {
         })
     }
 
-    pub fn volume_clear(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
+    pub fn volume_clear(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
         self.volume_change(caller, "admin.vm.volume.Clear", vm, name, |app, d, v| {
             if self.power_state(d) != "Halted" {
                 return Err(Error::not_halted(&d.name));
@@ -247,7 +247,7 @@ impl Service {
         })
     }
 
-    pub fn volume_set_revisions(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub fn volume_set_revisions(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let n = corral_core::text::validate_number(payload, "revisions to keep", true)?;
         if n < -1 {
             return Err(Error::value("Invalid value for revisions_to_keep"));
@@ -263,7 +263,7 @@ impl Service {
         })
     }
 
-    pub fn volume_set_rw(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub fn volume_set_rw(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let rw = crate::ops::parse_bool_payload(payload)?;
         self.volume_change(caller, "admin.vm.volume.Set.rw", vm, name, |_, d, v| {
             if self.power_state(d) != "Halted" {
@@ -273,7 +273,7 @@ impl Service {
         })
     }
 
-    pub fn volume_set_ephemeral(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub fn volume_set_ephemeral(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let ephemeral = crate::ops::parse_bool_payload(payload)?;
         self.volume_change(caller, "admin.vm.volume.Set.ephemeral", vm, name, |_, _, v| {
             if ephemeral && !(v.is_plain_volatile() && v.rw) {
@@ -285,7 +285,7 @@ impl Service {
         })
     }
 
-    pub fn volume_clone_from(&self, caller: &Caller, vm: &str, name: &str) -> Result<String> {
+    pub fn volume_clone_from(&self, caller: &Principal, vm: &str, name: &str) -> Result<String> {
         let vm_name = self.with_vm(caller, "admin.vm.volume.CloneFrom", name, vm, |_, d| {
             volume_of(d, name)?;
             Ok(d.name.clone())
@@ -302,7 +302,7 @@ impl Service {
         Ok(token)
     }
 
-    pub fn volume_clone_to(&self, caller: &Caller, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub fn volume_clone_to(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let token = std::str::from_utf8(payload)
             .ok()
             .filter(|t| t.is_ascii())
@@ -349,7 +349,7 @@ impl Service {
     /// `internal.vm.volume.ImportBegin`: returns where the import service writes the data.
     pub fn import_begin(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         method: &str,
         vm: &str,
         name: &str,
@@ -425,7 +425,7 @@ impl Service {
     /// Gives halted qube `vm` a further disk: a new empty volume of `size` bytes in file pool `pool`, named
     /// `disk<index>` (by default the lowest free number). Its image exists before the commit and is removed
     /// again if the commit fails. Returns the volume's name.
-    pub fn volume_add(&self, caller: &Caller, vm: &str, new: &NewDisk) -> Result<String> {
+    pub fn volume_add(&self, caller: &Principal, vm: &str, new: &NewDisk) -> Result<String> {
         self.auth(caller, "corral.vm.volume.Add", &new.pool, vm)?;
         let mut model = self.model.write();
         let d = resolve_in(&model, vm)?;
@@ -454,7 +454,7 @@ impl Service {
     /// Allocates all of further disk `name` of `vm` and records it as preallocated: how a copy of a preallocated
     /// disk becomes one after its content was copied in (created so, its empty image would have been kept as a
     /// revision, allocated for nothing).
-    pub(crate) fn volume_preallocate(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
+    pub(crate) fn volume_preallocate(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
         self.volume_change(caller, "corral.vm.volume.Update", vm, name, |app, _, v| {
             if v.preallocated {
                 return Ok((None, Vec::new()));
@@ -474,7 +474,7 @@ impl Service {
     }
 
     /// Removes further disk `name` of halted qube `vm` with its image and revisions, after the commit.
-    pub fn volume_remove(&self, caller: &Caller, vm: &str, name: &str) -> Result<()> {
+    pub fn volume_remove(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
         self.auth(caller, "corral.vm.volume.Remove", name, vm)?;
         let mut model = self.model.write();
         let d = resolve_in(&model, vm)?;

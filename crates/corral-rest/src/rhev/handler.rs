@@ -4,15 +4,15 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use corral_service::Caller;
+use corral_service::Principal;
 
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::repr::Node;
 
-/// REST users are the daemon's administrators; they act with dom0's rights until roles exist.
-pub fn caller() -> Caller {
-    Caller::dom0()
+/// Who the request being served is from (see [`crate::principal`]).
+pub fn caller() -> Principal {
+    crate::principal()
 }
 
 /// Runs blocking work (SQLite, storage, libvirt, /proc) off the async executor; the events it publishes

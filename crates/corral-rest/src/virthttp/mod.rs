@@ -22,7 +22,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Extension, Router};
-use corral_service::{Caller, Service};
+use corral_service::{Principal, Service};
 use serde_json::json;
 
 use self::asyncs::{AsyncStore, Lookup};
@@ -50,9 +50,8 @@ pub fn unauthorized() -> Response {
     r
 }
 
-/// REST users are the daemon's administrators; they act with dom0's rights until roles exist.
-fn caller() -> Caller {
-    Caller::dom0()
+fn caller() -> Principal {
+    crate::principal()
 }
 
 /// One request as the handlers see it.
@@ -245,9 +244,20 @@ fn compress(body: Vec<u8>, headers: &HeaderMap) -> (Vec<u8>, Option<&'static str
     }
 }
 
-/// The envelope as JSON text, computed on the blocking pool (SQLite, storage and libvirt calls block).
-async fn envelope_text(service: Arc<Service>, target: Target, method: Method, body: axum::body::Bytes) -> String {
-    let done = tokio::task::spawn_blocking(move || dispatch(&service, &target, method, &body)).await;
+/// The envelope as JSON text, computed on the blocking pool (SQLite, storage and libvirt calls block), with
+/// the request's cause (its user, who the service checks, and whom its events name) lent to that thread.
+/// The cause is taken by the caller: an asynchronous request's work runs on a task of its own.
+async fn envelope_text(
+    service: Arc<Service>,
+    cause: Option<Arc<corral_core::Cause>>,
+    target: Target,
+    method: Method,
+    body: axum::body::Bytes,
+) -> String {
+    let done = tokio::task::spawn_blocking(move || {
+        corral_service::with_cause(cause, || dispatch(&service, &target, method, &body))
+    })
+    .await;
     done.unwrap_or_else(|e| {
         tracing::error!(error = %e, "virthttp request failed");
         let mut env = Envelope::default();
@@ -300,7 +310,7 @@ async fn serve(rest: Arc<Rest>, store: Arc<AsyncStore>, req: Request) -> Respons
         let user = parts.extensions.get::<AuthUser>().map(|u| u.name.as_str()).unwrap_or_default();
         tracing::info!(user, method = %parts.method, target = raw, "virthttp request");
     }
-    let work = envelope_text(rest.service.clone(), target.clone(), parts.method.clone(), body);
+    let work = envelope_text(rest.service.clone(), crate::cause(), target.clone(), parts.method.clone(), body);
     if target.flag_bool("async") == Some(true) {
         return match store.launch(work) {
             Some(id) => {

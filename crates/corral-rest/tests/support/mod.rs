@@ -123,7 +123,7 @@ impl Door {
         };
         let uuid = spec.uuid.to_string();
         let call = format!("admin.vm.Create.{}", class.name());
-        self.service.create_vm(&corral_service::Caller::dom0(), &call, spec).expect("create");
+        self.service.create_vm(&corral_service::Principal::AdminVm, &call, spec).expect("create");
         uuid
     }
 }
