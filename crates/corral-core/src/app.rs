@@ -4,6 +4,7 @@
 //! to the store in one transaction, and only then applied here. Applying never fails.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -41,9 +42,11 @@ pub enum Op {
     DeleteUser { name: String },
 }
 
+/// Cloning is cheap (qubes are shared until one of the copies changes), so readers can keep a consistent
+/// picture of the model without holding up writers.
 #[derive(Debug, Clone)]
 pub struct App {
-    domains: BTreeMap<String, Domain>,
+    domains: BTreeMap<String, Arc<Domain>>,
     by_uuid: HashMap<Uuid, String>,
     by_qid: HashMap<u32, String>,
     labels: BTreeMap<u32, Label>,
@@ -108,7 +111,7 @@ impl App {
             Op::InsertDomain(d) => {
                 self.by_uuid.insert(d.uuid, d.name.clone());
                 self.by_qid.insert(d.qid, d.name.clone());
-                self.domains.insert(d.name.clone(), *d);
+                self.domains.insert(d.name.clone(), Arc::new(*d));
             }
             Op::DeleteDomain { qid } => {
                 if let Some(name) = self.by_qid.remove(&qid) {
@@ -205,24 +208,24 @@ impl App {
 
     fn by_qid_mut(&mut self, qid: u32) -> Option<&mut Domain> {
         let name = self.by_qid.get(&qid)?;
-        self.domains.get_mut(name)
+        self.domains.get_mut(name).map(Arc::make_mut)
     }
 
     pub fn domain(&self, name: &str) -> Option<&Domain> {
-        self.domains.get(name)
+        self.domains.get(name).map(AsRef::as_ref)
     }
 
     pub fn domain_by_uuid(&self, uuid: &Uuid) -> Option<&Domain> {
-        self.by_uuid.get(uuid).and_then(|n| self.domains.get(n))
+        self.by_uuid.get(uuid).and_then(|n| self.domain(n))
     }
 
     pub fn domain_by_qid(&self, qid: u32) -> Option<&Domain> {
-        self.by_qid.get(&qid).and_then(|n| self.domains.get(n))
+        self.by_qid.get(&qid).and_then(|n| self.domain(n))
     }
 
     /// All qubes in upstream's order: dom0 first, then the others by name.
     pub fn domains(&self) -> impl Iterator<Item = &Domain> {
-        let all = self.domains.values();
+        let all = self.domains.values().map(AsRef::as_ref);
         all.clone().filter(|d| d.is_admin()).chain(all.filter(|d| !d.is_admin()))
     }
 

@@ -30,7 +30,7 @@ pub struct AuthUser {
 impl AuthUser {
     /// The user as an event names it, (id, `name@domain`), while the user exists.
     pub fn reference(&self, rest: &Rest) -> Option<(String, String)> {
-        let app = rest.service.read();
+        let app = rest.service.view(&crate::principal());
         let u = app.user(&self.name)?;
         Some((u.id.to_string(), format!("{}@{}", u.name, u.domain)))
     }

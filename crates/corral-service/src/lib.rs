@@ -11,6 +11,7 @@ pub mod rest_storage;
 pub mod rest_support;
 mod runtime;
 mod users;
+mod view;
 mod virthttp_support;
 mod volumes;
 
@@ -23,7 +24,7 @@ use corral_core::plan::Plan;
 use corral_core::{App, Domain, Error, Event, HostInfo, Result};
 use corral_storage::Storage;
 use corral_store::{Durability, Store};
-use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use parking_lot::{Mutex, RwLock};
 
 pub use auth::{Authorizer, QrexecAdmitted};
 pub use corral_core::{Credential, Operation, Principal};
@@ -32,6 +33,7 @@ pub use lifecycle::{bridge_mac, RunOnce};
 pub use ops::{now_epoch, parse_bool_payload, FeatureLookup, PropView, VmSummary};
 pub use request::{CreateIn, DeviceListing, Request, Response, DEVICE_CLASSES};
 pub use users::LoginRefused;
+pub use view::View;
 pub use volumes::VolumeInfo;
 
 pub struct Config {
@@ -46,11 +48,12 @@ pub struct Config {
 }
 
 pub struct Service {
-    model: RwLock<App>,
+    /// The model, replaced copy-on-write: a reader's snapshot stays as it was while writers go on.
+    model: RwLock<Arc<App>>,
     store: Mutex<Store>,
     storage: Storage,
     events: EventBus,
-    auth: Box<dyn Authorizer>,
+    auth: Arc<dyn Authorizer>,
     volumes: volumes::Transient,
     /// Bumped on every model change, so doors can cache what they render from it.
     generation: AtomicU64,
@@ -135,11 +138,11 @@ impl Service {
             throttle: users::LoginThrottle::default(),
             preparing: Mutex::new(std::collections::HashMap::new()),
             graphics: lifecycle::locked_graphics(config.vnc_listen),
-            model: RwLock::new(app),
+            model: RwLock::new(Arc::new(app)),
             store: Mutex::new(store),
             storage,
             events: EventBus::new(),
-            auth,
+            auth: Arc::from(auth),
             volumes: volumes::Transient::default(),
             generation: AtomicU64::new(0),
             rendered: Mutex::new(std::collections::HashMap::new()),
@@ -163,8 +166,17 @@ impl Service {
         &self.events
     }
 
-    /// A consistent read view of the model.
-    pub fn read(&self) -> RwLockReadGuard<'_, App> {
+    /// What `principal` may see of the model now: the only way a door reads it.
+    pub fn view(&self, principal: &Principal) -> View {
+        let model = self.model.read();
+        // Taken under the lock that every model change holds, so the two agree.
+        let generation = self.generation.load(Ordering::Acquire);
+        View::new(model.clone(), generation, principal.clone(), self.auth.clone())
+    }
+
+    /// The model under the read lock, for the service's own short reads: unlike a snapshot, it never makes
+    /// the next writer copy the model.
+    fn current(&self) -> parking_lot::RwLockReadGuard<'_, Arc<App>> {
         self.model.read()
     }
 
@@ -193,7 +205,10 @@ impl Service {
     }
 
     /// The only way committed ops reach the model.
-    fn apply_ops(&self, model: &mut App, ops: Vec<corral_core::Op>) {
+    fn apply_ops(&self, model: &mut Arc<App>, ops: Vec<corral_core::Op>) {
+        // Copies the model only while a reader still holds the previous snapshot, and then only the qubes'
+        // index: the qubes themselves are shared until changed.
+        let model = Arc::make_mut(model);
         for op in ops {
             model.apply(op);
         }
@@ -205,10 +220,34 @@ impl Service {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// A rendering of the model (e.g. the full `admin.vm.List` reply), reused until the model changes.
-    /// The caller must already be authorized for the whole content. `render` gets the length of the
+    /// A door's rendering of what `view` shows (e.g. every vm), reused by every view of the same model
+    /// generation that sees everything; a view that sees less gets its own. `render` gets the length of the
     /// previous rendering, a good guess of the next one's.
-    pub fn rendered(&self, key: &'static str, render: impl FnOnce(&App, usize) -> Vec<u8>) -> Arc<Vec<u8>> {
+    pub fn rendered(
+        &self,
+        view: &View,
+        key: &'static str,
+        render: impl FnOnce(&View, usize) -> Vec<u8>,
+    ) -> Arc<Vec<u8>> {
+        if !view.is_complete() {
+            return Arc::new(render(view, 0));
+        }
+        let generation = view.generation();
+        let mut previous_len = 0;
+        if let Some((g, bytes)) = self.rendered.lock().get(key) {
+            if *g == generation {
+                return bytes.clone();
+            }
+            previous_len = bytes.len();
+        }
+        let bytes = Arc::new(render(view, previous_len));
+        self.rendered.lock().insert(key, (generation, bytes.clone()));
+        bytes
+    }
+
+    /// The service's own rendering of the whole model (the system description for dom0's tools), reused
+    /// until the model changes.
+    fn rendered_model(&self, key: &'static str, render: impl FnOnce(&App, usize) -> Vec<u8>) -> Arc<Vec<u8>> {
         let app = self.model.read();
         let generation = self.generation.load(Ordering::Acquire);
         let mut previous_len = 0;

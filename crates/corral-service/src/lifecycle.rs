@@ -141,7 +141,7 @@ impl Service {
     }
 
     fn vm_snapshot(&self, vm: &str) -> Result<Domain> {
-        Ok(resolve_in(&self.read(), vm)?.clone())
+        Ok(resolve_in(&self.current(), vm)?.clone())
     }
 
     /// qubesd's start: a qube that is up already is left as it is (and the call succeeds); a saved one
@@ -169,7 +169,7 @@ impl Service {
     }
 
     fn plan_start(&self, name: &str) -> Result<StartPlan> {
-        let app = self.read();
+        let app = self.current();
         let d = resolve_in(&app, name)?;
         let mut volumes = Vec::new();
         for v in &d.volumes {
@@ -235,7 +235,7 @@ impl Service {
         }
         if let Some(iso) = &once.cdrom {
             let path =
-                crate::rest_storage::iso_path(&self.read(), iso).ok_or_else(|| crate::rest_storage::no_iso(iso))?;
+                crate::rest_storage::iso_path(&self.current(), iso).ok_or_else(|| crate::rest_storage::no_iso(iso))?;
             plan.cdrom = Some((iso.clone(), Some(path)));
         }
         if once.boot.contains(&BootDevice::Cdrom) && plan.cdrom.is_none() {
@@ -248,7 +248,7 @@ impl Service {
                 return Err(Error::value("kernel name may not contain '/'"));
             }
             let pool =
-                plan.kernel.as_ref().map(|(p, _)| p.clone()).or_else(|| self.read().pool("linux-kernel").cloned());
+                plan.kernel.as_ref().map(|(p, _)| p.clone()).or_else(|| self.current().pool("linux-kernel").cloned());
             let pool = pool.ok_or_else(|| Error::generic("No kernel pool"))?;
             plan.kernel = Some((pool, kernel.clone()));
         }
@@ -574,7 +574,7 @@ impl Service {
         }
         if wait {
             let timeout = {
-                let app = self.read();
+                let app = self.current();
                 app.vm_prop(&d, "shutdown_timeout").and_then(|v| v.parse::<u64>().ok()).unwrap_or(60)
             };
             let deadline = Instant::now() + Duration::from_secs(timeout);
@@ -756,7 +756,7 @@ impl Service {
     pub fn current_state(&self, caller: &Principal, vm: &str) -> Result<String> {
         self.auth(caller, "admin.vm.CurrentState", "", vm)?;
         let (d, host_kib) = {
-            let app = self.read();
+            let app = self.current();
             (resolve_in(&app, vm)?.clone(), app.host.memory_mib * 1024)
         };
         if d.is_admin() {
@@ -799,7 +799,7 @@ impl Service {
     /// before the next sample (`stats_interval`).
     pub fn stats_sample(&self, dest: &str) -> (Vec<(String, corral_core::hv::DomainInfo)>, Duration) {
         let (qubes, interval) = {
-            let app = self.read();
+            let app = self.current();
             let interval = app.global_prop("stats_interval").and_then(|v| v.parse::<u64>().ok()).unwrap_or(3);
             let qubes: Vec<Domain> = app
                 .domains()
@@ -865,7 +865,7 @@ impl Service {
     }
 
     fn transition_events(&self, uuid: Uuid, state: PowerState) {
-        let Some(d) = self.read().domain_by_uuid(&uuid).cloned() else { return };
+        let Some(d) = self.current().domain_by_uuid(&uuid).cloned() else { return };
         let previous = self.runtime.set_state(uuid, state);
         if previous == state {
             return;
@@ -892,7 +892,7 @@ impl Service {
         self.publish_runtime_props(&d.name);
         self.publish(Event::on(&d.name, "domain-shutdown"));
         let auto_cleanup = {
-            let app = self.read();
+            let app = self.current();
             d.class == Class::DispVM && app.vm_prop(d, "auto_cleanup").as_deref() == Some("True")
         };
         if auto_cleanup {
@@ -908,7 +908,7 @@ impl Service {
         let Some(hv) = &self.hv else { return };
         match hv.list() {
             Ok(domains) => {
-                let app = self.read();
+                let app = self.current();
                 for (uuid, info) in domains {
                     if info.state.is_active() && app.domain_by_uuid(&uuid).is_some_and(|d| !d.is_admin()) {
                         let running = Running {

@@ -13,6 +13,8 @@ use corral_core::plan::Plan;
 use corral_core::props;
 use corral_core::{App, Error, ErrorKind, Result};
 
+use std::sync::Arc;
+
 use parking_lot::RwLockUpgradableReadGuard;
 
 use crate::{resolve_in, Principal, Service};
@@ -58,11 +60,11 @@ impl Service {
     /// qube's domain has its old card unplugged and the new one plugged first, still under the upgradable
     /// lock: other writers wait, readers go on (an unplug waits for the guest to let go of the card);
     /// should the commit fail, the old card is plugged back.
-    fn commit_card_change(&self, model: RwLockUpgradableReadGuard<'_, App>, vm: &str, plan: Plan) -> Result<()> {
+    fn commit_card_change(&self, model: RwLockUpgradableReadGuard<'_, Arc<App>>, vm: &str, plan: Plan) -> Result<()> {
         let d = resolve_in(&model, vm)?.clone();
         let live = !d.is_admin() && self.power(&d).is_active();
         let (before, after) = if live {
-            let mut next = model.clone();
+            let mut next = App::clone(&model);
             for op in plan.ops.clone() {
                 next.apply(op);
             }
@@ -153,7 +155,7 @@ impl Service {
 
     /// A `mac` value for qube `vm`, checked as its property setter checks it.
     fn sanitized_mac(&self, vm: &str, payload: &[u8]) -> Result<String> {
-        let app = self.read();
+        let app = self.current();
         let d = resolve_in(&app, vm)?;
         let def = props::vm_prop_def(d.class, "mac").ok_or_else(|| Error::no_such_property(&d.name, "mac"))?;
         props::sanitize(def.ty, payload)
@@ -174,7 +176,7 @@ impl Service {
     ) -> Result<()> {
         // Where the card goes follows from the global default_netvm alone, so every check on the caller comes
         // before anything about the qube is looked at.
-        let default_netvm = self.read().global_prop("default_netvm").filter(|n| !n.is_empty());
+        let default_netvm = self.current().global_prop("default_netvm").filter(|n| !n.is_empty());
         let attachment = match (network, default_netvm) {
             (None, Some(netvm)) => Attachment::Netvm(netvm),
             (Some(n), Some(netvm)) if n == NETVM_NETWORK => Attachment::Netvm(netvm),
@@ -262,7 +264,7 @@ impl Service {
     pub fn remove_nic(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.property.Set", "netvm", vm)?;
         let (on_network, named) = {
-            let app = self.read();
+            let app = self.current();
             let d = resolve_in(&app, vm)?;
             (d.libvirt_network().is_some(), d.features.get(NIC_NAME_FEATURE).is_some())
         };

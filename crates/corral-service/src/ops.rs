@@ -55,7 +55,7 @@ impl Service {
 
     pub fn list_vms(&self, caller: &Principal, dest: &str) -> Result<Vec<VmSummary>> {
         self.auth(caller, "admin.vm.List", "", dest)?;
-        let app = self.read();
+        let app = self.current();
         if dest == "dom0" {
             Ok(self.summaries(&app))
         } else {
@@ -82,7 +82,7 @@ impl Service {
         f: impl FnOnce(&App, &Domain) -> Result<T>,
     ) -> Result<T> {
         self.auth(caller, method, arg, vm)?;
-        let app = self.read();
+        let app = self.current();
         f(&app, domain(&app, vm)?)
     }
 
@@ -94,7 +94,7 @@ impl Service {
         f: impl FnOnce(&App) -> Result<T>,
     ) -> Result<T> {
         self.auth(caller, method, arg, "dom0")?;
-        let app = self.read();
+        let app = self.current();
         f(&app)
     }
 
@@ -161,7 +161,7 @@ impl Service {
 
     pub fn set_vm_prop(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let ty = {
-            let app = self.read();
+            let app = self.current();
             let d = domain(&app, vm)?;
             props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?.ty
         };
@@ -205,7 +205,7 @@ impl Service {
     pub fn update_vm(&self, caller: &Principal, vm: &str, props: &[(&str, &[u8])], notes: Option<&[u8]>) -> Result<()> {
         let mut typed = Vec::new();
         {
-            let app = self.read();
+            let app = self.current();
             let d = domain(&app, vm)?;
             for (name, payload) in props {
                 let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
@@ -389,7 +389,7 @@ impl Service {
         let mut plan = model.plan_create(&spec)?;
         if !typed.is_empty() || notes.is_some() {
             // The settings are planned against the model as it will be once the qube exists.
-            let mut after = model.clone();
+            let mut after = App::clone(&model);
             for op in plan.ops.clone() {
                 after.apply(op);
             }
@@ -543,7 +543,7 @@ impl Service {
 
     pub fn firewall_reload(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.firewall.Reload", "", vm)?;
-        let name = domain(&self.read(), vm)?.name.clone();
+        let name = domain(&self.current(), vm)?.name.clone();
         self.publish(Event::on(&name, "firewall-changed"));
         Ok(())
     }
@@ -619,7 +619,7 @@ impl Service {
 
     /// The JSON the qrexec policy daemon asks for on every call it evaluates.
     pub fn system_info(&self) -> std::sync::Arc<Vec<u8>> {
-        self.rendered("internal.GetSystemInfo", |app, _| self.render_system_info(app).into_bytes())
+        self.rendered_model("internal.GetSystemInfo", |app, _| self.render_system_info(app).into_bytes())
     }
 
     fn render_system_info(&self, app: &App) -> String {

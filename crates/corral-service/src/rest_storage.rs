@@ -65,7 +65,7 @@ impl Service {
             }
             return self.feature_set(caller, vm, CDROM_FEATURE, file.as_bytes());
         }
-        let has = resolve_in(&self.read(), vm)?.features.get(CDROM_FEATURE).is_some();
+        let has = resolve_in(&self.current(), vm)?.features.get(CDROM_FEATURE).is_some();
         if has {
             self.feature_remove(caller, vm, CDROM_FEATURE)?;
         }
@@ -77,7 +77,7 @@ impl Service {
     fn change_cdrom_now(&self, caller: &Principal, vm: &str, file: &str) -> Result<()> {
         self.auth(caller, "corral.vm.CdromChange", "", vm)?;
         let (d, path) = {
-            let app = self.read();
+            let app = self.current();
             let d = resolve_in(&app, vm)?.clone();
             let path = if file.is_empty() {
                 None
@@ -122,7 +122,7 @@ impl Service {
     /// on libvirt.
     pub fn disk_counters(&self, caller: &Principal, vm: &str, volume: &str) -> Result<Option<BlockStats>> {
         self.auth(caller, "corral.vm.DiskStats", volume, vm)?;
-        let d = resolve_in(&self.read(), vm)?.clone();
+        let d = resolve_in(&self.current(), vm)?.clone();
         if d.volume(volume).is_none() {
             return Err(no_volume(&d.name, volume));
         }
@@ -139,7 +139,7 @@ impl Service {
     pub fn nic_counters(&self, caller: &Principal, vm: &str) -> Result<Option<InterfaceStats>> {
         self.auth(caller, "corral.vm.NicStats", "", vm)?;
         let (d, mac, connected) = {
-            let app = self.read();
+            let app = self.current();
             let d = resolve_in(&app, vm)?.clone();
             let mac = crate::lifecycle::bridge_mac(&d);
             let connected = app.nic_network(&d).is_some();
@@ -154,7 +154,7 @@ impl Service {
 
     /// Whether some `file` pool offers the ISO image `name` (what a cdrom can hold).
     pub fn iso_exists(&self, name: &str) -> bool {
-        iso_path(&self.read(), name).is_some()
+        iso_path(&self.current(), name).is_some()
     }
 
     /// Files a pool offers as boot media, sorted: the installed kernels of a `linux-kernel` pool, the `*.iso`
@@ -179,8 +179,8 @@ impl Service {
     }
 
     /// Bytes a volume takes on disk, as `admin.vm.volume.Info` reports `usage` (0 when unknown).
-    pub fn volume_usage(&self, app: &App, v: &Volume) -> u64 {
-        app.pool(&v.pool).and_then(|p| self.storage.usage(p, v)).unwrap_or(0)
+    pub fn volume_usage(&self, view: &crate::View, v: &Volume) -> u64 {
+        view.pool(&v.pool).and_then(|p| self.storage.usage(p, v)).unwrap_or(0)
     }
 
     /// A volume's revisions, oldest first, with the time each was made.
@@ -275,7 +275,7 @@ impl Service {
     pub fn create_template_from(&self, caller: &Principal, t: &TemplateFrom<'_>) -> Result<()> {
         corral_core::text::validate_vm_name(t.name)?;
         let (label, copies, props) = {
-            let app = self.read();
+            let app = self.current();
             let src = resolve_in(&app, t.source)?;
             if src.is_admin() {
                 return Err(Error::new(ErrorKind::QubesVMError, "Cannot make a template of dom0"));
@@ -357,7 +357,7 @@ impl Service {
     pub fn clone_vm(&self, caller: &Principal, source: &str, name: &str, uuid: uuid::Uuid) -> Result<()> {
         corral_core::text::validate_vm_name(name)?;
         let src = {
-            let app = self.read();
+            let app = self.current();
             let src = resolve_in(&app, source)?.clone();
             if src.is_admin() {
                 return Err(Error::new(ErrorKind::QubesVMError, "Cannot clone dom0"));

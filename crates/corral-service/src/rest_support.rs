@@ -35,7 +35,7 @@ impl Service {
 
     /// The qubes that carry `tag` themselves (not through a property), by name.
     fn tag_holders(&self, tag: &str) -> Result<Vec<String>> {
-        let app = self.read();
+        let app = self.current();
         let mut holders = Vec::new();
         for d in app.domains() {
             if d.tags.contains(tag) {

@@ -264,7 +264,7 @@ impl Service {
         if !cached {
             return None;
         }
-        self.read().user(name).filter(|u| u.domain == domain).cloned()
+        self.current().user(name).filter(|u| u.domain == domain).cloned()
     }
 }
 
@@ -335,7 +335,7 @@ impl Service {
     /// does not tell how much of a guess was right.
     pub fn service_key_user(&self, key: &str) -> Option<User> {
         let digest = sha256_hex(key);
-        let app = self.read();
+        let app = self.current();
         let mut found = None;
         for u in app.users() {
             let stored = u.service_key_sha256.as_deref().unwrap_or_default().as_bytes();
@@ -377,7 +377,7 @@ impl Service {
             if !throttle.admits(name, source, Instant::now()) {
                 return Err(LoginRefused::Denied);
             }
-            let user = self.read().user(name).cloned().filter(|u| u.domain == domain);
+            let user = self.current().user(name).cloned().filter(|u| u.domain == domain);
             let matches = match &user {
                 Some(u) => throttle.known.run(|memory| verify_in(memory, &u.password_hash, password.as_bytes())),
                 None => throttle.unknown.run(|memory| verify_in(memory, &NO_USER_HASH, password.as_bytes())),

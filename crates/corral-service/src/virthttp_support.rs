@@ -35,7 +35,7 @@ impl Service {
     /// next start would define (the flags change nothing there: it is an inactive definition already).
     pub fn domain_xml_of(&self, caller: &Principal, vm: &str, flags: u32) -> Result<String> {
         self.auth(caller, "corral.vm.DomainXML", "", vm)?;
-        let d = resolve_in(&self.read(), vm)?.clone();
+        let d = resolve_in(&self.current(), vm)?.clone();
         if self.power(&d) == PowerState::Halted {
             let mut spec = self.next_start_spec(&d.name)?;
             // As libvirt does, the console password is shown only in the secure XML.
@@ -52,7 +52,7 @@ impl Service {
     /// The CPU scheduler libvirt runs a qube's domain with, and the number of its parameters.
     pub fn scheduler_type(&self, caller: &Principal, vm: &str) -> Result<(String, i32)> {
         self.auth(caller, "corral.vm.SchedulerType", "", vm)?;
-        let d = resolve_in(&self.read(), vm)?.clone();
+        let d = resolve_in(&self.current(), vm)?.clone();
         self.inspecting(|i| i.scheduler_type(&d.uuid))?.ok_or_else(|| never_defined(&d.name))
     }
 
@@ -128,7 +128,7 @@ impl Service {
     /// A network some qube's card is on stays: the qube would not start without it (as oVirt refuses to
     /// remove a network vms use).
     fn refuse_network_in_use(&self, name: &str) -> Result<()> {
-        let users = Service::network_users(&self.read(), name);
+        let users = Service::network_users(&self.current(), name);
         if users.is_empty() {
             return Ok(());
         }

@@ -356,7 +356,7 @@ impl Service {
         size: Option<u64>,
     ) -> Result<(u64, PathBuf)> {
         self.auth(caller, method, name, vm)?;
-        let app = self.read();
+        let app = self.current();
         let d = resolve_in(&app, vm)?;
         let v = internal_volume_of(d, name)?;
         if self.power_state(d) != "Halted" {

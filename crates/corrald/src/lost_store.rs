@@ -57,7 +57,7 @@ pub fn refuse_lost_store(state_dir: &Path, accept: bool) -> anyhow::Result<()> {
 
 /// Image directories no loaded qube's volume points into: what a partly lost database (or a quarantined
 /// qube) left behind. Nothing is deleted; the operator is told, once, at start.
-pub fn warn_unowned_images(state_dir: &Path, app: &corral_core::App) {
+pub fn warn_unowned_images(state_dir: &Path, app: &corral_service::View) {
     let owned: std::collections::HashSet<PathBuf> = app
         .domains()
         .flat_map(|d| d.volumes.iter())

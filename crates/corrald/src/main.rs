@@ -96,7 +96,7 @@ async fn run(config: config::Config, open_files: u64) -> anyhow::Result<()> {
     };
     let service: Arc<Service> =
         Service::open(service_config, Box::new(QrexecAdmitted)).context("Cannot open the daemon's state")?;
-    lost_store::warn_unowned_images(&config.state_dir, &service.read());
+    lost_store::warn_unowned_images(&config.state_dir, &service.view(&corral_core::Principal::AdminVm));
 
     // Sockets appear only once the state is loaded, so a client that connects is served.
     let mut tasks = Vec::new();

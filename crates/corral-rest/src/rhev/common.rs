@@ -4,8 +4,8 @@ use std::sync::LazyLock;
 
 use corral_core::domain::{Class, Domain};
 use corral_core::hv::PowerState;
-use corral_core::App;
 use corral_service::Service;
+use corral_service::View;
 use uuid::Uuid;
 
 use crate::ctx::Ctx;
@@ -136,18 +136,18 @@ pub const VM_ACTIONS: [&str; 7] = ["start", "stop", "shutdown", "suspend", "rebo
 pub const VM_SUBCOLLECTIONS: [&str; 6] = ["disks", "nics", "cdroms", "snapshots", "statistics", "tags"];
 
 /// A qube's whole-number property: 0 when it has none.
-pub fn int(app: &App, d: &Domain, prop: &str) -> u64 {
+pub fn int(app: &View, d: &Domain, prop: &str) -> u64 {
     app.vm_prop(d, prop).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// How many vms there are (every qube but dom0), and how many of them are running.
-pub fn vm_counts(service: &Service, app: &App) -> (usize, usize) {
+pub fn vm_counts(service: &Service, app: &View) -> (usize, usize) {
     let vms: Vec<&Domain> = app.domains().filter(|d| !d.is_admin()).collect();
     (vms.len(), vms.iter().filter(|d| service.power(d).is_live()).count())
 }
 
 /// A qube as a RHEV vm.
-pub fn vm_node(ctx: &Ctx, service: &Service, app: &App, d: &Domain) -> Node {
+pub fn vm_node(ctx: &Ctx, service: &Service, app: &View, d: &Domain) -> Node {
     let id = d.uuid.to_string();
     let base = ["/vms/", &id].concat();
     let mut vm = Node::new("vm").attr("href", ctx.href(&base)).attr("id", &id);
@@ -192,7 +192,7 @@ fn display(service: &Service, d: &Domain) -> Node {
 }
 
 /// A field of a qube as the search language names it.
-pub fn vm_field(service: &Service, app: &App, d: &Domain, field: &str) -> Option<String> {
+pub fn vm_field(service: &Service, app: &View, d: &Domain, field: &str) -> Option<String> {
     Some(match field {
         "name" => d.name.clone(),
         "id" => d.uuid.to_string(),

@@ -26,8 +26,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use corral_core::domain::{Domain, NETVM_NETWORK, NIC_NAME};
-use corral_core::App;
 use corral_service::Service;
+use corral_service::View;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -131,7 +131,7 @@ async fn disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) 
 /// The `<disks>` of vm `d` (addressed as `/vms/{id}`), filtered by `ctx`'s search: the sub-collection, and
 /// what `detail=disks` puts inline.
 pub(super) async fn disks_node(ctx: &Ctx, service: Arc<Service>, d: Domain, id: String) -> ApiResult<Node> {
-    let owners = move |_: &App| vec![d.clone()];
+    let owners = move |_: &View| vec![d.clone()];
     let href = move |_: &Domain, disk: &str| format!("/vms/{id}/disks/{disk}");
     disk_collection(ctx.clone(), service, owners, href).await
 }
@@ -211,7 +211,7 @@ async fn add_disk(
     let d = find(&rest.service, &id)?;
     let body = ctx.body(&body, "disk")?;
     if let Some(existing) = body.attr_of("id") {
-        let owner = super::storage::find_disk(&rest.service.read(), existing);
+        let owner = super::storage::find_disk(&rest.service.view(&crate::principal()), existing);
         let (owner, _) = owner.ok_or_else(|| ApiError::not_found(&format!("disk {existing}")))?;
         let why = if owner.uuid == d.uuid { "it is attached to it already" } else { "it belongs to another vm" };
         return Err(ApiError::conflict(format!(
@@ -220,7 +220,7 @@ async fn add_disk(
             d.name
         )));
     }
-    let new = super::storage::new_disk(&rest.service.read(), &d, &body)?;
+    let new = super::storage::new_disk(&rest.service.view(&crate::principal()), &d, &body)?;
     let service = rest.service.clone();
     let vm = d.name.clone();
     let name = blocking(move || {
@@ -334,7 +334,7 @@ fn nic_id(d: &Domain) -> String {
 
 /// The qube's network card under `base` (`/vms/{id}` or `/templates/{id}`), if it has one: behind its netvm
 /// (then on the libvirt network `default`) or directly on a libvirt network.
-pub fn nic_node(ctx: &Ctx, app: &App, d: &Domain, base: &str, networks: &Networks) -> Option<Node> {
+pub fn nic_node(ctx: &Ctx, app: &View, d: &Domain, base: &str, networks: &Networks) -> Option<Node> {
     let network = app.nic_network(d)?;
     let description = match app.vm_prop(d, "netvm").filter(|n| !n.is_empty()) {
         Some(netvm) => format!("Network through {netvm}"),
@@ -418,7 +418,7 @@ async fn nic_statistic(
 /// The qube whose card `nic` is; 404 when it has none or the id is another's.
 fn nic_owner(service: &Service, id: &str, nic: &str) -> ApiResult<Domain> {
     let d = find(service, id)?;
-    let connected = service.read().nic_network(&d).is_some();
+    let connected = service.view(&crate::principal()).nic_network(&d).is_some();
     if !connected || nic_id(&d) != nic {
         return Err(ApiError::not_found(&format!("nic {nic}")));
     }
@@ -437,7 +437,7 @@ async fn nics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -
 /// The `<nics>` of vm `d` (addressed as `/vms/{id}`): the sub-collection, and what `detail=nics` puts inline.
 pub(super) async fn nics_node(ctx: &Ctx, service: &Arc<Service>, d: &Domain, id: &str) -> ApiResult<Node> {
     let networks = networks(service.clone()).await?;
-    let app = service.read();
+    let app = service.view(&crate::principal());
     let mut out = Node::collection("nics");
     if let Some(nic) = nic_node(ctx, &app, d, &format!("/vms/{id}"), &networks) {
         out.push(nic);
@@ -448,7 +448,7 @@ pub(super) async fn nics_node(ctx: &Ctx, service: &Arc<Service>, d: &Domain, id:
 async fn render_nic(ctx: &Ctx, service: &Arc<Service>, id: &str, nic: &str) -> ApiResult<Node> {
     let d = find(service, id)?;
     let networks = networks(service.clone()).await?;
-    let app = service.read();
+    let app = service.view(&crate::principal());
     nic_node(ctx, &app, &d, &format!("/vms/{id}"), &networks)
         .filter(|n| n.attr_of("id") == Some(nic))
         .ok_or_else(|| ApiError::not_found(&format!("nic {nic}")))
@@ -546,7 +546,7 @@ async fn update_nic(
     same_id(&body, "nic", &nic)?;
     check_interface(&body)?;
     if let Some(asked) = named_network(&rest.service, &body).await? {
-        let on = rest.service.read().nic_network(&d).unwrap_or_default();
+        let on = rest.service.view(&crate::principal()).nic_network(&d).unwrap_or_default();
         if asked != on {
             return Err(ApiError::conflict(format!(
                 "Cannot move the nic of {} to {asked} in place: remove it and add it on that network",
@@ -801,7 +801,7 @@ async fn snapshot_disks(
     Path((id, s)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let (d, _) = find_snapshot(&rest.service, &id, &s).await?;
-    let owners = move |_: &App| {
+    let owners = move |_: &View| {
         let mut d = d.clone();
         d.volumes.retain(|v| v.name == SNAPSHOT_VOLUME);
         vec![d]

@@ -286,9 +286,9 @@ fn host_node(ctx: &Ctx, rest: &Rest, facts: &HostFacts) -> Node {
     let id = common::host_id();
     let base = format!("/hosts/{id}");
     let (total, active, memory) = {
-        let app = rest.service.read();
+        let app = rest.service.view(&crate::principal());
         let (total, active) = common::vm_counts(&rest.service, &app);
-        (total, active, app.host.memory_mib * 1024 * 1024)
+        (total, active, app.host().memory_mib * 1024 * 1024)
     };
     let state = if rest.service.has_hypervisor() { "up" } else { "down" };
     let mut host = Node::new("host").attr("href", ctx.href(&base)).attr("id", id);

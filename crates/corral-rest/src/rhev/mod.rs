@@ -109,7 +109,7 @@ async fn entry_point(ctx: Ctx, axum::extract::State(rest): axum::extract::State<
             .with_leaf("full_version", env!("CARGO_PKG_VERSION")),
     );
     let (vms, active, users) = {
-        let app = rest.service.read();
+        let app = rest.service.view(&crate::principal());
         let (vms, active) = common::vm_counts(&rest.service, &app);
         (vms, active, app.users().count())
     };

@@ -22,8 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use corral_core::domain::Domain;
 use corral_core::volume::{Driver, NewDisk, Pool, Volume};
-use corral_core::{App, ErrorKind};
+use corral_core::ErrorKind;
 use corral_service::Service;
+use corral_service::View;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -53,7 +54,7 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
 
 /// How many storage domains the entry point's summary counts.
 pub fn domain_count(rest: &Rest) -> usize {
-    rest.service.read().pools().len()
+    rest.service.view(&crate::principal()).pools().len()
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -71,7 +72,7 @@ fn domain_type(pool: &Pool) -> &'static str {
 }
 
 fn find_pool(service: &Service, id: &str) -> ApiResult<Pool> {
-    let app = service.read();
+    let app = service.view(&crate::principal());
     app.pools()
         .iter()
         .find(|p| domain_id(&p.name) == id)
@@ -82,7 +83,7 @@ fn find_pool(service: &Service, id: &str) -> ApiResult<Pool> {
 /// What a domain shows that needs the file system: (available, used) of its file system.
 type Usage = Option<(u64, u64)>;
 
-fn domain_node(ctx: &Ctx, app: &App, pool: &Pool, usage: Usage) -> Node {
+fn domain_node(ctx: &Ctx, app: &View, pool: &Pool, usage: Usage) -> Node {
     let id = domain_id(&pool.name);
     let base = format!("/storagedomains/{id}");
     let mut sd = Node::new("storage_domain").attr("href", ctx.href(&base)).attr("id", &id);
@@ -110,7 +111,7 @@ fn domain_node(ctx: &Ctx, app: &App, pool: &Pool, usage: Usage) -> Node {
     ))
 }
 
-fn domain_field(app: &App, pool: &Pool, field: &str) -> Option<String> {
+fn domain_field(app: &View, pool: &Pool, field: &str) -> Option<String> {
     Some(match field {
         "name" => pool.name.clone(),
         "id" => domain_id(&pool.name),
@@ -130,7 +131,7 @@ fn domain_field(app: &App, pool: &Pool, field: &str) -> Option<String> {
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let service = rest.service.clone();
     blocking(move || {
-        let app = service.read();
+        let app = service.view(&crate::principal());
         let pools: Vec<&Pool> = app.pools().iter().collect();
         let out = collection(
             &ctx,
@@ -147,7 +148,7 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
 async fn render_domain(ctx: Ctx, service: Arc<Service>, pool: Pool) -> ApiResult<Node> {
     blocking(move || {
         let usage = service.pool_usage(&pool);
-        let app = service.read();
+        let app = service.view(&crate::principal());
         Ok(domain_node(&ctx, &app, &pool, usage))
     })
     .await
@@ -341,7 +342,7 @@ pub fn disk_volumes(d: &Domain) -> impl Iterator<Item = &Volume> {
 }
 
 /// The qube and volume behind a disk id.
-pub fn find_disk(app: &App, id: &str) -> Option<(Domain, Volume)> {
+pub fn find_disk(app: &View, id: &str) -> Option<(Domain, Volume)> {
     app.domains()
         .filter(|d| !d.is_admin())
         .find_map(|d| disk_volumes(d).find(|v| disk_id(d, &v.name) == id).map(|v| (d.clone(), v.clone())))
@@ -353,7 +354,7 @@ pub fn boots_from(d: &Domain, v: &Volume) -> bool {
 }
 
 /// A volume as a disk at `href` (under `/disks` or a vm's `/disks`).
-pub fn disk_node(ctx: &Ctx, app: &App, d: &Domain, v: &Volume, usage: u64, href: &str) -> Node {
+pub fn disk_node(ctx: &Ctx, app: &View, d: &Domain, v: &Volume, usage: u64, href: &str) -> Node {
     let id = disk_id(d, &v.name);
     let alias = d.disk_alias(v);
     let mut disk = Node::new("disk").attr("href", ctx.href(href)).attr("id", &id);
@@ -440,7 +441,7 @@ pub fn disk_field(d: &Domain, v: &Volume, field: &str) -> Option<String> {
 /// kernel. Anything else is a 400 rather than a silently different disk. The `alias` (or the older `name`) is
 /// the disk's name, any line of text; the default alias `<qube>-disk<N>` chooses the volume's number too.
 /// Both given and different is a 400.
-pub(super) fn new_disk(app: &App, d: &Domain, body: &Node) -> ApiResult<NewDisk> {
+pub(super) fn new_disk(app: &View, d: &Domain, body: &Node) -> ApiResult<NewDisk> {
     let required = |what: &str| ApiError::bad_request(format!("disk [{what}] required for add"));
     let (sd_id, sd_name) = body
         .get("storage_domains")
@@ -510,11 +511,11 @@ pub(super) fn new_disk(app: &App, d: &Domain, body: &Node) -> ApiResult<NewDisk>
 pub(super) async fn disk_collection(
     ctx: Ctx,
     service: Arc<Service>,
-    owners: impl Fn(&App) -> Vec<Domain> + Send + 'static,
+    owners: impl Fn(&View) -> Vec<Domain> + Send + 'static,
     href: impl Fn(&Domain, &str) -> String + Send + 'static,
 ) -> ApiResult<Node> {
     blocking(move || {
-        let app = service.read();
+        let app = service.view(&crate::principal());
         let owners = owners(&app);
         let vols: Vec<(&Domain, &Volume)> = owners.iter().flat_map(|d| disk_volumes(d).map(move |v| (d, v))).collect();
         collection(
@@ -531,7 +532,7 @@ pub(super) async fn disk_collection(
 /// One disk rendered at `href`.
 pub(super) async fn disk_at(ctx: Ctx, service: Arc<Service>, d: Domain, v: Volume, href: String) -> ApiResult<Node> {
     blocking(move || {
-        let app = service.read();
+        let app = service.view(&crate::principal());
         Ok(disk_node(&ctx, &app, &d, &v, service.volume_usage(&app, &v), &href))
     })
     .await
@@ -541,7 +542,7 @@ fn floating_href(_: &Domain, id: &str) -> String {
     format!("/disks/{id}")
 }
 
-fn vms_of(app: &App) -> Vec<Domain> {
+fn vms_of(app: &View) -> Vec<Domain> {
     app.domains().filter(|d| !d.is_admin()).cloned().collect()
 }
 
@@ -560,7 +561,7 @@ async fn disks(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
         (status = 404, response = NotFound)))]
 async fn domain_disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let pool = find_pool(&rest.service, &id)?;
-    let in_pool = move |app: &App| {
+    let in_pool = move |app: &View| {
         app.domains()
             .filter(|d| !d.is_admin())
             .map(|d| {
@@ -575,7 +576,7 @@ async fn domain_disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<St
 }
 
 fn floating(service: &Service, id: &str) -> ApiResult<(Domain, Volume)> {
-    find_disk(&service.read(), id).ok_or_else(|| ApiError::not_found(&format!("disk {id}")))
+    find_disk(&service.view(&crate::principal()), id).ok_or_else(|| ApiError::not_found(&format!("disk {id}")))
 }
 
 #[utoipa::path(get, path = "/api/disks/{id}", operation_id = "get_disk", tag = "disks", summary = "Get a disk",

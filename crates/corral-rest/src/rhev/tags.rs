@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use corral_core::domain::Domain;
-use corral_core::App;
+use corral_service::View;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -54,7 +54,7 @@ fn is_root_id(id: &str) -> bool {
 }
 
 /// Every tag some qube has, sorted.
-fn all_tags(app: &App) -> BTreeSet<String> {
+fn all_tags(app: &View) -> BTreeSet<String> {
     app.domains().flat_map(|d| app.tags_of(d)).collect()
 }
 
@@ -63,7 +63,7 @@ fn find(rest: &Rest, id: &str) -> ApiResult<Option<String>> {
     if is_root_id(id) {
         return Ok(None);
     }
-    let app = rest.service.read();
+    let app = rest.service.view(&crate::principal());
     all_tags(&app)
         .into_iter()
         .find(|t| tag_id(t) == id)
@@ -136,7 +136,7 @@ fn check_parent(body: &Node) -> ApiResult<()> {
     responses((status = 200, response = schema::Tags), (status = 400, response = BadRequest)))]
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let names: Vec<String> = {
-        let app = rest.service.read();
+        let app = rest.service.view(&crate::principal());
         std::iter::once(ROOT.to_string()).chain(all_tags(&app).into_iter().filter(|t| t != ROOT)).collect()
     };
     let out = collection(
@@ -161,7 +161,7 @@ async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) ->
 }
 
 fn exists(rest: &Rest, name: &str) -> bool {
-    name == ROOT || all_tags(&rest.service.read()).contains(name)
+    name == ROOT || all_tags(&rest.service.view(&crate::principal())).contains(name)
 }
 
 #[utoipa::path(post, path = "/api/tags", operation_id = "add_tag", tag = "tags", summary = "Add a tag",
@@ -232,7 +232,7 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
 
 /// The vm's tag with this id.
 fn vm_tag(rest: &Rest, d: &Domain, id: &str) -> ApiResult<String> {
-    let app = rest.service.read();
+    let app = rest.service.view(&crate::principal());
     app.tags_of(d)
         .into_iter()
         .find(|t| tag_id(t) == id)
@@ -245,7 +245,7 @@ fn vm_tag(rest: &Rest, d: &Domain, id: &str) -> ApiResult<String> {
         (status = 404, response = NotFound)))]
 async fn vm_list(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let d = super::vms::find(&rest.service, &id)?;
-    let tags = rest.service.read().tags_of(&d);
+    let tags = rest.service.view(&crate::principal()).tags_of(&d);
     let out = collection(&ctx, "tags", tags, |n, f| tag_field(n, f), |name| tag_node(&ctx, name, Some(&id)))?;
     Ok(ctx.ok(&out))
 }
@@ -271,7 +271,7 @@ async fn vm_attach(
     let name = match (body.attr_of("id"), body.text_of("name")) {
         (Some(tid), _) if is_root_id(tid) => None,
         (Some(tid), _) => Some(
-            all_tags(&rest.service.read())
+            all_tags(&rest.service.view(&crate::principal()))
                 .into_iter()
                 .find(|t| tag_id(t) == tid)
                 .ok_or_else(|| ApiError::bad_request(format!("Entity not found: tag {tid}")))?,

@@ -14,9 +14,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use corral_core::domain::{Class, Domain};
 use corral_core::volume::Volume;
-use corral_core::App;
 use corral_service::rest_storage::TemplateFrom;
 use corral_service::Service;
+use corral_service::View;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -49,7 +49,7 @@ pub fn find(service: &Service, id: &str) -> ApiResult<Option<Domain>> {
     if id == BLANK {
         return Ok(None);
     }
-    let app = service.read();
+    let app = service.view(&crate::principal());
     let uuid = uuid::Uuid::parse_str(id).map_err(|_| ApiError::not_found(&format!("template {id}")))?;
     app.domain_by_uuid(&uuid)
         .filter(|d| d.class == Class::TemplateVM)
@@ -63,7 +63,7 @@ fn blank_probe() -> Domain {
     Domain::new(0, "Blank", uuid::Uuid::nil(), Class::StandaloneVM)
 }
 
-fn template_node(ctx: &Ctx, app: &App, t: Option<&Domain>) -> Node {
+fn template_node(ctx: &Ctx, app: &View, t: Option<&Domain>) -> Node {
     let probe = blank_probe();
     let (id, name, description, d) = match t {
         Some(d) => (d.uuid.to_string(), d.name.clone(), d.notes.clone(), d),
@@ -90,7 +90,7 @@ fn template_node(ctx: &Ctx, app: &App, t: Option<&Domain>) -> Node {
         .child(Node::new("usb").with_leaf("enabled", "false"))
 }
 
-fn template_field(app: &App, t: Option<&Domain>, field: &str) -> Option<String> {
+fn template_field(app: &View, t: Option<&Domain>, field: &str) -> Option<String> {
     let probe = blank_probe();
     let d = t.unwrap_or(&probe);
     Some(match field {
@@ -109,7 +109,7 @@ fn template_field(app: &App, t: Option<&Domain>, field: &str) -> Option<String> 
     summary = "List templates", description = "Blank and every TemplateVM.", params(Search),
     responses((status = 200, response = schema::Templates), (status = 400, response = BadRequest)))]
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
-    let app = rest.service.read();
+    let app = rest.service.view(&crate::principal());
     let mut all: Vec<Option<&Domain>> = vec![None];
     all.extend(app.domains().filter(|d| d.class == Class::TemplateVM).map(Some));
     let out =
@@ -124,14 +124,14 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     responses((status = 200, response = schema::Template), (status = 404, response = NotFound)))]
 async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let t = find(&rest.service, &id)?;
-    let app = rest.service.read();
+    let app = rest.service.view(&crate::principal());
     Ok(ctx.ok(&template_node(&ctx, &app, t.as_ref())))
 }
 
 /// The qube a template is made from, by `<vm id=…/>` or `<vm><name>…</name></vm>`.
 fn source_vm(service: &Service, body: &Node) -> ApiResult<String> {
     let (id, name) = ref_of(body, "vm").ok_or_else(|| ApiError::bad_request("template [vm] required for add"))?;
-    let app = service.read();
+    let app = service.view(&crate::principal());
     let found = app
         .domains()
         .filter(|d| !d.is_admin())
@@ -171,7 +171,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     .await?;
     let id = uuid.to_string();
     let t = find(&rest.service, &id)?;
-    let node = template_node(&ctx, &rest.service.read(), t.as_ref());
+    let node = template_node(&ctx, &rest.service.view(&crate::principal()), t.as_ref());
     Ok(created(&ctx, node, &format!("/templates/{id}"), true))
 }
 
@@ -214,7 +214,7 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     }
     super::vms::update_qube(&rest.service, t.name.clone(), &body).await?;
     let t = find(&rest.service, &id)?;
-    let app = rest.service.read();
+    let app = rest.service.view(&crate::principal());
     Ok(ctx.ok(&template_node(&ctx, &app, t.as_ref())))
 }
 
@@ -245,7 +245,7 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
         (status = 404, response = NotFound)))]
 async fn disks(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let t = find(&rest.service, &id)?;
-    let owners = move |_: &App| t.clone().into_iter().collect();
+    let owners = move |_: &View| t.clone().into_iter().collect();
     let base = format!("/templates/{id}/disks");
     let href = move |_: &Domain, disk: &str| format!("{base}/{disk}");
     let out = super::storage::disk_collection(ctx.clone(), rest.service.clone(), owners, href).await?;
@@ -320,7 +320,7 @@ async fn disk_statistic(
 async fn nics(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let t = find(&rest.service, &id)?;
     let networks = super::devices::networks(rest.service.clone()).await?;
-    let app = rest.service.read();
+    let app = rest.service.view(&crate::principal());
     let mut out = Node::collection("nics");
     let base = format!("/templates/{id}");
     if let Some(nic) = t.as_ref().and_then(|d| super::devices::nic_node(&ctx, &app, d, &base, &networks)) {

@@ -41,7 +41,7 @@ fn user_field(u: &User, field: &str) -> Option<String> {
 #[utoipa::path(get, path = "/api/users", operation_id = "list_users", tag = "users", summary = "List local users",
     params(Search), responses((status = 200, response = schema::Users), (status = 400, response = BadRequest)))]
 async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
-    let users: Vec<User> = rest.service.read().users().cloned().collect();
+    let users: Vec<User> = rest.service.view(&crate::principal()).users().cloned().collect();
     let out = collection(&ctx, "users", users, user_field, |u| user_node(&ctx, u))?;
     Ok(ctx.ok(&out))
 }
@@ -50,7 +50,7 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     params(("id" = String, Path, description = "The user's UUID")),
     responses((status = 200, response = schema::User), (status = 404, response = NotFound)))]
 async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
-    let app = rest.service.read();
+    let app = rest.service.view(&crate::principal());
     let user =
         app.users().find(|u| u.id.to_string() == id).ok_or_else(|| ApiError::not_found(&format!("user {id}")))?;
     Ok(ctx.ok(&user_node(&ctx, user)))

@@ -41,7 +41,7 @@ pub fn routes() -> OpenApiRouter<Arc<Rest>> {
 
 /// The qube behind a vm id; dom0 is not a vm.
 pub fn find(service: &Service, id: &str) -> ApiResult<Domain> {
-    let app = service.read();
+    let app = service.view(&crate::principal());
     let uuid = uuid::Uuid::parse_str(id).map_err(|_| ApiError::not_found(&format!("vm {id}")))?;
     app.domain_by_uuid(&uuid).filter(|d| !d.is_admin()).cloned().ok_or_else(|| ApiError::not_found(&format!("vm {id}")))
 }
@@ -59,14 +59,15 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
             (crate::Format::Xml, _) => "rest:vms:xml:ovirt-engine",
             (crate::Format::Json, _) => "rest:vms:json:ovirt-engine",
         };
-        let body = service.rendered(key, |app, previous_len| {
+        let view = service.view(&crate::principal());
+        let body = service.rendered(&view, key, |app, previous_len| {
             let vms = app.domains().filter(|d| !d.is_admin()).map(|d| vm_node(&ctx, service, app, d));
             ctx.encode_collection("vms", "vm", vms, previous_len + previous_len / 8)
         });
         return Ok(ctx.render_bytes(StatusCode::OK, body.to_vec()));
     }
     let nodes: Vec<(Node, Domain)> = {
-        let app = service.read();
+        let app = service.view(&crate::principal());
         let vms: Vec<&Domain> = app.domains().filter(|d| !d.is_admin()).collect();
         let vms =
             super::search::apply(&ctx, vms, |d, f| vm_field(service, &app, d, f)).map_err(ApiError::bad_request)?;
@@ -85,7 +86,7 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
 async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     if ctx.details.is_empty() {
         // The common read: rendered under the read lock, without copying the qube out of the model.
-        let app = rest.service.read();
+        let app = rest.service.view(&crate::principal());
         let uuid = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::not_found(&format!("vm {id}")))?;
         let d = app
             .domain_by_uuid(&uuid)
@@ -94,7 +95,7 @@ async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) ->
         return Ok(ctx.ok(&vm_node(&ctx, &rest.service, &app, d)));
     }
     let d = find(&rest.service, &id)?;
-    let node = vm_node(&ctx, &rest.service, &rest.service.read(), &d);
+    let node = vm_node(&ctx, &rest.service, &rest.service.view(&crate::principal()), &d);
     let node = with_details(&ctx, &rest.service, vec![(node, d)]).await?.remove(0);
     Ok(ctx.ok(&node))
 }
@@ -168,7 +169,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
         return Err(ApiError::bad_request("Entity not found: cluster"));
     }
     let template = {
-        let app = rest.service.read();
+        let app = rest.service.view(&crate::principal());
         let blank = tid.as_deref() == Some(BLANK) || tname.as_deref() == Some("Blank");
         if blank {
             None
@@ -207,7 +208,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     })
     .await?;
     let d = find(&rest.service, &id)?;
-    let node = vm_node(&ctx, &rest.service, &rest.service.read(), &d);
+    let node = vm_node(&ctx, &rest.service, &rest.service.view(&crate::principal()), &d);
     Ok(created(&ctx, node, &format!("/vms/{id}"), true))
 }
 
@@ -243,7 +244,7 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
         return Err(ApiError::conflict("Cannot change the name of a vm: qube names are fixed at creation"));
     }
     if let Some((tid, tname)) = ref_of(&body, "template") {
-        let app = rest.service.read();
+        let app = rest.service.view(&crate::principal());
         let current = app.vm_prop(&d, "template").filter(|t| !t.is_empty());
         let (current_id, current_name) = match current.as_deref().and_then(|t| app.domain(t)) {
             Some(t) => (t.uuid.to_string(), t.name.clone()),
@@ -257,7 +258,7 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     }
     update_qube(&rest.service, d.name.clone(), &body).await?;
     let d = find(&rest.service, &id)?;
-    let app = rest.service.read();
+    let app = rest.service.view(&crate::principal());
     Ok(ctx.ok(&vm_node(&ctx, &rest.service, &app, &d)))
 }
 
@@ -537,7 +538,7 @@ async fn statistic(
 /// puts inline.
 pub(super) async fn statistics_node(ctx: &Ctx, service: Arc<Service>, d: Domain, id: &str) -> ApiResult<Node> {
     let memory = {
-        let app = service.read();
+        let app = service.view(&crate::principal());
         app.vm_prop(&d, "memory").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024 * 1024
     };
     let (info, cpu) = cpu_current(service, d).await?;

@@ -41,7 +41,7 @@ pub(super) fn handle(req: &Req<'_>, env: &mut Envelope) {
 /// The qubes a request is about: one by name or uuid, or every qube the list flags select (dom0 is no
 /// domain here). `None` after an error was reported.
 fn resolve(req: &Req<'_>, env: &mut Envelope) -> Option<Vec<Domain>> {
-    let app = req.service.read();
+    let app = req.service.view(&crate::principal());
     match selection(req, env)? {
         Selection::One { by_uuid, id } => {
             let found =
@@ -136,7 +136,7 @@ fn status(state: PowerState) -> &'static str {
 /// would give it (the domain XML's `<memory>` is the larger of `memory` and `maxmem`).
 fn info(req: &Req<'_>, d: &Domain) -> Value {
     let (memory, maxmem, vcpus) = {
-        let app = req.service.read();
+        let app = req.service.view(&crate::principal());
         let int = |p: &str| app.vm_prop(d, p).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         (int("memory"), int("maxmem"), int("vcpus"))
     };

@@ -1,0 +1,108 @@
+//! What one principal may see of the model, as of one moment: the doors render from a `View`, never from the
+//! model itself. A qube the principal may not list (`admin.vm.List` on it) is not in the view at all, so a door
+//! answers for it exactly as for a qube that does not exist.
+
+use std::sync::Arc;
+
+use corral_core::domain::Domain;
+use corral_core::user::User;
+use corral_core::volume::Pool;
+use corral_core::{App, Operation, Principal};
+
+use crate::Authorizer;
+
+/// A consistent, filtered snapshot of the model. Cheap to make and to clone; holding it holds up nobody.
+#[derive(Clone)]
+pub struct View {
+    app: Arc<App>,
+    generation: u64,
+    principal: Principal,
+    auth: Arc<dyn Authorizer>,
+}
+
+impl View {
+    pub(crate) fn new(app: Arc<App>, generation: u64, principal: Principal, auth: Arc<dyn Authorizer>) -> View {
+        View { app, generation, principal, auth }
+    }
+
+    /// The model generation the view shows, for caches of what is rendered from it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The host's memory and CPUs.
+    pub fn host(&self) -> corral_core::HostInfo {
+        self.app.host
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    fn may(&self, method: &str, arg: &str, target: &str) -> bool {
+        self.auth.authorize(&self.principal, &Operation::new(method, arg, target)).is_ok()
+    }
+
+    fn sees(&self, d: &Domain) -> bool {
+        self.may("admin.vm.List", "", &d.name)
+    }
+
+    /// Whether the principal sees every qube, so that a rendering of all of them may be shared.
+    pub fn is_complete(&self) -> bool {
+        self.app.domains().all(|d| self.sees(d))
+    }
+
+    pub fn domain(&self, name: &str) -> Option<&Domain> {
+        self.app.domain(name).filter(|d| self.sees(d))
+    }
+
+    pub fn domain_by_uuid(&self, uuid: &uuid::Uuid) -> Option<&Domain> {
+        self.app.domain_by_uuid(uuid).filter(|d| self.sees(d))
+    }
+
+    /// The qubes the principal may see, in upstream's order (dom0 first, then by name).
+    pub fn domains(&self) -> impl Iterator<Item = &Domain> {
+        self.app.domains().filter(|d| self.sees(d))
+    }
+
+    /// The qube's template, if the principal may see it.
+    pub fn template_of(&self, d: &Domain) -> Option<&Domain> {
+        self.app.template_of(d).filter(|t| self.sees(t))
+    }
+
+    /// A property's value as the Admin API shows it (explicit, or its default).
+    pub fn vm_prop(&self, d: &Domain, name: &str) -> Option<String> {
+        self.app.vm_prop(d, name)
+    }
+
+    pub fn tags_of(&self, d: &Domain) -> Vec<String> {
+        self.app.tags_of(d)
+    }
+
+    /// The libvirt network the qube's card is on, if any.
+    pub fn nic_network(&self, d: &Domain) -> Option<String> {
+        self.app.nic_network(d)
+    }
+
+    pub fn global_prop(&self, name: &str) -> Option<String> {
+        self.app.global_prop(name)
+    }
+
+    pub fn pools(&self) -> &[Pool] {
+        self.app.pools()
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.app.pool(name)
+    }
+
+    /// The HTTP users, to those who may manage them.
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        let visible = self.may("corral.user.List", "", corral_core::domain::DOM0);
+        self.app.users().filter(move |_| visible)
+    }
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users().find(|u| u.name == name)
+    }
+}
