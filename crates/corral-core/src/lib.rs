@@ -10,6 +10,7 @@ pub mod hv;
 pub mod label;
 pub mod plan;
 pub mod props;
+pub mod setup;
 pub mod text;
 pub mod user;
 pub mod volume;

@@ -10,13 +10,14 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::blocking::Client;
+use support::events::Events;
 use support::volumes::volume_path;
 use support::Daemon;
 
@@ -38,9 +39,11 @@ fn write_image(path: &Path, data: &[u8]) {
     f.sync_all().expect("sync image");
 }
 
+/// The first `len` bytes of an image (fewer if it is shorter).
 fn read_image(path: &Path, len: usize) -> Vec<u8> {
-    let mut data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    data.truncate(len);
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut data = Vec::with_capacity(len);
+    f.take(len as u64).read_to_end(&mut data).expect("read image");
     data
 }
 
@@ -123,10 +126,9 @@ impl Operation {
     /// The request that makes qube `name`.
     fn request(self, src: &Source, name: &str) -> (String, String) {
         match self {
-            Operation::Clone => (
-                format!("/api/vms/{}/clone", src.work_uuid),
-                format!("<action><vm><name>{name}</name></vm></action>"),
-            ),
+            Operation::Clone => {
+                (format!("/api/vms/{}/clone", src.work_uuid), format!("<action><vm><name>{name}</name></vm></action>"))
+            }
             Operation::Template => (
                 "/api/templates".to_string(),
                 format!(
@@ -267,4 +269,27 @@ fn a_clone_or_template_interrupted_by_kill_9_is_whole_or_absent() {
         eprintln!("{op:?}: {whole} whole, {absent} absent after kill -9 (window {window} µs)");
         assert!(whole > 0 && absent > 0, "{op:?}: the kills missed the operation: {whole} whole, {absent} absent");
     }
+}
+
+#[test]
+fn a_clone_whose_copy_fails_leaves_no_qube_and_no_files() {
+    let d = Daemon::start().with_user().with_appvm();
+    let src = source(&d);
+    // The private volume is copied first, then the further disk, whose image is gone.
+    std::fs::remove_file(volume_path(&d, "work", "disk1")).expect("remove image");
+    let (path, body) = Operation::Clone.request(&src, "copy");
+
+    let mut answer = None;
+    let mut events = Events::around(&d, || answer = post(&Client::new(), &d.http(), &path, &body));
+    let (status, reply) = answer.expect("answer");
+
+    assert!(status >= 400, "{status} {reply}");
+    // Nothing was committed, so nothing was announced: no qube appeared and went again.
+    let seen = events.until_marker(&d, "work");
+    assert!(!seen.iter().any(|e| e.contains("domain-add") || e.contains("domain-delete")), "{seen:?}");
+    assert!(!exists(&d, "copy"));
+    let left: Vec<String> = std::fs::read_dir(d.state.join("appvms/copy"))
+        .map(|dir| dir.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }
