@@ -305,6 +305,15 @@ mod tests {
         let new = app.plan_create_with(&spec, &setup, true).unwrap();
 
         assert!(matches!(new.plan.ops.first(), Some(Op::InsertDomain(_))));
+        // Events in the order the separate calls fired them: creation, copies, settings.
+        let names: Vec<&str> = new.plan.events.iter().map(|e| e.name.as_str()).collect();
+        let at = |name: &str| names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("{name}: {names:?}"));
+        assert_eq!(at("domain-add"), 0);
+        assert!(at("domain-create-on-disk") < at("domain-import-volume"));
+        assert!(at("domain-import-volume") < at("property-set:memory"));
+        assert!(at("property-set:memory") < at("domain-feature-set:gui"));
+        assert!(at("domain-feature-set:gui") < at("domain-tag-add:finance"));
+        assert!(at("domain-tag-add:finance") < at("firewall-changed"));
         let mut after = app.clone();
         apply(&mut after, new.plan);
         let copy = after.domain("copy").unwrap();
@@ -346,7 +355,10 @@ mod tests {
         let app = app();
         let (spec, mut setup) = app.template_setup(&work(&app), "gold", "dom0", Uuid::new_v4()).unwrap();
         setup.override_props(vec![("vcpus".into(), "0".into())]);
-        assert!(app.plan_create_with(&spec, &setup, true).is_err());
-        assert!(app.domain("gold").is_none());
+        let refused = app.plan_create_with(&spec, &setup, true).unwrap_err();
+        assert_eq!(
+            (refused.kind, refused.message.as_str()),
+            (ErrorKind::QubesPropertyValueError, "vcpus must be positive")
+        );
     }
 }
