@@ -276,38 +276,37 @@ impl Service {
             wanted.push((name.to_string(), props::sanitize(def.ty, payload)?));
         }
         let notes = t.notes.map(corral_core::plan::sanitize_notes).transpose()?;
-        let model = self.model.upgradable_read();
-        let src = resolve_in(&model, t.source)?;
-        let (spec, mut setup) = model.template_setup(src, t.name, &caller.name, t.uuid)?;
+        let (spec, mut setup) = {
+            let app = self.read();
+            app.template_setup(resolve_in(&app, t.source)?, t.name, &caller.name, t.uuid)?
+        };
         setup.override_props(wanted);
         setup.notes = notes;
-        self.make_copy(caller, model, "admin.vm.Create.TemplateVM", spec, setup)
+        self.make_copy(caller, "admin.vm.Create.TemplateVM", spec, setup)
     }
 
     /// A copy of qube `source` named `name`, as `qvm-clone` makes one (see [`App::clone_setup`]): one plan,
     /// committed once, so the clone is made whole or not at all.
     pub fn clone_vm(&self, caller: &Caller, source: &str, name: &str, uuid: uuid::Uuid) -> Result<()> {
         corral_core::text::validate_vm_name(name)?;
-        let model = self.model.upgradable_read();
-        let src = resolve_in(&model, source)?;
-        let (spec, setup) = model.clone_setup(src, name, &caller.name, uuid, crate::ops::now_epoch())?;
+        let (spec, setup) = {
+            let app = self.read();
+            app.clone_setup(resolve_in(&app, source)?, name, &caller.name, uuid, crate::ops::now_epoch())?
+        };
         let create = format!("admin.vm.Create.{}", spec.class.name());
-        self.make_copy(caller, model, &create, spec, setup)
+        self.make_copy(caller, &create, spec, setup)
     }
 
-    /// Checks every call the copy amounts to, then plans it and makes it (see [`Service::make_qube`]).
-    fn make_copy(
-        &self,
-        caller: &Caller,
-        model: RwLockUpgradableReadGuard<'_, App>,
-        create: &str,
-        spec: CreateSpec,
-        setup: Setup,
-    ) -> Result<()> {
+    /// Checks every call the copy amounts to, then plans it against the model as it is now and makes it (see
+    /// [`Service::make_qube`]). The checks (the policy's, libvirt's networks) run before the lock is taken: a
+    /// source changed meanwhile gives the settings `setup` saw and its volumes' content as it is at the copy; one
+    /// that lost a copied volume refuses the copy.
+    fn make_copy(&self, caller: &Caller, create: &str, spec: CreateSpec, setup: Setup) -> Result<()> {
         self.auth_setup(caller, create, &spec, &setup)?;
         for (_, network) in setup.features.iter().filter(|(k, v)| k == NETWORK_FEATURE && !v.is_empty()) {
             self.require_network(network)?;
         }
+        let model = self.model.upgradable_read();
         let new = model.plan_create_with(&spec, &setup, caller.is_dom0())?;
         self.make_qube(model, new, &setup.copies)
     }
