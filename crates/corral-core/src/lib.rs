@@ -11,6 +11,7 @@ pub mod hv;
 pub mod label;
 pub mod plan;
 pub mod props;
+pub mod setup;
 pub mod text;
 pub mod user;
 pub mod volume;

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use corral_core::domain::{Class, Domain, NETWORK_FEATURE};
 use corral_core::plan::{CreateSpec, Plan};
 use corral_core::props::{self, PropType};
+use corral_core::setup::{NewQube, Setup, VolumeCopy};
 use corral_core::volume::{Driver, Pool};
 use corral_core::{firewall, label, plan, App, Error, ErrorKind, Event, Result};
+use parking_lot::RwLockUpgradableReadGuard;
 use serde_json::json;
 
 use crate::{resolve_in, Operation, Principal, Service};
@@ -378,40 +380,100 @@ impl Service {
         notes: Option<&[u8]>,
     ) -> Result<()> {
         self.auth(caller, method, spec.template.as_deref().unwrap_or(""), "dom0")?;
-        let mut typed = Vec::new();
+        let mut setup = Setup::default();
         for (name, payload) in props {
             let def = props::vm_prop_def(spec.class, name).ok_or_else(|| Error::no_such_property(&spec.name, name))?;
-            typed.push((*name, props::sanitize(def.ty, payload)?));
+            setup.props.push((name.to_string(), props::sanitize(def.ty, payload)?));
             self.auth(caller, "admin.vm.property.Set", name, &spec.name)?;
         }
-        let notes = notes.map(plan::sanitize_notes).transpose()?;
-        let mut model = self.model.write();
-        let mut plan = model.plan_create(&spec)?;
-        if !typed.is_empty() || notes.is_some() {
-            // The settings are planned against the model as it will be once the qube exists.
-            let mut after = App::clone(&model);
-            for op in plan.ops.clone() {
-                after.apply(op);
-            }
-            let d = domain(&after, &spec.name)?;
-            for (name, value) in &typed {
-                let p = after.plan_vm_prop_set(d, name, value)?;
-                plan.ops.extend(p.ops);
-                plan.events.extend(p.events);
-            }
-            if let Some(text) = notes {
-                plan.ops.extend(after.plan_notes_set(d, text).ops);
+        setup.notes = notes.map(plan::sanitize_notes).transpose()?;
+        let model = self.model.upgradable_read();
+        let new = model.plan_create_with(&spec, &setup, caller.may_mark_creators())?;
+        self.make_qube(model, new, &[])
+    }
+
+    /// Every Admin API call a composed creation amounts to (`create` the one that makes the qube), all checked
+    /// before anything is made, so a policy sees the same calls the steps made one by one would show.
+    pub(crate) fn auth_setup(&self, caller: &Principal, create: &str, spec: &CreateSpec, setup: &Setup) -> Result<()> {
+        let vm = spec.name.as_str();
+        self.auth(caller, create, spec.template.as_deref().unwrap_or(""), "dom0")?;
+        for disk in &setup.disks {
+            self.auth(caller, "corral.vm.volume.Add", &disk.pool, vm)?;
+        }
+        for copy in &setup.copies {
+            self.auth(caller, "admin.vm.volume.CloneFrom", &copy.from_volume, &copy.from_vm)?;
+            self.auth(caller, "admin.vm.volume.CloneTo", &copy.to, vm)?;
+            if copy.preallocate {
+                self.auth(caller, "corral.vm.volume.Update", &copy.to, vm)?;
             }
         }
-        let created = self.create_volumes(&model, &plan)?;
-        if let Err(e) = self.store.lock().commit(&plan.ops) {
+        for (name, _) in &setup.props {
+            self.auth(caller, "admin.vm.property.Set", name, vm)?;
+        }
+        if setup.notes.is_some() {
+            self.auth(caller, "admin.vm.notes.Set", "", vm)?;
+        }
+        for (name, _) in &setup.features {
+            self.auth(caller, "admin.vm.feature.Set", name, vm)?;
+        }
+        for tag in &setup.tags {
+            self.auth(caller, "admin.vm.tag.Set", tag, vm)?;
+        }
+        if setup.firewall.is_some() {
+            self.auth(caller, "admin.vm.firewall.Set", "", vm)?;
+        }
+        Ok(())
+    }
+
+    /// Makes planned qube `new` real: creates its volumes' files (marked as no committed qube's), copies the
+    /// content `copies` names into them, then commits the plan in one transaction, after which the files are the
+    /// qube's. Until that commit nothing of the qube is in the store: a failure removes the files made so far,
+    /// and a crash leaves only files a later create of the name clears. Copies run under the upgradable lock:
+    /// reads go on, other writers wait, so the plan stays valid until the commit.
+    pub(crate) fn make_qube(
+        &self,
+        model: RwLockUpgradableReadGuard<'_, std::sync::Arc<App>>,
+        mut new: NewQube,
+        copies: &[VolumeCopy],
+    ) -> Result<()> {
+        let created = self.create_volumes(&model, &new.domain.name, &new.domain.volumes)?;
+        match self.copy_into(&model, &new.domain, copies) {
+            Ok(ops) => new.plan.ops.extend(ops),
+            Err(e) => {
+                self.remove_volume_files(&model, &created);
+                return Err(e);
+            }
+        }
+        let mut model = RwLockUpgradableReadGuard::upgrade(model);
+        if let Err(e) = self.store.lock().commit(&new.plan.ops) {
             self.remove_volume_files(&model, &created);
             return Err(crate::store_error(e));
         }
         self.own_volume_files(&model, &created);
-        self.apply_ops(&mut model, plan.ops);
-        self.events.publish_all(plan.events);
+        self.apply_ops(&mut model, new.plan.ops);
+        self.events.publish_all(new.plan.events);
         Ok(())
+    }
+
+    /// The storage side of `copies` into the volumes of uncommitted qube `d`: returns each target volume's
+    /// config as the copy leaves it (its size is its source's, a preallocated copy is recorded so).
+    fn copy_into(&self, app: &App, d: &Domain, copies: &[VolumeCopy]) -> Result<Vec<corral_core::Op>> {
+        let mut ops = Vec::new();
+        for copy in copies {
+            let missing = || Error::new(ErrorKind::QubesVolumeNotFoundError, "Source volume no longer exists");
+            let src = app.domain(&copy.from_vm).and_then(|s| s.volume(&copy.from_volume)).ok_or_else(missing)?;
+            let dst = d.volume(&copy.to).ok_or_else(missing)?;
+            let (src_pool, dst_pool) = (crate::volumes::pool_of(app, src)?, crate::volumes::pool_of(app, dst)?);
+            let size =
+                self.storage.clone_volume(src_pool, src, dst_pool, dst).map_err(crate::volumes::storage_error)?;
+            let mut volume = corral_core::volume::Volume { size, ..dst.clone() };
+            if copy.preallocate && !volume.preallocated {
+                self.storage.preallocate(dst_pool, &volume).map_err(crate::volumes::storage_error)?;
+                volume.preallocated = true;
+            }
+            ops.push(corral_core::Op::SetVolume { qid: d.qid, volume });
+        }
+        Ok(ops)
     }
 
     /// Returns the new qube's name. Starting it is the caller's (qrexec's) next call.
@@ -429,7 +491,11 @@ impl Service {
         };
         let base = domain(&model, &base_name)?;
         let (plan, name) = model.plan_create_disposable(base, caller.source_qube(), uuid::Uuid::new_v4())?;
-        let created = self.create_volumes(&model, &plan)?;
+        let volumes = match plan.ops.first() {
+            Some(corral_core::Op::InsertDomain(d)) => d.volumes.as_slice(),
+            _ => &[],
+        };
+        let created = self.create_volumes(&model, &name, volumes)?;
         if let Err(e) = self.store.lock().commit(&plan.ops) {
             self.remove_volume_files(&model, &created);
             return Err(crate::store_error(e));
@@ -440,18 +506,22 @@ impl Service {
         Ok(name)
     }
 
-    /// Creates the image files of a planned new qube; on failure removes what it made.
-    fn create_volumes(&self, app: &App, plan: &Plan) -> Result<Vec<corral_core::volume::Volume>> {
-        let Some(corral_core::Op::InsertDomain(d)) = plan.ops.first() else { return Ok(Vec::new()) };
+    /// Creates the image files of new qube `vm`'s `volumes`; on failure removes what it made.
+    fn create_volumes(
+        &self,
+        app: &App,
+        vm: &str,
+        volumes: &[corral_core::volume::Volume],
+    ) -> Result<Vec<corral_core::volume::Volume>> {
         let mut created = Vec::new();
-        for v in &d.volumes {
+        for v in volumes {
             let Some(pool) = app.pool(&v.pool) else { continue };
             if !app.domains().any(|o| o.volumes.iter().any(|ov| ov.pool == v.pool && ov.vid == v.vid)) {
                 self.discard_orphan(pool, v);
             }
             if let Err(e) = self.storage.create(pool, v) {
                 self.remove_volume_files(app, &created);
-                return Err(create_error(&d.name, v, e));
+                return Err(create_error(vm, v, e));
             }
             created.push(v.clone());
         }

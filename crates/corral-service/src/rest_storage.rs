@@ -1,22 +1,18 @@
 //! What the REST door's storage domains, disks, snapshots and templates need beyond the Admin API's calls.
-//! Each is built from the same steps the Admin API calls take (clone tokens, volume commits, qube creation),
-//! so the core's checks apply unchanged.
+//! Each is planned by the core like the Admin API calls it amounts to, so the core's checks apply unchanged,
+//! and each is one transaction: a clone or a template made from a qube is one plan with its creation.
 
-use corral_core::domain::Class;
+use corral_core::domain::{Class, NETWORK_FEATURE};
 use corral_core::hv::{BlockStats, InterfaceStats};
-use corral_core::plan::{CreateSpec, PoolChoice};
+use corral_core::plan::CreateSpec;
+use corral_core::props;
+use corral_core::setup::Setup;
 use corral_core::volume::{Driver, Pool, Volume};
 use corral_core::{App, Error, ErrorKind, Op, Result};
 use corral_storage::Revision;
+use parking_lot::RwLockUpgradableReadGuard;
 
 use crate::{resolve_in, Principal, Service};
-
-/// Properties a template made from a qube takes over when the qube sets them, as `qvm-clone` copies the
-/// explicitly set ones (identity and references are the new qube's own).
-const TEMPLATE_PROPS: [&str; 5] = ["memory", "maxmem", "vcpus", "kernel", "kernelopts"];
-
-/// Volumes whose content a template made from a qube takes over (volatile starts empty every time).
-const TEMPLATE_VOLUMES: [&str; 2] = ["root", "private"];
 
 /// The qube's feature naming the ISO image (a file some `file` pool offers) in its cdrom drive.
 pub const CDROM_FEATURE: &str = "rest.cdrom";
@@ -192,11 +188,11 @@ impl Service {
         })
     }
 
-    /// Saves the current content of a halted (or saved to disk) qube's volume as a new revision and returns it: the volume is
-    /// cloned onto itself (a clone token and `CloneTo`, as the Admin API does it), and the storage keeps the
-    /// replaced image, which holds the same content, as a revision per `revisions_to_keep`. The volume's
-    /// config, the revision's `description` and the removal of descriptions of revisions the pool dropped
-    /// are one commit.
+    /// Saves the current content of a halted (or saved to disk) qube's volume as a new revision and returns it:
+    /// what the Admin API's `CloneFrom` and `CloneTo` of the volume onto itself do, and the storage keeps the
+    /// replaced image, which holds the same content, as a revision per `revisions_to_keep`. The calls it amounts
+    /// to are checked first; then, with other writers waiting, the copy is made and the volume's config, the
+    /// revision's `description` and the removal of descriptions of revisions the pool dropped are one commit.
     pub fn volume_snapshot(
         &self,
         caller: &Principal,
@@ -207,40 +203,41 @@ impl Service {
         if let Some(text) = description {
             corral_core::text::validate_revision_description(text)?;
         }
-        let keeps = self.with_vm(caller, "admin.vm.volume.Info", name, vm, |_, d| {
-            let v = d.volume(name).ok_or_else(|| no_volume(&d.name, name))?;
-            Ok(v.save_on_stop && v.revisions_to_keep > 0)
-        })?;
-        if !keeps {
+        for method in ["admin.vm.volume.Info", "admin.vm.volume.CloneFrom", "admin.vm.volume.CloneTo"] {
+            self.auth(caller, method, name, vm)?;
+        }
+        let guard = self.model.upgradable_read();
+        let d = resolve_in(&guard, vm)?;
+        let v = d.volume(name).ok_or_else(|| no_volume(&d.name, name))?;
+        if !(v.save_on_stop && v.revisions_to_keep > 0) {
             return Err(Error::value(format!(
                 "Volume {name} of {vm} keeps no revisions (it is not saved on stop or revisions_to_keep is 0)"
             )));
         }
-        let token = self.volume_clone_from(caller, vm, name)?;
-        let mut newest = None;
-        self.volume_change_ops(caller, "admin.vm.volume.CloneTo", vm, name, |app, d, v| {
-            let (volume, event) = self.clone_onto(app, d, v, &token, true)?;
-            let pool = app.pool(&v.pool).ok_or_else(|| no_pool(&v.pool))?;
-            let revisions = self.storage.revisions(pool, v);
-            let described = |revision: &str, text: Option<&str>| Op::SetRevisionDescription {
-                qid: d.qid,
-                volume: name.to_string(),
-                revision: revision.to_string(),
-                description: text.map(str::to_string),
-            };
-            let mut ops = vec![Op::SetVolume { qid: d.qid, volume }];
-            ops.extend(
-                d.revision_descriptions
-                    .keys()
-                    .filter(|(vol, rev)| vol == name && !revisions.iter().any(|r| &r.id == rev))
-                    .map(|(_, rev)| described(rev, None)),
-            );
-            newest = revisions.last().cloned();
-            if let (Some(revision), Some(text)) = (&newest, description) {
-                ops.push(described(&revision.id, Some(text)));
-            }
-            Ok((ops, vec![event]))
-        })?;
+        let (volume, event) = self.copy_onto(&guard, d, v, v, true)?;
+        let pool = guard.pool(&v.pool).ok_or_else(|| no_pool(&v.pool))?;
+        let revisions = self.storage.revisions(pool, v);
+        let described = |revision: &str, text: Option<&str>| Op::SetRevisionDescription {
+            qid: d.qid,
+            volume: name.to_string(),
+            revision: revision.to_string(),
+            description: text.map(str::to_string),
+        };
+        let mut ops = vec![Op::SetVolume { qid: d.qid, volume }];
+        ops.extend(
+            d.revision_descriptions
+                .keys()
+                .filter(|(vol, rev)| vol == name && !revisions.iter().any(|r| &r.id == rev))
+                .map(|(_, rev)| described(rev, None)),
+        );
+        let newest = revisions.last().cloned();
+        if let (Some(revision), Some(text)) = (&newest, description) {
+            ops.push(described(&revision.id, Some(text)));
+        }
+        let mut model = RwLockUpgradableReadGuard::upgrade(guard);
+        self.store.lock().commit(&ops).map_err(crate::store_error)?;
+        self.apply_ops(&mut model, ops);
+        self.events.publish_all(vec![event]);
         newest
             .ok_or_else(|| Error::new(ErrorKind::StoragePoolException, format!("No revision of {vm}:{name} was kept")))
     }
@@ -268,160 +265,51 @@ impl Service {
         })
     }
 
-    /// Makes a TemplateVM from a qube, as `qvm-clone` does: a new TemplateVM with the source's label, its
-    /// root and private content (a snapshot volume's content comes from its origin, e.g. an AppVM's root from
-    /// its template), copies of its further disks and its explicitly set memory, vcpus and kernel properties.
-    /// A failure after the qube was created removes it again, so the template is made whole or not at all.
+    /// Makes a TemplateVM from a qube, as `qvm-clone` does (see [`App::template_setup`]), with the property
+    /// values and notes the caller gives: one plan, committed once, so the template is made whole or not at all.
     pub fn create_template_from(&self, caller: &Principal, t: &TemplateFrom<'_>) -> Result<()> {
         corral_core::text::validate_vm_name(t.name)?;
-        let (label, copies, props) = {
-            let app = self.current();
-            let src = resolve_in(&app, t.source)?;
-            if src.is_admin() {
-                return Err(Error::new(ErrorKind::QubesVMError, "Cannot make a template of dom0"));
-            }
-            let mut copies = Vec::new();
-            for name in TEMPLATE_VOLUMES {
-                let Some(v) = src.volume(name) else { continue };
-                copies.push((origin_of(&app, &src.name, v), name.to_string(), None));
-            }
-            // Further disks are data like private: the template gets its own copies (see `further_disk`).
-            for v in &src.volumes {
-                if let Some(n) = corral_core::volume::extra_disk_index(&v.name) {
-                    let further = (further_disk(v, n), v.preallocated);
-                    copies.push(((src.name.clone(), v.name.clone()), v.name.clone(), Some(further)));
-                }
-            }
-            let props: Vec<(String, String)> =
-                TEMPLATE_PROPS.iter().filter_map(|p| src.prop(p).map(|v| (p.to_string(), v.to_string()))).collect();
-            (app.vm_prop(src, "label").unwrap_or_else(|| "red".into()), copies, props)
-        };
-        let spec = CreateSpec {
-            class: Class::TemplateVM,
-            name: t.name.to_string(),
-            label,
-            template: None,
-            pools: PoolChoice::Defaults,
-            creator: caller.source_qube().to_string(),
-            uuid: t.uuid,
-        };
-        self.create_vm(caller, "admin.vm.Create.TemplateVM", spec)?;
-        let filled = (|| {
-            for ((src_vm, src_vol), name, further) in &copies {
-                if let Some((new, _)) = further {
-                    self.volume_add(caller, t.name, new)?;
-                }
-                let token = self.volume_clone_from(caller, src_vm, src_vol)?;
-                self.volume_clone_to(caller, t.name, name, token.as_bytes())?;
-                if further.as_ref().is_some_and(|(_, preallocated)| *preallocated) {
-                    self.volume_preallocate(caller, t.name, name)?;
-                }
-            }
-            let mut all: Vec<(&str, &[u8])> = props
-                .iter()
-                .filter(|(k, _)| !t.props.iter().any(|(o, _)| o == k))
-                .map(|(k, v)| (k.as_str(), v.as_bytes()))
-                .collect();
-            all.extend(t.props.iter().copied());
-            self.update_vm(caller, t.name, &all, t.notes)
-        })();
-        if let Err(e) = filled {
-            if let Err(undo) = self.remove_vm(caller, t.name) {
-                tracing::warn!(vm = t.name, error = %undo.message, "cannot remove a half-made template");
-            }
-            return Err(e);
+        let mut wanted = Vec::new();
+        for (name, payload) in &t.props {
+            let def =
+                props::vm_prop_def(Class::TemplateVM, name).ok_or_else(|| Error::no_such_property(t.name, name))?;
+            wanted.push((name.to_string(), props::sanitize(def.ty, payload)?));
         }
-        Ok(())
+        let notes = t.notes.map(corral_core::plan::sanitize_notes).transpose()?;
+        let (spec, mut setup) = {
+            let app = self.current();
+            app.template_setup(resolve_in(&app, t.source)?, t.name, caller.source_qube(), t.uuid)?
+        };
+        setup.override_props(wanted);
+        setup.notes = notes;
+        self.make_copy(caller, "admin.vm.Create.TemplateVM", spec, setup)
     }
-}
 
-/// A copy's further disk `n` like `v`: the same number, pool, size, boot flag and given name. It starts thin: a preallocated
-/// one is allocated once its content is in (`volume_preallocate`).
-fn further_disk(v: &corral_core::volume::Volume, n: u32) -> corral_core::volume::NewDisk {
-    corral_core::volume::NewDisk {
-        bootable: v.bootable,
-        alias: v.alias.clone(),
-        ..corral_core::volume::NewDisk::thin(&v.pool, v.size, Some(n))
-    }
-}
-
-/// Properties a clone does not take over: its own identity, what creation already set, and the MAC that
-/// must stay unique on the network.
-const NOT_CLONED: [&str; 5] = ["name", "label", "template", "mac", "uuid"];
-
-impl Service {
-    /// A copy of qube `source` named `name`, as `qvm-clone` makes one: the same class, label and template,
-    /// its explicitly set properties (not its MAC), features, tags (not `created-by-*`), firewall and notes,
-    /// its further disks, and the content of the volumes it keeps across starts. A clone that cannot be
-    /// completed is removed.
+    /// A copy of qube `source` named `name`, as `qvm-clone` makes one (see [`App::clone_setup`]): one plan,
+    /// committed once, so the clone is made whole or not at all.
     pub fn clone_vm(&self, caller: &Principal, source: &str, name: &str, uuid: uuid::Uuid) -> Result<()> {
         corral_core::text::validate_vm_name(name)?;
-        let src = {
+        let (spec, setup) = {
             let app = self.current();
-            let src = resolve_in(&app, source)?.clone();
-            if src.is_admin() {
-                return Err(Error::new(ErrorKind::QubesVMError, "Cannot clone dom0"));
-            }
-            src
+            app.clone_setup(resolve_in(&app, source)?, name, caller.source_qube(), uuid, crate::ops::now_epoch())?
         };
-        let spec = CreateSpec {
-            class: src.class,
-            name: name.to_string(),
-            label: src.prop("label").unwrap_or("red").to_string(),
-            template: src.prop("template").map(str::to_string),
-            pools: PoolChoice::Defaults,
-            creator: caller.source_qube().to_string(),
-            uuid,
-        };
-        self.create_vm(caller, &format!("admin.vm.Create.{}", src.class.name()), spec)?;
-        let filled = (|| {
-            // Further disks come with the copy (see `further_disk`), then their content below.
-            for v in &src.volumes {
-                if let Some(n) = corral_core::volume::extra_disk_index(&v.name) {
-                    self.volume_add(caller, name, &further_disk(v, n))?;
-                }
-            }
-            for v in src.volumes.iter().filter(|v| v.save_on_stop) {
-                let token = self.volume_clone_from(caller, &src.name, &v.name)?;
-                self.volume_clone_to(caller, name, &v.name, token.as_bytes())?;
-                if v.preallocated {
-                    self.volume_preallocate(caller, name, &v.name)?;
-                }
-            }
-            let props: Vec<(&str, &[u8])> = src
-                .props
-                .iter()
-                .filter(|(k, _)| !NOT_CLONED.contains(&k.as_str()))
-                .map(|(k, v)| (k.as_str(), v.as_bytes()))
-                .collect();
-            self.update_vm(caller, name, &props, Some(src.notes.as_bytes()))?;
-            for (feature, value) in src.features.iter() {
-                self.feature_set(caller, name, feature, value.as_bytes())?;
-            }
-            for tag in src.tags.iter().filter(|t| !t.starts_with("created-by-")) {
-                self.tag_set(caller, name, tag)?;
-            }
-            let rules: String = src.firewall.iter().map(|r| format!("{}\n", r.to_line())).collect();
-            self.firewall_set(caller, name, rules.as_bytes())
-        })();
-        if let Err(e) = filled {
-            if let Err(undo) = self.remove_vm(caller, name) {
-                tracing::warn!(vm = name, error = %undo.message, "cannot remove a half-made clone");
-            }
-            return Err(e);
-        }
-        Ok(())
+        let create = format!("admin.vm.Create.{}", spec.class.name());
+        self.make_copy(caller, &create, spec, setup)
     }
-}
 
-/// The qube and volume holding a volume's content: itself, or for a snapshot volume the origin it starts from.
-fn origin_of(app: &App, vm: &str, v: &Volume) -> (String, String) {
-    let origin = v.source.as_ref().filter(|_| v.snap_on_start).and_then(|src| {
-        app.domains().find_map(|o| {
-            o.volumes.iter().find(|ov| &ov.vid == src && !ov.snap_on_start).map(|ov| (o.name.clone(), ov.name.clone()))
-        })
-    });
-    origin.unwrap_or_else(|| (vm.to_string(), v.name.clone()))
+    /// Checks every call the copy amounts to, then plans it against the model as it is now and makes it (see
+    /// [`Service::make_qube`]). The checks (the policy's, libvirt's networks) run before the lock is taken: a
+    /// source changed meanwhile gives the settings `setup` saw and its volumes' content as it is at the copy; one
+    /// that lost a copied volume refuses the copy.
+    fn make_copy(&self, caller: &Principal, create: &str, spec: CreateSpec, setup: Setup) -> Result<()> {
+        self.auth_setup(caller, create, &spec, &setup)?;
+        for (_, network) in setup.features.iter().filter(|(k, v)| k == NETWORK_FEATURE && !v.is_empty()) {
+            self.require_network(network)?;
+        }
+        let model = self.model.upgradable_read();
+        let new = model.plan_create_with(&spec, &setup, caller.may_mark_creators())?;
+        self.make_qube(model, new, &setup.copies)
+    }
 }
 
 fn no_volume(vm: &str, name: &str) -> Error {

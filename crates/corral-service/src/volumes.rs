@@ -50,7 +50,7 @@ fn internal_volume_of<'a>(d: &'a Domain, name: &str) -> Result<&'a Volume> {
     d.volume(name).ok_or_else(|| Error::protocol(format!("Argument not in {} volumes", d.name)))
 }
 
-fn pool_of<'a>(app: &'a App, v: &Volume) -> Result<&'a Pool> {
+pub(crate) fn pool_of<'a>(app: &'a App, v: &Volume) -> Result<&'a Pool> {
     app.pool(&v.pool)
         .ok_or_else(|| Error::new(ErrorKind::QubesPoolNotFoundError, format!("Pool not found: {}", v.pool)))
 }
@@ -62,7 +62,7 @@ fn parse_size(payload: &[u8]) -> Result<u64> {
     Ok(u64::try_from(size).unwrap_or_default())
 }
 
-fn storage_error(e: corral_storage::StorageError) -> Error {
+pub(crate) fn storage_error(e: corral_storage::StorageError) -> Error {
     let kind = match e {
         corral_storage::StorageError::RevisionNotFound { .. } => ErrorKind::QubesVolumeRevisionNotFoundError,
         _ => ErrorKind::StoragePoolException,
@@ -310,24 +310,14 @@ impl Service {
             .trim()
             .to_string();
         self.volume_change(caller, "admin.vm.volume.CloneTo", vm, name, |app, d, dst| {
-            let (volume, event) = self.clone_onto(app, d, dst, &token, false)?;
+            let (volume, event) = self.clone_onto(app, d, dst, &token)?;
             Ok((Some(volume), vec![event]))
         })
     }
 
     /// The storage step of `CloneTo`: copies the volume a clone token names onto `dst` of halted qube `d`;
     /// returns `dst`'s new config and the event to fire once it is committed.
-    /// Copies the volume a clone token names onto `dst` of halted qube `d`. `saved_too` also takes a qube saved
-    /// to disk (suspended over HTTP): its writable volumes are the images it runs on and nothing writes them
-    /// until it resumes, so a copy is as consistent as a halted qube's.
-    pub(crate) fn clone_onto(
-        &self,
-        app: &App,
-        d: &Domain,
-        dst: &Volume,
-        token: &str,
-        saved_too: bool,
-    ) -> Result<(Volume, Event)> {
+    fn clone_onto(&self, app: &App, d: &Domain, dst: &Volume, token: &str) -> Result<(Volume, Event)> {
         let (src_vm, src_vol) = self.volumes.clone_tokens.lock().remove(token).ok_or_else(|| {
             // Upstream's exception is also a KeyError, whose str() quotes the message.
             Error::new(ErrorKind::QubesVolumeCopyTokenNotFoundError, "'Token to clone volume of qube was not found'")
@@ -336,6 +326,21 @@ impl Service {
             .domain(&src_vm)
             .and_then(|s| s.volume(&src_vol))
             .ok_or_else(|| Error::new(ErrorKind::QubesVolumeNotFoundError, "Source volume no longer exists"))?;
+        self.copy_onto(app, d, src, dst, false)
+    }
+
+    /// Copies volume `src` onto `dst` of halted qube `d`; returns `dst`'s new config and the event to fire once it
+    /// is committed. `saved_too` also takes a qube saved to disk (suspended over HTTP): its writable volumes are
+    /// the images it runs on and nothing writes them until it resumes, so a copy is as consistent as a halted
+    /// qube's.
+    pub(crate) fn copy_onto(
+        &self,
+        app: &App,
+        d: &Domain,
+        src: &Volume,
+        dst: &Volume,
+        saved_too: bool,
+    ) -> Result<(Volume, Event)> {
         let power = self.power(d);
         if !(power == PowerState::Halted || (saved_too && power == PowerState::Saved)) {
             return Err(Error::not_halted(&d.name));
@@ -449,19 +454,6 @@ impl Service {
         self.apply_ops(&mut model, plan.ops);
         self.events.publish_all(plan.events);
         Ok(v.name)
-    }
-
-    /// Allocates all of further disk `name` of `vm` and records it as preallocated: how a copy of a preallocated
-    /// disk becomes one after its content was copied in (created so, its empty image would have been kept as a
-    /// revision, allocated for nothing).
-    pub(crate) fn volume_preallocate(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
-        self.volume_change(caller, "corral.vm.volume.Update", vm, name, |app, _, v| {
-            if v.preallocated {
-                return Ok((None, Vec::new()));
-            }
-            self.storage.preallocate(pool_of(app, v)?, v).map_err(storage_error)?;
-            Ok((Some(Volume { preallocated: true, ..v.clone() }), Vec::new()))
-        })
     }
 
     /// Disks change only on a halted qube whose start is not under way (a start reads its volumes first).
