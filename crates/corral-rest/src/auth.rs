@@ -28,9 +28,10 @@ pub struct AuthUser {
 }
 
 impl AuthUser {
-    /// The user as an event names it, (id, `name@domain`), while the user exists.
+    /// The user as an event names it, (id, `name@domain`), while the user exists. The daemon's record of who
+    /// did what names the user whoever may read it later (the event list filters what each reader sees).
     pub fn reference(&self, rest: &Rest) -> Option<(String, String)> {
-        let app = rest.service.view(&crate::principal());
+        let app = rest.service.view(&corral_core::Principal::AdminVm);
         let u = app.user(&self.name)?;
         Some((u.id.to_string(), format!("{}@{}", u.name, u.domain)))
     }

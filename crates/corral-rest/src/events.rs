@@ -141,7 +141,8 @@ fn map(service: &Service, event: &Event) -> Option<RhevEvent> {
     let vm_name =
         event.subject.clone().or_else(|| event.kwargs.iter().find(|(k, _)| k == "vm").map(|(_, v)| v.clone()))?;
     let (uuid, user) = {
-        let app = service.view(&crate::principal());
+        // The log is the daemon's own record of what happened; readers see the part their view allows.
+        let app = service.view(&corral_core::Principal::AdminVm);
         let uuid = app.domain(&vm_name).map(|d| d.uuid.to_string()).unwrap_or_default();
         let name = event.cause.as_ref().and_then(|c| c.principal.as_ref()).and_then(|p| p.user_name());
         let user = name.and_then(|n| app.user(n)).map(|u| (u.id.to_string(), format!("{}@{}", u.name, u.domain)));

@@ -44,7 +44,12 @@ impl View {
     }
 
     fn sees(&self, d: &Domain) -> bool {
-        self.may("admin.vm.List", "", &d.name)
+        self.may_list(&d.name)
+    }
+
+    /// Whether the principal may know of qube `name` (`admin.vm.List` on it), whether or not it exists now.
+    pub fn may_list(&self, name: &str) -> bool {
+        self.may("admin.vm.List", "", name)
     }
 
     /// Whether the principal sees every qube, so that a rendering of all of them may be shared.

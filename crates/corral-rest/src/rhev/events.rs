@@ -114,7 +114,8 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
         None => 0,
         Some(f) => f.parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid event id in from: {f}")))?,
     };
-    let mut events = rest.events.since(from);
+    let view = rest.service.view(&crate::principal());
+    let mut events: Vec<_> = rest.events.since(from).into_iter().filter(|e| visible(&view, e)).collect();
     events.reverse();
     let mut search_ctx = ctx.clone();
     for (k, v) in &mut search_ctx.query {
@@ -134,8 +135,17 @@ async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) ->
         .parse::<u64>()
         .ok()
         .and_then(|n| rest.events.get(n))
+        .filter(|e| visible(&rest.service.view(&crate::principal()), e))
         .ok_or_else(|| ApiError::not_found(&format!("event {id}")))?;
     Ok(ctx.ok(&event_node(&ctx, &e)))
+}
+
+/// Whether the reader of `view` may see event `e`: one about a qube (even one removed since) only if they may
+/// list that qube, one about a user only if they may see users.
+fn visible(view: &corral_service::View, e: &RhevEvent) -> bool {
+    let vm = e.vm.as_ref().is_none_or(|(_, name)| view.may_list(name));
+    let user = e.user.is_none() || view.users().next().is_some();
+    vm && user
 }
 
 #[cfg(test)]
