@@ -498,6 +498,9 @@ impl Request {
             UserAdd { name, .. } => O::global("corral.user.Add", name.as_str()),
             UserRemove { name } => O::global("corral.user.Remove", name.as_str()),
             UserServiceKey { name } => O::global("corral.user.ServiceKey", name.as_str()),
+            // --- RHEV door (branch `rhev`) ---
+
+            // --- virthttp door (branch `virthttp`) ---
         }
     }
 }
@@ -740,6 +743,9 @@ impl Service {
             UserAdd { name, password } => done(self.user_add(&name, &password)),
             UserRemove { name } => done(self.user_remove(&name)),
             UserServiceKey { name } => self.user_service_key(&name).map(Response::Text),
+            // --- RHEV door (branch `rhev`) ---
+
+            // --- virthttp door (branch `virthttp`) ---
         }
     }
 
