@@ -296,12 +296,16 @@ fn idle(ctx: &Ctx<'_>) -> String {
     out.line(format_args!("still open after the probes: {open}"));
     drop(conns);
     let mem = mem.peak_then_settle(Duration::from_secs(1));
+    // Whether the door serves again once the attacker lets go.
+    let after = probe(ctx);
+    after.report(out, "1 s after closing them");
     mem.report(out);
     let mut j = Json::new();
     j.int("opened", a.idle_connections.saturating_sub(refused) as u64);
     j.int("connect_failed", refused as u64);
     j.int("still_open", open as u64);
     p.json(&mut j, "");
+    after.json(&mut j, "after_");
     mem.json(&mut j);
     j.finish()
 }
@@ -650,7 +654,12 @@ fn http_get(to: SocketAddr, from: IpAddr, user: &str, password: &str, timeout: D
         "GET /api HTTP/1.1\r\nHost: {to}\r\nAuthorization: Basic {auth}\r\nAccept: application/xml\r\nConnection: close\r\n\r\n"
     )?;
     let mut reply = Vec::new();
-    s.read_to_end(&mut reply)?;
+    s.read_to_end(&mut reply).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            io::Error::new(e.kind(), format!("no reply in {} s", timeout.as_secs()))
+        }
+        _ => e,
+    })?;
     // `HTTP/1.1 200 OK`: the status is the second word.
     let status =
         reply.split(|&b| b == b' ').nth(1).and_then(|w| std::str::from_utf8(w).ok()).and_then(|w| w.parse().ok());
