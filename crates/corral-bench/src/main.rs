@@ -19,6 +19,8 @@
 //!   `admin.vm.Start` against libvirt starting the same domain XML; `events` times libvirt power
 //!   changes reaching many `admin.Events` subscribers (see `start.rs`, `events.rs`).
 //!
+//! * `flood` attacks a running corrald's doors and times what it still serves (see `flood.rs`).
+//!
 //! The hot loop allocates nothing: requests are pre-built once and shared, and each thread reuses
 //! one reply buffer and one latency vector.
 
@@ -40,6 +42,7 @@ use rand::{Rng, SeedableRng};
 
 mod ceiling;
 mod events;
+mod flood;
 mod guest;
 mod http;
 #[allow(unsafe_code)]
@@ -70,6 +73,9 @@ enum Cmd {
     Start(start::StartArgs),
     /// Time libvirt suspend/resume reaching many admin.Events subscribers.
     Events(events::EventsArgs),
+    /// Attack a running corrald's doors (login flood, idle connections, slowloris, unfinished heads)
+    /// and time what it still serves, with its memory.
+    Flood(flood::FloodArgs),
 }
 
 #[derive(Args)]
@@ -120,6 +126,7 @@ fn main() -> ExitCode {
         Cmd::SetupGuest(args) => guest::run_setup(&args),
         Cmd::Start(args) => start::run_start(&args),
         Cmd::Events(args) => events::run_events(&args),
+        Cmd::Flood(args) => flood::run_flood(&args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
