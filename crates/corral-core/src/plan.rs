@@ -800,6 +800,41 @@ impl App {
         Ok(plan)
     }
 
+    /// Another host's model (a qubes.xml's ops, made for a fresh store) moved in. Only a store without
+    /// qubes takes it: merging two hosts' qubes would renumber one's and break their references. Labels
+    /// and pools the store already has by another definition would be overwritten or collide, so they
+    /// refuse it too; the import adds no events (nothing listens to a stopped daemon's state).
+    pub fn plan_import(&self, ops: Vec<Op>) -> Result<Plan> {
+        if self.domains().any(|d| !d.is_admin()) || self.has_quarantined_qubes() {
+            return Err(Error::value("The state already holds qubes: import into a fresh state directory"));
+        }
+        for op in &ops {
+            match op {
+                Op::InsertLabel(l) => {
+                    let taken = self.labels().any(|o| o.index == l.index || o.name == l.name)
+                        || self.is_quarantined_label_name(&l.name)
+                        || self.is_quarantined_label_index(l.index);
+                    if taken {
+                        return Err(Error::value(format!(
+                            "Label {} (index {}) collides with a label the state already has",
+                            l.name, l.index
+                        )));
+                    }
+                }
+                Op::PutPool(p) => {
+                    if self.pool(&p.name).is_some_and(|o| o != p) {
+                        return Err(Error::value(format!(
+                            "Pool {} is already defined differently in the state",
+                            p.name
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Plan { ops, events: Vec::new() })
+    }
+
     pub fn plan_label_create(&self, name: &str, color: &str) -> Result<Plan> {
         if self.labels().any(|l| l.name == name) || self.is_quarantined_label_name(name) {
             return Err(Error::new(

@@ -6,7 +6,7 @@ use corral_core::props::GLOBAL_PROPS;
 use corral_core::volume::{Driver, NewDisk, Pool, Volume, GIB};
 use corral_core::{App, HostInfo};
 use corral_store::qubes_xml::{self, XmlError};
-use corral_store::Store;
+use corral_store::{SqliteStore, StateStore};
 
 const FIXTURE: &str = include_str!("fixtures/qubes.xml");
 const INVALID: &str = include_str!("fixtures/qubes-invalid.xml");
@@ -16,7 +16,7 @@ const FIREWALL_NOTE: &str = "firewall rules are kept in each qube's firewall.xml
 /// Commits a fresh install plus the import, and reads the model back as the daemon would at start.
 fn import_into_fresh_store(xml: &str) -> (App, Vec<String>) {
     let imported = qubes_xml::import(xml).expect("import");
-    let mut store = Store::open_in_memory().expect("open");
+    let mut store = SqliteStore::open_in_memory().expect("open");
     store.commit(&App::initial_ops("/var/lib/qubes", "/var/lib/qubes/vm-kernels")).expect("initial ops");
     store.commit(&imported.ops).expect("imported ops");
     let (app, load_warnings) = store.load(HOST).expect("load");
