@@ -184,6 +184,11 @@ pub const NETWORK_FEATURE: &str = "corral.network";
 /// The qube's feature naming the ISO image (a file some `file` pool offers) in its cdrom drive.
 pub const CDROM_FEATURE: &str = "corral.cdrom";
 
+/// The names the daemon's features had when the HTTP door's name was in them (older stores, and qubes.xml
+/// files an older Corral exported), and their names now.
+pub const RENAMED_FEATURES: [(&str, &str); 3] =
+    [("rest.cdrom", CDROM_FEATURE), ("rest.network", NETWORK_FEATURE), ("rest.nic-name", NIC_NAME_FEATURE)];
+
 /// The libvirt network the card of a qube behind a netvm joins.
 pub const NETVM_NETWORK: &str = "default";
 

@@ -821,13 +821,8 @@ impl App {
                         )));
                     }
                 }
-                Op::PutPool(p) => {
-                    if self.pool(&p.name).is_some_and(|o| o != p) {
-                        return Err(Error::value(format!(
-                            "Pool {} is already defined differently in the state",
-                            p.name
-                        )));
-                    }
+                Op::PutPool(p) if self.pool(&p.name).is_some_and(|o| o != p) => {
+                    return Err(Error::value(format!("Pool {} is already defined differently in the state", p.name)));
                 }
                 _ => {}
             }
@@ -1226,6 +1221,36 @@ mod tests {
             app.apply(op);
         }
         app
+    }
+
+    /// Another host's model moves only into a state without qubes, and not over labels or pools the state
+    /// defines otherwise; into a fresh one its ops are the plan, unchanged.
+    #[test]
+    fn an_import_needs_a_state_without_qubes() {
+        let fresh = {
+            let mut app = App::empty(crate::app::HostInfo { memory_mib: 4096, cpus: 2 });
+            for op in App::initial_ops("/var/lib/qubes", "/var/lib/qubes/vm-kernels") {
+                app.apply(op);
+            }
+            app
+        };
+        let mut qube = Domain::new(7, "moved", Uuid::from_u128(7), Class::StandaloneVM);
+        qube.props.insert("label".into(), "red".into());
+        let label = Label { index: 9, name: "teal".into(), color: "0x008080".into() };
+        let ops = vec![Op::InsertLabel(label.clone()), Op::InsertDomain(Box::new(qube))];
+
+        assert_eq!(fresh.plan_import(ops.clone()).unwrap().ops.len(), 2);
+        assert!(app_with("web").plan_import(ops.clone()).is_err());
+        let mut quarantined = fresh.clone();
+        quarantined.quarantine_keys(Some(3), Some("lost"), None);
+        assert!(quarantined.plan_import(ops.clone()).is_err());
+        let mut labelled = fresh.clone();
+        labelled.apply(Op::InsertLabel(Label { name: "other".into(), ..label }));
+        assert!(labelled.plan_import(ops).is_err());
+        let mut other_pool = fresh.pool("varlibqubes").unwrap().clone();
+        other_pool.dir_path = "/elsewhere".into();
+        assert!(fresh.plan_import(vec![Op::PutPool(other_pool)]).is_err());
+        assert!(fresh.plan_import(vec![Op::PutPool(fresh.pool("varlibqubes").unwrap().clone())]).is_ok());
     }
 
     #[test]

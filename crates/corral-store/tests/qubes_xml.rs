@@ -363,6 +363,26 @@ fn a_remote_vm_and_its_relay_are_imported() {
     assert!(far.volumes.is_empty());
 }
 
+/// A file an older Corral exported names the daemon's own features after the HTTP door; they come in under
+/// today's names.
+#[test]
+fn features_an_older_corral_exported_get_todays_names() {
+    let xml = r#"<qubes><domains>
+        <domain id="domain-1" class="StandaloneVM"><properties><property name="qid">1</property>
+            <property name="name">work</property><property name="label">red</property>
+            <property name="uuid">5b7a1bcc-0e1d-4a8e-9d1a-7d0a9a3f0101</property></properties>
+            <features><feature name="rest.cdrom">install.iso</feature><feature name="rest.network">lab</feature>
+            <feature name="rest.nic-name">eth-a</feature><feature name="rest.other">1</feature></features>
+        </domain>
+    </domains></qubes>"#;
+    let (app, _) = import_into_fresh_store(xml);
+
+    assert_eq!(
+        features(domain(&app, "work")),
+        [("corral.cdrom", "install.iso"), ("corral.network", "lab"), ("corral.nic-name", "eth-a"), ("rest.other", "1")]
+    );
+}
+
 #[test]
 fn invalid_items_are_skipped_with_warnings() {
     let (app, w) = import_into_fresh_store(INVALID);
