@@ -384,8 +384,17 @@ impl App {
         self.quarantined.label_indexes.last().copied()
     }
 
+    pub fn is_quarantined_label_index(&self, index: u32) -> bool {
+        self.quarantined.label_indexes.contains(&i64::from(index))
+    }
+
     pub fn is_quarantined_label_name(&self, name: &str) -> bool {
         self.quarantined.label_names.contains(name)
+    }
+
+    /// Whether the store holds qube rows beside dom0's that were quarantined at load.
+    pub fn has_quarantined_qubes(&self) -> bool {
+        self.quarantined.qids.iter().any(|q| *q != 0) || self.quarantined.names.iter().any(|n| n != "dom0")
     }
 
     /// A qube row with this name is in the store but was quarantined at load.

@@ -170,16 +170,24 @@ impl Domain {
 
 /// The qube's feature holding the name a user gave its network card (oVirt names cards freely); without it
 /// the card is [`NIC_NAME`]. It goes with the card.
-pub const NIC_NAME_FEATURE: &str = "rest.nic-name";
+pub const NIC_NAME_FEATURE: &str = "corral.nic-name";
 
 /// The name of a qube's card nobody named.
 pub const NIC_NAME: &str = "nic1";
 
 /// The qube's feature naming the libvirt network its one card is on, without any netvm (a hypervisor
 /// network such as an isolated lab network, or libvirt's `default` itself). A qube on one has no netvm:
-/// its `netvm` defaults to none and cannot be set. Like `rest.cdrom`, the name is outside upstream's
-/// feature names so no Qubes extension reads it.
-pub const NETWORK_FEATURE: &str = "rest.network";
+/// its `netvm` defaults to none and cannot be set. Like the daemon's other features, the name is outside
+/// upstream's feature names so no Qubes extension reads it.
+pub const NETWORK_FEATURE: &str = "corral.network";
+
+/// The qube's feature naming the ISO image (a file some `file` pool offers) in its cdrom drive.
+pub const CDROM_FEATURE: &str = "corral.cdrom";
+
+/// The names the daemon's features had when the HTTP door's name was in them (older stores, and qubes.xml
+/// files an older Corral exported), and their names now.
+pub const RENAMED_FEATURES: [(&str, &str); 3] =
+    [("rest.cdrom", CDROM_FEATURE), ("rest.network", NETWORK_FEATURE), ("rest.nic-name", NIC_NAME_FEATURE)];
 
 /// The libvirt network the card of a qube behind a netvm joins.
 pub const NETVM_NETWORK: &str = "default";

@@ -800,6 +800,36 @@ impl App {
         Ok(plan)
     }
 
+    /// Another host's model (a qubes.xml's ops, made for a fresh store) moved in. Only a store without
+    /// qubes takes it: merging two hosts' qubes would renumber one's and break their references. Labels
+    /// and pools the store already has by another definition would be overwritten or collide, so they
+    /// refuse it too; the import adds no events (nothing listens to a stopped daemon's state).
+    pub fn plan_import(&self, ops: Vec<Op>) -> Result<Plan> {
+        if self.domains().any(|d| !d.is_admin()) || self.has_quarantined_qubes() {
+            return Err(Error::value("The state already holds qubes: import into a fresh state directory"));
+        }
+        for op in &ops {
+            match op {
+                Op::InsertLabel(l) => {
+                    let taken = self.labels().any(|o| o.index == l.index || o.name == l.name)
+                        || self.is_quarantined_label_name(&l.name)
+                        || self.is_quarantined_label_index(l.index);
+                    if taken {
+                        return Err(Error::value(format!(
+                            "Label {} (index {}) collides with a label the state already has",
+                            l.name, l.index
+                        )));
+                    }
+                }
+                Op::PutPool(p) if self.pool(&p.name).is_some_and(|o| o != p) => {
+                    return Err(Error::value(format!("Pool {} is already defined differently in the state", p.name)));
+                }
+                _ => {}
+            }
+        }
+        Ok(Plan { ops, events: Vec::new() })
+    }
+
     pub fn plan_label_create(&self, name: &str, color: &str) -> Result<Plan> {
         if self.labels().any(|l| l.name == name) || self.is_quarantined_label_name(name) {
             return Err(Error::new(
@@ -1191,6 +1221,36 @@ mod tests {
             app.apply(op);
         }
         app
+    }
+
+    /// Another host's model moves only into a state without qubes, and not over labels or pools the state
+    /// defines otherwise; into a fresh one its ops are the plan, unchanged.
+    #[test]
+    fn an_import_needs_a_state_without_qubes() {
+        let fresh = {
+            let mut app = App::empty(crate::app::HostInfo { memory_mib: 4096, cpus: 2 });
+            for op in App::initial_ops("/var/lib/qubes", "/var/lib/qubes/vm-kernels") {
+                app.apply(op);
+            }
+            app
+        };
+        let mut qube = Domain::new(7, "moved", Uuid::from_u128(7), Class::StandaloneVM);
+        qube.props.insert("label".into(), "red".into());
+        let label = Label { index: 9, name: "teal".into(), color: "0x008080".into() };
+        let ops = vec![Op::InsertLabel(label.clone()), Op::InsertDomain(Box::new(qube))];
+
+        assert_eq!(fresh.plan_import(ops.clone()).unwrap().ops.len(), 2);
+        assert!(app_with("web").plan_import(ops.clone()).is_err());
+        let mut quarantined = fresh.clone();
+        quarantined.quarantine_keys(Some(3), Some("lost"), None);
+        assert!(quarantined.plan_import(ops.clone()).is_err());
+        let mut labelled = fresh.clone();
+        labelled.apply(Op::InsertLabel(Label { name: "other".into(), ..label }));
+        assert!(labelled.plan_import(ops).is_err());
+        let mut other_pool = fresh.pool("varlibqubes").unwrap().clone();
+        other_pool.dir_path = "/elsewhere".into();
+        assert!(fresh.plan_import(vec![Op::PutPool(other_pool)]).is_err());
+        assert!(fresh.plan_import(vec![Op::PutPool(fresh.pool("varlibqubes").unwrap().clone())]).is_ok());
     }
 
     #[test]

@@ -467,7 +467,7 @@ fn c_netvm(app: &App, d: &Domain, v: &str) -> Result<String> {
     let target =
         app.domain(v).ok_or_else(|| invalid(d, "netvm", v, format!("Can't set netvm to non-existing qube {v}")))?;
     if let Some(network) = d.libvirt_network() {
-        // One card, one network: the qube leaves the libvirt network first (feature rest.network).
+        // One card, one network: the qube leaves the libvirt network first (feature corral.network).
         return Err(Error::value(format!(
             "{} is on the libvirt network {network} (feature {}): remove that feature before setting a netvm",
             d.name,

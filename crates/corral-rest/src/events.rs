@@ -62,7 +62,7 @@ pub fn code_of(name: &str) -> Option<(u32, &'static str)> {
         "domain-shutdown-failed" => (74, "error"),
         "domain-shutdown" => (61, "normal"),
         "domain-delete" => (113, "normal"),
-        "domain-feature-set:rest.cdrom" | "domain-feature-delete:rest.cdrom" => (38, "normal"),
+        "domain-feature-set:corral.cdrom" | "domain-feature-delete:corral.cdrom" => (38, "normal"),
         n if n.starts_with("property-set:") => (35, "normal"),
         _ => return None,
     })
@@ -149,8 +149,8 @@ fn map(service: &Service, event: &Event) -> Option<RhevEvent> {
         (uuid, user)
     };
     let what = match event.name.as_str() {
-        "domain-feature-set:rest.cdrom" => "cd changed".to_string(),
-        "domain-feature-delete:rest.cdrom" => "cd ejected".to_string(),
+        "domain-feature-set:corral.cdrom" => "cd changed".to_string(),
+        "domain-feature-delete:corral.cdrom" => "cd ejected".to_string(),
         name => name.trim_start_matches("domain-").replace('-', " "),
     };
     Some(RhevEvent {

@@ -23,7 +23,7 @@ use corral_core::hv::Hypervisor;
 use corral_core::plan::Plan;
 use corral_core::{App, Domain, Error, Event, HostInfo, Result};
 use corral_storage::Storage;
-use corral_store::{Durability, Store};
+use corral_store::{Durability, SqliteStore, StateStore};
 use parking_lot::{Mutex, RwLock};
 
 pub use auth::{Authorizer, QrexecAdmitted};
@@ -50,7 +50,8 @@ pub struct Config {
 pub struct Service {
     /// The model, replaced copy-on-write: a reader's snapshot stays as it was while writers go on.
     model: RwLock<Arc<App>>,
-    store: Mutex<Store>,
+    /// Where committed ops are kept: any backend, one transaction per commit.
+    store: Mutex<Box<dyn StateStore>>,
     storage: Storage,
     events: EventBus,
     auth: Arc<dyn Authorizer>,
@@ -92,9 +93,20 @@ fn store_error(e: corral_store::StoreError) -> Error {
 }
 
 impl Service {
-    /// Opens (or creates) the state in `state_dir`; a fresh directory gets what a fresh Qubes install has.
+    /// Opens (or creates) the state in `state_dir`'s SQLite database; a fresh directory gets what a fresh
+    /// Qubes install has.
     pub fn open(config: Config, auth: Box<dyn Authorizer>) -> anyhow_like::Result<Arc<Service>> {
         let store = open_store(&config.state_dir, config.durability)?;
+        Service::with_store(config, store, auth)
+    }
+
+    /// Serves the model `store` holds (an initialized one: see [`open_store`]); `config.durability` is the
+    /// store's business, set when it was opened.
+    pub fn with_store(
+        config: Config,
+        store: Box<dyn StateStore>,
+        auth: Box<dyn Authorizer>,
+    ) -> anyhow_like::Result<Arc<Service>> {
         let (app, warnings) = store.load(config.host)?;
         for w in &warnings {
             tracing::warn!(table = w.table, key = %w.key, reason = %w.reason, "quarantined invalid row at load");
@@ -285,22 +297,77 @@ impl Service {
         self.events.publish_all(vec![event]);
     }
 
-    pub fn integrity_check(&self) -> std::result::Result<String, corral_store::StoreError> {
+    /// The store's own consistency check: the problems it found, none when healthy.
+    pub fn integrity_check(&self) -> std::result::Result<Vec<String>, corral_store::StoreError> {
         self.store.lock().integrity_check()
     }
 }
 
-/// Opens the state database of `state_dir`, giving a fresh one what a fresh Qubes install has: dom0, the
-/// standard labels and the built-in pools (`varlibqubes` in the state directory, `linux-kernel`).
-pub fn open_store(state_dir: &std::path::Path, durability: Durability) -> anyhow_like::Result<Store> {
-    std::fs::create_dir_all(state_dir)?;
-    let mut store = Store::open(&state_dir.join("corral.sqlite"), durability)?;
+/// Opens the state database of `state_dir` (created private to its owner), giving a fresh one what a fresh
+/// Qubes install has.
+pub fn open_store(state_dir: &std::path::Path, durability: Durability) -> anyhow_like::Result<Box<dyn StateStore>> {
+    let mut store = open_uninitialized(state_dir, durability)?;
     if !store.is_initialized()? {
-        let pool_dir = state_dir.display().to_string();
-        let kernels = state_dir.join("vm-kernels").display().to_string();
-        store.commit(&App::initial_ops(&pool_dir, &kernels))?;
+        store.commit(&initial_ops(state_dir))?;
     }
     Ok(store)
+}
+
+fn open_uninitialized(state_dir: &std::path::Path, durability: Durability) -> anyhow_like::Result<Box<dyn StateStore>> {
+    std::fs::create_dir_all(state_dir)?;
+    Ok(Box::new(SqliteStore::open(&state_dir.join("corral.sqlite"), durability)?))
+}
+
+/// What a fresh Qubes install has: dom0, the standard labels and the built-in pools (`varlibqubes` in the
+/// state directory, `linux-kernel`).
+fn initial_ops(state_dir: &std::path::Path) -> Vec<corral_core::Op> {
+    let pool_dir = state_dir.display().to_string();
+    let kernels = state_dir.join("vm-kernels").display().to_string();
+    App::initial_ops(&pool_dir, &kernels)
+}
+
+/// Moves another host's model (a qubes.xml's ops) into the state of `state_dir`, which no daemon may be
+/// serving: planned against the stored model like every write, then committed in one transaction with
+/// what a fresh state gets, so that an import cut short leaves the directory as it was. Returns how many
+/// qubes beside dom0 the state then holds.
+pub fn import_model(
+    state_dir: &std::path::Path,
+    durability: Durability,
+    ops: Vec<corral_core::Op>,
+) -> std::result::Result<usize, ImportError> {
+    let host = HostInfo { memory_mib: 0, cpus: 0 };
+    let mut store = open_uninitialized(state_dir, durability)?;
+    let (mut commit, app) = if store.is_initialized()? {
+        // Rows that do not load still hold their keys: a store with any qube row is not fresh.
+        if store.qube_rows()? > 0 {
+            return Err(ImportError::Refused(Error::value(
+                "The state already holds qubes: import into a fresh state directory",
+            )));
+        }
+        (Vec::new(), store.load(host)?.0)
+    } else {
+        let initial = initial_ops(state_dir);
+        let mut app = App::empty(host);
+        for op in initial.clone() {
+            app.apply(op);
+        }
+        (initial, app)
+    };
+    let plan = app.plan_import(ops).map_err(ImportError::Refused)?;
+    commit.extend(plan.ops);
+    store.commit(&commit)?;
+    let (app, _) = store.load(host)?;
+    Ok(app.domain_count().saturating_sub(1))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{}", .0.message)]
+    Refused(Error),
+    #[error(transparent)]
+    Open(#[from] anyhow_like::OpenError),
+    #[error(transparent)]
+    Store(#[from] corral_store::StoreError),
 }
 
 pub fn resolve_in<'a>(app: &'a App, token: &str) -> Result<&'a Domain> {

@@ -218,7 +218,7 @@ impl Service {
             mac: bridge_mac(d),
             cdrom: d
                 .features
-                .get(crate::rest_storage::CDROM_FEATURE)
+                .get(corral_core::domain::CDROM_FEATURE)
                 .filter(|f| !f.is_empty())
                 .map(|f| (f.to_string(), crate::rest_storage::iso_path(&app, f))),
             boot: Vec::new(),

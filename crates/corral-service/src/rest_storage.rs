@@ -14,8 +14,7 @@ use parking_lot::RwLockUpgradableReadGuard;
 
 use crate::{resolve_in, Principal, Service};
 
-/// The qube's feature naming the ISO image (a file some `file` pool offers) in its cdrom drive.
-pub const CDROM_FEATURE: &str = "rest.cdrom";
+pub use corral_core::domain::CDROM_FEATURE;
 
 /// A TemplateVM to make from an existing qube.
 #[derive(Debug, Clone)]

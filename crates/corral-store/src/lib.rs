@@ -1,5 +1,7 @@
-//! Corral's durable state in SQLite. The model's `Op`s are written here one transaction per call; at
-//! start the whole model is read back, and rows that no longer validate are skipped with a warning.
+//! Corral's durable state. The service sees it through [`StateStore`]: a model's `Op`s committed one
+//! transaction per call, the whole model read back at start (rows that no longer validate are skipped with a
+//! warning). [`SqliteStore`] is the implementation the daemon uses; its SQL types stay inside this crate, so
+//! another backend (a database shared by several hosts) can take its place without the service changing.
 
 mod load;
 pub mod qubes_xml;
@@ -9,28 +11,66 @@ use std::path::Path;
 
 use corral_core::firewall::Rule;
 use corral_core::{App, HostInfo, Op};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction};
 
 pub use load::LoadWarning;
 
+/// What a backend reported, kept for the log; callers decide by the [`StoreError`] variant.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Store failures by what they mean to the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("Cannot open state database {path}")]
+    #[error("Cannot open the state database {path}")]
     Open {
         path: String,
         #[source]
-        source: rusqlite::Error,
+        source: Box<StoreError>,
     },
-    #[error("State database error")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The database's content or structure is damaged: retrying will not help, a backup might.
+    #[error("The state database is damaged")]
+    Corrupt(#[source] Cause),
+    /// Reading or writing failed below the database: a full disk, an I/O error, missing permissions.
+    #[error("The state database cannot be read or written")]
+    Io(#[source] Cause),
+    /// Another process holds the database longer than the store waits for it.
+    #[error("The state database is in use by another process")]
+    Busy(#[source] Cause),
+    /// The change contradicts what is stored (a key already taken, a reference to a missing row): nothing
+    /// was written.
+    #[error("The change conflicts with the state database's content")]
+    Conflict(#[source] Cause),
     #[error("State database has schema version {found}, this daemon knows up to {known}")]
     SchemaTooNew { found: i64, known: i64 },
+    /// Anything else the backend reported: a fault of this program rather than of the data or the host.
+    #[error("State database error")]
+    Internal(#[source] Cause),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// SQLite's error, by its meaning.
+fn classify(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt(Box::new(e)),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy(Box::new(e)),
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(Box::new(e)),
+        Some(
+            ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied
+            | ErrorCode::FileLockingProtocolFailed
+            | ErrorCode::NoLargeFileSupport,
+        ) => StoreError::Io(Box::new(e)),
+        _ => StoreError::Internal(Box::new(e)),
+    }
+}
+
 /// How hard a commit pushes data to disk. Both survive a crash of the daemon (`kill -9`): the WAL is in
-/// the kernel's page cache once `COMMIT` returns. `Full` also survives a power loss, at an fsync per call.
+/// the kernel's page cache once `COMMIT` returns. `PowerLoss` also survives a power loss, at an fsync per
+/// call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
     #[default]
@@ -38,79 +78,132 @@ pub enum Durability {
     PowerLoss,
 }
 
-pub struct Store {
+/// The persistence the service needs. Every method is one transaction of the backend: a commit that fails
+/// leaves the store as it was, and a load sees one consistent state.
+pub trait StateStore: Send {
+    /// False until the first commit (a fresh store): the caller then gives it what a fresh install has.
+    fn is_initialized(&self) -> Result<bool>;
+
+    /// Writes `ops` in one transaction at the store's [`Durability`]; nothing is written if any fails.
+    fn commit(&mut self, ops: &[Op]) -> Result<()>;
+
+    /// Reads the whole model. Rows that do not validate are kept out of it, left as they are in the store,
+    /// and reported; they are never fatal.
+    fn load(&self, host: HostInfo) -> Result<(App, Vec<LoadWarning>)>;
+
+    /// The backend's own consistency check: the problems it found, none when healthy.
+    fn integrity_check(&self) -> Result<Vec<String>>;
+
+    /// Stored qubes other than dom0, whether they load or not.
+    fn qube_rows(&self) -> Result<u64>;
+
+    /// Whether the operator chose to run this store although it held no qubes beside existing images.
+    fn empty_store_accepted(&self) -> Result<bool>;
+
+    fn accept_empty_store(&mut self) -> Result<()>;
+}
+
+/// The state in one SQLite file, in WAL mode.
+pub struct SqliteStore {
     conn: Connection,
 }
 
-impl Store {
-    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
-        let conn =
-            Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
-        Self::init(conn, durability)
+impl SqliteStore {
+    /// Opens the database at `path`, creating it (and making it private to its owner, with its WAL and
+    /// shared-memory files, which SQLite creates with the database's mode) when it does not exist, and
+    /// migrating an older schema.
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore> {
+        let opened = create_private(path)
+            .map_err(|e| StoreError::Io(Box::new(e)))
+            .and_then(|()| Connection::open(path).map_err(classify))
+            .and_then(|conn| Self::init(conn, durability));
+        opened.map_err(|e| StoreError::Open { path: path.display().to_string(), source: Box::new(e) })
     }
 
-    pub fn open_in_memory() -> Result<Store> {
-        Self::init(Connection::open_in_memory()?, Durability::ProcessCrash)
+    pub fn open_in_memory() -> Result<SqliteStore> {
+        Self::init(Connection::open_in_memory().map_err(classify)?, Durability::ProcessCrash)
     }
 
-    fn init(conn: Connection, durability: Durability) -> Result<Store> {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+    fn init(conn: Connection, durability: Durability) -> Result<SqliteStore> {
         let sync = match durability {
             Durability::ProcessCrash => "NORMAL",
             Durability::PowerLoss => "FULL",
         };
-        conn.pragma_update(None, "synchronous", sync)?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| conn.pragma_update(None, "synchronous", sync))
+            .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
+            .and_then(|()| conn.busy_timeout(std::time::Duration::from_secs(5)))
+            .map_err(classify)?;
         schema::migrate(&conn)?;
-        Ok(Store { conn })
+        Ok(SqliteStore { conn })
     }
 
-    /// True until the first model has been committed (a fresh state directory).
-    pub fn is_initialized(&self) -> Result<bool> {
-        let v: Option<String> =
-            self.conn.query_row("SELECT value FROM meta WHERE key = 'initialized'", [], |r| r.get(0)).optional()?;
-        Ok(v.is_some())
-    }
-
-    /// Qube rows other than dom0's, whether they load or not.
-    pub fn qube_rows(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM domains WHERE qid != 0", [], |r| r.get(0))?)
-    }
-
-    /// Whether the operator chose to run this store although it held no qubes beside existing images.
-    pub fn empty_store_accepted(&self) -> Result<bool> {
+    fn meta(&self, key: &str) -> Result<bool> {
         let v: Option<String> = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'empty_store_accepted'", [], |r| r.get(0))
-            .optional()?;
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(classify)?;
         Ok(v.is_some())
     }
+}
 
-    pub fn accept_empty_store(&mut self) -> Result<()> {
-        self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('empty_store_accepted', '1')", [])?;
-        Ok(())
+/// Creates an empty file readable by its owner only, whatever the process's umask; an existing one is left
+/// as it is.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+impl StateStore for SqliteStore {
+    fn is_initialized(&self) -> Result<bool> {
+        self.meta("initialized")
     }
 
-    /// Reads the whole model. Invalid rows are skipped and reported, never fatal.
-    pub fn load(&self, host: HostInfo) -> Result<(App, Vec<LoadWarning>)> {
-        load::load(&self.conn, host)
-    }
-
-    /// Writes the ops in one transaction; nothing is written if any statement fails.
-    pub fn commit(&mut self, ops: &[Op]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+    fn commit(&mut self, ops: &[Op]) -> Result<()> {
+        let tx = self.conn.transaction().map_err(classify)?;
         for op in ops {
-            write_op(&tx, op)?;
+            write_op(&tx, op).map_err(classify)?;
         }
-        tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('initialized', '1')", [])?;
-        tx.commit()?;
-        Ok(())
+        tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('initialized', '1')", []).map_err(classify)?;
+        // Dropping the transaction on an error above rolls it back.
+        tx.commit().map_err(classify)
     }
 
-    /// `PRAGMA integrity_check`'s answer (`ok` when healthy).
-    pub fn integrity_check(&self) -> Result<String> {
-        Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    fn load(&self, host: HostInfo) -> Result<(App, Vec<LoadWarning>)> {
+        // One read transaction, so that a concurrent writer cannot be seen half-way.
+        let tx = self.conn.unchecked_transaction().map_err(classify)?;
+        let loaded = load::load(&tx, host).map_err(classify)?;
+        tx.finish().map_err(classify)?;
+        Ok(loaded)
+    }
+
+    fn integrity_check(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check").map_err(classify)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(classify)?;
+        let answers = rows.collect::<rusqlite::Result<Vec<String>>>().map_err(classify)?;
+        Ok(answers.into_iter().filter(|a| a != "ok").collect())
+    }
+
+    fn qube_rows(&self) -> Result<u64> {
+        let n: i64 =
+            self.conn.query_row("SELECT COUNT(*) FROM domains WHERE qid != 0", [], |r| r.get(0)).map_err(classify)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn empty_store_accepted(&self) -> Result<bool> {
+        self.meta("empty_store_accepted")
+    }
+
+    fn accept_empty_store(&mut self) -> Result<()> {
+        self.conn
+            .execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('empty_store_accepted', '1')", [])
+            .map_err(classify)?;
+        Ok(())
     }
 }
 
@@ -290,4 +383,152 @@ fn write_op(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use corral_core::domain::{Class, Domain};
+    use corral_core::label::Label;
+    use corral_core::user::User;
+    use corral_core::volume::Volume;
+    use uuid::Uuid;
+
+    use super::*;
+
+    const HOST: HostInfo = HostInfo { memory_mib: 1024, cpus: 1 };
+
+    fn fresh() -> SqliteStore {
+        let mut store = SqliteStore::open_in_memory().expect("store");
+        store.commit(&App::initial_ops("/var/lib/corral", "/var/lib/corral/vm-kernels")).expect("initial");
+        store
+    }
+
+    /// A qube using every kind of row a qube has.
+    fn qube(qid: u32, name: &str) -> Domain {
+        let mut d = Domain::new(qid, name, Uuid::from_u128(u128::from(qid)), Class::StandaloneVM);
+        d.props.insert("label".into(), "green".into());
+        d.props.insert("memory".into(), "800".into());
+        d.features.set("service.x", "1");
+        d.features.set(corral_core::domain::CDROM_FEATURE, "install.iso");
+        d.tags.insert("work".into());
+        d.notes = "kept as written".into();
+        d.firewall =
+            corral_core::firewall::parse_rules(b"action=drop dsthost=10.0.0.1\naction=accept\n", 0).expect("rules");
+        d.volumes.push(Volume {
+            name: "private".into(),
+            pool: "varlibqubes".into(),
+            vid: format!("appvms/{name}/private"),
+            size: 2 << 30,
+            rw: true,
+            source: None,
+            save_on_stop: true,
+            snap_on_start: false,
+            revisions_to_keep: 1,
+            ephemeral: None,
+            bootable: false,
+            preallocated: true,
+            alias: Some("data".into()),
+        });
+        d.revision_descriptions.insert(("private".into(), "1-back".into()), "before the upgrade".into());
+        d
+    }
+
+    /// Everything a load shows of the store, in a form two loads can be compared by.
+    fn snapshot(store: &dyn StateStore) -> (String, Vec<Domain>, Vec<User>) {
+        let (app, warnings) = store.load(HOST).expect("load");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let mut domains: Vec<Domain> = app.domains().cloned().collect();
+        domains.sort_by_key(|d| d.qid);
+        (qubes_xml::export(&app), domains, app.users().cloned().collect())
+    }
+
+    #[test]
+    fn what_is_committed_loads_back_the_same() {
+        let mut store = fresh();
+        let user = User {
+            id: Uuid::from_u128(99),
+            name: "admin".into(),
+            domain: "internal".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            service_key_sha256: Some("cd".repeat(32)),
+        };
+        let ops = vec![
+            Op::InsertLabel(Label { index: 9, name: "teal".into(), color: "0x008080".into() }),
+            Op::InsertDomain(Box::new(qube(1, "work"))),
+            Op::SetGlobalProp { name: "default_qrexec_timeout".into(), value: Some("90".into()) },
+            Op::PutUser(user.clone()),
+        ];
+
+        store.commit(&ops).expect("commit");
+        let (_, domains, users) = snapshot(&store);
+
+        assert_eq!(domains.iter().find(|d| d.name == "work"), Some(&qube(1, "work")));
+        assert_eq!(users, [user]);
+        let (app, _) = store.load(HOST).expect("load");
+        assert_eq!(app.global_explicit("default_qrexec_timeout"), Some("90"));
+        assert!(app.labels().any(|l| l.name == "teal" && l.index == 9));
+    }
+
+    /// One op that the store refuses undoes the ops before it in the same commit, and the store says why
+    /// by meaning.
+    #[test]
+    fn a_failed_commit_changes_nothing() {
+        let mut store = fresh();
+        store.commit(&[Op::InsertDomain(Box::new(qube(1, "work")))]).expect("first");
+        let before = snapshot(&store);
+
+        let failed = store.commit(&[
+            Op::InsertDomain(Box::new(qube(2, "other"))),
+            Op::SetNotes { qid: 1, text: "changed".into() },
+            Op::DeleteDomain { qid: 1 },
+            // The same qid again: the key is taken.
+            Op::InsertDomain(Box::new(qube(2, "again"))),
+        ]);
+
+        assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
+        assert_eq!(snapshot(&store), before);
+        store.commit(&[Op::InsertDomain(Box::new(qube(2, "other")))]).expect("the store still works");
+    }
+
+    #[test]
+    fn a_fresh_store_is_initialized_by_its_first_commit() {
+        let mut store = SqliteStore::open_in_memory().expect("store");
+        assert!(!store.is_initialized().expect("fresh"));
+        store.commit(&[]).expect("commit");
+        assert!(store.is_initialized().expect("after"));
+        assert_eq!(store.integrity_check().expect("check"), Vec::<String>::new());
+    }
+
+    /// The database and the files SQLite keeps beside it are the owner's only, whatever the umask of the
+    /// process that creates them (the CLI's import runs with the user's).
+    #[test]
+    fn a_new_database_and_its_wal_are_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("corral.sqlite");
+
+        let mut store = SqliteStore::open(&path, Durability::PowerLoss).expect("open");
+        store.commit(&App::initial_ops("/var/lib/corral", "/var/lib/corral/vm-kernels")).expect("commit");
+
+        for name in ["corral.sqlite", "corral.sqlite-wal", "corral.sqlite-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name)).expect(name).permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} is {mode:o}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_reported_damaged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("corral.sqlite");
+        std::fs::write(&path, vec![0x5a; 8192]).expect("write");
+
+        let opened = SqliteStore::open(&path, Durability::default());
+
+        match opened {
+            Err(StoreError::Open { source, .. }) => assert!(matches!(*source, StoreError::Corrupt(_)), "{source:?}"),
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("opened garbage"),
+        }
+    }
 }

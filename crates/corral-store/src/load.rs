@@ -15,8 +15,6 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 use uuid::Uuid;
 
-use crate::Result;
-
 /// A row that was quarantined at load, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadWarning {
@@ -80,7 +78,7 @@ fn shown(r: &Row<'_>, i: usize) -> rusqlite::Result<String> {
     })
 }
 
-pub fn load(conn: &Connection, host: HostInfo) -> Result<(App, Vec<LoadWarning>)> {
+pub fn load(conn: &Connection, host: HostInfo) -> rusqlite::Result<(App, Vec<LoadWarning>)> {
     let mut app = App::empty(host);
     let mut l = Loader { warnings: Vec::new() };
 
@@ -361,7 +359,7 @@ fn file<T>(
 }
 
 impl Children {
-    fn read(conn: &Connection, l: &mut Loader) -> Result<Children> {
+    fn read(conn: &Connection, l: &mut Loader) -> rusqlite::Result<Children> {
         let mut c = Children {
             props: BTreeMap::new(),
             features: BTreeMap::new(),
@@ -550,7 +548,7 @@ mod tests {
     use corral_core::volume::Volume;
 
     use super::*;
-    use crate::{Durability, Store};
+    use crate::{Durability, SqliteStore, StateStore};
 
     const HOST: HostInfo = HostInfo { memory_mib: 1024, cpus: 1 };
 
@@ -575,7 +573,7 @@ mod tests {
     /// A store with dom0, `a` (qid 1) and `b` (qid 2), both standalone with a private and a kernel volume.
     fn store(dir: &std::path::Path) -> Connection {
         let path = dir.join("corral.sqlite");
-        let mut store = Store::open(&path, Durability::default()).expect("store");
+        let mut store = SqliteStore::open(&path, Durability::default()).expect("store");
         store.commit(&App::initial_ops("/var/lib/corral", "/var/lib/corral/vm-kernels")).expect("initial");
         for (qid, name) in [(1, "a"), (2, "b")] {
             let mut d = Domain::new(qid, name, Uuid::from_u128(u128::from(qid)), Class::StandaloneVM);

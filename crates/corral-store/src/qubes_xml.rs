@@ -760,6 +760,7 @@ impl Importer {
     fn read_extras(&mut self, d: &mut Domain, node: &Node) {
         for f in node.items("features", "feature") {
             let name = f.attr("name").unwrap_or_default();
+            let name = corral_core::domain::RENAMED_FEATURES.iter().find(|(old, _)| *old == name).map_or(name, |r| r.1);
             let valid = plan::validate_feature_name(name).is_ok() && f.text.bytes().all(|b| (0x20..0x7f).contains(&b));
             if valid {
                 d.features.set(name, &f.text);

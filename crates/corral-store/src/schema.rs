@@ -2,9 +2,9 @@
 
 use rusqlite::Connection;
 
-use crate::{Result, StoreError};
+use crate::{classify, Result, StoreError};
 
-const VERSION: i64 = 6;
+const VERSION: i64 = 7;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -98,28 +98,27 @@ ALTER TABLE volumes ADD COLUMN preallocated INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE volumes ADD COLUMN alias TEXT;
 ";
 
+/// Qube state the HTTP door keeps was stored under door-named features; the names now say whose state it is
+/// (the daemon's), not which door set it. Where a qube somehow has both, the daemon's old value wins: it is
+/// the one that was in use.
+const V7: &str = "
+UPDATE OR REPLACE features SET name = 'corral.cdrom' WHERE name = 'rest.cdrom';
+UPDATE OR REPLACE features SET name = 'corral.network' WHERE name = 'rest.network';
+UPDATE OR REPLACE features SET name = 'corral.nic-name' WHERE name = 'rest.nic-name';
+";
+
+/// Each version's changes, applied in order from the database's own version, each in its transaction.
+const MIGRATIONS: [&str; VERSION as usize] = [V1, V2, V3, V4, V5, V6, V7];
+
 pub fn migrate(conn: &Connection) -> Result<()> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(classify)?;
     if version > VERSION {
         return Err(StoreError::SchemaTooNew { found: version, known: VERSION });
     }
-    if version < 1 {
-        conn.execute_batch(&format!("BEGIN; {V1} PRAGMA user_version = 1; COMMIT;"))?;
-    }
-    if version < 2 {
-        conn.execute_batch(&format!("BEGIN; {V2} PRAGMA user_version = 2; COMMIT;"))?;
-    }
-    if version < 3 {
-        conn.execute_batch(&format!("BEGIN; {V3} PRAGMA user_version = 3; COMMIT;"))?;
-    }
-    if version < 4 {
-        conn.execute_batch(&format!("BEGIN; {V4} PRAGMA user_version = 4; COMMIT;"))?;
-    }
-    if version < 5 {
-        conn.execute_batch(&format!("BEGIN; {V5} PRAGMA user_version = 5; COMMIT;"))?;
-    }
-    if version < 6 {
-        conn.execute_batch(&format!("BEGIN; {V6} PRAGMA user_version = 6; COMMIT;"))?;
+    for (done, sql) in (1..).zip(MIGRATIONS) {
+        if version < done {
+            conn.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {done}; COMMIT;")).map_err(classify)?;
+        }
     }
     Ok(())
 }
@@ -129,7 +128,7 @@ mod tests {
     use corral_core::HostInfo;
 
     use super::*;
-    use crate::{Durability, Store};
+    use crate::{Durability, SqliteStore, StateStore};
 
     /// A version-3 store without an explicit kernel pool keeps `linux-kernel`, now set; one whose
     /// `linux-kernel` pool is gone keeps following `default_pool`.
@@ -149,13 +148,61 @@ mod tests {
         }
 
         let kernel_pool = |path: &std::path::Path| {
-            let store = Store::open(path, Durability::default()).expect("migrated");
+            let store = SqliteStore::open(path, Durability::default()).expect("migrated");
             let (app, _) = store.load(HostInfo { memory_mib: 1024, cpus: 1 }).expect("load");
             app.global_explicit("default_pool_kernel").map(str::to_string)
         };
 
         assert_eq!(kernel_pool(&with).as_deref(), Some("linux-kernel"));
         assert_eq!(kernel_pool(&without), None);
+    }
+
+    /// A version-6 store's door-named qube state loads under the new names; where a qube has both, the value
+    /// the daemon used (the old name's) is kept; other features are untouched.
+    #[test]
+    fn a_version_6_database_gets_the_neutral_feature_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("corral.sqlite");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(&format!("BEGIN; {V1} {V2} {V3} {V4} {V5} {V6} PRAGMA user_version = 6; COMMIT;"))
+                .expect("v6");
+            conn.execute_batch(
+                "INSERT INTO domains(qid, name, uuid, class) VALUES
+                     (1, 'work', '00000000-0000-0000-0000-000000000001', 'StandaloneVM'),
+                     (2, 'both', '00000000-0000-0000-0000-000000000002', 'StandaloneVM');
+                 INSERT INTO features(qid, name, value, seq) VALUES
+                     (1, 'rest.cdrom', 'install.iso', 1), (1, 'rest.network', 'lab', 2),
+                     (1, 'rest.nic-name', 'eth-a', 3), (1, 'rest.other', 'kept', 4),
+                     (2, 'corral.cdrom', 'typed-by-hand.iso', 1), (2, 'rest.cdrom', 'in-use.iso', 2);",
+            )
+            .expect("v6 rows");
+        }
+
+        let store = SqliteStore::open(&path, Durability::default()).expect("migrated");
+        let (app, warnings) = store.load(HostInfo { memory_mib: 1024, cpus: 1 }).expect("load");
+
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let features = |qube: &str| -> Vec<(String, String)> {
+            let d = app.domain(qube).expect("loaded");
+            d.features.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        };
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        };
+        assert_eq!(
+            features("work"),
+            pairs(&[
+                (corral_core::domain::CDROM_FEATURE, "install.iso"),
+                (corral_core::domain::NETWORK_FEATURE, "lab"),
+                (corral_core::domain::NIC_NAME_FEATURE, "eth-a"),
+                ("rest.other", "kept"),
+            ])
+        );
+        assert_eq!(features("both"), pairs(&[(corral_core::domain::CDROM_FEATURE, "in-use.iso")]));
+        let version: i64 =
+            Connection::open(&path).expect("open").pragma_query_value(None, "user_version", |r| r.get(0)).expect("v");
+        assert_eq!(version, VERSION);
     }
 
     /// A database a version-2 daemon wrote (users without service keys) opens, keeps its users, and takes
@@ -175,7 +222,7 @@ mod tests {
             .expect("user");
         }
 
-        let mut store = Store::open(&path, Durability::default()).expect("migrated");
+        let mut store = SqliteStore::open(&path, Durability::default()).expect("migrated");
         let (app, warnings) = store.load(HostInfo { memory_mib: 1024, cpus: 1 }).expect("load");
 
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -199,7 +246,7 @@ mod tests {
         use corral_core::{App, Op};
 
         let host = HostInfo { memory_mib: 1024, cpus: 1 };
-        let mut store = Store::open_in_memory().expect("store");
+        let mut store = SqliteStore::open_in_memory().expect("store");
         store.commit(&App::initial_ops("/var/lib/corral", "/var/lib/corral/vm-kernels")).expect("initial");
         let mut d = Domain::new(1, "work", uuid::Uuid::from_u128(7), Class::StandaloneVM);
         d.volumes.push(Volume {

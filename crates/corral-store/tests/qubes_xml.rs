@@ -6,7 +6,7 @@ use corral_core::props::GLOBAL_PROPS;
 use corral_core::volume::{Driver, NewDisk, Pool, Volume, GIB};
 use corral_core::{App, HostInfo};
 use corral_store::qubes_xml::{self, XmlError};
-use corral_store::Store;
+use corral_store::{SqliteStore, StateStore};
 
 const FIXTURE: &str = include_str!("fixtures/qubes.xml");
 const INVALID: &str = include_str!("fixtures/qubes-invalid.xml");
@@ -16,7 +16,7 @@ const FIREWALL_NOTE: &str = "firewall rules are kept in each qube's firewall.xml
 /// Commits a fresh install plus the import, and reads the model back as the daemon would at start.
 fn import_into_fresh_store(xml: &str) -> (App, Vec<String>) {
     let imported = qubes_xml::import(xml).expect("import");
-    let mut store = Store::open_in_memory().expect("open");
+    let mut store = SqliteStore::open_in_memory().expect("open");
     store.commit(&App::initial_ops("/var/lib/qubes", "/var/lib/qubes/vm-kernels")).expect("initial ops");
     store.commit(&imported.ops).expect("imported ops");
     let (app, load_warnings) = store.load(HOST).expect("load");
@@ -361,6 +361,26 @@ fn a_remote_vm_and_its_relay_are_imported() {
     assert_eq!(far.class, corral_core::Class::RemoteVM);
     assert_eq!(props(far), [("label", "green"), ("relayvm", "relay"), ("transport_rpc", "qubesair.SSHProxy")]);
     assert!(far.volumes.is_empty());
+}
+
+/// A file an older Corral exported names the daemon's own features after the HTTP door; they come in under
+/// today's names.
+#[test]
+fn features_an_older_corral_exported_get_todays_names() {
+    let xml = r#"<qubes><domains>
+        <domain id="domain-1" class="StandaloneVM"><properties><property name="qid">1</property>
+            <property name="name">work</property><property name="label">red</property>
+            <property name="uuid">5b7a1bcc-0e1d-4a8e-9d1a-7d0a9a3f0101</property></properties>
+            <features><feature name="rest.cdrom">install.iso</feature><feature name="rest.network">lab</feature>
+            <feature name="rest.nic-name">eth-a</feature><feature name="rest.other">1</feature></features>
+        </domain>
+    </domains></qubes>"#;
+    let (app, _) = import_into_fresh_store(xml);
+
+    assert_eq!(
+        features(domain(&app, "work")),
+        [("corral.cdrom", "install.iso"), ("corral.network", "lab"), ("corral.nic-name", "eth-a"), ("rest.other", "1")]
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use corral_store::{Durability, Store};
+use corral_store::{Durability, SqliteStore, StateStore};
 
 /// The qube directories of the state directory's own file pool (`appvms/<qube>`, `vm-templates/<qube>`)
 /// that hold anything.
@@ -29,7 +29,7 @@ pub fn refuse_lost_store(state_dir: &Path, accept: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let path = state_dir.join("corral.sqlite");
-    let mut store = Store::open(&path, Durability::PowerLoss)?;
+    let mut store = SqliteStore::open(&path, Durability::PowerLoss)?;
     if store.qube_rows()? > 0 || store.empty_store_accepted()? {
         return Ok(());
     }

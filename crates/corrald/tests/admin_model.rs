@@ -3192,6 +3192,33 @@ fn store_written_before_the_kernel_pool_was_set_keeps_linux_kernel_after_restart
     assert_eq!(r, ok("default=False type=str linux-kernel"));
 }
 
+/// The daemon's own qube state that a version-6 store kept under the HTTP door's names (`rest.cdrom`,
+/// `rest.network`, `rest.nic-name`) is read back under today's names after an upgrade; other features stay.
+#[test]
+fn door_named_features_of_a_version_6_store_are_renamed_at_start() {
+    let mut d = Daemon::start().with_appvm();
+    d.ok("admin.vm.feature.Set+rest.other", "work", b"kept");
+    d.kill9();
+    {
+        let conn = rusqlite::Connection::open(d.state.join("corral.sqlite")).expect("open");
+        conn.execute_batch(
+            "INSERT INTO features(qid, name, value, seq)
+                 SELECT qid, 'rest.cdrom', 'install.iso', 100 FROM domains WHERE name = 'work';
+             INSERT INTO features(qid, name, value, seq)
+                 SELECT qid, 'rest.nic-name', 'eth-a', 101 FROM domains WHERE name = 'work';",
+        )
+        .expect("door-named rows");
+        conn.pragma_update(None, "user_version", 6).expect("version 6");
+    }
+    d.spawn();
+
+    assert_eq!(d.ok("admin.vm.feature.Get+corral.cdrom", "work", b""), "install.iso");
+    assert_eq!(d.ok("admin.vm.feature.Get+corral.nic-name", "work", b""), "eth-a");
+    assert_eq!(d.ok("admin.vm.feature.Get+rest.other", "work", b""), "kept");
+    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
+    assert_eq!(d.err("admin.vm.feature.Get+rest.nic-name", "work", b"").0, "QubesFeatureNotFoundError");
+}
+
 const REMOTEVM_PROPS: &str =
     "icon\ninclude_in_backups\nklass\nlabel\nname\nqid\nremote_name\ntransport_rpc\nuuid\nrelayvm\n";
 

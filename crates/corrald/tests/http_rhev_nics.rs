@@ -70,9 +70,9 @@ fn remove_nic(d: &Daemon, vm: &str) -> u16 {
     send(d, Method::DELETE, &format!("/api/vms/{}/nics/{nic}", d.uuid(vm)), "").0
 }
 
-/// The qube's `rest.network` feature, `None` when unset.
+/// The qube's `corral.network` feature, `None` when unset.
 fn feature(d: &Daemon, vm: &str) -> Option<String> {
-    let reply = d.call("admin.vm.feature.Get+rest.network", vm, b"");
+    let reply = d.call("admin.vm.feature.Get+corral.network", vm, b"");
     reply.strip_prefix(b"0\0").map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
@@ -218,7 +218,7 @@ fn where_libvirt_cannot_hot_plug_a_running_vms_nic_is_409_and_unchanged() {
 
 /// The qube's feature holding its card's name, `None` when unset.
 fn nic_name_feature(d: &Daemon, vm: &str) -> Option<String> {
-    let reply = d.call("admin.vm.feature.Get+rest.nic-name", vm, b"");
+    let reply = d.call("admin.vm.feature.Get+corral.nic-name", vm, b"");
     reply.strip_prefix(b"0\0").map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
@@ -333,7 +333,7 @@ fn the_admin_api_puts_a_qube_on_a_network_and_rest_shows_that_nic() {
     let d = daemon();
     let lab = with_lab(&d);
 
-    d.ok("admin.vm.feature.Set+rest.network", "work", b"lab");
+    d.ok("admin.vm.feature.Set+corral.network", "work", b"lab");
 
     let nics = nics(&d, "work");
     assert_eq!(nics.len(), 1);
@@ -348,10 +348,10 @@ fn a_qube_is_never_both_behind_a_netvm_and_on_a_libvirt_network() {
     d.ok("admin.vm.property.Set+netvm", "work", b"sys-net");
 
     // Behind an explicit netvm: it cannot join a libvirt network as well.
-    let (kind, _) = d.err("admin.vm.feature.Set+rest.network", "work", b"lab");
+    let (kind, _) = d.err("admin.vm.feature.Set+corral.network", "work", b"lab");
     assert_eq!(kind, "QubesValueError");
     d.ok("admin.vm.property.Set+netvm", "work", b"");
-    d.ok("admin.vm.feature.Set+rest.network", "work", b"lab");
+    d.ok("admin.vm.feature.Set+corral.network", "work", b"lab");
 
     // On a libvirt network: no netvm can be set.
     let (kind, message) = d.err("admin.vm.property.Set+netvm", "work", b"sys-net");
@@ -364,7 +364,7 @@ fn a_qube_is_never_both_behind_a_netvm_and_on_a_libvirt_network() {
 fn the_global_default_netvm_does_not_reach_a_qube_on_a_libvirt_network() {
     let d = daemon();
     with_lab(&d);
-    d.ok("admin.vm.feature.Set+rest.network", "work", b"lab");
+    d.ok("admin.vm.feature.Set+corral.network", "work", b"lab");
 
     d.ok("admin.vm.Create.StandaloneVM", "dom0", b"name=sys-net label=red");
     d.ok("admin.vm.property.Set+provides_network", "sys-net", b"True");
@@ -381,10 +381,10 @@ fn the_admin_api_refuses_an_unknown_network_and_a_card_libvirt_cannot_hot_plug()
     let d = daemon();
     with_lab(&d);
 
-    let (kind, _) = d.err("admin.vm.feature.Set+rest.network", "work", b"no-such");
+    let (kind, _) = d.err("admin.vm.feature.Set+corral.network", "work", b"no-such");
     assert_eq!(kind, "QubesValueError");
     d.ok("admin.vm.Start", "work", b"");
-    let (kind, _) = d.err("admin.vm.feature.Set+rest.network", "work", b"lab");
+    let (kind, _) = d.err("admin.vm.feature.Set+corral.network", "work", b"lab");
     assert_eq!(kind, "QubesVMNotHaltedError");
     assert_eq!(feature(&d, "work"), None);
 }
@@ -406,8 +406,8 @@ fn joining_and_leaving_a_network_announces_the_netvm_default_moving() {
     with_lab(&d);
     let mut events = support::events::Events::open(&d, "work");
 
-    d.ok("admin.vm.feature.Set+rest.network", "work", b"lab");
-    d.ok("admin.vm.feature.Remove+rest.network", "work", b"");
+    d.ok("admin.vm.feature.Set+corral.network", "work", b"lab");
+    d.ok("admin.vm.feature.Remove+corral.network", "work", b"");
     let seen = events.until_marker(&d, "work");
 
     let resets: Vec<&String> = seen.iter().filter(|f| f.contains("property-reset:netvm")).collect();

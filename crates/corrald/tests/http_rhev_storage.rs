@@ -1674,7 +1674,7 @@ fn inserting_an_iso_records_it_and_reports_it_back() {
     let (status, _) = put_cdrom(&d, "work", false, "install.iso");
 
     assert_eq!(status, 200);
-    assert_eq!(d.ok("admin.vm.feature.Get+rest.cdrom", "work", b""), "install.iso");
+    assert_eq!(d.ok("admin.vm.feature.Get+corral.cdrom", "work", b""), "install.iso");
     let cdrom = get_json(&d, &format!("/api/vms/{work}/cdroms/{BLANK}"));
     assert_eq!(cdrom["file"]["id"], "install.iso");
 }
@@ -1683,13 +1683,13 @@ fn inserting_an_iso_records_it_and_reports_it_back() {
 fn ejecting_with_an_empty_file_id_clears_the_cdrom() {
     let d = daemon();
     install_iso(&d, "install.iso");
-    d.ok("admin.vm.feature.Set+rest.cdrom", "work", b"install.iso");
+    d.ok("admin.vm.feature.Set+corral.cdrom", "work", b"install.iso");
 
     let (status, body) = put_cdrom(&d, "work", false, "");
 
     assert_eq!(status, 200);
     assert!(body.contains("<file id=\"\"/>"), "{body}");
-    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
+    assert_eq!(d.err("admin.vm.feature.Get+corral.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
 }
 
 #[test]
@@ -1703,7 +1703,7 @@ fn inserting_what_is_no_iso_image_of_a_storage_domain_is_400() {
         assert_eq!(status, 400, "{file}");
         assert!(body.contains(file), "{body}");
     }
-    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
+    assert_eq!(d.err("admin.vm.feature.Get+corral.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
 }
 
 /// A symlink in a pool directory is no ISO image, wherever it points: neither listed nor accepted as a cdrom, for
@@ -1718,7 +1718,7 @@ fn a_symlinked_iso_is_refused_as_a_cdrom() {
     let (status, body) = put_cdrom(&d, "work", false, "evil.iso");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("evil.iso"), "{body}");
-    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
+    assert_eq!(d.err("admin.vm.feature.Get+corral.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
 
     let r = request(&d, Method::POST, &format!("/api/vms/{}/start", d.uuid("work")))
         .body("<action><vm><cdroms><cdrom><file id=\"evil.iso\"/></cdrom></cdroms></vm></action>")
@@ -1728,7 +1728,7 @@ fn a_symlinked_iso_is_refused_as_a_cdrom() {
     assert!(d.ok("admin.vm.List", "work", b"").contains("Halted"));
 
     // Set behind the door's back (an older daemon accepted it): the start refuses it too.
-    d.ok("admin.vm.feature.Set+rest.cdrom", "work", b"evil.iso");
+    d.ok("admin.vm.feature.Set+corral.cdrom", "work", b"evil.iso");
     let (kind, message) = d.err("admin.vm.Start", "work", b"");
     assert_eq!(kind, "QubesException");
     assert!(message.contains("The cdrom file evil.iso is in no storage domain"), "{message}");
@@ -1772,7 +1772,7 @@ fn a_live_change_on_a_qube_started_without_a_drive_is_409_and_changes_nothing() 
 
     assert_eq!(status, 409);
     assert!(body.contains("started without a cdrom drive"), "{body}");
-    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
+    assert_eq!(d.err("admin.vm.feature.Get+corral.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
 }
 
 #[test]
@@ -1788,7 +1788,7 @@ fn a_live_change_goes_to_libvirt_which_the_test_driver_refuses_and_nothing_chang
 
     assert_eq!(status, 500);
     assert!(body.contains("Cannot change the cdrom") && body.contains("virDomainUpdateDeviceFlags"), "{body}");
-    assert_eq!(d.ok("admin.vm.feature.Get+rest.cdrom", "work", b""), "install.iso");
+    assert_eq!(d.ok("admin.vm.feature.Get+corral.cdrom", "work", b""), "install.iso");
 }
 
 #[test]

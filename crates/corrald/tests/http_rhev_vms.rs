@@ -516,7 +516,7 @@ fn run_once_boots_an_installer_image_from_the_cdrom_for_that_start_only() {
     assert!(once.contains("installer.iso"), "{once}");
     assert_eq!(boot_order(&next), ["hd"], "{next}");
     assert!(!next.contains("device='cdrom'"), "{next}");
-    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
+    assert_eq!(d.err("admin.vm.feature.Get+corral.cdrom", "work", b"").0, "QubesFeatureNotFoundError");
 }
 
 #[test]

@@ -234,7 +234,7 @@ fn a_running_guests_cdrom_media_change_over_http() {
     let drive = cdrom_drive(&live_xml(&d, "cd"));
     // libvirt keeps an empty `<source index=…/>` for the empty drive.
     assert!(!drive.contains("<source file") && !drive.contains(".iso"), "{drive}");
-    assert_eq!(d.err("admin.vm.feature.Get+rest.cdrom", "cd", b"").0, "QubesFeatureNotFoundError");
+    assert_eq!(d.err("admin.vm.feature.Get+corral.cdrom", "cd", b"").0, "QubesFeatureNotFoundError");
     d.ok("admin.vm.Kill", "cd", b"");
 }
 
@@ -543,7 +543,7 @@ fn a_running_guests_nic_is_hot_plugged_on_a_libvirt_network_over_http() {
     let cards = interfaces(&live_xml(&d, vm));
     assert_eq!(cards.len(), 1, "{cards:?}");
     assert!(cards[0].contains(&format!("<source network='{name}'")), "{cards:?}");
-    assert_eq!(d.ok("admin.vm.feature.Get+rest.network", vm, b""), name);
+    assert_eq!(d.ok("admin.vm.feature.Get+corral.network", vm, b""), name);
     let nic = serde_json::from_str::<serde_json::Value>(&answer).expect("json")["id"].as_str().expect("id").to_string();
     let (removed, answer) = send(reqwest::Method::DELETE, &format!("{nics}/{nic}"), "");
     assert_eq!(removed, 204, "{answer}");

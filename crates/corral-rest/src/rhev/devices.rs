@@ -5,13 +5,13 @@
 //!   `disk1`..`disk22` of a data domain and loses them again (while it is down); the volumes its class gives it go
 //!   only with it, and nothing is detached: there are no floating disks to keep a detached one (409).
 //! - A qube has at most one network card, named `nic1` unless a user named it otherwise (the qube's feature
-//!   `rest.nic-name`; its id stays the same) and its MAC is the `mac` property: behind its `netvm`, on the
-//!   libvirt network `default`, or directly on a libvirt network named by its feature `rest.network` (then
+//!   `corral.nic-name`; its id stays the same) and its MAC is the `mac` property: behind its `netvm`, on the
+//!   libvirt network `default`, or directly on a libvirt network named by its feature `corral.network` (then
 //!   it has no netvm). Adding a nic puts the qube behind the global `default_netvm` when the body names no
 //!   network or `default` and there is a default_netvm, else directly on the network named (or `default`);
 //!   removing it clears both. A running qube's card is hot-plugged (409 where libvirt cannot).
 //! - The one cdrom (zero GUID) holds the name of an ISO image some `file` storage domain offers, kept as the
-//!   qube's feature `rest.cdrom`. A qube started with one has a read-only IDE cdrom drive holding it; `;current`
+//!   qube's feature `corral.cdrom`. A qube started with one has a read-only IDE cdrom drive holding it; `;current`
 //!   changes (or ejects) the media of that drive while the qube runs, and the choice stays for later starts.
 //! - Snapshots are the revisions of the qube's private volume (its data; the root belongs to the template or
 //!   is rebuilt from it). Taking one saves the private volume's current content as a new revision (the qube
@@ -490,10 +490,10 @@ fn check_interface(body: &Node) -> ApiResult<()> {
 #[utoipa::path(post, path = "/api/vms/{id}/nics", operation_id = "add_vm_nic", tag = "vm devices",
     summary = "Add a nic to a vm",
     description = "A qube has one nic, named as the body's `name` says (`nic1` by default: the qube's feature \
-        `rest.nic-name` keeps another name); a running one gets it hot-plugged (409 where libvirt cannot). \
+        `corral.nic-name` keeps another name); a running one gets it hot-plugged (409 where libvirt cannot). \
         Without a network, or on `default`, the nic is behind the global `default_netvm` (its `netvm`) when there \
         is one, else directly on the libvirt network `default`; any other network (by id or name) is joined \
-        directly, without a netvm (the qube's feature `rest.network`). A `mac` address sets the `mac` property.",
+        directly, without a netvm (the qube's feature `corral.network`). A `mac` address sets the `mac` property.",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid")),
     request_body(description = "Optional: a `<nic>`",
         content((Option<schema::Nic> = "application/xml"), (Option<schema::Nic> = "application/json"))),
@@ -522,11 +522,11 @@ async fn add_nic(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>
     Ok(created(&ctx, node, &format!("/vms/{id}/nics/{}", nic_id(&d)), false))
 }
 
-/// The card model and network are fixed; the name is the qube's feature `rest.nic-name`, the MAC address its
+/// The card model and network are fixed; the name is the qube's feature `corral.nic-name`, the MAC address its
 /// `mac` property.
 #[utoipa::path(put, path = "/api/vms/{id}/nics/{n}", operation_id = "update_vm_nic", tag = "vm devices",
     summary = "Update a vm's nic",
-    description = "Renames the nic (`name`; the qube's feature `rest.nic-name`, `nic1` by default) and sets its \
+    description = "Renames the nic (`name`; the qube's feature `corral.nic-name`, `nic1` by default) and sets its \
         MAC address; the interface and network are fixed (remove the nic and add it on another network to move it).",
     params(("id" = String, Path, description = "The vm's id: its qube's uuid"),
         ("n" = String, Path, description = "The nic's id")),
@@ -595,7 +595,7 @@ async fn remove_nic(
 // ---------------------------------------------------------------------------------------------------------
 // Cdroms
 
-/// The qube's one cdrom under `base`, holding the file recorded in its `rest.cdrom` feature.
+/// The qube's one cdrom under `base`, holding the file recorded in its `corral.cdrom` feature.
 pub fn cdrom_node(ctx: &Ctx, d: &Domain, base: &str) -> Node {
     let file = d.features.get(CDROM_FEATURE).unwrap_or_default();
     Node::new("cdrom")
