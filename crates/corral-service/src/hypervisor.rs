@@ -32,7 +32,7 @@ impl Service {
 
     /// A qube's domain XML: libvirt's with `virDomainXMLFlags` unless the qube is halted, else the one its
     /// next start would define (the flags change nothing there: it is an inactive definition already).
-    pub fn domain_xml_of(&self, caller: &Principal, vm: &str, flags: u32) -> Result<String> {
+    pub(crate) fn domain_xml_of(&self, caller: &Principal, vm: &str, flags: u32) -> Result<String> {
         self.auth(caller, "corral.vm.DomainXML", "", vm)?;
         let d = resolve_in(&self.current(), vm)?.clone();
         if self.power(&d) == PowerState::Halted {
@@ -49,7 +49,7 @@ impl Service {
     }
 
     /// The CPU scheduler libvirt runs a qube's domain with, and the number of its parameters.
-    pub fn scheduler_type(&self, caller: &Principal, vm: &str) -> Result<(String, i32)> {
+    pub(crate) fn scheduler_type(&self, caller: &Principal, vm: &str) -> Result<(String, i32)> {
         self.auth(caller, "corral.vm.SchedulerType", "", vm)?;
         let d = resolve_in(&self.current(), vm)?.clone();
         self.inspecting(|i| i.scheduler_type(&d.uuid))?.ok_or_else(|| never_defined(&d.name))

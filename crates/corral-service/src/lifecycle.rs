@@ -701,7 +701,7 @@ impl Service {
 
     /// Presses `keys` together on a running qube's keyboard for `hold_ms` (`virsh send-key`): 1 to 16
     /// codes of `codeset`.
-    pub fn send_keys(
+    pub(crate) fn send_keys(
         &self,
         caller: &Principal,
         vm: &str,

@@ -10,19 +10,24 @@ use crate::{Principal, Service};
 
 impl Service {
     /// Every virtual network of the connection with its state, by name.
-    pub fn network_details(&self, caller: &Principal) -> Result<Vec<NetworkDetails>> {
+    pub(crate) fn network_details(&self, caller: &Principal) -> Result<Vec<NetworkDetails>> {
         self.auth(caller, "corral.network.List", "", "dom0")?;
         self.inspecting(|i| i.network_details())
     }
 
     /// A network's XML with `virNetworkXMLFlags`.
-    pub fn network_xml(&self, caller: &Principal, uuid: &uuid::Uuid, flags: u32) -> Result<String> {
+    pub(crate) fn network_xml(&self, caller: &Principal, uuid: &uuid::Uuid, flags: u32) -> Result<String> {
         self.auth(caller, "corral.network.XML", "", "dom0")?;
         self.inspecting(|i| i.network_xml(uuid, flags))?.ok_or_else(|| network_not_found(uuid))
     }
 
     /// The DHCP leases a network handed out, only those of `mac` (`aa:bb:cc:dd:ee:ff`) when given.
-    pub fn dhcp_leases(&self, caller: &Principal, uuid: &uuid::Uuid, mac: Option<&str>) -> Result<Vec<DhcpLease>> {
+    pub(crate) fn dhcp_leases(
+        &self,
+        caller: &Principal,
+        uuid: &uuid::Uuid,
+        mac: Option<&str>,
+    ) -> Result<Vec<DhcpLease>> {
         self.auth(caller, "corral.network.DHCPLeases", "", "dom0")?;
         if let Some(mac) = mac {
             validate_mac(mac)?;
@@ -31,7 +36,7 @@ impl Service {
     }
 
     /// Creates and starts a transient network from libvirt network XML (libvirt validates it).
-    pub fn create_network(&self, caller: &Principal, xml: &str) -> Result<NetworkDetails> {
+    pub(crate) fn create_network(&self, caller: &Principal, xml: &str) -> Result<NetworkDetails> {
         self.auth(caller, "corral.network.Create", "", "dom0")?;
         self.controlling_networks(|c| c.create_network(xml))
     }
@@ -93,7 +98,7 @@ impl Service {
 
     /// Removes a network: undefines a persistent one, stops a transient one (see `NetworkControl`). A
     /// network a qube's card is on is refused.
-    pub fn remove_network(&self, caller: &Principal, uuid: &uuid::Uuid) -> Result<()> {
+    pub(crate) fn remove_network(&self, caller: &Principal, uuid: &uuid::Uuid) -> Result<()> {
         self.auth(caller, "corral.network.Remove", "", "dom0")?;
         let name = self.inspecting(|i| i.network_details())?.into_iter().find(|n| n.uuid == *uuid).map(|n| n.name);
         if let Some(name) = &name {
@@ -103,7 +108,7 @@ impl Service {
     }
 
     /// Whether a (persistent) network starts with the hypervisor.
-    pub fn set_network_autostart(&self, caller: &Principal, uuid: &uuid::Uuid, autostart: bool) -> Result<()> {
+    pub(crate) fn set_network_autostart(&self, caller: &Principal, uuid: &uuid::Uuid, autostart: bool) -> Result<()> {
         self.auth(caller, "corral.network.SetAutostart", "", "dom0")?;
         self.controlling_networks(|c| c.set_network_autostart(uuid, autostart))?
             .then_some(())
