@@ -1,6 +1,7 @@
-//! `/libvirt/domains`: qubes (dom0 aside) as libvirt domains. Queries answer from the model and, for a
-//! running qube, from libvirt's figures; actions are the service's calls, so the Admin API sees the
-//! same qubes change; creation makes a StandaloneVM out of a domain XML.
+//! `/libvirt/domains`: qubes (dom0 aside) as libvirt domains. A qube is found in the caller's view (one it
+//! may not see is missing); queries answer from the view and, for a running qube, from libvirt's figures;
+//! actions, changes and computed reads are typed requests through `Service::handle`, so the Admin API's gate
+//! checks them and sees the same qubes change; creation makes a StandaloneVM out of a domain XML.
 
 use corral_core::domain::{Class, Domain};
 use corral_core::hv::{KeycodeSet, PowerState};
