@@ -100,6 +100,12 @@ pub fn render(response: Response, all_vms: &VmListCache) -> Result<Rendered> {
             }
             format!("{size} {path}").into_bytes()
         }
+        // Answers to the virthttp door's own requests, which no Admin API method makes.
+        Response::Scheduler { .. }
+        | Response::Networks(_)
+        | Response::Network(_)
+        | Response::Leases(_)
+        | Response::NotStarted(_) => return Err(Error::protocol("No Admin API reply for this answer")),
     };
     Ok(Rendered::Content(Arc::new(content)))
 }

@@ -3,7 +3,9 @@
 
 mod auth;
 mod events;
+mod hypervisor;
 mod lifecycle;
+mod networks;
 mod nics;
 mod ops;
 mod request;
@@ -12,7 +14,6 @@ pub mod rest_support;
 mod runtime;
 mod users;
 mod view;
-mod virthttp_support;
 mod volumes;
 
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ pub use corral_core::{Credential, Operation, Principal};
 pub use events::{current_cause, with_cause, EventBus, Subscription, SubscriptionEnded};
 pub use lifecycle::{bridge_mac, RunOnce};
 pub use ops::{now_epoch, parse_bool_payload, FeatureLookup, PropView, VmSummary};
-pub use request::{CreateIn, DeviceListing, Request, Response, DEVICE_CLASSES};
+pub use request::{CreateIn, DeviceListing, QubeSetting, Request, Response, DEVICE_CLASSES};
 pub use users::LoginRefused;
 pub use view::View;
 pub use volumes::VolumeInfo;

@@ -15,7 +15,7 @@ use corral_core::hv::{
     PowerAction, PowerState, MAX_KEYS_AT_ONCE,
 };
 use corral_core::volume::{Pool, Volume};
-use corral_core::{Error, ErrorKind, Event, Result};
+use corral_core::{App, Error, ErrorKind, Event, Result};
 use uuid::Uuid;
 
 use crate::runtime::{now, Running};
@@ -226,6 +226,30 @@ impl Service {
             volumes,
             kernel,
         })
+    }
+
+    /// What refuses a start of `d` (which may not be committed yet) for certain, found without starting
+    /// anything: a prohibition on it or on a halted qube of its network chain, with the words the start
+    /// itself would answer, a loop in that chain, or no hypervisor. A start can still fail after this says
+    /// yes (storage, libvirt).
+    pub(crate) fn start_refusal(&self, app: &App, d: &Domain) -> Result<()> {
+        let mut next = Some(d);
+        let mut depth = 0;
+        while let Some(q) = next {
+            if depth > MAX_NETVM_DEPTH {
+                return Err(Error::value("Loops in network are unsupported"));
+            }
+            // A qube up already (dom0, a remote one, one running or saved) starts nothing along its chain.
+            if q.is_admin() || !q.class.runs_here() || self.power(q) != PowerState::Halted {
+                break;
+            }
+            if let Some(reason) = q.features.get("prohibit-start").filter(|r| !r.is_empty()) {
+                return Err(Error::generic(format!("Qube start is prohibited. Rationale: {reason}")));
+            }
+            next = app.vm_prop(q, "netvm").filter(|n| !n.is_empty()).and_then(|n| app.domain(&n));
+            depth += 1;
+        }
+        self.hypervisor().map(|_| ())
     }
 
     fn start_one(&self, name: &str, depth: usize, once: &RunOnce) -> Result<()> {
@@ -677,7 +701,7 @@ impl Service {
 
     /// Presses `keys` together on a running qube's keyboard for `hold_ms` (`virsh send-key`): 1 to 16
     /// codes of `codeset`.
-    pub fn send_keys(
+    pub(crate) fn send_keys(
         &self,
         caller: &Principal,
         vm: &str,

@@ -379,6 +379,31 @@ impl Service {
         props: &[(&str, &[u8])],
         notes: Option<&[u8]>,
     ) -> Result<()> {
+        self.create_checked(caller, method, spec, props, notes, false)
+    }
+
+    /// `create_vm_with` of a qube about to be started: when `start`, what would refuse its start for certain
+    /// refuses the creation too, before anything is made (see `start_refusal`).
+    pub(crate) fn create_startable(
+        &self,
+        caller: &Principal,
+        method: &str,
+        spec: CreateSpec,
+        props: &[(&str, &[u8])],
+        start: bool,
+    ) -> Result<()> {
+        self.create_checked(caller, method, spec, props, None, start)
+    }
+
+    fn create_checked(
+        &self,
+        caller: &Principal,
+        method: &str,
+        spec: CreateSpec,
+        props: &[(&str, &[u8])],
+        notes: Option<&[u8]>,
+        startable: bool,
+    ) -> Result<()> {
         self.auth(caller, method, spec.template.as_deref().unwrap_or(""), "dom0")?;
         let mut setup = Setup::default();
         for (name, payload) in props {
@@ -389,6 +414,9 @@ impl Service {
         setup.notes = notes.map(plan::sanitize_notes).transpose()?;
         let model = self.model.upgradable_read();
         let new = model.plan_create_with(&spec, &setup, caller.may_mark_creators())?;
+        if startable {
+            self.start_refusal(&model, &new.domain)?;
+        }
         self.make_qube(model, new, &[])
     }
 

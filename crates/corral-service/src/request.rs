@@ -12,12 +12,14 @@
 use std::sync::Arc;
 
 use corral_core::domain::Class;
+use corral_core::hv::{DhcpLease, KeycodeSet, NetworkDef, NetworkDetails};
 use corral_core::plan::CreateSpec;
 use corral_core::props::{self, PropType};
 use corral_core::volume::Driver;
 use corral_core::{firewall, label, Error, ErrorKind, Operation, Principal, Result};
 
 use crate::{FeatureLookup, PropView, Service, VmSummary, VolumeInfo};
+use uuid::Uuid;
 
 /// Where `admin.vm.Create*` puts the new qube's volumes: the default pools, or those the request names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,6 +342,113 @@ pub enum Request {
     UserServiceKey {
         name: String,
     },
+
+    // --- virthttp door (branch `virthttp`) ---
+    /// A start that leaves the qube paused before its guest runs (libvirt's start with `paused`).
+    VmStartPaused {
+        vm: String,
+    },
+    /// A running qube shut down, waited for, and started again.
+    VmReboot {
+        vm: String,
+    },
+    /// A running qube powered off at once and started again (libvirt's reset).
+    VmReset {
+        vm: String,
+    },
+    /// One of a qube's settings, as a typed value.
+    VmSet {
+        vm: String,
+        setting: QubeSetting,
+    },
+    /// Presses `keys` together on a running qube's keyboard for `hold_ms` (`virsh send-key`).
+    VmSendKeys {
+        vm: String,
+        codeset: KeycodeSet,
+        hold_ms: u32,
+        keys: Vec<u32>,
+    },
+    /// A qube's domain XML with `virDomainXMLFlags`.
+    VmDomainXml {
+        vm: String,
+        flags: u32,
+    },
+    /// The CPU scheduler a qube's domain runs with.
+    VmSchedulerType {
+        vm: String,
+    },
+    /// A new qube with its first settings in the same transaction, started after the commit when `start`.
+    /// What would refuse the start for certain refuses the creation before anything is made; a start that
+    /// fails later leaves the qube created and halted ([`Response::NotStarted`]).
+    VmCreateWith {
+        spec: CreateSpec,
+        settings: Vec<QubeSetting>,
+        start: bool,
+    },
+    /// The hypervisor's virtual networks.
+    NetworkList,
+    /// A network's XML with `virNetworkXMLFlags`.
+    NetworkXml {
+        network: Uuid,
+        flags: u32,
+    },
+    /// The DHCP leases of a network, only those of `mac` (`aa:bb:cc:dd:ee:ff`) when given.
+    NetworkDhcpLeases {
+        network: Uuid,
+        mac: Option<String>,
+    },
+    /// A transient network from libvirt network XML, started.
+    NetworkCreate {
+        xml: String,
+    },
+    /// A persistent isolated network, started and autostarted.
+    NetworkDefine {
+        def: NetworkDef,
+    },
+    /// A network stopped and undefined: gone.
+    NetworkDestroy {
+        network: Uuid,
+    },
+    /// A persistent network undefined, a transient one stopped.
+    NetworkRemove {
+        network: Uuid,
+    },
+    NetworkSetAutostart {
+        network: Uuid,
+        autostart: bool,
+    },
+}
+
+/// A qube setting a door gives as a typed value; each is one property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QubeSetting {
+    /// MiB the qube starts with.
+    Memory(u64),
+    /// MiB the qube may balloon up to.
+    MaxMemory(u64),
+    Vcpus(u64),
+    /// Whether the qube starts with the host.
+    Autostart(bool),
+}
+
+impl QubeSetting {
+    /// The property the setting is.
+    pub fn property(self) -> &'static str {
+        match self {
+            QubeSetting::Memory(_) => "memory",
+            QubeSetting::MaxMemory(_) => "maxmem",
+            QubeSetting::Vcpus(_) => "vcpus",
+            QubeSetting::Autostart(_) => "autostart",
+        }
+    }
+
+    /// The value in the property's own form, which its sanitizer reads.
+    fn value(self) -> String {
+        match self {
+            QubeSetting::Memory(n) | QubeSetting::MaxMemory(n) | QubeSetting::Vcpus(n) => n.to_string(),
+            QubeSetting::Autostart(on) => if on { "True" } else { "False" }.to_string(),
+        }
+    }
 }
 
 /// A service's answer, rendered by the door that asked.
@@ -386,13 +495,46 @@ pub enum Response {
     Stats {
         vm: String,
     },
+
+    // --- virthttp door (branch `virthttp`) ---
+    /// A qube's CPU scheduler and the number of its parameters.
+    Scheduler {
+        kind: String,
+        params: i32,
+    },
+    Networks(Vec<NetworkDetails>),
+    Network(NetworkDetails),
+    Leases(Vec<DhcpLease>),
+    /// The qube was created and stays, halted: its start, the step after the commit, failed for this reason.
+    NotStarted(Error),
 }
 
 impl Request {
     /// The operations the caller must be allowed, in the order they are checked: one for most requests; a
     /// create with settings is also each setting.
     pub fn operations(&self) -> Vec<Operation<'_>> {
-        vec![self.operation()]
+        use Operation as O;
+        use Request::*;
+        match self {
+            // --- virthttp door (branch `virthttp`) ---
+            VmStartPaused { vm } => {
+                vec![O::new("admin.vm.Start", "", vm.as_str()), O::new("admin.vm.Pause", "", vm.as_str())]
+            }
+            VmReboot { vm } => {
+                vec![O::new("admin.vm.Shutdown", "wait", vm.as_str()), O::new("admin.vm.Start", "", vm.as_str())]
+            }
+            VmReset { vm } => vec![O::new("admin.vm.Kill", "", vm.as_str()), O::new("admin.vm.Start", "", vm.as_str())],
+            VmCreateWith { spec, settings, start } => {
+                let vm = spec.name.as_str();
+                let mut ops = vec![self.operation()];
+                ops.extend(settings.iter().map(|s| O::new("admin.vm.property.Set", s.property(), vm)));
+                if *start {
+                    ops.push(O::new("admin.vm.Start", "", vm));
+                }
+                ops
+            }
+            _ => vec![self.operation()],
+        }
     }
 
     /// The request in the Admin API's vocabulary: method, argument, target.
@@ -501,6 +643,24 @@ impl Request {
             // --- RHEV door (branch `rhev`) ---
 
             // --- virthttp door (branch `virthttp`) ---
+            VmStartPaused { vm } => O::new("admin.vm.Start", "", vm.as_str()),
+            VmReboot { vm } => O::new("admin.vm.Shutdown", "wait", vm.as_str()),
+            VmReset { vm } => O::new("admin.vm.Kill", "", vm.as_str()),
+            VmSet { vm, setting } => O::new("admin.vm.property.Set", setting.property(), vm.as_str()),
+            VmSendKeys { vm, .. } => O::new("corral.vm.SendKeys", "", vm.as_str()),
+            VmDomainXml { vm, .. } => O::new("corral.vm.DomainXML", "", vm.as_str()),
+            VmSchedulerType { vm } => O::new("corral.vm.SchedulerType", "", vm.as_str()),
+            VmCreateWith { spec, .. } => {
+                O::global(create_method(spec, CreateIn::DefaultPools), spec.template.as_deref().unwrap_or(""))
+            }
+            NetworkList => O::global("corral.network.List", ""),
+            NetworkXml { .. } => O::global("corral.network.XML", ""),
+            NetworkDhcpLeases { .. } => O::global("corral.network.DHCPLeases", ""),
+            NetworkCreate { .. } => O::global("corral.network.Create", ""),
+            NetworkDefine { .. } => O::global("corral.network.Define", ""),
+            NetworkDestroy { .. } => O::global("corral.network.Destroy", ""),
+            NetworkRemove { .. } => O::global("corral.network.Remove", ""),
+            NetworkSetAutostart { .. } => O::global("corral.network.SetAutostart", ""),
         }
     }
 }
@@ -746,6 +906,38 @@ impl Service {
             // --- RHEV door (branch `rhev`) ---
 
             // --- virthttp door (branch `virthttp`) ---
+            VmStartPaused { vm } => done(self.start_vm(p, &vm).and_then(|()| self.pause_vm(p, &vm))),
+            VmReboot { vm } => done(self.reboot_vm(p, &vm)),
+            VmReset { vm } => done(self.kill_vm(p, &vm).and_then(|()| self.start_vm(p, &vm))),
+            VmSet { vm, setting } => {
+                let value = setting.value();
+                done(self.update_vm(p, &vm, &[(setting.property(), value.as_bytes())], None))
+            }
+            VmSendKeys { vm, codeset, hold_ms, keys } => done(self.send_keys(p, &vm, codeset, hold_ms, &keys)),
+            VmDomainXml { vm, flags } => self.domain_xml_of(p, &vm, flags).map(Response::Text),
+            VmSchedulerType { vm } => {
+                self.scheduler_type(p, &vm).map(|(kind, params)| Response::Scheduler { kind, params })
+            }
+            VmCreateWith { spec, settings, start } => {
+                let method = create_method(&spec, CreateIn::DefaultPools);
+                let values: Vec<(&str, String)> = settings.iter().map(|s| (s.property(), s.value())).collect();
+                let props: Vec<(&str, &[u8])> = values.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+                let name = spec.name.clone();
+                self.create_startable(p, &method, spec, &props, start)?;
+                if !start {
+                    return Ok(Response::Done);
+                }
+                // The qube is committed: a start that fails now leaves it as it is, halted, and says so.
+                Ok(self.start_vm(p, &name).map_or_else(Response::NotStarted, |()| Response::Done))
+            }
+            NetworkList => self.network_details(p).map(Response::Networks),
+            NetworkXml { network, flags } => self.network_xml(p, &network, flags).map(Response::Text),
+            NetworkDhcpLeases { network, mac } => self.dhcp_leases(p, &network, mac.as_deref()).map(Response::Leases),
+            NetworkCreate { xml } => self.create_network(p, &xml).map(Response::Network),
+            NetworkDefine { def } => self.define_network(p, &def).map(Response::Network),
+            NetworkDestroy { network } => done(self.destroy_network(p, &network)),
+            NetworkRemove { network } => done(self.remove_network(p, &network)),
+            NetworkSetAutostart { network, autostart } => done(self.set_network_autostart(p, &network, autostart)),
         }
     }
 

@@ -1474,6 +1474,35 @@ fn a_qube_that_cannot_start_is_not_left_behind() {
     assert_eq!(d.err("admin.vm.List", "web", b"").0, "QubesVMNotFoundError");
 }
 
+/// A daemon whose new qubes get the netvm `work`, whose template's root image is gone: only starting it
+/// can tell that it does not start.
+fn with_broken_netvm() -> Daemon {
+    let d = daemon().with_appvm();
+    d.ok("admin.vm.property.Set+provides_network", "work", b"True");
+    d.ok("admin.property.Set+default_netvm", "dom0", b"work");
+    std::fs::remove_file(d.state.join("vm-templates/tpl/root.img")).expect("remove the template's root image");
+    d
+}
+
+#[test]
+fn a_create_whose_start_fails_once_the_qube_exists_keeps_it_shut_off_and_says_so() {
+    let d = with_broken_netvm();
+
+    let answer = send(&d, "POST", "/libvirt/domains", json!(domain_xml("web")));
+
+    let image = d.state.join("vm-templates/tpl/root.img");
+    let why = format!("Start failed: volume root: Missing image file: {}", image.display());
+    let message = "Domain web was created and stays shut off: its start failed";
+    assert_eq!(
+        answer,
+        json!({"results": [{"created": true}], "success": false,
+               "errors": [{"code": 202, "message": "Could not start the domain", "libvirt": why}],
+               "messages": [{"create": message}]})
+    );
+    assert_eq!(power_state(&d, "web"), "Halted");
+    assert_eq!(prop(&d, "web", "memory"), "default=False type=int 512");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Networks
 

@@ -1,10 +1,12 @@
-//! `/libvirt/domains`: qubes (dom0 aside) as libvirt domains. Queries answer from the model and, for a
-//! running qube, from libvirt's figures; actions are the service's calls, so the Admin API sees the
-//! same qubes change; creation makes a StandaloneVM out of a domain XML.
+//! `/libvirt/domains`: qubes (dom0 aside) as libvirt domains. A qube is found in the caller's view (one it
+//! may not see is missing); queries answer from the view and, for a running qube, from libvirt's figures;
+//! actions, changes and computed reads are typed requests through `Service::handle`, so the Admin API's gate
+//! checks them and sees the same qubes change; creation makes a StandaloneVM out of a domain XML.
 
 use corral_core::domain::{Class, Domain};
 use corral_core::hv::{KeycodeSet, PowerState};
 use corral_core::plan::{CreateSpec, PoolChoice};
+use corral_service::{QubeSetting, Request, Response};
 use quick_xml::events::Event;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -12,7 +14,7 @@ use uuid::Uuid;
 use super::envelope::Envelope;
 use super::json::Json;
 use super::target::{self, Flags, Target, LIST_DOMAINS};
-use super::{caller, run_actions, selection, Outcome, Req, Selection};
+use super::{run_actions, selection, unexpected, Outcome, Req, Selection};
 
 pub(super) fn handle(req: &Req<'_>, env: &mut Envelope) {
     if req.method == axum::http::Method::POST {
@@ -170,12 +172,15 @@ fn query(req: &Req<'_>, d: &Domain, env: &mut Envelope) -> Outcome {
                 env.error(301);
                 return Outcome::Failure;
             };
-            req.service.domain_xml_of(&caller(), &d.name, flags).map(Value::String)
+            req.ask(Request::VmDomainXml { vm: d.name.clone(), flags }).and_then(|answer| match answer {
+                Response::Text(xml) => Ok(Value::String(xml)),
+                other => Err(unexpected(&other)),
+            })
         }
-        "scheduler_type" => req
-            .service
-            .scheduler_type(&caller(), &d.name)
-            .map(|(kind, params)| json!({"type": kind, "params_count": params})),
+        "scheduler_type" => req.ask(Request::VmSchedulerType { vm: d.name.clone() }).and_then(|answer| match answer {
+            Response::Scheduler { kind, params } => Ok(json!({"type": kind, "params_count": params})),
+            other => Err(unexpected(&other)),
+        }),
         "fs_info" | "hostname" | "time" => {
             env.error(-1);
             env.message(sub, "Qubes run without a guest agent, and only a guest agent can tell this");
@@ -224,15 +229,15 @@ fn alter(req: &Req<'_>, d: &Domain, action: &Json, env: &mut Envelope) -> Outcom
             Outcome::Failure
         }
         "memory" => match value.as_u64() {
-            Some(kib) => set_prop(req, d, "memory", kib.div_ceil(1024).to_string(), 206, env),
+            Some(kib) => set(req, d, QubeSetting::Memory(kib.div_ceil(1024)), 206, env),
             None => syntax_error(env),
         },
         "max_memory" => match value.as_u64() {
-            Some(kib) => set_prop(req, d, "maxmem", kib.div_ceil(1024).to_string(), 207, env),
+            Some(kib) => set(req, d, QubeSetting::MaxMemory(kib.div_ceil(1024)), 207, env),
             None => syntax_error(env),
         },
         "autostart" => match value.as_bool() {
-            Some(on) => set_prop(req, d, "autostart", if on { "True" } else { "False" }.to_string(), 208, env),
+            Some(on) => set(req, d, QubeSetting::Autostart(on), 208, env),
             None => syntax_error(env),
         },
         "send_signal" => {
@@ -251,7 +256,7 @@ fn alter(req: &Req<'_>, d: &Domain, action: &Json, env: &mut Envelope) -> Outcom
                 env.error(210);
                 return Outcome::Failure;
             }
-            match req.service.send_keys(&caller(), &d.name, codeset, hold_ms, &keys) {
+            match req.run(Request::VmSendKeys { vm: d.name.clone(), codeset, hold_ms, keys }) {
                 Ok(()) => Outcome::Success,
                 Err(e) => {
                     env.error_because(-2, e.message);
@@ -271,9 +276,9 @@ fn syntax_error(env: &mut Envelope) -> Outcome {
     Outcome::Failure
 }
 
-/// A property change through the service, in the units the Admin API uses (MiB, `True`/`False`).
-fn set_prop(req: &Req<'_>, d: &Domain, prop: &str, value: String, code: i32, env: &mut Envelope) -> Outcome {
-    match req.service.update_vm(&caller(), &d.name, &[(prop, value.as_bytes())], None) {
+/// One setting of the qube, in the model's units (MiB).
+fn set(req: &Req<'_>, d: &Domain, setting: QubeSetting, code: i32, env: &mut Envelope) -> Outcome {
+    match req.run(Request::VmSet { vm: d.name.clone(), setting }) {
         Ok(()) => Outcome::Success,
         Err(e) => {
             env.error_because(code, e.message);
@@ -420,25 +425,20 @@ fn power(req: &Req<'_>, d: &Domain, value: &Json, env: &mut Envelope) -> Outcome
         env.error(code);
         return Outcome::Failure;
     }
-    let (s, c, vm) = (req.service, caller(), d.name.as_str());
+    let vm = d.name.clone();
     // Flags other than `paused` ask libvirt for things the daemon does on its own terms (how to shut
     // down, how to boot): they are accepted and change nothing.
-    let done = match action {
-        Power::Start => s.start_vm(&c, vm).and_then(|()| {
-            if flags & target::CREATE.bit("paused") != 0 {
-                s.pause_vm(&c, vm)
-            } else {
-                Ok(())
-            }
-        }),
-        Power::Shutdown => s.shutdown_vm(&c, vm, false, false),
-        Power::Destroy => s.kill_vm(&c, vm),
-        Power::Reboot => s.reboot_vm(&c, vm),
-        Power::Reset => s.kill_vm(&c, vm).and_then(|()| s.start_vm(&c, vm)),
-        Power::Suspend => s.pause_vm(&c, vm),
-        Power::Resume => s.unpause_vm(&c, vm),
+    let request = match action {
+        Power::Start if flags & target::CREATE.bit("paused") != 0 => Request::VmStartPaused { vm },
+        Power::Start => Request::VmStart { vm },
+        Power::Shutdown => Request::VmShutdown { vm, force: false, wait: false },
+        Power::Destroy => Request::VmKill { vm },
+        Power::Reboot => Request::VmReboot { vm },
+        Power::Reset => Request::VmReset { vm },
+        Power::Suspend => Request::VmPause { vm },
+        Power::Resume => Request::VmUnpause { vm },
     };
-    match done {
+    match req.run(request) {
         Ok(()) => {
             env.message(action.name(), action.done());
             Outcome::Success
@@ -456,7 +456,7 @@ fn vacuum(req: &Req<'_>, d: &Domain, env: &mut Envelope) -> Outcome {
         env.error(301);
         return Outcome::Failure;
     }
-    match req.service.remove_vm(&caller(), &d.name) {
+    match req.run(Request::VmRemove { vm: d.name.clone() }) {
         Ok(()) => {
             env.result(json!({"deleted": true}));
             Outcome::Success
@@ -609,26 +609,28 @@ fn parse_domain_xml(xml: &str) -> Result<NewDomain, String> {
     Ok(out)
 }
 
-/// The properties a new qube takes: it starts with `<currentMemory>` (else `<memory>`), and a larger
+/// The settings a new qube takes: it starts with `<currentMemory>` (else `<memory>`), and a larger
 /// `<memory>` is what it may balloon to.
-fn new_props(nd: &NewDomain) -> Vec<(&'static str, String)> {
-    let mut props = Vec::new();
+fn new_settings(nd: &NewDomain) -> Vec<QubeSetting> {
+    let mut settings = Vec::new();
     if let Some(start) = nd.current.or(nd.memory) {
-        props.push(("memory", start.to_string()));
+        settings.push(QubeSetting::Memory(start));
     }
     if let (Some(max), Some(start)) = (nd.memory, nd.current) {
         if max > start {
-            props.push(("maxmem", max.to_string()));
+            settings.push(QubeSetting::MaxMemory(max));
         }
     }
     if let Some(n) = nd.vcpus {
-        props.push(("vcpus", n.to_string()));
+        settings.push(QubeSetting::Vcpus(n));
     }
-    props
+    settings
 }
 
 /// One domain XML: a red StandaloneVM, started unless `?persistent=true` (virthttp's create makes a
-/// running domain). A qube that cannot be set up or started is removed again: the create failed.
+/// running domain). The service creates it and its settings in one transaction, then starts it: a start it
+/// can tell will be refused refuses the create (error 105, nothing made); a start that fails once the qube
+/// exists leaves it there, shut off, as a defined domain whose start failed (error 202, and it is listed).
 fn create_one(req: &Req<'_>, xml: &str, env: &mut Envelope) -> Outcome {
     let failed = |env: &mut Envelope, why: String| {
         env.error_because(105, why);
@@ -641,7 +643,6 @@ fn create_one(req: &Req<'_>, xml: &str, env: &mut Envelope) -> Outcome {
     if let Err(e) = corral_core::text::validate_vm_name(&nd.name) {
         return failed(env, e.message);
     }
-    let (s, c) = (req.service, caller());
     let spec = CreateSpec {
         class: Class::StandaloneVM,
         name: nd.name.clone(),
@@ -651,25 +652,21 @@ fn create_one(req: &Req<'_>, xml: &str, env: &mut Envelope) -> Outcome {
         creator: "dom0".into(),
         uuid: nd.uuid.unwrap_or_else(Uuid::new_v4),
     };
-    let props = new_props(&nd);
-    let payloads: Vec<(&str, &[u8])> = props.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-    // The qube and its settings are one transaction; the start is the step after.
-    let method = format!("admin.vm.Create.{}", Class::StandaloneVM.name());
-    if let Err(e) = s.create_vm_with(&c, &method, spec, &payloads, None) {
-        return failed(env, e.message);
-    }
-    let mut setup = Ok(());
-    if req.target.flag_bool("persistent") != Some(true) {
-        setup = s.start_vm(&c, &nd.name);
-    }
-    if let Err(e) = setup {
-        if let Err(cleanup) = s.remove_vm(&c, &nd.name) {
-            tracing::warn!(vm = %nd.name, error = %cleanup, "cannot remove a qube whose creation failed");
+    let start = req.target.flag_bool("persistent") != Some(true);
+    match req.ask(Request::VmCreateWith { spec, settings: new_settings(&nd), start }) {
+        Ok(Response::NotStarted(e)) => {
+            env.result(json!({"created": true}));
+            env.error_because(202, e.message);
+            env.message("create", format!("Domain {} was created and stays shut off: its start failed", nd.name));
+            Outcome::Failure
         }
-        return failed(env, e.message);
+        Ok(Response::Done) => {
+            env.result(json!({"created": true}));
+            Outcome::Success
+        }
+        Ok(other) => failed(env, unexpected(&other).message),
+        Err(e) => failed(env, e.message),
     }
-    env.result(json!({"created": true}));
-    Outcome::Success
 }
 
 #[cfg(test)]
@@ -694,7 +691,7 @@ mod tests {
     fn the_start_memory_is_current_memory_and_the_larger_one_is_maxmem() {
         let nd = NewDomain { name: "web".into(), memory: Some(2048), current: Some(512), ..NewDomain::default() };
 
-        assert_eq!(new_props(&nd), vec![("memory", "512".to_string()), ("maxmem", "2048".to_string())]);
+        assert_eq!(new_settings(&nd), vec![QubeSetting::Memory(512), QubeSetting::MaxMemory(2048)]);
     }
 
     #[test]

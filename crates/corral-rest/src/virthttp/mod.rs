@@ -62,6 +62,24 @@ pub(crate) struct Req<'a> {
     body: &'a Json,
 }
 
+impl Req<'_> {
+    /// The request through the service's one entry point, as the request's principal.
+    fn ask(&self, request: corral_service::Request) -> corral_core::Result<corral_service::Response> {
+        self.service.handle(&caller(), request)
+    }
+
+    /// A request whose answer is only that it was done.
+    fn run(&self, request: corral_service::Request) -> corral_core::Result<()> {
+        self.ask(request).map(|_| ())
+    }
+}
+
+/// An answer of another shape than the request's: a service that answered so is broken, and says so.
+fn unexpected(answer: &corral_service::Response) -> corral_core::Error {
+    tracing::error!(?answer, "the service answered a virthttp request with an unexpected response");
+    corral_core::Error::generic("Internal error: unexpected answer")
+}
+
 /// How one action (or one created domain) went, for the `depends` of the actions after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {

@@ -3,13 +3,15 @@
 //! and the DHCP leases. Qubes with a netvm join libvirt's `default` network; nothing here is a qube.
 
 use corral_core::hv::{DhcpLease, NetworkDetails};
+use corral_core::ErrorKind;
+use corral_service::{Request, Response};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::envelope::Envelope;
 use super::json::Json;
 use super::target::{self, Target};
-use super::{caller, run_actions, selection, Outcome, Req, Selection};
+use super::{run_actions, selection, unexpected, Outcome, Req, Selection};
 
 /// virthttp's code for a failed network create or delete (it has no table entry: "Unknown error").
 const NETWORK_CHANGE_FAILED: i32 = -999;
@@ -41,7 +43,7 @@ pub(super) fn handle(req: &Req<'_>, env: &mut Envelope) {
 /// POST: a network XML string, or an array of them (with `depends`).
 fn create(req: &Req<'_>, env: &mut Envelope) {
     let one = |item: &Json, env: &mut Envelope| match item {
-        Json::Str(xml) => match req.service.create_network(&caller(), xml) {
+        Json::Str(xml) => match req.run(Request::NetworkCreate { xml: xml.clone() }) {
             Ok(_) => {
                 env.result(json!({"created": true}));
                 Outcome::Success
@@ -72,7 +74,7 @@ fn create(req: &Req<'_>, env: &mut Envelope) {
 /// DELETE: a persistent network is undefined (a running one goes on, transient, until stopped); a
 /// transient one is stopped, which is all there is to remove of it.
 fn remove(req: &Req<'_>, n: &NetworkDetails, env: &mut Envelope) {
-    match req.service.remove_network(&caller(), &n.uuid) {
+    match req.run(Request::NetworkRemove { network: n.uuid }) {
         Ok(()) => env.result(json!({"deleted": true})),
         Err(e) => {
             env.error(NETWORK_CHANGE_FAILED);
@@ -89,7 +91,7 @@ fn alter(req: &Req<'_>, n: &NetworkDetails, action: &Json, env: &mut Envelope) -
         return Outcome::Failure;
     };
     match (name, value.as_bool()) {
-        ("autostart", Some(on)) => match req.service.set_network_autostart(&caller(), &n.uuid, on) {
+        ("autostart", Some(on)) => match req.run(Request::NetworkSetAutostart { network: n.uuid, autostart: on }) {
             Ok(()) => Outcome::Success,
             Err(e) => {
                 env.error_because(208, e.message);
@@ -109,8 +111,14 @@ fn alter(req: &Req<'_>, n: &NetworkDetails, action: &Json, env: &mut Envelope) -
 
 fn resolve(req: &Req<'_>, env: &mut Envelope) -> Option<Vec<NetworkDetails>> {
     let wanted = selection(req, env)?;
-    let all = match req.service.network_details(&caller()) {
-        Ok(all) => all,
+    let all = match req.ask(Request::NetworkList) {
+        Ok(Response::Networks(all)) => all,
+        // A caller who may not list the networks sees none: the same answers as for networks that do not exist.
+        Err(e) if e.kind == ErrorKind::PermissionDenied => Vec::new(),
+        Ok(other) => {
+            env.error_because(500, unexpected(&other).message);
+            return None;
+        }
         Err(e) => {
             env.error_because(500, e.message);
             return None;
@@ -157,15 +165,20 @@ fn query(req: &Req<'_>, n: &NetworkDetails, env: &mut Envelope) {
                 env.error(301);
                 return;
             };
-            match req.service.network_xml(&caller(), &n.uuid, flags) {
-                Ok(xml) => env.result(Value::String(xml)),
+            match req.ask(Request::NetworkXml { network: n.uuid, flags }) {
+                Ok(Response::Text(xml)) => env.result(Value::String(xml)),
+                Ok(other) => env.error_because(-2, unexpected(&other).message),
                 Err(e) => env.error_because(-2, e.message),
             }
         }
-        Some("dhcp-leases") => match req.service.dhcp_leases(&caller(), &n.uuid, req.target.get("mac")) {
-            Ok(leases) => env.result(Value::Array(leases.iter().map(lease).collect())),
-            Err(e) => env.error_because(-2, e.message),
-        },
+        Some("dhcp-leases") => {
+            let mac = req.target.get("mac").map(str::to_string);
+            match req.ask(Request::NetworkDhcpLeases { network: n.uuid, mac }) {
+                Ok(Response::Leases(leases)) => env.result(Value::Array(leases.iter().map(lease).collect())),
+                Ok(other) => env.error_because(-2, unexpected(&other).message),
+                Err(e) => env.error_because(-2, e.message),
+            }
+        }
         Some(_) => env.error(2),
     }
 }

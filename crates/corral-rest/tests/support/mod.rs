@@ -42,15 +42,28 @@ impl Answer {
 
 impl Door {
     pub fn open() -> Door {
+        Door::open_with(Box::new(QrexecAdmitted))
+    }
+
+    /// The application over a service whose every request `authorizer` decides.
+    pub fn open_with(authorizer: Box<dyn corral_service::Authorizer>) -> Door {
+        Door::open_on(authorizer, Err("these tests run without libvirt".into()))
+    }
+
+    /// `open_with` on a hypervisor (libvirt's test driver, say).
+    pub fn open_on(
+        authorizer: Box<dyn corral_service::Authorizer>,
+        hypervisor: Result<std::sync::Arc<dyn corral_core::hv::Hypervisor>, String>,
+    ) -> Door {
         let state = tempfile::tempdir().expect("tempdir");
         let config = Config {
             state_dir: state.path().join("state"),
             durability: Default::default(),
             host: corral_core::HostInfo { memory_mib: 4096, cpus: 2 },
-            hypervisor: Err("these tests run without libvirt".into()),
+            hypervisor,
             vnc_listen: std::net::Ipv4Addr::LOCALHOST.into(),
         };
-        let service = Service::open(config, Box::new(QrexecAdmitted)).expect("service");
+        let service = Service::open(config, authorizer).expect("service");
         service.user_add(USER, PASSWORD).expect("user");
         Door { app: corral_rest::app(Rest::new(service.clone(), false)), service, _state: state }
     }

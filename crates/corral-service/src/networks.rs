@@ -1,75 +1,33 @@
-//! What the virthttp door shows beyond the Admin API: libvirt's own view of a qube's domain (its XML, its
-//! scheduler) and of the connection's virtual networks, asked through the daemon's one hypervisor
-//! connection, so that what a client sees is what the daemon runs.
-//!
-//! A qube's XML is libvirt's while it is not halted (running, paused, suspended). A halted qube's is the
-//! one its next start would define, rendered from the model: corrald defines a qube's domain in libvirt
-//! only when it starts (as qubesd renders it from the qube's properties), so what libvirt may still hold
-//! from an earlier run can be out of date, and a qube that never ran has none.
+//! The virtual networks of the daemon's libvirt connection: listed with their state, created from XML or
+//! defined from a description, started with the host or not, and removed. The network qubes with a netvm
+//! join (`default`) and any network a qube's card is on stay.
 
-use corral_core::hv::{DhcpLease, HvError, Inspect, NetworkControl, NetworkDef, NetworkDetails, PowerState};
+use corral_core::hv::{DhcpLease, HvError, NetworkControl, NetworkDef, NetworkDetails};
 use corral_core::{Error, ErrorKind, Result};
 
-use crate::{resolve_in, Principal, Service};
-
-fn hv_error(e: HvError) -> Error {
-    Error::new(ErrorKind::QubesVMError, e.message)
-}
+use crate::hypervisor::hv_error;
+use crate::{Principal, Service};
 
 impl Service {
-    /// Whether libvirt's view can be shown at all: a hypervisor connection that supports introspection.
-    pub fn can_inspect_hypervisor(&self) -> bool {
-        self.hv.as_ref().is_some_and(|hv| hv.inspect().is_some())
-    }
-
-    /// Runs `f` on the hypervisor's introspection. Blocks on libvirt.
-    fn inspecting<T>(&self, f: impl FnOnce(&dyn Inspect) -> std::result::Result<T, HvError>) -> Result<T> {
-        let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
-        let inspect = hv
-            .inspect()
-            .ok_or_else(|| Error::new(ErrorKind::QubesNotImplementedError, "The hypervisor cannot show its objects"))?;
-        f(inspect).map_err(hv_error)
-    }
-
-    /// A qube's domain XML: libvirt's with `virDomainXMLFlags` unless the qube is halted, else the one its
-    /// next start would define (the flags change nothing there: it is an inactive definition already).
-    pub fn domain_xml_of(&self, caller: &Principal, vm: &str, flags: u32) -> Result<String> {
-        self.auth(caller, "corral.vm.DomainXML", "", vm)?;
-        let d = resolve_in(&self.current(), vm)?.clone();
-        if self.power(&d) == PowerState::Halted {
-            let mut spec = self.next_start_spec(&d.name)?;
-            // As libvirt does, the console password is shown only in the secure XML.
-            if flags & corral_core::hv::XML_SECURE == 0 {
-                if let Some(g) = spec.graphics.as_mut() {
-                    g.locked_password.clear();
-                }
-            }
-            return self.inspecting(|i| Ok(i.spec_xml(&spec)));
-        }
-        self.inspecting(|i| i.domain_xml(&d.uuid, flags))?.ok_or_else(|| never_defined(&d.name))
-    }
-
-    /// The CPU scheduler libvirt runs a qube's domain with, and the number of its parameters.
-    pub fn scheduler_type(&self, caller: &Principal, vm: &str) -> Result<(String, i32)> {
-        self.auth(caller, "corral.vm.SchedulerType", "", vm)?;
-        let d = resolve_in(&self.current(), vm)?.clone();
-        self.inspecting(|i| i.scheduler_type(&d.uuid))?.ok_or_else(|| never_defined(&d.name))
-    }
-
     /// Every virtual network of the connection with its state, by name.
-    pub fn network_details(&self, caller: &Principal) -> Result<Vec<NetworkDetails>> {
+    pub(crate) fn network_details(&self, caller: &Principal) -> Result<Vec<NetworkDetails>> {
         self.auth(caller, "corral.network.List", "", "dom0")?;
         self.inspecting(|i| i.network_details())
     }
 
     /// A network's XML with `virNetworkXMLFlags`.
-    pub fn network_xml(&self, caller: &Principal, uuid: &uuid::Uuid, flags: u32) -> Result<String> {
+    pub(crate) fn network_xml(&self, caller: &Principal, uuid: &uuid::Uuid, flags: u32) -> Result<String> {
         self.auth(caller, "corral.network.XML", "", "dom0")?;
         self.inspecting(|i| i.network_xml(uuid, flags))?.ok_or_else(|| network_not_found(uuid))
     }
 
     /// The DHCP leases a network handed out, only those of `mac` (`aa:bb:cc:dd:ee:ff`) when given.
-    pub fn dhcp_leases(&self, caller: &Principal, uuid: &uuid::Uuid, mac: Option<&str>) -> Result<Vec<DhcpLease>> {
+    pub(crate) fn dhcp_leases(
+        &self,
+        caller: &Principal,
+        uuid: &uuid::Uuid,
+        mac: Option<&str>,
+    ) -> Result<Vec<DhcpLease>> {
         self.auth(caller, "corral.network.DHCPLeases", "", "dom0")?;
         if let Some(mac) = mac {
             validate_mac(mac)?;
@@ -78,7 +36,7 @@ impl Service {
     }
 
     /// Creates and starts a transient network from libvirt network XML (libvirt validates it).
-    pub fn create_network(&self, caller: &Principal, xml: &str) -> Result<NetworkDetails> {
+    pub(crate) fn create_network(&self, caller: &Principal, xml: &str) -> Result<NetworkDetails> {
         self.auth(caller, "corral.network.Create", "", "dom0")?;
         self.controlling_networks(|c| c.create_network(xml))
     }
@@ -140,7 +98,7 @@ impl Service {
 
     /// Removes a network: undefines a persistent one, stops a transient one (see `NetworkControl`). A
     /// network a qube's card is on is refused.
-    pub fn remove_network(&self, caller: &Principal, uuid: &uuid::Uuid) -> Result<()> {
+    pub(crate) fn remove_network(&self, caller: &Principal, uuid: &uuid::Uuid) -> Result<()> {
         self.auth(caller, "corral.network.Remove", "", "dom0")?;
         let name = self.inspecting(|i| i.network_details())?.into_iter().find(|n| n.uuid == *uuid).map(|n| n.name);
         if let Some(name) = &name {
@@ -150,7 +108,7 @@ impl Service {
     }
 
     /// Whether a (persistent) network starts with the hypervisor.
-    pub fn set_network_autostart(&self, caller: &Principal, uuid: &uuid::Uuid, autostart: bool) -> Result<()> {
+    pub(crate) fn set_network_autostart(&self, caller: &Principal, uuid: &uuid::Uuid, autostart: bool) -> Result<()> {
         self.auth(caller, "corral.network.SetAutostart", "", "dom0")?;
         self.controlling_networks(|c| c.set_network_autostart(uuid, autostart))?
             .then_some(())
@@ -186,13 +144,6 @@ fn validate_mac(mac: &str) -> Result<()> {
             "Invalid MAC address: expected six hex pairs like 52:54:00:12:34:56",
         ))
     }
-}
-
-fn never_defined(vm: &str) -> Error {
-    Error::new(
-        ErrorKind::QubesVMNotStartedError,
-        format!("Domain not found: '{vm}' has no libvirt domain yet; corrald defines it when the qube first starts"),
-    )
 }
 
 #[cfg(test)]
