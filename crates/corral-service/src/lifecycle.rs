@@ -218,9 +218,9 @@ impl Service {
             mac: bridge_mac(d),
             cdrom: d
                 .features
-                .get(crate::rest_storage::CDROM_FEATURE)
+                .get(crate::media::CDROM_FEATURE)
                 .filter(|f| !f.is_empty())
-                .map(|f| (f.to_string(), crate::rest_storage::iso_path(&app, f))),
+                .map(|f| (f.to_string(), crate::media::iso_path(&app, f))),
             boot: Vec::new(),
             domain: d.clone(),
             volumes,
@@ -234,8 +234,7 @@ impl Service {
             plan.kernelopts = cmdline.clone();
         }
         if let Some(iso) = &once.cdrom {
-            let path =
-                crate::rest_storage::iso_path(&self.current(), iso).ok_or_else(|| crate::rest_storage::no_iso(iso))?;
+            let path = crate::media::iso_path(&self.current(), iso).ok_or_else(|| crate::media::no_iso(iso))?;
             plan.cdrom = Some((iso.clone(), Some(path)));
         }
         if once.boot.contains(&BootDevice::Cdrom) && plan.cdrom.is_none() {
@@ -419,7 +418,7 @@ impl Service {
         };
         let cdrom = match &plan.cdrom {
             Some((_, Some(path))) => Some(path.display().to_string()),
-            Some((name, None)) => return Err(crate::rest_storage::no_iso(name).message),
+            Some((name, None)) => return Err(crate::media::no_iso(name).message),
             None => None,
         };
         Ok(BootFiles { kernel, initrd, cdrom })

@@ -49,6 +49,48 @@ impl DeviceListing {
 /// The device classes a qube's devices are listed by.
 pub const DEVICE_CLASSES: [&str; 2] = ["pci", "block"];
 
+/// A qube's settings as typed values (what a door's vm or template body sets); `None` leaves one as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmSettings {
+    pub memory_mib: Option<u64>,
+    pub vcpus: Option<u64>,
+    pub kernel: Option<String>,
+    pub kernelopts: Option<String>,
+    pub notes: Option<String>,
+}
+
+impl VmSettings {
+    /// The properties these settings set, in the order they are checked and applied.
+    pub fn property_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        [
+            ("memory", self.memory_mib.is_some()),
+            ("vcpus", self.vcpus.is_some()),
+            ("kernel", self.kernel.is_some()),
+            ("kernelopts", self.kernelopts.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+    }
+}
+
+/// A template named by a door: by uuid, by name, or either (the first TemplateVM that matches one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateRef {
+    pub uuid: Option<uuid::Uuid>,
+    pub name: Option<String>,
+}
+
+impl TemplateRef {
+    /// How the operation names it: `uuid:…` when a uuid is given, else the name.
+    fn token(&self) -> String {
+        match (&self.uuid, &self.name) {
+            (Some(uuid), _) => format!("uuid:{uuid}"),
+            (None, Some(name)) => name.clone(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
 /// Everything a door can ask of the service. Each variant is one operation in the Admin API's vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -340,6 +382,153 @@ pub enum Request {
     UserServiceKey {
         name: String,
     },
+
+    // --- RHEV door (branch `rhev`) ---
+    /// A new qube with its first settings, as one transaction: an AppVM of `template` (a TemplateVM), or a
+    /// StandaloneVM without one.
+    VmCreateWith {
+        name: String,
+        label: String,
+        template: Option<TemplateRef>,
+        settings: VmSettings,
+        uuid: uuid::Uuid,
+    },
+    /// Several settings of a qube, all or nothing.
+    VmUpdate {
+        vm: String,
+        settings: VmSettings,
+    },
+    /// Removes a halted qube; with `force` a running one is killed first.
+    VmRemoveForced {
+        vm: String,
+        force: bool,
+    },
+    /// Starts a qube with settings for this run only, paused at once with `pause`.
+    VmStartWith {
+        vm: String,
+        once: crate::RunOnce,
+        pause: bool,
+    },
+    /// Shuts a running qube down; one that cannot act on it (paused, asleep, saved) is killed.
+    VmShutdownOrKill {
+        vm: String,
+    },
+    /// Shuts a running qube down, waits, and starts it again.
+    VmReboot {
+        vm: String,
+    },
+    /// Saves a running qube's memory to disk and stops it.
+    VmSave {
+        vm: String,
+    },
+    /// A copy of `vm` named `name`, as `qvm-clone` makes it.
+    VmClone {
+        vm: String,
+        name: String,
+        uuid: uuid::Uuid,
+    },
+    /// A TemplateVM made from `vm`, with its first settings.
+    VmMakeTemplate {
+        vm: String,
+        name: String,
+        uuid: uuid::Uuid,
+        settings: VmSettings,
+    },
+    /// A password for the graphical console of a running qube (`password` or a random one) for `valid_for`.
+    VmConsoleTicket {
+        vm: String,
+        password: Option<String>,
+        valid_for: std::time::Duration,
+    },
+    /// Memory and CPU use of a qube: CPU in percent of its vcpus since the previous request (or over a short
+    /// window when there was none).
+    VmUsage {
+        vm: String,
+    },
+    /// A running qube's counters of its disk for `volume`.
+    VmDiskCounters {
+        vm: String,
+        volume: String,
+    },
+    /// A running qube's counters of its network card.
+    VmNicCounters {
+        vm: String,
+    },
+    /// Adds a further disk; answers its volume's name.
+    VolumeAdd {
+        vm: String,
+        disk: corral_core::volume::NewDisk,
+    },
+    /// Grows a volume, makes it the boot disk or not, renames a further disk: one change.
+    VolumeUpdate {
+        vm: String,
+        volume: String,
+        size: Option<u64>,
+        bootable: Option<bool>,
+        alias: Option<String>,
+    },
+    /// Removes a further disk with its data.
+    VolumeRemove {
+        vm: String,
+        volume: String,
+    },
+    /// A volume's revisions, oldest first, each with the description it was given.
+    VolumeRevisions {
+        vm: String,
+        volume: String,
+    },
+    /// Saves a volume's current content as a new revision with an optional description.
+    VolumeSnapshot {
+        vm: String,
+        volume: String,
+        description: Option<String>,
+    },
+    /// Connects a qube's network card: to `network` (the default one when `None`).
+    NicAdd {
+        vm: String,
+        network: Option<String>,
+        mac: Option<String>,
+        name: Option<String>,
+    },
+    NicUpdate {
+        vm: String,
+        name: Option<String>,
+        mac: Option<String>,
+    },
+    NicRemove {
+        vm: String,
+    },
+    /// The ISO image (empty: none) a qube's cdrom holds from its next start on; with `current`, a running qube's
+    /// drive changes media at once too.
+    CdromSet {
+        vm: String,
+        file: String,
+        current: bool,
+    },
+    /// Removes `tag` from every qube that has it.
+    TagRemoveEverywhere {
+        tag: String,
+    },
+    /// Renames a tag on every qube that has it.
+    TagRename {
+        from: String,
+        to: String,
+    },
+    /// The boot media files a pool offers.
+    PoolFiles {
+        pool: String,
+    },
+    /// The hypervisor connection's networks.
+    NetworkList,
+    /// Defines, starts and autostarts an isolated network.
+    NetworkDefine {
+        def: corral_core::hv::NetworkDef,
+    },
+    /// Stops and undefines a network (not the one qubes with a netvm join).
+    NetworkDestroy {
+        uuid: uuid::Uuid,
+    },
+    // --- virthttp door (branch `virthttp`) ---
 }
 
 /// A service's answer, rendered by the door that asked.
@@ -386,13 +575,57 @@ pub enum Response {
     Stats {
         vm: String,
     },
+
+    // --- RHEV door (branch `rhev`) ---
+    /// A qube's memory and CPU use.
+    Usage {
+        info: corral_core::hv::DomainInfo,
+        cpu_percent: f64,
+    },
+    /// A disk's counters; `None` while its qube does not run.
+    DiskCounters(Option<corral_core::hv::BlockStats>),
+    /// A network card's counters; `None` while its qube does not run or is not connected.
+    NicCounters(Option<corral_core::hv::InterfaceStats>),
+    Revision(corral_storage::Revision),
+    Revisions(Vec<(corral_storage::Revision, Option<String>)>),
+    Networks(Vec<crate::hypervisor::NetworkInfo>),
+    Network(corral_core::hv::NetworkDetails),
+    // --- virthttp door (branch `virthttp`) ---
 }
 
 impl Request {
     /// The operations the caller must be allowed, in the order they are checked: one for most requests; a
     /// create with settings is also each setting.
     pub fn operations(&self) -> Vec<Operation<'_>> {
-        vec![self.operation()]
+        use Operation as O;
+        use Request::*;
+        let settings = |vm: &str, settings: &VmSettings| -> Vec<Operation<'static>> {
+            let mut ops: Vec<Operation<'static>> =
+                settings.property_names().map(|name| O::new("admin.vm.property.Set", name, vm.to_string())).collect();
+            if settings.notes.is_some() {
+                ops.push(O::new("admin.vm.notes.Set", "", vm.to_string()));
+            }
+            ops
+        };
+        let mut ops = vec![self.operation()];
+        match self {
+            // --- RHEV door (branch `rhev`) ---
+            VmCreateWith { name, settings: s, .. } | VmMakeTemplate { name, settings: s, .. } => {
+                ops.extend(settings(name, s))
+            }
+            VmUpdate { vm, settings: s } if *s != VmSettings::default() => ops = settings(vm, s),
+            VmRemoveForced { vm, force: true } => ops.push(O::new("admin.vm.Kill", "", vm.as_str())),
+            VmStartWith { vm, pause: true, .. } => ops.push(O::new("admin.vm.Pause", "", vm.as_str())),
+            VmShutdownOrKill { vm } => ops.push(O::new("admin.vm.Kill", "", vm.as_str())),
+            VmReboot { vm } => ops.push(O::new("admin.vm.Start", "", vm.as_str())),
+            VolumeSnapshot { vm, volume, .. } => {
+                for method in ["admin.vm.volume.CloneFrom", "admin.vm.volume.CloneTo"] {
+                    ops.push(O::new(method, volume.as_str(), vm.as_str()));
+                }
+            }
+            _ => {}
+        }
+        ops
     }
 
     /// The request in the Admin API's vocabulary: method, argument, target.
@@ -499,7 +732,40 @@ impl Request {
             UserRemove { name } => O::global("corral.user.Remove", name.as_str()),
             UserServiceKey { name } => O::global("corral.user.ServiceKey", name.as_str()),
             // --- RHEV door (branch `rhev`) ---
-
+            VmCreateWith { template, .. } => {
+                let class = if template.is_some() { Class::AppVM } else { Class::StandaloneVM };
+                let arg = template.as_ref().map(TemplateRef::token).unwrap_or_default();
+                O::global(format!("admin.vm.Create.{}", class.name()), arg)
+            }
+            VmUpdate { vm, settings } => match settings.property_names().next() {
+                Some(name) => O::new("admin.vm.property.Set", name, vm.as_str()),
+                None => O::new("admin.vm.notes.Set", "", vm.as_str()),
+            },
+            VmRemoveForced { vm, .. } => O::new("admin.vm.Remove", "", vm.as_str()),
+            VmStartWith { vm, .. } => O::new("admin.vm.Start", "", vm.as_str()),
+            VmShutdownOrKill { vm } | VmReboot { vm } => O::new("admin.vm.Shutdown", "", vm.as_str()),
+            VmSave { vm } => O::new("corral.vm.Save", "", vm.as_str()),
+            VmClone { vm, name, .. } => O::new("corral.vm.Clone", name.as_str(), vm.as_str()),
+            VmMakeTemplate { vm, name, .. } => O::new("corral.vm.MakeTemplate", name.as_str(), vm.as_str()),
+            VmConsoleTicket { vm, .. } => O::new("corral.vm.ConsoleTicket", "", vm.as_str()),
+            VmUsage { vm } => O::new("admin.vm.Stats", "", vm.as_str()),
+            VmDiskCounters { vm, volume } => O::new("corral.vm.DiskStats", volume.as_str(), vm.as_str()),
+            VmNicCounters { vm } => O::new("corral.vm.NicStats", "", vm.as_str()),
+            VolumeAdd { vm, disk } => O::new("corral.vm.volume.Add", disk.pool.as_str(), vm.as_str()),
+            VolumeUpdate { vm, volume, .. } => O::new("corral.vm.volume.Update", volume.as_str(), vm.as_str()),
+            VolumeRemove { vm, volume } => O::new("corral.vm.volume.Remove", volume.as_str(), vm.as_str()),
+            VolumeRevisions { vm, volume } => O::new("admin.vm.volume.ListSnapshots", volume.as_str(), vm.as_str()),
+            VolumeSnapshot { vm, volume, .. } => O::new("admin.vm.volume.Info", volume.as_str(), vm.as_str()),
+            NicAdd { vm, .. } => O::new("corral.vm.nic.Add", "", vm.as_str()),
+            NicUpdate { vm, .. } => O::new("corral.vm.nic.Update", "", vm.as_str()),
+            NicRemove { vm } => O::new("corral.vm.nic.Remove", "", vm.as_str()),
+            CdromSet { vm, .. } => O::new("corral.vm.CdromChange", "", vm.as_str()),
+            TagRemoveEverywhere { tag } => O::global("corral.tag.Remove", tag.as_str()),
+            TagRename { from, .. } => O::global("corral.tag.Rename", from.as_str()),
+            PoolFiles { pool } => O::global("corral.pool.Files", pool.as_str()),
+            NetworkList => O::global("corral.network.List", ""),
+            NetworkDefine { def } => O::global("corral.network.Define", def.name.as_str()),
+            NetworkDestroy { .. } => O::global("corral.network.Destroy", ""),
             // --- virthttp door (branch `virthttp`) ---
         }
     }
@@ -744,7 +1010,63 @@ impl Service {
             UserRemove { name } => done(self.user_remove(&name)),
             UserServiceKey { name } => self.user_service_key(&name).map(Response::Text),
             // --- RHEV door (branch `rhev`) ---
-
+            VmCreateWith { name, label, template, settings, uuid } => {
+                done(self.create_vm_settings(p, name, label, template, &settings, uuid))
+            }
+            VmUpdate { vm, settings } => done(self.update_vm_settings(p, &vm, &settings)),
+            VmRemoveForced { vm, force } => done(self.remove_vm_forced(p, &vm, force)),
+            VmStartWith { vm, once, pause } => {
+                self.start_vm_once(p, &vm, &once)?;
+                if pause {
+                    self.pause_vm(p, &vm)?;
+                }
+                Ok(Response::Done)
+            }
+            VmShutdownOrKill { vm } => done(self.shutdown_or_kill_vm(p, &vm)),
+            VmReboot { vm } => done(self.reboot_vm(p, &vm)),
+            VmSave { vm } => done(self.save_vm(p, &vm)),
+            VmClone { vm, name, uuid } => done(self.clone_vm(p, &vm, &name, uuid)),
+            VmMakeTemplate { vm, name, uuid, settings } => {
+                done(self.create_template_from(p, &vm, &name, uuid, &settings))
+            }
+            VmConsoleTicket { vm, password, valid_for } => {
+                self.console_ticket(p, &vm, password.as_deref(), valid_for).map(Response::Text)
+            }
+            VmUsage { vm } => {
+                let (info, cpu_percent) = self.cpu_usage(&vm)?;
+                Ok(Response::Usage { info, cpu_percent })
+            }
+            VmDiskCounters { vm, volume } => self.disk_counters(p, &vm, &volume).map(Response::DiskCounters),
+            VmNicCounters { vm } => self.nic_counters(p, &vm).map(Response::NicCounters),
+            VolumeAdd { vm, disk } => self.volume_add(p, &vm, &disk).map(Response::Text),
+            VolumeUpdate { vm, volume, size, bootable, alias } => {
+                done(self.volume_update(p, &vm, &volume, size, bootable, alias.as_deref()))
+            }
+            VolumeRemove { vm, volume } => done(self.volume_remove(p, &vm, &volume)),
+            VolumeRevisions { vm, volume } => self.volume_revisions_described(p, &vm, &volume).map(Response::Revisions),
+            VolumeSnapshot { vm, volume, description } => {
+                self.volume_snapshot(p, &vm, &volume, description.as_deref()).map(Response::Revision)
+            }
+            NicAdd { vm, network, mac, name } => {
+                done(self.add_nic(p, &vm, network.as_deref(), mac.as_deref().map(str::as_bytes), name.as_deref()))
+            }
+            NicUpdate { vm, name, mac } => {
+                done(self.update_nic(p, &vm, name.as_deref(), mac.as_deref().map(str::as_bytes)))
+            }
+            NicRemove { vm } => done(self.remove_nic(p, &vm)),
+            CdromSet { vm, file, current } => done(self.set_cdrom(p, &vm, &file, current)),
+            TagRemoveEverywhere { tag } => self.tag_remove_everywhere(p, &tag).map(|_| Response::Done),
+            TagRename { from, to } => done(self.tag_rename(p, &from, &to)),
+            PoolFiles { pool } => {
+                let pool = self.with_app(p, "corral.pool.Files", &pool, |app| Ok(known_pool(app, &pool)?.clone()))?;
+                Ok(Response::Names(self.pool_files(&pool)))
+            }
+            NetworkList => self
+                .networks()
+                .map(Response::Networks)
+                .map_err(|e| Error::new(ErrorKind::QubesVMError, format!("Cannot list networks: {e}"))),
+            NetworkDefine { def } => self.define_network(p, &def).map(Response::Network),
+            NetworkDestroy { uuid } => done(self.destroy_network(p, &uuid)),
             // --- virthttp door (branch `virthttp`) ---
         }
     }

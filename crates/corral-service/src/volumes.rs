@@ -179,19 +179,17 @@ impl Service {
         self.storage.resize(pool_of(app, v)?, v, size).map_err(storage_error)
     }
 
-    /// A disk's update over HTTP: whether it is the qube's boot disk, a new size (in the Admin API's payload
-    /// form) and the name a user gives a further disk, checked together and committed as one change. The boot flag may change while the qube runs: it
+    /// A disk's update: whether it is the qube's boot disk, a new size in bytes and the name a user gives a further disk, checked together and committed as one change. The boot flag may change while the qube runs: it
     /// takes effect at the next start.
-    pub fn volume_update(
+    pub(crate) fn volume_update(
         &self,
         caller: &Principal,
         vm: &str,
         name: &str,
-        size: Option<&[u8]>,
+        size: Option<u64>,
         bootable: Option<bool>,
         alias: Option<&str>,
     ) -> Result<()> {
-        let size = size.map(parse_size).transpose()?;
         self.volume_change(caller, "corral.vm.volume.Update", vm, name, |app, d, v| {
             let mut new = v.clone();
             if let Some(alias) = alias {
@@ -485,5 +483,12 @@ impl Service {
         }
         self.events.publish_all(plan.events);
         Ok(())
+    }
+}
+
+impl Service {
+    /// Bytes a volume takes on disk, as `admin.vm.volume.Info` reports `usage` (0 when unknown).
+    pub fn volume_usage(&self, view: &crate::View, v: &Volume) -> u64 {
+        view.pool(&v.pool).and_then(|p| self.storage.usage(p, v)).unwrap_or(0)
     }
 }

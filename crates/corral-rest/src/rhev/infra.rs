@@ -13,13 +13,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use corral_core::hv::NetworkDef;
-use corral_service::rest_support::NetworkInfo;
+use corral_service::hypervisor::NetworkInfo;
+use corral_service::Request;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::common::{self, reference, Stat};
 use super::handler::{
-    action_params, blocking, body_flag, caller, collection, completed_action, created, optional_body, ref_of, refused,
+    action_params, ask, blocking, body_flag, collection, completed_action, created, optional_body, ref_of, refused,
+    unexpected,
 };
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
@@ -742,13 +744,10 @@ async fn remove_cluster(id: Path<String>) -> ApiResult<Response> {
 // Networks: the libvirt networks of the daemon's connection
 
 async fn list_networks(rest: &Arc<Rest>) -> ApiResult<Vec<NetworkInfo>> {
-    let service = rest.service.clone();
-    blocking(move || {
-        service.networks().map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", format!("Cannot list networks: {e}"))
-        })
-    })
-    .await
+    match ask(&rest.service, Request::NetworkList).await? {
+        corral_service::Response::Networks(networks) => Ok(networks),
+        other => Err(unexpected(&other)),
+    }
 }
 
 async fn find_network(rest: &Arc<Rest>, id: &str) -> ApiResult<NetworkInfo> {
@@ -853,8 +852,10 @@ fn network_def(body: &Node) -> ApiResult<NetworkDef> {
         (status = 500, response = ServerError)))]
 async fn add_network(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResult<Response> {
     let def = network_def(&ctx.body(&body, "network")?)?;
-    let service = rest.service.clone();
-    let made = blocking(move || service.define_network(&caller(), &def).map_err(ApiError::from)).await?;
+    let made = match ask(&rest.service, Request::NetworkDefine { def }).await? {
+        corral_service::Response::Network(made) => made,
+        other => return Err(unexpected(&other)),
+    };
     let n = NetworkInfo { name: made.name, uuid: made.uuid, active: made.active };
     rest.events.record(942, "normal", format!("Network {} was added.", n.name), None, None);
     Ok(created(&ctx, network_node(&ctx, &n, false), &format!("/networks/{}", n.uuid), false))
@@ -890,9 +891,7 @@ async fn remove_network(
 ) -> ApiResult<Response> {
     let n = find_network(&rest, &id).await?;
     optional_body(&ctx, &body, &["action", "network"])?;
-    let service = rest.service.clone();
-    let uuid = n.uuid;
-    blocking(move || service.destroy_network(&caller(), &uuid).map_err(ApiError::from)).await?;
+    ask(&rest.service, Request::NetworkDestroy { uuid: n.uuid }).await?;
     rest.events.record(944, "normal", format!("Network {} was removed.", n.name), None, None);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

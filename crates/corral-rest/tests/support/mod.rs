@@ -42,6 +42,11 @@ impl Answer {
 
 impl Door {
     pub fn open() -> Door {
+        Door::open_with(Box::new(QrexecAdmitted))
+    }
+
+    /// The application over a service that asks `authorizer` about every operation.
+    pub fn open_with(authorizer: Box<dyn corral_service::Authorizer>) -> Door {
         let state = tempfile::tempdir().expect("tempdir");
         let config = Config {
             state_dir: state.path().join("state"),
@@ -50,7 +55,7 @@ impl Door {
             hypervisor: Err("these tests run without libvirt".into()),
             vnc_listen: std::net::Ipv4Addr::LOCALHOST.into(),
         };
-        let service = Service::open(config, Box::new(QrexecAdmitted)).expect("service");
+        let service = Service::open(config, authorizer).expect("service");
         service.user_add(USER, PASSWORD).expect("user");
         Door { app: corral_rest::app(Rest::new(service.clone(), false)), service, _state: state }
     }
