@@ -100,6 +100,14 @@ pub fn render(response: Response, all_vms: &VmListCache) -> Result<Rendered> {
             }
             format!("{size} {path}").into_bytes()
         }
+        // Answers to the HTTP doors' requests, which no Admin API method parses into.
+        Response::Usage { .. }
+        | Response::DiskCounters(_)
+        | Response::NicCounters(_)
+        | Response::Revision(_)
+        | Response::Revisions(_)
+        | Response::Networks(_)
+        | Response::Network(_) => return Err(Error::generic("No Admin API reply for this")),
     };
     Ok(Rendered::Content(Arc::new(content)))
 }

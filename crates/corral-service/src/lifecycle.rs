@@ -156,7 +156,7 @@ impl Service {
     /// A start that refuses a qube already up, as oVirt's run and libvirt's create do: a halted qube boots
     /// (with settings that differ for this run only, RHEV's "run once"), a saved one resumes from disk, a
     /// paused or sleeping one wakes up.
-    pub fn start_vm_once(&self, caller: &Principal, vm: &str, once: &RunOnce) -> Result<()> {
+    pub(crate) fn start_vm_once(&self, caller: &Principal, vm: &str, once: &RunOnce) -> Result<()> {
         self.auth(caller, "admin.vm.Start", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "start", ErrorKind::QubesVMNotHaltedError)?;
@@ -359,7 +359,7 @@ impl Service {
 
     /// Saves a running qube's memory to disk and stops it (libvirt's managed save): it shows as suspended,
     /// uses no memory, and a start or resume goes on where it was. Its disks stay as they are meanwhile.
-    pub fn save_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn save_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "corral.vm.Save", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         let state = self.settled_power(&d);
@@ -392,7 +392,7 @@ impl Service {
 
     /// oVirt's shutdown: a running qube is asked to power off; one that cannot act on the request
     /// (paused, asleep, saved to disk) is powered off at once.
-    pub fn shutdown_or_kill_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn shutdown_or_kill_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Shutdown", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         match self.settled_power(&d) {
@@ -708,7 +708,7 @@ impl Service {
     /// Lets a client log in to a running qube's graphical console for `valid_for` with `ticket`, or with a
     /// random ticket when none is given, and answers the ticket. It replaces the ticket before; once it
     /// expires, nobody can log in until the next.
-    pub fn console_ticket(
+    pub(crate) fn console_ticket(
         &self,
         caller: &Principal,
         vm: &str,

@@ -97,13 +97,13 @@ impl Service {
     }
 
     /// Whether some `file` pool offers the ISO image `name` (what a cdrom can hold).
-    pub fn iso_exists(&self, name: &str) -> bool {
+    pub(crate) fn iso_exists(&self, name: &str) -> bool {
         iso_path(&self.current(), name).is_some()
     }
 
     /// Files a pool offers as boot media, sorted: the installed kernels of a `linux-kernel` pool, the `*.iso`
     /// files directly in a `file` pool's directory.
-    pub fn pool_files(&self, pool: &Pool) -> Vec<String> {
+    pub(crate) fn pool_files(&self, pool: &Pool) -> Vec<String> {
         match pool.driver {
             Driver::LinuxKernel => self.storage.kernels(pool),
             Driver::File => {

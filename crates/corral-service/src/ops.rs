@@ -827,13 +827,12 @@ pub(crate) fn create_error(vm: &str, v: &corral_core::volume::Volume, e: corral_
     Error::new(ErrorKind::StoragePoolException, format!("Failed to create volume {} of {vm}: {e}", v.name))
 }
 
+/// Property values in their stored form, by property name, and notes.
+type SettingValues = (Vec<(String, String)>, Option<String>);
+
 /// Settings as the stored values of the properties they set (numbers in their canonical form, text checked as
 /// the property's type requires), and the notes, for a qube of `class` (`vm` names it in errors).
-pub(crate) fn settings_values(
-    class: Class,
-    vm: &str,
-    s: &VmSettings,
-) -> Result<(Vec<(String, String)>, Option<String>)> {
+pub(crate) fn settings_values(class: Class, vm: &str, s: &VmSettings) -> Result<SettingValues> {
     let mut out = Vec::new();
     for name in s.property_names() {
         let def = props::vm_prop_def(class, name).ok_or_else(|| Error::no_such_property(vm, name))?;

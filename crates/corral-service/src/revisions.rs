@@ -8,21 +8,12 @@ use parking_lot::RwLockUpgradableReadGuard;
 use crate::{resolve_in, Principal, Service};
 
 impl Service {
-    /// A volume's revisions, oldest first, with the time each was made.
-    pub fn volume_revisions(&self, caller: &Principal, vm: &str, name: &str) -> Result<Vec<Revision>> {
-        self.with_vm(caller, "admin.vm.volume.ListSnapshots", name, vm, |app, d| {
-            let v = d.volume(name).ok_or_else(|| no_volume(&d.name, name))?;
-            let pool = app.pool(&v.pool).ok_or_else(|| no_pool(&v.pool))?;
-            Ok(self.storage.revisions(pool, v))
-        })
-    }
-
     /// Saves the current content of a halted (or saved to disk) qube's volume as a new revision and returns it:
     /// what the Admin API's `CloneFrom` and `CloneTo` of the volume onto itself do, and the storage keeps the
     /// replaced image, which holds the same content, as a revision per `revisions_to_keep`. The calls it amounts
     /// to are checked first; then, with other writers waiting, the copy is made and the volume's config, the
     /// revision's `description` and the removal of descriptions of revisions the pool dropped are one commit.
-    pub fn volume_snapshot(
+    pub(crate) fn volume_snapshot(
         &self,
         caller: &Principal,
         vm: &str,
@@ -71,9 +62,9 @@ impl Service {
             .ok_or_else(|| Error::new(ErrorKind::StoragePoolException, format!("No revision of {vm}:{name} was kept")))
     }
 
-    /// A volume's revisions as [`Service::volume_revisions`] lists them, each with the description a caller
+    /// A volume's revisions, oldest first, with the time each was made and the description a caller
     /// gave it when it was made, if any.
-    pub fn volume_revisions_described(
+    pub(crate) fn volume_revisions_described(
         &self,
         caller: &Principal,
         vm: &str,

@@ -428,7 +428,7 @@ impl Service {
     /// Gives halted qube `vm` a further disk: a new empty volume of `size` bytes in file pool `pool`, named
     /// `disk<index>` (by default the lowest free number). Its image exists before the commit and is removed
     /// again if the commit fails. Returns the volume's name.
-    pub fn volume_add(&self, caller: &Principal, vm: &str, new: &NewDisk) -> Result<String> {
+    pub(crate) fn volume_add(&self, caller: &Principal, vm: &str, new: &NewDisk) -> Result<String> {
         self.auth(caller, "corral.vm.volume.Add", &new.pool, vm)?;
         let mut model = self.model.write();
         let d = resolve_in(&model, vm)?;
@@ -464,7 +464,7 @@ impl Service {
     }
 
     /// Removes further disk `name` of halted qube `vm` with its image and revisions, after the commit.
-    pub fn volume_remove(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
+    pub(crate) fn volume_remove(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
         self.auth(caller, "corral.vm.volume.Remove", name, vm)?;
         let mut model = self.model.write();
         let d = resolve_in(&model, vm)?;
