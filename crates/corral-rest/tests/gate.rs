@@ -24,6 +24,19 @@ impl Authorizer for OnlyAdmin {
     }
 }
 
+/// Allows dom0 everything and everyone else only to see qubes (`admin.vm.List`): every change is refused.
+struct LookOnly;
+
+impl Authorizer for LookOnly {
+    fn authorize(&self, principal: &Principal, op: &Operation<'_>) -> Result<()> {
+        if principal.is_admin_vm() || op.method == "admin.vm.List" {
+            Ok(())
+        } else {
+            Err(Error::denied(""))
+        }
+    }
+}
+
 /// The ids the door derives from a qube (disks, tags): the same derivation as the door's, so that a URL can
 /// name an existing one.
 fn derived(what: &str) -> String {
@@ -36,6 +49,8 @@ struct Ids {
     template: String,
     disk: String,
     tag: String,
+    /// A storage domain disks can be added to (not a qube's: the same for both).
+    pool: String,
 }
 
 const MARKER: &str = "<ID>";
@@ -50,7 +65,11 @@ struct Scene {
 }
 
 fn scene() -> Scene {
-    let door = Door::open_with(Box::new(OnlyAdmin));
+    scene_with(Box::new(OnlyAdmin))
+}
+
+fn scene_with(authorizer: Box<dyn Authorizer>) -> Scene {
+    let door = Door::open_with(authorizer);
     let template = door.create(Class::TemplateVM, "hidden-tpl", None);
     let vm = door.create(Class::AppVM, "hidden-work", Some("hidden-tpl"));
     let admin = Principal::AdminVm;
@@ -77,7 +96,14 @@ impl Scene {
             template: self.template.clone(),
             disk: derived(&format!("disk/{}/private", self.vm)),
             tag: derived(&format!("tag/{TAG}")),
+            pool: self.pool(),
         }
+    }
+
+    fn pool(&self) -> String {
+        let view = self.door.service.view(&Principal::AdminVm);
+        let file = view.pools().iter().find(|p| p.driver == corral_core::volume::Driver::File);
+        file.map(|p| p.name.clone()).expect("a file pool")
     }
 
     /// Everything dom0 can see of the state, to compare before and after.
@@ -141,9 +167,11 @@ fn body_of(op: &str, ids: &Ids) -> String {
         "update_vm" => "<vm><description>changed</description><memory>536870912</memory></vm>".into(),
         "add_template" => format!("<template><name>gate-new</name><vm id=\"{}\"/></template>", ids.vm),
         "update_template" => "<template><description>changed</description></template>".into(),
-        "add_vm_disk" => {
-            "<disk><provisioned_size>1048576</provisioned_size><interface>virtio</interface></disk>".into()
-        }
+        "add_vm_disk" => format!(
+            "<disk><provisioned_size>1048576</provisioned_size><storage_domains><storage_domain><name>{}</name>\
+             </storage_domain></storage_domains></disk>",
+            ids.pool
+        ),
         "update_disk" | "update_vm_disk" => "<disk><alias>changed</alias></disk>".into(),
         "add_vm_nic" => "<nic><name>nic1</name></nic>".into(),
         "update_vm_nic" => "<nic><mac address=\"00:16:3e:00:00:01\"/></nic>".into(),
@@ -168,6 +196,7 @@ async fn a_refused_user_learns_nothing_and_changes_nothing() {
         template: Uuid::new_v4().to_string(),
         disk: Uuid::new_v4().to_string(),
         tag: Uuid::new_v4().to_string(),
+        pool: scene.pool(),
     };
     let existing = scene.existing();
     let mut asked = 0;
@@ -242,4 +271,54 @@ async fn a_refused_user_lists_nothing_of_a_hidden_qube() {
     // dom0 sees everything still.
     let view = scene.door.service.view(&Principal::AdminVm);
     assert!(view.domain("hidden-work").is_some());
+}
+
+/// A user who may see every qube reaches each handler with an existing qube: whatever the handler asks of the
+/// service is checked by the gate, so nothing changes and every change it asks for is refused.
+#[tokio::test]
+async fn a_user_who_may_only_look_changes_nothing() {
+    let scene = scene_with(Box::new(LookOnly));
+    let before = scene.state();
+    let existing = scene.existing();
+    let mut refused = Vec::new();
+    let mut others = Vec::new();
+    for (template, method, op) in operations(&document()) {
+        if !template.starts_with("/api") || method == Method::GET || method == Method::HEAD {
+            continue;
+        }
+        let id = op["operationId"].as_str().unwrap_or_default().to_string();
+        let actions: &[&str] = if template.contains("{action}") { &ACTIONS } else { &[PLACEHOLDER] };
+        for action in actions {
+            let path = path_of(&template, &existing, action);
+            let answer = scene.door.send(&method, &path, true, body_of(&id, &existing).into_bytes()).await;
+            assert!(
+                !answer.status.is_success(),
+                "{method} {path} succeeded: {}",
+                String::from_utf8_lossy(&answer.body)
+            );
+            if answer.status == axum::http::StatusCode::FORBIDDEN {
+                refused.push(format!("{method} {template} {action}"));
+            } else {
+                others.push(format!("{method} {template} {action}: {}", String::from_utf8_lossy(&answer.body)));
+            }
+        }
+    }
+    for expected in [
+        "POST /api/vms PLACEHOLDER",
+        "PUT /api/vms/{id} PLACEHOLDER",
+        "DELETE /api/vms/{id} PLACEHOLDER",
+        "POST /api/vms/{id}/{action} start",
+        "POST /api/vms/{id}/{action} clone",
+        "POST /api/vms/{id}/disks PLACEHOLDER",
+        "POST /api/vms/{id}/snapshots PLACEHOLDER",
+        "POST /api/vms/{id}/tags PLACEHOLDER",
+        "DELETE /api/vms/{id}/tags/{tag} PLACEHOLDER",
+        "POST /api/templates PLACEHOLDER",
+        "PUT /api/templates/{id} PLACEHOLDER",
+        "POST /api/tags PLACEHOLDER",
+    ] {
+        let expected = expected.replace("PLACEHOLDER", PLACEHOLDER);
+        assert!(refused.contains(&expected), "{expected} was not refused by the gate: {others:#?}");
+    }
+    assert_eq!(scene.state(), before, "a refused request changed the state");
 }
