@@ -107,7 +107,8 @@ pub fn render(response: Response, all_vms: &VmListCache) -> Result<Rendered> {
         | Response::Revision(_)
         | Response::Revisions(_)
         | Response::Networks(_)
-        | Response::Network(_) => return Err(Error::generic("No Admin API reply for this")),
+        | Response::Network(_)
+        | Response::PoolUsage(_) => return Err(Error::generic("No Admin API reply for this")),
     };
     Ok(Rendered::Content(Arc::new(content)))
 }

@@ -762,7 +762,7 @@ impl Service {
     }
 
     /// (size, usage) of a pool's backing filesystem.
-    pub fn pool_usage(&self, pool: &Pool) -> Option<(u64, u64)> {
+    pub(crate) fn pool_usage(&self, pool: &Pool) -> Option<(u64, u64)> {
         self.storage.pool_usage(pool)
     }
 

@@ -518,6 +518,15 @@ pub enum Request {
     PoolFiles {
         pool: String,
     },
+    /// A pool's size and usage in bytes, where its storage tells them.
+    PoolUsage {
+        pool: String,
+    },
+    /// The bytes a volume takes on disk (`admin.vm.volume.Info`'s `usage`).
+    VolumeUsage {
+        vm: String,
+        volume: String,
+    },
     /// The hypervisor connection's networks.
     NetworkList,
     /// Defines, starts and autostarts an isolated network.
@@ -590,6 +599,8 @@ pub enum Response {
     Revisions(Vec<(corral_storage::Revision, Option<String>)>),
     Networks(Vec<crate::hypervisor::NetworkInfo>),
     Network(corral_core::hv::NetworkDetails),
+    /// A pool's size and usage in bytes, when known.
+    PoolUsage(Option<(u64, u64)>),
     // --- virthttp door (branch `virthttp`) ---
 }
 
@@ -763,6 +774,8 @@ impl Request {
             TagRemoveEverywhere { tag } => O::global("corral.tag.Remove", tag.as_str()),
             TagRename { from, .. } => O::global("corral.tag.Rename", from.as_str()),
             PoolFiles { pool } => O::global("corral.pool.Files", pool.as_str()),
+            PoolUsage { pool } => O::global("admin.pool.UsageDetails", pool.as_str()),
+            VolumeUsage { vm, volume } => O::new("admin.vm.volume.Info", volume.as_str(), vm.as_str()),
             NetworkList => O::global("corral.network.List", ""),
             NetworkDefine { def } => O::global("corral.network.Define", def.name.as_str()),
             NetworkDestroy { .. } => O::global("corral.network.Destroy", ""),
@@ -1061,6 +1074,12 @@ impl Service {
                 let pool = self.with_app(p, "corral.pool.Files", &pool, |app| Ok(known_pool(app, &pool)?.clone()))?;
                 Ok(Response::Names(self.pool_files(&pool)))
             }
+            PoolUsage { pool } => {
+                let pool =
+                    self.with_app(p, "admin.pool.UsageDetails", &pool, |app| Ok(known_pool(app, &pool)?.clone()))?;
+                Ok(Response::PoolUsage(self.pool_usage(&pool)))
+            }
+            VolumeUsage { vm, volume } => self.volume_usage(p, &vm, &volume).map(Response::Number),
             NetworkList => self
                 .networks()
                 .map(Response::Networks)

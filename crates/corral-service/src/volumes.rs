@@ -488,7 +488,10 @@ impl Service {
 
 impl Service {
     /// Bytes a volume takes on disk, as `admin.vm.volume.Info` reports `usage` (0 when unknown).
-    pub fn volume_usage(&self, view: &crate::View, v: &Volume) -> u64 {
-        view.pool(&v.pool).and_then(|p| self.storage.usage(p, v)).unwrap_or(0)
+    pub(crate) fn volume_usage(&self, caller: &Principal, vm: &str, name: &str) -> Result<u64> {
+        self.with_vm(caller, "admin.vm.volume.Info", name, vm, |app, d| {
+            let v = volume_of(d, name)?;
+            Ok(app.pool(&v.pool).and_then(|p| self.storage.usage(p, v)).unwrap_or(0))
+        })
     }
 }

@@ -133,22 +133,42 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let service = rest.service.clone();
     blocking(move || {
         let app = service.view(&crate::principal());
-        let pools: Vec<&Pool> = app.pools().iter().collect();
+        let pools = app
+            .pools()
+            .iter()
+            .map(|p| Ok((p, pool_usage(&service, p)?)))
+            .collect::<ApiResult<Vec<(&Pool, Usage)>>>()?;
         let out = collection(
             &ctx,
             "storage_domains",
             pools,
-            |p, f| domain_field(&app, p, f),
-            |p| domain_node(&ctx, &app, p, service.pool_usage(p)),
+            |(p, _), f| domain_field(&app, p, f),
+            |(p, usage)| domain_node(&ctx, &app, p, *usage),
         )?;
         Ok(ctx.ok(&out))
     })
     .await
 }
 
+/// A pool's size and usage, as the service measures them.
+fn pool_usage(service: &Service, pool: &Pool) -> ApiResult<Usage> {
+    match service.handle(&caller(), Request::PoolUsage { pool: pool.name.clone() })? {
+        corral_service::Response::PoolUsage(usage) => Ok(usage),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The bytes volume `v` of qube `d` takes on disk, as the service measures them.
+fn volume_usage(service: &Service, d: &Domain, v: &Volume) -> ApiResult<u64> {
+    match service.handle(&caller(), Request::VolumeUsage { vm: d.name.clone(), volume: v.name.clone() })? {
+        corral_service::Response::Number(usage) => Ok(usage),
+        other => Err(unexpected(&other)),
+    }
+}
+
 async fn render_domain(ctx: Ctx, service: Arc<Service>, pool: Pool) -> ApiResult<Node> {
     blocking(move || {
-        let usage = service.pool_usage(&pool);
+        let usage = pool_usage(&service, &pool)?;
         let app = service.view(&crate::principal());
         Ok(domain_node(&ctx, &app, &pool, usage))
     })
@@ -520,13 +540,17 @@ pub(super) async fn disk_collection(
     blocking(move || {
         let app = service.view(&crate::principal());
         let owners = owners(&app);
-        let vols: Vec<(&Domain, &Volume)> = owners.iter().flat_map(|d| disk_volumes(d).map(move |v| (d, v))).collect();
+        let vols = owners
+            .iter()
+            .flat_map(|d| disk_volumes(d).map(move |v| (d, v)))
+            .map(|(d, v)| Ok((d, v, volume_usage(&service, d, v)?)))
+            .collect::<ApiResult<Vec<(&Domain, &Volume, u64)>>>()?;
         collection(
             &ctx,
             "disks",
             vols,
-            |(d, v), f| disk_field(d, v, f),
-            |(d, v)| disk_node(&ctx, &app, d, v, service.volume_usage(&app, v), &href(d, &disk_id(d, &v.name))),
+            |(d, v, _), f| disk_field(d, v, f),
+            |(d, v, usage)| disk_node(&ctx, &app, d, v, *usage, &href(d, &disk_id(d, &v.name))),
         )
     })
     .await
@@ -535,8 +559,9 @@ pub(super) async fn disk_collection(
 /// One disk rendered at `href`.
 pub(super) async fn disk_at(ctx: Ctx, service: Arc<Service>, d: Domain, v: Volume, href: String) -> ApiResult<Node> {
     blocking(move || {
+        let usage = volume_usage(&service, &d, &v)?;
         let app = service.view(&crate::principal());
-        Ok(disk_node(&ctx, &app, &d, &v, service.volume_usage(&app, &v), &href))
+        Ok(disk_node(&ctx, &app, &d, &v, usage, &href))
     })
     .await
 }
