@@ -108,7 +108,8 @@ pub fn render(response: Response, all_vms: &VmListCache) -> Result<Rendered> {
         | Response::Revisions(_)
         | Response::Networks(_)
         | Response::Network(_)
-        | Response::PoolUsage(_) => return Err(Error::generic("No Admin API reply for this")),
+        | Response::PoolUsage(_)
+        | Response::Hypervisor { .. } => return Err(Error::generic("No Admin API reply for this")),
     };
     Ok(Rendered::Content(Arc::new(content)))
 }

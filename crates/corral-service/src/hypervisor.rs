@@ -18,7 +18,7 @@ pub struct NetworkInfo {
 
 impl Service {
     /// Whether qubes can run: the daemon serves everything else without a hypervisor connection.
-    pub fn has_hypervisor(&self) -> bool {
+    pub(crate) fn has_hypervisor(&self) -> bool {
         self.hv.is_some()
     }
 
@@ -29,7 +29,7 @@ impl Service {
     }
 
     /// libvirt's version number (`major * 1_000_000 + minor * 1_000 + release`). Blocks on libvirt.
-    pub fn libvirt_version(&self) -> Option<u32> {
+    pub(crate) fn libvirt_version(&self) -> Option<u32> {
         self.hv.as_ref().and_then(|hv| hv.library_version())
     }
 

@@ -527,6 +527,8 @@ pub enum Request {
         vm: String,
         volume: String,
     },
+    /// Whether there is a hypervisor connection, and its version.
+    HypervisorInfo,
     /// The hypervisor connection's networks.
     NetworkList,
     /// Defines, starts and autostarts an isolated network.
@@ -601,6 +603,12 @@ pub enum Response {
     Network(corral_core::hv::NetworkDetails),
     /// A pool's size and usage in bytes, when known.
     PoolUsage(Option<(u64, u64)>),
+    /// Whether qubes can run, and the hypervisor library's version (`major * 1_000_000 + minor * 1_000 +
+    /// release`) when known.
+    Hypervisor {
+        connected: bool,
+        version: Option<u32>,
+    },
     // --- virthttp door (branch `virthttp`) ---
 }
 
@@ -776,6 +784,7 @@ impl Request {
             PoolFiles { pool } => O::global("corral.pool.Files", pool.as_str()),
             PoolUsage { pool } => O::global("admin.pool.UsageDetails", pool.as_str()),
             VolumeUsage { vm, volume } => O::new("admin.vm.volume.Info", volume.as_str(), vm.as_str()),
+            HypervisorInfo => O::global("corral.host.Info", ""),
             NetworkList => O::global("corral.network.List", ""),
             NetworkDefine { def } => O::global("corral.network.Define", def.name.as_str()),
             NetworkDestroy { .. } => O::global("corral.network.Destroy", ""),
@@ -1080,6 +1089,9 @@ impl Service {
                 Ok(Response::PoolUsage(self.pool_usage(&pool)))
             }
             VolumeUsage { vm, volume } => self.volume_usage(p, &vm, &volume).map(Response::Number),
+            HypervisorInfo => {
+                Ok(Response::Hypervisor { connected: self.has_hypervisor(), version: self.libvirt_version() })
+            }
             NetworkList => self
                 .networks()
                 .map(Response::Networks)
