@@ -1129,3 +1129,60 @@ fn create_method(spec: &CreateSpec, pools: CreateIn) -> String {
     };
     format!("{family}.{}", spec.class.name())
 }
+
+#[cfg(test)]
+mod rhev_tests {
+    use super::*;
+
+    fn ops(r: &Request) -> Vec<(String, String, String)> {
+        r.operations().iter().map(|o| (o.method.to_string(), o.arg.to_string(), o.target.to_string())).collect()
+    }
+
+    fn op(method: &str, arg: &str, target: &str) -> (String, String, String) {
+        (method.into(), arg.into(), target.into())
+    }
+
+    #[test]
+    fn a_composed_request_is_every_operation_it_amounts_to() {
+        let settings = VmSettings { memory_mib: Some(512), notes: Some("n".into()), ..Default::default() };
+        let update = Request::VmUpdate { vm: "work".into(), settings: settings.clone() };
+        assert_eq!(ops(&update), [op("admin.vm.property.Set", "memory", "work"), op("admin.vm.notes.Set", "", "work")]);
+        let uuid = uuid::Uuid::nil();
+        let template = Some(TemplateRef { uuid: Some(uuid), name: None });
+        let create = Request::VmCreateWith { name: "new".into(), label: "red".into(), template, settings, uuid };
+        assert_eq!(
+            ops(&create),
+            [
+                op("admin.vm.Create.AppVM", &format!("uuid:{uuid}"), "dom0"),
+                op("admin.vm.property.Set", "memory", "new"),
+                op("admin.vm.notes.Set", "", "new"),
+            ]
+        );
+        let forced = Request::VmRemoveForced { vm: "work".into(), force: true };
+        assert_eq!(ops(&forced), [op("admin.vm.Remove", "", "work"), op("admin.vm.Kill", "", "work")]);
+        let plain = Request::VmRemoveForced { vm: "work".into(), force: false };
+        assert_eq!(ops(&plain), [op("admin.vm.Remove", "", "work")]);
+        let reboot = Request::VmReboot { vm: "work".into() };
+        assert_eq!(ops(&reboot), [op("admin.vm.Shutdown", "", "work"), op("admin.vm.Start", "", "work")]);
+        // An update that changes nothing is still checked.
+        let nothing = Request::VmUpdate { vm: "work".into(), settings: VmSettings::default() };
+        assert_eq!(ops(&nothing), [op("admin.vm.notes.Set", "", "work")]);
+    }
+
+    #[test]
+    fn settings_become_stored_values() {
+        let settings = VmSettings {
+            memory_mib: Some(1024),
+            vcpus: Some(2),
+            kernel: Some(String::new()),
+            kernelopts: Some("quiet".into()),
+            notes: None,
+        };
+        let (values, notes) = crate::ops::settings_values(Class::AppVM, "work", &settings).expect("valid");
+        let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(values, [("memory", "1024"), ("vcpus", "2"), ("kernel", ""), ("kernelopts", "quiet")]);
+        assert_eq!(notes, None);
+        let bad = VmSettings { kernelopts: Some("caf\u{e9}".into()), ..Default::default() };
+        assert!(crate::ops::settings_values(Class::AppVM, "work", &bad).is_err());
+    }
+}
