@@ -1,5 +1,5 @@
 //! What the hypervisor connection tells beyond a qube's power state: whether there is one, its networks and
-//! version, and the counters of a running qube's disks and network card.
+//! version, the counters of a running qube's disks and network card, and its CPU use between two samples.
 
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,7 @@ impl Service {
         self.auth(caller, "corral.vm.DiskStats", volume, vm)?;
         let d = resolve_in(&self.current(), vm)?.clone();
         if d.volume(volume).is_none() {
-            return Err(no_volume(&d.name, volume));
+            return Err(crate::revisions::no_volume(&d.name, volume));
         }
         if !self.power(&d).is_live() {
             return Ok(None);
@@ -66,10 +66,6 @@ impl Service {
         let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
         hv.interface_stats(&d.uuid, &mac).map(Some).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))
     }
-}
-
-fn no_volume(vm: &str, name: &str) -> Error {
-    Error::new(ErrorKind::QubesVolumeNotFoundError, format!("Volume {name} not found in {vm}"))
 }
 
 /// Shorter CPU-use windows are too coarse to mean anything.

@@ -86,7 +86,7 @@ impl Service {
     }
 }
 
-fn no_volume(vm: &str, name: &str) -> Error {
+pub(crate) fn no_volume(vm: &str, name: &str) -> Error {
     Error::new(ErrorKind::QubesVolumeNotFoundError, format!("Volume {name} not found in {vm}"))
 }
 
