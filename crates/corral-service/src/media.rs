@@ -9,13 +9,14 @@ use crate::{resolve_in, Principal, Service};
 /// The qube's feature naming the ISO image (a file some `file` pool offers) in its cdrom drive.
 pub const CDROM_FEATURE: &str = "rest.cdrom";
 
-/// Where the ISO image `name` lies: the first `file` pool (in the pools' order) holding it directly in its
-/// directory as a regular file (a symlink is no ISO). A name with a path separator or without the `.iso` suffix
-/// names nothing.
+/// An ISO image no `file` pool offers.
 pub(crate) fn no_iso(name: &str) -> Error {
     Error::value(format!("The cdrom file {name} is in no storage domain"))
 }
 
+/// Where the ISO image `name` lies: the first `file` pool (in the pools' order) holding it directly in its
+/// directory as a regular file (a symlink is no ISO). A name with a path separator or without the `.iso` suffix
+/// names nothing.
 pub(crate) fn iso_path(app: &App, name: &str) -> Option<std::path::PathBuf> {
     if name.contains('/') || name.starts_with('.') || !name.to_ascii_lowercase().ends_with(".iso") {
         return None;
