@@ -100,12 +100,19 @@ pub fn render(response: Response, all_vms: &VmListCache) -> Result<Rendered> {
             }
             format!("{size} {path}").into_bytes()
         }
-        // Answers to the virthttp door's own requests, which no Admin API method makes.
-        Response::Scheduler { .. }
+        // Answers to the HTTP doors' own requests, which no Admin API method parses into.
+        Response::Usage { .. }
+        | Response::DiskCounters(_)
+        | Response::NicCounters(_)
+        | Response::Revision(_)
+        | Response::Revisions(_)
+        | Response::PoolUsage(_)
+        | Response::Hypervisor { .. }
+        | Response::Scheduler { .. }
         | Response::Networks(_)
         | Response::Network(_)
         | Response::Leases(_)
-        | Response::NotStarted(_) => return Err(Error::protocol("No Admin API reply for this answer")),
+        | Response::NotStarted(_) => return Err(Error::generic("No Admin API reply for this answer")),
     };
     Ok(Rendered::Content(Arc::new(content)))
 }

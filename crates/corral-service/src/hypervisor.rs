@@ -1,64 +1,96 @@
-//! libvirt's own view of a qube's domain (its XML, its scheduler), asked through the daemon's one hypervisor
-//! connection, so that what a client sees is what the daemon runs.
-//!
-//! A qube's XML is libvirt's while it is not halted (running, paused, suspended). A halted qube's is the
-//! one its next start would define, rendered from the model: corrald defines a qube's domain in libvirt
-//! only when it starts (as qubesd renders it from the qube's properties), so what libvirt may still hold
-//! from an earlier run can be out of date, and a qube that never ran has none.
+//! What the hypervisor connection tells beyond a qube's power state: whether there is one, its
+//! version, the counters of a running qube's disks and network card, and its CPU use between two samples.
 
-use corral_core::hv::{HvError, Inspect, PowerState};
+use std::time::{Duration, Instant};
+
+use corral_core::hv::{BlockStats, DomainInfo, InterfaceStats};
 use corral_core::{Error, ErrorKind, Result};
 
 use crate::{resolve_in, Principal, Service};
 
-pub(crate) fn hv_error(e: HvError) -> Error {
-    Error::new(ErrorKind::QubesVMError, e.message)
+impl Service {
+    /// Whether qubes can run: the daemon serves everything else without a hypervisor connection.
+    pub(crate) fn has_hypervisor(&self) -> bool {
+        self.hv.is_some()
+    }
+
+    /// libvirt's version number (`major * 1_000_000 + minor * 1_000 + release`). Blocks on libvirt.
+    pub(crate) fn libvirt_version(&self) -> Option<u32> {
+        self.hv.as_ref().and_then(|hv| hv.library_version())
+    }
+
+    /// The counters of qube `vm`'s disk for volume `volume` while it runs (`None` while halted). Blocks
+    /// on libvirt.
+    pub(crate) fn disk_counters(&self, caller: &Principal, vm: &str, volume: &str) -> Result<Option<BlockStats>> {
+        self.auth(caller, "corral.vm.DiskStats", volume, vm)?;
+        let d = resolve_in(&self.current(), vm)?.clone();
+        if d.volume(volume).is_none() {
+            return Err(crate::revisions::no_volume(&d.name, volume));
+        }
+        if !self.power(&d).is_live() {
+            return Ok(None);
+        }
+        let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
+        let target = crate::lifecycle::disk_target(volume);
+        hv.block_stats(&d.uuid, &target).map(Some).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))
+    }
+
+    /// The counters of qube `vm`'s network card while it runs (`None` while halted or unconnected).
+    /// Blocks on libvirt.
+    pub(crate) fn nic_counters(&self, caller: &Principal, vm: &str) -> Result<Option<InterfaceStats>> {
+        self.auth(caller, "corral.vm.NicStats", "", vm)?;
+        let (d, mac, connected) = {
+            let app = self.current();
+            let d = resolve_in(&app, vm)?.clone();
+            let mac = crate::lifecycle::bridge_mac(&d);
+            let connected = app.nic_network(&d).is_some();
+            (d, mac, connected)
+        };
+        if !connected || !self.power(&d).is_live() {
+            return Ok(None);
+        }
+        let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
+        hv.interface_stats(&d.uuid, &mac).map(Some).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))
+    }
 }
+
+/// Shorter CPU-use windows are too coarse to mean anything.
+const MIN_WINDOW: Duration = Duration::from_millis(100);
+
+/// The previous cpu_time sample of each qube asked about: "current" CPU use is the average since then.
+pub(crate) type CpuSamples = parking_lot::Mutex<std::collections::HashMap<uuid::Uuid, (Instant, u64)>>;
 
 impl Service {
-    /// Whether libvirt's view can be shown at all: a hypervisor connection that supports introspection.
-    pub fn can_inspect_hypervisor(&self) -> bool {
-        self.hv.as_ref().is_some_and(|hv| hv.inspect().is_some())
-    }
-
-    /// Runs `f` on the hypervisor's introspection. Blocks on libvirt.
-    pub(crate) fn inspecting<T>(&self, f: impl FnOnce(&dyn Inspect) -> std::result::Result<T, HvError>) -> Result<T> {
-        let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
-        let inspect = hv
-            .inspect()
-            .ok_or_else(|| Error::new(ErrorKind::QubesNotImplementedError, "The hypervisor cannot show its objects"))?;
-        f(inspect).map_err(hv_error)
-    }
-
-    /// A qube's domain XML: libvirt's with `virDomainXMLFlags` unless the qube is halted, else the one its
-    /// next start would define (the flags change nothing there: it is an inactive definition already).
-    pub(crate) fn domain_xml_of(&self, caller: &Principal, vm: &str, flags: u32) -> Result<String> {
-        self.auth(caller, "corral.vm.DomainXML", "", vm)?;
+    /// libvirt's figures of qube `vm` and its CPU use in percent of its vcpus since the previous call (or over
+    /// `MIN_WINDOW` when there was none, or it was too recent); 0 for a qube that does not run. Blocks on
+    /// libvirt, and sleeps for the window when it needs a second sample.
+    pub(crate) fn cpu_usage(&self, vm: &str) -> Result<(DomainInfo, f64)> {
         let d = resolve_in(&self.current(), vm)?.clone();
-        if self.power(&d) == PowerState::Halted {
-            let mut spec = self.next_start_spec(&d.name)?;
-            // As libvirt does, the console password is shown only in the secure XML.
-            if flags & corral_core::hv::XML_SECURE == 0 {
-                if let Some(g) = spec.graphics.as_mut() {
-                    g.locked_password.clear();
-                }
-            }
-            return self.inspecting(|i| Ok(i.spec_xml(&spec)));
+        let sample = || (self.domain_info(&d), Instant::now());
+        let (mut info, mut at) = sample();
+        if !info.state.is_live() {
+            self.cpu_samples.lock().remove(&d.uuid);
+            return Ok((info, 0.0));
         }
-        self.inspecting(|i| i.domain_xml(&d.uuid, flags))?.ok_or_else(|| never_defined(&d.name))
+        let previous =
+            self.cpu_samples.lock().get(&d.uuid).copied().filter(|(t, ns)| *t < at && *ns <= info.cpu_time_ns);
+        let (before_at, before_ns) = match previous {
+            Some((t, ns)) if at.duration_since(t) >= MIN_WINDOW => (t, ns),
+            first_or_recent => {
+                let (t, ns) = first_or_recent.unwrap_or((at, info.cpu_time_ns));
+                std::thread::sleep(MIN_WINDOW.saturating_sub(at.duration_since(t)));
+                (info, at) = sample();
+                (t, ns)
+            }
+        };
+        {
+            let mut last = self.cpu_samples.lock();
+            // Forget qubes not asked about for a while.
+            last.retain(|_, (t, _)| t.elapsed() < Duration::from_secs(600));
+            last.insert(d.uuid, (at, info.cpu_time_ns));
+        }
+        let wall_ns = at.duration_since(before_at).as_nanos() as f64 * f64::from(info.vcpus.max(1));
+        let used_ns = info.cpu_time_ns.saturating_sub(before_ns) as f64;
+        Ok((info, if wall_ns > 0.0 { (used_ns * 100.0 / wall_ns).min(100.0) } else { 0.0 }))
     }
-
-    /// The CPU scheduler libvirt runs a qube's domain with, and the number of its parameters.
-    pub(crate) fn scheduler_type(&self, caller: &Principal, vm: &str) -> Result<(String, i32)> {
-        self.auth(caller, "corral.vm.SchedulerType", "", vm)?;
-        let d = resolve_in(&self.current(), vm)?.clone();
-        self.inspecting(|i| i.scheduler_type(&d.uuid))?.ok_or_else(|| never_defined(&d.name))
-    }
-}
-
-fn never_defined(vm: &str) -> Error {
-    Error::new(
-        ErrorKind::QubesVMNotStartedError,
-        format!("Domain not found: '{vm}' has no libvirt domain yet; corrald defines it when the qube first starts"),
-    )
 }

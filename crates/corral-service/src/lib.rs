@@ -2,16 +2,19 @@
 //! model, one store transaction, side effects on storage, then the model update and the events.
 
 mod auth;
+pub mod copies;
 mod events;
-mod hypervisor;
+pub mod hypervisor;
+mod inspect;
 mod lifecycle;
+pub mod media;
 mod networks;
 mod nics;
 mod ops;
 mod request;
-pub mod rest_storage;
-pub mod rest_support;
+mod revisions;
 mod runtime;
+mod tags;
 mod users;
 mod view;
 mod volumes;
@@ -32,7 +35,7 @@ pub use corral_core::{Credential, Operation, Principal};
 pub use events::{current_cause, with_cause, EventBus, Subscription, SubscriptionEnded};
 pub use lifecycle::{bridge_mac, RunOnce};
 pub use ops::{now_epoch, parse_bool_payload, FeatureLookup, PropView, VmSummary};
-pub use request::{CreateIn, DeviceListing, QubeSetting, Request, Response, DEVICE_CLASSES};
+pub use request::{CreateIn, DeviceListing, QubeSetting, Request, Response, TemplateRef, VmSettings, DEVICE_CLASSES};
 pub use users::LoginRefused;
 pub use view::View;
 pub use volumes::VolumeInfo;
@@ -82,6 +85,7 @@ pub struct Service {
     preparing: Mutex<std::collections::HashMap<uuid::Uuid, std::thread::JoinHandle<()>>>,
     /// Every qube's graphical console as it starts: locked with a password made for this daemon run.
     graphics: corral_core::hv::GraphicsSpec,
+    cpu_samples: hypervisor::CpuSamples,
 }
 
 /// A cached rendering and the model generation it was made from.
@@ -160,6 +164,7 @@ impl Service {
             generation: AtomicU64::new(0),
             rendered: Mutex::new(std::collections::HashMap::new()),
             summaries: Mutex::new(None),
+            cpu_samples: Default::default(),
         });
         std::fs::create_dir_all(config.state_dir.join("logs"))?;
         service.reconcile();

@@ -156,7 +156,7 @@ impl Service {
     /// A start that refuses a qube already up, as oVirt's run and libvirt's create do: a halted qube boots
     /// (with settings that differ for this run only, RHEV's "run once"), a saved one resumes from disk, a
     /// paused or sleeping one wakes up.
-    pub fn start_vm_once(&self, caller: &Principal, vm: &str, once: &RunOnce) -> Result<()> {
+    pub(crate) fn start_vm_once(&self, caller: &Principal, vm: &str, once: &RunOnce) -> Result<()> {
         self.auth(caller, "admin.vm.Start", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "start", ErrorKind::QubesVMNotHaltedError)?;
@@ -220,7 +220,7 @@ impl Service {
                 .features
                 .get(corral_core::domain::CDROM_FEATURE)
                 .filter(|f| !f.is_empty())
-                .map(|f| (f.to_string(), crate::rest_storage::iso_path(&app, f))),
+                .map(|f| (f.to_string(), crate::media::iso_path(&app, f))),
             boot: Vec::new(),
             domain: d.clone(),
             volumes,
@@ -258,8 +258,7 @@ impl Service {
             plan.kernelopts = cmdline.clone();
         }
         if let Some(iso) = &once.cdrom {
-            let path =
-                crate::rest_storage::iso_path(&self.current(), iso).ok_or_else(|| crate::rest_storage::no_iso(iso))?;
+            let path = crate::media::iso_path(&self.current(), iso).ok_or_else(|| crate::media::no_iso(iso))?;
             plan.cdrom = Some((iso.clone(), Some(path)));
         }
         if once.boot.contains(&BootDevice::Cdrom) && plan.cdrom.is_none() {
@@ -384,7 +383,7 @@ impl Service {
 
     /// Saves a running qube's memory to disk and stops it (libvirt's managed save): it shows as suspended,
     /// uses no memory, and a start or resume goes on where it was. Its disks stay as they are meanwhile.
-    pub fn save_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn save_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "corral.vm.Save", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         let state = self.settled_power(&d);
@@ -417,7 +416,7 @@ impl Service {
 
     /// oVirt's shutdown: a running qube is asked to power off; one that cannot act on the request
     /// (paused, asleep, saved to disk) is powered off at once.
-    pub fn shutdown_or_kill_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn shutdown_or_kill_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Shutdown", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         match self.settled_power(&d) {
@@ -443,7 +442,7 @@ impl Service {
         };
         let cdrom = match &plan.cdrom {
             Some((_, Some(path))) => Some(path.display().to_string()),
-            Some((name, None)) => return Err(crate::rest_storage::no_iso(name).message),
+            Some((name, None)) => return Err(crate::media::no_iso(name).message),
             None => None,
         };
         Ok(BootFiles { kernel, initrd, cdrom })
@@ -733,7 +732,7 @@ impl Service {
     /// Lets a client log in to a running qube's graphical console for `valid_for` with `ticket`, or with a
     /// random ticket when none is given, and answers the ticket. It replaces the ticket before; once it
     /// expires, nobody can log in until the next.
-    pub fn console_ticket(
+    pub(crate) fn console_ticket(
         &self,
         caller: &Principal,
         vm: &str,

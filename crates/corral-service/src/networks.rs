@@ -5,7 +5,7 @@
 use corral_core::hv::{DhcpLease, HvError, NetworkControl, NetworkDef, NetworkDetails};
 use corral_core::{Error, ErrorKind, Result};
 
-use crate::hypervisor::hv_error;
+use crate::inspect::hv_error;
 use crate::{Principal, Service};
 
 impl Service {

@@ -166,7 +166,7 @@ impl Service {
     /// behind a netvm is on `default`), else directly on `default`; any other libvirt network is joined
     /// directly, without a netvm. `mac`, when given, becomes the qube's `mac` property, and `name` the card's
     /// name ([`NIC_NAME_FEATURE`]), in the same transaction.
-    pub fn add_nic(
+    pub(crate) fn add_nic(
         &self,
         caller: &Principal,
         vm: &str,
@@ -232,7 +232,13 @@ impl Service {
     /// Renames qube `vm`'s card and (`mac`) sets the qube's `mac` property, in one transaction. Neither moves a
     /// running qube's card: the name is only its label, and a new MAC applies at the next start, as the
     /// property's does.
-    pub fn update_nic(&self, caller: &Principal, vm: &str, name: Option<&str>, mac: Option<&[u8]>) -> Result<()> {
+    pub(crate) fn update_nic(
+        &self,
+        caller: &Principal,
+        vm: &str,
+        name: Option<&str>,
+        mac: Option<&[u8]>,
+    ) -> Result<()> {
         if name.is_some() {
             self.auth(caller, "admin.vm.feature.Set", NIC_NAME_FEATURE, vm)?;
         }
@@ -261,7 +267,7 @@ impl Service {
 
     /// Takes qube `vm`'s card away (unplugged at once from a running qube): it is on no libvirt network and
     /// its netvm is none, explicitly, so that it does not fall back to the global default.
-    pub fn remove_nic(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn remove_nic(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.property.Set", "netvm", vm)?;
         let (on_network, named) = {
             let app = self.current();

@@ -12,6 +12,7 @@ use corral_core::{firewall, label, plan, App, Error, ErrorKind, Event, Result};
 use parking_lot::RwLockUpgradableReadGuard;
 use serde_json::json;
 
+use crate::request::{TemplateRef, VmSettings};
 use crate::{resolve_in, Operation, Principal, Service};
 
 /// One property as `Get` shows it.
@@ -211,10 +212,28 @@ impl Service {
             let d = domain(&app, vm)?;
             for (name, payload) in props {
                 let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
-                typed.push((*name, props::sanitize(def.ty, payload)?));
+                typed.push((name.to_string(), props::sanitize(def.ty, payload)?));
             }
         }
         let notes = notes.map(plan::sanitize_notes).transpose()?;
+        self.update_vm_values(caller, vm, typed, notes)
+    }
+
+    /// [`Service::update_vm`] with settings given as typed values.
+    pub(crate) fn update_vm_settings(&self, caller: &Principal, vm: &str, settings: &VmSettings) -> Result<()> {
+        let class = domain(&self.current(), vm)?.class;
+        let (typed, notes) = settings_values(class, vm, settings)?;
+        self.update_vm_values(caller, vm, typed, notes)
+    }
+
+    /// Sets properties to values already in their stored form, and the notes, in one transaction.
+    fn update_vm_values(
+        &self,
+        caller: &Principal,
+        vm: &str,
+        typed: Vec<(String, String)>,
+        notes: Option<String>,
+    ) -> Result<()> {
         for (name, _) in &typed {
             self.auth(caller, "admin.vm.property.Set", name, vm)?;
         }
@@ -230,8 +249,8 @@ impl Service {
                 let p = app.plan_vm_prop_set(d, name, value)?;
                 all.ops.extend(p.ops);
                 all.events.extend(p.events);
-                if matches!(*name, "memory" | "vcpus") && self.power(d).is_live() {
-                    live.push((d.uuid, d.name.clone(), name.to_string(), value.clone()));
+                if matches!(name.as_str(), "memory" | "vcpus") && self.power(d).is_live() {
+                    live.push((d.uuid, d.name.clone(), name.clone(), value.clone()));
                 }
             }
             if let Some(text) = notes {
@@ -420,6 +439,53 @@ impl Service {
         self.make_qube(model, new, &[])
     }
 
+    /// A new qube with its first settings in one transaction: an AppVM of the TemplateVM `template` names (the
+    /// first whose uuid or name matches), or a StandaloneVM without one. A template that is not there is
+    /// `QubesVMNotFoundError`.
+    pub(crate) fn create_vm_settings(
+        &self,
+        caller: &Principal,
+        name: String,
+        label: String,
+        template: Option<TemplateRef>,
+        settings: &VmSettings,
+        uuid: uuid::Uuid,
+    ) -> Result<()> {
+        let template = match template {
+            None => None,
+            Some(t) => {
+                let app = self.current();
+                let found = app.domains().find(|d| {
+                    d.class == Class::TemplateVM
+                        && (t.uuid == Some(d.uuid) || t.name.as_deref() == Some(d.name.as_str()))
+                });
+                let found = found.ok_or_else(|| Error::new(ErrorKind::QubesVMNotFoundError, "No such template"))?;
+                Some(found.name.clone())
+            }
+        };
+        corral_core::text::validate_vm_name(&name)?;
+        let class = if template.is_some() { Class::AppVM } else { Class::StandaloneVM };
+        let (props, notes) = settings_values(class, &name, settings)?;
+        let spec = CreateSpec {
+            class,
+            name,
+            label,
+            template,
+            pools: corral_core::plan::PoolChoice::Defaults,
+            creator: caller.source_qube().to_string(),
+            uuid,
+        };
+        let method = format!("admin.vm.Create.{}", class.name());
+        self.auth(caller, &method, spec.template.as_deref().unwrap_or(""), "dom0")?;
+        for (prop, _) in &props {
+            self.auth(caller, "admin.vm.property.Set", prop, &spec.name)?;
+        }
+        let setup = Setup { props, notes, ..Setup::default() };
+        let model = self.model.upgradable_read();
+        let new = model.plan_create_with(&spec, &setup, caller.may_mark_creators())?;
+        self.make_qube(model, new, &[])
+    }
+
     /// Every Admin API call a composed creation amounts to (`create` the one that makes the qube), all checked
     /// before anything is made, so a policy sees the same calls the steps made one by one would show.
     pub(crate) fn auth_setup(&self, caller: &Principal, create: &str, spec: &CreateSpec, setup: &Setup) -> Result<()> {
@@ -599,6 +665,19 @@ impl Service {
         }
     }
 
+    /// Removes a qube; with `force` a running one is killed first, without it a running one is refused
+    /// (`QubesVMNotHaltedError`).
+    pub(crate) fn remove_vm_forced(&self, caller: &Principal, vm: &str, force: bool) -> Result<()> {
+        let d = domain(&self.current(), vm)?.clone();
+        if self.power(&d).is_active() {
+            if !force {
+                return Err(Error::new(ErrorKind::QubesVMNotHaltedError, format!("Domain is running: {}", d.name)));
+            }
+            self.kill_vm(caller, vm)?;
+        }
+        self.remove_vm(caller, vm)
+    }
+
     pub fn remove_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Remove", "", vm)?;
         let mut model = self.model.write();
@@ -711,7 +790,7 @@ impl Service {
     }
 
     /// (size, usage) of a pool's backing filesystem.
-    pub fn pool_usage(&self, pool: &Pool) -> Option<(u64, u64)> {
+    pub(crate) fn pool_usage(&self, pool: &Pool) -> Option<(u64, u64)> {
         self.storage.pool_usage(pool)
     }
 
@@ -774,4 +853,25 @@ pub(crate) fn create_error(vm: &str, v: &corral_core::volume::Volume, e: corral_
         return Error::new(ErrorKind::StoragePoolException, e.to_string());
     }
     Error::new(ErrorKind::StoragePoolException, format!("Failed to create volume {} of {vm}: {e}", v.name))
+}
+
+/// Property values in their stored form, by property name, and notes.
+type SettingValues = (Vec<(String, String)>, Option<String>);
+
+/// Settings as the stored values of the properties they set (numbers in their canonical form, text checked as
+/// the property's type requires), and the notes, for a qube of `class` (`vm` names it in errors).
+pub(crate) fn settings_values(class: Class, vm: &str, s: &VmSettings) -> Result<SettingValues> {
+    let mut out = Vec::new();
+    for name in s.property_names() {
+        let def = props::vm_prop_def(class, name).ok_or_else(|| Error::no_such_property(vm, name))?;
+        let value = match name {
+            "memory" => s.memory_mib.map(|n| n.to_string()),
+            "vcpus" => s.vcpus.map(|n| n.to_string()),
+            "kernel" => s.kernel.as_deref().map(|k| props::sanitize(def.ty, k.as_bytes())).transpose()?,
+            _ => s.kernelopts.as_deref().map(|k| props::sanitize(def.ty, k.as_bytes())).transpose()?,
+        };
+        out.extend(value.map(|v| (name.to_string(), v)));
+    }
+    let notes = s.notes.as_deref().map(|n| plan::sanitize_notes(n.as_bytes())).transpose()?;
+    Ok((out, notes))
 }

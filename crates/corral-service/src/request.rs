@@ -51,6 +51,48 @@ impl DeviceListing {
 /// The device classes a qube's devices are listed by.
 pub const DEVICE_CLASSES: [&str; 2] = ["pci", "block"];
 
+/// A qube's settings as typed values (what a door's vm or template body sets); `None` leaves one as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmSettings {
+    pub memory_mib: Option<u64>,
+    pub vcpus: Option<u64>,
+    pub kernel: Option<String>,
+    pub kernelopts: Option<String>,
+    pub notes: Option<String>,
+}
+
+impl VmSettings {
+    /// The properties these settings set, in the order they are checked and applied.
+    pub fn property_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        [
+            ("memory", self.memory_mib.is_some()),
+            ("vcpus", self.vcpus.is_some()),
+            ("kernel", self.kernel.is_some()),
+            ("kernelopts", self.kernelopts.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+    }
+}
+
+/// A template named by a door: by uuid, by name, or either (the first TemplateVM that matches one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateRef {
+    pub uuid: Option<uuid::Uuid>,
+    pub name: Option<String>,
+}
+
+impl TemplateRef {
+    /// How the operation names it: `uuid:…` when a uuid is given, else the name.
+    fn token(&self) -> String {
+        match (&self.uuid, &self.name) {
+            (Some(uuid), _) => format!("uuid:{uuid}"),
+            (None, Some(name)) => name.clone(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
 /// Everything a door can ask of the service. Each variant is one operation in the Admin API's vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -343,6 +385,148 @@ pub enum Request {
         name: String,
     },
 
+    // --- RHEV door (branch `rhev`) ---
+    /// A new qube with its first settings, as one transaction: an AppVM of `template` (a TemplateVM), or a
+    /// StandaloneVM without one.
+    VmCreateFrom {
+        name: String,
+        label: String,
+        template: Option<TemplateRef>,
+        settings: VmSettings,
+        uuid: uuid::Uuid,
+    },
+    /// Several settings of a qube, all or nothing.
+    VmUpdate {
+        vm: String,
+        settings: VmSettings,
+    },
+    /// Removes a halted qube; with `force` a running one is killed first.
+    VmRemoveForced {
+        vm: String,
+        force: bool,
+    },
+    /// Starts a qube with settings for this run only, paused at once with `pause`.
+    VmStartWith {
+        vm: String,
+        once: crate::RunOnce,
+        pause: bool,
+    },
+    /// Shuts a running qube down; one that cannot act on it (paused, asleep, saved) is killed.
+    VmShutdownOrKill {
+        vm: String,
+    },
+    /// Saves a running qube's memory to disk and stops it.
+    VmSave {
+        vm: String,
+    },
+    /// A copy of `vm` named `name`, as `qvm-clone` makes it.
+    VmClone {
+        vm: String,
+        name: String,
+        uuid: uuid::Uuid,
+    },
+    /// A TemplateVM made from `vm`, with its first settings.
+    VmMakeTemplate {
+        vm: String,
+        name: String,
+        uuid: uuid::Uuid,
+        settings: VmSettings,
+    },
+    /// A password for the graphical console of a running qube (`password` or a random one) for `valid_for`.
+    VmConsoleTicket {
+        vm: String,
+        password: Option<String>,
+        valid_for: std::time::Duration,
+    },
+    /// Memory and CPU use of a qube: CPU in percent of its vcpus since the previous request (or over a short
+    /// window when there was none).
+    VmUsage {
+        vm: String,
+    },
+    /// A running qube's counters of its disk for `volume`.
+    VmDiskCounters {
+        vm: String,
+        volume: String,
+    },
+    /// A running qube's counters of its network card.
+    VmNicCounters {
+        vm: String,
+    },
+    /// Adds a further disk; answers its volume's name.
+    VolumeAdd {
+        vm: String,
+        disk: corral_core::volume::NewDisk,
+    },
+    /// Grows a volume, makes it the boot disk or not, renames a further disk: one change.
+    VolumeUpdate {
+        vm: String,
+        volume: String,
+        size: Option<u64>,
+        bootable: Option<bool>,
+        alias: Option<String>,
+    },
+    /// Removes a further disk with its data.
+    VolumeRemove {
+        vm: String,
+        volume: String,
+    },
+    /// A volume's revisions, oldest first, each with the description it was given.
+    VolumeRevisions {
+        vm: String,
+        volume: String,
+    },
+    /// Saves a volume's current content as a new revision with an optional description.
+    VolumeSnapshot {
+        vm: String,
+        volume: String,
+        description: Option<String>,
+    },
+    /// Connects a qube's network card: to `network` (the default one when `None`).
+    NicAdd {
+        vm: String,
+        network: Option<String>,
+        mac: Option<String>,
+        name: Option<String>,
+    },
+    NicUpdate {
+        vm: String,
+        name: Option<String>,
+        mac: Option<String>,
+    },
+    NicRemove {
+        vm: String,
+    },
+    /// The ISO image (empty: none) a qube's cdrom holds from its next start on; with `current`, a running qube's
+    /// drive changes media at once too.
+    CdromSet {
+        vm: String,
+        file: String,
+        current: bool,
+    },
+    /// Removes `tag` from every qube that has it.
+    TagRemoveEverywhere {
+        tag: String,
+    },
+    /// Renames a tag on every qube that has it.
+    TagRename {
+        from: String,
+        to: String,
+    },
+    /// The boot media files a pool offers.
+    PoolFiles {
+        pool: String,
+    },
+    /// A pool's size and usage in bytes, where its storage tells them.
+    PoolUsage {
+        pool: String,
+    },
+    /// The bytes a volume takes on disk (`admin.vm.volume.Info`'s `usage`).
+    VolumeUsage {
+        vm: String,
+        volume: String,
+    },
+    /// Whether there is a hypervisor connection, and its version.
+    HypervisorInfo,
     // --- virthttp door (branch `virthttp`) ---
     /// A start that leaves the qube paused before its guest runs (libvirt's start with `paused`).
     VmStartPaused {
@@ -496,6 +680,26 @@ pub enum Response {
         vm: String,
     },
 
+    // --- RHEV door (branch `rhev`) ---
+    /// A qube's memory and CPU use.
+    Usage {
+        info: corral_core::hv::DomainInfo,
+        cpu_percent: f64,
+    },
+    /// A disk's counters; `None` while its qube does not run.
+    DiskCounters(Option<corral_core::hv::BlockStats>),
+    /// A network card's counters; `None` while its qube does not run or is not connected.
+    NicCounters(Option<corral_core::hv::InterfaceStats>),
+    Revision(corral_storage::Revision),
+    Revisions(Vec<(corral_storage::Revision, Option<String>)>),
+    /// A pool's size and usage in bytes, when known.
+    PoolUsage(Option<(u64, u64)>),
+    /// Whether qubes can run, and the hypervisor library's version (`major * 1_000_000 + minor * 1_000 +
+    /// release`) when known.
+    Hypervisor {
+        connected: bool,
+        version: Option<u32>,
+    },
     // --- virthttp door (branch `virthttp`) ---
     /// A qube's CPU scheduler and the number of its parameters.
     Scheduler {
@@ -515,26 +719,41 @@ impl Request {
     pub fn operations(&self) -> Vec<Operation<'_>> {
         use Operation as O;
         use Request::*;
+        let settings = |vm: &str, settings: &VmSettings| -> Vec<Operation<'static>> {
+            let mut ops: Vec<Operation<'static>> =
+                settings.property_names().map(|name| O::new("admin.vm.property.Set", name, vm.to_string())).collect();
+            if settings.notes.is_some() {
+                ops.push(O::new("admin.vm.notes.Set", "", vm.to_string()));
+            }
+            ops
+        };
+        let mut ops = vec![self.operation()];
         match self {
-            // --- virthttp door (branch `virthttp`) ---
-            VmStartPaused { vm } => {
-                vec![O::new("admin.vm.Start", "", vm.as_str()), O::new("admin.vm.Pause", "", vm.as_str())]
+            VmCreateFrom { name, settings: s, .. } | VmMakeTemplate { name, settings: s, .. } => {
+                ops.extend(settings(name, s))
             }
-            VmReboot { vm } => {
-                vec![O::new("admin.vm.Shutdown", "wait", vm.as_str()), O::new("admin.vm.Start", "", vm.as_str())]
+            VmUpdate { vm, settings: s } if *s != VmSettings::default() => ops = settings(vm, s),
+            VmRemoveForced { vm, force: true } => ops.push(O::new("admin.vm.Kill", "", vm.as_str())),
+            VmStartWith { vm, pause: true, .. } | VmStartPaused { vm } => {
+                ops.push(O::new("admin.vm.Pause", "", vm.as_str()))
             }
-            VmReset { vm } => vec![O::new("admin.vm.Kill", "", vm.as_str()), O::new("admin.vm.Start", "", vm.as_str())],
+            VmShutdownOrKill { vm } => ops.push(O::new("admin.vm.Kill", "", vm.as_str())),
+            VmReboot { vm } | VmReset { vm } => ops.push(O::new("admin.vm.Start", "", vm.as_str())),
+            VolumeSnapshot { vm, volume, .. } => {
+                for method in ["admin.vm.volume.CloneFrom", "admin.vm.volume.CloneTo"] {
+                    ops.push(O::new(method, volume.as_str(), vm.as_str()));
+                }
+            }
             VmCreateWith { spec, settings, start } => {
                 let vm = spec.name.as_str();
-                let mut ops = vec![self.operation()];
                 ops.extend(settings.iter().map(|s| O::new("admin.vm.property.Set", s.property(), vm)));
                 if *start {
                     ops.push(O::new("admin.vm.Start", "", vm));
                 }
-                ops
             }
-            _ => vec![self.operation()],
+            _ => {}
         }
+        ops
     }
 
     /// The request in the Admin API's vocabulary: method, argument, target.
@@ -641,7 +860,40 @@ impl Request {
             UserRemove { name } => O::global("corral.user.Remove", name.as_str()),
             UserServiceKey { name } => O::global("corral.user.ServiceKey", name.as_str()),
             // --- RHEV door (branch `rhev`) ---
-
+            VmCreateFrom { template, .. } => {
+                let class = if template.is_some() { Class::AppVM } else { Class::StandaloneVM };
+                let arg = template.as_ref().map(TemplateRef::token).unwrap_or_default();
+                O::global(format!("admin.vm.Create.{}", class.name()), arg)
+            }
+            VmUpdate { vm, settings } => match settings.property_names().next() {
+                Some(name) => O::new("admin.vm.property.Set", name, vm.as_str()),
+                None => O::new("admin.vm.notes.Set", "", vm.as_str()),
+            },
+            VmRemoveForced { vm, .. } => O::new("admin.vm.Remove", "", vm.as_str()),
+            VmStartWith { vm, .. } => O::new("admin.vm.Start", "", vm.as_str()),
+            VmShutdownOrKill { vm } => O::new("admin.vm.Shutdown", "", vm.as_str()),
+            VmSave { vm } => O::new("corral.vm.Save", "", vm.as_str()),
+            VmClone { vm, name, .. } => O::new("corral.vm.Clone", name.as_str(), vm.as_str()),
+            VmMakeTemplate { vm, name, .. } => O::new("corral.vm.MakeTemplate", name.as_str(), vm.as_str()),
+            VmConsoleTicket { vm, .. } => O::new("corral.vm.ConsoleTicket", "", vm.as_str()),
+            VmUsage { vm } => O::new("admin.vm.Stats", "", vm.as_str()),
+            VmDiskCounters { vm, volume } => O::new("corral.vm.DiskStats", volume.as_str(), vm.as_str()),
+            VmNicCounters { vm } => O::new("corral.vm.NicStats", "", vm.as_str()),
+            VolumeAdd { vm, disk } => O::new("corral.vm.volume.Add", disk.pool.as_str(), vm.as_str()),
+            VolumeUpdate { vm, volume, .. } => O::new("corral.vm.volume.Update", volume.as_str(), vm.as_str()),
+            VolumeRemove { vm, volume } => O::new("corral.vm.volume.Remove", volume.as_str(), vm.as_str()),
+            VolumeRevisions { vm, volume } => O::new("admin.vm.volume.ListSnapshots", volume.as_str(), vm.as_str()),
+            VolumeSnapshot { vm, volume, .. } => O::new("admin.vm.volume.Info", volume.as_str(), vm.as_str()),
+            NicAdd { vm, .. } => O::new("corral.vm.nic.Add", "", vm.as_str()),
+            NicUpdate { vm, .. } => O::new("corral.vm.nic.Update", "", vm.as_str()),
+            NicRemove { vm } => O::new("corral.vm.nic.Remove", "", vm.as_str()),
+            CdromSet { vm, .. } => O::new("corral.vm.CdromChange", "", vm.as_str()),
+            TagRemoveEverywhere { tag } => O::global("corral.tag.Remove", tag.as_str()),
+            TagRename { from, .. } => O::global("corral.tag.Rename", from.as_str()),
+            PoolFiles { pool } => O::global("corral.pool.Files", pool.as_str()),
+            PoolUsage { pool } => O::global("admin.pool.UsageDetails", pool.as_str()),
+            VolumeUsage { vm, volume } => O::new("admin.vm.volume.Info", volume.as_str(), vm.as_str()),
+            HypervisorInfo => O::global("corral.host.Info", ""),
             // --- virthttp door (branch `virthttp`) ---
             VmStartPaused { vm } => O::new("admin.vm.Start", "", vm.as_str()),
             VmReboot { vm } => O::new("admin.vm.Shutdown", "wait", vm.as_str()),
@@ -657,7 +909,7 @@ impl Request {
             NetworkXml { .. } => O::global("corral.network.XML", ""),
             NetworkDhcpLeases { .. } => O::global("corral.network.DHCPLeases", ""),
             NetworkCreate { .. } => O::global("corral.network.Create", ""),
-            NetworkDefine { .. } => O::global("corral.network.Define", ""),
+            NetworkDefine { def } => O::global("corral.network.Define", def.name.as_str()),
             NetworkDestroy { .. } => O::global("corral.network.Destroy", ""),
             NetworkRemove { .. } => O::global("corral.network.Remove", ""),
             NetworkSetAutostart { .. } => O::global("corral.network.SetAutostart", ""),
@@ -904,7 +1156,65 @@ impl Service {
             UserRemove { name } => done(self.user_remove(&name)),
             UserServiceKey { name } => self.user_service_key(&name).map(Response::Text),
             // --- RHEV door (branch `rhev`) ---
-
+            VmCreateFrom { name, label, template, settings, uuid } => {
+                done(self.create_vm_settings(p, name, label, template, &settings, uuid))
+            }
+            VmUpdate { vm, settings } => done(self.update_vm_settings(p, &vm, &settings)),
+            VmRemoveForced { vm, force } => done(self.remove_vm_forced(p, &vm, force)),
+            VmStartWith { vm, once, pause } => {
+                self.start_vm_once(p, &vm, &once)?;
+                if pause {
+                    self.pause_vm(p, &vm)?;
+                }
+                Ok(Response::Done)
+            }
+            VmShutdownOrKill { vm } => done(self.shutdown_or_kill_vm(p, &vm)),
+            VmSave { vm } => done(self.save_vm(p, &vm)),
+            VmClone { vm, name, uuid } => done(self.clone_vm(p, &vm, &name, uuid)),
+            VmMakeTemplate { vm, name, uuid, settings } => {
+                done(self.create_template_from(p, &vm, &name, uuid, &settings))
+            }
+            VmConsoleTicket { vm, password, valid_for } => {
+                self.console_ticket(p, &vm, password.as_deref(), valid_for).map(Response::Text)
+            }
+            VmUsage { vm } => {
+                let (info, cpu_percent) = self.cpu_usage(&vm)?;
+                Ok(Response::Usage { info, cpu_percent })
+            }
+            VmDiskCounters { vm, volume } => self.disk_counters(p, &vm, &volume).map(Response::DiskCounters),
+            VmNicCounters { vm } => self.nic_counters(p, &vm).map(Response::NicCounters),
+            VolumeAdd { vm, disk } => self.volume_add(p, &vm, &disk).map(Response::Text),
+            VolumeUpdate { vm, volume, size, bootable, alias } => {
+                done(self.volume_update(p, &vm, &volume, size, bootable, alias.as_deref()))
+            }
+            VolumeRemove { vm, volume } => done(self.volume_remove(p, &vm, &volume)),
+            VolumeRevisions { vm, volume } => self.volume_revisions_described(p, &vm, &volume).map(Response::Revisions),
+            VolumeSnapshot { vm, volume, description } => {
+                self.volume_snapshot(p, &vm, &volume, description.as_deref()).map(Response::Revision)
+            }
+            NicAdd { vm, network, mac, name } => {
+                done(self.add_nic(p, &vm, network.as_deref(), mac.as_deref().map(str::as_bytes), name.as_deref()))
+            }
+            NicUpdate { vm, name, mac } => {
+                done(self.update_nic(p, &vm, name.as_deref(), mac.as_deref().map(str::as_bytes)))
+            }
+            NicRemove { vm } => done(self.remove_nic(p, &vm)),
+            CdromSet { vm, file, current } => done(self.set_cdrom(p, &vm, &file, current)),
+            TagRemoveEverywhere { tag } => self.tag_remove_everywhere(p, &tag).map(|_| Response::Done),
+            TagRename { from, to } => done(self.tag_rename(p, &from, &to)),
+            PoolFiles { pool } => {
+                let pool = self.with_app(p, "corral.pool.Files", &pool, |app| Ok(known_pool(app, &pool)?.clone()))?;
+                Ok(Response::Names(self.pool_files(&pool)))
+            }
+            PoolUsage { pool } => {
+                let pool =
+                    self.with_app(p, "admin.pool.UsageDetails", &pool, |app| Ok(known_pool(app, &pool)?.clone()))?;
+                Ok(Response::PoolUsage(self.pool_usage(&pool)))
+            }
+            VolumeUsage { vm, volume } => self.volume_usage(p, &vm, &volume).map(Response::Number),
+            HypervisorInfo => {
+                Ok(Response::Hypervisor { connected: self.has_hypervisor(), version: self.libvirt_version() })
+            }
             // --- virthttp door (branch `virthttp`) ---
             VmStartPaused { vm } => done(self.start_vm(p, &vm).and_then(|()| self.pause_vm(p, &vm))),
             VmReboot { vm } => done(self.reboot_vm(p, &vm)),
@@ -930,6 +1240,8 @@ impl Service {
                 // The qube is committed: a start that fails now leaves it as it is, halted, and says so.
                 Ok(self.start_vm(p, &name).map_or_else(Response::NotStarted, |()| Response::Done))
             }
+            // Without a hypervisor there are no networks to list (not an error: everything else is served).
+            NetworkList if !self.has_hypervisor() => Ok(Response::Networks(Vec::new())),
             NetworkList => self.network_details(p).map(Response::Networks),
             NetworkXml { network, flags } => self.network_xml(p, &network, flags).map(Response::Text),
             NetworkDhcpLeases { network, mac } => self.dhcp_leases(p, &network, mac.as_deref()).map(Response::Leases),
@@ -967,4 +1279,61 @@ fn create_method(spec: &CreateSpec, pools: CreateIn) -> String {
         CreateIn::GivenPools => "admin.vm.CreateInPool",
     };
     format!("{family}.{}", spec.class.name())
+}
+
+#[cfg(test)]
+mod rhev_tests {
+    use super::*;
+
+    fn ops(r: &Request) -> Vec<(String, String, String)> {
+        r.operations().iter().map(|o| (o.method.to_string(), o.arg.to_string(), o.target.to_string())).collect()
+    }
+
+    fn op(method: &str, arg: &str, target: &str) -> (String, String, String) {
+        (method.into(), arg.into(), target.into())
+    }
+
+    #[test]
+    fn a_composed_request_is_every_operation_it_amounts_to() {
+        let settings = VmSettings { memory_mib: Some(512), notes: Some("n".into()), ..Default::default() };
+        let update = Request::VmUpdate { vm: "work".into(), settings: settings.clone() };
+        assert_eq!(ops(&update), [op("admin.vm.property.Set", "memory", "work"), op("admin.vm.notes.Set", "", "work")]);
+        let uuid = uuid::Uuid::nil();
+        let template = Some(TemplateRef { uuid: Some(uuid), name: None });
+        let create = Request::VmCreateFrom { name: "new".into(), label: "red".into(), template, settings, uuid };
+        assert_eq!(
+            ops(&create),
+            [
+                op("admin.vm.Create.AppVM", &format!("uuid:{uuid}"), "dom0"),
+                op("admin.vm.property.Set", "memory", "new"),
+                op("admin.vm.notes.Set", "", "new"),
+            ]
+        );
+        let forced = Request::VmRemoveForced { vm: "work".into(), force: true };
+        assert_eq!(ops(&forced), [op("admin.vm.Remove", "", "work"), op("admin.vm.Kill", "", "work")]);
+        let plain = Request::VmRemoveForced { vm: "work".into(), force: false };
+        assert_eq!(ops(&plain), [op("admin.vm.Remove", "", "work")]);
+        let reboot = Request::VmReboot { vm: "work".into() };
+        assert_eq!(ops(&reboot), [op("admin.vm.Shutdown", "wait", "work"), op("admin.vm.Start", "", "work")]);
+        // An update that changes nothing is still checked.
+        let nothing = Request::VmUpdate { vm: "work".into(), settings: VmSettings::default() };
+        assert_eq!(ops(&nothing), [op("admin.vm.notes.Set", "", "work")]);
+    }
+
+    #[test]
+    fn settings_become_stored_values() {
+        let settings = VmSettings {
+            memory_mib: Some(1024),
+            vcpus: Some(2),
+            kernel: Some(String::new()),
+            kernelopts: Some("quiet".into()),
+            notes: None,
+        };
+        let (values, notes) = crate::ops::settings_values(Class::AppVM, "work", &settings).expect("valid");
+        let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(values, [("memory", "1024"), ("vcpus", "2"), ("kernel", ""), ("kernelopts", "quiet")]);
+        assert_eq!(notes, None);
+        let bad = VmSettings { kernelopts: Some("caf\u{e9}".into()), ..Default::default() };
+        assert!(crate::ops::settings_values(Class::AppVM, "work", &bad).is_err());
+    }
 }

@@ -179,19 +179,17 @@ impl Service {
         self.storage.resize(pool_of(app, v)?, v, size).map_err(storage_error)
     }
 
-    /// A disk's update over HTTP: whether it is the qube's boot disk, a new size (in the Admin API's payload
-    /// form) and the name a user gives a further disk, checked together and committed as one change. The boot flag may change while the qube runs: it
+    /// A disk's update: whether it is the qube's boot disk, a new size in bytes and the name a user gives a further disk, checked together and committed as one change. The boot flag may change while the qube runs: it
     /// takes effect at the next start.
-    pub fn volume_update(
+    pub(crate) fn volume_update(
         &self,
         caller: &Principal,
         vm: &str,
         name: &str,
-        size: Option<&[u8]>,
+        size: Option<u64>,
         bootable: Option<bool>,
         alias: Option<&str>,
     ) -> Result<()> {
-        let size = size.map(parse_size).transpose()?;
         self.volume_change(caller, "corral.vm.volume.Update", vm, name, |app, d, v| {
             let mut new = v.clone();
             if let Some(alias) = alias {
@@ -430,7 +428,7 @@ impl Service {
     /// Gives halted qube `vm` a further disk: a new empty volume of `size` bytes in file pool `pool`, named
     /// `disk<index>` (by default the lowest free number). Its image exists before the commit and is removed
     /// again if the commit fails. Returns the volume's name.
-    pub fn volume_add(&self, caller: &Principal, vm: &str, new: &NewDisk) -> Result<String> {
+    pub(crate) fn volume_add(&self, caller: &Principal, vm: &str, new: &NewDisk) -> Result<String> {
         self.auth(caller, "corral.vm.volume.Add", &new.pool, vm)?;
         let mut model = self.model.write();
         let d = resolve_in(&model, vm)?;
@@ -466,7 +464,7 @@ impl Service {
     }
 
     /// Removes further disk `name` of halted qube `vm` with its image and revisions, after the commit.
-    pub fn volume_remove(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
+    pub(crate) fn volume_remove(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
         self.auth(caller, "corral.vm.volume.Remove", name, vm)?;
         let mut model = self.model.write();
         let d = resolve_in(&model, vm)?;
@@ -485,5 +483,15 @@ impl Service {
         }
         self.events.publish_all(plan.events);
         Ok(())
+    }
+}
+
+impl Service {
+    /// Bytes a volume takes on disk, as `admin.vm.volume.Info` reports `usage` (0 when unknown).
+    pub(crate) fn volume_usage(&self, caller: &Principal, vm: &str, name: &str) -> Result<u64> {
+        self.with_vm(caller, "admin.vm.volume.Info", name, vm, |app, d| {
+            let v = volume_of(d, name)?;
+            Ok(app.pool(&v.pool).and_then(|p| self.storage.usage(p, v)).unwrap_or(0))
+        })
     }
 }

@@ -26,13 +26,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use corral_core::domain::{Domain, NETVM_NETWORK, NIC_NAME};
-use corral_service::Service;
 use corral_service::View;
+use corral_service::{Request, Service};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id, BLANK};
-use super::handler::{blocking, body_flag, caller, completed_action, created, optional_body, ref_of, refused, same_id};
+use super::handler::{
+    ask, ask_with, body_flag, caller, completed_action, created, optional_body, ref_of, refused, same_id, unexpected,
+};
 use super::storage::{disk_at, disk_collection, disk_id, disk_statistics_reply, disk_volumes};
 use super::vms::find;
 use crate::auth::AuthUser;
@@ -84,15 +86,15 @@ impl Networks {
 
 /// The networks a nic can refer to; none when the hypervisor cannot list them.
 pub async fn networks(service: Arc<Service>) -> ApiResult<Networks> {
-    blocking(move || {
-        let networks = service.networks().unwrap_or_default();
-        Ok(Networks(networks.into_iter().map(|n| (n.name, n.uuid.to_string())).collect()))
-    })
-    .await
+    let networks = match ask(&service, Request::NetworkList).await {
+        Ok(corral_service::Response::Networks(networks)) => networks,
+        _ => Vec::new(),
+    };
+    Ok(Networks(networks.into_iter().map(|n| (n.name, n.uuid.to_string())).collect()))
 }
 
 /// The feature that remembers which file the cdrom holds.
-use corral_service::rest_storage::CDROM_FEATURE;
+use corral_service::media::CDROM_FEATURE;
 
 /// The one volume whose revisions are the qube's snapshots.
 const SNAPSHOT_VOLUME: &str = "private";
@@ -221,20 +223,19 @@ async fn add_disk(
         )));
     }
     let new = super::storage::new_disk(&rest.service.view(&crate::principal()), &d, &body)?;
-    let service = rest.service.clone();
-    let vm = d.name.clone();
-    let name = blocking(move || {
-        service.volume_add(&caller(), &vm, &new).map_err(|e| {
-            // The storage cannot make what was asked (a preallocated disk larger than the free space): the request
-            // conflicts with the storage domain's state, it is not a server failure.
-            if e.kind == corral_core::ErrorKind::StoragePoolException {
-                ApiError::conflict(e.message)
-            } else {
-                ApiError::from(e)
-            }
-        })
-    })
-    .await?;
+    let added = ask_with(&rest.service, Request::VolumeAdd { vm: d.name.clone(), disk: new }, |e| {
+        // The storage cannot make what was asked (a preallocated disk larger than the free space): the request
+        // conflicts with the storage domain's state, it is not a server failure.
+        if e.kind == corral_core::ErrorKind::StoragePoolException {
+            ApiError::conflict(e.message)
+        } else {
+            ApiError::from(e)
+        }
+    });
+    let name = match added.await? {
+        corral_service::Response::Text(name) => name,
+        other => return Err(unexpected(&other)),
+    };
     let disk = disk_id(&d, &name);
     let (d, v) = vm_disk(&rest.service, &id, &disk)?;
     let who = user.and_then(|Extension(u)| u.reference(&rest));
@@ -315,9 +316,7 @@ pub(crate) async fn remove_added_disk(
     d: &Domain,
     v: &corral_core::volume::Volume,
 ) -> ApiResult<Response> {
-    let service = rest.service.clone();
-    let (vm, name) = (d.name.clone(), v.name.clone());
-    blocking(move || service.volume_remove(&caller(), &vm, &name).map_err(ApiError::from)).await?;
+    ask(&rest.service, Request::VolumeRemove { vm: d.name.clone(), volume: v.name.clone() }).await?;
     let who = user.and_then(|Extension(u)| u.reference(rest));
     let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
     let what = format!("Disk {} was removed from VM {}{by}.", d.disk_alias(v), d.name);
@@ -362,9 +361,11 @@ pub fn nic_node(ctx: &Ctx, app: &View, d: &Domain, base: &str, networks: &Networ
 /// started, while it runs; 0 while it is halted.
 async fn nic_statistics_node(ctx: &Ctx, service: Arc<Service>, d: &Domain, vm: &str) -> ApiResult<Node> {
     let name = d.name.clone();
-    let sample = move || {
-        let counters = service.nic_counters(&caller(), &name).map_err(ApiError::from)?;
-        Ok(counters.map(|c| vec![c.rx_bytes, c.tx_bytes, c.rx_errors, c.tx_errors]))
+    let sample = move || match service.handle(&caller(), Request::VmNicCounters { vm: name.clone() })? {
+        corral_service::Response::NicCounters(counters) => {
+            Ok(counters.map(|c| vec![c.rx_bytes, c.tx_bytes, c.rx_errors, c.tx_errors]))
+        }
+        other => Err(unexpected(&other)),
     };
     // Bytes are shown as rates, errors as the counts themselves.
     let sampled = super::rates::per_second(format!("nic/{}", d.uuid), sample).await?;
@@ -511,13 +512,7 @@ async fn add_nic(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>
         }
         None => (None, None, None),
     };
-    let service = rest.service.clone();
-    let vm = d.name.clone();
-    blocking(move || {
-        let mac = mac.as_ref().map(String::as_bytes);
-        service.add_nic(&caller(), &vm, network.as_deref(), mac, name.as_deref()).map_err(ApiError::from)
-    })
-    .await?;
+    ask(&rest.service, Request::NicAdd { vm: d.name.clone(), network, mac, name }).await?;
     let node = render_nic(&ctx, &rest.service, &id, &nic_id(&d)).await?;
     Ok(created(&ctx, node, &format!("/vms/{id}/nics/{}", nic_id(&d)), false))
 }
@@ -557,13 +552,7 @@ async fn update_nic(
     let name = body.given_text("name").filter(|t| *t != d.nic_name()).map(str::to_string);
     let mac = body.get("mac").and_then(|m| m.attr_of("address")).map(str::to_string);
     if name.is_some() || mac.is_some() {
-        let service = rest.service.clone();
-        let vm = d.name.clone();
-        blocking(move || {
-            let mac = mac.as_ref().map(String::as_bytes);
-            service.update_nic(&caller(), &vm, name.as_deref(), mac).map_err(ApiError::from)
-        })
-        .await?;
+        ask(&rest.service, Request::NicUpdate { vm: d.name.clone(), name, mac }).await?;
     }
     Ok(ctx.ok(&render_nic(&ctx, &rest.service, &id, &nic).await?))
 }
@@ -587,8 +576,7 @@ async fn remove_nic(
 ) -> ApiResult<Response> {
     let d = nic_owner(&rest.service, &id, &nic)?;
     optional_body(&ctx, &body, &["action"])?;
-    let service = rest.service.clone();
-    blocking(move || service.remove_nic(&caller(), &d.name).map_err(ApiError::from)).await?;
+    ask(&rest.service, Request::NicRemove { vm: d.name }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -642,11 +630,10 @@ async fn add_cdrom(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> Api
     })
 }
 
-/// Records (or with an empty id, clears) the file the cdrom holds; with `now`, a running qube's drive
+/// Records (or with an empty id, clears) the file the cdrom holds; with `current`, a running qube's drive
 /// changes media at once too.
-async fn set_cdrom_file(rest: &Rest, d: &Domain, file: String, now: bool) -> ApiResult<()> {
-    let (service, vm) = (rest.service.clone(), d.name.clone());
-    blocking(move || service.set_cdrom(&caller(), &vm, &file, now).map_err(ApiError::from)).await
+async fn set_cdrom_file(rest: &Rest, d: &Domain, file: String, current: bool) -> ApiResult<()> {
+    ask(&rest.service, Request::CdromSet { vm: d.name.clone(), file, current }).await.map(drop)
 }
 
 #[utoipa::path(put, path = "/api/vms/{id}/cdroms/{c}", operation_id = "update_vm_cdrom", tag = "vm devices",
@@ -676,7 +663,7 @@ async fn update_cdrom(
         .ok_or_else(|| ApiError::bad_request("cdrom [file] required for update"))?;
     // `;current` (a bare flag or `=true`) changes a running qube's media now; otherwise at the next start.
     let current = ctx.param("current").is_some_and(|v| !v.eq_ignore_ascii_case("false"));
-    set_cdrom_file(&rest, &d, file, current && rest.service.power(&d).is_live()).await?;
+    set_cdrom_file(&rest, &d, file, current).await?;
     let d = find(&rest.service, &id)?;
     Ok(ctx.ok(&cdrom_node(&ctx, &d, &format!("/vms/{id}"))))
 }
@@ -698,8 +685,8 @@ async fn eject_cdrom(
 ) -> ApiResult<Response> {
     let d = vm_cdrom(&rest.service, &id, &c)?;
     optional_body(&ctx, &body, &["action", "cdrom"])?;
-    let now = rest.service.power(&d).is_live();
-    set_cdrom_file(&rest, &d, String::new(), now).await?;
+    // An ejected cdrom is empty at once in a running qube too.
+    set_cdrom_file(&rest, &d, String::new(), true).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -719,15 +706,14 @@ struct Snap {
 
 /// The qube's private volume revisions, oldest first.
 async fn revisions(service: Arc<Service>, d: &Domain) -> ApiResult<Vec<Snap>> {
-    let vm = d.name.clone();
-    blocking(move || {
-        let revs = service.volume_revisions_described(&caller(), &vm, SNAPSHOT_VOLUME)?;
-        Ok(revs
+    let request = Request::VolumeRevisions { vm: d.name.clone(), volume: SNAPSHOT_VOLUME.into() };
+    match ask(&service, request).await? {
+        corral_service::Response::Revisions(revs) => Ok(revs
             .into_iter()
             .map(|(r, description)| Snap { revision: r.id, timestamp: r.timestamp, description })
-            .collect())
-    })
-    .await
+            .collect()),
+        other => Err(unexpected(&other)),
+    }
 }
 
 fn snapshot_node(ctx: &Ctx, d: &Domain, snap: &Snap) -> Node {
@@ -848,8 +834,6 @@ async fn take_snapshot(
             d.name
         )));
     }
-    let service = rest.service.clone();
-    let vm = d.name.clone();
     let who = user.and_then(|Extension(u)| u.reference(&rest));
     let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
     let record = |code, severity, what: &str| {
@@ -857,12 +841,15 @@ async fn take_snapshot(
         rest.events.record(code, severity, format!("Snapshot of VM {} {what}.", d.name), vm_ref, who.clone());
     };
     record(45, "normal", &format!("was initiated{by}"));
-    let text = description.clone();
-    let rev = blocking(move || {
-        service.volume_snapshot(&caller(), &vm, SNAPSHOT_VOLUME, text.as_deref()).map_err(ApiError::from)
-    })
-    .await
-    .inspect_err(|_| record(69, "error", "failed"))?;
+    let request = Request::VolumeSnapshot {
+        vm: d.name.clone(),
+        volume: SNAPSHOT_VOLUME.into(),
+        description: description.clone(),
+    };
+    let rev = match ask(&rest.service, request).await.inspect_err(|_| record(69, "error", "failed"))? {
+        corral_service::Response::Revision(rev) => rev,
+        other => return Err(unexpected(&other)),
+    };
     record(68, "normal", "has been completed");
     let href = format!("/vms/{id}/snapshots/{}", snapshot_id(&d, &rev.id));
     let node = snapshot_node(&ctx, &d, &Snap { revision: rev.id, timestamp: rev.timestamp, description });
@@ -904,12 +891,9 @@ async fn restore_snapshot(
     let (d, snap) = find_snapshot(&rest.service, &id, &s).await?;
     let rev = snap.revision;
     optional_body(&ctx, &body, &["action"])?;
-    let service = rest.service.clone();
     let vm = d.name.clone();
-    blocking(move || {
-        service.volume_revert(&caller(), &d.name, SNAPSHOT_VOLUME, rev.as_bytes()).map_err(ApiError::from)
-    })
-    .await?;
+    let request = Request::VolumeRevert { vm: d.name, volume: SNAPSHOT_VOLUME.into(), revision: rev.into_bytes() };
+    ask(&rest.service, request).await?;
     let who = user.and_then(|Extension(u)| u.reference(&rest));
     let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
     rest.events.record(47, "normal", format!("VM {vm} restored from a snapshot{by}."), Some((id.clone(), vm)), who);

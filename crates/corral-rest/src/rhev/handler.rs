@@ -4,7 +4,10 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use corral_service::Principal;
+use std::future::Future;
+use std::sync::Arc;
+
+use corral_service::{Principal, Request, Service};
 
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
@@ -22,6 +25,28 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send
     tokio::task::spawn_blocking(move || corral_service::with_cause(cause, f))
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error"))?
+}
+
+/// Asks the service to run `request` for the caller (the one gate checks it first), off the async executor.
+pub fn ask(service: &Arc<Service>, request: Request) -> impl Future<Output = ApiResult<corral_service::Response>> {
+    ask_with(service, request, ApiError::from)
+}
+
+/// [`ask`], with the service's refusal rendered by `fault` where the resource words it its own way.
+pub fn ask_with(
+    service: &Arc<Service>,
+    request: Request,
+    fault: impl FnOnce(corral_core::Error) -> ApiError + Send + 'static,
+) -> impl Future<Output = ApiResult<corral_service::Response>> {
+    let service = service.clone();
+    blocking(move || service.handle(&caller(), request).map_err(fault))
+}
+
+/// The service answered a request with a response of another kind than the request has: a fault of this
+/// daemon, not of the request.
+pub fn unexpected(response: &corral_service::Response) -> ApiError {
+    tracing::error!(?response, "the service answered with an unexpected response");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", "Internal error")
 }
 
 /// A request body that may be absent (DELETE): `None` when empty, else the element, whose name must be one of

@@ -13,13 +13,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use corral_core::hv::NetworkDef;
-use corral_service::rest_support::NetworkInfo;
+use corral_core::hv::NetworkDetails as NetworkInfo;
+use corral_service::Request;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::common::{self, reference, Stat};
 use super::handler::{
-    action_params, blocking, body_flag, caller, collection, completed_action, created, optional_body, ref_of, refused,
+    action_params, ask, blocking, body_flag, collection, completed_action, created, optional_body, ref_of, refused,
+    unexpected,
 };
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
@@ -235,6 +237,8 @@ fn meminfo(text: &str, key: &str) -> u64 {
 
 /// The machine's facts that need I/O: /proc, /etc and libvirt.
 struct HostFacts {
+    /// Whether qubes can run: there is a hypervisor connection.
+    up: bool,
     cpu: CpuInfo,
     hostname: String,
     libvirt: Option<u32>,
@@ -254,17 +258,27 @@ fn os_release() -> (String, String) {
     (field("NAME"), field("VERSION_ID"))
 }
 
-fn host_facts(rest: &Rest) -> HostFacts {
+fn host_facts(rest: &Rest) -> ApiResult<HostFacts> {
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let hostname = read("/proc/sys/kernel/hostname").trim().to_string();
-    HostFacts {
+    let (up, libvirt) = hypervisor(rest)?;
+    Ok(HostFacts {
+        up,
         cpu: parse_cpuinfo(&read("/proc/cpuinfo")),
         hostname: if hostname.is_empty() { "localhost".into() } else { hostname },
-        libvirt: rest.service.libvirt_version(),
+        libvirt,
         os: os_release(),
         // `always [madvise] never`: the bracketed word is the setting.
         hugepages: read("/sys/kernel/mm/transparent_hugepage/enabled").contains("[always]"),
         ksm: read("/sys/kernel/mm/ksm/run").trim() == "1",
+    })
+}
+
+/// Whether there is a hypervisor connection, and its version. Blocks on libvirt.
+fn hypervisor(rest: &Rest) -> ApiResult<(bool, Option<u32>)> {
+    match rest.service.handle(&crate::principal(), Request::HypervisorInfo)? {
+        corral_service::Response::Hypervisor { connected, version } => Ok((connected, version)),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -290,7 +304,7 @@ fn host_node(ctx: &Ctx, rest: &Rest, facts: &HostFacts) -> Node {
         let (total, active) = common::vm_counts(&rest.service, &app);
         (total, active, app.host().memory_mib * 1024 * 1024)
     };
-    let state = if rest.service.has_hypervisor() { "up" } else { "down" };
+    let state = if facts.up { "up" } else { "down" };
     let mut host = Node::new("host").attr("href", ctx.href(&base)).attr("id", id);
     host.push(common::actions(ctx, &base, &HOST_ACTIONS));
     host = host.with_leaf("name", "localhost").with_leaf("description", "The machine this daemon runs on");
@@ -333,11 +347,11 @@ fn host_node(ctx: &Ctx, rest: &Rest, facts: &HostFacts) -> Node {
     host
 }
 
-fn host_field(rest: &Rest, facts: &HostFacts, field: &str) -> Option<String> {
+fn host_field(facts: &HostFacts, field: &str) -> Option<String> {
     Some(match field {
         "name" => "localhost".into(),
         "id" => common::host_id().into(),
-        "status" => if rest.service.has_hypervisor() { "up" } else { "down" }.into(),
+        "status" => if facts.up { "up" } else { "down" }.into(),
         "address" => facts.hostname.clone(),
         "type" => "rhel".into(),
         "cluster" | "cluster.name" => "Default".into(),
@@ -351,10 +365,10 @@ fn host_field(rest: &Rest, facts: &HostFacts, field: &str) -> Option<String> {
 async fn hosts(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let facts = {
         let rest = rest.clone();
-        blocking(move || Ok(host_facts(&rest))).await?
+        blocking(move || host_facts(&rest)).await?
     };
     let mut out =
-        collection(&ctx, "hosts", vec![()], |_, f| host_field(&rest, &facts, f), |_| host_node(&ctx, &rest, &facts))?;
+        collection(&ctx, "hosts", vec![()], |_, f| host_field(&facts, f), |_| host_node(&ctx, &rest, &facts))?;
     for host in &mut out.children {
         with_statistics(&ctx, host).await;
     }
@@ -368,7 +382,7 @@ async fn host(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) -
     HOST.check(&id)?;
     let facts = {
         let rest = rest.clone();
-        blocking(move || Ok(host_facts(&rest))).await?
+        blocking(move || host_facts(&rest)).await?
     };
     let mut node = host_node(&ctx, &rest, &facts);
     with_statistics(&ctx, &mut node).await;
@@ -432,7 +446,9 @@ async fn host_action(
         match params.text_of("fence_type").unwrap_or_default() {
             "manual" => {}
             "status" => {
-                let state = if rest.service.has_hypervisor() { "on" } else { "unknown" };
+                let rest = rest.clone();
+                let (up, _) = blocking(move || hypervisor(&rest)).await?;
+                let state = if up { "on" } else { "unknown" };
                 extra.push(Node::new("power_management").child(Node::new("status").with_leaf("state", state)));
             }
             other => {
@@ -742,13 +758,10 @@ async fn remove_cluster(id: Path<String>) -> ApiResult<Response> {
 // Networks: the libvirt networks of the daemon's connection
 
 async fn list_networks(rest: &Arc<Rest>) -> ApiResult<Vec<NetworkInfo>> {
-    let service = rest.service.clone();
-    blocking(move || {
-        service.networks().map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Operation Failed", format!("Cannot list networks: {e}"))
-        })
-    })
-    .await
+    match ask(&rest.service, Request::NetworkList).await? {
+        corral_service::Response::Networks(networks) => Ok(networks),
+        other => Err(unexpected(&other)),
+    }
 }
 
 async fn find_network(rest: &Arc<Rest>, id: &str) -> ApiResult<NetworkInfo> {
@@ -853,9 +866,11 @@ fn network_def(body: &Node) -> ApiResult<NetworkDef> {
         (status = 500, response = ServerError)))]
 async fn add_network(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResult<Response> {
     let def = network_def(&ctx.body(&body, "network")?)?;
-    let service = rest.service.clone();
-    let made = blocking(move || service.define_network(&caller(), &def).map_err(ApiError::from)).await?;
-    let n = NetworkInfo { name: made.name, uuid: made.uuid, active: made.active };
+    let made = match ask(&rest.service, Request::NetworkDefine { def }).await? {
+        corral_service::Response::Network(made) => made,
+        other => return Err(unexpected(&other)),
+    };
+    let n = made;
     rest.events.record(942, "normal", format!("Network {} was added.", n.name), None, None);
     Ok(created(&ctx, network_node(&ctx, &n, false), &format!("/networks/{}", n.uuid), false))
 }
@@ -890,9 +905,7 @@ async fn remove_network(
 ) -> ApiResult<Response> {
     let n = find_network(&rest, &id).await?;
     optional_body(&ctx, &body, &["action", "network"])?;
-    let service = rest.service.clone();
-    let uuid = n.uuid;
-    blocking(move || service.destroy_network(&caller(), &uuid).map_err(ApiError::from)).await?;
+    ask(&rest.service, Request::NetworkDestroy { network: n.uuid }).await?;
     rest.events.record(944, "normal", format!("Network {} was removed.", n.name), None, None);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -23,14 +23,15 @@ use axum::Extension;
 use corral_core::domain::Domain;
 use corral_core::volume::{Driver, NewDisk, Pool, Volume};
 use corral_core::ErrorKind;
-use corral_service::Service;
 use corral_service::View;
+use corral_service::{Request, Service};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id};
 use super::handler::{
-    blocking, body_flag, caller, collection, created, creation, optional_body, ref_of, refused, same_id,
+    ask, ask_with, blocking, body_flag, caller, collection, created, creation, optional_body, ref_of, refused, same_id,
+    unexpected,
 };
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
@@ -132,22 +133,42 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let service = rest.service.clone();
     blocking(move || {
         let app = service.view(&crate::principal());
-        let pools: Vec<&Pool> = app.pools().iter().collect();
+        let pools = app
+            .pools()
+            .iter()
+            .map(|p| Ok((p, pool_usage(&service, p)?)))
+            .collect::<ApiResult<Vec<(&Pool, Usage)>>>()?;
         let out = collection(
             &ctx,
             "storage_domains",
             pools,
-            |p, f| domain_field(&app, p, f),
-            |p| domain_node(&ctx, &app, p, service.pool_usage(p)),
+            |(p, _), f| domain_field(&app, p, f),
+            |(p, usage)| domain_node(&ctx, &app, p, *usage),
         )?;
         Ok(ctx.ok(&out))
     })
     .await
 }
 
+/// A pool's size and usage, as the service measures them.
+fn pool_usage(service: &Service, pool: &Pool) -> ApiResult<Usage> {
+    match service.handle(&caller(), Request::PoolUsage { pool: pool.name.clone() })? {
+        corral_service::Response::PoolUsage(usage) => Ok(usage),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The bytes volume `v` of qube `d` takes on disk, as the service measures them.
+fn volume_usage(service: &Service, d: &Domain, v: &Volume) -> ApiResult<u64> {
+    match service.handle(&caller(), Request::VolumeUsage { vm: d.name.clone(), volume: v.name.clone() })? {
+        corral_service::Response::Number(usage) => Ok(usage),
+        other => Err(unexpected(&other)),
+    }
+}
+
 async fn render_domain(ctx: Ctx, service: Arc<Service>, pool: Pool) -> ApiResult<Node> {
     blocking(move || {
-        let usage = service.pool_usage(&pool);
+        let usage = pool_usage(&service, &pool)?;
         let app = service.view(&crate::principal());
         Ok(domain_node(&ctx, &app, &pool, usage))
     })
@@ -210,8 +231,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
         return Err(ApiError::bad_request("Storage domain name and path must be single lines"));
     }
     let payload = format!("name={name}\ndir_path={path}");
-    let service = rest.service.clone();
-    blocking(move || service.pool_add(&caller(), driver.name(), payload.as_bytes()).map_err(ApiError::from)).await?;
+    ask(&rest.service, Request::PoolAdd { driver: driver.name().to_string(), config: payload.into_bytes() }).await?;
     let id = domain_id(&name);
     let pool = find_pool(&rest.service, &id)?;
     let node = render_domain(ctx.clone(), rest.service.clone(), pool).await?;
@@ -267,8 +287,7 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
 async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let pool = find_pool(&rest.service, &id)?;
     optional_body(&ctx, &body, &["storage_domain", "action"])?;
-    let service = rest.service.clone();
-    blocking(move || service.pool_remove(&caller(), &pool.name).map_err(ApiError::from)).await?;
+    ask(&rest.service, Request::PoolRemove { pool: pool.name }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -290,7 +309,10 @@ fn file_node(ctx: &Ctx, pool: &Pool, name: &str) -> Node {
 }
 
 async fn pool_files(service: Arc<Service>, pool: Pool) -> ApiResult<Vec<String>> {
-    blocking(move || Ok(service.pool_files(&pool))).await
+    match ask(&service, Request::PoolFiles { pool: pool.name }).await? {
+        corral_service::Response::Names(names) => Ok(names),
+        other => Err(unexpected(&other)),
+    }
 }
 
 #[utoipa::path(get, path = "/api/storagedomains/{id}/files", operation_id = "list_storage_domain_files",
@@ -405,10 +427,11 @@ async fn disk_statistics_node(
     collection: &str,
 ) -> ApiResult<Node> {
     let (vm, volume) = (d.name.clone(), v.name.clone());
-    let sample = move || {
-        let counters = service.disk_counters(&caller(), &vm, &volume).map_err(ApiError::from)?;
-        Ok(counters.map(|c| vec![c.read_bytes, c.write_bytes]))
-    };
+    let sample =
+        move || match service.handle(&caller(), Request::VmDiskCounters { vm: vm.clone(), volume: volume.clone() })? {
+            corral_service::Response::DiskCounters(counters) => Ok(counters.map(|c| vec![c.read_bytes, c.write_bytes])),
+            other => Err(unexpected(&other)),
+        };
     let rates = super::rates::per_second(format!("disk/{}/{}", d.uuid, v.name), sample).await?;
     let (read, write) = rates.map_or((0.0, 0.0), |(_, r)| (r[0], r[1]));
     let stats = [
@@ -517,13 +540,17 @@ pub(super) async fn disk_collection(
     blocking(move || {
         let app = service.view(&crate::principal());
         let owners = owners(&app);
-        let vols: Vec<(&Domain, &Volume)> = owners.iter().flat_map(|d| disk_volumes(d).map(move |v| (d, v))).collect();
+        let vols = owners
+            .iter()
+            .flat_map(|d| disk_volumes(d).map(move |v| (d, v)))
+            .map(|(d, v)| Ok((d, v, volume_usage(&service, d, v)?)))
+            .collect::<ApiResult<Vec<(&Domain, &Volume, u64)>>>()?;
         collection(
             &ctx,
             "disks",
             vols,
-            |(d, v), f| disk_field(d, v, f),
-            |(d, v)| disk_node(&ctx, &app, d, v, service.volume_usage(&app, v), &href(d, &disk_id(d, &v.name))),
+            |(d, v, _), f| disk_field(d, v, f),
+            |(d, v, usage)| disk_node(&ctx, &app, d, v, *usage, &href(d, &disk_id(d, &v.name))),
         )
     })
     .await
@@ -532,8 +559,9 @@ pub(super) async fn disk_collection(
 /// One disk rendered at `href`.
 pub(super) async fn disk_at(ctx: Ctx, service: Arc<Service>, d: Domain, v: Volume, href: String) -> ApiResult<Node> {
     blocking(move || {
+        let usage = volume_usage(&service, &d, &v)?;
         let app = service.view(&crate::principal());
-        Ok(disk_node(&ctx, &app, &d, &v, service.volume_usage(&app, &v), &href))
+        Ok(disk_node(&ctx, &app, &d, &v, usage, &href))
     })
     .await
 }
@@ -693,20 +721,28 @@ pub(super) async fn update_disk_of(
     if bootable.is_none() && size.is_none() && alias.is_none() {
         return Ok(());
     }
-    let (vm, name) = (d.name.clone(), v.name.clone());
-    blocking(move || {
-        let size = size.as_deref().map(str::as_bytes);
-        service.volume_update(&caller(), &vm, &name, size, bootable, alias.as_deref()).map_err(|e| {
-            // The storage refuses what the request asks of this volume (shrinking it, growing a read-only or
-            // template-based one): the request conflicts with the volume, it is not a server failure.
-            if e.kind == ErrorKind::StoragePoolException {
-                ApiError::conflict(e.message)
-            } else {
-                ApiError::from(e)
-            }
-        })
+    let size = size
+        .map(|s| corral_core::text::validate_number(s.as_bytes().trim_ascii(), "volume size", false))
+        .transpose()?;
+    let request = Request::VolumeUpdate {
+        vm: d.name.clone(),
+        volume: v.name.clone(),
+        // validate_number without allow_negative never returns a negative value.
+        size: size.map(|s| u64::try_from(s).unwrap_or_default()),
+        bootable,
+        alias,
+    };
+    ask_with(&service, request, |e| {
+        // The storage refuses what the request asks of this volume (shrinking it, growing a read-only or
+        // template-based one): the request conflicts with the volume, it is not a server failure.
+        if e.kind == ErrorKind::StoragePoolException {
+            ApiError::conflict(e.message)
+        } else {
+            ApiError::from(e)
+        }
     })
     .await
+    .map(drop)
 }
 
 #[utoipa::path(put, path = "/api/disks/{id}", operation_id = "update_disk", tag = "disks", summary = "Update a disk",

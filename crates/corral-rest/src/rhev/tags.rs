@@ -20,13 +20,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use corral_core::domain::Domain;
-use corral_service::View;
+use corral_service::{Request, View};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::common::{self, BLANK};
-use super::handler::{blocking, caller, collection, created, optional_body, same_id};
+use super::handler::{ask, collection, created, optional_body, same_id};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -177,9 +177,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     if exists(&rest, &name) {
         return Err(ApiError::conflict(format!("Tag name already in use: {name}")));
     }
-    let service = rest.service.clone();
-    let tag = name.clone();
-    blocking(move || service.tag_set(&caller(), "dom0", &tag).map_err(ApiError::from)).await?;
+    ask(&rest.service, Request::TagSet { vm: corral_core::domain::DOM0.into(), tag: name.clone() }).await?;
     Ok(created(&ctx, tag_node(&ctx, &name, None), &format!("/tags/{}", tag_id(&name)), false))
 }
 
@@ -204,9 +202,7 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
         if exists(&rest, &new) {
             return Err(ApiError::conflict(format!("Tag name already in use: {new}")));
         }
-        let service = rest.service.clone();
-        let (from, to) = (old.clone(), new.clone());
-        blocking(move || service.tag_rename(&caller(), &from, &to).map_err(ApiError::from)).await?;
+        ask(&rest.service, Request::TagRename { from: old, to: new.clone() }).await?;
     }
     Ok(ctx.ok(&tag_node(&ctx, &new, None)))
 }
@@ -222,8 +218,7 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
 async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let Some(name) = find(&rest, &id)? else { return Err(ApiError::conflict("The root tag cannot be deleted")) };
     optional_body(&ctx, &body, &["action", "tag"])?;
-    let service = rest.service.clone();
-    blocking(move || service.tag_remove_everywhere(&caller(), &name).map_err(ApiError::from)).await?;
+    ask(&rest.service, Request::TagRemoveEverywhere { tag: name }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -281,9 +276,7 @@ async fn vm_attach(
         (None, None) => return Err(ApiError::bad_request("tag [id|name] required for add")),
     };
     let name = name.ok_or_else(|| ApiError::conflict("The root tag cannot be attached"))?;
-    let service = rest.service.clone();
-    let (vm, tag) = (d.name.clone(), name.clone());
-    blocking(move || service.tag_set(&caller(), &vm, &tag).map_err(ApiError::from)).await?;
+    ask(&rest.service, Request::TagSet { vm: d.name.clone(), tag: name.clone() }).await?;
     Ok(created(&ctx, tag_node(&ctx, &name, Some(&id)), &format!("/vms/{id}/tags/{}", tag_id(&name)), false))
 }
 
@@ -319,8 +312,7 @@ async fn vm_detach(
     let d = super::vms::find(&rest.service, &id)?;
     let name = vm_tag(&rest, &d, &tag)?;
     optional_body(&ctx, &body, &["action", "tag"])?;
-    let service = rest.service.clone();
-    blocking(move || service.tag_remove(&caller(), &d.name, &name).map_err(ApiError::from)).await?;
+    ask(&rest.service, Request::TagRemove { vm: d.name, tag: name }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -14,14 +14,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use corral_core::domain::{Class, Domain};
 use corral_core::volume::Volume;
-use corral_service::rest_storage::TemplateFrom;
-use corral_service::Service;
 use corral_service::View;
+use corral_service::{Request, Service};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, int, reference, BLANK};
-use super::handler::{blocking, caller, collection, created, creation, optional_body, ref_of, same_id};
+use super::handler::{ask, collection, created, creation, optional_body, ref_of, same_id};
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, NotFound, Search, ServerError};
@@ -154,21 +153,9 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     let name =
         body.text_of("name").ok_or_else(|| ApiError::bad_request("template [name] required for add"))?.to_string();
     let source = source_vm(&rest.service, &body)?;
-    let changes = super::vms::property_changes(&body)?;
-    let notes = body.text_of("description").map(|d| d.as_bytes().to_vec());
+    let settings = super::vms::settings(&body)?;
     let uuid = uuid::Uuid::new_v4();
-    let service = rest.service.clone();
-    blocking(move || {
-        let from = TemplateFrom {
-            source: &source,
-            name: &name,
-            uuid,
-            props: changes.iter().map(|(k, v)| (*k, v.as_bytes())).collect(),
-            notes: notes.as_deref(),
-        };
-        service.create_template_from(&caller(), &from).map_err(ApiError::from)
-    })
-    .await?;
+    ask(&rest.service, Request::VmMakeTemplate { vm: source, name, uuid, settings }).await?;
     let id = uuid.to_string();
     let t = find(&rest.service, &id)?;
     let node = template_node(&ctx, &rest.service.view(&crate::principal()), t.as_ref());
@@ -231,8 +218,7 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
 async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let t = find(&rest.service, &id)?.ok_or_else(blank_is_fixed)?;
     optional_body(&ctx, &body, &["action", "template"])?;
-    let service = rest.service.clone();
-    blocking(move || service.remove_vm(&caller(), &t.name).map_err(ApiError::from)).await?;
+    ask(&rest.service, Request::VmRemove { vm: t.name }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -1,25 +1,24 @@
 //! `/api/vms`: qubes as RHEV vms — list (search), get, create, update, delete, actions, statistics.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use corral_core::domain::{Class, Domain};
+use corral_core::domain::Domain;
 use corral_core::hv::BootDevice;
-use corral_core::plan::{CreateSpec, PoolChoice};
-use corral_service::Service;
+use corral_core::ErrorKind;
+use corral_service::{Request, Service, TemplateRef, VmSettings};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::common::{self, vm_field, vm_node, Stat, BLANK};
 use super::handler::{
-    action_node, action_params, blocking, body_flag, caller, completed_action, created, creation, param_flag, ref_of,
-    same_id,
+    action_node, action_params, ask, ask_with, blocking, body_flag, caller, completed_action, created, creation,
+    param_flag, ref_of, same_id, unexpected,
 };
 use crate::auth::AuthUser;
 use crate::ctx::Ctx;
@@ -102,16 +101,17 @@ async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) ->
 
 const MIB: u64 = 1024 * 1024;
 
-/// Qube properties a RHEV vm body sets: memory (bytes), cpu topology, kernel, cmdline.
-pub(super) fn property_changes(body: &Node) -> ApiResult<Vec<(&'static str, String)>> {
-    let mut out = Vec::new();
+/// What a RHEV vm or template body sets: memory (bytes; Qubes counts MiB), cpu topology, kernel, cmdline and
+/// description.
+pub(super) fn settings(body: &Node) -> ApiResult<VmSettings> {
+    let mut out = VmSettings::default();
     if let Some(m) = body.text_of("memory") {
         let bytes = m.trim().parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid memory: {m}")))?;
         if bytes < MIB {
             return Err(ApiError::bad_request(format!("Invalid memory: {m} bytes is less than 1 MiB")));
         }
-        // Qubes count memory in MiB; a size between two MiB is rounded down.
-        out.push(("memory", (bytes / MIB).to_string()));
+        // A size between two MiB is rounded down.
+        out.memory_mib = Some(bytes / MIB);
     }
     if let Some(t) = body.path("cpu/topology") {
         let n = |k: &str| {
@@ -125,27 +125,18 @@ pub(super) fn property_changes(body: &Node) -> ApiResult<Vec<(&'static str, Stri
         let vcpus = sockets.checked_mul(cores).and_then(|v| v.checked_mul(threads)).ok_or_else(|| {
             ApiError::bad_request(format!("Invalid cpu topology: {sockets} x {cores} x {threads} vcpus"))
         })?;
-        out.push(("vcpus", vcpus.to_string()));
+        out.vcpus = Some(vcpus);
     }
-    if let Some(k) = body.path("os/kernel").and_then(|k| k.text.as_deref()) {
-        out.push(("kernel", k.to_string()));
-    }
-    if let Some(c) = body.path("os/cmdline").and_then(|c| c.text.as_deref()) {
-        out.push(("kernelopts", c.to_string()));
-    }
+    out.kernel = body.path("os/kernel").and_then(|k| k.text.clone());
+    out.kernelopts = body.path("os/cmdline").and_then(|c| c.text.clone());
+    out.notes = body.text_of("description").map(str::to_string);
     Ok(out)
 }
 
-/// Applies what a vm or template body changes (see [`property_changes`], and the description) to qube `name`.
+/// Applies what a vm or template body changes (see [`settings`]) to qube `name`.
 pub(super) async fn update_qube(service: &Arc<Service>, name: String, body: &Node) -> ApiResult<()> {
-    let changes = property_changes(body)?;
-    let notes = body.text_of("description").map(|t| t.as_bytes().to_vec());
-    let service = service.clone();
-    blocking(move || {
-        let props: Vec<(&str, &[u8])> = changes.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-        service.update_vm(&caller(), &name, &props, notes.as_deref()).map_err(ApiError::from)
-    })
-    .await
+    let settings = settings(body)?;
+    ask(service, Request::VmUpdate { vm: name, settings }).await.map(drop)
 }
 
 #[utoipa::path(post, path = "/api/vms", operation_id = "add_vm", tag = "vms", summary = "Add a vm",
@@ -168,43 +159,18 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     if !cluster_ok {
         return Err(ApiError::bad_request("Entity not found: cluster"));
     }
-    let template = {
-        let app = rest.service.view(&crate::principal());
-        let blank = tid.as_deref() == Some(BLANK) || tname.as_deref() == Some("Blank");
-        if blank {
-            None
-        } else {
-            let t = app
-                .domains()
-                .find(|d| {
-                    d.class == Class::TemplateVM
-                        && (tid.as_deref() == Some(d.uuid.to_string().as_str())
-                            || tname.as_deref() == Some(d.name.as_str()))
-                })
-                .ok_or_else(|| ApiError::bad_request("Entity not found: template"))?;
-            Some(t.name.clone())
-        }
-    };
-    corral_core::text::validate_vm_name(&name)?;
-    let changes = property_changes(&body)?;
-    let notes = body.text_of("description").map(|d| d.as_bytes().to_vec());
+    // Blank is no qube: a vm made from it is a StandaloneVM.
+    let blank = tid.as_deref() == Some(BLANK) || tname.as_deref() == Some("Blank");
+    let template = (!blank).then(|| TemplateRef { uuid: tid.and_then(|t| t.parse().ok()), name: tname });
+    let settings = settings(&body)?;
     let label = body.text_of("label").unwrap_or("red").to_string();
-    let service = rest.service.clone();
-    let spec = CreateSpec {
-        class: if template.is_some() { Class::AppVM } else { Class::StandaloneVM },
-        name: name.clone(),
-        label,
-        template,
-        pools: PoolChoice::Defaults,
-        creator: "dom0".into(),
-        uuid: uuid::Uuid::new_v4(),
-    };
-    let id = spec.uuid.to_string();
-    blocking(move || {
-        // The vm is asked for as a whole: it and its settings are one transaction.
-        let method = format!("admin.vm.Create.{}", spec.class.name());
-        let props: Vec<(&str, &[u8])> = changes.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-        service.create_vm_with(&caller(), &method, spec, &props, notes.as_deref()).map_err(ApiError::from)
+    let uuid = uuid::Uuid::new_v4();
+    let id = uuid.to_string();
+    // The vm is asked for as a whole: it and its settings are one transaction.
+    let request = Request::VmCreateFrom { name, label, template, settings, uuid };
+    ask_with(&rest.service, request, |e| match e.kind {
+        ErrorKind::QubesVMNotFoundError => ApiError::bad_request("Entity not found: template"),
+        _ => ApiError::from(e),
     })
     .await?;
     let d = find(&rest.service, &id)?;
@@ -287,16 +253,17 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
             d.name
         )));
     }
-    if !force && rest.service.power(&d).is_active() {
-        return Err(ApiError::conflict(format!("Cannot remove VM. VM {} is running.", d.name)));
+    let running = |name: &str| ApiError::conflict(format!("Cannot remove VM. VM {name} is running."));
+    // An asynchronous removal is answered before it runs: the answer must already say it would be refused.
+    if is_async && !force && rest.service.power(&d).is_active() {
+        return Err(running(&d.name));
     }
-    let service = rest.service.clone();
-    let removal = blocking(move || {
-        if force && service.power(&d).is_active() {
-            service.kill_vm(&caller(), &d.name)?;
-        }
-        service.remove_vm(&caller(), &d.name).map_err(ApiError::from)
-    });
+    let name = d.name.clone();
+    let removal =
+        ask_with(&rest.service, Request::VmRemoveForced { vm: d.name.clone(), force }, move |e| match e.kind {
+            ErrorKind::QubesVMNotHaltedError => running(&name),
+            _ => ApiError::from(e),
+        });
     if is_async {
         // Background work keeps the request's cause (user, Correlation-Id) for its events.
         tokio::spawn(crate::CAUSE.scope(crate::cause(), async move {
@@ -423,38 +390,42 @@ async fn action(
     };
     let clone_ctx = ctx.clone();
     let run = move || {
-        let c = caller();
+        let ask = |request: Request| service.handle(&caller(), request);
         match what.as_str() {
             "start" => {
-                service.start_vm_once(&c, &vm, &once)?;
-                if pause {
-                    service.pause_vm(&c, &vm)?;
-                }
+                ask(Request::VmStartWith { vm, once, pause })?;
             }
             "stop" => {
-                service.kill_vm(&c, &vm)?;
+                ask(Request::VmKill { vm })?;
                 record(33, "normal", "powered off");
             }
-            "shutdown" => service.shutdown_or_kill_vm(&c, &vm)?,
+            "shutdown" => {
+                ask(Request::VmShutdownOrKill { vm })?;
+            }
             "clone" => {
                 let uuid = uuid::Uuid::new_v4();
-                service.clone_vm(&c, &vm, &clone_name, uuid)?;
+                ask(Request::VmClone { vm, name: clone_name, uuid })?;
                 return Ok(vec![common::reference(&clone_ctx, "vm", "vms", &uuid.to_string())]);
             }
             "suspend" => {
                 record(501, "normal", "suspending initiated");
-                match service.save_vm(&c, &vm) {
-                    Ok(()) => record(503, "normal", "suspended"),
+                match ask(Request::VmSave { vm }) {
+                    Ok(_) => record(503, "normal", "suspended"),
                     Err(e) => {
                         record(502, "error", "failed to suspend");
                         return Err(e.into());
                     }
                 }
             }
-            "reboot" => service.reboot_vm(&c, &vm)?,
+            "reboot" => {
+                ask(Request::VmReboot { vm })?;
+            }
             _ => {
                 let valid_for = Duration::from_secs(u64::from(expiry) * 60);
-                let value = service.console_ticket(&c, &vm, ticket.as_deref(), valid_for)?;
+                let value = match ask(Request::VmConsoleTicket { vm, password: ticket, valid_for })? {
+                    corral_service::Response::Text(value) => value,
+                    other => return Err(unexpected(&other)),
+                };
                 return Ok(vec![Node::new("ticket").with_leaf("value", value).with_leaf("expiry", expiry.to_string())]);
             }
         }
@@ -541,7 +512,10 @@ pub(super) async fn statistics_node(ctx: &Ctx, service: Arc<Service>, d: Domain,
         let app = service.view(&crate::principal());
         app.vm_prop(&d, "memory").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024 * 1024
     };
-    let (info, cpu) = cpu_current(service, d).await?;
+    let (info, cpu) = match ask(&service, Request::VmUsage { vm: d.name.clone() }).await? {
+        corral_service::Response::Usage { info, cpu_percent } => (info, cpu_percent),
+        other => return Err(unexpected(&other)),
+    };
     let bytes = |name, description, v: u64| -> Stat { (name, description, v.to_string(), "BYTES", false) };
     let percent = |name, description, v: f64| -> Stat { (name, description, format!("{v:.2}"), "PERCENT", true) };
     // libvirt's cpu_time counts the vcpus and QEMU's own threads together, so guest and total are the same
@@ -553,43 +527,6 @@ pub(super) async fn statistics_node(ctx: &Ctx, service: Arc<Service>, d: Domain,
         percent("cpu.current.total", "Total CPU used", cpu),
     ];
     Ok(common::statistics(ctx, "vm", "vms", id, &stats))
-}
-
-/// The previous cpu_time sample of each vm: "current" CPU use is the average since the last request.
-static LAST_CPU: std::sync::LazyLock<parking_lot::Mutex<HashMap<uuid::Uuid, (Instant, u64)>>> =
-    std::sync::LazyLock::new(Default::default);
-
-/// Shorter windows are too coarse to mean anything.
-const MIN_WINDOW: Duration = Duration::from_millis(100);
-
-/// libvirt's figures of `d` and its CPU use in percent of its vcpus since the previous request (or over
-/// `MIN_WINDOW` when there was none); 0 for a qube that does not run.
-async fn cpu_current(service: Arc<Service>, d: Domain) -> ApiResult<(corral_core::hv::DomainInfo, f64)> {
-    let sample = |service: Arc<Service>, d: Domain| blocking(move || Ok((service.domain_info(&d), Instant::now())));
-    let (mut info, mut at) = sample(service.clone(), d.clone()).await?;
-    if !info.state.is_live() {
-        LAST_CPU.lock().remove(&d.uuid);
-        return Ok((info, 0.0));
-    }
-    let previous = LAST_CPU.lock().get(&d.uuid).copied().filter(|(t, ns)| *t < at && *ns <= info.cpu_time_ns);
-    let (before_at, before_ns) = match previous {
-        Some((t, ns)) if at.duration_since(t) >= MIN_WINDOW => (t, ns),
-        first_or_recent => {
-            let (t, ns) = first_or_recent.unwrap_or((at, info.cpu_time_ns));
-            tokio::time::sleep(MIN_WINDOW.saturating_sub(at.duration_since(t))).await;
-            (info, at) = sample(service, d.clone()).await?;
-            (t, ns)
-        }
-    };
-    {
-        let mut last = LAST_CPU.lock();
-        // Forget qubes not asked about for a while.
-        last.retain(|_, (t, _)| t.elapsed() < Duration::from_secs(600));
-        last.insert(d.uuid, (at, info.cpu_time_ns));
-    }
-    let wall_ns = at.duration_since(before_at).as_nanos() as f64 * f64::from(info.vcpus.max(1));
-    let used_ns = info.cpu_time_ns.saturating_sub(before_ns) as f64;
-    Ok((info, if wall_ns > 0.0 { (used_ns * 100.0 / wall_ns).min(100.0) } else { 0.0 }))
 }
 
 /// Appends to each vm node the sub-collections `Accept: …; detail=` asked for (statistics, nics, disks).

@@ -1,38 +1,12 @@
-//! What the REST door needs beyond the Admin API's calls: a view of the hypervisor connection (is there
-//! one, its networks, its version) and tag operations that span every qube, which RHEV has (a tag is an
-//! object of its own there) and Qubes does not (a tag is only a word on a qube).
+//! Tag operations that span every qube: a tag removed from, or renamed on, every qube that has it, in one
+//! transaction. (A tag is a word on a qube; these are what a tag as an object of its own amounts to.)
 
-use corral_core::hv::HvError;
 use corral_core::plan::Plan;
 use corral_core::{Error, ErrorKind, Result};
 
 use crate::{Principal, Service};
 
-/// A virtual network of the hypervisor connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkInfo {
-    pub name: String,
-    pub uuid: uuid::Uuid,
-    pub active: bool,
-}
-
 impl Service {
-    /// Whether qubes can run: the daemon serves everything else without a hypervisor connection.
-    pub fn has_hypervisor(&self) -> bool {
-        self.hv.is_some()
-    }
-
-    /// The connection's networks, by name; none without a hypervisor. Blocks on libvirt.
-    pub fn networks(&self) -> std::result::Result<Vec<NetworkInfo>, HvError> {
-        let Some(hv) = &self.hv else { return Ok(Vec::new()) };
-        Ok(hv.networks()?.into_iter().map(|(name, uuid, active)| NetworkInfo { name, uuid, active }).collect())
-    }
-
-    /// libvirt's version number (`major * 1_000_000 + minor * 1_000 + release`). Blocks on libvirt.
-    pub fn libvirt_version(&self) -> Option<u32> {
-        self.hv.as_ref().and_then(|hv| hv.library_version())
-    }
-
     /// The qubes that carry `tag` themselves (not through a property), by name.
     fn tag_holders(&self, tag: &str) -> Result<Vec<String>> {
         let app = self.current();
@@ -50,7 +24,7 @@ impl Service {
 
     /// Removes `tag` from every qube in one transaction, each removal authorized as `admin.vm.tag.Remove`.
     /// Returns how many qubes had it; none is `QubesTagNotFoundError`.
-    pub fn tag_remove_everywhere(&self, caller: &Principal, tag: &str) -> Result<usize> {
+    pub(crate) fn tag_remove_everywhere(&self, caller: &Principal, tag: &str) -> Result<usize> {
         corral_core::text::validate_tag(tag)?;
         let holders = self.tag_holders(tag)?;
         if holders.is_empty() {
@@ -71,7 +45,7 @@ impl Service {
     }
 
     /// Renames `old` to `new` on every qube that has it, in one transaction (remove + set per qube).
-    pub fn tag_rename(&self, caller: &Principal, old: &str, new: &str) -> Result<()> {
+    pub(crate) fn tag_rename(&self, caller: &Principal, old: &str, new: &str) -> Result<()> {
         corral_core::text::validate_tag(old)?;
         corral_core::text::validate_tag(new)?;
         let holders = self.tag_holders(old)?;
