@@ -1,7 +1,8 @@
 //! The qubesd wire format: request header parsing and reply encoding. Anything malformed at this level
 //! is an `Abort`: the connection is dropped without a reply, as qubesd does.
 
-use corral_core::{Error, Event};
+use corral_core::error::{Conflict, Failure, Invalid, Missing, Unavailable};
+use corral_core::{Error, ErrorKind, Event};
 
 /// Requests larger than this are dropped unread.
 pub const MAX_REQUEST: usize = 65536;
@@ -49,10 +50,56 @@ pub fn ok(content: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The Python exception class a qubesadmin client turns an error of `kind` back into.
+pub fn exception_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Malformed => "ProtocolError",
+        ErrorKind::Denied => "PermissionDenied",
+        ErrorKind::NotImplemented => "QubesNotImplementedError",
+        ErrorKind::NotFound(missing) => match missing {
+            Missing::Qube => "QubesVMNotFoundError",
+            Missing::Property => "QubesNoSuchPropertyError",
+            Missing::Feature => "QubesFeatureNotFoundError",
+            Missing::Tag => "QubesTagNotFoundError",
+            Missing::Label => "QubesLabelNotFoundError",
+            Missing::Pool => "QubesPoolNotFoundError",
+            Missing::Volume => "QubesVolumeNotFoundError",
+            Missing::Revision => "QubesVolumeRevisionNotFoundError",
+            Missing::CloneToken => "QubesVolumeCopyTokenNotFoundError",
+        },
+        ErrorKind::Invalid(invalid) => match invalid {
+            Invalid::Value => "QubesValueError",
+            Invalid::PropertyValue => "QubesPropertyValueError",
+            Invalid::Uuid => "QubesVMInvalidUUIDError",
+            Invalid::Tag => "QubesInvalidTagError",
+            Invalid::Label => "QubesInvalidLabelError",
+            Invalid::LabelColor => "QubesInvalidLabelValueError",
+        },
+        ErrorKind::Conflict(conflict) => match conflict {
+            Conflict::QubeExists => "QubesVMAlreadyExistsError",
+            Conflict::QubeInUse => "QubesVMInUseError",
+            Conflict::LabelInUse => "QubesLabelInUseError",
+            Conflict::PoolInUse => "QubesPoolInUseError",
+            Conflict::VolumeCopyInUse => "QubesVolumeCopyInUseError",
+            Conflict::NoTemplate => "QubesNoTemplateError",
+            Conflict::NotStarted => "QubesVMNotStartedError",
+            Conflict::NotRunning => "QubesVMNotRunningError",
+            Conflict::NotPaused => "QubesVMNotPausedError",
+            Conflict::NotSuspended => "QubesVMNotSuspendedError",
+            Conflict::NotHalted => "QubesVMNotHaltedError",
+        },
+        ErrorKind::Unavailable(Unavailable::Memory) => "QubesMemoryError",
+        ErrorKind::Unavailable(Unavailable::ShutdownTimeout) => "QubesVMShutdownTimeoutError",
+        ErrorKind::Failed(Failure::General) => "QubesException",
+        ErrorKind::Failed(Failure::Qube) => "QubesVMError",
+        ErrorKind::Failed(Failure::Storage) => "StoragePoolException",
+    }
+}
+
 pub fn exception(e: &Error) -> Vec<u8> {
     let mut out = Vec::with_capacity(e.message.len() + 40);
     out.extend_from_slice(b"2\0");
-    out.extend_from_slice(e.kind.wire_name().as_bytes());
+    out.extend_from_slice(exception_name(e.kind).as_bytes());
     out.extend_from_slice(b"\0\0");
     out.extend_from_slice(e.message.as_bytes());
     out.push(0);

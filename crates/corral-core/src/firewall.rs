@@ -483,7 +483,7 @@ mod tests {
         match Rule::parse(line) {
             Ok(rule) => panic!("{line:?} accepted as {:?}", rule.to_line()),
             Err(e) => {
-                assert_eq!(e.kind, ErrorKind::QubesValueError, "{line:?}: {e}");
+                assert_eq!(e.kind, ErrorKind::Invalid(crate::error::Invalid::Value), "{line:?}: {e}");
                 e.message
             }
         }

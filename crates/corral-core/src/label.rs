@@ -1,5 +1,6 @@
 //! Labels: the colours qubes are drawn with.
 
+use crate::error::Invalid;
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,14 +34,14 @@ pub fn builtin_labels() -> Vec<Label> {
 /// digits (it would read as an index).
 pub fn validate_label_name(name: &str, creation: bool) -> Result<()> {
     if name.is_empty() {
-        return Err(Error::new(ErrorKind::QubesInvalidLabelError, "Label name must be set"));
+        return Err(Error::new(ErrorKind::Invalid(Invalid::Label), "Label name must be set"));
     }
     if creation && name.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::new(ErrorKind::QubesInvalidLabelError, "Label must not be a digit"));
+        return Err(Error::new(ErrorKind::Invalid(Invalid::Label), "Label must not be a digit"));
     }
     if !crate::text::is_safe_name(name) {
         return Err(Error::new(
-            ErrorKind::QubesInvalidLabelError,
+            ErrorKind::Invalid(Invalid::Label),
             "Label must be in safe set: abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.",
         ));
     }
@@ -50,7 +51,7 @@ pub fn validate_label_name(name: &str, creation: bool) -> Result<()> {
 /// A label colour payload: `0xRRGGBB` after stripping whitespace; stored lowercase.
 pub fn parse_label_color(payload: &[u8]) -> Result<String> {
     // qubesd's checks and messages, in its order.
-    let bad = |why: &str| Error::new(ErrorKind::QubesInvalidLabelValueError, why);
+    let bad = |why: &str| Error::new(ErrorKind::Invalid(Invalid::LabelColor), why);
     if payload.is_empty() {
         return Err(bad("Label value must be set"));
     }

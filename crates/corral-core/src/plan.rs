@@ -1,6 +1,7 @@
 //! Planning: each mutating request becomes a validated `Plan` (ops + events) against the current model.
 //! Nothing here changes the model; the service commits the ops and then applies them.
 
+use crate::error::{Conflict, Invalid, Missing};
 use std::collections::BTreeMap;
 
 use uuid::Uuid;
@@ -76,13 +77,13 @@ impl App {
             self.get_label(&spec.label).ok_or_else(|| Error::protocol("Creation requested without key: label"))?;
         if self.domain(&spec.name).is_some() {
             return Err(Error::new(
-                ErrorKind::QubesVMAlreadyExistsError,
+                ErrorKind::Conflict(Conflict::QubeExists),
                 format!("Qube already exists: {}", spec.name),
             ));
         }
         if self.is_quarantined_name(&spec.name) {
             return Err(Error::new(
-                ErrorKind::QubesVMAlreadyExistsError,
+                ErrorKind::Conflict(Conflict::QubeExists),
                 format!(
                     "Qube already exists: {} (in the state database, but quarantined at load: see the daemon's log)",
                     spec.name
@@ -302,7 +303,7 @@ impl App {
             }
             (Class::AppVM | Class::DispVM, None) => {
                 return Err(Error::new(
-                    ErrorKind::QubesNoTemplateError,
+                    ErrorKind::Conflict(Conflict::NoTemplate),
                     format!("Template for the domain {} not found", pyrepr(&d.name)),
                 ));
             }
@@ -407,13 +408,13 @@ impl App {
         let mut value = value.to_string();
         if def.ty == PropType::Vm && value.is_empty() && !def.allow_none {
             return Err(Error::new(
-                ErrorKind::QubesPropertyValueError,
+                ErrorKind::Invalid(Invalid::PropertyValue),
                 format!("Invalid value '' for property {} of {}", pyrepr(name), pyrepr(&d.name)),
             ));
         }
         if def.ty == PropType::Label {
             value = self.label(&value).map(|l| l.name.clone()).ok_or_else(|| {
-                Error::new(ErrorKind::QubesLabelNotFoundError, format!("Label does not exist: {value}"))
+                Error::new(ErrorKind::NotFound(Missing::Label), format!("Label does not exist: {value}"))
             })?;
         }
         let guards_users = matches!(name, "provides_network" | "template_for_dispvms");
@@ -493,7 +494,7 @@ impl App {
     fn refuse_remote_target(&self, ty: PropType, value: &str) -> Result<()> {
         match self.domain(value) {
             Some(target) if ty == PropType::Vm && target.is_remote() => Err(Error::new(
-                ErrorKind::QubesPropertyValueError,
+                ErrorKind::Invalid(Invalid::PropertyValue),
                 format!(
                     "wrong VM class: domains[{}] is of type {} and not LocalVM",
                     pyrepr(value),
@@ -544,13 +545,13 @@ impl App {
     fn check_writable(&self, d: &Domain, access: Access, name: &str) -> Result<()> {
         if is_read_only(d, access, name) {
             return Err(Error::new(
-                ErrorKind::QubesPropertyValueError,
+                ErrorKind::Invalid(Invalid::PropertyValue),
                 format!("property {} on {} instance cannot be set", pyrepr(name), d.class.name()),
             ));
         }
         if access == Access::WriteOnce {
             return Err(Error::new(
-                ErrorKind::QubesPropertyValueError,
+                ErrorKind::Invalid(Invalid::PropertyValue),
                 format!("property {} can be set only once, when the qube is created", pyrepr(name)),
             ));
         }
@@ -576,7 +577,7 @@ impl App {
         let def = props::global_prop_def(name).ok_or_else(|| Error::no_such_property("Qubes", name))?;
         if def.access != Access::ReadWrite {
             return Err(Error::new(
-                ErrorKind::QubesPropertyValueError,
+                ErrorKind::Invalid(Invalid::PropertyValue),
                 format!("property {} on Qubes instance cannot be set", pyrepr(name)),
             ));
         }
@@ -647,7 +648,7 @@ impl App {
         let name = def.name;
         if def.ty == PropType::Vm && !value.is_empty() && self.domain(value).is_none() {
             return Err(Error::new(
-                ErrorKind::QubesPropertyValueError,
+                ErrorKind::Invalid(Invalid::PropertyValue),
                 format!("Can't set {name} to non-existing qube {value}"),
             ));
         }
@@ -751,7 +752,7 @@ impl App {
         }
         if d.features.get(name).is_none() {
             return Err(Error::new(
-                ErrorKind::QubesFeatureNotFoundError,
+                ErrorKind::NotFound(Missing::Feature),
                 format!("Feature not set for domain {}: {name}", d.name),
             ));
         }
@@ -790,7 +791,7 @@ impl App {
                 return Err(Error::denied(format!("Tag {tag} follows a property and cannot be removed")));
             }
             return Err(Error::new(
-                ErrorKind::QubesTagNotFoundError,
+                ErrorKind::NotFound(Missing::Tag),
                 format!("Tag not set for domain {}: {tag}", d.name),
             ));
         }
@@ -833,7 +834,7 @@ impl App {
     pub fn plan_label_create(&self, name: &str, color: &str) -> Result<Plan> {
         if self.labels().any(|l| l.name == name) || self.is_quarantined_label_name(name) {
             return Err(Error::new(
-                ErrorKind::QubesLabelInUseError,
+                ErrorKind::Conflict(Conflict::LabelInUse),
                 format!("Label is still in use: {}", pyrepr(name)),
             ));
         }
@@ -847,14 +848,14 @@ impl App {
     pub fn plan_label_remove(&self, name: &str) -> Result<Plan> {
         let label = self
             .get_label(name)
-            .ok_or_else(|| Error::new(ErrorKind::QubesLabelNotFoundError, format!("Label does not exist: {name}")))?;
+            .ok_or_else(|| Error::new(ErrorKind::NotFound(Missing::Label), format!("Label does not exist: {name}")))?;
         if label.index <= LAST_BUILTIN_INDEX {
             return Err(Error::protocol("Can only remove custom labels"));
         }
         if self.domains().any(|d| d.prop("label") == Some(label.name.as_str())) {
             // qubesd formats the label object itself here: `Label(index, color, name)`.
             return Err(Error::new(
-                ErrorKind::QubesLabelInUseError,
+                ErrorKind::Conflict(Conflict::LabelInUse),
                 format!(
                     "Label is still in use: Label({}, {}, {})",
                     label.index,
@@ -871,7 +872,7 @@ impl App {
     pub fn plan_pool_add(&self, pool: Pool) -> Result<Plan> {
         if self.pool(&pool.name).is_some() {
             return Err(Error::new(
-                ErrorKind::QubesPoolInUseError,
+                ErrorKind::Conflict(Conflict::PoolInUse),
                 format!("Storage pool is in use: {}", pyrepr(&pool.name)),
             ));
         }
@@ -887,7 +888,7 @@ impl App {
             .any(|d| d.volumes.iter().any(|v| v.pool == name && !(v.name == "kernel" && v.vid.is_empty())));
         if in_use_by_volume {
             return Err(Error::new(
-                ErrorKind::QubesPoolInUseError,
+                ErrorKind::Conflict(Conflict::PoolInUse),
                 format!("Storage pool is in use: {}", pyrepr(name)),
             ));
         }
@@ -898,7 +899,7 @@ impl App {
             .find(|p| self.global_prop(p.name).as_deref() == Some(name));
         if let Some(p) = default_for {
             return Err(Error::new(
-                ErrorKind::QubesPoolInUseError,
+                ErrorKind::Conflict(Conflict::PoolInUse),
                 format!("Storage pool is in use: set as {}", p.name),
             ));
         }
@@ -930,7 +931,7 @@ impl App {
             return Err(Error::value("dom0 has no volumes: it cannot get disks"));
         }
         let pool = self.pool(pool).ok_or_else(|| {
-            Error::new(ErrorKind::QubesPoolNotFoundError, format!("Pool not found: {}", pyrepr(pool)))
+            Error::new(ErrorKind::NotFound(Missing::Pool), format!("Pool not found: {}", pyrepr(pool)))
         })?;
         if pool.driver != Driver::File {
             return Err(Error::value(format!(
@@ -990,7 +991,7 @@ impl App {
     /// is chosen is refused, as oVirt refuses it, rather than silently moving the choice.
     pub fn plan_volume_bootable(&self, d: &Domain, name: &str, bootable: bool) -> Result<Plan> {
         let v = d.volume(name).ok_or_else(|| {
-            Error::new(ErrorKind::QubesVolumeNotFoundError, format!("Volume {name} not found in {}", d.name))
+            Error::new(ErrorKind::NotFound(Missing::Volume), format!("Volume {name} not found in {}", d.name))
         })?;
         let mut plan = Plan::default();
         if d.boot_volume().is_some_and(|b| b.name == name) == bootable {
@@ -1014,7 +1015,7 @@ impl App {
     pub fn plan_volume_remove(&self, d: &Domain, name: &str) -> Result<Plan> {
         if d.volume(name).is_none() {
             return Err(Error::new(
-                ErrorKind::QubesVolumeNotFoundError,
+                ErrorKind::NotFound(Missing::Volume),
                 format!("Volume {name} not found in {}", d.name),
             ));
         }
@@ -1065,7 +1066,7 @@ pub fn disk_alias(d: &Domain, volume: &str, alias: Option<&str>) -> Result<Optio
 fn check_no_boot_disk(d: &Domain, name: &str) -> Result<()> {
     match d.volumes.iter().find(|v| v.bootable && v.name != name) {
         Some(other) => Err(Error::new(
-            ErrorKind::QubesVMInUseError,
+            ErrorKind::Conflict(Conflict::QubeInUse),
             format!("{} boots from its disk {}-{} already: a qube has one boot disk", d.name, d.name, other.name),
         )),
         None => Ok(()),
@@ -1190,7 +1191,7 @@ mod tests {
     #[test]
     fn notes_replace_hiding_code_points() {
         assert_eq!(sanitize_notes("a\u{8}b\u{a0}c\u{200c}d\te\nf".as_bytes()).unwrap(), "a_b_c_d\te\nf");
-        assert_eq!(sanitize_notes(b"\xff").unwrap_err().kind, ErrorKind::ProtocolError);
+        assert_eq!(sanitize_notes(b"\xff").unwrap_err().kind, ErrorKind::Malformed);
         let why = |p: &[u8]| sanitize_notes(p).unwrap_err().message.replace("Unable to sanitise qube notes: ", "");
         assert_eq!(why(b"\xd8"), "'utf-8' codec can't decode byte 0xd8 in position 0: unexpected end of data");
         assert_eq!(why(b"ab\xe2\x82"), "'utf-8' codec can't decode bytes in position 2-3: unexpected end of data");
@@ -1267,25 +1268,25 @@ mod tests {
         let (_, v) = app.plan_volume_add(&d, &NewDisk::thin("varlibqubes", 1, None)).unwrap();
         assert_eq!(v.name, "disk2");
         let taken = app.plan_volume_add(&d, &NewDisk::thin("varlibqubes", 1, Some(1))).unwrap_err();
-        assert_eq!(taken.kind, ErrorKind::QubesValueError);
+        assert_eq!(taken.kind, ErrorKind::Invalid(Invalid::Value));
         assert_eq!(
             app.plan_volume_add(&d, &NewDisk::thin("varlibqubes", 0, None)).unwrap_err().kind,
-            ErrorKind::QubesValueError
+            ErrorKind::Invalid(Invalid::Value)
         );
         assert_eq!(
             app.plan_volume_add(&d, &NewDisk::thin("varlibqubes", 1, Some(23))).unwrap_err().kind,
-            ErrorKind::QubesValueError
+            ErrorKind::Invalid(Invalid::Value)
         );
         assert_eq!(
             app.plan_volume_add(&d, &NewDisk::thin("linux-kernel", 1, None)).unwrap_err().kind,
-            ErrorKind::QubesValueError
+            ErrorKind::Invalid(Invalid::Value)
         );
         assert_eq!(
             app.plan_volume_add(&d, &NewDisk::thin("nowhere", 1, None)).unwrap_err().kind,
-            ErrorKind::QubesPoolNotFoundError
+            ErrorKind::NotFound(Missing::Pool)
         );
-        assert_eq!(app.plan_volume_remove(&d, "private").unwrap_err().kind, ErrorKind::QubesValueError);
-        assert_eq!(app.plan_volume_remove(&d, "disk2").unwrap_err().kind, ErrorKind::QubesVolumeNotFoundError);
+        assert_eq!(app.plan_volume_remove(&d, "private").unwrap_err().kind, ErrorKind::Invalid(Invalid::Value));
+        assert_eq!(app.plan_volume_remove(&d, "disk2").unwrap_err().kind, ErrorKind::NotFound(Missing::Volume));
         for op in app.plan_volume_remove(&d, "disk1").unwrap().ops {
             app.apply(op);
         }
@@ -1305,8 +1306,8 @@ mod tests {
         let (_, v) = app.plan_volume_add(d, &default).unwrap();
         assert_eq!((v.alias.clone(), d.disk_alias(&v)), (None, "web-disk1".to_string()));
         let bad = NewDisk { alias: Some("two\nlines".into()), ..NewDisk::thin("varlibqubes", GIB, None) };
-        assert_eq!(app.plan_volume_add(d, &bad).unwrap_err().kind, ErrorKind::QubesValueError);
-        assert_eq!(disk_alias(d, "root", Some("system")).unwrap_err().kind, ErrorKind::QubesValueError);
+        assert_eq!(app.plan_volume_add(d, &bad).unwrap_err().kind, ErrorKind::Invalid(Invalid::Value));
+        assert_eq!(disk_alias(d, "root", Some("system")).unwrap_err().kind, ErrorKind::Invalid(Invalid::Value));
         assert_eq!(disk_alias(d, "root", Some("web-root")).unwrap(), None);
     }
 
@@ -1321,13 +1322,19 @@ mod tests {
         let d = app.domain("web").unwrap().clone();
         assert!(d.volume("disk1").unwrap().bootable);
 
-        assert_eq!(app.plan_volume_add(&d, &boot).unwrap_err().kind, ErrorKind::QubesVMInUseError);
+        assert_eq!(app.plan_volume_add(&d, &boot).unwrap_err().kind, ErrorKind::Conflict(Conflict::QubeInUse));
         for op in app.plan_volume_add(&d, &NewDisk::thin("varlibqubes", GIB, None)).unwrap().0.ops {
             app.apply(op);
         }
         let d = app.domain("web").unwrap().clone();
-        assert_eq!(app.plan_volume_bootable(&d, "disk2", true).unwrap_err().kind, ErrorKind::QubesVMInUseError);
-        assert_eq!(app.plan_volume_bootable(&d, "root", true).unwrap_err().kind, ErrorKind::QubesVMInUseError);
+        assert_eq!(
+            app.plan_volume_bootable(&d, "disk2", true).unwrap_err().kind,
+            ErrorKind::Conflict(Conflict::QubeInUse)
+        );
+        assert_eq!(
+            app.plan_volume_bootable(&d, "root", true).unwrap_err().kind,
+            ErrorKind::Conflict(Conflict::QubeInUse)
+        );
         assert!(app.plan_volume_bootable(&d, "disk1", true).unwrap().ops.is_empty());
         assert!(app.plan_volume_bootable(&d, "root", false).unwrap().ops.is_empty());
         for op in app.plan_volume_bootable(&d, "disk1", false).unwrap().ops {
@@ -1346,18 +1353,18 @@ mod tests {
         }
         let d = app.domain("web").unwrap();
         assert_eq!(d.boot_volume().unwrap().name, "root");
-        assert_eq!(app.plan_volume_bootable(d, "root", false).unwrap_err().kind, ErrorKind::QubesValueError);
+        assert_eq!(app.plan_volume_bootable(d, "root", false).unwrap_err().kind, ErrorKind::Invalid(Invalid::Value));
     }
 
     #[test]
     fn feature_rules() {
         assert!(validate_feature("gui", "1").is_ok());
         assert!(validate_feature("gui", "").is_ok());
-        assert_eq!(validate_feature("service.", "1").unwrap_err().kind, ErrorKind::QubesValueError);
+        assert_eq!(validate_feature("service.", "1").unwrap_err().kind, ErrorKind::Invalid(Invalid::Value));
         assert!(validate_feature(&format!("service.{}", "a".repeat(49)), "1").is_err());
         assert!(validate_feature(&format!("service.{}", "a".repeat(48)), "1").is_ok());
-        assert_eq!(validate_feature("preload-dispvm", "x").unwrap_err().kind, ErrorKind::PermissionDenied);
-        assert_eq!(validate_feature("a b", "x").unwrap_err().kind, ErrorKind::ProtocolError);
-        assert_eq!(validate_feature("a", "\t").unwrap_err().kind, ErrorKind::ProtocolError);
+        assert_eq!(validate_feature("preload-dispvm", "x").unwrap_err().kind, ErrorKind::Denied);
+        assert_eq!(validate_feature("a b", "x").unwrap_err().kind, ErrorKind::Malformed);
+        assert_eq!(validate_feature("a", "\t").unwrap_err().kind, ErrorKind::Malformed);
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::app::App;
 use crate::domain::{Class, Domain};
+use crate::error::Invalid;
 use crate::error::{Error, ErrorKind, Result};
 use crate::text::pyrepr;
 
@@ -319,7 +320,7 @@ fn invalid(d: &Domain, prop: &str, value: &str, why: impl Into<Option<String>>) 
     let message = why.into().unwrap_or_else(|| {
         format!("Invalid value {} for property {} of {}", pyrepr(value), pyrepr(prop), pyrepr(&d.name))
     });
-    Error::new(ErrorKind::QubesPropertyValueError, message)
+    Error::new(ErrorKind::Invalid(Invalid::PropertyValue), message)
 }
 
 fn c_positive(prop: &'static str) -> impl Fn(&App, &Domain, &str) -> Result<String> {
@@ -437,7 +438,7 @@ pub fn normalize_denied(v: &str) -> Result<String> {
     if !codes.iter().all(|c| is_denied_code(c)) {
         // qubesd's wording, missing space included.
         return Err(Error::new(
-            ErrorKind::QubesPropertyValueError,
+            ErrorKind::Invalid(Invalid::PropertyValue),
             "Interface code list should be in the form chhhhhhchhhhhh...,where c is one of \"b\", \"u\", \"m\", \"p\", \
              \"*\" and h is a hexdigit or \"*\".",
         ));
@@ -968,7 +969,7 @@ fn g_pool_follows(app: &App) -> Option<String> {
 }
 fn gc_pool(app: &App, v: &str) -> Result<String> {
     if app.pool(v).is_none() {
-        return Err(Error::new(ErrorKind::QubesPropertyValueError, "No such storage pool"));
+        return Err(Error::new(ErrorKind::Invalid(Invalid::PropertyValue), "No such storage pool"));
     }
     Ok(v.to_string())
 }
@@ -976,13 +977,16 @@ fn gc_positive(app: &App, v: &str) -> Result<String> {
     let _ = app;
     match v.parse::<i64>() {
         Ok(n) if n > 0 => Ok(n.to_string()),
-        _ => Err(Error::new(ErrorKind::QubesPropertyValueError, format!("Value must be positive: {}", pyrepr(v)))),
+        _ => Err(Error::new(
+            ErrorKind::Invalid(Invalid::PropertyValue),
+            format!("Value must be positive: {}", pyrepr(v)),
+        )),
     }
 }
 fn gc_vm_exists(app: &App, v: &str) -> Result<String> {
     if !v.is_empty() && app.domain(v).is_none() {
         return Err(Error::new(
-            ErrorKind::QubesPropertyValueError,
+            ErrorKind::Invalid(Invalid::PropertyValue),
             format!("Can't set property to non-existing qube {v}"),
         ));
     }
@@ -1005,7 +1009,7 @@ fn gc_template(app: &App, v: &str) -> Result<String> {
     if let Some(target) = app.domain(v) {
         if target.class != Class::TemplateVM {
             return Err(Error::new(
-                ErrorKind::QubesPropertyValueError,
+                ErrorKind::Invalid(Invalid::PropertyValue),
                 format!("wrong VM class: domains[{}] is of type {} and not TemplateVM", pyrepr(v), target.class.name()),
             ));
         }
@@ -1017,7 +1021,7 @@ fn gc_dispvm_for(prop: &str, app: &App, v: &str) -> Result<String> {
     if let Some(target) = app.domain(v) {
         if app.vm_prop(target, "template_for_dispvms").as_deref() != Some("True") {
             return Err(Error::new(
-                ErrorKind::QubesPropertyValueError,
+                ErrorKind::Invalid(Invalid::PropertyValue),
                 format!(
                     "Cannot set invalid property to system, {prop} {} has template_for_dispvms set to False",
                     pyrepr(v)
@@ -1036,7 +1040,7 @@ fn gc_management_dispvm(app: &App, v: &str) -> Result<String> {
 fn gc_kernel(_: &App, v: &str) -> Result<String> {
     if v.contains('/') {
         return Err(Error::new(
-            ErrorKind::QubesPropertyValueError,
+            ErrorKind::Invalid(Invalid::PropertyValue),
             format!("kernel name may not contain '/': {}", pyrepr(v)),
         ));
     }
@@ -1177,7 +1181,7 @@ mod tests {
     #[test]
     fn sanitize_by_type() {
         assert_eq!(sanitize(PropType::Bool, b"yes").unwrap(), "True");
-        assert_eq!(sanitize(PropType::Bool, b"maybe").unwrap_err().kind, ErrorKind::QubesValueError);
+        assert_eq!(sanitize(PropType::Bool, b"maybe").unwrap_err().kind, ErrorKind::Invalid(Invalid::Value));
         assert_eq!(sanitize(PropType::Int, b" 12 ").unwrap(), "12");
         assert_eq!(sanitize(PropType::Int, b"x").unwrap_err().message, "Failed to parse property value as int");
         assert_eq!(sanitize(PropType::Vm, b"").unwrap(), "");
@@ -1189,9 +1193,9 @@ mod tests {
     #[test]
     fn denied_codes_are_normalized() {
         assert_eq!(normalize_denied("u123456b000000u123456").unwrap(), "b000000u123456");
-        assert_eq!(normalize_denied("x123456").unwrap_err().kind, ErrorKind::QubesPropertyValueError);
-        assert_eq!(normalize_denied("u12345").unwrap_err().kind, ErrorKind::QubesValueError);
-        assert_eq!(normalize_denied("uABCDEF").unwrap_err().kind, ErrorKind::QubesPropertyValueError);
+        assert_eq!(normalize_denied("x123456").unwrap_err().kind, ErrorKind::Invalid(Invalid::PropertyValue));
+        assert_eq!(normalize_denied("u12345").unwrap_err().kind, ErrorKind::Invalid(Invalid::Value));
+        assert_eq!(normalize_denied("uABCDEF").unwrap_err().kind, ErrorKind::Invalid(Invalid::PropertyValue));
         assert_eq!(split_interfaces("é234567").unwrap(), ["é234567"]);
     }
 

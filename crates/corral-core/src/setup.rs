@@ -3,6 +3,7 @@
 //! the service commits the whole as one transaction and no one, not even a restart after a crash, sees the qube
 //! half made. What a clone or a template takes over from its source is decided here too.
 
+use crate::error::{Failure, Missing};
 use uuid::Uuid;
 
 use crate::app::App;
@@ -100,7 +101,7 @@ impl App {
         now_epoch: u64,
     ) -> Result<(CreateSpec, Setup)> {
         if src.is_admin() {
-            return Err(Error::new(ErrorKind::QubesVMError, "Cannot clone dom0"));
+            return Err(Error::new(ErrorKind::Failed(Failure::Qube), "Cannot clone dom0"));
         }
         let spec = CreateSpec {
             class: src.class,
@@ -139,7 +140,7 @@ impl App {
     /// template), copies of its further disks and its explicitly set [`TEMPLATE_PROPS`].
     pub fn template_setup(&self, src: &Domain, name: &str, creator: &str, uuid: Uuid) -> Result<(CreateSpec, Setup)> {
         if src.is_admin() {
-            return Err(Error::new(ErrorKind::QubesVMError, "Cannot make a template of dom0"));
+            return Err(Error::new(ErrorKind::Failed(Failure::Qube), "Cannot make a template of dom0"));
         }
         let spec = CreateSpec {
             class: Class::TemplateVM,
@@ -207,11 +208,11 @@ impl App {
             let from = self
                 .domain(&copy.from_vm)
                 .and_then(|d| d.volume(&copy.from_volume))
-                .ok_or_else(|| Error::new(ErrorKind::QubesVolumeNotFoundError, "Source volume no longer exists"))?;
+                .ok_or_else(|| Error::new(ErrorKind::NotFound(Missing::Volume), "Source volume no longer exists"))?;
             let d = new(&after)?;
             if d.volume(&copy.to).is_none() {
                 return Err(Error::new(
-                    ErrorKind::QubesVolumeNotFoundError,
+                    ErrorKind::NotFound(Missing::Volume),
                     format!("Volume {} not found in {}", copy.to, d.name),
                 ));
             }
@@ -358,7 +359,7 @@ mod tests {
         let refused = app.plan_create_with(&spec, &setup, true).unwrap_err();
         assert_eq!(
             (refused.kind, refused.message.as_str()),
-            (ErrorKind::QubesPropertyValueError, "vcpus must be positive")
+            (ErrorKind::Invalid(crate::error::Invalid::PropertyValue), "vcpus must be positive")
         );
     }
 }

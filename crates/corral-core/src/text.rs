@@ -1,5 +1,6 @@
 //! Validation and formatting of the small textual values every door receives: names, tags, numbers, booleans.
 
+use crate::error::Invalid;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Python's `repr()` of a string, which upstream messages embed (`No such domain: 'x'`).
@@ -55,10 +56,10 @@ pub fn validate_vm_name(name: &str) -> Result<()> {
 pub fn validate_tag(tag: &str) -> Result<()> {
     // qubesd's messages, word for word.
     if tag.is_empty() {
-        return Err(Error::new(ErrorKind::QubesInvalidTagError, "tag cannot be empty"));
+        return Err(Error::new(ErrorKind::Invalid(Invalid::Tag), "tag cannot be empty"));
     }
     if !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        return Err(Error::new(ErrorKind::QubesInvalidTagError, "disallowed characters"));
+        return Err(Error::new(ErrorKind::Invalid(Invalid::Tag), "disallowed characters"));
     }
     Ok(())
 }
@@ -215,7 +216,7 @@ mod tests {
     fn vm_name_rules_in_order() {
         assert!(validate_vm_name("work").is_ok());
         assert!(validate_vm_name("a-b_c.d9").is_ok());
-        assert_eq!(validate_vm_name(&"a".repeat(32)).unwrap_err().kind, ErrorKind::QubesValueError);
+        assert_eq!(validate_vm_name(&"a".repeat(32)).unwrap_err().kind, ErrorKind::Invalid(Invalid::Value));
         assert!(validate_vm_name("1abc").unwrap_err().message.contains("cannot start"));
         assert!(validate_vm_name("-abc").is_err());
         assert!(validate_vm_name("a b").unwrap_err().message.contains("illegal"));
@@ -231,7 +232,7 @@ mod tests {
         assert!(validate_revision_description("before the upgrade\n\tété ✓").is_ok());
         assert!(validate_revision_description(&"é".repeat(MAX_REVISION_DESCRIPTION)).is_ok());
         let long = validate_revision_description(&"x".repeat(MAX_REVISION_DESCRIPTION + 1)).unwrap_err();
-        assert_eq!(long.kind, ErrorKind::QubesValueError);
+        assert_eq!(long.kind, ErrorKind::Invalid(Invalid::Value));
         assert!(validate_revision_description("bell \u{7}").is_err());
         assert!(validate_revision_description("nul \0").is_err());
         assert!(validate_revision_description("c1 \u{85}").is_err());

@@ -1,5 +1,6 @@
 //! Storage pools and the volumes qubes own, as configuration. Files on disk belong to `corral-storage`.
 
+use crate::error::Failure;
 use std::collections::BTreeMap;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -127,7 +128,7 @@ pub fn parse_revisions_to_keep(s: &str) -> Result<i64> {
 pub fn check_revisions_limit(driver: Driver, n: i64) -> Result<()> {
     if n > driver.max_revisions() {
         return Err(Error::new(
-            ErrorKind::StoragePoolException,
+            ErrorKind::Failed(Failure::Storage),
             format!("{} pool cannot keep more than {} revisions", driver.name(), driver.max_revisions()),
         ));
     }

@@ -69,36 +69,21 @@ fn action_name(action: PowerAction) -> &'static str {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
+        use corral_core::error::Missing;
         use ErrorKind::*;
         if let Some(c) = e.conflict {
             return ApiError::conflict(format!("Cannot {} VM. VM is {}.", action_name(c.action), state_words(c.state)));
         }
         let status = match e.kind {
-            QubesVMNotFoundError
-            | QubesNoSuchPropertyError
-            | QubesFeatureNotFoundError
-            | QubesTagNotFoundError
-            | QubesLabelNotFoundError
-            | QubesPoolNotFoundError
-            | QubesVolumeNotFoundError
-            | QubesVolumeRevisionNotFoundError => StatusCode::NOT_FOUND,
-            PermissionDenied => StatusCode::FORBIDDEN,
-            QubesVMAlreadyExistsError
-            | QubesVMInUseError
-            | QubesVMNotStartedError
-            | QubesVMNotRunningError
-            | QubesVMNotPausedError
-            | QubesVMNotSuspendedError
-            | QubesVMNotHaltedError
-            | QubesLabelInUseError
-            | QubesPoolInUseError
-            | QubesVolumeCopyInUseError => StatusCode::CONFLICT,
-            QubesVMError
-            | QubesVMShutdownTimeoutError
-            | QubesMemoryError
-            | StoragePoolException
-            | QubesNotImplementedError => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
+            // A clone token is a value the client passed back, not an object it names.
+            NotFound(Missing::CloneToken) => StatusCode::BAD_REQUEST,
+            NotFound(_) => StatusCode::NOT_FOUND,
+            Denied => StatusCode::FORBIDDEN,
+            // A missing template is a fault of the request's content.
+            Conflict(corral_core::error::Conflict::NoTemplate) => StatusCode::BAD_REQUEST,
+            Conflict(_) => StatusCode::CONFLICT,
+            Malformed | Invalid(_) => StatusCode::BAD_REQUEST,
+            Failed(_) | Unavailable(_) | NotImplemented => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, "Operation Failed", e.message)
     }
@@ -127,8 +112,11 @@ mod tests {
 
     #[test]
     fn a_refusal_for_the_vm_state_is_a_409_that_says_why() {
-        let e = Error::new(ErrorKind::QubesVMNotHaltedError, "Domain is not powered off: 'web'")
-            .refusing(PowerAction::Start, PowerState::Running);
+        let e = Error::new(
+            ErrorKind::Conflict(corral_core::error::Conflict::NotHalted),
+            "Domain is not powered off: 'web'",
+        )
+        .refusing(PowerAction::Start, PowerState::Running);
 
         let api = ApiError::from(e);
 
@@ -139,7 +127,8 @@ mod tests {
 
     #[test]
     fn a_saved_vm_is_suspended_in_a_fault() {
-        let e = Error::new(ErrorKind::QubesVMNotRunningError, "x").refusing(PowerAction::Save, PowerState::Saved);
+        let e = Error::new(ErrorKind::Conflict(corral_core::error::Conflict::NotRunning), "x")
+            .refusing(PowerAction::Save, PowerState::Saved);
 
         assert_eq!(ApiError::from(e).detail, "Cannot suspend VM. VM is suspended.");
     }

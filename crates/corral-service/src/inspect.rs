@@ -6,13 +6,14 @@
 //! only when it starts (as qubesd renders it from the qube's properties), so what libvirt may still hold
 //! from an earlier run can be out of date, and a qube that never ran has none.
 
+use corral_core::error::{Conflict, Failure};
 use corral_core::hv::{HvError, Inspect, PowerState};
 use corral_core::{Error, ErrorKind, Result};
 
 use crate::{resolve_in, Principal, Service};
 
 pub(crate) fn hv_error(e: HvError) -> Error {
-    Error::new(ErrorKind::QubesVMError, e.message)
+    Error::new(ErrorKind::Failed(Failure::Qube), e.message)
 }
 
 impl Service {
@@ -26,7 +27,7 @@ impl Service {
         let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
         let inspect = hv
             .inspect()
-            .ok_or_else(|| Error::new(ErrorKind::QubesNotImplementedError, "The hypervisor cannot show its objects"))?;
+            .ok_or_else(|| Error::new(ErrorKind::NotImplemented, "The hypervisor cannot show its objects"))?;
         f(inspect).map_err(hv_error)
     }
 
@@ -58,7 +59,7 @@ impl Service {
 
 fn never_defined(vm: &str) -> Error {
     Error::new(
-        ErrorKind::QubesVMNotStartedError,
+        ErrorKind::Conflict(Conflict::NotStarted),
         format!("Domain not found: '{vm}' has no libvirt domain yet; corrald defines it when the qube first starts"),
     )
 }

@@ -19,6 +19,7 @@ mod users;
 mod view;
 mod volumes;
 
+use corral_core::error::Invalid;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -388,7 +389,7 @@ pub fn resolve_in<'a>(app: &'a App, token: &str) -> Result<&'a Domain> {
             });
         let uuid = uuid::Uuid::parse_str(rest).ok().filter(|_| well_formed).ok_or_else(|| {
             Error::new(
-                corral_core::ErrorKind::QubesVMInvalidUUIDError,
+                corral_core::ErrorKind::Invalid(Invalid::Uuid),
                 format!("VM UUID is not valid: {}", corral_core::text::pyrepr(rest)),
             )
         })?;

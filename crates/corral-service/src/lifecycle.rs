@@ -6,6 +6,7 @@
 //! A power transition fires its events exactly once, whoever notices it first: the call that caused it
 //! or the libvirt event that reports it (a guest that powers itself off, a QEMU that dies).
 
+use corral_core::error::{Conflict, Failure, Invalid, Unavailable};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -81,15 +82,18 @@ pub const QUBE_NETWORK: &str = corral_core::domain::NETVM_NETWORK;
 const MAX_NETVM_DEPTH: usize = 8;
 
 fn not_started(vm: &str) -> Error {
-    Error::new(ErrorKind::QubesVMNotStartedError, format!("Domain is powered off: '{vm}'"))
+    Error::new(ErrorKind::Conflict(Conflict::NotStarted), format!("Domain is powered off: '{vm}'"))
 }
 
 fn not_running(vm: &str) -> Error {
-    Error::new(ErrorKind::QubesVMNotRunningError, format!("Domain not running (either powered off or paused): '{vm}'"))
+    Error::new(
+        ErrorKind::Conflict(Conflict::NotRunning),
+        format!("Domain not running (either powered off or paused): '{vm}'"),
+    )
 }
 
 fn not_paused(vm: &str) -> Error {
-    Error::new(ErrorKind::QubesVMNotPausedError, format!("Domain is not paused: '{vm}'"))
+    Error::new(ErrorKind::Conflict(Conflict::NotPaused), format!("Domain is not paused: '{vm}'"))
 }
 
 /// A volume to attach, its pool, and for a snapshot the origin it starts from.
@@ -127,7 +131,7 @@ impl Service {
 
     /// What a call that needs libvirt answers when the daemon has no connection: why, and what to do.
     pub(crate) fn no_hypervisor(&self) -> Error {
-        Error::new(ErrorKind::QubesVMError, format!("No hypervisor: {}", self.hv_missing))
+        Error::new(ErrorKind::Failed(Failure::Qube), format!("No hypervisor: {}", self.hv_missing))
     }
 
     /// The qube's power state as the Admin API names it.
@@ -149,7 +153,7 @@ impl Service {
     pub fn start_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Start", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "start", ErrorKind::QubesVMNotHaltedError)?;
+        refuse_remote(&d, "start", ErrorKind::Conflict(Conflict::NotHalted))?;
         self.start_one(&d.name, 0, &RunOnce::default())
     }
 
@@ -159,7 +163,7 @@ impl Service {
     pub(crate) fn start_vm_once(&self, caller: &Principal, vm: &str, once: &RunOnce) -> Result<()> {
         self.auth(caller, "admin.vm.Start", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "start", ErrorKind::QubesVMNotHaltedError)?;
+        refuse_remote(&d, "start", ErrorKind::Conflict(Conflict::NotHalted))?;
         match self.settled_power(&d) {
             PowerState::Halted | PowerState::Saved => self.start_one(&d.name, 0, once),
             PowerState::Paused => self.unpause_vm(caller, vm),
@@ -183,7 +187,7 @@ impl Service {
                     let o = app.domains().flat_map(|o| o.volumes.iter()).find(|o| &o.vid == src && !o.snap_on_start);
                     let o = o.ok_or_else(|| {
                         Error::new(
-                            ErrorKind::QubesNoTemplateError,
+                            ErrorKind::Conflict(Conflict::NoTemplate),
                             format!("Template for the domain '{name}' not found"),
                         )
                     })?;
@@ -277,7 +281,7 @@ impl Service {
         }
         let d = &plan.domain;
         if d.is_admin() {
-            return Err(Error::new(ErrorKind::QubesVMNotHaltedError, "Cannot start Dom0 fake domain!"));
+            return Err(Error::new(ErrorKind::Conflict(Conflict::NotHalted), "Cannot start Dom0 fake domain!"));
         }
         match self.settled_power(d) {
             PowerState::Halted => {}
@@ -375,7 +379,7 @@ impl Service {
             restored
         };
         self.starting.lock().remove(&d.uuid);
-        restored.map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        restored.map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
         self.runtime.set_xid(d.uuid, hv.info(&d.uuid).ok().and_then(|i| i.id));
         self.publish_xid_reset(&d.name);
         Ok(())
@@ -394,7 +398,7 @@ impl Service {
         self.publish(Event::on(&d.name, "domain-pre-paused"));
         {
             let _loan = self.lend_cause(d.uuid);
-            hv.save(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+            hv.save(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
             self.transition(d.uuid, PowerState::Saved);
         }
         self.runtime.set_xid(d.uuid, None);
@@ -477,7 +481,7 @@ impl Service {
     pub(crate) fn next_start_spec(&self, name: &str) -> Result<DomainSpec> {
         let plan = self.plan_start(name)?;
         if plan.domain.is_admin() {
-            return Err(Error::new(ErrorKind::QubesVMError, "dom0 is not a libvirt domain"));
+            return Err(Error::new(ErrorKind::Failed(Failure::Qube), "dom0 is not a libvirt domain"));
         }
         let hv = self.hypervisor()?;
         let mut disks = Vec::new();
@@ -566,9 +570,9 @@ impl Service {
     pub fn shutdown_vm(&self, caller: &Principal, vm: &str, force: bool, wait: bool) -> Result<()> {
         self.auth(caller, "admin.vm.Shutdown", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "shutdown", ErrorKind::QubesVMError)?;
+        refuse_remote(&d, "shutdown", ErrorKind::Failed(Failure::Qube))?;
         if d.is_admin() {
-            return Err(Error::new(ErrorKind::QubesVMError, "dom0 cannot be shut down through the Admin API"));
+            return Err(Error::new(ErrorKind::Failed(Failure::Qube), "dom0 cannot be shut down through the Admin API"));
         }
         let state = self.settled_power(&d);
         if !state.is_active() {
@@ -589,7 +593,7 @@ impl Service {
         }
         let outcome = if asleep { hv.kill(&d.uuid) } else { hv.shutdown(&d.uuid) };
         if let Err(e) = outcome {
-            return Err(failed(Error::new(ErrorKind::QubesVMError, e.message)));
+            return Err(failed(Error::new(ErrorKind::Failed(Failure::Qube), e.message)));
         }
         if asleep {
             // Killed by now; libvirt reports no event when it discards a saved image.
@@ -605,7 +609,7 @@ impl Service {
             while self.settled_power(&d).is_active() {
                 if Instant::now() >= deadline {
                     return Err(failed(Error::new(
-                        ErrorKind::QubesVMShutdownTimeoutError,
+                        ErrorKind::Unavailable(Unavailable::ShutdownTimeout),
                         format!("Domain shutdown timed out: '{}'", d.name),
                     )));
                 }
@@ -618,9 +622,9 @@ impl Service {
     pub fn kill_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Kill", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "kill", ErrorKind::QubesVMError)?;
+        refuse_remote(&d, "kill", ErrorKind::Failed(Failure::Qube))?;
         if d.is_admin() {
-            return Err(Error::new(ErrorKind::QubesVMError, "Cannot kill Dom0 fake domain!"));
+            return Err(Error::new(ErrorKind::Failed(Failure::Qube), "Cannot kill Dom0 fake domain!"));
         }
         let state = self.settled_power(&d);
         if !state.is_active() {
@@ -628,7 +632,7 @@ impl Service {
         }
         let _loan = self.lend_cause(d.uuid);
         // A saved qube's image is discarded: it is halted then, as a killed one is.
-        self.hypervisor()?.kill(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        self.hypervisor()?.kill(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
         // Waits for libvirt's event thread if it is firing this stop's events: they come before the reply.
         self.transition(d.uuid, PowerState::Halted);
         Ok(())
@@ -637,14 +641,14 @@ impl Service {
     pub fn pause_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Pause", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "pause", ErrorKind::QubesVMError)?;
+        refuse_remote(&d, "pause", ErrorKind::Failed(Failure::Qube))?;
         let state = self.power(&d);
         if d.is_admin() || state != PowerState::Running {
             return Err(not_running(&d.name).refusing(PowerAction::Pause, state));
         }
         self.publish(Event::on(&d.name, "domain-pre-paused"));
         let _loan = self.lend_cause(d.uuid);
-        self.hypervisor()?.pause(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        self.hypervisor()?.pause(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
         self.transition(d.uuid, PowerState::Paused);
         Ok(())
     }
@@ -658,7 +662,7 @@ impl Service {
         }
         self.publish(Event::on(&d.name, "domain-pre-unpaused"));
         let _loan = self.lend_cause(d.uuid);
-        self.hypervisor()?.unpause(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        self.hypervisor()?.unpause(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
         self.transition(d.uuid, PowerState::Running);
         Ok(())
     }
@@ -667,14 +671,14 @@ impl Service {
     pub fn suspend_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Suspend", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "suspend", ErrorKind::QubesVMError)?;
+        refuse_remote(&d, "suspend", ErrorKind::Failed(Failure::Qube))?;
         let state = self.power(&d);
         if d.is_admin() || state != PowerState::Running {
             return Err(not_running(&d.name).refusing(PowerAction::Pause, state));
         }
         self.publish(Event::on(&d.name, "domain-pre-paused"));
         let _loan = self.lend_cause(d.uuid);
-        self.hypervisor()?.pm_suspend(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        self.hypervisor()?.pm_suspend(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
         self.transition(d.uuid, PowerState::Paused);
         Ok(())
     }
@@ -693,7 +697,7 @@ impl Service {
         }
         self.publish(Event::on(&d.name, "domain-pre-unpaused"));
         let _loan = self.lend_cause(d.uuid);
-        self.hypervisor()?.pm_wakeup(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        self.hypervisor()?.pm_wakeup(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
         self.transition(d.uuid, PowerState::Running);
         Ok(())
     }
@@ -711,7 +715,7 @@ impl Service {
         self.auth(caller, "corral.vm.SendKeys", "", vm)?;
         if keys.is_empty() || keys.len() > MAX_KEYS_AT_ONCE {
             return Err(Error::new(
-                ErrorKind::QubesValueError,
+                ErrorKind::Invalid(Invalid::Value),
                 format!("Between 1 and {MAX_KEYS_AT_ONCE} keys are pressed at once, not {}", keys.len()),
             ));
         }
@@ -721,7 +725,7 @@ impl Service {
         }
         self.hypervisor()?
             .send_keys(&d.uuid, codeset, hold_ms, keys)
-            .map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))
+            .map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))
     }
 
     /// Where a running qube's graphical console answers; none for a halted one.
@@ -761,7 +765,7 @@ impl Service {
             .ok_or_else(|| Error::value("A console ticket cannot last beyond the year 9999"))?;
         self.hypervisor()?
             .set_console_password(&d.uuid, &ticket, valid_to)
-            .map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+            .map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
         Ok(ticket)
     }
 
@@ -793,7 +797,7 @@ impl Service {
             return Ok("mem=0 mem_static_max=0 cputime=0 power_state=Halted".into());
         }
         let info = match &self.hv {
-            Some(hv) => hv.info(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?,
+            Some(hv) => hv.info(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?,
             None => corral_core::hv::DomainInfo::halted(),
         };
         Ok(format!(
@@ -808,12 +812,14 @@ impl Service {
     pub fn console_path(&self, caller: &Principal, vm: &str) -> Result<String> {
         self.auth(caller, "admin.vm.Console", "", vm)?;
         let d = self.vm_snapshot(vm)?;
-        refuse_remote(&d, "open the console of", ErrorKind::QubesVMError)?;
+        refuse_remote(&d, "open the console of", ErrorKind::Failed(Failure::Qube))?;
         if d.is_admin() || !self.power(&d).is_live() {
             return Err(not_running(&d.name));
         }
-        let pty =
-            self.hypervisor()?.console_pty(&d.uuid).map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        let pty = self
+            .hypervisor()?
+            .console_pty(&d.uuid)
+            .map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
         // Upstream answers the `console/@tty` of the live XML, empty when there is none.
         Ok(pty.unwrap_or_default())
     }

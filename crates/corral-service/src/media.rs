@@ -1,6 +1,7 @@
 //! Boot media a qube can be given: ISO images that `file` pools offer (what a cdrom drive holds, now and from
 //! the next start) and the kernels of `linux-kernel` pools.
 
+use corral_core::error::{Conflict, Failure};
 use corral_core::volume::{Driver, Pool};
 use corral_core::{App, Error, ErrorKind, Result};
 
@@ -66,7 +67,10 @@ impl Service {
             (d, path)
         };
         if d.is_admin() || !self.power(&d).is_live() {
-            return Err(Error::new(ErrorKind::QubesVMNotRunningError, format!("Domain is powered off: '{}'", d.name)));
+            return Err(Error::new(
+                ErrorKind::Conflict(Conflict::NotRunning),
+                format!("Domain is powered off: '{}'", d.name),
+            ));
         }
         let drive = self.runtime.get(&d.uuid).and_then(|r| r.cdrom_drive);
         match (drive, &path) {
@@ -74,7 +78,7 @@ impl Service {
             (Some(false), None) => {}
             (Some(false), Some(_)) => {
                 return Err(Error::new(
-                    ErrorKind::QubesVMNotHaltedError,
+                    ErrorKind::Conflict(Conflict::NotHalted),
                     format!(
                         "{} was started without a cdrom drive: its media can change only at its next start",
                         d.name
@@ -84,7 +88,7 @@ impl Service {
             _ => {
                 let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
                 hv.change_media(&d.uuid, path.as_deref())
-                    .map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+                    .map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
             }
         }
         if file.is_empty() {

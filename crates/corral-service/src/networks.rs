@@ -2,6 +2,7 @@
 //! defined from a description, started with the host or not, and removed. The network qubes with a netvm
 //! join (`default`) and any network a qube's card is on stay.
 
+use corral_core::error::{Conflict, Invalid};
 use corral_core::hv::{DhcpLease, HvError, NetworkControl, NetworkDef, NetworkDetails};
 use corral_core::{Error, ErrorKind, Result};
 
@@ -60,7 +61,7 @@ impl Service {
         }
         if self.inspecting(|i| i.network_details())?.iter().any(|n| n.name == def.name) {
             return Err(Error::new(
-                ErrorKind::QubesVMAlreadyExistsError,
+                ErrorKind::Conflict(Conflict::QubeExists),
                 format!("A network named {} already exists", def.name),
             ));
         }
@@ -73,7 +74,7 @@ impl Service {
         let name = self.inspecting(|i| i.network_details())?.into_iter().find(|n| n.uuid == *uuid).map(|n| n.name);
         if name.as_deref() == Some(crate::lifecycle::QUBE_NETWORK) {
             return Err(Error::new(
-                ErrorKind::QubesVMInUseError,
+                ErrorKind::Conflict(Conflict::QubeInUse),
                 format!("Network {} is the one qubes with a netvm join", crate::lifecycle::QUBE_NETWORK),
             ));
         }
@@ -91,7 +92,7 @@ impl Service {
             return Ok(());
         }
         Err(Error::new(
-            ErrorKind::QubesVMInUseError,
+            ErrorKind::Conflict(Conflict::QubeInUse),
             format!("Network {name} is in use by the network card of {}", users.join(", ")),
         ))
     }
@@ -121,9 +122,9 @@ impl Service {
         f: impl FnOnce(&dyn NetworkControl) -> std::result::Result<T, HvError>,
     ) -> Result<T> {
         let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
-        let control = hv.network_control().ok_or_else(|| {
-            Error::new(ErrorKind::QubesNotImplementedError, "The hypervisor has no virtual networks to manage")
-        })?;
+        let control = hv
+            .network_control()
+            .ok_or_else(|| Error::new(ErrorKind::NotImplemented, "The hypervisor has no virtual networks to manage"))?;
         f(control).map_err(hv_error)
     }
 }
@@ -140,7 +141,7 @@ fn validate_mac(mac: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::new(
-            ErrorKind::QubesValueError,
+            ErrorKind::Invalid(Invalid::Value),
             "Invalid MAC address: expected six hex pairs like 52:54:00:12:34:56",
         ))
     }

@@ -8,6 +8,7 @@
 //! to be halted for it).
 
 use corral_core::domain::{Domain, NETVM_NETWORK, NETWORK_FEATURE, NIC_NAME, NIC_NAME_FEATURE};
+use corral_core::error::{Conflict, Failure, Missing};
 use corral_core::hv::NetworkSpec;
 use corral_core::plan::Plan;
 use corral_core::props;
@@ -37,7 +38,7 @@ fn card(app: &App, d: &Domain) -> Option<NetworkSpec> {
 
 fn unpluggable(d: &Domain, why: impl std::fmt::Display) -> Error {
     Error::new(
-        ErrorKind::QubesVMNotHaltedError,
+        ErrorKind::Conflict(Conflict::NotHalted),
         format!("Cannot change the network card of {} while it runs ({why}): shut it down first", d.name),
     )
 }
@@ -48,7 +49,7 @@ impl Service {
         let hv = self.hv.as_ref().ok_or_else(|| {
             Error::value(format!("Cannot put a card on the libvirt network {name}: no hypervisor connection"))
         })?;
-        let networks = hv.networks().map_err(|e| Error::new(ErrorKind::QubesVMError, e.message))?;
+        let networks = hv.networks().map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
         if networks.iter().any(|(n, _, _)| n == name) {
             Ok(())
         } else {
@@ -130,7 +131,7 @@ impl Service {
             let netvm = model.vm_prop(&probe, "netvm").filter(|n| !n.is_empty());
             if let Some(netvm) = netvm.filter(|n| model.domain(n).is_some_and(|p| !self.power(p).is_active())) {
                 return Err(Error::new(
-                    ErrorKind::QubesVMNotStartedError,
+                    ErrorKind::Conflict(Conflict::NotStarted),
                     format!("Cannot dynamically attach to stopped NetVM: {netvm}"),
                 ));
             }
@@ -204,7 +205,7 @@ impl Service {
         }
         if let Some(on) = app.nic_network(d) {
             return Err(Error::new(
-                ErrorKind::QubesVMInUseError,
+                ErrorKind::Conflict(Conflict::QubeInUse),
                 format!("{} already has its one network card (on the libvirt network {on})", d.name),
             ));
         }
@@ -214,7 +215,7 @@ impl Service {
                 let provider = app.domain(netvm).ok_or_else(|| Error::vm_not_found(netvm))?;
                 if self.power(d).is_active() && !self.power(provider).is_active() {
                     return Err(Error::new(
-                        ErrorKind::QubesVMNotStartedError,
+                        ErrorKind::Conflict(Conflict::NotStarted),
                         format!("Cannot dynamically attach to stopped NetVM: {netvm}"),
                     ));
                 }
@@ -250,7 +251,7 @@ impl Service {
             let d = resolve_in(app, vm)?;
             if app.nic_network(d).is_none() {
                 return Err(Error::new(
-                    ErrorKind::QubesFeatureNotFoundError,
+                    ErrorKind::NotFound(Missing::Feature),
                     format!("{} has no network card", d.name),
                 ));
             }
@@ -284,7 +285,7 @@ impl Service {
         let app = &*model;
         let d = resolve_in(app, vm)?;
         if app.nic_network(d).is_none() {
-            return Err(Error::new(ErrorKind::QubesFeatureNotFoundError, format!("{} has no network card", d.name)));
+            return Err(Error::new(ErrorKind::NotFound(Missing::Feature), format!("{} has no network card", d.name)));
         }
         let mut plan = Plan::default();
         if d.prop("netvm") != Some("") {

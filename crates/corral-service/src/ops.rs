@@ -1,6 +1,7 @@
 //! Typed operations on qubes, properties, features, tags, labels, pools, firewall and notes.
 //! Every public method authorizes its call first.
 
+use corral_core::error::{Conflict, Failure, Missing};
 use std::collections::BTreeMap;
 
 use corral_core::domain::{Class, Domain, NETWORK_FEATURE};
@@ -317,7 +318,7 @@ impl Service {
             };
             found.map(str::to_string).ok_or_else(|| {
                 Error::new(
-                    ErrorKind::QubesFeatureNotFoundError,
+                    ErrorKind::NotFound(Missing::Feature),
                     format!("Feature not set for domain {}: {name}", d.name),
                 )
             })
@@ -459,7 +460,7 @@ impl Service {
                     d.class == Class::TemplateVM
                         && (t.uuid == Some(d.uuid) || t.name.as_deref() == Some(d.name.as_str()))
                 });
-                let found = found.ok_or_else(|| Error::new(ErrorKind::QubesVMNotFoundError, "No such template"))?;
+                let found = found.ok_or_else(|| Error::new(ErrorKind::NotFound(Missing::Qube), "No such template"))?;
                 Some(found.name.clone())
             }
         };
@@ -554,7 +555,7 @@ impl Service {
     fn copy_into(&self, app: &App, d: &Domain, copies: &[VolumeCopy]) -> Result<Vec<corral_core::Op>> {
         let mut ops = Vec::new();
         for copy in copies {
-            let missing = || Error::new(ErrorKind::QubesVolumeNotFoundError, "Source volume no longer exists");
+            let missing = || Error::new(ErrorKind::NotFound(Missing::Volume), "Source volume no longer exists");
             let src = app.domain(&copy.from_vm).and_then(|s| s.volume(&copy.from_volume)).ok_or_else(missing)?;
             let dst = d.volume(&copy.to).ok_or_else(missing)?;
             let (src_pool, dst_pool) = (crate::volumes::pool_of(app, src)?, crate::volumes::pool_of(app, dst)?);
@@ -671,7 +672,10 @@ impl Service {
         let d = domain(&self.current(), vm)?.clone();
         if self.power(&d).is_active() {
             if !force {
-                return Err(Error::new(ErrorKind::QubesVMNotHaltedError, format!("Domain is running: {}", d.name)));
+                return Err(Error::new(
+                    ErrorKind::Conflict(Conflict::NotHalted),
+                    format!("Domain is running: {}", d.name),
+                ));
             }
             self.kill_vm(caller, vm)?;
         }
@@ -688,7 +692,7 @@ impl Service {
         self.wait_prepared(&d.uuid);
         let plan = model.plan_remove(d).inspect_err(|e| {
             let blockers = model.remove_blockers(d);
-            if e.kind == ErrorKind::QubesVMInUseError && !blockers.is_empty() {
+            if e.kind == ErrorKind::Conflict(Conflict::QubeInUse) && !blockers.is_empty() {
                 // The reply only says "in use", as upstream's does; the log says by what.
                 tracing::warn!(vm = %d.name, used_by = ?blockers, "cannot remove a qube still in use");
             }
@@ -749,7 +753,9 @@ impl Service {
         self.auth(caller, "admin.pool.Add", driver.name(), "dom0")?;
         self.mutate(|app| {
             let plan = app.plan_pool_add(pool.clone())?;
-            self.storage.setup_pool(&pool).map_err(|e| Error::new(ErrorKind::StoragePoolException, e.to_string()))?;
+            self.storage
+                .setup_pool(&pool)
+                .map_err(|e| Error::new(ErrorKind::Failed(Failure::Storage), e.to_string()))?;
             Ok((plan, ()))
         })
     }
@@ -782,7 +788,7 @@ impl Service {
         self.mutate(|app| {
             let mut p = app.pool(pool).cloned().ok_or_else(|| Error::denied("Argument not in 'pools'"))?;
             if p.driver != Driver::File {
-                return Err(Error::new(ErrorKind::QubesNotImplementedError, "Pool does not support ephemeral volumes"));
+                return Err(Error::new(ErrorKind::NotImplemented, "Pool does not support ephemeral volumes"));
             }
             p.ephemeral_volatile = value;
             Ok((app.plan_pool_update(p), ()))
@@ -850,9 +856,9 @@ pub(crate) fn create_error(vm: &str, v: &corral_core::volume::Volume, e: corral_
             "refusing to create a volume over files no qube owns: placed there by hand or left by an older \
              Corral; move them away to create it"
         );
-        return Error::new(ErrorKind::StoragePoolException, e.to_string());
+        return Error::new(ErrorKind::Failed(Failure::Storage), e.to_string());
     }
-    Error::new(ErrorKind::StoragePoolException, format!("Failed to create volume {} of {vm}: {e}", v.name))
+    Error::new(ErrorKind::Failed(Failure::Storage), format!("Failed to create volume {} of {vm}: {e}", v.name))
 }
 
 /// Property values in their stored form, by property name, and notes.

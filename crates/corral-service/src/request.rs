@@ -9,6 +9,7 @@
 //! that text here: their type is the property's or the field's, which only the model knows, and the same
 //! sanitizers as upstream's read them.
 
+use corral_core::error::Missing;
 use std::sync::Arc;
 
 use corral_core::domain::Class;
@@ -935,7 +936,7 @@ fn names<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Response {
 fn find_label<'a>(app: &'a corral_core::App, token: &str) -> Result<&'a label::Label> {
     label::validate_label_name(token, false)?;
     app.get_label(token)
-        .ok_or_else(|| Error::new(ErrorKind::QubesLabelNotFoundError, format!("Label does not exist: {token}")))
+        .ok_or_else(|| Error::new(ErrorKind::NotFound(Missing::Label), format!("Label does not exist: {token}")))
 }
 
 /// `<pool>` must name an existing pool; otherwise the argument is outside the allowed set.

@@ -1,6 +1,7 @@
 //! A volume's revisions: listing them with the descriptions callers gave, and saving the current content as
 //! a new one (a snapshot), which is one commit.
 
+use corral_core::error::{Failure, Missing};
 use corral_core::{Error, ErrorKind, Op, Result};
 use corral_storage::Revision;
 use parking_lot::RwLockUpgradableReadGuard;
@@ -58,8 +59,9 @@ impl Service {
         self.store.lock().commit(&ops).map_err(crate::store_error)?;
         self.apply_ops(&mut model, ops);
         self.events.publish_all(vec![event]);
-        newest
-            .ok_or_else(|| Error::new(ErrorKind::StoragePoolException, format!("No revision of {vm}:{name} was kept")))
+        newest.ok_or_else(|| {
+            Error::new(ErrorKind::Failed(Failure::Storage), format!("No revision of {vm}:{name} was kept"))
+        })
     }
 
     /// A volume's revisions, oldest first, with the time each was made and the description a caller
@@ -87,9 +89,9 @@ impl Service {
 }
 
 pub(crate) fn no_volume(vm: &str, name: &str) -> Error {
-    Error::new(ErrorKind::QubesVolumeNotFoundError, format!("Volume {name} not found in {vm}"))
+    Error::new(ErrorKind::NotFound(Missing::Volume), format!("Volume {name} not found in {vm}"))
 }
 
 fn no_pool(name: &str) -> Error {
-    Error::new(ErrorKind::QubesPoolNotFoundError, format!("Pool not found: {name}"))
+    Error::new(ErrorKind::NotFound(Missing::Pool), format!("Pool not found: {name}"))
 }

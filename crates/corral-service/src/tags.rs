@@ -1,6 +1,7 @@
 //! Tag operations that span every qube: a tag removed from, or renamed on, every qube that has it, in one
 //! transaction. (A tag is a word on a qube; these are what a tag as an object of its own amounts to.)
 
+use corral_core::error::Missing;
 use corral_core::plan::Plan;
 use corral_core::{Error, ErrorKind, Result};
 
@@ -28,7 +29,7 @@ impl Service {
         corral_core::text::validate_tag(tag)?;
         let holders = self.tag_holders(tag)?;
         if holders.is_empty() {
-            return Err(Error::new(ErrorKind::QubesTagNotFoundError, format!("No qube has the tag {tag}")));
+            return Err(Error::new(ErrorKind::NotFound(Missing::Tag), format!("No qube has the tag {tag}")));
         }
         for vm in &holders {
             self.auth(caller, "admin.vm.tag.Remove", tag, vm)?;
@@ -50,7 +51,7 @@ impl Service {
         corral_core::text::validate_tag(new)?;
         let holders = self.tag_holders(old)?;
         if holders.is_empty() {
-            return Err(Error::new(ErrorKind::QubesTagNotFoundError, format!("No qube has the tag {old}")));
+            return Err(Error::new(ErrorKind::NotFound(Missing::Tag), format!("No qube has the tag {old}")));
         }
         for vm in &holders {
             self.auth(caller, "admin.vm.tag.Remove", old, vm)?;

@@ -14,6 +14,7 @@
 //!   failures are forgotten only after a quiet while, not by a success);
 //! - each source address has at most `MAX_CHECKS_PER_SOURCE` checks running or waiting.
 
+use corral_core::error::Failure;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -323,8 +324,9 @@ impl Service {
         let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let digest = sha256_hex(&key);
         self.mutate(|app| {
-            let user =
-                app.user(name).ok_or_else(|| Error::new(ErrorKind::QubesException, format!("No such user: {name}")))?;
+            let user = app
+                .user(name)
+                .ok_or_else(|| Error::new(ErrorKind::Failed(Failure::General), format!("No such user: {name}")))?;
             let user = User { service_key_sha256: Some(digest), ..user.clone() };
             Ok((plan_of(Op::PutUser(user)), ()))
         })?;
@@ -350,7 +352,8 @@ impl Service {
 
     pub fn user_remove(&self, name: &str) -> Result<()> {
         self.mutate(|app| {
-            app.user(name).ok_or_else(|| Error::new(ErrorKind::QubesException, format!("No such user: {name}")))?;
+            app.user(name)
+                .ok_or_else(|| Error::new(ErrorKind::Failed(Failure::General), format!("No such user: {name}")))?;
             Ok((plan_of(Op::DeleteUser { name: name.into() }), ()))
         })?;
         self.verified.entries.lock().retain(|_, (user, _)| user != name);

@@ -3,6 +3,7 @@
 //! Storage I/O (copies of whole images) runs under an upgradable read lock: reads go on, other writers
 //! wait, and the model is only locked exclusively for the final commit.
 
+use corral_core::error::{Conflict, Failure, Missing};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -52,7 +53,7 @@ fn internal_volume_of<'a>(d: &'a Domain, name: &str) -> Result<&'a Volume> {
 
 pub(crate) fn pool_of<'a>(app: &'a App, v: &Volume) -> Result<&'a Pool> {
     app.pool(&v.pool)
-        .ok_or_else(|| Error::new(ErrorKind::QubesPoolNotFoundError, format!("Pool not found: {}", v.pool)))
+        .ok_or_else(|| Error::new(ErrorKind::NotFound(Missing::Pool), format!("Pool not found: {}", v.pool)))
 }
 
 /// A volume size in the Admin API's payload form: decimal bytes.
@@ -64,8 +65,8 @@ fn parse_size(payload: &[u8]) -> Result<u64> {
 
 pub(crate) fn storage_error(e: corral_storage::StorageError) -> Error {
     let kind = match e {
-        corral_storage::StorageError::RevisionNotFound { .. } => ErrorKind::QubesVolumeRevisionNotFoundError,
-        _ => ErrorKind::StoragePoolException,
+        corral_storage::StorageError::RevisionNotFound { .. } => ErrorKind::NotFound(Missing::Revision),
+        _ => ErrorKind::Failed(Failure::Storage),
     };
     Error::new(kind, e.to_string())
 }
@@ -159,20 +160,20 @@ impl Service {
     fn grow(&self, app: &App, v: &Volume, size: u64) -> Result<()> {
         if !v.rw {
             return Err(Error::new(
-                ErrorKind::StoragePoolException,
+                ErrorKind::Failed(Failure::Storage),
                 format!("Can not resize readonly volume {}", v.vid),
             ));
         }
         if v.snap_on_start {
             return Err(Error::new(
-                ErrorKind::StoragePoolException,
+                ErrorKind::Failed(Failure::Storage),
                 // qubesd's file driver message, missing space included.
                 "Cannot resize volume based on a template - resizethe template instead",
             ));
         }
         if size < v.size {
             return Err(Error::new(
-                ErrorKind::StoragePoolException,
+                ErrorKind::Failed(Failure::Storage),
                 format!("For your own safety, shrinking of {} is disabled ({} < {})", v.name, size, v.size),
             ));
         }
@@ -222,7 +223,7 @@ impl Service {
             let pool = pool_of(app, v)?;
             if !self.storage.revisions(pool, v).iter().any(|r| r.id == revision) {
                 return Err(Error::new(
-                    ErrorKind::QubesVolumeRevisionNotFoundError,
+                    ErrorKind::NotFound(Missing::Revision),
                     format!("Revision not found: {revision}"),
                 ));
             }
@@ -292,7 +293,7 @@ impl Service {
         let mut tokens = self.volumes.clone_tokens.lock();
         if tokens.contains_key(&token) {
             return Err(Error::new(
-                ErrorKind::QubesVolumeCopyInUseError,
+                ErrorKind::Conflict(Conflict::VolumeCopyInUse),
                 format!("Domain volume is being cloned already: '{vm_name}':'{name}'"),
             ));
         }
@@ -318,12 +319,12 @@ impl Service {
     fn clone_onto(&self, app: &App, d: &Domain, dst: &Volume, token: &str) -> Result<(Volume, Event)> {
         let (src_vm, src_vol) = self.volumes.clone_tokens.lock().remove(token).ok_or_else(|| {
             // Upstream's exception is also a KeyError, whose str() quotes the message.
-            Error::new(ErrorKind::QubesVolumeCopyTokenNotFoundError, "'Token to clone volume of qube was not found'")
+            Error::new(ErrorKind::NotFound(Missing::CloneToken), "'Token to clone volume of qube was not found'")
         })?;
         let src = app
             .domain(&src_vm)
             .and_then(|s| s.volume(&src_vol))
-            .ok_or_else(|| Error::new(ErrorKind::QubesVolumeNotFoundError, "Source volume no longer exists"))?;
+            .ok_or_else(|| Error::new(ErrorKind::NotFound(Missing::Volume), "Source volume no longer exists"))?;
         self.copy_onto(app, d, src, dst, false)
     }
 

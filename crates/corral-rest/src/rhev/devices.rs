@@ -18,6 +18,7 @@
 //!   must be halted or suspended, whose disks nothing writes; file pools keep one revision, so a new snapshot replaces the previous one); restoring
 //!   reverts the volume to it. Revisions are dropped by the pool as new ones are made, not one by one.
 
+use corral_core::error::Failure;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -226,7 +227,7 @@ async fn add_disk(
     let added = ask_with(&rest.service, Request::VolumeAdd { vm: d.name.clone(), disk: new }, |e| {
         // The storage cannot make what was asked (a preallocated disk larger than the free space): the request
         // conflicts with the storage domain's state, it is not a server failure.
-        if e.kind == corral_core::ErrorKind::StoragePoolException {
+        if e.kind == corral_core::ErrorKind::Failed(Failure::Storage) {
             ApiError::conflict(e.message)
         } else {
             ApiError::from(e)

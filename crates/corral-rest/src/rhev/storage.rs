@@ -13,6 +13,7 @@
 //!   name, as in oVirt 3) `<qube>-<volume>`, or for a further disk the name a user gave it. A volume belongs to its qube, so a disk cannot be created, attached or detached on its
 //!   own (409); it can grow, and a further disk can be removed (here or under its vm).
 
+use corral_core::error::Failure;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -735,7 +736,7 @@ pub(super) async fn update_disk_of(
     ask_with(&service, request, |e| {
         // The storage refuses what the request asks of this volume (shrinking it, growing a read-only or
         // template-based one): the request conflicts with the volume, it is not a server failure.
-        if e.kind == ErrorKind::StoragePoolException {
+        if e.kind == ErrorKind::Failed(Failure::Storage) {
             ApiError::conflict(e.message)
         } else {
             ApiError::from(e)

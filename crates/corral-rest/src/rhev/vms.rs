@@ -1,5 +1,6 @@
 //! `/api/vms`: qubes as RHEV vms — list (search), get, create, update, delete, actions, statistics.
 
+use corral_core::error::Missing;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -169,7 +170,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     // The vm is asked for as a whole: it and its settings are one transaction.
     let request = Request::VmCreateFrom { name, label, template, settings, uuid };
     ask_with(&rest.service, request, |e| match e.kind {
-        ErrorKind::QubesVMNotFoundError => ApiError::bad_request("Entity not found: template"),
+        ErrorKind::NotFound(Missing::Qube) => ApiError::bad_request("Entity not found: template"),
         _ => ApiError::from(e),
     })
     .await?;
@@ -261,7 +262,7 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     let name = d.name.clone();
     let removal =
         ask_with(&rest.service, Request::VmRemoveForced { vm: d.name.clone(), force }, move |e| match e.kind {
-            ErrorKind::QubesVMNotHaltedError => running(&name),
+            ErrorKind::Conflict(corral_core::error::Conflict::NotHalted) => running(&name),
             _ => ApiError::from(e),
         });
     if is_async {

@@ -114,7 +114,7 @@ fn resolve(req: &Req<'_>, env: &mut Envelope) -> Option<Vec<NetworkDetails>> {
     let all = match req.ask(Request::NetworkList) {
         Ok(Response::Networks(all)) => all,
         // A caller who may not list the networks sees none: the same answers as for networks that do not exist.
-        Err(e) if e.kind == ErrorKind::PermissionDenied => Vec::new(),
+        Err(e) if e.kind == ErrorKind::Denied => Vec::new(),
         Ok(other) => {
             env.error_because(500, unexpected(&other).message);
             return None;
