@@ -213,14 +213,45 @@ pub struct HvEvent {
     pub event: LifecycleEvent,
 }
 
+/// A failure of the hypervisor, by meaning; `message` is the hypervisor's own words with what was being done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HvError {
+    pub kind: HvErrorKind,
     pub message: String,
+}
+
+/// What kind of hypervisor failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HvErrorKind {
+    /// The hypervisor does not know the domain or network.
+    NotFound,
+    /// It refused an argument or a definition.
+    Invalid,
+    /// The operation does not fit the object's state.
+    State,
+    /// The hypervisor cannot do this at all.
+    Unsupported,
+    /// The hypervisor could not be reached, or did not answer in time.
+    Unreachable,
+    /// Anything else.
+    Failed,
 }
 
 impl HvError {
     pub fn new(message: impl Into<String>) -> Self {
-        HvError { message: message.into() }
+        HvError { kind: HvErrorKind::Failed, message: message.into() }
+    }
+
+    pub fn of(kind: HvErrorKind, message: impl Into<String>) -> Self {
+        HvError { kind, message: message.into() }
+    }
+}
+
+/// A hypervisor failure as a request's error: qubesd reports whatever libvirt refuses as `QubesVMError`, so
+/// every kind is a failure acting on the qube.
+impl From<HvError> for crate::Error {
+    fn from(e: HvError) -> Self {
+        crate::Error::new(crate::ErrorKind::Failed(crate::error::Failure::Qube), e.message)
     }
 }
 

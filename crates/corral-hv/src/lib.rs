@@ -13,8 +13,8 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::Mutex;
 
 use corral_core::hv::{
-    BlockStats, ConsoleAddress, DomainInfo, DomainSpec, HvError, HvEvent, Hypervisor, InterfaceStats, KeycodeSet,
-    NetworkSpec, PowerState,
+    BlockStats, ConsoleAddress, DomainInfo, DomainSpec, HvError, HvErrorKind, HvEvent, Hypervisor, InterfaceStats,
+    KeycodeSet, NetworkSpec, PowerState,
 };
 use uuid::Uuid;
 use virt::connect::Connect;
@@ -23,7 +23,21 @@ use virt::domain::{Domain, DomainState};
 pub use xml::domain_xml;
 
 fn err(context: &str, e: virt::error::Error) -> HvError {
-    HvError::new(format!("{context}: {}", e.message()))
+    HvError::of(error_kind(&e), format!("{context}: {}", e.message()))
+}
+
+/// What a libvirt error means, from its number.
+fn error_kind(e: &virt::error::Error) -> HvErrorKind {
+    use virt::error::ErrorNumber as N;
+    let virt::enumutil::Enum::Known(code) = e.code() else { return HvErrorKind::Failed };
+    match code {
+        N::NoDomain | N::NoNetwork | N::NoDomainSnapshot => HvErrorKind::NotFound,
+        N::InvalidArg | N::InvalidDomain | N::XmlError | N::XmlDetail => HvErrorKind::Invalid,
+        N::OperationInvalid => HvErrorKind::State,
+        N::NoSupport => HvErrorKind::Unsupported,
+        N::NoConnect | N::Rpc | N::AuthFailed | N::OperationTimeout => HvErrorKind::Unreachable,
+        _ => HvErrorKind::Failed,
+    }
 }
 
 /// `kvm` only when hardware virtualization is really usable: a vmx/svm CPU flag and an openable

@@ -1,11 +1,10 @@
 //! What the hypervisor connection tells beyond a qube's power state: whether there is one, its
 //! version, the counters of a running qube's disks and network card, and its CPU use between two samples.
 
-use corral_core::error::Failure;
 use std::time::{Duration, Instant};
 
 use corral_core::hv::{BlockStats, DomainInfo, InterfaceStats};
-use corral_core::{Error, ErrorKind, Result};
+use corral_core::{Error, Result};
 
 use crate::{resolve_in, Principal, Service};
 
@@ -33,7 +32,7 @@ impl Service {
         }
         let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
         let target = crate::lifecycle::disk_target(volume);
-        hv.block_stats(&d.uuid, &target).map(Some).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))
+        hv.block_stats(&d.uuid, &target).map(Some).map_err(Error::from)
     }
 
     /// The counters of qube `vm`'s network card while it runs (`None` while halted or unconnected).
@@ -51,7 +50,7 @@ impl Service {
             return Ok(None);
         }
         let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
-        hv.interface_stats(&d.uuid, &mac).map(Some).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))
+        hv.interface_stats(&d.uuid, &mac).map(Some).map_err(Error::from)
     }
 }
 

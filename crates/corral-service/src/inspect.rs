@@ -6,15 +6,11 @@
 //! only when it starts (as qubesd renders it from the qube's properties), so what libvirt may still hold
 //! from an earlier run can be out of date, and a qube that never ran has none.
 
-use corral_core::error::{Conflict, Failure};
+use corral_core::error::Conflict;
 use corral_core::hv::{HvError, Inspect, PowerState};
 use corral_core::{Error, ErrorKind, Result};
 
 use crate::{resolve_in, Principal, Service};
-
-pub(crate) fn hv_error(e: HvError) -> Error {
-    Error::new(ErrorKind::Failed(Failure::Qube), e.message)
-}
 
 impl Service {
     /// Whether libvirt's view can be shown at all: a hypervisor connection that supports introspection.
@@ -28,7 +24,7 @@ impl Service {
         let inspect = hv
             .inspect()
             .ok_or_else(|| Error::new(ErrorKind::NotImplemented, "The hypervisor cannot show its objects"))?;
-        f(inspect).map_err(hv_error)
+        f(inspect).map_err(Error::from)
     }
 
     /// A qube's domain XML: libvirt's with `virDomainXMLFlags` unless the qube is halted, else the one its

@@ -379,7 +379,7 @@ impl Service {
             restored
         };
         self.starting.lock().remove(&d.uuid);
-        restored.map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
+        restored.map_err(Error::from)?;
         self.runtime.set_xid(d.uuid, hv.info(&d.uuid).ok().and_then(|i| i.id));
         self.publish_xid_reset(&d.name);
         Ok(())
@@ -398,7 +398,7 @@ impl Service {
         self.publish(Event::on(&d.name, "domain-pre-paused"));
         {
             let _loan = self.lend_cause(d.uuid);
-            hv.save(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
+            hv.save(&d.uuid).map_err(Error::from)?;
             self.transition(d.uuid, PowerState::Saved);
         }
         self.runtime.set_xid(d.uuid, None);
@@ -593,7 +593,7 @@ impl Service {
         }
         let outcome = if asleep { hv.kill(&d.uuid) } else { hv.shutdown(&d.uuid) };
         if let Err(e) = outcome {
-            return Err(failed(Error::new(ErrorKind::Failed(Failure::Qube), e.message)));
+            return Err(failed(Error::from(e)));
         }
         if asleep {
             // Killed by now; libvirt reports no event when it discards a saved image.
@@ -632,7 +632,7 @@ impl Service {
         }
         let _loan = self.lend_cause(d.uuid);
         // A saved qube's image is discarded: it is halted then, as a killed one is.
-        self.hypervisor()?.kill(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
+        self.hypervisor()?.kill(&d.uuid).map_err(Error::from)?;
         // Waits for libvirt's event thread if it is firing this stop's events: they come before the reply.
         self.transition(d.uuid, PowerState::Halted);
         Ok(())
@@ -648,7 +648,7 @@ impl Service {
         }
         self.publish(Event::on(&d.name, "domain-pre-paused"));
         let _loan = self.lend_cause(d.uuid);
-        self.hypervisor()?.pause(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
+        self.hypervisor()?.pause(&d.uuid).map_err(Error::from)?;
         self.transition(d.uuid, PowerState::Paused);
         Ok(())
     }
@@ -662,7 +662,7 @@ impl Service {
         }
         self.publish(Event::on(&d.name, "domain-pre-unpaused"));
         let _loan = self.lend_cause(d.uuid);
-        self.hypervisor()?.unpause(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
+        self.hypervisor()?.unpause(&d.uuid).map_err(Error::from)?;
         self.transition(d.uuid, PowerState::Running);
         Ok(())
     }
@@ -678,7 +678,7 @@ impl Service {
         }
         self.publish(Event::on(&d.name, "domain-pre-paused"));
         let _loan = self.lend_cause(d.uuid);
-        self.hypervisor()?.pm_suspend(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
+        self.hypervisor()?.pm_suspend(&d.uuid).map_err(Error::from)?;
         self.transition(d.uuid, PowerState::Paused);
         Ok(())
     }
@@ -697,7 +697,7 @@ impl Service {
         }
         self.publish(Event::on(&d.name, "domain-pre-unpaused"));
         let _loan = self.lend_cause(d.uuid);
-        self.hypervisor()?.pm_wakeup(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
+        self.hypervisor()?.pm_wakeup(&d.uuid).map_err(Error::from)?;
         self.transition(d.uuid, PowerState::Running);
         Ok(())
     }
@@ -723,9 +723,7 @@ impl Service {
         if d.is_admin() || !self.power(&d).is_live() {
             return Err(not_running(&d.name));
         }
-        self.hypervisor()?
-            .send_keys(&d.uuid, codeset, hold_ms, keys)
-            .map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))
+        self.hypervisor()?.send_keys(&d.uuid, codeset, hold_ms, keys).map_err(Error::from)
     }
 
     /// Where a running qube's graphical console answers; none for a halted one.
@@ -763,9 +761,7 @@ impl Service {
             .map(|t| t.as_secs())
             .filter(|t| *t <= LAST_EXPIRY)
             .ok_or_else(|| Error::value("A console ticket cannot last beyond the year 9999"))?;
-        self.hypervisor()?
-            .set_console_password(&d.uuid, &ticket, valid_to)
-            .map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
+        self.hypervisor()?.set_console_password(&d.uuid, &ticket, valid_to).map_err(Error::from)?;
         Ok(ticket)
     }
 
@@ -797,7 +793,7 @@ impl Service {
             return Ok("mem=0 mem_static_max=0 cputime=0 power_state=Halted".into());
         }
         let info = match &self.hv {
-            Some(hv) => hv.info(&d.uuid).map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?,
+            Some(hv) => hv.info(&d.uuid).map_err(Error::from)?,
             None => corral_core::hv::DomainInfo::halted(),
         };
         Ok(format!(
@@ -816,10 +812,7 @@ impl Service {
         if d.is_admin() || !self.power(&d).is_live() {
             return Err(not_running(&d.name));
         }
-        let pty = self
-            .hypervisor()?
-            .console_pty(&d.uuid)
-            .map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
+        let pty = self.hypervisor()?.console_pty(&d.uuid).map_err(Error::from)?;
         // Upstream answers the `console/@tty` of the live XML, empty when there is none.
         Ok(pty.unwrap_or_default())
     }

@@ -1,7 +1,7 @@
 //! Boot media a qube can be given: ISO images that `file` pools offer (what a cdrom drive holds, now and from
 //! the next start) and the kernels of `linux-kernel` pools.
 
-use corral_core::error::{Conflict, Failure};
+use corral_core::error::Conflict;
 use corral_core::volume::{Driver, Pool};
 use corral_core::{App, Error, ErrorKind, Result};
 
@@ -87,8 +87,7 @@ impl Service {
             }
             _ => {
                 let hv = self.hv.as_ref().ok_or_else(|| self.no_hypervisor())?;
-                hv.change_media(&d.uuid, path.as_deref())
-                    .map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
+                hv.change_media(&d.uuid, path.as_deref()).map_err(Error::from)?;
             }
         }
         if file.is_empty() {

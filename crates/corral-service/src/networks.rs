@@ -6,7 +6,6 @@ use corral_core::error::{Conflict, Invalid};
 use corral_core::hv::{DhcpLease, HvError, NetworkControl, NetworkDef, NetworkDetails};
 use corral_core::{Error, ErrorKind, Result};
 
-use crate::inspect::hv_error;
 use crate::{Principal, Service};
 
 impl Service {
@@ -125,7 +124,7 @@ impl Service {
         let control = hv
             .network_control()
             .ok_or_else(|| Error::new(ErrorKind::NotImplemented, "The hypervisor has no virtual networks to manage"))?;
-        f(control).map_err(hv_error)
+        f(control).map_err(Error::from)
     }
 }
 

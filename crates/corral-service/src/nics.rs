@@ -8,7 +8,7 @@
 //! to be halted for it).
 
 use corral_core::domain::{Domain, NETVM_NETWORK, NETWORK_FEATURE, NIC_NAME, NIC_NAME_FEATURE};
-use corral_core::error::{Conflict, Failure, Missing};
+use corral_core::error::{Conflict, Missing};
 use corral_core::hv::NetworkSpec;
 use corral_core::plan::Plan;
 use corral_core::props;
@@ -49,7 +49,7 @@ impl Service {
         let hv = self.hv.as_ref().ok_or_else(|| {
             Error::value(format!("Cannot put a card on the libvirt network {name}: no hypervisor connection"))
         })?;
-        let networks = hv.networks().map_err(|e| Error::new(ErrorKind::Failed(Failure::Qube), e.message))?;
+        let networks = hv.networks().map_err(Error::from)?;
         if networks.iter().any(|(n, _, _)| n == name) {
             Ok(())
         } else {

@@ -7,20 +7,31 @@ use std::path::{Path, PathBuf};
 use corral_store::{Durability, SqliteStore, StateStore};
 
 /// The qube directories of the state directory's own file pool (`appvms/<qube>`, `vm-templates/<qube>`)
-/// that hold anything.
+/// that hold a file some qube owned: files a create made before its commit are marked `<file>.unowned` until
+/// then, so a create cut short by a crash leaves only marked files, which say nothing of a lost database.
 fn image_dirs(state_dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for kind in ["appvms", "vm-templates"] {
         let Ok(entries) = std::fs::read_dir(state_dir.join(kind)) else { continue };
         for entry in entries.flatten() {
             let path = entry.path();
-            if std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some()) {
+            if holds_owned_files(&path) {
                 found.push(path);
             }
         }
     }
     found.sort();
     found
+}
+
+/// Whether `dir` holds a file that is neither an `.unowned` marker nor marked by one.
+fn holds_owned_files(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        !name.ends_with(".unowned") && !dir.join(format!("{name}.unowned")).exists()
+    })
 }
 
 pub fn refuse_lost_store(state_dir: &Path, accept: bool) -> anyhow::Result<()> {

@@ -241,6 +241,23 @@ fn an_empty_store_beside_qube_images_is_refused() {
     assert!(d.state.join("appvms/work").is_dir());
 }
 
+/// A create cut short by `kill -9` before its commit leaves the new qube's files marked as nobody's; beside a
+/// store that holds no qube yet, that is no sign of a lost database, and corrald starts.
+#[test]
+fn a_fresh_store_beside_only_a_crashed_create_s_files_starts() {
+    let mut d = support::Daemon::start();
+    d.kill9();
+    let dir = d.state.join("appvms/half");
+    std::fs::create_dir_all(&dir).expect("image dir");
+    std::fs::write(dir.join("private.img.unowned"), b"").expect("marker");
+    std::fs::write(dir.join("private.img"), vec![0u8; 4096]).expect("image");
+    let _ = std::fs::remove_file(&d.admin);
+
+    d.restart();
+
+    assert!(d.ok("admin.vm.List", "dom0", b"").starts_with("dom0 "));
+}
+
 /// Qubes lost from a database that still holds others leave images no qube owns: the start says so.
 #[test]
 fn images_of_qubes_the_store_lost_are_reported() {
