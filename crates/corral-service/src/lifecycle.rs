@@ -150,7 +150,7 @@ impl Service {
 
     /// qubesd's start: a qube that is up already is left as it is (and the call succeeds); a saved one
     /// resumes from disk.
-    pub fn start_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn start_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Start", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "start", ErrorKind::Conflict(Conflict::NotHalted))?;
@@ -407,7 +407,7 @@ impl Service {
     }
 
     /// Shuts a running qube down, waits until it stopped and starts it again.
-    pub fn reboot_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn reboot_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Shutdown", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         let state = self.settled_power(&d);
@@ -563,11 +563,11 @@ impl Service {
         }
     }
 
-    pub fn console_log(&self, name: &str) -> std::path::PathBuf {
+    pub(crate) fn console_log(&self, name: &str) -> std::path::PathBuf {
         self.state_dir.join("logs").join(format!("{name}.console"))
     }
 
-    pub fn shutdown_vm(&self, caller: &Principal, vm: &str, force: bool, wait: bool) -> Result<()> {
+    pub(crate) fn shutdown_vm(&self, caller: &Principal, vm: &str, force: bool, wait: bool) -> Result<()> {
         self.auth(caller, "admin.vm.Shutdown", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "shutdown", ErrorKind::Failed(Failure::Qube))?;
@@ -619,7 +619,7 @@ impl Service {
         Ok(())
     }
 
-    pub fn kill_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn kill_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Kill", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "kill", ErrorKind::Failed(Failure::Qube))?;
@@ -638,7 +638,7 @@ impl Service {
         Ok(())
     }
 
-    pub fn pause_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn pause_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Pause", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "pause", ErrorKind::Failed(Failure::Qube))?;
@@ -653,7 +653,7 @@ impl Service {
         Ok(())
     }
 
-    pub fn unpause_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn unpause_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Unpause", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         let state = self.power(&d);
@@ -668,7 +668,7 @@ impl Service {
     }
 
     /// Without a guest agent to prepare it, a suspend is a pause, as upstream does for such qubes.
-    pub fn suspend_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn suspend_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Suspend", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "suspend", ErrorKind::Failed(Failure::Qube))?;
@@ -685,7 +685,7 @@ impl Service {
 
     /// A paused or sleeping qube wakes up; one saved to disk (which the Admin API shows as `Suspended` too)
     /// is started from its image.
-    pub fn resume_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn resume_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Resume", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         let state = self.settled_power(&d);
@@ -776,7 +776,7 @@ impl Service {
     }
 
     /// `mem=<KiB> mem_static_max=<KiB> cputime=<ns> power_state=<State>`.
-    pub fn current_state(&self, caller: &Principal, vm: &str) -> Result<String> {
+    pub(crate) fn current_state(&self, caller: &Principal, vm: &str) -> Result<String> {
         self.auth(caller, "admin.vm.CurrentState", "", vm)?;
         let (d, host_kib) = {
             let app = self.current();
@@ -805,7 +805,7 @@ impl Service {
         ))
     }
 
-    pub fn console_path(&self, caller: &Principal, vm: &str) -> Result<String> {
+    pub(crate) fn console_path(&self, caller: &Principal, vm: &str) -> Result<String> {
         self.auth(caller, "admin.vm.Console", "", vm)?;
         let d = self.vm_snapshot(vm)?;
         refuse_remote(&d, "open the console of", ErrorKind::Failed(Failure::Qube))?;

@@ -43,7 +43,7 @@ impl Service {
 
     /// Defines, starts and autostarts a persistent isolated network. Its name is checked here: libvirt
     /// takes almost any text.
-    pub fn define_network(&self, caller: &Principal, def: &NetworkDef) -> Result<NetworkDetails> {
+    pub(crate) fn define_network(&self, caller: &Principal, def: &NetworkDef) -> Result<NetworkDetails> {
         self.auth(caller, "corral.network.Define", "", "dom0")?;
         let valid = !def.name.is_empty()
             && def.name.len() <= 64
@@ -68,7 +68,7 @@ impl Service {
     }
 
     /// Stops and undefines a network: it is gone. The network qubes join (`default`) is refused.
-    pub fn destroy_network(&self, caller: &Principal, uuid: &uuid::Uuid) -> Result<()> {
+    pub(crate) fn destroy_network(&self, caller: &Principal, uuid: &uuid::Uuid) -> Result<()> {
         self.auth(caller, "corral.network.Destroy", "", "dom0")?;
         let name = self.inspecting(|i| i.network_details())?.into_iter().find(|n| n.uuid == *uuid).map(|n| n.name);
         if name.as_deref() == Some(crate::lifecycle::QUBE_NETWORK) {

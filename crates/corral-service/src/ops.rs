@@ -57,7 +57,7 @@ impl Service {
         self.power(d).as_str()
     }
 
-    pub fn list_vms(&self, caller: &Principal, dest: &str) -> Result<Vec<VmSummary>> {
+    pub(crate) fn list_vms(&self, caller: &Principal, dest: &str) -> Result<Vec<VmSummary>> {
         self.auth(caller, "admin.vm.List", "", dest)?;
         let app = self.current();
         if dest == "dom0" {
@@ -72,12 +72,12 @@ impl Service {
     }
 
     /// Every qube, sorted by name.
-    pub fn summaries(&self, app: &App) -> Vec<VmSummary> {
+    pub(crate) fn summaries(&self, app: &App) -> Vec<VmSummary> {
         app.domains().map(|d| self.summary(d)).collect()
     }
 
     /// Runs `f` over a read view of one qube after authorizing the call.
-    pub fn with_vm<T>(
+    pub(crate) fn with_vm<T>(
         &self,
         caller: &Principal,
         method: &str,
@@ -90,7 +90,7 @@ impl Service {
         f(&app, domain(&app, vm)?)
     }
 
-    pub fn with_app<T>(
+    pub(crate) fn with_app<T>(
         &self,
         caller: &Principal,
         method: &str,
@@ -102,7 +102,7 @@ impl Service {
         f(&app)
     }
 
-    pub fn vm_prop_view(&self, app: &App, d: &Domain, name: &str) -> Result<PropView> {
+    pub(crate) fn vm_prop_view(&self, app: &App, d: &Domain, name: &str) -> Result<PropView> {
         if let Some(value) = self.runtime_prop(d, name) {
             return Ok(PropView {
                 is_default: true,
@@ -133,7 +133,7 @@ impl Service {
         })
     }
 
-    pub fn vm_prop_default(app: &App, d: &Domain, name: &str) -> Result<Option<(PropType, String)>> {
+    pub(crate) fn vm_prop_default(app: &App, d: &Domain, name: &str) -> Result<Option<(PropType, String)>> {
         let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
         // A qube's identity given at creation and any label have no default in qubesd (dom0's identity
         // does): GetDefault answers empty.
@@ -145,11 +145,11 @@ impl Service {
         Ok(app.vm_prop(&probe, name).map(|v| (def.ty, v)))
     }
 
-    pub fn vm_prop_help(d: &Domain, name: &str) -> Result<&'static str> {
+    pub(crate) fn vm_prop_help(d: &Domain, name: &str) -> Result<&'static str> {
         props::vm_prop_def(d.class, name).map(|p| p.help).ok_or_else(|| Error::no_such_property(&d.name, name))
     }
 
-    pub fn global_prop_view(app: &App, name: &str) -> Result<PropView> {
+    pub(crate) fn global_prop_view(app: &App, name: &str) -> Result<PropView> {
         let def = props::global_prop_def(name).ok_or_else(|| Error::no_such_property("Qubes", name))?;
         Ok(PropView {
             is_default: app.global_explicit(name).is_none(),
@@ -158,12 +158,12 @@ impl Service {
         })
     }
 
-    pub fn global_prop_default(app: &App, name: &str) -> Result<Option<(PropType, String)>> {
+    pub(crate) fn global_prop_default(app: &App, name: &str) -> Result<Option<(PropType, String)>> {
         let def = props::global_prop_def(name).ok_or_else(|| Error::no_such_property("Qubes", name))?;
         Ok((def.default)(app).map(|v| (def.ty, v)))
     }
 
-    pub fn set_vm_prop(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn set_vm_prop(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let ty = {
             let app = self.current();
             let d = domain(&app, vm)?;
@@ -206,7 +206,7 @@ impl Service {
     }
 
     /// Several properties (and optionally the notes) of one qube in one transaction: all or nothing.
-    pub fn update_vm(&self, caller: &Principal, vm: &str, props: &[(&str, &[u8])], notes: Option<&[u8]>) -> Result<()> {
+    pub(crate) fn update_vm(&self, caller: &Principal, vm: &str, props: &[(&str, &[u8])], notes: Option<&[u8]>) -> Result<()> {
         let mut typed = Vec::new();
         {
             let app = self.current();
@@ -266,7 +266,7 @@ impl Service {
         Ok(())
     }
 
-    pub fn reset_vm_prop(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
+    pub(crate) fn reset_vm_prop(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
         self.auth(caller, "admin.vm.property.Reset", name, vm)?;
         if name == "netvm" {
             return self.set_netvm(vm, None);
@@ -285,19 +285,19 @@ impl Service {
         Ok(())
     }
 
-    pub fn set_global_prop(&self, caller: &Principal, name: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn set_global_prop(&self, caller: &Principal, name: &str, payload: &[u8]) -> Result<()> {
         let def = props::global_prop_def(name).ok_or_else(|| Error::no_such_property("Qubes", name))?;
         let value = props::sanitize(def.ty, payload)?;
         self.auth(caller, "admin.property.Set", name, "dom0")?;
         self.mutate(|app| Ok((app.plan_global_prop_set(name, &value)?, ())))
     }
 
-    pub fn reset_global_prop(&self, caller: &Principal, name: &str) -> Result<()> {
+    pub(crate) fn reset_global_prop(&self, caller: &Principal, name: &str) -> Result<()> {
         self.auth(caller, "admin.property.Reset", name, "dom0")?;
         self.mutate(|app| Ok((app.plan_global_prop_reset(name)?, ())))
     }
 
-    pub fn feature_get(
+    pub(crate) fn feature_get(
         &self,
         caller: &Principal,
         method: &str,
@@ -325,7 +325,7 @@ impl Service {
         })
     }
 
-    pub fn feature_set(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn feature_set(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let value = std::str::from_utf8(payload)
             .ok()
             .filter(|v| v.is_ascii())
@@ -338,19 +338,19 @@ impl Service {
         self.mutate(|app| Ok((app.plan_feature_set(domain(app, vm)?, name, value)?, ())))
     }
 
-    pub fn denied_add(&self, caller: &Principal, vm: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn denied_add(&self, caller: &Principal, vm: &str, payload: &[u8]) -> Result<()> {
         let codes = plan::parse_denied_payload(payload, false)?.unwrap_or_default();
         self.auth(caller, "admin.vm.device.denied.Add", "", vm)?;
         self.mutate(|app| Ok((app.plan_denied_add(domain(app, vm)?, &codes)?, ())))
     }
 
-    pub fn denied_remove(&self, caller: &Principal, vm: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn denied_remove(&self, caller: &Principal, vm: &str, payload: &[u8]) -> Result<()> {
         let codes = plan::parse_denied_payload(payload, true)?;
         self.auth(caller, "admin.vm.device.denied.Remove", "", vm)?;
         self.mutate(|app| Ok((app.plan_denied_remove(domain(app, vm)?, codes.as_deref())?, ())))
     }
 
-    pub fn feature_remove(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
+    pub(crate) fn feature_remove(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
         plan::validate_feature_name(name)?;
         self.auth(caller, "admin.vm.feature.Remove", name, vm)?;
         if name == NETWORK_FEATURE {
@@ -359,39 +359,39 @@ impl Service {
         self.mutate(|app| Ok((app.plan_feature_remove(domain(app, vm)?, name)?, ())))
     }
 
-    pub fn tag_set(&self, caller: &Principal, vm: &str, tag: &str) -> Result<()> {
+    pub(crate) fn tag_set(&self, caller: &Principal, vm: &str, tag: &str) -> Result<()> {
         corral_core::text::validate_tag(tag)?;
         self.auth(caller, "admin.vm.tag.Set", tag, vm)?;
         self.mutate(|app| Ok((app.plan_tag_set(domain(app, vm)?, tag, caller.may_mark_creators())?, ())))
     }
 
-    pub fn tag_remove(&self, caller: &Principal, vm: &str, tag: &str) -> Result<()> {
+    pub(crate) fn tag_remove(&self, caller: &Principal, vm: &str, tag: &str) -> Result<()> {
         corral_core::text::validate_tag(tag)?;
         self.auth(caller, "admin.vm.tag.Remove", tag, vm)?;
         self.mutate(|app| Ok((app.plan_tag_remove(domain(app, vm)?, tag, caller.may_mark_creators())?, ())))
     }
 
-    pub fn label_create(&self, caller: &Principal, name: &str, color: &[u8]) -> Result<()> {
+    pub(crate) fn label_create(&self, caller: &Principal, name: &str, color: &[u8]) -> Result<()> {
         label::validate_label_name(name, true)?;
         let color = label::parse_label_color(color)?;
         self.auth(caller, "admin.label.Create", name, "dom0")?;
         self.mutate(|app| Ok((app.plan_label_create(name, &color)?, ())))
     }
 
-    pub fn label_remove(&self, caller: &Principal, name: &str) -> Result<()> {
+    pub(crate) fn label_remove(&self, caller: &Principal, name: &str) -> Result<()> {
         label::validate_label_name(name, false)?;
         self.auth(caller, "admin.label.Remove", name, "dom0")?;
         self.mutate(|app| Ok((app.plan_label_remove(name)?, ())))
     }
 
-    pub fn create_vm(&self, caller: &Principal, method: &str, spec: CreateSpec) -> Result<()> {
+    pub(crate) fn create_vm(&self, caller: &Principal, method: &str, spec: CreateSpec) -> Result<()> {
         self.create_vm_with(caller, method, spec, &[], None)
     }
 
     /// A new qube with its first property values (and notes) in one transaction, so that no one, not even
     /// a restart after a crash, sees it half set up (a door's single create request; `qvm-create` makes
     /// these separate calls itself).
-    pub fn create_vm_with(
+    pub(crate) fn create_vm_with(
         &self,
         caller: &Principal,
         method: &str,
@@ -572,7 +572,7 @@ impl Service {
     }
 
     /// Returns the new qube's name. Starting it is the caller's (qrexec's) next call.
-    pub fn create_disposable(&self, caller: &Principal, dest: &str) -> Result<String> {
+    pub(crate) fn create_disposable(&self, caller: &Principal, dest: &str) -> Result<String> {
         self.auth(caller, "admin.vm.CreateDisposable", "", dest)?;
         let mut model = self.model.write();
         let base_name = if dest == "dom0" {
@@ -682,7 +682,7 @@ impl Service {
         self.remove_vm(caller, vm)
     }
 
-    pub fn remove_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn remove_vm(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.Remove", "", vm)?;
         let mut model = self.model.write();
         let d = domain(&model, vm)?;
@@ -716,26 +716,26 @@ impl Service {
         Ok(())
     }
 
-    pub fn firewall_set(&self, caller: &Principal, vm: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn firewall_set(&self, caller: &Principal, vm: &str, payload: &[u8]) -> Result<()> {
         let rules = firewall::parse_rules(payload, now_epoch())?;
         self.auth(caller, "admin.vm.firewall.Set", "", vm)?;
         self.mutate(|app| Ok((app.plan_firewall_set(domain(app, vm)?, rules), ())))
     }
 
-    pub fn firewall_reload(&self, caller: &Principal, vm: &str) -> Result<()> {
+    pub(crate) fn firewall_reload(&self, caller: &Principal, vm: &str) -> Result<()> {
         self.auth(caller, "admin.vm.firewall.Reload", "", vm)?;
         let name = domain(&self.current(), vm)?.name.clone();
         self.publish(Event::on(&name, "firewall-changed"));
         Ok(())
     }
 
-    pub fn notes_set(&self, caller: &Principal, vm: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn notes_set(&self, caller: &Principal, vm: &str, payload: &[u8]) -> Result<()> {
         let text = plan::sanitize_notes(payload)?;
         self.auth(caller, "admin.vm.notes.Set", "", vm)?;
         self.mutate(|app| Ok((app.plan_notes_set(domain(app, vm)?, text), ())))
     }
 
-    pub fn pool_add(&self, caller: &Principal, driver: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn pool_add(&self, caller: &Principal, driver: &str, payload: &[u8]) -> Result<()> {
         let driver = Driver::from_name(driver).ok_or_else(|| Error::denied("Argument not in 'available drivers'"))?;
         let text = std::str::from_utf8(payload)
             .ok()
@@ -760,7 +760,7 @@ impl Service {
         })
     }
 
-    pub fn pool_remove(&self, caller: &Principal, pool: &str) -> Result<()> {
+    pub(crate) fn pool_remove(&self, caller: &Principal, pool: &str) -> Result<()> {
         self.auth(caller, "admin.pool.Remove", pool, "dom0")?;
         self.mutate(|app| {
             app.pool(pool).ok_or_else(|| Error::denied("Argument not in 'pools'"))?;
@@ -768,7 +768,7 @@ impl Service {
         })
     }
 
-    pub fn pool_set_revisions(&self, caller: &Principal, pool: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn pool_set_revisions(&self, caller: &Principal, pool: &str, payload: &[u8]) -> Result<()> {
         let n = corral_core::text::validate_number(payload, "revisions to keep", true)?;
         if n < -1 {
             return Err(Error::protocol("Value can't be lower than -1"));
@@ -782,7 +782,7 @@ impl Service {
         })
     }
 
-    pub fn pool_set_ephemeral(&self, caller: &Principal, pool: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn pool_set_ephemeral(&self, caller: &Principal, pool: &str, payload: &[u8]) -> Result<()> {
         let value = parse_bool_payload(payload)?;
         self.auth(caller, "admin.pool.Set.ephemeral_volatile", pool, "dom0")?;
         self.mutate(|app| {
@@ -801,7 +801,7 @@ impl Service {
     }
 
     /// The JSON the qrexec policy daemon asks for on every call it evaluates.
-    pub fn system_info(&self) -> std::sync::Arc<Vec<u8>> {
+    pub(crate) fn system_info(&self) -> std::sync::Arc<Vec<u8>> {
         self.rendered_model("internal.GetSystemInfo", |app, _| self.render_system_info(app).into_bytes())
     }
 

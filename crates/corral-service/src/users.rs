@@ -293,7 +293,7 @@ pub enum LoginRefused {
 
 impl Service {
     /// Adds or replaces a local user.
-    pub fn user_add(&self, name: &str, password: &str) -> Result<()> {
+    pub(crate) fn user_add(&self, name: &str, password: &str) -> Result<()> {
         validate_user_name(name)?;
         if password.is_empty() {
             return Err(Error::value("Password must not be empty"));
@@ -318,7 +318,7 @@ impl Service {
 
     /// Issues a new virthttp service key for user `name` (the old one stops working): 32 random bytes as
     /// 64 hex digits, returned once; only its SHA-256 is kept.
-    pub fn user_service_key(&self, name: &str) -> Result<String> {
+    pub(crate) fn user_service_key(&self, name: &str) -> Result<String> {
         let mut bytes = [0u8; 32];
         rand::RngCore::fill_bytes(&mut OsRng, &mut bytes);
         let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -350,7 +350,7 @@ impl Service {
         found
     }
 
-    pub fn user_remove(&self, name: &str) -> Result<()> {
+    pub(crate) fn user_remove(&self, name: &str) -> Result<()> {
         self.mutate(|app| {
             app.user(name)
                 .ok_or_else(|| Error::new(ErrorKind::Failed(Failure::General), format!("No such user: {name}")))?;

@@ -72,7 +72,7 @@ pub(crate) fn storage_error(e: corral_storage::StorageError) -> Error {
 }
 
 impl Service {
-    pub fn volume_info(&self, caller: &Principal, vm: &str, name: &str) -> Result<VolumeInfo> {
+    pub(crate) fn volume_info(&self, caller: &Principal, vm: &str, name: &str) -> Result<VolumeInfo> {
         self.with_vm(caller, "admin.vm.volume.Info", name, vm, |app, d| {
             let v = volume_of(d, name)?;
             let pool = pool_of(app, v)?;
@@ -102,7 +102,7 @@ impl Service {
         })
     }
 
-    pub fn volume_snapshots(&self, caller: &Principal, vm: &str, name: &str) -> Result<Vec<String>> {
+    pub(crate) fn volume_snapshots(&self, caller: &Principal, vm: &str, name: &str) -> Result<Vec<String>> {
         self.with_vm(caller, "admin.vm.volume.ListSnapshots", name, vm, |app, d| {
             let v = volume_of(d, name)?;
             Ok(self.storage.revisions(pool_of(app, v)?, v).into_iter().map(|r| r.id).collect())
@@ -148,7 +148,7 @@ impl Service {
         Ok(())
     }
 
-    pub fn volume_resize(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn volume_resize(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let size = parse_size(payload)?;
         self.volume_change(caller, "admin.vm.volume.Resize", vm, name, |app, _, v| {
             self.grow(app, v, size)?;
@@ -209,7 +209,7 @@ impl Service {
         })
     }
 
-    pub fn volume_revert(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn volume_revert(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let revision =
             std::str::from_utf8(payload).map_err(|_| Error::protocol("Invalid revision"))?.trim().to_string();
         let ok = !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_alphanumeric() || b":_.-".contains(&b));
@@ -232,7 +232,7 @@ impl Service {
         })
     }
 
-    pub fn volume_clear(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
+    pub(crate) fn volume_clear(&self, caller: &Principal, vm: &str, name: &str) -> Result<()> {
         self.volume_change(caller, "admin.vm.volume.Clear", vm, name, |app, d, v| {
             if self.power_state(d) != "Halted" {
                 return Err(Error::not_halted(&d.name));
@@ -246,7 +246,7 @@ impl Service {
         })
     }
 
-    pub fn volume_set_revisions(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn volume_set_revisions(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let n = corral_core::text::validate_number(payload, "revisions to keep", true)?;
         if n < -1 {
             return Err(Error::value("Invalid value for revisions_to_keep"));
@@ -262,7 +262,7 @@ impl Service {
         })
     }
 
-    pub fn volume_set_rw(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn volume_set_rw(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let rw = crate::ops::parse_bool_payload(payload)?;
         self.volume_change(caller, "admin.vm.volume.Set.rw", vm, name, |_, d, v| {
             if self.power_state(d) != "Halted" {
@@ -272,7 +272,7 @@ impl Service {
         })
     }
 
-    pub fn volume_set_ephemeral(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn volume_set_ephemeral(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let ephemeral = crate::ops::parse_bool_payload(payload)?;
         self.volume_change(caller, "admin.vm.volume.Set.ephemeral", vm, name, |_, _, v| {
             if ephemeral && !(v.is_plain_volatile() && v.rw) {
@@ -284,7 +284,7 @@ impl Service {
         })
     }
 
-    pub fn volume_clone_from(&self, caller: &Principal, vm: &str, name: &str) -> Result<String> {
+    pub(crate) fn volume_clone_from(&self, caller: &Principal, vm: &str, name: &str) -> Result<String> {
         let vm_name = self.with_vm(caller, "admin.vm.volume.CloneFrom", name, vm, |_, d| {
             volume_of(d, name)?;
             Ok(d.name.clone())
@@ -301,7 +301,7 @@ impl Service {
         Ok(token)
     }
 
-    pub fn volume_clone_to(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) fn volume_clone_to(&self, caller: &Principal, vm: &str, name: &str, payload: &[u8]) -> Result<()> {
         let token = std::str::from_utf8(payload)
             .ok()
             .filter(|t| t.is_ascii())
@@ -351,7 +351,7 @@ impl Service {
     }
 
     /// `internal.vm.volume.ImportBegin`: returns where the import service writes the data.
-    pub fn import_begin(
+    pub(crate) fn import_begin(
         &self,
         caller: &Principal,
         method: &str,
@@ -384,7 +384,7 @@ impl Service {
     }
 
     /// `internal.vm.volume.ImportEnd`: commits or discards the data written since ImportBegin.
-    pub fn import_end(&self, vm: &str, name: &str, success: bool, failure: &str) -> Result<()> {
+    pub(crate) fn import_end(&self, vm: &str, name: &str, success: bool, failure: &str) -> Result<()> {
         let guard = self.model.upgradable_read();
         let d = resolve_in(&guard, vm)?;
         let v = internal_volume_of(d, name)?;

@@ -64,7 +64,8 @@ impl Door {
             vnc_listen: std::net::Ipv4Addr::LOCALHOST.into(),
         };
         let service = Service::open(config, authorizer).expect("service");
-        service.user_add(USER, PASSWORD).expect("user");
+        let add = corral_service::Request::UserAdd { name: USER.into(), password: PASSWORD.into() };
+        service.handle(&corral_service::Principal::AdminVm, add).expect("user");
         Door { app: corral_rest::app(Rest::new(service.clone(), false)), service, _state: state }
     }
 
@@ -135,8 +136,8 @@ impl Door {
             uuid: uuid::Uuid::new_v4(),
         };
         let uuid = spec.uuid.to_string();
-        let call = format!("admin.vm.Create.{}", class.name());
-        self.service.create_vm(&corral_service::Principal::AdminVm, &call, spec).expect("create");
+        let create = corral_service::Request::VmCreate { spec, pools: corral_service::CreateIn::DefaultPools };
+        self.service.handle(&corral_service::Principal::AdminVm, create).expect("create");
         uuid
     }
 }
