@@ -206,7 +206,13 @@ impl Service {
     }
 
     /// Several properties (and optionally the notes) of one qube in one transaction: all or nothing.
-    pub(crate) fn update_vm(&self, caller: &Principal, vm: &str, props: &[(&str, &[u8])], notes: Option<&[u8]>) -> Result<()> {
+    pub(crate) fn update_vm(
+        &self,
+        caller: &Principal,
+        vm: &str,
+        props: &[(&str, &[u8])],
+        notes: Option<&[u8]>,
+    ) -> Result<()> {
         let mut typed = Vec::new();
         {
             let app = self.current();
