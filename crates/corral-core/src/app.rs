@@ -46,9 +46,10 @@ pub enum Op {
 /// picture of the model without holding up writers.
 #[derive(Debug, Clone)]
 pub struct App {
-    domains: BTreeMap<String, Arc<Domain>>,
-    by_uuid: HashMap<Uuid, String>,
-    by_qid: HashMap<u32, String>,
+    // Names are shared between the indexes, so that copying the model copies no string.
+    domains: BTreeMap<Arc<str>, Arc<Domain>>,
+    by_uuid: HashMap<Uuid, Arc<str>>,
+    by_qid: HashMap<u32, Arc<str>>,
     labels: BTreeMap<u32, Label>,
     pools: Vec<Pool>,
     props: BTreeMap<String, String>,
@@ -109,9 +110,10 @@ impl App {
     pub fn apply(&mut self, op: Op) {
         match op {
             Op::InsertDomain(d) => {
-                self.by_uuid.insert(d.uuid, d.name.clone());
-                self.by_qid.insert(d.qid, d.name.clone());
-                self.domains.insert(d.name.clone(), Arc::new(*d));
+                let name: Arc<str> = Arc::from(d.name.as_str());
+                self.by_uuid.insert(d.uuid, name.clone());
+                self.by_qid.insert(d.qid, name.clone());
+                self.domains.insert(name, Arc::new(*d));
             }
             Op::DeleteDomain { qid } => {
                 if let Some(name) = self.by_qid.remove(&qid) {
@@ -208,7 +210,7 @@ impl App {
 
     fn by_qid_mut(&mut self, qid: u32) -> Option<&mut Domain> {
         let name = self.by_qid.get(&qid)?;
-        self.domains.get_mut(name).map(Arc::make_mut)
+        self.domains.get_mut(&**name).map(Arc::make_mut)
     }
 
     pub fn domain(&self, name: &str) -> Option<&Domain> {
