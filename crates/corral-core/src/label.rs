@@ -1,7 +1,6 @@
 //! Labels: the colours qubes are drawn with.
 
-use crate::error::Invalid;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Invalid, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Label {

@@ -1,14 +1,13 @@
 //! Planning: each mutating request becomes a validated `Plan` (ops + events) against the current model.
 //! Nothing here changes the model; the service commits the ops and then applies them.
 
-use crate::error::{Conflict, Invalid, Missing};
 use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
 use crate::app::{App, Op};
 use crate::domain::{Class, Domain, NETWORK_FEATURE, NIC_NAME_FEATURE};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Conflict, Error, ErrorKind, Invalid, Missing, Result};
 use crate::event::Event;
 use crate::label::{Label, LAST_BUILTIN_INDEX};
 use crate::props::{self, Access, PropType};

@@ -5,8 +5,7 @@
 
 use crate::app::App;
 use crate::domain::{Class, Domain};
-use crate::error::Invalid;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Invalid, Result};
 use crate::text::pyrepr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,12 +3,11 @@
 //! the service commits the whole as one transaction and no one, not even a restart after a crash, sees the qube
 //! half made. What a clone or a template takes over from its source is decided here too.
 
-use crate::error::{Failure, Missing};
 use uuid::Uuid;
 
-use crate::app::App;
+use crate::app::{App, Op};
 use crate::domain::{Class, Domain};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Failure, Missing, Result};
 use crate::event::Event;
 use crate::firewall::Rule;
 use crate::plan::{CreateSpec, Plan, PoolChoice};
@@ -42,6 +41,18 @@ pub struct Setup {
 }
 
 impl Setup {
+    /// Whether the qube starts with nothing but what its creation gives it.
+    pub fn is_empty(&self) -> bool {
+        let Setup { disks, copies, props, notes, features, tags, firewall } = self;
+        disks.is_empty()
+            && copies.is_empty()
+            && props.is_empty()
+            && notes.is_none()
+            && features.is_empty()
+            && tags.is_empty()
+            && firewall.is_none()
+    }
+
     /// Property values a caller asks for win over those the setup takes from elsewhere; they come last.
     pub fn override_props(&mut self, wanted: Vec<(String, String)>) {
         self.props.retain(|(k, _)| !wanted.iter().any(|(w, _)| w == k));
@@ -186,6 +197,16 @@ impl App {
     /// values all at once, as one `update` sets them). `caller_is_dom0` as for [`App::plan_tag_set`].
     pub fn plan_create_with(&self, spec: &CreateSpec, setup: &Setup, caller_is_dom0: bool) -> Result<NewQube> {
         let mut plan = self.plan_create(spec)?;
+        if setup.is_empty() {
+            // A plain create (most Admin API creates): its one insert is the whole new qube, and the model
+            // need not be copied to plan against.
+            let domain = plan.ops.iter().find_map(|op| match op {
+                Op::InsertDomain(d) if d.name == spec.name => Some((**d).clone()),
+                _ => None,
+            });
+            let domain = domain.ok_or_else(|| Error::vm_not_found(&spec.name))?;
+            return Ok(NewQube { plan, domain });
+        }
         let mut after = self.clone();
         for op in plan.ops.clone() {
             after.apply(op);

@@ -1,7 +1,6 @@
 //! Validation and formatting of the small textual values every door receives: names, tags, numbers, booleans.
 
-use crate::error::Invalid;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Invalid, Result};
 
 /// Python's `repr()` of a string, which upstream messages embed (`No such domain: 'x'`).
 pub fn pyrepr(s: &str) -> String {

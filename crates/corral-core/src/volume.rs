@@ -1,9 +1,8 @@
 //! Storage pools and the volumes qubes own, as configuration. Files on disk belong to `corral-storage`.
 
-use crate::error::Failure;
 use std::collections::BTreeMap;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Failure, Result};
 use crate::text::pyrepr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
