@@ -424,7 +424,7 @@ pub enum Request {
         name: String,
     },
 
-    // --- RHEV door (branch `rhev`) ---
+    // --- both HTTP doors ---
     /// A new qube with its first settings, as one transaction; started after the commit when `start`. What would
     /// refuse the start for certain refuses the creation before anything is made; a start that fails later
     /// leaves the qube created and halted ([`Response::NotStarted`]).
@@ -437,6 +437,7 @@ pub enum Request {
         vm: String,
         settings: VmSettings,
     },
+    // --- RHEV door (branch `rhev`) ---
     /// Removes a halted qube; with `force` a running one is killed first.
     VmRemoveForced {
         vm: String,
