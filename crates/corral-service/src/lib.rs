@@ -36,7 +36,7 @@ pub use corral_core::{Credential, Operation, Principal};
 pub use events::{current_cause, with_cause, EventBus, Subscription, SubscriptionEnded};
 pub use lifecycle::{bridge_mac, RunOnce};
 pub use ops::{now_epoch, parse_bool_payload, FeatureLookup, PropView, VmSummary};
-pub use request::{CreateIn, DeviceListing, QubeSetting, Request, Response, TemplateRef, VmSettings, DEVICE_CLASSES};
+pub use request::{CreateIn, DeviceListing, NewVm, Request, Response, TemplateRef, VmSettings, DEVICE_CLASSES};
 pub use users::LoginRefused;
 pub use view::View;
 pub use volumes::VolumeInfo;

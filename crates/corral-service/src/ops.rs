@@ -13,7 +13,7 @@ use corral_core::{firewall, label, plan, App, Error, ErrorKind, Event, Result};
 use parking_lot::RwLockUpgradableReadGuard;
 use serde_json::json;
 
-use crate::request::{TemplateRef, VmSettings};
+use crate::request::{NewVm, VmSettings};
 use crate::{resolve_in, Operation, Principal, Service};
 
 /// One property as `Get` shows it.
@@ -205,28 +205,7 @@ impl Service {
         }
     }
 
-    /// Several properties (and optionally the notes) of one qube in one transaction: all or nothing.
-    pub(crate) fn update_vm(
-        &self,
-        caller: &Principal,
-        vm: &str,
-        props: &[(&str, &[u8])],
-        notes: Option<&[u8]>,
-    ) -> Result<()> {
-        let mut typed = Vec::new();
-        {
-            let app = self.current();
-            let d = domain(&app, vm)?;
-            for (name, payload) in props {
-                let def = props::vm_prop_def(d.class, name).ok_or_else(|| Error::no_such_property(&d.name, name))?;
-                typed.push((name.to_string(), props::sanitize(def.ty, payload)?));
-            }
-        }
-        let notes = notes.map(plan::sanitize_notes).transpose()?;
-        self.update_vm_values(caller, vm, typed, notes)
-    }
-
-    /// [`Service::update_vm`] with settings given as typed values.
+    /// Several settings of one qube in one transaction: all or nothing.
     pub(crate) fn update_vm_settings(&self, caller: &Principal, vm: &str, settings: &VmSettings) -> Result<()> {
         let class = domain(&self.current(), vm)?.class;
         let (typed, notes) = settings_values(class, vm, settings)?;
@@ -391,73 +370,20 @@ impl Service {
     }
 
     pub(crate) fn create_vm(&self, caller: &Principal, method: &str, spec: CreateSpec) -> Result<()> {
-        self.create_vm_with(caller, method, spec, &[], None)
-    }
-
-    /// A new qube with its first property values (and notes) in one transaction, so that no one, not even
-    /// a restart after a crash, sees it half set up (a door's single create request; `qvm-create` makes
-    /// these separate calls itself).
-    pub(crate) fn create_vm_with(
-        &self,
-        caller: &Principal,
-        method: &str,
-        spec: CreateSpec,
-        props: &[(&str, &[u8])],
-        notes: Option<&[u8]>,
-    ) -> Result<()> {
-        self.create_checked(caller, method, spec, props, notes, false)
-    }
-
-    /// `create_vm_with` of a qube about to be started: when `start`, what would refuse its start for certain
-    /// refuses the creation too, before anything is made (see `start_refusal`).
-    pub(crate) fn create_startable(
-        &self,
-        caller: &Principal,
-        method: &str,
-        spec: CreateSpec,
-        props: &[(&str, &[u8])],
-        start: bool,
-    ) -> Result<()> {
-        self.create_checked(caller, method, spec, props, None, start)
-    }
-
-    fn create_checked(
-        &self,
-        caller: &Principal,
-        method: &str,
-        spec: CreateSpec,
-        props: &[(&str, &[u8])],
-        notes: Option<&[u8]>,
-        startable: bool,
-    ) -> Result<()> {
         self.auth(caller, method, spec.template.as_deref().unwrap_or(""), "dom0")?;
-        let mut setup = Setup::default();
-        for (name, payload) in props {
-            let def = props::vm_prop_def(spec.class, name).ok_or_else(|| Error::no_such_property(&spec.name, name))?;
-            setup.props.push((name.to_string(), props::sanitize(def.ty, payload)?));
-            self.auth(caller, "admin.vm.property.Set", name, &spec.name)?;
-        }
-        setup.notes = notes.map(plan::sanitize_notes).transpose()?;
         let model = self.model.upgradable_read();
-        let new = model.plan_create_with(&spec, &setup, caller.may_mark_creators())?;
-        if startable {
-            self.start_refusal(&model, &new.domain)?;
-        }
+        let new = model.plan_create_with(&spec, &Setup::default(), caller.may_mark_creators())?;
         self.make_qube(model, new, &[])
     }
 
-    /// A new qube with its first settings in one transaction: an AppVM of the TemplateVM `template` names (the
-    /// first whose uuid or name matches), or a StandaloneVM without one. A template that is not there is
-    /// `QubesVMNotFoundError`.
-    pub(crate) fn create_vm_settings(
-        &self,
-        caller: &Principal,
-        name: String,
-        label: String,
-        template: Option<TemplateRef>,
-        settings: &VmSettings,
-        uuid: uuid::Uuid,
-    ) -> Result<()> {
+    /// A new qube with its first settings in one transaction, so that no one, not even a restart after a crash,
+    /// sees it half set up (a door's single create request; `qvm-create` makes these separate calls itself): an
+    /// AppVM of the TemplateVM `new.template` names (the first whose uuid or name matches), or a StandaloneVM
+    /// without one. A template that is not there is `QubesVMNotFoundError`. When `startable`, what would refuse
+    /// the qube's start for certain refuses the creation too, before anything is made (see `start_refusal`).
+    pub(crate) fn create_vm_settings(&self, caller: &Principal, new: NewVm, startable: bool) -> Result<()> {
+        let class = new.class();
+        let NewVm { name, label, template, uuid, settings } = new;
         let template = match template {
             None => None,
             Some(t) => {
@@ -471,8 +397,7 @@ impl Service {
             }
         };
         corral_core::text::validate_vm_name(&name)?;
-        let class = if template.is_some() { Class::AppVM } else { Class::StandaloneVM };
-        let (props, notes) = settings_values(class, &name, settings)?;
+        let (props, notes) = settings_values(class, &name, &settings)?;
         let spec = CreateSpec {
             class,
             name,
@@ -490,6 +415,9 @@ impl Service {
         let setup = Setup { props, notes, ..Setup::default() };
         let model = self.model.upgradable_read();
         let new = model.plan_create_with(&spec, &setup, caller.may_mark_creators())?;
+        if startable {
+            self.start_refusal(&model, &new.domain)?;
+        }
         self.make_qube(model, new, &[])
     }
 
@@ -874,15 +802,9 @@ type SettingValues = (Vec<(String, String)>, Option<String>);
 /// the property's type requires), and the notes, for a qube of `class` (`vm` names it in errors).
 pub(crate) fn settings_values(class: Class, vm: &str, s: &VmSettings) -> Result<SettingValues> {
     let mut out = Vec::new();
-    for name in s.property_names() {
+    for (name, value) in s.properties() {
         let def = props::vm_prop_def(class, name).ok_or_else(|| Error::no_such_property(vm, name))?;
-        let value = match name {
-            "memory" => s.memory_mib.map(|n| n.to_string()),
-            "vcpus" => s.vcpus.map(|n| n.to_string()),
-            "kernel" => s.kernel.as_deref().map(|k| props::sanitize(def.ty, k.as_bytes())).transpose()?,
-            _ => s.kernelopts.as_deref().map(|k| props::sanitize(def.ty, k.as_bytes())).transpose()?,
-        };
-        out.extend(value.map(|v| (name.to_string(), v)));
+        out.push((name.to_string(), props::sanitize(def.ty, value.as_bytes())?));
     }
     let notes = s.notes.as_deref().map(|n| plan::sanitize_notes(n.as_bytes())).transpose()?;
     Ok((out, notes))

@@ -52,27 +52,65 @@ impl DeviceListing {
 /// The device classes a qube's devices are listed by.
 pub const DEVICE_CLASSES: [&str; 2] = ["pci", "block"];
 
-/// A qube's settings as typed values (what a door's vm or template body sets); `None` leaves one as it is.
+/// A qube's settings as typed values: everything a door's create or change request sets (`None` leaves one as it
+/// is; on a new qube, its default). Each setting but the notes is one property.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VmSettings {
+    /// MiB the qube starts with.
     pub memory_mib: Option<u64>,
+    /// MiB the qube may balloon up to.
+    pub maxmem_mib: Option<u64>,
     pub vcpus: Option<u64>,
+    /// Whether the qube starts with the host.
+    pub autostart: Option<bool>,
     pub kernel: Option<String>,
     pub kernelopts: Option<String>,
     pub notes: Option<String>,
 }
 
 impl VmSettings {
-    /// The properties these settings set, in the order they are checked and applied.
-    pub fn property_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+    /// The properties these settings set, each with its value in the property's own wire form (which the
+    /// property's sanitizer reads), in the order they are checked and applied.
+    pub(crate) fn properties(&self) -> Vec<(&'static str, String)> {
+        let number = |n: Option<u64>| n.map(|n| n.to_string());
         [
-            ("memory", self.memory_mib.is_some()),
-            ("vcpus", self.vcpus.is_some()),
-            ("kernel", self.kernel.is_some()),
-            ("kernelopts", self.kernelopts.is_some()),
+            ("memory", number(self.memory_mib)),
+            ("maxmem", number(self.maxmem_mib)),
+            ("vcpus", number(self.vcpus)),
+            ("autostart", self.autostart.map(|on| corral_core::text::format_bool(on).to_string())),
+            ("kernel", self.kernel.clone()),
+            ("kernelopts", self.kernelopts.clone()),
         ]
         .into_iter()
-        .filter_map(|(name, given)| given.then_some(name))
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect()
+    }
+
+    /// The names of the properties these settings set, in the order of [`VmSettings::properties`].
+    pub fn property_names(&self) -> impl Iterator<Item = &'static str> {
+        self.properties().into_iter().map(|(name, _)| name)
+    }
+}
+
+/// A qube a door makes whole in one request: an AppVM of `template` (a TemplateVM), or a StandaloneVM without
+/// one, with its first settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVm {
+    pub name: String,
+    pub label: String,
+    pub template: Option<TemplateRef>,
+    pub uuid: Uuid,
+    pub settings: VmSettings,
+}
+
+impl NewVm {
+    /// The class the new qube gets.
+    pub fn class(&self) -> Class {
+        if self.template.is_some() {
+            Class::AppVM
+        } else {
+            Class::StandaloneVM
+        }
     }
 }
 
@@ -386,21 +424,20 @@ pub enum Request {
         name: String,
     },
 
-    // --- RHEV door (branch `rhev`) ---
-    /// A new qube with its first settings, as one transaction: an AppVM of `template` (a TemplateVM), or a
-    /// StandaloneVM without one.
-    VmCreateFrom {
-        name: String,
-        label: String,
-        template: Option<TemplateRef>,
-        settings: VmSettings,
-        uuid: uuid::Uuid,
+    // --- both HTTP doors ---
+    /// A new qube with its first settings, as one transaction; started after the commit when `start`. What would
+    /// refuse the start for certain refuses the creation before anything is made; a start that fails later
+    /// leaves the qube created and halted ([`Response::NotStarted`]).
+    VmCreateWith {
+        new: NewVm,
+        start: bool,
     },
     /// Several settings of a qube, all or nothing.
     VmUpdate {
         vm: String,
         settings: VmSettings,
     },
+    // --- RHEV door (branch `rhev`) ---
     /// Removes a halted qube; with `force` a running one is killed first.
     VmRemoveForced {
         vm: String,
@@ -541,11 +578,6 @@ pub enum Request {
     VmReset {
         vm: String,
     },
-    /// One of a qube's settings, as a typed value.
-    VmSet {
-        vm: String,
-        setting: QubeSetting,
-    },
     /// Presses `keys` together on a running qube's keyboard for `hold_ms` (`virsh send-key`).
     VmSendKeys {
         vm: String,
@@ -561,14 +593,6 @@ pub enum Request {
     /// The CPU scheduler a qube's domain runs with.
     VmSchedulerType {
         vm: String,
-    },
-    /// A new qube with its first settings in the same transaction, started after the commit when `start`.
-    /// What would refuse the start for certain refuses the creation before anything is made; a start that
-    /// fails later leaves the qube created and halted ([`Response::NotStarted`]).
-    VmCreateWith {
-        spec: CreateSpec,
-        settings: Vec<QubeSetting>,
-        start: bool,
     },
     /// The hypervisor's virtual networks.
     NetworkList,
@@ -602,38 +626,6 @@ pub enum Request {
         network: Uuid,
         autostart: bool,
     },
-}
-
-/// A qube setting a door gives as a typed value; each is one property.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QubeSetting {
-    /// MiB the qube starts with.
-    Memory(u64),
-    /// MiB the qube may balloon up to.
-    MaxMemory(u64),
-    Vcpus(u64),
-    /// Whether the qube starts with the host.
-    Autostart(bool),
-}
-
-impl QubeSetting {
-    /// The property the setting is.
-    pub fn property(self) -> &'static str {
-        match self {
-            QubeSetting::Memory(_) => "memory",
-            QubeSetting::MaxMemory(_) => "maxmem",
-            QubeSetting::Vcpus(_) => "vcpus",
-            QubeSetting::Autostart(_) => "autostart",
-        }
-    }
-
-    /// The value in the property's own form, which its sanitizer reads.
-    fn value(self) -> String {
-        match self {
-            QubeSetting::Memory(n) | QubeSetting::MaxMemory(n) | QubeSetting::Vcpus(n) => n.to_string(),
-            QubeSetting::Autostart(on) => if on { "True" } else { "False" }.to_string(),
-        }
-    }
 }
 
 /// A service's answer, rendered by the door that asked.
@@ -730,9 +722,13 @@ impl Request {
         };
         let mut ops = vec![self.operation()];
         match self {
-            VmCreateFrom { name, settings: s, .. } | VmMakeTemplate { name, settings: s, .. } => {
-                ops.extend(settings(name, s))
+            VmCreateWith { new, start } => {
+                ops.extend(settings(&new.name, &new.settings));
+                if *start {
+                    ops.push(O::new("admin.vm.Start", "", new.name.as_str()));
+                }
             }
+            VmMakeTemplate { name, settings: s, .. } => ops.extend(settings(name, s)),
             VmUpdate { vm, settings: s } if *s != VmSettings::default() => ops = settings(vm, s),
             VmRemoveForced { vm, force: true } => ops.push(O::new("admin.vm.Kill", "", vm.as_str())),
             VmStartWith { vm, pause: true, .. } | VmStartPaused { vm } => {
@@ -743,13 +739,6 @@ impl Request {
             VolumeSnapshot { vm, volume, .. } => {
                 for method in ["admin.vm.volume.CloneFrom", "admin.vm.volume.CloneTo"] {
                     ops.push(O::new(method, volume.as_str(), vm.as_str()));
-                }
-            }
-            VmCreateWith { spec, settings, start } => {
-                let vm = spec.name.as_str();
-                ops.extend(settings.iter().map(|s| O::new("admin.vm.property.Set", s.property(), vm)));
-                if *start {
-                    ops.push(O::new("admin.vm.Start", "", vm));
                 }
             }
             _ => {}
@@ -861,10 +850,9 @@ impl Request {
             UserRemove { name } => O::global("corral.user.Remove", name.as_str()),
             UserServiceKey { name } => O::global("corral.user.ServiceKey", name.as_str()),
             // --- RHEV door (branch `rhev`) ---
-            VmCreateFrom { template, .. } => {
-                let class = if template.is_some() { Class::AppVM } else { Class::StandaloneVM };
-                let arg = template.as_ref().map(TemplateRef::token).unwrap_or_default();
-                O::global(format!("admin.vm.Create.{}", class.name()), arg)
+            VmCreateWith { new, .. } => {
+                let arg = new.template.as_ref().map(TemplateRef::token).unwrap_or_default();
+                O::global(format!("admin.vm.Create.{}", new.class().name()), arg)
             }
             VmUpdate { vm, settings } => match settings.property_names().next() {
                 Some(name) => O::new("admin.vm.property.Set", name, vm.as_str()),
@@ -899,13 +887,9 @@ impl Request {
             VmStartPaused { vm } => O::new("admin.vm.Start", "", vm.as_str()),
             VmReboot { vm } => O::new("admin.vm.Shutdown", "wait", vm.as_str()),
             VmReset { vm } => O::new("admin.vm.Kill", "", vm.as_str()),
-            VmSet { vm, setting } => O::new("admin.vm.property.Set", setting.property(), vm.as_str()),
             VmSendKeys { vm, .. } => O::new("corral.vm.SendKeys", "", vm.as_str()),
             VmDomainXml { vm, .. } => O::new("corral.vm.DomainXML", "", vm.as_str()),
             VmSchedulerType { vm } => O::new("corral.vm.SchedulerType", "", vm.as_str()),
-            VmCreateWith { spec, .. } => {
-                O::global(create_method(spec, CreateIn::DefaultPools), spec.template.as_deref().unwrap_or(""))
-            }
             NetworkList => O::global("corral.network.List", ""),
             NetworkXml { .. } => O::global("corral.network.XML", ""),
             NetworkDhcpLeases { .. } => O::global("corral.network.DHCPLeases", ""),
@@ -1157,8 +1141,14 @@ impl Service {
             UserRemove { name } => done(self.user_remove(&name)),
             UserServiceKey { name } => self.user_service_key(&name).map(Response::Text),
             // --- RHEV door (branch `rhev`) ---
-            VmCreateFrom { name, label, template, settings, uuid } => {
-                done(self.create_vm_settings(p, name, label, template, &settings, uuid))
+            VmCreateWith { new, start } => {
+                let name = new.name.clone();
+                self.create_vm_settings(p, new, start)?;
+                if !start {
+                    return Ok(Response::Done);
+                }
+                // The qube is committed: a start that fails now leaves it as it is, halted, and says so.
+                Ok(self.start_vm(p, &name).map_or_else(Response::NotStarted, |()| Response::Done))
             }
             VmUpdate { vm, settings } => done(self.update_vm_settings(p, &vm, &settings)),
             VmRemoveForced { vm, force } => done(self.remove_vm_forced(p, &vm, force)),
@@ -1220,26 +1210,10 @@ impl Service {
             VmStartPaused { vm } => done(self.start_vm(p, &vm).and_then(|()| self.pause_vm(p, &vm))),
             VmReboot { vm } => done(self.reboot_vm(p, &vm)),
             VmReset { vm } => done(self.kill_vm(p, &vm).and_then(|()| self.start_vm(p, &vm))),
-            VmSet { vm, setting } => {
-                let value = setting.value();
-                done(self.update_vm(p, &vm, &[(setting.property(), value.as_bytes())], None))
-            }
             VmSendKeys { vm, codeset, hold_ms, keys } => done(self.send_keys(p, &vm, codeset, hold_ms, &keys)),
             VmDomainXml { vm, flags } => self.domain_xml_of(p, &vm, flags).map(Response::Text),
             VmSchedulerType { vm } => {
                 self.scheduler_type(p, &vm).map(|(kind, params)| Response::Scheduler { kind, params })
-            }
-            VmCreateWith { spec, settings, start } => {
-                let method = create_method(&spec, CreateIn::DefaultPools);
-                let values: Vec<(&str, String)> = settings.iter().map(|s| (s.property(), s.value())).collect();
-                let props: Vec<(&str, &[u8])> = values.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-                let name = spec.name.clone();
-                self.create_startable(p, &method, spec, &props, start)?;
-                if !start {
-                    return Ok(Response::Done);
-                }
-                // The qube is committed: a start that fails now leaves it as it is, halted, and says so.
-                Ok(self.start_vm(p, &name).map_or_else(Response::NotStarted, |()| Response::Done))
             }
             // Without a hypervisor there are no networks to list (not an error: everything else is served).
             NetworkList if !self.has_hypervisor() => Ok(Response::Networks(Vec::new())),
@@ -1301,7 +1275,8 @@ mod rhev_tests {
         assert_eq!(ops(&update), [op("admin.vm.property.Set", "memory", "work"), op("admin.vm.notes.Set", "", "work")]);
         let uuid = uuid::Uuid::nil();
         let template = Some(TemplateRef { uuid: Some(uuid), name: None });
-        let create = Request::VmCreateFrom { name: "new".into(), label: "red".into(), template, settings, uuid };
+        let new = NewVm { name: "new".into(), label: "red".into(), template, uuid, settings };
+        let create = Request::VmCreateWith { new: new.clone(), start: false };
         assert_eq!(
             ops(&create),
             [
@@ -1310,6 +1285,24 @@ mod rhev_tests {
                 op("admin.vm.notes.Set", "", "new"),
             ]
         );
+        // A standalone qube created and started: the start is checked too, last.
+        let settings =
+            VmSettings { memory_mib: Some(512), maxmem_mib: Some(2048), vcpus: Some(2), ..Default::default() };
+        let started = Request::VmCreateWith { new: NewVm { template: None, settings, ..new }, start: true };
+        assert_eq!(
+            ops(&started),
+            [
+                op("admin.vm.Create.StandaloneVM", "", "dom0"),
+                op("admin.vm.property.Set", "memory", "new"),
+                op("admin.vm.property.Set", "maxmem", "new"),
+                op("admin.vm.property.Set", "vcpus", "new"),
+                op("admin.vm.Start", "", "new"),
+            ]
+        );
+        // One setting changed is that property's Set alone.
+        let autostart = VmSettings { autostart: Some(true), ..Default::default() };
+        let one = Request::VmUpdate { vm: "work".into(), settings: autostart };
+        assert_eq!(ops(&one), [op("admin.vm.property.Set", "autostart", "work")]);
         let forced = Request::VmRemoveForced { vm: "work".into(), force: true };
         assert_eq!(ops(&forced), [op("admin.vm.Remove", "", "work"), op("admin.vm.Kill", "", "work")]);
         let plain = Request::VmRemoveForced { vm: "work".into(), force: false };
@@ -1325,14 +1318,26 @@ mod rhev_tests {
     fn settings_become_stored_values() {
         let settings = VmSettings {
             memory_mib: Some(1024),
+            maxmem_mib: Some(4096),
             vcpus: Some(2),
+            autostart: Some(false),
             kernel: Some(String::new()),
             kernelopts: Some("quiet".into()),
             notes: None,
         };
         let (values, notes) = crate::ops::settings_values(Class::AppVM, "work", &settings).expect("valid");
         let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(values, [("memory", "1024"), ("vcpus", "2"), ("kernel", ""), ("kernelopts", "quiet")]);
+        assert_eq!(
+            values,
+            [
+                ("memory", "1024"),
+                ("maxmem", "4096"),
+                ("vcpus", "2"),
+                ("autostart", "False"),
+                ("kernel", ""),
+                ("kernelopts", "quiet")
+            ]
+        );
         assert_eq!(notes, None);
         let bad = VmSettings { kernelopts: Some("caf\u{e9}".into()), ..Default::default() };
         assert!(crate::ops::settings_values(Class::AppVM, "work", &bad).is_err());

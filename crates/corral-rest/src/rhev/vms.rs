@@ -12,7 +12,7 @@ use axum::Extension;
 use corral_core::domain::Domain;
 use corral_core::hv::BootDevice;
 use corral_core::ErrorKind;
-use corral_service::{Request, Service, TemplateRef, VmSettings};
+use corral_service::{NewVm, Request, Service, TemplateRef, VmSettings};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -168,7 +168,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     let uuid = uuid::Uuid::new_v4();
     let id = uuid.to_string();
     // The vm is asked for as a whole: it and its settings are one transaction.
-    let request = Request::VmCreateFrom { name, label, template, settings, uuid };
+    let request = Request::VmCreateWith { new: NewVm { name, label, template, uuid, settings }, start: false };
     ask_with(&rest.service, request, |e| match e.kind {
         ErrorKind::NotFound(Missing::Qube) => ApiError::bad_request("Entity not found: template"),
         _ => ApiError::from(e),

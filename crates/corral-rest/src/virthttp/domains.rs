@@ -3,15 +3,14 @@
 //! actions, changes and computed reads are typed requests through `Service::handle`, so the Admin API's gate
 //! checks them and sees the same qubes change; creation makes a StandaloneVM out of a domain XML.
 
-use corral_core::domain::{Class, Domain};
+use corral_core::domain::Domain;
 use corral_core::hv::{KeycodeSet, PowerState};
-use corral_core::plan::{CreateSpec, PoolChoice};
-use corral_service::{QubeSetting, Request, Response};
+use corral_service::{NewVm, Request, Response, VmSettings};
 use quick_xml::events::Event;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::envelope::Envelope;
+use super::envelope::{Call, Envelope};
 use super::json::Json;
 use super::target::{self, Flags, Target, LIST_DOMAINS};
 use super::{run_actions, selection, unexpected, Outcome, Req, Selection};
@@ -203,7 +202,7 @@ fn query(req: &Req<'_>, d: &Domain, env: &mut Envelope) -> Outcome {
             Outcome::Success
         }
         Err(e) => {
-            env.error_because(-2, e.message);
+            env.failed(Call::On(-2), e);
             Outcome::Failure
         }
     }
@@ -229,15 +228,19 @@ fn alter(req: &Req<'_>, d: &Domain, action: &Json, env: &mut Envelope) -> Outcom
             Outcome::Failure
         }
         "memory" => match value.as_u64() {
-            Some(kib) => set(req, d, QubeSetting::Memory(kib.div_ceil(1024)), 206, env),
+            Some(kib) => {
+                set(req, d, VmSettings { memory_mib: Some(kib.div_ceil(1024)), ..VmSettings::default() }, 206, env)
+            }
             None => syntax_error(env),
         },
         "max_memory" => match value.as_u64() {
-            Some(kib) => set(req, d, QubeSetting::MaxMemory(kib.div_ceil(1024)), 207, env),
+            Some(kib) => {
+                set(req, d, VmSettings { maxmem_mib: Some(kib.div_ceil(1024)), ..VmSettings::default() }, 207, env)
+            }
             None => syntax_error(env),
         },
         "autostart" => match value.as_bool() {
-            Some(on) => set(req, d, QubeSetting::Autostart(on), 208, env),
+            Some(on) => set(req, d, VmSettings { autostart: Some(on), ..VmSettings::default() }, 208, env),
             None => syntax_error(env),
         },
         "send_signal" => {
@@ -259,7 +262,7 @@ fn alter(req: &Req<'_>, d: &Domain, action: &Json, env: &mut Envelope) -> Outcom
             match req.run(Request::VmSendKeys { vm: d.name.clone(), codeset, hold_ms, keys }) {
                 Ok(()) => Outcome::Success,
                 Err(e) => {
-                    env.error_because(-2, e.message);
+                    env.failed(Call::On(-2), e);
                     Outcome::Failure
                 }
             }
@@ -277,11 +280,11 @@ fn syntax_error(env: &mut Envelope) -> Outcome {
 }
 
 /// One setting of the qube, in the model's units (MiB).
-fn set(req: &Req<'_>, d: &Domain, setting: QubeSetting, code: i32, env: &mut Envelope) -> Outcome {
-    match req.run(Request::VmSet { vm: d.name.clone(), setting }) {
+fn set(req: &Req<'_>, d: &Domain, settings: VmSettings, code: i32, env: &mut Envelope) -> Outcome {
+    match req.run(Request::VmUpdate { vm: d.name.clone(), settings }) {
         Ok(()) => Outcome::Success,
         Err(e) => {
-            env.error_because(code, e.message);
+            env.failed(Call::On(code), e);
             Outcome::Failure
         }
     }
@@ -444,7 +447,7 @@ fn power(req: &Req<'_>, d: &Domain, value: &Json, env: &mut Envelope) -> Outcome
             Outcome::Success
         }
         Err(e) => {
-            env.error_because(action.failure_code(), e.message);
+            env.failed(Call::On(action.failure_code()), e);
             Outcome::Failure
         }
     }
@@ -463,7 +466,7 @@ fn vacuum(req: &Req<'_>, d: &Domain, env: &mut Envelope) -> Outcome {
         }
         Err(e) => {
             env.message("libvirt", e.message.clone());
-            env.error_because(216, e.message);
+            env.failed(Call::On(216), e);
             Outcome::Failure
         }
     }
@@ -611,52 +614,47 @@ fn parse_domain_xml(xml: &str) -> Result<NewDomain, String> {
 
 /// The settings a new qube takes: it starts with `<currentMemory>` (else `<memory>`), and a larger
 /// `<memory>` is what it may balloon to.
-fn new_settings(nd: &NewDomain) -> Vec<QubeSetting> {
-    let mut settings = Vec::new();
-    if let Some(start) = nd.current.or(nd.memory) {
-        settings.push(QubeSetting::Memory(start));
-    }
-    if let (Some(max), Some(start)) = (nd.memory, nd.current) {
-        if max > start {
-            settings.push(QubeSetting::MaxMemory(max));
-        }
-    }
-    if let Some(n) = nd.vcpus {
-        settings.push(QubeSetting::Vcpus(n));
-    }
-    settings
+fn new_settings(nd: &NewDomain) -> VmSettings {
+    let memory_mib = nd.current.or(nd.memory);
+    let maxmem_mib = match (nd.memory, nd.current) {
+        (Some(max), Some(start)) if max > start => Some(max),
+        _ => None,
+    };
+    VmSettings { memory_mib, maxmem_mib, vcpus: nd.vcpus, ..VmSettings::default() }
 }
+
+/// A domain's creation, which fails as virthttp's "Failed to create domain".
+const CREATE: Call = Call::Making(105);
 
 /// One domain XML: a red StandaloneVM, started unless `?persistent=true` (virthttp's create makes a
 /// running domain). The service creates it and its settings in one transaction, then starts it: a start it
 /// can tell will be refused refuses the create (error 105, nothing made); a start that fails once the qube
 /// exists leaves it there, shut off, as a defined domain whose start failed (error 202, and it is listed).
 fn create_one(req: &Req<'_>, xml: &str, env: &mut Envelope) -> Outcome {
-    let failed = |env: &mut Envelope, why: String| {
-        env.error_because(105, why);
-        Outcome::Failure
-    };
     let nd = match parse_domain_xml(xml) {
         Ok(nd) => nd,
-        Err(why) => return failed(env, why),
+        Err(why) => {
+            env.error_because(CREATE.code(), why);
+            return Outcome::Failure;
+        }
     };
     if let Err(e) = corral_core::text::validate_vm_name(&nd.name) {
-        return failed(env, e.message);
+        env.failed(CREATE, e);
+        return Outcome::Failure;
     }
-    let spec = CreateSpec {
-        class: Class::StandaloneVM,
+    // Without a template the new qube is a StandaloneVM: a domain with disks of its own.
+    let new = NewVm {
         name: nd.name.clone(),
         label: "red".into(),
         template: None,
-        pools: PoolChoice::Defaults,
-        creator: "dom0".into(),
         uuid: nd.uuid.unwrap_or_else(Uuid::new_v4),
+        settings: new_settings(&nd),
     };
     let start = req.target.flag_bool("persistent") != Some(true);
-    match req.ask(Request::VmCreateWith { spec, settings: new_settings(&nd), start }) {
+    match req.ask(Request::VmCreateWith { new, start }) {
         Ok(Response::NotStarted(e)) => {
             env.result(json!({"created": true}));
-            env.error_because(202, e.message);
+            env.failed(Call::On(202), e);
             env.message("create", format!("Domain {} was created and stays shut off: its start failed", nd.name));
             Outcome::Failure
         }
@@ -664,8 +662,14 @@ fn create_one(req: &Req<'_>, xml: &str, env: &mut Envelope) -> Outcome {
             env.result(json!({"created": true}));
             Outcome::Success
         }
-        Ok(other) => failed(env, unexpected(&other).message),
-        Err(e) => failed(env, e.message),
+        Ok(other) => {
+            env.failed(CREATE, unexpected(&other));
+            Outcome::Failure
+        }
+        Err(e) => {
+            env.failed(CREATE, e);
+            Outcome::Failure
+        }
     }
 }
 
@@ -691,7 +695,10 @@ mod tests {
     fn the_start_memory_is_current_memory_and_the_larger_one_is_maxmem() {
         let nd = NewDomain { name: "web".into(), memory: Some(2048), current: Some(512), ..NewDomain::default() };
 
-        assert_eq!(new_settings(&nd), vec![QubeSetting::Memory(512), QubeSetting::MaxMemory(2048)]);
+        assert_eq!(
+            new_settings(&nd),
+            VmSettings { memory_mib: Some(512), maxmem_mib: Some(2048), ..VmSettings::default() }
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use corral_service::{Request, Response};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::envelope::Envelope;
+use super::envelope::{code_of, Call, Envelope};
 use super::json::Json;
 use super::target::{self, Target};
 use super::{run_actions, selection, unexpected, Outcome, Req, Selection};
@@ -49,7 +49,7 @@ fn create(req: &Req<'_>, env: &mut Envelope) {
                 Outcome::Success
             }
             Err(e) => {
-                env.error_because(NETWORK_CHANGE_FAILED, e.message);
+                env.failed(Call::Making(NETWORK_CHANGE_FAILED), e);
                 Outcome::Failure
             }
         },
@@ -77,7 +77,7 @@ fn remove(req: &Req<'_>, n: &NetworkDetails, env: &mut Envelope) {
     match req.run(Request::NetworkRemove { network: n.uuid }) {
         Ok(()) => env.result(json!({"deleted": true})),
         Err(e) => {
-            env.error(NETWORK_CHANGE_FAILED);
+            env.error(code_of(&e, Call::On(NETWORK_CHANGE_FAILED)));
             env.message("libvirt", e.message);
         }
     }
@@ -94,7 +94,7 @@ fn alter(req: &Req<'_>, n: &NetworkDetails, action: &Json, env: &mut Envelope) -
         ("autostart", Some(on)) => match req.run(Request::NetworkSetAutostart { network: n.uuid, autostart: on }) {
             Ok(()) => Outcome::Success,
             Err(e) => {
-                env.error_because(208, e.message);
+                env.failed(Call::On(208), e);
                 Outcome::Failure
             }
         },
@@ -116,11 +116,11 @@ fn resolve(req: &Req<'_>, env: &mut Envelope) -> Option<Vec<NetworkDetails>> {
         // A caller who may not list the networks sees none: the same answers as for networks that do not exist.
         Err(e) if e.kind == ErrorKind::Denied => Vec::new(),
         Ok(other) => {
-            env.error_because(500, unexpected(&other).message);
+            env.failed(Call::On(500), unexpected(&other));
             return None;
         }
         Err(e) => {
-            env.error_because(500, e.message);
+            env.failed(Call::On(500), e);
             return None;
         }
     };
@@ -167,16 +167,16 @@ fn query(req: &Req<'_>, n: &NetworkDetails, env: &mut Envelope) {
             };
             match req.ask(Request::NetworkXml { network: n.uuid, flags }) {
                 Ok(Response::Text(xml)) => env.result(Value::String(xml)),
-                Ok(other) => env.error_because(-2, unexpected(&other).message),
-                Err(e) => env.error_because(-2, e.message),
+                Ok(other) => env.failed(Call::On(-2), unexpected(&other)),
+                Err(e) => env.failed(Call::On(-2), e),
             }
         }
         Some("dhcp-leases") => {
             let mac = req.target.get("mac").map(str::to_string);
             match req.ask(Request::NetworkDhcpLeases { network: n.uuid, mac }) {
                 Ok(Response::Leases(leases)) => env.result(Value::Array(leases.iter().map(lease).collect())),
-                Ok(other) => env.error_because(-2, unexpected(&other).message),
-                Err(e) => env.error_because(-2, e.message),
+                Ok(other) => env.failed(Call::On(-2), unexpected(&other)),
+                Err(e) => env.failed(Call::On(-2), e),
             }
         }
         Some(_) => env.error(2),
