@@ -19,6 +19,7 @@ use corral_core::props::{self, PropType};
 use corral_core::volume::Driver;
 use corral_core::{firewall, label, Error, ErrorKind, Operation, Principal, Result};
 
+use crate::audit::Happening;
 use crate::{FeatureLookup, PropView, Service, VmSummary, VolumeInfo};
 use uuid::Uuid;
 
@@ -528,6 +529,10 @@ pub enum Request {
     },
     /// Whether there is a hypervisor connection, and its version.
     HypervisorInfo,
+    /// The caller opened a session (`open`) or ended one: noted in the audit log.
+    Session {
+        open: bool,
+    },
     // --- virthttp door (branch `virthttp`) ---
     /// A start that leaves the qube paused before its guest runs (libvirt's start with `paused`).
     VmStartPaused {
@@ -895,6 +900,8 @@ impl Request {
             PoolUsage { pool } => O::global("admin.pool.UsageDetails", pool.as_str()),
             VolumeUsage { vm, volume } => O::new("admin.vm.volume.Info", volume.as_str(), vm.as_str()),
             HypervisorInfo => O::global("corral.host.Info", ""),
+            Session { open: true } => O::global("corral.session.Open", ""),
+            Session { open: false } => O::global("corral.session.Close", ""),
             // --- virthttp door (branch `virthttp`) ---
             VmStartPaused { vm } => O::new("admin.vm.Start", "", vm.as_str()),
             VmReboot { vm } => O::new("admin.vm.Shutdown", "wait", vm.as_str()),
@@ -967,7 +974,11 @@ impl Service {
             VmCurrentState { vm } => self.current_state(p, &vm).map(Response::Text),
             VmStart { vm } => done(self.start_vm(p, &vm)),
             VmShutdown { vm, force, wait } => done(self.shutdown_vm(p, &vm, force, wait)),
-            VmKill { vm } => done(self.kill_vm(p, &vm)),
+            VmKill { vm } => {
+                self.kill_vm(p, &vm)?;
+                self.audit_vm(p, Happening::PoweredOff, &vm);
+                Ok(Response::Done)
+            }
             VmPause { vm } => done(self.pause_vm(p, &vm)),
             VmUnpause { vm } => done(self.unpause_vm(p, &vm)),
             VmSuspend { vm } => done(self.suspend_vm(p, &vm)),
@@ -1137,7 +1148,11 @@ impl Service {
             VolumeInfo { vm, volume } => self.volume_info(p, &vm, &volume).map(Response::Volume),
             VolumeListSnapshots { vm, volume } => self.volume_snapshots(p, &vm, &volume).map(Response::Names),
             VolumeResize { vm, volume, size } => done(self.volume_resize(p, &vm, &volume, &size)),
-            VolumeRevert { vm, volume, revision } => done(self.volume_revert(p, &vm, &volume, &revision)),
+            VolumeRevert { vm, volume, revision } => {
+                self.volume_revert(p, &vm, &volume, &revision)?;
+                self.audit_vm(p, Happening::Restored, &vm);
+                Ok(Response::Done)
+            }
             VolumeClear { vm, volume } => done(self.volume_clear(p, &vm, &volume)),
             VolumeSetRevisionsToKeep { vm, volume, value } => done(self.volume_set_revisions(p, &vm, &volume, &value)),
             VolumeSetRw { vm, volume, value } => done(self.volume_set_rw(p, &vm, &volume, &value)),
@@ -1170,7 +1185,12 @@ impl Service {
                 Ok(Response::Done)
             }
             VmShutdownOrKill { vm } => done(self.shutdown_or_kill_vm(p, &vm)),
-            VmSave { vm } => done(self.save_vm(p, &vm)),
+            VmSave { vm } => {
+                self.audit_vm(p, Happening::SuspendStarted, &vm);
+                let saved = self.save_vm(p, &vm);
+                self.audit_vm(p, if saved.is_ok() { Happening::Suspended } else { Happening::SuspendFailed }, &vm);
+                done(saved)
+            }
             VmClone { vm, name, uuid } => done(self.clone_vm(p, &vm, &name, uuid)),
             VmMakeTemplate { vm, name, uuid, settings } => {
                 done(self.create_template_from(p, &vm, &name, uuid, &settings))
@@ -1184,14 +1204,33 @@ impl Service {
             }
             VmDiskCounters { vm, volume } => self.disk_counters(p, &vm, &volume).map(Response::DiskCounters),
             VmNicCounters { vm } => self.nic_counters(p, &vm).map(Response::NicCounters),
-            VolumeAdd { vm, disk } => self.volume_add(p, &vm, &disk).map(Response::Text),
+            VolumeAdd { vm, disk } => {
+                let name = self.volume_add(p, &vm, &disk)?;
+                if let Some(alias) = self.disk_alias_of(&vm, &name) {
+                    self.audit_vm(p, Happening::DiskAdded(alias), &vm);
+                }
+                Ok(Response::Text(name))
+            }
             VolumeUpdate { vm, volume, size, bootable, alias } => {
                 done(self.volume_update(p, &vm, &volume, size, bootable, alias.as_deref()))
             }
-            VolumeRemove { vm, volume } => done(self.volume_remove(p, &vm, &volume)),
+            VolumeRemove { vm, volume } => {
+                // The alias is the disk's until it is gone, and the qube's name with it for the record.
+                let alias = self.disk_alias_of(&vm, &volume);
+                let app = self.current().clone();
+                self.volume_remove(p, &vm, &volume)?;
+                if let (Some(alias), Ok(d)) = (alias, crate::resolve_in(&app, &vm)) {
+                    self.audit.note(&app, p, Happening::DiskRemoved(alias), Some(d));
+                }
+                Ok(Response::Done)
+            }
             VolumeRevisions { vm, volume } => self.volume_revisions_described(p, &vm, &volume).map(Response::Revisions),
             VolumeSnapshot { vm, volume, description } => {
-                self.volume_snapshot(p, &vm, &volume, description.as_deref()).map(Response::Revision)
+                self.audit_vm(p, Happening::SnapshotStarted, &vm);
+                let taken = self.volume_snapshot(p, &vm, &volume, description.as_deref());
+                let what = if taken.is_ok() { Happening::SnapshotTaken } else { Happening::SnapshotFailed };
+                self.audit_vm(p, what, &vm);
+                taken.map(Response::Revision)
             }
             NicAdd { vm, network, mac, name } => {
                 done(self.add_nic(p, &vm, network.as_deref(), mac.as_deref().map(str::as_bytes), name.as_deref()))
@@ -1215,6 +1254,11 @@ impl Service {
             VolumeUsage { vm, volume } => self.volume_usage(p, &vm, &volume).map(Response::Number),
             HypervisorInfo => {
                 Ok(Response::Hypervisor { connected: self.has_hypervisor(), version: self.libvirt_version() })
+            }
+            Session { open } => {
+                let login = p.user_name().unwrap_or_default().to_string();
+                self.audit_global(p, Happening::Session { login, open });
+                Ok(Response::Done)
             }
             // --- virthttp door (branch `virthttp`) ---
             VmStartPaused { vm } => done(self.start_vm(p, &vm).and_then(|()| self.pause_vm(p, &vm))),
@@ -1247,7 +1291,11 @@ impl Service {
             NetworkXml { network, flags } => self.network_xml(p, &network, flags).map(Response::Text),
             NetworkDhcpLeases { network, mac } => self.dhcp_leases(p, &network, mac.as_deref()).map(Response::Leases),
             NetworkCreate { xml } => self.create_network(p, &xml).map(Response::Network),
-            NetworkDefine { def } => self.define_network(p, &def).map(Response::Network),
+            NetworkDefine { def } => {
+                let made = self.define_network(p, &def)?;
+                self.audit_global(p, Happening::NetworkAdded(made.name.clone()));
+                Ok(Response::Network(made))
+            }
             NetworkDestroy { network } => done(self.destroy_network(p, &network)),
             NetworkRemove { network } => done(self.remove_network(p, &network)),
             NetworkSetAutostart { network, autostart } => done(self.set_network_autostart(p, &network, autostart)),

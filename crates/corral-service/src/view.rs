@@ -9,6 +9,7 @@ use corral_core::user::User;
 use corral_core::volume::Pool;
 use corral_core::{App, Operation, Principal};
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::Authorizer;
 
 /// A consistent, filtered snapshot of the model. Cheap to make and to clone; holding it holds up nobody.
@@ -18,11 +19,18 @@ pub struct View {
     generation: u64,
     principal: Principal,
     auth: Arc<dyn Authorizer>,
+    audit: Arc<AuditLog>,
 }
 
 impl View {
-    pub(crate) fn new(app: Arc<App>, generation: u64, principal: Principal, auth: Arc<dyn Authorizer>) -> View {
-        View { app, generation, principal, auth }
+    pub(crate) fn new(
+        app: Arc<App>,
+        generation: u64,
+        principal: Principal,
+        auth: Arc<dyn Authorizer>,
+        audit: Arc<AuditLog>,
+    ) -> View {
+        View { app, generation, principal, auth, audit }
     }
 
     /// The model generation the view shows, for caches of what is rendered from it.
@@ -109,5 +117,23 @@ impl View {
 
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users().find(|u| u.name == name)
+    }
+
+    /// The audit log's records with an id greater than `from`, oldest first, that the principal may see.
+    pub fn audit_since(&self, from: u64) -> Vec<AuditRecord> {
+        self.audit.since(from).into_iter().filter(|r| self.may_see(r)).collect()
+    }
+
+    /// Audit record `id`, if it is kept and the principal may see it.
+    pub fn audit_record(&self, id: u64) -> Option<AuditRecord> {
+        self.audit.get(id).filter(|r| self.may_see(r))
+    }
+
+    /// A record about a qube (even one removed since) only to those who may list that qube, one naming a
+    /// user only to those who may see users.
+    fn may_see(&self, r: &AuditRecord) -> bool {
+        let vm = r.vm.as_ref().is_none_or(|(_, name)| self.may_list(name));
+        let user = r.user.is_none() || self.users().next().is_some();
+        vm && user
     }
 }

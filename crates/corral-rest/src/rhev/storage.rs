@@ -20,7 +20,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use corral_core::domain::Domain;
 use corral_core::volume::{Driver, NewDisk, Pool, Volume};
 use corral_core::ErrorKind;
@@ -634,11 +633,7 @@ async fn create_disk() -> ApiError {
     params(("id" = String, Path, description = "The disk's id")),
     responses((status = 204, description = "Removed"), (status = 404, response = NotFound),
         (status = 409, response = Conflict), (status = 500, response = ServerError)))]
-async fn remove_disk(
-    State(rest): State<Arc<Rest>>,
-    user: Option<Extension<crate::auth::AuthUser>>,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+async fn remove_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let (d, v) = floating(&rest.service, &id)?;
     if corral_core::volume::extra_disk_index(&v.name).is_none() {
         return refused(Ok((d, v)), |(d, v)| {
@@ -649,7 +644,7 @@ async fn remove_disk(
             )
         });
     }
-    super::devices::remove_added_disk(&rest, user, &d, &v).await
+    super::devices::remove_added_disk(&rest, &d, &v).await
 }
 
 #[utoipa::path(get, path = "/api/disks/{id}/statistics", operation_id = "list_disk_statistics", tag = "disks",

@@ -8,7 +8,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use corral_core::domain::Domain;
 use corral_core::hv::BootDevice;
 use corral_core::ErrorKind;
@@ -21,7 +20,6 @@ use super::handler::{
     action_node, action_params, ask, ask_with, blocking, body_flag, caller, completed_action, created, creation,
     param_flag, ref_of, same_id, unexpected,
 };
-use crate::auth::AuthUser;
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, Force, NotFound, Search, ServerError};
@@ -353,7 +351,6 @@ impl AsyncActions {
 async fn action(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
-    user: Option<Extension<AuthUser>>,
     Path((id, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -378,12 +375,6 @@ async fn action(
             .ok_or_else(|| ApiError::bad_request(format!("Invalid ticket expiry: {e} (minutes, from 1)")))?,
     };
     let ticket = params.path("ticket/value").and_then(|v| v.text.clone());
-    let who = user.and_then(|Extension(u)| u.reference(&rest));
-    let (log, vm_ref) = (rest.clone(), Some((id.clone(), vm.clone())));
-    let record = move |code: u32, severity: &'static str, what: &str| {
-        let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
-        log.events.record(code, severity, format!("VM {} {what}{by}.", d.name), vm_ref.clone(), who.clone());
-    };
     let once = if name == "start" { run_once(&params)? } else { Default::default() };
     let clone_name = match (name.as_str(), params.path("vm/name").and_then(|n| n.text.clone())) {
         ("clone", None) => return Err(ApiError::bad_request("action [vm.name] required for clone")),
@@ -398,7 +389,6 @@ async fn action(
             }
             "stop" => {
                 ask(Request::VmKill { vm })?;
-                record(33, "normal", "powered off");
             }
             "shutdown" => {
                 ask(Request::VmShutdownOrKill { vm })?;
@@ -409,14 +399,7 @@ async fn action(
                 return Ok(vec![common::reference(&clone_ctx, "vm", "vms", &uuid.to_string())]);
             }
             "suspend" => {
-                record(501, "normal", "suspending initiated");
-                match ask(Request::VmSave { vm }) {
-                    Ok(_) => record(503, "normal", "suspended"),
-                    Err(e) => {
-                        record(502, "error", "failed to suspend");
-                        return Err(e.into());
-                    }
-                }
+                ask(Request::VmSave { vm })?;
             }
             "reboot" => {
                 ask(Request::VmReboot { vm })?;
