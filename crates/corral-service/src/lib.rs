@@ -89,6 +89,7 @@ pub struct Service {
     /// Every qube's graphical console as it starts: locked with a password made for this daemon run.
     graphics: corral_core::hv::GraphicsSpec,
     cpu_samples: hypervisor::CpuSamples,
+    rate_samples: hypervisor::RateSamples,
     /// What happened and who did it, for the doors' event logs.
     audit: Arc<audit::AuditLog>,
     /// Whether the bus feeds `audit` yet.
@@ -172,6 +173,7 @@ impl Service {
             rendered: Mutex::new(std::collections::HashMap::new()),
             summaries: Mutex::new(None),
             cpu_samples: Default::default(),
+            rate_samples: Default::default(),
             audit: Default::default(),
             audit_following: Default::default(),
         });

@@ -445,13 +445,13 @@ pub enum Request {
     VmUsage {
         vm: String,
     },
-    /// A running qube's counters of its disk for `volume`.
-    VmDiskCounters {
+    /// A running qube's counters of its disk for `volume`, with their rates per second lately.
+    VmDiskRates {
         vm: String,
         volume: String,
     },
-    /// A running qube's counters of its network card.
-    VmNicCounters {
+    /// A running qube's counters of its network card, with their rates per second lately.
+    VmNicRates {
         vm: String,
     },
     /// Adds a further disk; answers its volume's name.
@@ -692,10 +692,10 @@ pub enum Response {
         info: corral_core::hv::DomainInfo,
         cpu_percent: f64,
     },
-    /// A disk's counters; `None` while its qube does not run.
-    DiskCounters(Option<corral_core::hv::BlockStats>),
-    /// A network card's counters; `None` while its qube does not run or is not connected.
-    NicCounters(Option<corral_core::hv::InterfaceStats>),
+    /// A disk's counters and rates; `None` while its qube does not run.
+    DiskRates(Option<crate::hypervisor::DiskRates>),
+    /// A network card's counters and rates; `None` while its qube does not run or is not connected.
+    NicRates(Option<crate::hypervisor::NicRates>),
     Revision(corral_storage::Revision),
     Revisions(Vec<(corral_storage::Revision, Option<String>)>),
     /// A pool's size and usage in bytes, when known.
@@ -883,8 +883,8 @@ impl Request {
             VmMakeTemplate { vm, name, .. } => O::new("corral.vm.MakeTemplate", name.as_str(), vm.as_str()),
             VmConsoleTicket { vm, .. } => O::new("corral.vm.ConsoleTicket", "", vm.as_str()),
             VmUsage { vm } => O::new("admin.vm.Stats", "", vm.as_str()),
-            VmDiskCounters { vm, volume } => O::new("corral.vm.DiskStats", volume.as_str(), vm.as_str()),
-            VmNicCounters { vm } => O::new("corral.vm.NicStats", "", vm.as_str()),
+            VmDiskRates { vm, volume } => O::new("corral.vm.DiskStats", volume.as_str(), vm.as_str()),
+            VmNicRates { vm } => O::new("corral.vm.NicStats", "", vm.as_str()),
             VolumeAdd { vm, disk } => O::new("corral.vm.volume.Add", disk.pool.as_str(), vm.as_str()),
             VolumeUpdate { vm, volume, .. } => O::new("corral.vm.volume.Update", volume.as_str(), vm.as_str()),
             VolumeRemove { vm, volume } => O::new("corral.vm.volume.Remove", volume.as_str(), vm.as_str()),
@@ -1202,8 +1202,8 @@ impl Service {
                 let (info, cpu_percent) = self.cpu_usage(&vm)?;
                 Ok(Response::Usage { info, cpu_percent })
             }
-            VmDiskCounters { vm, volume } => self.disk_counters(p, &vm, &volume).map(Response::DiskCounters),
-            VmNicCounters { vm } => self.nic_counters(p, &vm).map(Response::NicCounters),
+            VmDiskRates { vm, volume } => self.disk_rates(p, &vm, &volume).map(Response::DiskRates),
+            VmNicRates { vm } => self.nic_rates(p, &vm).map(Response::NicRates),
             VolumeAdd { vm, disk } => {
                 let name = self.volume_add(p, &vm, &disk)?;
                 if let Some(alias) = self.disk_alias_of(&vm, &name) {

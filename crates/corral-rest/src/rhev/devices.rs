@@ -33,7 +33,7 @@ use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id, BLANK};
 use super::handler::{
-    ask, ask_with, body_flag, caller, completed_action, created, optional_body, ref_of, refused, same_id, unexpected,
+    ask, ask_with, body_flag, completed_action, created, optional_body, ref_of, refused, same_id, unexpected,
 };
 use super::storage::{disk_at, disk_collection, disk_id, disk_statistics_reply, disk_volumes};
 use super::vms::find;
@@ -343,16 +343,13 @@ pub fn nic_node(ctx: &Ctx, app: &View, d: &Domain, base: &str, networks: &Networ
 /// The `<statistics>` of qube `d`'s card under `/vms/{vm}`: bytes moved per second and errors since it
 /// started, while it runs; 0 while it is halted.
 async fn nic_statistics_node(ctx: &Ctx, service: Arc<Service>, d: &Domain, vm: &str) -> ApiResult<Node> {
-    let name = d.name.clone();
-    let sample = move || match service.handle(&caller(), Request::VmNicCounters { vm: name.clone() })? {
-        corral_service::Response::NicCounters(counters) => {
-            Ok(counters.map(|c| vec![c.rx_bytes, c.tx_bytes, c.rx_errors, c.tx_errors]))
-        }
-        other => Err(unexpected(&other)),
+    let rates = match ask(&service, Request::VmNicRates { vm: d.name.clone() }).await? {
+        corral_service::Response::NicRates(rates) => rates,
+        other => return Err(unexpected(&other)),
     };
     // Bytes are shown as rates, errors as the counts themselves.
-    let sampled = super::rates::per_second(format!("nic/{}", d.uuid), sample).await?;
-    let (rx, tx, rx_errors, tx_errors) = sampled.map_or((0.0, 0.0, 0, 0), |(now, r)| (r[0], r[1], now[2], now[3]));
+    let (rx, tx, rx_errors, tx_errors) = rates
+        .map_or((0.0, 0.0, 0, 0), |r| (r.rx_per_second, r.tx_per_second, r.counters.rx_errors, r.counters.tx_errors));
     let errors = |name, description, n: u64| -> common::Stat { (name, description, n.to_string(), "NONE", false) };
     let stats = [
         common::per_second("data.current.rx", "Receive data rate", rx),

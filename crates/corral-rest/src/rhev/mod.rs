@@ -6,7 +6,6 @@ pub mod devices;
 pub mod events;
 pub mod handler;
 pub mod infra;
-mod rates;
 pub mod search;
 pub mod storage;
 pub mod tags;

@@ -426,14 +426,11 @@ async fn disk_statistics_node(
     v: &Volume,
     collection: &str,
 ) -> ApiResult<Node> {
-    let (vm, volume) = (d.name.clone(), v.name.clone());
-    let sample =
-        move || match service.handle(&caller(), Request::VmDiskCounters { vm: vm.clone(), volume: volume.clone() })? {
-            corral_service::Response::DiskCounters(counters) => Ok(counters.map(|c| vec![c.read_bytes, c.write_bytes])),
-            other => Err(unexpected(&other)),
-        };
-    let rates = super::rates::per_second(format!("disk/{}/{}", d.uuid, v.name), sample).await?;
-    let (read, write) = rates.map_or((0.0, 0.0), |(_, r)| (r[0], r[1]));
+    let rates = match ask(&service, Request::VmDiskRates { vm: d.name.clone(), volume: v.name.clone() }).await? {
+        corral_service::Response::DiskRates(rates) => rates,
+        other => return Err(unexpected(&other)),
+    };
+    let (read, write) = rates.map_or((0.0, 0.0), |r| (r.read_per_second, r.write_per_second));
     let stats = [
         common::per_second("data.current.read", "Read data rate", read),
         common::per_second("data.current.write", "Write data rate", write),
