@@ -71,7 +71,8 @@ pub struct Service {
     hv: Option<Arc<dyn Hypervisor>>,
     /// Why `hv` is `None`, for the callers who need it.
     hv_missing: String,
-    runtime: runtime::Runtime,
+    /// Shared with every view, which shows running qubes' power and consoles live.
+    runtime: Arc<runtime::Runtime>,
     /// Qubes whose start is under way, so that a second Start is a no-op and libvirt's own report of the
     /// start does not race the start's events.
     starting: Mutex<std::collections::HashSet<uuid::Uuid>>,
@@ -154,7 +155,7 @@ impl Service {
         let service = Arc::new(Service {
             hv: hv.clone(),
             hv_missing,
-            runtime: runtime::Runtime::default(),
+            runtime: Default::default(),
             starting: Mutex::new(std::collections::HashSet::new()),
             lent_causes: Mutex::new(std::collections::HashMap::new()),
             transitions: Mutex::new(()),
@@ -200,7 +201,14 @@ impl Service {
         let model = self.model.read();
         // Taken under the lock that every model change holds, so the two agree.
         let generation = self.generation.load(Ordering::Acquire);
-        View::new(model.clone(), generation, principal.clone(), self.auth.clone(), self.audit.clone())
+        View::new(
+            model.clone(),
+            generation,
+            principal.clone(),
+            self.auth.clone(),
+            self.audit.clone(),
+            view::Live { runtime: self.runtime.clone(), hv: self.hv.clone() },
+        )
     }
 
     /// The model under the read lock, for the service's own short reads: unlike a snapshot, it never makes

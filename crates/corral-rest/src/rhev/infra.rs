@@ -301,7 +301,7 @@ fn host_node(ctx: &Ctx, rest: &Rest, facts: &HostFacts) -> Node {
     let base = format!("/hosts/{id}");
     let (total, active, memory) = {
         let app = rest.service.view(&crate::principal());
-        let (total, active) = common::vm_counts(&rest.service, &app);
+        let (total, active) = common::vm_counts(&app);
         (total, active, app.host().memory_mib * 1024 * 1024)
     };
     let state = if facts.up { "up" } else { "down" };

@@ -59,7 +59,7 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
         };
         let view = service.view(&crate::principal());
         let body = service.rendered(&view, key, |app, previous_len| {
-            let vms = app.domains().filter(|d| !d.is_admin()).map(|d| vm_node(&ctx, service, app, d));
+            let vms = app.domains().filter(|d| !d.is_admin()).map(|d| vm_node(&ctx, app, d));
             ctx.encode_collection("vms", "vm", vms, previous_len + previous_len / 8)
         });
         return Ok(ctx.render_bytes(StatusCode::OK, body.to_vec()));
@@ -67,9 +67,8 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let nodes: Vec<(Node, Domain)> = {
         let app = service.view(&crate::principal());
         let vms: Vec<&Domain> = app.domains().filter(|d| !d.is_admin()).collect();
-        let vms =
-            super::search::apply(&ctx, vms, |d, f| vm_field(service, &app, d, f)).map_err(ApiError::bad_request)?;
-        vms.into_iter().map(|d| (vm_node(&ctx, service, &app, d), d.clone())).collect()
+        let vms = super::search::apply(&ctx, vms, |d, f| vm_field(&app, d, f)).map_err(ApiError::bad_request)?;
+        vms.into_iter().map(|d| (vm_node(&ctx, &app, d), d.clone())).collect()
     };
     let mut out = Node::collection("vms");
     for node in with_details(&ctx, service, nodes).await? {
@@ -90,10 +89,10 @@ async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) ->
             .domain_by_uuid(&uuid)
             .filter(|d| !d.is_admin())
             .ok_or_else(|| ApiError::not_found(&format!("vm {id}")))?;
-        return Ok(ctx.ok(&vm_node(&ctx, &rest.service, &app, d)));
+        return Ok(ctx.ok(&vm_node(&ctx, &app, d)));
     }
     let d = find(&rest.service, &id)?;
-    let node = vm_node(&ctx, &rest.service, &rest.service.view(&crate::principal()), &d);
+    let node = vm_node(&ctx, &rest.service.view(&crate::principal()), &d);
     let node = with_details(&ctx, &rest.service, vec![(node, d)]).await?.remove(0);
     Ok(ctx.ok(&node))
 }
@@ -173,7 +172,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     })
     .await?;
     let d = find(&rest.service, &id)?;
-    let node = vm_node(&ctx, &rest.service, &rest.service.view(&crate::principal()), &d);
+    let node = vm_node(&ctx, &rest.service.view(&crate::principal()), &d);
     Ok(created(&ctx, node, &format!("/vms/{id}"), true))
 }
 
@@ -224,7 +223,7 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     update_qube(&rest.service, d.name.clone(), &body).await?;
     let d = find(&rest.service, &id)?;
     let app = rest.service.view(&crate::principal());
-    Ok(ctx.ok(&vm_node(&ctx, &rest.service, &app, &d)))
+    Ok(ctx.ok(&vm_node(&ctx, &app, &d)))
 }
 
 #[utoipa::path(delete, path = "/api/vms/{id}", operation_id = "remove_vm", tag = "vms", summary = "Remove a vm",
@@ -254,7 +253,7 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     }
     let running = |name: &str| ApiError::conflict(format!("Cannot remove VM. VM {name} is running."));
     // An asynchronous removal is answered before it runs: the answer must already say it would be refused.
-    if is_async && !force && rest.service.power(&d).is_active() {
+    if is_async && !force && rest.service.view(&crate::principal()).power(&d).is_active() {
         return Err(running(&d.name));
     }
     let name = d.name.clone();
