@@ -215,6 +215,32 @@ mod tests {
     }
 
     #[test]
+    fn what_users_do_is_noted_and_what_qubes_do_is_not() {
+        let (log, app) = (AuditLog::default(), App::empty(corral_core::HostInfo { memory_mib: 1024, cpus: 1 }));
+        let user = Principal::User { name: "alice".into(), credential: corral_core::Credential::Password };
+
+        log.note(&app, &Principal::AdminVm, Happening::PoweredOff, None);
+        log.note(&app, &Principal::Qube("work".into()), Happening::PoweredOff, None);
+        log.note(&app, &user, Happening::Session { login: "alice".into(), open: true }, None);
+
+        let all = log.since(0);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].what, Happening::Session { login: "alice".into(), open: true });
+    }
+
+    #[test]
+    fn bus_events_outside_the_audited_set_are_not_kept() {
+        let (log, app) = (AuditLog::default(), App::empty(corral_core::HostInfo { memory_mib: 1024, cpus: 1 }));
+
+        log.note_event(&app, &Event::on("work", "domain-tag-add:x"));
+        log.note_event(&app, &Event::on("work", "domain-start"));
+
+        let all = log.since(0);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].vm, Some((String::new(), "work".into())));
+    }
+
+    #[test]
     fn a_qube_gone_keeps_its_uuid_and_ids_grow() {
         let log = AuditLog::default();
         let record = |what: &str, uuid: &str| AuditRecord {
