@@ -102,8 +102,8 @@ pub fn render(response: Response, all_vms: &VmListCache) -> Result<Rendered> {
         }
         // Answers to the HTTP doors' own requests, which no Admin API method parses into.
         Response::Usage { .. }
-        | Response::DiskCounters(_)
-        | Response::NicCounters(_)
+        | Response::DiskRates(_)
+        | Response::NicRates(_)
         | Response::Revision(_)
         | Response::Revisions(_)
         | Response::PoolUsage(_)

@@ -27,22 +27,14 @@ pub struct AuthUser {
     pub service_key: bool,
 }
 
-impl AuthUser {
-    /// The user as an event names it, (id, `name@domain`), while the user exists. The daemon's record of who
-    /// did what names the user whoever may read it later (the event list filters what each reader sees).
-    pub fn reference(&self, rest: &Rest) -> Option<(String, String)> {
-        let app = rest.service.view(&corral_core::Principal::AdminVm);
-        let u = app.user(&self.name)?;
-        Some((u.id.to_string(), format!("{}@{}", u.name, u.domain)))
-    }
-}
-
-/// Logs a login (30) or logout (31) of `user`.
-fn record_session(rest: &Rest, user: &str, login: bool) {
-    let who = AuthUser { name: user.to_string(), service_key: false }.reference(rest);
-    let label = who.as_ref().map_or(user.to_string(), |(_, n)| n.clone());
-    let (code, what) = if login { (30, "logged in") } else { (31, "logged out") };
-    rest.events.record(code, "normal", format!("User {label} {what}."), None, who);
+/// Tells the service that `user` opened a session (`open`) or ended one, for its audit log.
+fn record_session(rest: &Rest, user: &str, open: bool) {
+    let principal =
+        corral_core::Principal::User { name: user.to_string(), credential: corral_core::Credential::Session };
+    // Noting it cannot fail but by a refusal, which leaves nothing to note; the request goes on either way.
+    let _ = corral_service::with_cause(crate::cause(), || {
+        rest.service.handle(&principal, corral_service::Request::Session { open })
+    });
 }
 
 const DEFAULT_TTL: Duration = Duration::from_secs(30 * 60);

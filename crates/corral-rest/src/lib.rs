@@ -32,7 +32,6 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub struct Rest {
     pub service: Arc<Service>,
     pub sessions: auth::Sessions,
-    pub events: events::EventLog,
     /// Whether the listener is TLS (cookies get `Secure`).
     pub tls: bool,
     /// The served certificate as PEM, for `GET /ca.crt`; `None` on plain HTTP.
@@ -43,11 +42,10 @@ pub struct Rest {
 
 impl Rest {
     pub fn new(service: Arc<Service>, tls: bool) -> Arc<Rest> {
-        let events = events::EventLog::start(&service);
+        service.start_audit();
         Arc::new(Rest {
             service,
             sessions: auth::Sessions::default(),
-            events,
             tls,
             certificate_pem: None,
             actions: Default::default(),
@@ -56,12 +54,11 @@ impl Rest {
 
     /// A door served over TLS with `certificate_pem` (cookies get `Secure`; `GET /ca.crt` returns it).
     pub fn new_tls(service: Arc<Service>, certificate_pem: String) -> Arc<Rest> {
-        let events = events::EventLog::start(&service);
+        service.start_audit();
         let sessions = auth::Sessions::default();
         Arc::new(Rest {
             service,
             sessions,
-            events,
             tls: true,
             certificate_pem: Some(certificate_pem),
             actions: Default::default(),

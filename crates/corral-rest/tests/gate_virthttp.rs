@@ -51,7 +51,7 @@ async fn send(door: &Door, method: &Method, path: &str, body: &str) -> Answer {
 /// Everything dom0 can see of the qubes and networks, to compare before and after.
 fn snapshot(door: &Door) -> String {
     let view = door.service.view(&Principal::AdminVm);
-    let mut all: Vec<String> = view.domains().map(|d| format!("{d:?} {:?}", door.service.power(d))).collect();
+    let mut all: Vec<String> = view.domains().map(|d| format!("{d:?} {:?}", view.power(d))).collect();
     let networks = door.service.handle(&Principal::AdminVm, Request::NetworkList).expect("networks");
     all.push(format!("{networks:?}"));
     all.join("\n")

@@ -1,6 +1,7 @@
 //! The one path every request takes, whatever door it came through: authorization, a plan against the
 //! model, one store transaction, side effects on storage, then the model update and the events.
 
+mod audit;
 mod auth;
 pub mod copies;
 mod events;
@@ -31,6 +32,7 @@ use corral_storage::Storage;
 use corral_store::{Durability, SqliteStore, StateStore};
 use parking_lot::{Mutex, RwLock};
 
+pub use audit::{AuditRecord, Happening};
 pub use auth::{Authorizer, QrexecAdmitted};
 pub use corral_core::{Credential, Operation, Principal};
 pub use events::{current_cause, with_cause, EventBus, Subscription, SubscriptionEnded};
@@ -69,7 +71,8 @@ pub struct Service {
     hv: Option<Arc<dyn Hypervisor>>,
     /// Why `hv` is `None`, for the callers who need it.
     hv_missing: String,
-    runtime: runtime::Runtime,
+    /// Shared with every view, which shows running qubes' power and consoles live.
+    runtime: Arc<runtime::Runtime>,
     /// Qubes whose start is under way, so that a second Start is a no-op and libvirt's own report of the
     /// start does not race the start's events.
     starting: Mutex<std::collections::HashSet<uuid::Uuid>>,
@@ -87,6 +90,11 @@ pub struct Service {
     /// Every qube's graphical console as it starts: locked with a password made for this daemon run.
     graphics: corral_core::hv::GraphicsSpec,
     cpu_samples: hypervisor::CpuSamples,
+    rate_samples: hypervisor::RateSamples,
+    /// What happened and who did it, for the doors' event logs.
+    audit: Arc<audit::AuditLog>,
+    /// Whether the bus feeds `audit` yet.
+    audit_following: std::sync::atomic::AtomicBool,
 }
 
 /// A cached rendering and the model generation it was made from.
@@ -147,7 +155,7 @@ impl Service {
         let service = Arc::new(Service {
             hv: hv.clone(),
             hv_missing,
-            runtime: runtime::Runtime::default(),
+            runtime: Default::default(),
             starting: Mutex::new(std::collections::HashSet::new()),
             lent_causes: Mutex::new(std::collections::HashMap::new()),
             transitions: Mutex::new(()),
@@ -166,6 +174,9 @@ impl Service {
             rendered: Mutex::new(std::collections::HashMap::new()),
             summaries: Mutex::new(None),
             cpu_samples: Default::default(),
+            rate_samples: Default::default(),
+            audit: Default::default(),
+            audit_following: Default::default(),
         });
         std::fs::create_dir_all(config.state_dir.join("logs"))?;
         service.reconcile();
@@ -190,7 +201,14 @@ impl Service {
         let model = self.model.read();
         // Taken under the lock that every model change holds, so the two agree.
         let generation = self.generation.load(Ordering::Acquire);
-        View::new(model.clone(), generation, principal.clone(), self.auth.clone())
+        View::new(
+            model.clone(),
+            generation,
+            principal.clone(),
+            self.auth.clone(),
+            self.audit.clone(),
+            view::Live { runtime: self.runtime.clone(), hv: self.hv.clone() },
+        )
     }
 
     /// The model under the read lock, for the service's own short reads: unlike a snapshot, it never makes

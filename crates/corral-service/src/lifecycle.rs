@@ -135,13 +135,8 @@ impl Service {
     }
 
     /// The qube's power state as the Admin API names it.
-    pub fn power(&self, d: &Domain) -> PowerState {
-        // dom0 is this host; a RemoteVM is on another and counts as running, as upstream shows it.
-        if !d.class.runs_here() {
-            PowerState::Running
-        } else {
-            self.runtime.state(&d.uuid)
-        }
+    pub(crate) fn power(&self, d: &Domain) -> PowerState {
+        crate::view::power_of(&self.runtime, d)
     }
 
     fn vm_snapshot(&self, vm: &str) -> Result<Domain> {
@@ -726,11 +721,6 @@ impl Service {
         self.hypervisor()?.send_keys(&d.uuid, codeset, hold_ms, keys).map_err(Error::from)
     }
 
-    /// Where a running qube's graphical console answers; none for a halted one.
-    pub fn console_address(&self, d: &Domain) -> Option<ConsoleAddress> {
-        self.runtime.get(&d.uuid).and_then(|r| r.console)
-    }
-
     /// Lets a client log in to a running qube's graphical console for `valid_for` with `ticket`, or with a
     /// random ticket when none is given, and answers the ticket. It replaces the ticket before; once it
     /// expires, nobody can log in until the next.
@@ -766,13 +756,8 @@ impl Service {
     }
 
     /// libvirt's figures for a running qube; zeros when halted or without a hypervisor.
-    pub fn domain_info(&self, d: &Domain) -> corral_core::hv::DomainInfo {
-        match &self.hv {
-            Some(hv) if self.power(d).is_active() => {
-                hv.info(&d.uuid).unwrap_or_else(|_| corral_core::hv::DomainInfo::halted())
-            }
-            _ => corral_core::hv::DomainInfo::halted(),
-        }
+    pub(crate) fn domain_info(&self, d: &Domain) -> corral_core::hv::DomainInfo {
+        crate::view::info_of(&self.runtime, self.hv.as_deref(), d)
     }
 
     /// `mem=<KiB> mem_static_max=<KiB> cputime=<ns> power_state=<State>`.

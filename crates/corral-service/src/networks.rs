@@ -80,7 +80,11 @@ impl Service {
         if let Some(name) = &name {
             self.refuse_network_in_use(name)?;
         }
-        self.controlling_networks(|c| c.destroy_network(uuid))?.then_some(()).ok_or_else(|| network_not_found(uuid))
+        self.controlling_networks(|c| c.destroy_network(uuid))?.then_some(()).ok_or_else(|| network_not_found(uuid))?;
+        if let Some(name) = name {
+            self.audit_global(caller, crate::audit::Happening::NetworkRemoved(name));
+        }
+        Ok(())
     }
 
     /// A network some qube's card is on stays: the qube would not start without it (as oVirt refuses to

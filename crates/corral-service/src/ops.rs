@@ -53,7 +53,7 @@ impl Service {
     }
 
     /// Until the hypervisor layer reports real states, dom0 runs and every qube is halted.
-    pub fn power_state(&self, d: &Domain) -> &'static str {
+    pub(crate) fn power_state(&self, d: &Domain) -> &'static str {
         self.power(d).as_str()
     }
 

@@ -19,6 +19,7 @@ use corral_core::props::{self, PropType};
 use corral_core::volume::Driver;
 use corral_core::{firewall, label, Error, ErrorKind, Operation, Principal, Result};
 
+use crate::audit::Happening;
 use crate::{FeatureLookup, PropView, Service, VmSummary, VolumeInfo};
 use uuid::Uuid;
 
@@ -481,13 +482,13 @@ pub enum Request {
     VmUsage {
         vm: String,
     },
-    /// A running qube's counters of its disk for `volume`.
-    VmDiskCounters {
+    /// A running qube's counters of its disk for `volume`, with their rates per second lately.
+    VmDiskRates {
         vm: String,
         volume: String,
     },
-    /// A running qube's counters of its network card.
-    VmNicCounters {
+    /// A running qube's counters of its network card, with their rates per second lately.
+    VmNicRates {
         vm: String,
     },
     /// Adds a further disk; answers its volume's name.
@@ -565,6 +566,10 @@ pub enum Request {
     },
     /// Whether there is a hypervisor connection, and its version.
     HypervisorInfo,
+    /// The caller opened a session (`open`) or ended one: noted in the audit log.
+    Session {
+        open: bool,
+    },
     // --- virthttp door (branch `virthttp`) ---
     /// A start that leaves the qube paused before its guest runs (libvirt's start with `paused`).
     VmStartPaused {
@@ -679,10 +684,10 @@ pub enum Response {
         info: corral_core::hv::DomainInfo,
         cpu_percent: f64,
     },
-    /// A disk's counters; `None` while its qube does not run.
-    DiskCounters(Option<corral_core::hv::BlockStats>),
-    /// A network card's counters; `None` while its qube does not run or is not connected.
-    NicCounters(Option<corral_core::hv::InterfaceStats>),
+    /// A disk's counters and rates; `None` while its qube does not run.
+    DiskRates(Option<crate::hypervisor::DiskRates>),
+    /// A network card's counters and rates; `None` while its qube does not run or is not connected.
+    NicRates(Option<crate::hypervisor::NicRates>),
     Revision(corral_storage::Revision),
     Revisions(Vec<(corral_storage::Revision, Option<String>)>),
     /// A pool's size and usage in bytes, when known.
@@ -866,8 +871,8 @@ impl Request {
             VmMakeTemplate { vm, name, .. } => O::new("corral.vm.MakeTemplate", name.as_str(), vm.as_str()),
             VmConsoleTicket { vm, .. } => O::new("corral.vm.ConsoleTicket", "", vm.as_str()),
             VmUsage { vm } => O::new("admin.vm.Stats", "", vm.as_str()),
-            VmDiskCounters { vm, volume } => O::new("corral.vm.DiskStats", volume.as_str(), vm.as_str()),
-            VmNicCounters { vm } => O::new("corral.vm.NicStats", "", vm.as_str()),
+            VmDiskRates { vm, volume } => O::new("corral.vm.DiskStats", volume.as_str(), vm.as_str()),
+            VmNicRates { vm } => O::new("corral.vm.NicStats", "", vm.as_str()),
             VolumeAdd { vm, disk } => O::new("corral.vm.volume.Add", disk.pool.as_str(), vm.as_str()),
             VolumeUpdate { vm, volume, .. } => O::new("corral.vm.volume.Update", volume.as_str(), vm.as_str()),
             VolumeRemove { vm, volume } => O::new("corral.vm.volume.Remove", volume.as_str(), vm.as_str()),
@@ -883,6 +888,8 @@ impl Request {
             PoolUsage { pool } => O::global("admin.pool.UsageDetails", pool.as_str()),
             VolumeUsage { vm, volume } => O::new("admin.vm.volume.Info", volume.as_str(), vm.as_str()),
             HypervisorInfo => O::global("corral.host.Info", ""),
+            Session { open: true } => O::global("corral.session.Open", ""),
+            Session { open: false } => O::global("corral.session.Close", ""),
             // --- virthttp door (branch `virthttp`) ---
             VmStartPaused { vm } => O::new("admin.vm.Start", "", vm.as_str()),
             VmReboot { vm } => O::new("admin.vm.Shutdown", "wait", vm.as_str()),
@@ -951,7 +958,11 @@ impl Service {
             VmCurrentState { vm } => self.current_state(p, &vm).map(Response::Text),
             VmStart { vm } => done(self.start_vm(p, &vm)),
             VmShutdown { vm, force, wait } => done(self.shutdown_vm(p, &vm, force, wait)),
-            VmKill { vm } => done(self.kill_vm(p, &vm)),
+            VmKill { vm } => {
+                self.kill_vm(p, &vm)?;
+                self.audit_vm(p, Happening::PoweredOff, &vm);
+                Ok(Response::Done)
+            }
             VmPause { vm } => done(self.pause_vm(p, &vm)),
             VmUnpause { vm } => done(self.unpause_vm(p, &vm)),
             VmSuspend { vm } => done(self.suspend_vm(p, &vm)),
@@ -1121,7 +1132,11 @@ impl Service {
             VolumeInfo { vm, volume } => self.volume_info(p, &vm, &volume).map(Response::Volume),
             VolumeListSnapshots { vm, volume } => self.volume_snapshots(p, &vm, &volume).map(Response::Names),
             VolumeResize { vm, volume, size } => done(self.volume_resize(p, &vm, &volume, &size)),
-            VolumeRevert { vm, volume, revision } => done(self.volume_revert(p, &vm, &volume, &revision)),
+            VolumeRevert { vm, volume, revision } => {
+                self.volume_revert(p, &vm, &volume, &revision)?;
+                self.audit_vm(p, Happening::Restored, &vm);
+                Ok(Response::Done)
+            }
             VolumeClear { vm, volume } => done(self.volume_clear(p, &vm, &volume)),
             VolumeSetRevisionsToKeep { vm, volume, value } => done(self.volume_set_revisions(p, &vm, &volume, &value)),
             VolumeSetRw { vm, volume, value } => done(self.volume_set_rw(p, &vm, &volume, &value)),
@@ -1160,7 +1175,12 @@ impl Service {
                 Ok(Response::Done)
             }
             VmShutdownOrKill { vm } => done(self.shutdown_or_kill_vm(p, &vm)),
-            VmSave { vm } => done(self.save_vm(p, &vm)),
+            VmSave { vm } => {
+                self.audit_vm(p, Happening::SuspendStarted, &vm);
+                let saved = self.save_vm(p, &vm);
+                self.audit_vm(p, if saved.is_ok() { Happening::Suspended } else { Happening::SuspendFailed }, &vm);
+                done(saved)
+            }
             VmClone { vm, name, uuid } => done(self.clone_vm(p, &vm, &name, uuid)),
             VmMakeTemplate { vm, name, uuid, settings } => {
                 done(self.create_template_from(p, &vm, &name, uuid, &settings))
@@ -1172,16 +1192,35 @@ impl Service {
                 let (info, cpu_percent) = self.cpu_usage(&vm)?;
                 Ok(Response::Usage { info, cpu_percent })
             }
-            VmDiskCounters { vm, volume } => self.disk_counters(p, &vm, &volume).map(Response::DiskCounters),
-            VmNicCounters { vm } => self.nic_counters(p, &vm).map(Response::NicCounters),
-            VolumeAdd { vm, disk } => self.volume_add(p, &vm, &disk).map(Response::Text),
+            VmDiskRates { vm, volume } => self.disk_rates(p, &vm, &volume).map(Response::DiskRates),
+            VmNicRates { vm } => self.nic_rates(p, &vm).map(Response::NicRates),
+            VolumeAdd { vm, disk } => {
+                let name = self.volume_add(p, &vm, &disk)?;
+                if let Some(alias) = self.disk_alias_of(&vm, &name) {
+                    self.audit_vm(p, Happening::DiskAdded(alias), &vm);
+                }
+                Ok(Response::Text(name))
+            }
             VolumeUpdate { vm, volume, size, bootable, alias } => {
                 done(self.volume_update(p, &vm, &volume, size, bootable, alias.as_deref()))
             }
-            VolumeRemove { vm, volume } => done(self.volume_remove(p, &vm, &volume)),
+            VolumeRemove { vm, volume } => {
+                // The alias is the disk's until it is gone, and the qube's name with it for the record.
+                let alias = self.disk_alias_of(&vm, &volume);
+                let app = self.current().clone();
+                self.volume_remove(p, &vm, &volume)?;
+                if let (Some(alias), Ok(d)) = (alias, crate::resolve_in(&app, &vm)) {
+                    self.audit.note(&app, p, Happening::DiskRemoved(alias), Some(d));
+                }
+                Ok(Response::Done)
+            }
             VolumeRevisions { vm, volume } => self.volume_revisions_described(p, &vm, &volume).map(Response::Revisions),
             VolumeSnapshot { vm, volume, description } => {
-                self.volume_snapshot(p, &vm, &volume, description.as_deref()).map(Response::Revision)
+                self.audit_vm(p, Happening::SnapshotStarted, &vm);
+                let taken = self.volume_snapshot(p, &vm, &volume, description.as_deref());
+                let what = if taken.is_ok() { Happening::SnapshotTaken } else { Happening::SnapshotFailed };
+                self.audit_vm(p, what, &vm);
+                taken.map(Response::Revision)
             }
             NicAdd { vm, network, mac, name } => {
                 done(self.add_nic(p, &vm, network.as_deref(), mac.as_deref().map(str::as_bytes), name.as_deref()))
@@ -1206,6 +1245,11 @@ impl Service {
             HypervisorInfo => {
                 Ok(Response::Hypervisor { connected: self.has_hypervisor(), version: self.libvirt_version() })
             }
+            Session { open } => {
+                let login = p.user_name().unwrap_or_default().to_string();
+                self.audit_global(p, Happening::Session { login, open });
+                Ok(Response::Done)
+            }
             // --- virthttp door (branch `virthttp`) ---
             VmStartPaused { vm } => done(self.start_vm(p, &vm).and_then(|()| self.pause_vm(p, &vm))),
             VmReboot { vm } => done(self.reboot_vm(p, &vm)),
@@ -1221,7 +1265,11 @@ impl Service {
             NetworkXml { network, flags } => self.network_xml(p, &network, flags).map(Response::Text),
             NetworkDhcpLeases { network, mac } => self.dhcp_leases(p, &network, mac.as_deref()).map(Response::Leases),
             NetworkCreate { xml } => self.create_network(p, &xml).map(Response::Network),
-            NetworkDefine { def } => self.define_network(p, &def).map(Response::Network),
+            NetworkDefine { def } => {
+                let made = self.define_network(p, &def)?;
+                self.audit_global(p, Happening::NetworkAdded(made.name.clone()));
+                Ok(Response::Network(made))
+            }
             NetworkDestroy { network } => done(self.destroy_network(p, &network)),
             NetworkRemove { network } => done(self.remove_network(p, &network)),
             NetworkSetAutostart { network, autostart } => done(self.set_network_autostart(p, &network, autostart)),

@@ -9,7 +9,10 @@ use corral_core::user::User;
 use corral_core::volume::Pool;
 use corral_core::{App, Operation, Principal};
 
+use crate::audit::{AuditLog, AuditRecord};
+use crate::runtime::Runtime;
 use crate::Authorizer;
+use corral_core::hv::{ConsoleAddress, DomainInfo, Hypervisor, PowerState};
 
 /// A consistent, filtered snapshot of the model. Cheap to make and to clone; holding it holds up nobody.
 #[derive(Clone)]
@@ -18,11 +21,61 @@ pub struct View {
     generation: u64,
     principal: Principal,
     auth: Arc<dyn Authorizer>,
+    audit: Arc<AuditLog>,
+    live: Live,
+}
+
+/// What the hypervisor says of running qubes, shown live rather than as of the view's moment: a power state
+/// changes without a model change.
+#[derive(Clone)]
+pub(crate) struct Live {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) hv: Option<Arc<dyn Hypervisor>>,
+}
+
+/// Qube `d`'s power state as `runtime` knows it: dom0 is this host, and a RemoteVM, on another, counts as
+/// running, as upstream shows it.
+pub(crate) fn power_of(runtime: &Runtime, d: &Domain) -> PowerState {
+    if !d.class.runs_here() {
+        PowerState::Running
+    } else {
+        runtime.state(&d.uuid)
+    }
+}
+
+/// libvirt's figures of qube `d` while it is active; a halted qube's otherwise. Blocks on libvirt.
+pub(crate) fn info_of(runtime: &Runtime, hv: Option<&dyn Hypervisor>, d: &Domain) -> DomainInfo {
+    match hv {
+        Some(hv) if power_of(runtime, d).is_active() => hv.info(&d.uuid).unwrap_or_else(|_| DomainInfo::halted()),
+        _ => DomainInfo::halted(),
+    }
 }
 
 impl View {
-    pub(crate) fn new(app: Arc<App>, generation: u64, principal: Principal, auth: Arc<dyn Authorizer>) -> View {
-        View { app, generation, principal, auth }
+    pub(crate) fn new(
+        app: Arc<App>,
+        generation: u64,
+        principal: Principal,
+        auth: Arc<dyn Authorizer>,
+        audit: Arc<AuditLog>,
+        live: Live,
+    ) -> View {
+        View { app, generation, principal, auth, audit, live }
+    }
+
+    /// Qube `d`'s power state now.
+    pub fn power(&self, d: &Domain) -> PowerState {
+        power_of(&self.live.runtime, d)
+    }
+
+    /// Where a running qube's graphical console answers.
+    pub fn console(&self, d: &Domain) -> Option<ConsoleAddress> {
+        self.live.runtime.get(&d.uuid).and_then(|r| r.console)
+    }
+
+    /// libvirt's figures of qube `d` (memory, vcpus, CPU time) while it is active. Blocks on libvirt.
+    pub fn info(&self, d: &Domain) -> DomainInfo {
+        info_of(&self.live.runtime, self.live.hv.as_deref(), d)
     }
 
     /// The model generation the view shows, for caches of what is rendered from it.
@@ -109,5 +162,23 @@ impl View {
 
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users().find(|u| u.name == name)
+    }
+
+    /// The audit log's records with an id greater than `from`, oldest first, that the principal may see.
+    pub fn audit_since(&self, from: u64) -> Vec<AuditRecord> {
+        self.audit.since(from).into_iter().filter(|r| self.may_see(r)).collect()
+    }
+
+    /// Audit record `id`, if it is kept and the principal may see it.
+    pub fn audit_record(&self, id: u64) -> Option<AuditRecord> {
+        self.audit.get(id).filter(|r| self.may_see(r))
+    }
+
+    /// A record about a qube (even one removed since) only to those who may list that qube, one naming a
+    /// user only to those who may see users.
+    fn may_see(&self, r: &AuditRecord) -> bool {
+        let vm = r.vm.as_ref().is_none_or(|(_, name)| self.may_list(name));
+        let user = r.user.is_none() || self.users().next().is_some();
+        vm && user
     }
 }

@@ -1048,6 +1048,52 @@ fn a_snapshot_over_http_is_events_45_and_68_and_a_restore_47() {
     }
 }
 
+/// The log is the service's: what any door does lands in it with the user who did it, whichever door
+/// rendered it; an Admin API change carries no user.
+#[test]
+fn an_admin_api_change_and_an_http_snapshot_both_show_with_their_users() {
+    let d = daemon_with_work();
+    let work = d.uuid("work");
+
+    d.ok("admin.vm.property.Set+memory", "work", b"600");
+    let r = send(
+        Client::new().post(d.url(&format!("/api/vms/{work}/snapshots"))).header("Expect", "201-created"),
+        "<snapshot/>",
+    );
+    assert_eq!(r.status(), 201);
+
+    let set = events_of(&d, 35);
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert_eq!(set[0]["vm"]["id"], work.as_str());
+    assert!(set[0].get("user").is_none(), "{:?}", set[0]);
+    let taken = events_of(&d, 68);
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0]["user"]["id"], user_id(&d).as_str());
+    assert_eq!(taken[0]["description"], "Snapshot of VM work has been completed.");
+}
+
+/// A user's power-off is one whichever HTTP door it came through.
+#[test]
+fn a_destroy_over_virthttp_is_event_33_of_its_user() {
+    let d = daemon_with_work();
+    d.ok("admin.vm.Start", "work", b"");
+    let work = d.uuid("work");
+
+    let r = Client::new()
+        .patch(d.url("/libvirt/domains/by-name/work"))
+        .basic_auth("admin", Some("secret"))
+        .json(&serde_json::json!({"power_mgt": "destroy"}))
+        .send()
+        .expect("destroy");
+
+    assert_eq!(r.status(), 200);
+    let stop = events_of(&d, 33);
+    assert_eq!(stop.len(), 1, "{stop:?}");
+    assert_eq!(stop[0]["vm"]["id"], work.as_str());
+    assert_eq!(stop[0]["user"]["id"], user_id(&d).as_str());
+    assert_eq!(stop[0]["description"], "VM work powered off by admin@internal.");
+}
+
 #[test]
 fn a_cd_change_is_event_38() {
     let d = daemon_with_work();

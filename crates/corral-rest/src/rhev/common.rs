@@ -4,7 +4,6 @@ use std::sync::LazyLock;
 
 use corral_core::domain::{Class, Domain};
 use corral_core::hv::PowerState;
-use corral_service::Service;
 use corral_service::View;
 use uuid::Uuid;
 
@@ -141,13 +140,13 @@ pub fn int(app: &View, d: &Domain, prop: &str) -> u64 {
 }
 
 /// How many vms there are (every qube but dom0), and how many of them are running.
-pub fn vm_counts(service: &Service, app: &View) -> (usize, usize) {
+pub fn vm_counts(app: &View) -> (usize, usize) {
     let vms: Vec<&Domain> = app.domains().filter(|d| !d.is_admin()).collect();
-    (vms.len(), vms.iter().filter(|d| service.power(d).is_live()).count())
+    (vms.len(), vms.iter().filter(|d| app.power(d).is_live()).count())
 }
 
 /// A qube as a RHEV vm.
-pub fn vm_node(ctx: &Ctx, service: &Service, app: &View, d: &Domain) -> Node {
+pub fn vm_node(ctx: &Ctx, app: &View, d: &Domain) -> Node {
     let id = d.uuid.to_string();
     let base = ["/vms/", &id].concat();
     let mut vm = Node::new("vm").attr("href", ctx.href(&base)).attr("id", &id);
@@ -155,7 +154,7 @@ pub fn vm_node(ctx: &Ctx, service: &Service, app: &View, d: &Domain) -> Node {
     vm = vm.with_leaf("name", &d.name).with_leaf("description", &d.notes);
     vm = links(ctx, vm, &base, &VM_SUBCOLLECTIONS);
     vm = vm.with_leaf("type", "server");
-    vm = vm.child(Node::new("status").with_leaf("state", vm_state(service.power(d))));
+    vm = vm.child(Node::new("status").with_leaf("state", vm_state(app.power(d))));
     vm = vm.with_leaf("memory", (int(app, d, "memory") * 1024 * 1024).to_string());
     let vcpus = int(app, d, "vcpus").max(1);
     vm = vm.child(Node::new("cpu").child(Node::new("topology").attr("cores", "1").attr("sockets", vcpus.to_string())));
@@ -165,7 +164,7 @@ pub fn vm_node(ctx: &Ctx, service: &Service, app: &View, d: &Domain) -> Node {
     }
     vm = vm.child(os);
     vm = vm.child(Node::new("high_availability").with_leaf("enabled", "false").with_leaf("priority", "0"));
-    vm = vm.child(display(service, d));
+    vm = vm.child(display(app, d));
     vm = vm.child(reference(ctx, "cluster", "clusters", cluster_id()));
     let template = match d.class {
         Class::AppVM | Class::DispVM => app.template_of(d).map(|t| t.uuid.to_string()).unwrap_or_else(|| BLANK.into()),
@@ -175,7 +174,7 @@ pub fn vm_node(ctx: &Ctx, service: &Service, app: &View, d: &Domain) -> Node {
     if let Some(start) = app.vm_prop(d, "start_time").filter(|s| !s.is_empty()).and_then(|s| s.parse::<f64>().ok()) {
         vm = vm.with_leaf("start_time", xsd_time(start as u64));
     }
-    if service.power(d).is_live() {
+    if app.power(d).is_live() {
         vm = vm.child(reference(ctx, "host", "hosts", host_id()));
     }
     vm.with_leaf("stateless", "false").child(Node::new("usb").with_leaf("enabled", "false"))
@@ -183,20 +182,20 @@ pub fn vm_node(ctx: &Ctx, service: &Service, app: &View, d: &Domain) -> Node {
 
 /// The vm's VNC console: where it answers while the vm runs (no TLS port: VNC is plain). A new client may
 /// take the console over from the one connected, hence `allow_override`.
-fn display(service: &Service, d: &Domain) -> Node {
+fn display(app: &View, d: &Domain) -> Node {
     let mut display = Node::new("display").with_leaf("type", "vnc");
-    if let Some(console) = service.console_address(d) {
+    if let Some(console) = app.console(d) {
         display = display.with_leaf("address", console.address).with_leaf("port", console.port.to_string());
     }
     display.with_leaf("monitors", "1").with_leaf("allow_override", "true").with_leaf("smartcard_enabled", "false")
 }
 
 /// A field of a qube as the search language names it.
-pub fn vm_field(service: &Service, app: &View, d: &Domain, field: &str) -> Option<String> {
+pub fn vm_field(app: &View, d: &Domain, field: &str) -> Option<String> {
     Some(match field {
         "name" => d.name.clone(),
         "id" => d.uuid.to_string(),
-        "status" => vm_state(service.power(d)).to_string(),
+        "status" => vm_state(app.power(d)).to_string(),
         "description" => d.notes.clone(),
         "memory" => (int(app, d, "memory") * 1024 * 1024).to_string(),
         "template" | "template.name" => app.template_of(d).map(|t| t.name.clone()).unwrap_or_else(|| "Blank".into()),

@@ -25,7 +25,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use corral_core::domain::{Domain, NETVM_NETWORK, NIC_NAME};
 use corral_service::View;
 use corral_service::{Request, Service};
@@ -34,11 +33,10 @@ use utoipa_axum::routes;
 
 use super::common::{self, reference, stable_id, BLANK};
 use super::handler::{
-    ask, ask_with, body_flag, caller, completed_action, created, optional_body, ref_of, refused, same_id, unexpected,
+    ask, ask_with, body_flag, completed_action, created, optional_body, ref_of, refused, same_id, unexpected,
 };
 use super::storage::{disk_at, disk_collection, disk_id, disk_statistics_reply, disk_volumes};
 use super::vms::find;
-use crate::auth::AuthUser;
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, Current, NotFound, Search, ServerError};
@@ -204,13 +202,7 @@ async fn disk_statistic(
     responses((status = 201, response = schema::Disk), (status = 202, response = schema::Disk),
         (status = 400, response = BadRequest), (status = 404, response = NotFound),
         (status = 409, response = Conflict), (status = 500, response = ServerError)))]
-async fn add_disk(
-    ctx: Ctx,
-    State(rest): State<Arc<Rest>>,
-    user: Option<Extension<AuthUser>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
+async fn add_disk(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let d = find(&rest.service, &id)?;
     let body = ctx.body(&body, "disk")?;
     if let Some(existing) = body.attr_of("id") {
@@ -239,10 +231,6 @@ async fn add_disk(
     };
     let disk = disk_id(&d, &name);
     let (d, v) = vm_disk(&rest.service, &id, &disk)?;
-    let who = user.and_then(|Extension(u)| u.reference(&rest));
-    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
-    let what = format!("Disk {} was added to VM {}{by}.", d.disk_alias(&v), d.name);
-    rest.events.record(78, "normal", what, Some((id.clone(), d.name.clone())), who);
     let href = format!("/vms/{id}/disks/{disk}");
     let node = disk_at(ctx.clone(), rest.service.clone(), d, v, href.clone()).await?;
     Ok(created(&ctx, node, &href, true))
@@ -287,7 +275,6 @@ async fn update_disk(
 async fn remove_disk(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
-    user: Option<Extension<AuthUser>>,
     Path((id, disk)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -306,22 +293,17 @@ async fn remove_disk(
     if let Some(why) = why {
         return Err(ApiError::conflict(format!("Cannot remove the {} volume of {}: {why}", v.name, d.name)));
     }
-    remove_added_disk(&rest, user, &d, &v).await
+    remove_added_disk(&rest, &d, &v).await
 }
 
-/// Removes disk `v` that was added to vm `d`, with its data, and records oVirt's event 80: what both addresses
+/// Removes disk `v` that was added to vm `d`, with its data (the service logs it): what both addresses
 /// of a disk answer to `DELETE`.
 pub(crate) async fn remove_added_disk(
     rest: &Arc<Rest>,
-    user: Option<Extension<AuthUser>>,
     d: &Domain,
     v: &corral_core::volume::Volume,
 ) -> ApiResult<Response> {
     ask(&rest.service, Request::VolumeRemove { vm: d.name.clone(), volume: v.name.clone() }).await?;
-    let who = user.and_then(|Extension(u)| u.reference(rest));
-    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
-    let what = format!("Disk {} was removed from VM {}{by}.", d.disk_alias(v), d.name);
-    rest.events.record(80, "normal", what, Some((d.uuid.to_string(), d.name.clone())), who);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -361,16 +343,13 @@ pub fn nic_node(ctx: &Ctx, app: &View, d: &Domain, base: &str, networks: &Networ
 /// The `<statistics>` of qube `d`'s card under `/vms/{vm}`: bytes moved per second and errors since it
 /// started, while it runs; 0 while it is halted.
 async fn nic_statistics_node(ctx: &Ctx, service: Arc<Service>, d: &Domain, vm: &str) -> ApiResult<Node> {
-    let name = d.name.clone();
-    let sample = move || match service.handle(&caller(), Request::VmNicCounters { vm: name.clone() })? {
-        corral_service::Response::NicCounters(counters) => {
-            Ok(counters.map(|c| vec![c.rx_bytes, c.tx_bytes, c.rx_errors, c.tx_errors]))
-        }
-        other => Err(unexpected(&other)),
+    let rates = match ask(&service, Request::VmNicRates { vm: d.name.clone() }).await? {
+        corral_service::Response::NicRates(rates) => rates,
+        other => return Err(unexpected(&other)),
     };
     // Bytes are shown as rates, errors as the counts themselves.
-    let sampled = super::rates::per_second(format!("nic/{}", d.uuid), sample).await?;
-    let (rx, tx, rx_errors, tx_errors) = sampled.map_or((0.0, 0.0, 0, 0), |(now, r)| (r[0], r[1], now[2], now[3]));
+    let (rx, tx, rx_errors, tx_errors) = rates
+        .map_or((0.0, 0.0, 0, 0), |r| (r.rx_per_second, r.tx_per_second, r.counters.rx_errors, r.counters.tx_errors));
     let errors = |name, description, n: u64| -> common::Stat { (name, description, n.to_string(), "NONE", false) };
     let stats = [
         common::per_second("data.current.rx", "Receive data rate", rx),
@@ -814,7 +793,6 @@ async fn snapshot_disks(
 async fn take_snapshot(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
-    user: Option<Extension<AuthUser>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -835,23 +813,15 @@ async fn take_snapshot(
             d.name
         )));
     }
-    let who = user.and_then(|Extension(u)| u.reference(&rest));
-    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
-    let record = |code, severity, what: &str| {
-        let vm_ref = Some((id.clone(), d.name.clone()));
-        rest.events.record(code, severity, format!("Snapshot of VM {} {what}.", d.name), vm_ref, who.clone());
-    };
-    record(45, "normal", &format!("was initiated{by}"));
     let request = Request::VolumeSnapshot {
         vm: d.name.clone(),
         volume: SNAPSHOT_VOLUME.into(),
         description: description.clone(),
     };
-    let rev = match ask(&rest.service, request).await.inspect_err(|_| record(69, "error", "failed"))? {
+    let rev = match ask(&rest.service, request).await? {
         corral_service::Response::Revision(rev) => rev,
         other => return Err(unexpected(&other)),
     };
-    record(68, "normal", "has been completed");
     let href = format!("/vms/{id}/snapshots/{}", snapshot_id(&d, &rev.id));
     let node = snapshot_node(&ctx, &d, &Snap { revision: rev.id, timestamp: rev.timestamp, description });
     Ok(created(&ctx, node, &href, false))
@@ -885,18 +855,13 @@ async fn remove_snapshot(State(rest): State<Arc<Rest>>, Path((id, s)): Path<(Str
 async fn restore_snapshot(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
-    user: Option<Extension<AuthUser>>,
     Path((id, s)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let (d, snap) = find_snapshot(&rest.service, &id, &s).await?;
     let rev = snap.revision;
     optional_body(&ctx, &body, &["action"])?;
-    let vm = d.name.clone();
     let request = Request::VolumeRevert { vm: d.name, volume: SNAPSHOT_VOLUME.into(), revision: rev.into_bytes() };
     ask(&rest.service, request).await?;
-    let who = user.and_then(|Extension(u)| u.reference(&rest));
-    let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
-    rest.events.record(47, "normal", format!("VM {vm} restored from a snapshot{by}."), Some((id.clone(), vm)), who);
     Ok(ctx.ok(&completed_action(&ctx, &format!("/vms/{id}/snapshots/{s}"), "restore", Vec::new())))
 }

@@ -1,4 +1,4 @@
-//! `/api/events`: the daemon's event log (`crate::events::EventLog`) as RHEV events, newest first.
+//! `/api/events`: the service's audit log as RHEV events (`crate::events`), newest first.
 //!
 //! `;from=ID` (or `?from=ID`) keeps the events with an id greater than ID. The search knows `id`, `type`
 //! (the event code), `severity` (ordered normal < warning < error < alert, so `severity>normal` works),
@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use super::common::{self, reference};
 use super::handler::collection;
 use crate::ctx::Ctx;
-use crate::events::RhevEvent;
+use crate::events::{rhev_event, RhevEvent};
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, NotFound, Search, Since};
 use crate::repr::Node;
@@ -115,7 +115,7 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
         Some(f) => f.parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid event id in from: {f}")))?,
     };
     let view = rest.service.view(&crate::principal());
-    let mut events: Vec<_> = rest.events.since(from).into_iter().filter(|e| visible(&view, e)).collect();
+    let mut events: Vec<_> = view.audit_since(from).into_iter().filter_map(rhev_event).collect();
     events.reverse();
     let mut search_ctx = ctx.clone();
     for (k, v) in &mut search_ctx.query {
@@ -134,18 +134,10 @@ async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) ->
     let e = id
         .parse::<u64>()
         .ok()
-        .and_then(|n| rest.events.get(n))
-        .filter(|e| visible(&rest.service.view(&crate::principal()), e))
+        .and_then(|n| rest.service.view(&crate::principal()).audit_record(n))
+        .and_then(rhev_event)
         .ok_or_else(|| ApiError::not_found(&format!("event {id}")))?;
     Ok(ctx.ok(&event_node(&ctx, &e)))
-}
-
-/// Whether the reader of `view` may see event `e`: one about a qube (even one removed since) only if they may
-/// list that qube, one about a user only if they may see users.
-fn visible(view: &corral_service::View, e: &RhevEvent) -> bool {
-    let vm = e.vm.as_ref().is_none_or(|(_, name)| view.may_list(name));
-    let user = e.user.is_none() || view.users().next().is_some();
-    vm && user
 }
 
 #[cfg(test)]

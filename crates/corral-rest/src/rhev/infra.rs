@@ -301,7 +301,7 @@ fn host_node(ctx: &Ctx, rest: &Rest, facts: &HostFacts) -> Node {
     let base = format!("/hosts/{id}");
     let (total, active, memory) = {
         let app = rest.service.view(&crate::principal());
-        let (total, active) = common::vm_counts(&rest.service, &app);
+        let (total, active) = common::vm_counts(&app);
         (total, active, app.host().memory_mib * 1024 * 1024)
     };
     let state = if facts.up { "up" } else { "down" };
@@ -871,7 +871,6 @@ async fn add_network(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> Ap
         other => return Err(unexpected(&other)),
     };
     let n = made;
-    rest.events.record(942, "normal", format!("Network {} was added.", n.name), None, None);
     Ok(created(&ctx, network_node(&ctx, &n, false), &format!("/networks/{}", n.uuid), false))
 }
 
@@ -906,7 +905,6 @@ async fn remove_network(
     let n = find_network(&rest, &id).await?;
     optional_body(&ctx, &body, &["action", "network"])?;
     ask(&rest.service, Request::NetworkDestroy { network: n.uuid }).await?;
-    rest.events.record(944, "normal", format!("Network {} was removed.", n.name), None, None);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -6,7 +6,6 @@ pub mod devices;
 pub mod events;
 pub mod handler;
 pub mod infra;
-mod rates;
 pub mod search;
 pub mod storage;
 pub mod tags;
@@ -110,7 +109,7 @@ async fn entry_point(ctx: Ctx, axum::extract::State(rest): axum::extract::State<
     );
     let (vms, active, users) = {
         let app = rest.service.view(&crate::principal());
-        let (vms, active) = common::vm_counts(&rest.service, &app);
+        let (vms, active) = common::vm_counts(&app);
         (vms, active, app.users().count())
     };
     let pair = |name: &'static str, total: usize, active: usize| {

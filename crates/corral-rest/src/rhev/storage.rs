@@ -20,7 +20,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use corral_core::domain::Domain;
 use corral_core::volume::{Driver, NewDisk, Pool, Volume};
 use corral_core::ErrorKind;
@@ -427,14 +426,11 @@ async fn disk_statistics_node(
     v: &Volume,
     collection: &str,
 ) -> ApiResult<Node> {
-    let (vm, volume) = (d.name.clone(), v.name.clone());
-    let sample =
-        move || match service.handle(&caller(), Request::VmDiskCounters { vm: vm.clone(), volume: volume.clone() })? {
-            corral_service::Response::DiskCounters(counters) => Ok(counters.map(|c| vec![c.read_bytes, c.write_bytes])),
-            other => Err(unexpected(&other)),
-        };
-    let rates = super::rates::per_second(format!("disk/{}/{}", d.uuid, v.name), sample).await?;
-    let (read, write) = rates.map_or((0.0, 0.0), |(_, r)| (r[0], r[1]));
+    let rates = match ask(&service, Request::VmDiskRates { vm: d.name.clone(), volume: v.name.clone() }).await? {
+        corral_service::Response::DiskRates(rates) => rates,
+        other => return Err(unexpected(&other)),
+    };
+    let (read, write) = rates.map_or((0.0, 0.0), |r| (r.read_per_second, r.write_per_second));
     let stats = [
         common::per_second("data.current.read", "Read data rate", read),
         common::per_second("data.current.write", "Write data rate", write),
@@ -634,11 +630,7 @@ async fn create_disk() -> ApiError {
     params(("id" = String, Path, description = "The disk's id")),
     responses((status = 204, description = "Removed"), (status = 404, response = NotFound),
         (status = 409, response = Conflict), (status = 500, response = ServerError)))]
-async fn remove_disk(
-    State(rest): State<Arc<Rest>>,
-    user: Option<Extension<crate::auth::AuthUser>>,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+async fn remove_disk(State(rest): State<Arc<Rest>>, Path(id): Path<String>) -> ApiResult<Response> {
     let (d, v) = floating(&rest.service, &id)?;
     if corral_core::volume::extra_disk_index(&v.name).is_none() {
         return refused(Ok((d, v)), |(d, v)| {
@@ -649,7 +641,7 @@ async fn remove_disk(
             )
         });
     }
-    super::devices::remove_added_disk(&rest, user, &d, &v).await
+    super::devices::remove_added_disk(&rest, &d, &v).await
 }
 
 #[utoipa::path(get, path = "/api/disks/{id}/statistics", operation_id = "list_disk_statistics", tag = "disks",

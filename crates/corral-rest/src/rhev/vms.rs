@@ -8,7 +8,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use corral_core::domain::Domain;
 use corral_core::hv::BootDevice;
 use corral_core::ErrorKind;
@@ -21,7 +20,6 @@ use super::handler::{
     action_node, action_params, ask, ask_with, blocking, body_flag, caller, completed_action, created, creation,
     param_flag, ref_of, same_id, unexpected,
 };
-use crate::auth::AuthUser;
 use crate::ctx::Ctx;
 use crate::fault::{ApiError, ApiResult};
 use crate::openapi::{schema, BadRequest, Conflict, Force, NotFound, Search, ServerError};
@@ -61,7 +59,7 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
         };
         let view = service.view(&crate::principal());
         let body = service.rendered(&view, key, |app, previous_len| {
-            let vms = app.domains().filter(|d| !d.is_admin()).map(|d| vm_node(&ctx, service, app, d));
+            let vms = app.domains().filter(|d| !d.is_admin()).map(|d| vm_node(&ctx, app, d));
             ctx.encode_collection("vms", "vm", vms, previous_len + previous_len / 8)
         });
         return Ok(ctx.render_bytes(StatusCode::OK, body.to_vec()));
@@ -69,9 +67,8 @@ async fn list(ctx: Ctx, State(rest): State<Arc<Rest>>) -> ApiResult<Response> {
     let nodes: Vec<(Node, Domain)> = {
         let app = service.view(&crate::principal());
         let vms: Vec<&Domain> = app.domains().filter(|d| !d.is_admin()).collect();
-        let vms =
-            super::search::apply(&ctx, vms, |d, f| vm_field(service, &app, d, f)).map_err(ApiError::bad_request)?;
-        vms.into_iter().map(|d| (vm_node(&ctx, service, &app, d), d.clone())).collect()
+        let vms = super::search::apply(&ctx, vms, |d, f| vm_field(&app, d, f)).map_err(ApiError::bad_request)?;
+        vms.into_iter().map(|d| (vm_node(&ctx, &app, d), d.clone())).collect()
     };
     let mut out = Node::collection("vms");
     for node in with_details(&ctx, service, nodes).await? {
@@ -92,10 +89,10 @@ async fn one(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>) ->
             .domain_by_uuid(&uuid)
             .filter(|d| !d.is_admin())
             .ok_or_else(|| ApiError::not_found(&format!("vm {id}")))?;
-        return Ok(ctx.ok(&vm_node(&ctx, &rest.service, &app, d)));
+        return Ok(ctx.ok(&vm_node(&ctx, &app, d)));
     }
     let d = find(&rest.service, &id)?;
-    let node = vm_node(&ctx, &rest.service, &rest.service.view(&crate::principal()), &d);
+    let node = vm_node(&ctx, &rest.service.view(&crate::principal()), &d);
     let node = with_details(&ctx, &rest.service, vec![(node, d)]).await?.remove(0);
     Ok(ctx.ok(&node))
 }
@@ -175,7 +172,7 @@ async fn create(ctx: Ctx, State(rest): State<Arc<Rest>>, body: Bytes) -> ApiResu
     })
     .await?;
     let d = find(&rest.service, &id)?;
-    let node = vm_node(&ctx, &rest.service, &rest.service.view(&crate::principal()), &d);
+    let node = vm_node(&ctx, &rest.service.view(&crate::principal()), &d);
     Ok(created(&ctx, node, &format!("/vms/{id}"), true))
 }
 
@@ -226,7 +223,7 @@ async fn update(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     update_qube(&rest.service, d.name.clone(), &body).await?;
     let d = find(&rest.service, &id)?;
     let app = rest.service.view(&crate::principal());
-    Ok(ctx.ok(&vm_node(&ctx, &rest.service, &app, &d)))
+    Ok(ctx.ok(&vm_node(&ctx, &app, &d)))
 }
 
 #[utoipa::path(delete, path = "/api/vms/{id}", operation_id = "remove_vm", tag = "vms", summary = "Remove a vm",
@@ -256,7 +253,7 @@ async fn remove(ctx: Ctx, State(rest): State<Arc<Rest>>, Path(id): Path<String>,
     }
     let running = |name: &str| ApiError::conflict(format!("Cannot remove VM. VM {name} is running."));
     // An asynchronous removal is answered before it runs: the answer must already say it would be refused.
-    if is_async && !force && rest.service.power(&d).is_active() {
+    if is_async && !force && rest.service.view(&crate::principal()).power(&d).is_active() {
         return Err(running(&d.name));
     }
     let name = d.name.clone();
@@ -353,7 +350,6 @@ impl AsyncActions {
 async fn action(
     ctx: Ctx,
     State(rest): State<Arc<Rest>>,
-    user: Option<Extension<AuthUser>>,
     Path((id, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -378,12 +374,6 @@ async fn action(
             .ok_or_else(|| ApiError::bad_request(format!("Invalid ticket expiry: {e} (minutes, from 1)")))?,
     };
     let ticket = params.path("ticket/value").and_then(|v| v.text.clone());
-    let who = user.and_then(|Extension(u)| u.reference(&rest));
-    let (log, vm_ref) = (rest.clone(), Some((id.clone(), vm.clone())));
-    let record = move |code: u32, severity: &'static str, what: &str| {
-        let by = who.as_ref().map_or(String::new(), |(_, n)| format!(" by {n}"));
-        log.events.record(code, severity, format!("VM {} {what}{by}.", d.name), vm_ref.clone(), who.clone());
-    };
     let once = if name == "start" { run_once(&params)? } else { Default::default() };
     let clone_name = match (name.as_str(), params.path("vm/name").and_then(|n| n.text.clone())) {
         ("clone", None) => return Err(ApiError::bad_request("action [vm.name] required for clone")),
@@ -398,7 +388,6 @@ async fn action(
             }
             "stop" => {
                 ask(Request::VmKill { vm })?;
-                record(33, "normal", "powered off");
             }
             "shutdown" => {
                 ask(Request::VmShutdownOrKill { vm })?;
@@ -409,14 +398,7 @@ async fn action(
                 return Ok(vec![common::reference(&clone_ctx, "vm", "vms", &uuid.to_string())]);
             }
             "suspend" => {
-                record(501, "normal", "suspending initiated");
-                match ask(Request::VmSave { vm }) {
-                    Ok(_) => record(503, "normal", "suspended"),
-                    Err(e) => {
-                        record(502, "error", "failed to suspend");
-                        return Err(e.into());
-                    }
-                }
+                ask(Request::VmSave { vm })?;
             }
             "reboot" => {
                 ask(Request::VmReboot { vm })?;

@@ -67,7 +67,7 @@ fn resolve(req: &Req<'_>, env: &mut Envelope) -> Option<Vec<Domain>> {
                 .filter(|d| !d.is_admin())
                 .filter(|d| {
                     let autostart = app.vm_prop(d, "autostart").as_deref() == Some("True");
-                    listed(flags, req.service.power(d), autostart)
+                    listed(flags, app.power(d), autostart)
                 })
                 .cloned()
                 .collect();
@@ -136,13 +136,11 @@ fn status(state: PowerState) -> &'static str {
 /// virthttp's info object. A running qube shows libvirt's figures; a halted one what its properties
 /// would give it (the domain XML's `<memory>` is the larger of `memory` and `maxmem`).
 fn info(req: &Req<'_>, d: &Domain) -> Value {
-    let (memory, maxmem, vcpus) = {
-        let app = req.service.view(&crate::principal());
-        let int = |p: &str| app.vm_prop(d, p).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        (int("memory"), int("maxmem"), int("vcpus"))
-    };
-    let state = req.service.power(d);
-    let live = req.service.domain_info(d);
+    let app = req.service.view(&crate::principal());
+    let int = |p: &str| app.vm_prop(d, p).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let (memory, maxmem, vcpus) = (int("memory"), int("maxmem"), int("vcpus"));
+    let state = app.power(d);
+    let live = app.info(d);
     let (id, ram, ram_max, cpu) = if state.is_live() && live.state.is_live() {
         (live.id.map_or(-1, i64::from), live.memory_kib, live.max_memory_kib, u64::from(live.vcpus))
     } else {
@@ -255,7 +253,7 @@ fn alter(req: &Req<'_>, d: &Domain, action: &Json, env: &mut Envelope) -> Outcom
             let Some((codeset, hold_ms, keys)) = keys_request(value) else {
                 return syntax_error(env);
             };
-            if !req.service.power(d).is_live() {
+            if !req.service.view(&crate::principal()).power(d).is_live() {
                 env.error(210);
                 return Outcome::Failure;
             }
@@ -424,7 +422,7 @@ fn power(req: &Req<'_>, d: &Domain, value: &Json, env: &mut Envelope) -> Outcome
             return Outcome::Failure;
         }
     };
-    if let Some(code) = action.unmet(req.service.power(d)) {
+    if let Some(code) = action.unmet(req.service.view(&crate::principal()).power(d)) {
         env.error(code);
         return Outcome::Failure;
     }
