@@ -82,6 +82,8 @@ pub fn exception_name(kind: ErrorKind) -> &'static str {
             Conflict::PoolInUse => "QubesPoolInUseError",
             Conflict::VolumeCopyInUse => "QubesVolumeCopyInUseError",
             Conflict::NoTemplate => "QubesNoTemplateError",
+            // No Admin API method takes a revision on request; qubesd would refuse such a value.
+            Conflict::KeepsNoRevisions => "QubesValueError",
             Conflict::NotStarted => "QubesVMNotStartedError",
             Conflict::NotRunning => "QubesVMNotRunningError",
             Conflict::NotPaused => "QubesVMNotPausedError",

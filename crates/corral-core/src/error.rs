@@ -71,6 +71,8 @@ pub enum Conflict {
     VolumeCopyInUse,
     /// The qube needs a template it does not have.
     NoTemplate,
+    /// The volume keeps no revisions (not saved on stop, or `revisions_to_keep` 0), so none can be taken.
+    KeepsNoRevisions,
     /// The qube must have been started at some point (it has a hypervisor domain).
     NotStarted,
     NotRunning,

@@ -1,7 +1,7 @@
 //! A volume's revisions: listing them with the descriptions callers gave, and saving the current content as
 //! a new one (a snapshot), which is one commit.
 
-use corral_core::error::{Failure, Missing};
+use corral_core::error::{Conflict, Failure, Missing};
 use corral_core::{Error, ErrorKind, Op, Result};
 use corral_storage::Revision;
 use parking_lot::RwLockUpgradableReadGuard;
@@ -31,9 +31,12 @@ impl Service {
         let d = resolve_in(&guard, vm)?;
         let v = d.volume(name).ok_or_else(|| no_volume(&d.name, name))?;
         if !(v.save_on_stop && v.revisions_to_keep > 0) {
-            return Err(Error::value(format!(
-                "Volume {name} of {vm} keeps no revisions (it is not saved on stop or revisions_to_keep is 0)"
-            )));
+            return Err(Error::new(
+                ErrorKind::Conflict(Conflict::KeepsNoRevisions),
+                format!(
+                    "Cannot take a snapshot of {vm}: its {name} volume keeps no revisions (revisions_to_keep is 0)"
+                ),
+            ));
         }
         let (volume, event) = self.copy_onto(&guard, d, v, v, true)?;
         let pool = guard.pool(&v.pool).ok_or_else(|| no_pool(&v.pool))?;

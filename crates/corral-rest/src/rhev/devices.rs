@@ -806,13 +806,6 @@ async fn take_snapshot(
         }
         description = snapshot.text_of("description").map(str::to_string);
     }
-    let keeps = d.volume(SNAPSHOT_VOLUME).is_some_and(|v| v.save_on_stop && v.revisions_to_keep > 0);
-    if !keeps {
-        return Err(ApiError::conflict(format!(
-            "Cannot take a snapshot of {}: its private volume keeps no revisions (revisions_to_keep is 0)",
-            d.name
-        )));
-    }
     let request = Request::VolumeSnapshot {
         vm: d.name.clone(),
         volume: SNAPSHOT_VOLUME.into(),
