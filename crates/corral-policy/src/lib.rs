@@ -10,7 +10,10 @@ mod parse;
 mod token;
 
 pub use eval::{evaluate, Decision, DenyReason, Qube, Request, System};
-pub use parse::{parse_file, parse_service_file, Action, Directive, Entry, Origin, Rule, SyntaxError, SyntaxErrorKind};
+pub use parse::{
+    merge_policy_dirs, parse_file, parse_service_file, policy_files, Action, BadFileName, Directive, Entry, Origin,
+    Rule, SyntaxError, SyntaxErrorKind,
+};
 pub use token::{is_dom0, Place, Token, TokenError, DOM0_UUID};
 
 #[cfg(test)]

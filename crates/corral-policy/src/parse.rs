@@ -232,11 +232,15 @@ fn directive(words: &[&str]) -> Result<Directive, SyntaxErrorKind> {
         ["!include", ..] => Err(SyntaxErrorKind::DirectiveParams("!include")),
         ["!include-dir", path] => Ok(Directive::IncludeDir((*path).to_owned())),
         ["!include-dir", ..] => Err(SyntaxErrorKind::DirectiveParams("!include-dir")),
-        ["!include-service", service, argument, path] => Ok(Directive::IncludeService {
-            service: (*service).to_owned(),
-            argument: (*argument).to_owned(),
-            path: (*path).to_owned(),
-        }),
+        ["!include-service", service, argument, path] => {
+            // Checked here as a rule's would be, so a bad service fails even when its file holds no rule.
+            service_and_argument(service, argument)?;
+            Ok(Directive::IncludeService {
+                service: (*service).to_owned(),
+                argument: (*argument).to_owned(),
+                path: (*path).to_owned(),
+            })
+        }
         ["!include-service", ..] => Err(SyntaxErrorKind::DirectiveParams("!include-service")),
         ["!compat-4.0"] => Ok(Directive::Compat40),
         ["!compat-4.0", ..] => Err(SyntaxErrorKind::DirectiveParams("!compat-4.0")),
@@ -307,4 +311,38 @@ pub fn parse_service_file(service: &str, argument: &str, file: &str, text: &str)
         entries.push(parsed.map_err(|kind| SyntaxError { origin, kind })?);
     }
     Ok(entries)
+}
+
+/// A policy directory holds a file whose name policy files cannot have; upstream then denies every call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid policy file name {0:?}: only a-z, 0-9, '_', '.' and '-' are allowed")]
+pub struct BadFileName(pub String);
+
+/// Which of a directory's file names are policy files, in load order: names ending in `.policy` and not starting
+/// with `.`; other names are ignored. One such name with a character outside `[0-9a-z_.-]` refuses the lot.
+pub fn policy_files<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<&'a str>, BadFileName> {
+    let mut files: Vec<&str> = names.into_iter().filter(|n| !n.starts_with('.') && n.ends_with(".policy")).collect();
+    if let Some(bad) = files
+        .iter()
+        .find(|n| !n.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(BadFileName((*bad).to_owned()));
+    }
+    files.sort_unstable();
+    Ok(files)
+}
+
+/// The files of several policy directories, merged: the first directory holding a name supplies it (upstream lists
+/// the runtime directory first), and all are loaded in order of their names. Each item is (directory index, name).
+pub fn merge_policy_dirs<'a>(dirs: &[Vec<&'a str>]) -> Result<Vec<(usize, &'a str)>, BadFileName> {
+    let mut merged: Vec<(usize, &str)> = Vec::new();
+    for (index, names) in dirs.iter().enumerate() {
+        for name in policy_files(names.iter().copied())? {
+            if !merged.iter().any(|(_, n)| *n == name) {
+                merged.push((index, name));
+            }
+        }
+    }
+    merged.sort_by(|a, b| a.1.cmp(b.1));
+    Ok(merged)
 }

@@ -538,3 +538,36 @@ fn ask_without_anyone_to_ask() {
     let allow = decide("s * work * allow", "work", "personal");
     assert_eq!(allow.clone().resolve_ask(false), allow);
 }
+
+#[test]
+fn include_service_checks_its_service_and_argument() {
+    let err = parse_file("f", "!include-service s+x * path").expect_err("bad service");
+    assert_eq!(err.kind, SyntaxErrorKind::BadService("s+x".into()));
+    let err = parse_file("f", "!include-service * +a path").expect_err("argument for every service");
+    assert_eq!(err.kind, SyntaxErrorKind::ArgumentForWildcardService);
+    let err = parse_file("f", "!include-service s a path").expect_err("argument without +");
+    assert_eq!(err.kind, SyntaxErrorKind::ArgumentWithoutPlus("a".into()));
+}
+
+#[test]
+fn policy_file_names() {
+    let names = ["50-b.policy", "README", ".hidden.policy", "10-a.policy", "x.policy.bak", "30_c.d.policy"];
+    assert_eq!(policy_files(names), Ok(vec!["10-a.policy", "30_c.d.policy", "50-b.policy"]));
+    // One misnamed policy file refuses the whole directory, whatever else is there.
+    for bad in ["Upper.policy", "a b.policy", "é.policy", "a+b.policy"] {
+        assert_eq!(policy_files(["10-a.policy", bad]), Err(BadFileName(bad.into())), "{bad}");
+    }
+    // Ignored names are not checked.
+    assert!(policy_files(["Upper.txt", ".Hidden.policy"]).is_ok_and(|f| f.is_empty()));
+}
+
+#[test]
+fn policy_dirs_merge_by_name_first_dir_wins() {
+    let runtime = vec!["50-x.policy", "20-r.policy"];
+    let etc = vec!["50-x.policy", "90-admin-default.policy", "10-e.policy"];
+    assert_eq!(
+        merge_policy_dirs(&[runtime, etc]),
+        Ok(vec![(1, "10-e.policy"), (0, "20-r.policy"), (0, "50-x.policy"), (1, "90-admin-default.policy")])
+    );
+    assert!(merge_policy_dirs(&[vec!["ok.policy"], vec!["Bad.policy"]]).is_err());
+}
