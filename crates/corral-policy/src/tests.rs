@@ -571,3 +571,83 @@ fn policy_dirs_merge_by_name_first_dir_wins() {
     );
     assert!(merge_policy_dirs(&[vec!["ok.policy"], vec!["Bad.policy"]]).is_err());
 }
+
+// ---- loading ------------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Files {
+    files: Vec<(&'static str, &'static str)>,
+    dirs: Vec<(&'static str, Vec<&'static str>)>,
+    compat: Vec<(String, String, String, String)>,
+}
+
+impl PolicyFiles for Files {
+    fn file(&self, path: &str) -> Option<(String, String)> {
+        self.files.iter().find(|(p, _)| *p == path).map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+    }
+    fn dir(&self, path: &str) -> Option<Vec<String>> {
+        self.dirs.iter().find(|(p, _)| *p == path).map(|(_, n)| n.iter().map(|s| (*s).to_owned()).collect())
+    }
+    fn compat40(&self) -> Vec<(String, String, String, String)> {
+        self.compat.clone()
+    }
+}
+
+fn summary(rules: &[Rule]) -> Vec<String> {
+    rules.iter().map(|r| format!("{} {}", r.origin, r.service.as_deref().unwrap_or("*"))).collect()
+}
+
+#[test]
+fn load_follows_directives_in_place() {
+    let files = Files {
+        files: vec![
+            ("inc/a", "a * @anyvm @anyvm deny\n!include inc/b\n"),
+            ("inc/b", "b * @anyvm @anyvm deny\n"),
+            ("d/20-y.policy", "y * @anyvm @anyvm deny\n"),
+            ("d/10-x.policy", "x * @anyvm @anyvm deny\n"),
+            ("inc/old", "$anyvm $anyvm allow\n$include:inc/old2\n"),
+            ("inc/old2", "work dom0 deny\n"),
+        ],
+        dirs: vec![("d", vec!["20-y.policy", "notes.txt", "10-x.policy"])],
+        compat: vec![("c".into(), "*".into(), "qubes-rpc/c".into(), "@anyvm @anyvm ask\n".into())],
+    };
+    let top = "t * @anyvm @anyvm deny\n!include inc/a\n!include-dir d\n!include-service svc +arg inc/old\n!compat-4.0\nz * @anyvm @anyvm deny\n";
+    let rules = load(&files, "50-top.policy", top).expect("loads");
+    assert_eq!(
+        summary(&rules),
+        [
+            "50-top.policy:1 t",
+            "inc/a:1 a",
+            "inc/b:1 b",
+            "d/10-x.policy:1 x",
+            "d/20-y.policy:1 y",
+            "inc/old:1 svc",
+            "inc/old2:1 svc",
+            "qubes-rpc/c:1 c",
+            "50-top.policy:6 z",
+        ]
+    );
+    assert_eq!(rules[5].argument.as_deref(), Some("+arg"));
+}
+
+#[test]
+fn load_errors_say_where() {
+    let at = |file: &str, line| Origin { file: file.into(), line };
+    let files = Files {
+        files: vec![("bad", "s * @anyvm @anyvm maybe\n"), ("loop", "!include loop\n")],
+        dirs: vec![("misnamed", vec!["10-ok.policy", "20-Bad.policy"])],
+        ..Files::default()
+    };
+    let err = load(&files, "top", "\n!include missing").expect_err("no file");
+    assert_eq!(err, LoadError::NotAFile { origin: at("top", 2), path: "missing".into() });
+    let err = load(&files, "top", "!include-dir nodir").expect_err("no dir");
+    assert_eq!(err, LoadError::NotADirectory { origin: at("top", 1), path: "nodir".into() });
+    let err = load(&files, "top", "!include-dir misnamed").expect_err("bad name");
+    assert!(matches!(err, LoadError::BadFileName { .. }));
+    let err = load(&files, "top", "!include bad").expect_err("syntax");
+    assert_eq!(err.to_string(), "bad:1: unknown action \"maybe\"");
+    let err = load(&files, "top", "!include loop").expect_err("loop");
+    assert_eq!(err, LoadError::TooDeep { origin: at("loop", 1) });
+    // !compat-4.0 with no old files adds nothing.
+    assert_eq!(load(&files, "top", "!compat-4.0").expect("loads"), vec![]);
+}
