@@ -651,3 +651,45 @@ fn load_errors_say_where() {
     // !compat-4.0 with no old files adds nothing.
     assert_eq!(load(&files, "top", "!compat-4.0").expect("loads"), vec![]);
 }
+
+#[test]
+fn target_matching_of_dom0_and_uuids() {
+    let allow = |tgt_token: &str, target: &str| {
+        let p = format!("s * work {tgt_token} allow target=fedora");
+        allowed_to(&decide(&p, "work", target)).is_some()
+    };
+    let dom0_uuid = "uuid:00000000-0000-0000-0000-000000000000";
+    assert!(allow(dom0_uuid, "@adminvm") && allow(dom0_uuid, "dom0") && !allow(dom0_uuid, "personal"));
+    assert!(allow("@adminvm", dom0_uuid) && !allow("personal", dom0_uuid) && !allow("@anyvm", dom0_uuid));
+    // Class and tags are dom0's only when it is named, not as @adminvm.
+    assert!(allow("@type:AdminVM", "dom0") && !allow("@type:AdminVM", "@adminvm"));
+    assert!(allow("@dispvm:uuid:d1", "@dispvm:uuid:d1") && allow("@dispvm:default-dvm", "@dispvm:uuid:d1"));
+    assert!(allow("uuid:d1", "default-dvm") && !allow("@dispvm", "default-dvm"));
+    assert!(allow("@anyvm", "@dispvm:default-dvm") && allow("@anyvm", "@dispvm"));
+}
+
+#[test]
+fn dom0_redirects_keep_their_spelling_in_allow_and_become_dom0_in_ask() {
+    let dom0_uuid = "uuid:00000000-0000-0000-0000-000000000000";
+    // allow: only @adminvm is rewritten; a name or UUID redirect is passed on as written.
+    assert_eq!(
+        allowed_to(&decide(&format!("s * work * allow target={dom0_uuid}"), "work", "personal")),
+        Some(dom0_uuid)
+    );
+    assert_eq!(allowed_to(&decide("s * work * allow target=uuid:p1", "work", "fedora")), Some("uuid:p1"));
+    // ask: every spelling of dom0 offers and preselects dom0.
+    for target in ["dom0", "@adminvm", dom0_uuid] {
+        for default in ["dom0", "@adminvm", dom0_uuid] {
+            let p = format!("s * work @default ask target={target} default_target={default}");
+            let (t, d) = ask_targets(&decide(&p, "work", ""));
+            assert_eq!((t, d.as_deref()), (vec!["dom0".to_owned()], Some("dom0")), "{p}");
+        }
+    }
+}
+
+#[test]
+fn a_caller_named_by_uuid_is_never_offered_to_itself() {
+    let (t, _) = ask_targets(&decide("s * uuid:w1 * ask\ns * work @tag:t allow", "uuid:w1", "personal"));
+    assert!(!t.iter().any(|x| x == "work" || x == "uuid:w1"), "{t:?}");
+    assert!(t.iter().any(|x| x == "sleeping") && !t.iter().any(|x| x == "hidden"));
+}
