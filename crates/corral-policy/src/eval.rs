@@ -74,6 +74,8 @@ pub enum DenyReason {
     NothingToAsk(Origin),
     #[error("{0}: ask, and nobody can be asked")]
     NotAsked(Origin),
+    #[error("{0}: refused by the user")]
+    RefusedByUser(Origin),
     #[error("{origin}: {target} is not among the targets of the ask")]
     NotAChoice { origin: Origin, target: String },
 }
@@ -112,16 +114,34 @@ impl Decision {
     /// caller intended, if that is among the choices (upstream's `assume_yes_for_ask`). Other decisions are
     /// returned unchanged.
     pub fn resolve_ask(self, assume_yes: bool) -> Decision {
-        let Decision::Ask { targets, user, autostart, notify, origin, intended, .. } = self else {
+        match &self {
+            Decision::Ask { intended, .. } if assume_yes => {
+                let intended = intended.clone();
+                self.answer(Some(&intended))
+            }
+            Decision::Ask { origin, .. } => {
+                Decision::Deny { reason: DenyReason::NotAsked(origin.clone()), notify: true }
+            }
+            _ => self,
+        }
+    }
+
+    /// What an `ask` becomes with the user's reply: `None` if they refused, else the target they chose, which must
+    /// be one of the choices. Other decisions are returned unchanged.
+    pub fn answer(self, chosen: Option<&str>) -> Decision {
+        let Decision::Ask { targets, user, autostart, notify, origin, .. } = self else {
             return self;
         };
-        if !assume_yes {
-            return Decision::Deny { reason: DenyReason::NotAsked(origin), notify: true };
+        let Some(chosen) = chosen else {
+            return Decision::Deny { reason: DenyReason::RefusedByUser(origin), notify };
+        };
+        if !targets.iter().any(|t| t == chosen) {
+            return Decision::Deny {
+                reason: DenyReason::NotAChoice { origin, target: chosen.to_owned() },
+                notify: true,
+            };
         }
-        if !targets.contains(&intended) {
-            return Decision::Deny { reason: DenyReason::NotAChoice { origin, target: intended }, notify: true };
-        }
-        Decision::Allow { target: intended, user, autostart, notify, origin }
+        Decision::Allow { target: chosen.to_owned(), user, autostart, notify, origin }
     }
 }
 

@@ -693,3 +693,31 @@ fn a_caller_named_by_uuid_is_never_offered_to_itself() {
     assert!(!t.iter().any(|x| x == "work" || x == "uuid:w1"), "{t:?}");
     assert!(t.iter().any(|x| x == "sleeping") && !t.iter().any(|x| x == "hidden"));
 }
+
+#[test]
+fn ask_answered_by_the_user() {
+    let p = "s * work @tag:t ask user=u notify=yes";
+    let at = Origin { file: "test.policy".into(), line: 1 };
+    let d = decide(p, "work", "sleeping");
+    assert_eq!(d.clone().answer(None), Decision::Deny { reason: DenyReason::RefusedByUser(at.clone()), notify: true });
+    let quiet = decide("s * work @tag:t ask", "work", "sleeping").answer(None);
+    assert!(matches!(quiet, Decision::Deny { reason: DenyReason::RefusedByUser(_), notify: false }));
+    // The user may pick another offered target than the one intended, but nothing outside the choices.
+    assert_eq!(d.clone().answer(Some("sleeping")), d.clone().resolve_ask(true));
+    assert!(matches!(
+        d.clone().answer(Some("personal")),
+        Decision::Deny { reason: DenyReason::NotAChoice { .. }, notify: true }
+    ));
+    let p = "s * work @default ask\ns * work @dispvm allow\ns * work fedora allow";
+    let d = decide(p, "work", "");
+    assert_eq!(
+        d.answer(Some("@dispvm:default-dvm")),
+        Decision::Allow {
+            target: "@dispvm:default-dvm".into(),
+            user: None,
+            autostart: true,
+            notify: false,
+            origin: at,
+        }
+    );
+}
