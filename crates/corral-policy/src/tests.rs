@@ -721,3 +721,28 @@ fn ask_answered_by_the_user() {
         }
     );
 }
+
+#[test]
+fn old_format_syntax_errors() {
+    use SyntaxErrorKind as K;
+    let inv = |place, t: &str| K::Token(TokenError::Invalid { place, token: t.into() });
+    let table: Vec<(&str, SyntaxErrorKind)> = vec![
+        ("$dispvm $default allow", inv(Place::Source, "@dispvm")),
+        ("$anyvm $default allow,target=$dispvm:$tag:t", inv(Place::Redirect, "@dispvm:@tag:t")),
+        ("$anyvm $default allow,target=$tag:t", inv(Place::Redirect, "@tag:t")),
+        ("$anyvm $anyvm deny,target=work", K::UnknownOption { action: "deny", key: "target".into() }),
+        ("$anyvm $anyvm deny,default_target=work", K::UnknownOption { action: "deny", key: "default_target".into() }),
+        ("$anyvm $anyvm invalid", K::UnknownAction("invalid".into())),
+        ("$anyvm $anyvm allow,invalid=xx", K::UnknownOption { action: "allow", key: "invalid".into() }),
+        ("$anyvm $anyvm", K::WrongNumberOfFields),
+        ("$anyvm $anyvm allow extra", K::OptionSyntax("extra".into())),
+        ("$anyvm $default allow", K::DefaultWithoutRedirect),
+        ("$anyvm $anyvm allow,notify=xx", K::NotYesNo { key: "notify".into(), value: "xx".into() }),
+    ];
+    for (line, kind) in table {
+        let err = parse_service_file("test.Service", "+argument", "old", &format!("\n{line}")).expect_err(line);
+        assert_eq!((err.kind, err.origin.line), (kind, 2), "{line}");
+    }
+    let err = parse_file("new", "s +a @anyvm @anyvm allow extra").expect_err("trailing word");
+    assert_eq!(err.kind, K::OptionSyntax("extra".into()));
+}
