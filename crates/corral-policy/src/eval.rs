@@ -382,6 +382,11 @@ pub fn evaluate(rules: &[Rule], system: &System, request: &Request) -> Decision 
         Action::Ask { target: redirect, default_target, user, notify, autostart } => {
             let mut targets: Vec<String> = match redirect {
                 Some(r) if is_dom0(&r.to_string()) => vec!["dom0".into()],
+                // Upstream offers a bare `@dispvm` here, which no reply can then be run in; offering the
+                // caller's disposable template (as `default_target=@dispvm` does) keeps the choice usable.
+                Some(Token::DispVm) => {
+                    system.dispvm_template_of(&request.source).map(|t| format!("@dispvm:{t}")).into_iter().collect()
+                }
                 Some(r) => vec![r.to_string()],
                 None => targets_for_ask(rules, request, system).into_iter().collect(),
             };

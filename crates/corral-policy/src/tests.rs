@@ -746,3 +746,13 @@ fn old_format_syntax_errors() {
     let err = parse_file("new", "s +a @anyvm @anyvm allow extra").expect_err("trailing word");
     assert_eq!(err.kind, K::OptionSyntax("extra".into()));
 }
+
+#[test]
+fn ask_redirected_to_dispvm_offers_the_callers_template() {
+    let (t, d) = ask_targets(&decide("s * work * ask target=@dispvm default_target=@dispvm", "work", "personal"));
+    assert_eq!((t, d.as_deref()), (vec!["@dispvm:default-dvm".to_owned()], Some("@dispvm:default-dvm")));
+    assert!(matches!(
+        denied(&decide("s * nodvm * ask target=@dispvm", "nodvm", "personal")),
+        Some(DenyReason::NothingToAsk(_))
+    ));
+}
