@@ -202,6 +202,8 @@ fn syntax_errors_say_where_and_why() {
         ("s * @anyvm @anyvm permit", K::UnknownAction("permit".into())),
         ("s * @anyvm @anyvm Allow", K::UnknownAction("Allow".into())),
         ("s * @anyvm @anyvm allow user", K::OptionSyntax("user".into())),
+        // A comment is a whole line; after a rule it is read as an option.
+        ("s * @anyvm @anyvm allow # why", K::OptionSyntax("#".into())),
         ("s * @anyvm @anyvm allow user=a user=b", K::DuplicateOption("user".into())),
         ("s * @anyvm @anyvm allow notify=1", K::NotYesNo { key: "notify".into(), value: "1".into() }),
         ("s * @anyvm @anyvm ask autostart=true", K::NotYesNo { key: "autostart".into(), value: "true".into() }),
