@@ -56,6 +56,8 @@ pub struct Request {
 /// Why a call is denied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DenyReason {
+    #[error("the argument {0:?} does not start with +")]
+    BadArgument(String),
     #[error("the requested target is not valid: {0}")]
     BadTarget(TokenError),
     #[error("{0:?} is not a template for disposables")]
@@ -341,6 +343,9 @@ fn callable_without_autostart(target: &str, system: &System) -> bool {
 /// source and target match decides; none matching denies.
 pub fn evaluate(rules: &[Rule], system: &System, request: &Request) -> Decision {
     let deny = |reason: DenyReason, notify: bool| Decision::Deny { reason, notify };
+    if !request.argument.starts_with('+') {
+        return deny(DenyReason::BadArgument(request.argument.clone()), true);
+    }
     let written = if request.target.is_empty() { "@default" } else { request.target.as_str() };
     let intended = match Token::parse(written, Place::IntendedTarget) {
         Ok(token) => match verify(&token, system) {

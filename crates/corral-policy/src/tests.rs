@@ -758,3 +758,11 @@ fn ask_redirected_to_dispvm_offers_the_callers_template() {
         Some(DenyReason::NothingToAsk(_))
     ));
 }
+
+#[test]
+fn a_request_argument_must_start_with_plus() {
+    let mut q = req("work", "personal");
+    q.argument = "x".into();
+    let d = evaluate(&rules("* * @anyvm @anyvm allow"), &system(), &q);
+    assert_eq!(denied(&d), Some(&DenyReason::BadArgument("x".into())));
+}
