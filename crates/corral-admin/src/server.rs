@@ -99,7 +99,7 @@ pub async fn serve(service: Arc<Service>, listener: UnixListener, door: Door, mu
     let connections = corral_conns::Door::new(limits);
     let mut calls = tokio::task::JoinSet::new();
     let for_calls = stop.clone();
-    let mut refusals = RateLimited::default();
+    let mut refusals = corral_conns::RateLimited::default();
     let mut spawn = |calls: &mut tokio::task::JoinSet<()>, stream: UnixStream| {
         // Peers are told apart by uid: every dom0 tool and qrexec run as root, other local users do not.
         let uid = stream.peer_cred().map_or(u32::MAX, |c| c.uid());
@@ -119,7 +119,7 @@ pub async fn serve(service: Arc<Service>, listener: UnixListener, door: Door, mu
             }
         });
     };
-    let mut warnings = RateLimited::default();
+    let mut warnings = corral_conns::RateLimited::default();
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
@@ -162,27 +162,6 @@ async fn read_request(stream: &mut UnixStream) -> io::Result<Option<Vec<u8>>> {
             return Ok(None);
         }
         buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Accept failures (out of descriptors, mostly) and refusals come back every few milliseconds while they last:
-/// one warning a second, with the number of those not logged.
-#[derive(Default)]
-struct RateLimited {
-    last: Option<std::time::Instant>,
-    suppressed: u64,
-}
-
-impl RateLimited {
-    fn warn(&mut self, log: impl FnOnce(u64)) {
-        let now = std::time::Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1)) {
-            self.suppressed += 1;
-            return;
-        }
-        log(self.suppressed);
-        self.last = Some(now);
-        self.suppressed = 0;
     }
 }
 

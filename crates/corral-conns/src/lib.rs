@@ -216,6 +216,28 @@ impl<K: Eq + Hash + Clone> Drop for Admitted<K> {
     }
 }
 
+/// A condition a door warns about that lasts (out of descriptors, a full door) comes back every few
+/// milliseconds while it lasts: one warning a second, with the number of those not logged.
+#[derive(Debug, Default)]
+pub struct RateLimited {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimited {
+    /// Calls `log` with the number of warnings dropped since the last one, at most once a second.
+    pub fn warn(&mut self, log: impl FnOnce(u64)) {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            self.suppressed += 1;
+            return;
+        }
+        log(self.suppressed);
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

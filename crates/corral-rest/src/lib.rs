@@ -275,8 +275,8 @@ async fn serve_bounded(
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout).max_buf_size(MAX_HEAD);
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut accept_warning = RateLimited::default();
-    let mut refusal_warning = RateLimited::default();
+    let mut accept_warning = corral_conns::RateLimited::default();
+    let mut refusal_warning = corral_conns::RateLimited::default();
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
@@ -325,27 +325,6 @@ async fn serve_bounded(
     }
     graceful.shutdown().await;
     Ok(())
-}
-
-/// Warnings about a condition that lasts (out of descriptors, a full door) come back every few milliseconds
-/// while it lasts: one a second, with the number of those not logged.
-#[derive(Default)]
-struct RateLimited {
-    last: Option<std::time::Instant>,
-    suppressed: u64,
-}
-
-impl RateLimited {
-    fn warn(&mut self, log: impl FnOnce(u64)) {
-        let now = std::time::Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1)) {
-            self.suppressed += 1;
-            return;
-        }
-        log(self.suppressed);
-        self.last = Some(now);
-        self.suppressed = 0;
-    }
 }
 
 type App = tower::util::MapRequest<axum::routing::RouterIntoService<Body>, fn(Request) -> Request>;
